@@ -1,0 +1,117 @@
+/**
+ * Builds the Fastify app from a Context: cross-cutting concerns (request
+ * ids, security headers, CORS, multipart, problem+json errors, metrics,
+ * OpenAPI) and then every module's routes. Nothing here knows a module's
+ * rules; modules are plugins registered in `modules/index.ts`.
+ */
+import cors from '@fastify/cors';
+import helmet from '@fastify/helmet';
+import multipart from '@fastify/multipart';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Context } from './context.js';
+import { newId } from './ids.js';
+import { registerModules } from './modules/index.js';
+import { errorHandler, notFoundHandler } from './platform/http/errors.js';
+import { VERSION } from './version.js';
+
+export type App = FastifyInstance;
+
+const REQUEST_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
+
+export async function buildApp(ctx: Context): Promise<App> {
+  const app = Fastify({
+    loggerInstance: ctx.log as FastifyBaseLogger,
+    // A caller's X-Request-Id is kept when it is safe to log; otherwise we make one.
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : newId();
+    },
+    // Trust exactly TRUST_PROXY hops of X-Forwarded-For (0: the socket address is the client).
+    trustProxy: (_address: string, hop: number) => hop < ctx.config.trustProxy,
+    bodyLimit: 1024 * 1024,
+    // Fastify's own two lines per request are replaced by the one line of the onResponse hook below.
+    logController: new LogController({ disableRequestLogging: true }),
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: true } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.decorate('ctx', ctx);
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler(notFoundHandler);
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  // One line per request, with what an operator needs and nothing secret.
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    const status = String(reply.statusCode);
+    const seconds = reply.elapsedTime / 1000;
+    ctx.metrics.httpRequests.inc({ method: request.method, route, status });
+    ctx.metrics.httpDuration.observe({ method: request.method, route, status }, seconds);
+    request.log.info(
+      { method: request.method, route, url: request.url.split('?')[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 },
+      'request',
+    );
+  });
+
+  await app.register(helmet, {
+    // The docs pages load their own scripts and styles from this origin.
+    contentSecurityPolicy: {
+      directives: {
+        defaultSrc: ["'self'"],
+        imgSrc: ["'self'", 'data:', 'blob:'],
+        scriptSrc: ["'self'", "'unsafe-inline'"],
+        styleSrc: ["'self'", "'unsafe-inline'"],
+      },
+    },
+    crossOriginResourcePolicy: { policy: 'cross-origin' },
+  });
+  if (ctx.config.allowedOrigins.length > 0) {
+    await app.register(cors, {
+      origin: ctx.config.allowedOrigins,
+      credentials: true,
+      methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
+      exposedHeaders: ['ETag', 'Content-Length', 'Content-Range', 'Retry-After', 'X-Request-Id'],
+    });
+  }
+  await app.register(multipart, {
+    limits: {
+      fileSize: ctx.config.maxUploadSize,
+      files: Math.max(ctx.config.maxFilesPerOrder, 1) + 1,
+      fields: 20,
+      fieldSize: 64 * 1024,
+      parts: 64,
+    },
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'Kiln',
+        version: VERSION,
+        description: 'Self-hosted image service for shops: galleries, custom orders, product images by barcode, AI edits.',
+      },
+      components: {
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
+          apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
+        },
+      },
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  await registerModules(app, ctx);
+  return app;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    ctx: Context;
+  }
+}

@@ -1,0 +1,220 @@
+/**
+ * Every setting Kiln reads, parsed and validated once from the environment
+ * (and a `.env` file in the working directory), then passed around typed.
+ * A bad value throws ConfigError naming the variable; `main.ts` prints that
+ * one line and exits.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse as parseDotenv } from 'dotenv';
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(`${variable}: ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export type Env = Record<string, string | undefined>;
+
+export interface Config {
+  host: string;
+  port: number;
+  dataDir: string;
+  /** undefined: SQLite file `kiln.db` in dataDir. */
+  databaseUrl: string | undefined;
+  redisUrl: string | undefined;
+  /** undefined: generated once and kept in dataDir (see context.ts). */
+  jwtSecret: string | undefined;
+  jwtJwksUrl: string | undefined;
+  adminEmail: string | undefined;
+  adminPassword: string | undefined;
+  apiKey: string | undefined;
+  maxUploadSize: number;
+  maxFilesPerOrder: number;
+  maxImagePixels: number;
+  jpegQuality: number;
+  allowedOrigins: string[];
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  logFile: string | undefined;
+  logMaxSize: string;
+  logKeep: number;
+  accessTokenLifetimeMin: number;
+  shortRefreshLifetimeMin: number;
+  longRefreshLifetimeMin: number;
+  rateLimitAuth: number;
+  rateLimitUpload: number;
+  rateLimitDefault: number;
+  galleryPublicRead: boolean;
+  storage: 'fs' | 's3';
+  s3: {
+    bucket: string | undefined;
+    endpoint: string | undefined;
+    region: string;
+    accessKeyId: string | undefined;
+    secretAccessKey: string | undefined;
+    forcePathStyle: boolean;
+  };
+  jobConcurrency: number;
+  fetchAllowedHosts: string[];
+  eanProviderUrl: string;
+  webhookUrl: string | undefined;
+  webhookSecret: string | undefined;
+  signedUrlTtl: number;
+  openai: {
+    apiKey: string | undefined;
+    baseUrl: string | undefined;
+    imageModel: string;
+    timeoutSeconds: number;
+  };
+  cacheTtlSeconds: number;
+  cacheMaxItems: number;
+  /** Number of reverse proxies in front of Kiln whose X-Forwarded-For is trusted (0: none). */
+  trustProxy: number;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** Reads `.env` from `dir` without overriding variables that are already set. */
+export function readDotenv(dir: string): Env {
+  const file = path.join(dir, '.env');
+  if (!existsSync(file)) return {};
+  return parseDotenv(readFileSync(file));
+}
+
+class Reader {
+  constructor(private readonly env: Env) {}
+
+  raw(name: string): string | undefined {
+    const v = this.env[name];
+    return v === undefined || v.trim() === '' ? undefined : v.trim();
+  }
+
+  string(name: string, fallback: string): string {
+    return this.raw(name) ?? fallback;
+  }
+
+  int(name: string, fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+    const v = this.raw(name);
+    if (v === undefined) return fallback;
+    if (!/^\d+$/.test(v)) throw new ConfigError(name, `expected a whole number, got "${v}"`);
+    const n = Number(v);
+    if (n < min || n > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${n}`);
+    return n;
+  }
+
+  bool(name: string, fallback: boolean): boolean {
+    const v = this.raw(name)?.toLowerCase();
+    if (v === undefined) return fallback;
+    if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+    if (['0', 'false', 'no', 'off'].includes(v)) return false;
+    throw new ConfigError(name, `expected true or false, got "${v}"`);
+  }
+
+  list(name: string): string[] {
+    const v = this.raw(name);
+    if (v === undefined) return [];
+    return v
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== '');
+  }
+
+  url(name: string, protocols: string[]): string | undefined {
+    const v = this.raw(name);
+    if (v === undefined) return undefined;
+    let u: URL;
+    try {
+      u = new URL(v);
+    } catch {
+      throw new ConfigError(name, 'is not a valid URL');
+    }
+    if (!protocols.includes(u.protocol)) {
+      throw new ConfigError(name, `must start with ${protocols.map((p) => p + '//').join(' or ')}`);
+    }
+    return v;
+  }
+
+  oneOf<T extends string>(name: string, allowed: readonly T[], fallback: T): T {
+    const v = this.raw(name)?.toLowerCase();
+    if (v === undefined) return fallback;
+    if (!(allowed as readonly string[]).includes(v)) {
+      throw new ConfigError(name, `must be one of ${allowed.join(', ')}, got "${v}"`);
+    }
+    return v as T;
+  }
+}
+
+/** Size with an optional k/m/g suffix, as pino-roll takes it ("10m"). */
+function checkSize(name: string, v: string): string {
+  if (!/^\d+[kmg]?$/i.test(v)) throw new ConfigError(name, `expected a size such as 10m, got "${v}"`);
+  return v.toLowerCase();
+}
+
+export function loadConfig(processEnv: Env = process.env, cwd = process.cwd()): Config {
+  const env: Env = { ...readDotenv(cwd), ...processEnv };
+  const r = new Reader(env);
+  const storage = r.oneOf('STORAGE', ['fs', 's3'] as const, 'fs');
+  const config: Config = {
+    host: r.string('HOST', '127.0.0.1'),
+    port: r.int('PORT', 8000, 0, 65535),
+    dataDir: path.resolve(cwd, r.string('DATA_DIR', './data')),
+    databaseUrl: r.url('DATABASE_URL', ['postgres:', 'postgresql:', 'sqlite:']),
+    redisUrl: r.url('REDIS_URL', ['redis:', 'rediss:']),
+    jwtSecret: r.raw('JWT_SECRET'),
+    jwtJwksUrl: r.url('JWT_JWKS_URL', ['http:', 'https:']),
+    adminEmail: r.raw('ADMIN_EMAIL'),
+    adminPassword: r.raw('ADMIN_PASSWORD'),
+    apiKey: r.raw('API_KEY'),
+    maxUploadSize: r.int('MAX_UPLOAD_SIZE', 10 * 1024 * 1024, 1),
+    maxFilesPerOrder: r.int('MAX_FILES_PER_ORDER', 4, 1, 100),
+    maxImagePixels: r.int('MAX_IMAGE_PIXELS', 50_000_000, 1),
+    jpegQuality: r.int('JPEG_QUALITY', 85, 1, 100),
+    allowedOrigins: r.list('ALLOWED_ORIGINS'),
+    logLevel: r.oneOf('LOG_LEVEL', LOG_LEVELS, 'info'),
+    logFile: r.raw('LOG_FILE'),
+    logMaxSize: checkSize('LOG_MAX_SIZE', r.string('LOG_MAX_SIZE', '10m')),
+    logKeep: r.int('LOG_KEEP', 7, 1, 1000),
+    accessTokenLifetimeMin: r.int('ACCESS_TOKEN_LIFETIME', 15, 1),
+    shortRefreshLifetimeMin: r.int('SHORT_REFRESH_TOKEN_LIFETIME', 60, 1),
+    longRefreshLifetimeMin: r.int('LONG_REFRESH_TOKEN_LIFETIME', 43200, 1),
+    rateLimitAuth: r.int('RATE_LIMIT_AUTH', 5),
+    rateLimitUpload: r.int('RATE_LIMIT_UPLOAD', 10),
+    rateLimitDefault: r.int('RATE_LIMIT_DEFAULT', 100),
+    galleryPublicRead: r.bool('GALLERY_PUBLIC_READ', true),
+    storage,
+    s3: {
+      bucket: r.raw('S3_BUCKET'),
+      endpoint: r.url('S3_ENDPOINT', ['http:', 'https:']),
+      region: r.string('S3_REGION', 'us-east-1'),
+      accessKeyId: r.raw('S3_ACCESS_KEY_ID'),
+      secretAccessKey: r.raw('S3_SECRET_ACCESS_KEY'),
+      forcePathStyle: r.bool('S3_FORCE_PATH_STYLE', true),
+    },
+    jobConcurrency: r.int('JOB_CONCURRENCY', 2, 1, 256),
+    fetchAllowedHosts: r.list('FETCH_ALLOWED_HOSTS').map((h) => h.toLowerCase()),
+    eanProviderUrl: r.url('EAN_PROVIDER_URL', ['http:', 'https:']) ?? 'https://world.openfoodfacts.org',
+    webhookUrl: r.url('WEBHOOK_URL', ['http:', 'https:']),
+    webhookSecret: r.raw('WEBHOOK_SECRET'),
+    signedUrlTtl: r.int('SIGNED_URL_TTL', 3600, 1),
+    openai: {
+      apiKey: r.raw('OPENAI_API_KEY'),
+      baseUrl: r.url('OPENAI_BASE_URL', ['http:', 'https:']),
+      imageModel: r.string('OPENAI_IMAGE_MODEL', 'gpt-image-1'),
+      timeoutSeconds: r.int('OPENAI_TIMEOUT_SECONDS', 120, 1),
+    },
+    cacheTtlSeconds: r.int('CACHE_TTL_SECONDS', 3600, 1),
+    cacheMaxItems: r.int('CACHE_MAX_ITEMS', 1000, 1),
+    trustProxy: r.int('TRUST_PROXY', 0, 0, 10),
+  };
+  if (storage === 's3' && !config.s3.bucket) {
+    throw new ConfigError('S3_BUCKET', 'must be set when STORAGE=s3');
+  }
+  if (config.webhookUrl && !config.webhookSecret) {
+    throw new ConfigError('WEBHOOK_SECRET', 'must be set when WEBHOOK_URL is set');
+  }
+  return config;
+}

@@ -1,0 +1,109 @@
+/**
+ * The one Context: every adapter a service needs (database, blobs, logger,
+ * metrics, clock, secrets), built once from the Config and passed to
+ * services as an argument. Tests build their own over a temp directory.
+ */
+import { createHmac } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { systemClock, type Clock } from './clock.js';
+import type { Config } from './config.js';
+import { newSecret } from './ids.js';
+import type { BlobStore } from './platform/blobs/index.js';
+import { FsBlobStore } from './platform/blobs/fs.js';
+import { migrateToLatest, openDatabase, type Db } from './platform/db/index.js';
+import { createLogger } from './platform/log/index.js';
+import { createMetrics, type Metrics } from './platform/metrics/index.js';
+
+export interface Secrets {
+  /** HS256 key for access tokens (JWT_SECRET, or generated once into DATA_DIR). */
+  jwtSecret: Uint8Array;
+  /** HMAC key for signed file links, derived from the JWT secret so every process that shares one shares both. */
+  linkSecret: Uint8Array;
+}
+
+export interface Context {
+  config: Config;
+  db: Db;
+  blobs: BlobStore;
+  log: Logger;
+  metrics: Metrics;
+  clock: Clock;
+  secrets: Secrets;
+  /** DATA_DIR/tmp: uploads stream here before they are validated and moved. */
+  tmpDir: string;
+  /** Runs every registered closer in reverse order of registration. */
+  close(): Promise<void>;
+  /** Registers a resource to release on close (a queue, a pool, a timer). */
+  onClose(closer: () => Promise<void> | void): void;
+}
+
+export interface ContextOptions {
+  clock?: Clock;
+  log?: Logger;
+  /** Skip migrations (the `migrate` command runs them itself). */
+  migrate?: boolean;
+}
+
+/**
+ * Reads a secret from DATA_DIR/secrets/<name>, creating it on first use.
+ * Exclusive create ('wx') makes two processes starting together agree on one value.
+ */
+async function storedSecret(dataDir: string, name: string): Promise<string> {
+  const dir = path.join(dataDir, 'secrets');
+  const file = path.join(dir, name);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  try {
+    await writeFile(file, newSecret(48), { flag: 'wx', mode: 0o600 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  // A racing creator may not have written yet; wait for the content.
+  for (let attempt = 0; ; attempt++) {
+    const value = (await readFile(file, 'utf8')).trim();
+    if (value !== '' || attempt > 50) return value;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export async function createContext(config: Config, options: ContextOptions = {}): Promise<Context> {
+  const closers: Array<() => Promise<void> | void> = [];
+  const tmpDir = path.join(config.dataDir, 'tmp');
+  await mkdir(tmpDir, { recursive: true });
+
+  const log = options.log ?? createLogger(config);
+  const db = openDatabase(config.databaseUrl, config.dataDir);
+  closers.push(() => db.close());
+  if (options.migrate !== false) await migrateToLatest(db);
+
+  const jwtSecretText = config.jwtSecret ?? (await storedSecret(config.dataDir, 'jwt_secret'));
+  const jwtSecret = new TextEncoder().encode(jwtSecretText);
+  const linkSecret = new Uint8Array(createHmac('sha256', jwtSecret).update('kiln signed links').digest());
+
+  const blobs: BlobStore = new FsBlobStore(path.join(config.dataDir, 'blobs'), tmpDir);
+
+  return {
+    config,
+    db,
+    blobs,
+    log,
+    metrics: createMetrics(),
+    clock: options.clock ?? systemClock,
+    secrets: { jwtSecret, linkSecret },
+    tmpDir,
+    onClose(closer) {
+      closers.push(closer);
+    },
+    async close() {
+      for (const closer of closers.reverse()) {
+        try {
+          await closer();
+        } catch (err) {
+          log.error({ err }, 'error while closing');
+        }
+      }
+      closers.length = 0;
+    },
+  };
+}

@@ -1,0 +1,76 @@
+#!/usr/bin/env node
+/**
+ * The command line: `kiln serve` (the HTTP API), `kiln worker` (runs queued
+ * jobs when REDIS_URL is set), `kiln migrate`, `kiln users create`.
+ */
+import './threadpool.js';
+import { parseArgs } from 'node:util';
+import { buildApp } from './app.js';
+import { ConfigError, loadConfig, type Config } from './config.js';
+import { createContext } from './context.js';
+import { migrateToLatest } from './platform/db/index.js';
+
+const USAGE = `usage: kiln <command>
+
+  serve                 serve the HTTP API (default)
+  worker                run background jobs from Redis (needs REDIS_URL)
+  migrate               apply database migrations and exit
+  users create --email E --username U [--password P] [--admin]
+                        create a user (password from KILN_PASSWORD when not given)
+`;
+
+function fail(message: string): never {
+  process.stderr.write(`kiln: ${message}\n`);
+  process.exit(1);
+}
+
+async function serve(config: Config): Promise<void> {
+  const ctx = await createContext(config);
+  const app = await buildApp(ctx);
+  const shutdown = async (signal: string) => {
+    ctx.log.info({ signal }, 'shutting down');
+    await app.close();
+    await ctx.close();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+  const address = await app.listen({ host: config.host, port: config.port });
+  ctx.log.info({ address }, 'kiln is serving');
+}
+
+async function migrate(config: Config): Promise<void> {
+  const ctx = await createContext(config, { migrate: false });
+  const applied = await migrateToLatest(ctx.db);
+  process.stdout.write(applied.length ? `applied: ${applied.join(', ')}\n` : 'database is up to date\n');
+  await ctx.close();
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command = 'serve', ...rest] = argv;
+  if (command === 'help' || command === '--help' || command === '-h') {
+    process.stdout.write(USAGE);
+    return;
+  }
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) fail(err.message);
+    throw err;
+  }
+  switch (command) {
+    case 'serve':
+      return serve(config);
+    case 'migrate':
+      return migrate(config);
+    default:
+      void parseArgs;
+      void rest;
+      fail(`unknown command "${command}"\n${USAGE}`);
+  }
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  fail(err instanceof Error ? err.message : String(err));
+});

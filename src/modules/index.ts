@@ -1,0 +1,11 @@
+/**
+ * Every capability the user sees, registered in one place. A module is a
+ * function (app, ctx) that adds its routes; add a line here to add one.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { Context } from '../context.js';
+import { opsRoutes } from './ops/routes.js';
+
+export async function registerModules(app: FastifyInstance, ctx: Context): Promise<void> {
+  await opsRoutes(app, ctx);
+}

@@ -1,0 +1,77 @@
+/**
+ * Operations: what the service is (`/`), whether it is well (`/health`),
+ * how it is doing (`/metrics`), and what it offers (`/openapi.json`, `/redoc`;
+ * Swagger UI at `/docs` is registered in app.ts).
+ */
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import type { Context } from '../../context.js';
+import { VERSION } from '../../version.js';
+import { checkHealth } from './health.js';
+import { renderReference } from './reference.js';
+
+const HealthAnswer = Type.Object({
+  status: Type.Union([Type.Literal('healthy'), Type.Literal('unhealthy')]),
+  timestamp: Type.String({ format: 'date-time' }),
+  checks: Type.Record(Type.String(), Type.Object({ ok: Type.Boolean(), ms: Type.Number(), error: Type.Optional(Type.String()) })),
+});
+
+export async function opsRoutes(app: FastifyInstance, ctx: Context): Promise<void> {
+  app.get(
+    '/',
+    {
+      schema: {
+        tags: ['ops'],
+        summary: 'What this service is and where its endpoints are',
+        response: {
+          200: Type.Object({
+            service: Type.String(),
+            version: Type.String(),
+            description: Type.String(),
+            endpoints: Type.Record(Type.String(), Type.String()),
+          }),
+        },
+      },
+    },
+    async () => ({
+      service: 'Kiln',
+      version: VERSION,
+      description: 'Self-hosted image service for shops: galleries, custom orders, product images by barcode, AI edits.',
+      endpoints: {
+        health: '/health',
+        metrics: '/metrics',
+        openapi: '/openapi.json',
+        docs: '/docs',
+        redoc: '/redoc',
+        auth: '/auth',
+        users: '/users/me',
+        galleries: '/projects/{project_id}/images',
+        custom_orders: '/api/images/upload',
+        product_images: '/api/v1/fetch-image',
+        jobs: '/api/v1/jobs',
+        ai_edits: '/api/v1/process/book',
+        upload_page: '/upload',
+      },
+    }),
+  );
+
+  app.get(
+    '/health',
+    { schema: { tags: ['ops'], summary: 'Database and blob store reachability', response: { 200: HealthAnswer, 503: HealthAnswer } } },
+    async (_request, reply) => {
+      const report = await checkHealth(ctx);
+      return reply.status(report.status === 'healthy' ? 200 : 503).send(report);
+    },
+  );
+
+  app.get('/metrics', { schema: { tags: ['ops'], summary: 'Prometheus metrics', hide: false } }, async (_request, reply) => {
+    const body = await ctx.metrics.registry.metrics();
+    return reply.type(ctx.metrics.registry.contentType).send(body);
+  });
+
+  app.get('/openapi.json', { schema: { tags: ['ops'], summary: 'The OpenAPI 3 document', hide: true } }, async () => app.swagger());
+
+  app.get('/redoc', { schema: { tags: ['ops'], summary: 'API reference page', hide: true } }, async (_request, reply) =>
+    reply.type('text/html; charset=utf-8').send(renderReference(app.swagger() as unknown as Parameters<typeof renderReference>[0])),
+  );
+}

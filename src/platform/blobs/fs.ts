@@ -1,0 +1,97 @@
+import { createReadStream } from 'node:fs';
+import { mkdir, readFile, rename, rm, stat, unlink, writeFile, copyFile } from 'node:fs/promises';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { NotFound } from '../../errors.js';
+import { assertKey, type BlobInfo, type BlobStore, type ByteRange } from './index.js';
+
+/**
+ * Blobs as files under `root`. Writes go to a temp file in `tmpDir` (same
+ * file system) and are renamed into place, so a reader never sees half a file.
+ */
+export class FsBlobStore implements BlobStore {
+  readonly kind = 'fs';
+
+  constructor(
+    private readonly root: string,
+    private readonly tmpDir: string,
+  ) {}
+
+  private pathOf(key: string): string {
+    assertKey(key);
+    return path.join(this.root, ...key.split('/'));
+  }
+
+  async putFile(key: string, localPath: string): Promise<void> {
+    const target = this.pathOf(key);
+    await mkdir(path.dirname(target), { recursive: true });
+    try {
+      await rename(localPath, target);
+    } catch (err) {
+      // Another file system (EXDEV): copy to a temp name beside the target, then rename.
+      if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
+      const temp = `${target}.${randomBytes(6).toString('hex')}.tmp`;
+      await copyFile(localPath, temp);
+      await rename(temp, target);
+      await unlink(localPath);
+    }
+  }
+
+  async put(key: string, body: Buffer): Promise<void> {
+    const target = this.pathOf(key);
+    await mkdir(path.dirname(target), { recursive: true });
+    await mkdir(this.tmpDir, { recursive: true });
+    const temp = path.join(this.tmpDir, `blob-${randomBytes(8).toString('hex')}`);
+    await writeFile(temp, body);
+    await rename(temp, target);
+  }
+
+  async stat(key: string): Promise<BlobInfo | null> {
+    try {
+      const s = await stat(this.pathOf(key));
+      return { size: s.size, modifiedAt: s.mtime };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+  }
+
+  async read(key: string, range?: ByteRange): Promise<Readable> {
+    const file = this.pathOf(key);
+    const stream = createReadStream(file, range ? { start: range.start, end: range.end } : {});
+    // Surface ENOENT as NotFound before the caller starts answering.
+    await new Promise<void>((resolve, reject) => {
+      stream.once('open', () => resolve());
+      stream.once('error', (err: NodeJS.ErrnoException) =>
+        reject(err.code === 'ENOENT' ? new NotFound('The file is missing.') : err),
+      );
+    });
+    return stream;
+  }
+
+  async readAll(key: string): Promise<Buffer> {
+    try {
+      return await readFile(this.pathOf(key));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFound('The file is missing.');
+      throw err;
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    await rm(this.pathOf(key), { force: true });
+  }
+
+  async deletePrefix(prefix: string): Promise<void> {
+    await rm(this.pathOf(prefix), { recursive: true, force: true });
+  }
+
+  async healthCheck(): Promise<void> {
+    const key = `health/${randomBytes(6).toString('hex')}`;
+    await this.put(key, Buffer.from('ok'));
+    const back = await this.readAll(key);
+    await this.delete(key);
+    if (back.toString() !== 'ok') throw new Error('blob store read back different bytes');
+  }
+}

@@ -1,0 +1,43 @@
+/**
+ * BlobStore: where image bytes live. Keys are built by the server from its
+ * own ids (`gallery/<image_id>/thumb.jpg`), never from raw user input, and
+ * `assertKey` refuses anything else. Implementations: fs.ts (default, atomic
+ * temp-then-rename under DATA_DIR/blobs) and, behind the same interface, S3.
+ */
+import type { Readable } from 'node:stream';
+
+export interface BlobInfo {
+  size: number;
+  modifiedAt: Date;
+}
+
+export interface ByteRange {
+  /** Inclusive, as in HTTP. */
+  start: number;
+  end: number;
+}
+
+export interface BlobStore {
+  readonly kind: string;
+  /** Moves (or uploads) a finished local file to `key`; the file is gone afterwards. */
+  putFile(key: string, localPath: string, contentType: string): Promise<void>;
+  put(key: string, body: Buffer, contentType: string): Promise<void>;
+  stat(key: string): Promise<BlobInfo | null>;
+  /** Throws NotFound when the blob does not exist. */
+  read(key: string, range?: ByteRange): Promise<Readable>;
+  readAll(key: string): Promise<Buffer>;
+  delete(key: string): Promise<void>;
+  /** Removes every blob whose key starts with `prefix` + '/'. */
+  deletePrefix(prefix: string): Promise<void>;
+  /** Throws when the store cannot be written to and read back. */
+  healthCheck(): Promise<void>;
+}
+
+const KEY = /^[a-z0-9][a-z0-9_-]*(\/[A-Za-z0-9_-][A-Za-z0-9_.-]*)*$/;
+
+/** Keys are lower-case path segments of safe characters; no `..`, no leading slash. */
+export function assertKey(key: string): void {
+  if (!KEY.test(key) || key.includes('..') || key.length > 512) {
+    throw new Error(`invalid blob key: ${JSON.stringify(key)}`);
+  }
+}

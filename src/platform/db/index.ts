@@ -1,0 +1,122 @@
+/**
+ * The database: Kysely over SQLite (better-sqlite3, WAL) by default or
+ * PostgreSQL (pg) when DATABASE_URL says so, and the migrations both share.
+ *
+ * SQLite transactions start with BEGIN IMMEDIATE, so a read-modify-write
+ * (the gallery's primary image) holds the write lock from its first read and
+ * two processes on one file serialise instead of failing with SQLITE_BUSY.
+ * On PostgreSQL the same code takes row locks with `lockForUpdate`.
+ */
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import SqliteDatabase from 'better-sqlite3';
+import {
+  CompiledQuery,
+  Kysely,
+  Migrator,
+  PostgresDialect,
+  SqliteDialect,
+  type DatabaseConnection,
+  type Driver,
+  type MigrationProvider,
+  type SelectQueryBuilder,
+} from 'kysely';
+import pg from 'pg';
+import { migrations } from './migrations/index.js';
+import type { Database } from './schema.js';
+
+export type DialectName = 'sqlite' | 'postgres';
+
+export interface Db {
+  kysely: Kysely<Database>;
+  dialect: DialectName;
+  /** A cheap round trip, for /health. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+class ImmediateSqliteDialect extends SqliteDialect {
+  override createDriver(): Driver {
+    const driver = super.createDriver();
+    driver.beginTransaction = async (connection: DatabaseConnection) => {
+      await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+    };
+    return driver;
+  }
+}
+
+function openSqlite(file: string): Kysely<Database> {
+  if (file !== ':memory:') mkdirSync(path.dirname(file), { recursive: true });
+  const database = new SqliteDatabase(file);
+  database.pragma('journal_mode = WAL');
+  database.pragma('busy_timeout = 10000');
+  database.pragma('synchronous = NORMAL');
+  database.pragma('foreign_keys = ON');
+  return new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database }) });
+}
+
+function openPostgres(url: string): Kysely<Database> {
+  const pool = new pg.Pool({ connectionString: url, max: 10 });
+  // An idle client losing its server must not crash the process; the next query reports it.
+  pool.on('error', () => undefined);
+  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+}
+
+/** `databaseUrl` undefined or `sqlite:` means the SQLite file in dataDir. */
+export function openDatabase(databaseUrl: string | undefined, dataDir: string): Db {
+  const isPostgres = databaseUrl !== undefined && /^postgres(ql)?:/.test(databaseUrl);
+  let kysely: Kysely<Database>;
+  if (isPostgres) {
+    kysely = openPostgres(databaseUrl);
+  } else {
+    const file = databaseUrl?.startsWith('sqlite:')
+      ? databaseUrl.slice('sqlite:'.length).replace(/^\/\//, '') || path.join(dataDir, 'kiln.db')
+      : path.join(dataDir, 'kiln.db');
+    kysely = openSqlite(file);
+  }
+  const dialect: DialectName = isPostgres ? 'postgres' : 'sqlite';
+  return {
+    kysely,
+    dialect,
+    async ping() {
+      await kysely.executeQuery(CompiledQuery.raw('select 1'));
+    },
+    async close() {
+      await kysely.destroy();
+    },
+  };
+}
+
+const provider: MigrationProvider = { getMigrations: async () => migrations };
+
+/** Applies every pending migration; throws with the failing migration's name. */
+export async function migrateToLatest(db: Db): Promise<string[]> {
+  const migrator = new Migrator({ db: db.kysely, provider });
+  const { error, results } = await migrator.migrateToLatest();
+  const failed = results?.find((r) => r.status === 'Error');
+  if (error) {
+    const name = failed ? ` (${failed.migrationName})` : '';
+    throw new Error(`migration failed${name}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}
+
+/**
+ * Adds `FOR UPDATE` on PostgreSQL. SQLite needs nothing: its transactions
+ * already hold the database's write lock (BEGIN IMMEDIATE).
+ */
+export function lockForUpdate<DB, TB extends keyof DB, O>(
+  dialect: DialectName,
+  query: SelectQueryBuilder<DB, TB, O>,
+): SelectQueryBuilder<DB, TB, O> {
+  return dialect === 'postgres' ? query.forUpdate() : query;
+}
+
+/** True when `error` is a unique-constraint violation, on either dialect. */
+export function isUniqueViolation(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const e = error as { code?: unknown };
+  return e.code === '23505' || e.code === 'SQLITE_CONSTRAINT_UNIQUE' || e.code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
+}
+
+export type { Database } from './schema.js';

@@ -1,0 +1,82 @@
+/**
+ * Table types for Kysely. Booleans are stored as integers (0/1) on both
+ * SQLite and PostgreSQL, times as ISO 8601 UTC strings, so one set of
+ * migrations and one set of queries serve both dialects.
+ */
+import type { Generated } from 'kysely';
+
+export type Flag = 0 | 1;
+
+export interface UsersTable {
+  id: string;
+  email: string;
+  email_lower: string;
+  username: string;
+  password_hash: string;
+  is_active: Flag;
+  is_admin: Flag;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface RefreshTokensTable {
+  id: string;
+  user_id: string;
+  family_id: string;
+  token_hash: string;
+  expires_at: string;
+  used_at: string | null;
+  revoked_at: string | null;
+  created_at: string;
+}
+
+export interface ApiKeysTable {
+  id: string;
+  user_id: string;
+  name: string;
+  prefix: string;
+  key_hash: string;
+  created_at: string;
+  last_used_at: string | null;
+}
+
+export interface ProjectsTable {
+  project_id: string;
+  owner_id: string;
+  primary_image_id: string | null;
+  /** Next upload-order number; bumped under the project's row lock. */
+  next_seq: number;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface GalleryImagesTable {
+  image_id: string;
+  project_id: string;
+  seq: number;
+  width: number;
+  height: number;
+  bytes: number;
+  sha256: string;
+  /** JSON: { [size]: { width, height, bytes, etag } } */
+  variants: string;
+  created_at: string;
+}
+
+/** Key/value facts the service keeps about itself (generated secrets and the like). */
+export interface SettingsTable {
+  key: string;
+  value: string;
+}
+
+export interface Database {
+  users: UsersTable;
+  refresh_tokens: RefreshTokensTable;
+  api_keys: ApiKeysTable;
+  projects: ProjectsTable;
+  gallery_images: GalleryImagesTable;
+  settings: SettingsTable;
+}
+
+// Generated is re-exported for later tables with database-assigned columns.
+export type { Generated };

@@ -1,0 +1,89 @@
+/**
+ * The one error handler: every failure leaves as application/problem+json
+ * (RFC 9457) with `detail` and a stable `code`. Unknown errors become a 500
+ * whose detail hides internals; the log keeps the real cause.
+ */
+import { STATUS_CODES } from 'node:http';
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { DomainError, type FieldError } from '../../errors.js';
+
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: string;
+  [member: string]: unknown;
+}
+
+export function problem(status: number, code: string, detail: string, extra: Record<string, unknown> = {}): Problem {
+  return {
+    type: `urn:kiln:problem:${code}`,
+    title: STATUS_CODES[status] ?? 'Error',
+    status,
+    detail,
+    code,
+    ...extra,
+  };
+}
+
+/** Known Fastify / plugin error codes, mapped to the contract's statuses and codes. */
+const FASTIFY_CODES: Record<string, { status: number; code: string; detail: string }> = {
+  FST_REQ_FILE_TOO_LARGE: { status: 413, code: 'file_too_large', detail: 'The file is larger than the upload limit.' },
+  FST_ERR_CTP_BODY_TOO_LARGE: { status: 413, code: 'body_too_large', detail: 'The request body is too large.' },
+  FST_FILES_LIMIT: { status: 422, code: 'too_many_files', detail: 'Too many files in one request.' },
+  FST_PARTS_LIMIT: { status: 413, code: 'too_many_parts', detail: 'Too many parts in the multipart body.' },
+  FST_FIELDS_LIMIT: { status: 413, code: 'too_many_fields', detail: 'Too many fields in the multipart body.' },
+  FST_INVALID_MULTIPART_CONTENT_TYPE: { status: 415, code: 'not_multipart', detail: 'Send the upload as multipart/form-data.' },
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: { status: 415, code: 'unsupported_media_type', detail: 'This content type is not accepted here.' },
+  FST_ERR_CTP_EMPTY_JSON_BODY: { status: 422, code: 'validation_error', detail: 'The JSON body is empty.' },
+  FST_ERR_CTP_INVALID_JSON_BODY: { status: 400, code: 'invalid_json', detail: 'The body is not valid JSON.' },
+};
+
+function fieldErrors(error: FastifyError): FieldError[] {
+  return (error.validation ?? []).map((v) => {
+    const where = error.validationContext ?? 'body';
+    const missing = (v.params as { missingProperty?: string } | undefined)?.missingProperty;
+    const pathPart = v.instancePath.replace(/^\//, '').replace(/\//g, '.');
+    const field = [where, pathPart, missing].filter((s) => s !== undefined && s !== '').join('.');
+    return { field, message: v.message ?? 'is invalid' };
+  });
+}
+
+export function toProblem(error: unknown): Problem {
+  if (error instanceof DomainError) return problem(error.status, error.code, error.detail, error.extra);
+  const fe = error as FastifyError;
+  if (fe.validation) {
+    const errors = fieldErrors(fe);
+    const first = errors[0];
+    const detail = first ? `${first.field} ${first.message}.` : 'The request is not valid.';
+    return problem(422, 'validation_error', detail, { errors });
+  }
+  const known = fe.code ? FASTIFY_CODES[fe.code] : undefined;
+  if (known) return problem(known.status, known.code, known.detail);
+  if (fe.statusCode === 429) return problem(429, 'rate_limited', 'Too many requests; try again later.');
+  if (fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500) {
+    return problem(fe.statusCode, 'bad_request', fe.message || 'The request is not valid.');
+  }
+  return problem(500, 'internal_error', 'Something went wrong on our side; it has been logged.');
+}
+
+export function sendProblem(reply: FastifyReply, p: Problem): FastifyReply {
+  return reply.status(p.status).type('application/problem+json').send(p);
+}
+
+export function errorHandler(error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const p = toProblem(error);
+  if (p.status >= 500) request.log.error({ err: error }, 'request failed');
+  else request.log.debug({ code: p.code }, 'request rejected');
+  request.server.ctx.metrics.httpErrors.inc({ route: request.routeOptions.url ?? 'unmatched', code: p.code });
+  if (error instanceof DomainError && p.status === 429) {
+    const retry = (error as { retryAfterSeconds?: number }).retryAfterSeconds;
+    if (retry !== undefined) reply.header('retry-after', String(retry));
+  }
+  return sendProblem(reply, p);
+}
+
+export function notFoundHandler(request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  return sendProblem(reply, problem(404, 'not_found', `No route for ${request.method} ${request.url.split('?')[0]}.`));
+}

@@ -1,0 +1,78 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../src/config.js';
+
+const cwd = mkdtempSync(path.join(os.tmpdir(), 'kiln-config-'));
+
+describe('config', () => {
+  it('has the documented defaults', () => {
+    const c = loadConfig({}, cwd);
+    expect(c.host).toBe('127.0.0.1');
+    expect(c.port).toBe(8000);
+    expect(c.dataDir).toBe(path.join(cwd, 'data'));
+    expect(c.databaseUrl).toBeUndefined();
+    expect(c.maxUploadSize).toBe(10485760);
+    expect(c.maxFilesPerOrder).toBe(4);
+    expect(c.maxImagePixels).toBe(50_000_000);
+    expect(c.accessTokenLifetimeMin).toBe(15);
+    expect(c.shortRefreshLifetimeMin).toBe(60);
+    expect(c.longRefreshLifetimeMin).toBe(43200);
+    expect([c.rateLimitAuth, c.rateLimitUpload, c.rateLimitDefault]).toEqual([5, 10, 100]);
+    expect(c.galleryPublicRead).toBe(true);
+    expect(c.signedUrlTtl).toBe(3600);
+    expect(c.cacheTtlSeconds).toBe(3600);
+    expect(c.cacheMaxItems).toBe(1000);
+    expect(c.openai.imageModel).toBe('gpt-image-1');
+    expect(c.allowedOrigins).toEqual([]);
+  });
+
+  it.each([
+    ['PORT', 'abc'],
+    ['PORT', '70000'],
+    ['DATABASE_URL', 'not a url'],
+    ['DATABASE_URL', 'mysql://x'],
+    ['MAX_UPLOAD_SIZE', '-5'],
+    ['GALLERY_PUBLIC_READ', 'maybe'],
+    ['LOG_LEVEL', 'loud'],
+    ['STORAGE', 'tape'],
+  ])('rejects %s=%s naming the variable', (name, value) => {
+    let error: unknown;
+    try {
+      loadConfig({ [name]: value }, cwd);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).variable).toBe(name);
+    expect((error as Error).message.startsWith(`${name}:`)).toBe(true);
+  });
+
+  it('reads .env without overriding the environment', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'kiln-dotenv-'));
+    writeFileSync(path.join(dir, '.env'), 'PORT=9001\nHOST=0.0.0.0\n');
+    const c = loadConfig({ HOST: '127.0.0.2' }, dir);
+    expect(c.port).toBe(9001);
+    expect(c.host).toBe('127.0.0.2');
+  });
+
+  it('stops the process with one line naming the variable', () => {
+    let stderr = '';
+    let status = 0;
+    try {
+      execFileSync(process.execPath, ['dist/src/main.js', 'serve'], {
+        env: { ...process.env, PORT: 'abc', DATA_DIR: cwd },
+        stdio: 'pipe',
+      });
+    } catch (e) {
+      const err = e as { status: number; stderr: Buffer };
+      status = err.status;
+      stderr = err.stderr.toString();
+    }
+    expect(status).toBe(1);
+    expect(stderr.trim().split('\n')).toHaveLength(1);
+    expect(stderr).toContain('PORT');
+  });
+});

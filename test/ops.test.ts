@@ -1,0 +1,78 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startServer, type TestServer } from './helpers/server.js';
+
+let server: TestServer;
+
+beforeAll(async () => {
+  server = await startServer({ ALLOWED_ORIGINS: 'https://shop.example' });
+});
+afterAll(async () => server.close());
+
+describe('ops routes', () => {
+  it('GET / describes the service', async () => {
+    const res = await fetch(`${server.url}/`);
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as Record<string, unknown>;
+    expect(body.service).toBe('Kiln');
+    expect(typeof body.version).toBe('string');
+    expect(body.endpoints).toMatchObject({ health: '/health', metrics: '/metrics' });
+  });
+
+  it('GET /health is healthy with a UTC timestamp', async () => {
+    const res = await fetch(`${server.url}/health`);
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { status: string; timestamp: string };
+    expect(body.status).toBe('healthy');
+    expect(body.timestamp).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/);
+  });
+
+  it('GET /metrics speaks Prometheus and counts requests by route and status', async () => {
+    await fetch(`${server.url}/health`);
+    const res = await fetch(`${server.url}/metrics`);
+    expect(res.headers.get('content-type')).toContain('text/plain');
+    const text = await res.text();
+    expect(text).toContain('kiln_process_resident_memory_bytes');
+    expect(text).toMatch(/kiln_http_requests_total\{method="GET",route="\/health",status="200"\} \d+/);
+    expect(text).toContain('kiln_http_request_duration_seconds_bucket');
+  });
+
+  it('serves the OpenAPI document, Swagger UI and a reference page', async () => {
+    const doc = (await (await fetch(`${server.url}/openapi.json`)).json()) as { openapi: string; paths: Record<string, unknown> };
+    expect(doc.openapi).toMatch(/^3\./);
+    expect(Object.keys(doc.paths)).toContain('/health');
+    const docs = await fetch(`${server.url}/docs`, { redirect: 'follow' });
+    expect(docs.status).toBe(200);
+    expect(await docs.text()).toMatch(/swagger/i);
+    const redoc = await fetch(`${server.url}/redoc`);
+    expect(redoc.headers.get('content-type')).toContain('text/html');
+    expect(await redoc.text()).toContain('/health');
+  });
+
+  it('answers unknown routes with problem+json and a request id', async () => {
+    const res = await fetch(`${server.url}/no/such/route`, { headers: { 'x-request-id': 'trace-123' } });
+    expect(res.status).toBe(404);
+    expect(res.headers.get('content-type')).toContain('application/problem+json');
+    expect(res.headers.get('x-request-id')).toBe('trace-123');
+    const body = (await res.json()) as Record<string, unknown>;
+    expect(body).toMatchObject({ status: 404, code: 'not_found', title: 'Not Found' });
+    expect(typeof body.detail).toBe('string');
+  });
+
+  it('sends security headers and CORS only for allowed origins', async () => {
+    const ok = await fetch(`${server.url}/health`, { headers: { origin: 'https://shop.example' } });
+    expect(ok.headers.get('access-control-allow-origin')).toBe('https://shop.example');
+    expect(ok.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(ok.headers.get('content-security-policy')).toBeTruthy();
+    const other = await fetch(`${server.url}/health`, { headers: { origin: 'https://evil.example' } });
+    expect(other.headers.get('access-control-allow-origin')).toBeNull();
+  });
+
+  it('is unhealthy (503) when the database is gone', async () => {
+    const s = await startServer();
+    await s.ctx.db.close();
+    const res = await fetch(`${s.url}/health`);
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as { status: string }).status).toBe('unhealthy');
+    await s.app.close();
+  });
+});

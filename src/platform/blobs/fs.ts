@@ -23,7 +23,8 @@ export class FsBlobStore implements BlobStore {
     return path.join(this.root, ...key.split('/'));
   }
 
-  async putFile(key: string, localPath: string): Promise<void> {
+  // Content types matter to object stores; files on disk are served with the type their metadata says.
+  async putFile(key: string, localPath: string, _contentType?: string): Promise<void> {
     const target = this.pathOf(key);
     await mkdir(path.dirname(target), { recursive: true });
     try {
@@ -38,7 +39,7 @@ export class FsBlobStore implements BlobStore {
     }
   }
 
-  async put(key: string, body: Buffer): Promise<void> {
+  async put(key: string, body: Buffer, _contentType?: string): Promise<void> {
     const target = this.pathOf(key);
     await mkdir(path.dirname(target), { recursive: true });
     await mkdir(this.tmpDir, { recursive: true });

@@ -1,0 +1,21 @@
+/** Schemas shared by every module's routes (they feed validation and OpenAPI alike). */
+import { Type } from '@sinclair/typebox';
+
+/** RFC 9457 problem details, as every error leaves the service. */
+export const ProblemSchema = Type.Object(
+  {
+    type: Type.String(),
+    title: Type.String(),
+    status: Type.Integer(),
+    detail: Type.String(),
+    code: Type.String(),
+  },
+  { additionalProperties: true, description: 'application/problem+json' },
+);
+
+/** Responses every authenticated route may give, for its `response` schema. */
+export const authProblems = {
+  401: ProblemSchema,
+  404: ProblemSchema,
+  422: ProblemSchema,
+} as const;

@@ -1,0 +1,14 @@
+/**
+ * Every module's background job kinds, registered in one place. Both
+ * `kiln serve` and `kiln worker` call this at startup, so a kind's handler
+ * exists wherever its jobs run. A module adds one line here.
+ */
+import type { Context } from '../context.js';
+
+type JobRegistration = (ctx: Context) => void;
+
+const registrations: readonly JobRegistration[] = [];
+
+export function registerJobHandlers(ctx: Context): void {
+  for (const register of registrations) register(ctx);
+}

@@ -11,9 +11,12 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { registerAuth } from './auth/guard.js';
+import { registerRateLimits } from './auth/ratelimit.js';
 import type { Context } from './context.js';
 import { newId } from './ids.js';
 import { registerModules } from './modules/index.js';
+import { bootstrapAdmin } from './modules/users/bootstrap.js';
 import { errorHandler, notFoundHandler } from './platform/http/errors.js';
 import { VERSION } from './version.js';
 
@@ -106,7 +109,12 @@ export async function buildApp(ctx: Context): Promise<App> {
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
+  // Order matters: the guard's app-level onRequest hook resolves request.principal
+  // before the rate limiter's route-level one keys on it.
+  await registerAuth(app, ctx);
+  await registerRateLimits(app, ctx);
   await registerModules(app, ctx);
+  await bootstrapAdmin(ctx);
   return app;
 }
 

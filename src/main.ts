@@ -9,6 +9,7 @@ import { buildApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createContext } from './context.js';
 import { migrateToLatest } from './platform/db/index.js';
+import { runUsersCommand, UsageError } from './modules/users/cli.js';
 
 const USAGE = `usage: kiln <command>
 
@@ -46,6 +47,16 @@ async function migrate(config: Config): Promise<void> {
   await ctx.close();
 }
 
+async function users(config: Config, args: string[]): Promise<void> {
+  try {
+    const user = await runUsersCommand(config, args);
+    process.stdout.write(`${JSON.stringify(user)}\n`);
+  } catch (err) {
+    if (err instanceof UsageError) fail(err.message);
+    throw err;
+  }
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command = 'serve', ...rest] = argv;
   if (command === 'help' || command === '--help' || command === '-h') {
@@ -64,6 +75,8 @@ async function main(argv: string[]): Promise<void> {
       return serve(config);
     case 'migrate':
       return migrate(config);
+    case 'users':
+      return users(config, rest);
     default:
       void parseArgs;
       void rest;

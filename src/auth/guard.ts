@@ -1,0 +1,56 @@
+/**
+ * The guard every module uses. Owns who is calling: `registerAuth` resolves
+ * credentials once per request into `request.principal`; `requireUser` and
+ * `requireAdmin` are what a route calls to insist on one.
+ *
+ * Bad credentials are recorded in onRequest and rejected in preParsing, so
+ * the rate limiter (a route-level onRequest hook, which runs after this
+ * app-level one) still counts them, keyed by the caller's address.
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Context } from '../context.js';
+import { Forbidden, Unauthorized } from '../errors.js';
+import { resolvePrincipal } from './credentials.js';
+import type { Principal } from './principal.js';
+import { createAccessTokenVerifier } from './tokens.js';
+
+export async function registerAuth(app: FastifyInstance, ctx: Context): Promise<void> {
+  const verify = createAccessTokenVerifier(ctx);
+  const failures = new WeakMap<FastifyRequest, Unauthorized>();
+
+  app.decorateRequest('principal', null);
+  app.addHook('onRequest', async (request) => {
+    try {
+      request.principal = await resolvePrincipal(ctx, verify, request.headers);
+    } catch (err) {
+      if (!(err instanceof Unauthorized)) throw err;
+      request.principal = null;
+      failures.set(request, err);
+    }
+  });
+  app.addHook('preParsing', async (request, _reply, payload) => {
+    const failure = failures.get(request);
+    if (failure) throw failure;
+    return payload;
+  });
+}
+
+/** The caller, or 401 when the request carries no credentials. */
+export function requireUser(request: FastifyRequest): Principal {
+  if (!request.principal) throw new Unauthorized('Sign in: send a bearer token or an API key.', 'unauthorized');
+  return request.principal;
+}
+
+/** The caller when an admin: 401 without credentials, 403 for everyone else. */
+export function requireAdmin(request: FastifyRequest): Principal {
+  const principal = requireUser(request);
+  if (!principal.isAdmin) throw new Forbidden('Only admins may do this.', 'admin_required');
+  return principal;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set by registerAuth for every request: null when no credentials were sent. */
+    principal: Principal | null;
+  }
+}

@@ -1,0 +1,11 @@
+/**
+ * What each module deletes when a user deletes their account (spec/core.md:
+ * "its uploads are deleted"). The users module calls these in order before
+ * removing the user row; a module that keeps things per user adds its
+ * function to the list.
+ */
+import type { Context } from '../context.js';
+
+export type AccountCleanup = (ctx: Context, userId: string) => Promise<void>;
+
+export const accountCleanups: AccountCleanup[] = [];

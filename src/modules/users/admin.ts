@@ -1,0 +1,56 @@
+/** What admins do to other accounts: list them page by page, deactivate, reactivate, promote, demote. */
+import { isoNow } from '../../clock.js';
+import type { Context } from '../../context.js';
+import { NotFound, ValidationFailed } from '../../errors.js';
+import * as repo from './repo.js';
+import { toUserView, type UserView } from './service.js';
+
+export interface UserPage {
+  users: UserView[];
+  next_cursor: string | null;
+}
+
+function encodeCursor(row: repo.UserRow): string {
+  return Buffer.from(JSON.stringify([row.created_at, row.id])).toString('base64url');
+}
+
+function decodeCursor(cursor: string): repo.UserPosition {
+  try {
+    const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (Array.isArray(value) && value.length === 2 && value.every((v) => typeof v === 'string')) {
+      return { createdAt: value[0] as string, id: value[1] as string };
+    }
+  } catch (err) {
+    if (!(err instanceof SyntaxError)) throw err;
+  }
+  throw new ValidationFailed('The cursor is not one this service gave out.', [{ field: 'querystring.cursor', message: 'is not valid' }]);
+}
+
+export async function listUsers(ctx: Context, limit: number, cursor?: string): Promise<UserPage> {
+  const after = cursor ? decodeCursor(cursor) : undefined;
+  // One extra row tells whether another page exists without a count query.
+  const rows = await repo.listUsers(ctx.db.kysely, limit + 1, after);
+  const page = rows.slice(0, limit);
+  const last = page[page.length - 1];
+  return { users: page.map(toUserView), next_cursor: rows.length > limit && last ? encodeCursor(last) : null };
+}
+
+export interface AdminChanges {
+  is_active?: boolean;
+  is_admin?: boolean;
+}
+
+export async function changeUser(ctx: Context, userId: string, changes: AdminChanges): Promise<UserView> {
+  const q = ctx.db.kysely;
+  const user = await repo.findUserById(q, userId);
+  if (!user) throw new NotFound('No such user.', 'user_not_found');
+  const now = isoNow(ctx.clock);
+  const patch: Parameters<typeof repo.updateUser>[2] = { updated_at: now };
+  if (changes.is_active !== undefined) patch.is_active = changes.is_active ? 1 : 0;
+  if (changes.is_admin !== undefined) patch.is_admin = changes.is_admin ? 1 : 0;
+  await repo.updateUser(q, userId, patch);
+  // Access tokens and keys stop at once because the guard reads is_active on every request;
+  // revoking the sessions too means reactivating the account does not bring old sessions back.
+  if (changes.is_active === false) await repo.revokeUserTokens(q, userId, now);
+  return toUserView({ ...user, ...patch } as repo.UserRow);
+}

@@ -1,0 +1,118 @@
+/**
+ * SQL for accounts: users, refresh tokens (sessions) and API keys. Every
+ * function takes a Kysely handle so a service can pass a transaction.
+ */
+import type { Insertable, Kysely, Selectable, Updateable } from 'kysely';
+import type { Database } from '../../platform/db/index.js';
+
+type Q = Kysely<Database>;
+export type UserRow = Selectable<Database['users']>;
+export type RefreshTokenRow = Selectable<Database['refresh_tokens']>;
+export type ApiKeyRow = Selectable<Database['api_keys']>;
+
+// ---- users
+
+export async function insertUser(q: Q, row: Insertable<Database['users']>): Promise<void> {
+  await q.insertInto('users').values(row).execute();
+}
+
+/** Inserts unless the email or username is taken; true when this call created the row. */
+export async function insertUserIfAbsent(q: Q, row: Insertable<Database['users']>): Promise<boolean> {
+  const result = await q.insertInto('users').values(row).onConflict((oc) => oc.doNothing()).executeTakeFirst();
+  return Number(result.numInsertedOrUpdatedRows ?? 0n) > 0;
+}
+
+export async function findUserById(q: Q, id: string): Promise<UserRow | undefined> {
+  return q.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+export async function findUserByEmail(q: Q, emailLower: string): Promise<UserRow | undefined> {
+  return q.selectFrom('users').selectAll().where('email_lower', '=', emailLower).executeTakeFirst();
+}
+
+export async function usernameExists(q: Q, username: string, exceptUserId?: string): Promise<boolean> {
+  let query = q.selectFrom('users').select('id').where('username', '=', username);
+  if (exceptUserId !== undefined) query = query.where('id', '!=', exceptUserId);
+  return (await query.executeTakeFirst()) !== undefined;
+}
+
+export async function emailExists(q: Q, emailLower: string, exceptUserId?: string): Promise<boolean> {
+  let query = q.selectFrom('users').select('id').where('email_lower', '=', emailLower);
+  if (exceptUserId !== undefined) query = query.where('id', '!=', exceptUserId);
+  return (await query.executeTakeFirst()) !== undefined;
+}
+
+export async function updateUser(q: Q, id: string, patch: Updateable<Database['users']>): Promise<void> {
+  await q.updateTable('users').set(patch).where('id', '=', id).execute();
+}
+
+/** Removes the user with its sessions and keys (explicitly, not trusting ON DELETE CASCADE to be enabled). */
+export async function deleteUser(q: Q, id: string): Promise<void> {
+  await q.transaction().execute(async (trx) => {
+    await trx.deleteFrom('refresh_tokens').where('user_id', '=', id).execute();
+    await trx.deleteFrom('api_keys').where('user_id', '=', id).execute();
+    await trx.deleteFrom('users').where('id', '=', id).execute();
+  });
+}
+
+export interface UserPosition {
+  createdAt: string;
+  id: string;
+}
+
+/** Users in creation order (id breaks ties), `limit` of them after `after`. */
+export async function listUsers(q: Q, limit: number, after?: UserPosition): Promise<UserRow[]> {
+  let query = q.selectFrom('users').selectAll().orderBy('created_at').orderBy('id').limit(limit);
+  if (after) {
+    query = query.where((eb) =>
+      eb.or([eb('created_at', '>', after.createdAt), eb.and([eb('created_at', '=', after.createdAt), eb('id', '>', after.id)])]),
+    );
+  }
+  return query.execute();
+}
+
+// ---- refresh tokens
+
+export async function insertRefreshToken(q: Q, row: Insertable<Database['refresh_tokens']>): Promise<void> {
+  await q.insertInto('refresh_tokens').values(row).execute();
+}
+
+export async function findRefreshToken(q: Q, tokenHash: string): Promise<RefreshTokenRow | undefined> {
+  return q.selectFrom('refresh_tokens').selectAll().where('token_hash', '=', tokenHash).executeTakeFirst();
+}
+
+/** Marks the token used unless it already was: true for exactly one of two racing refreshes. */
+export async function claimRefreshToken(q: Q, id: string, at: string): Promise<boolean> {
+  const result = await q
+    .updateTable('refresh_tokens')
+    .set({ used_at: at })
+    .where('id', '=', id)
+    .where('used_at', 'is', null)
+    .where('revoked_at', 'is', null)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}
+
+export async function revokeFamily(q: Q, familyId: string, at: string): Promise<void> {
+  await q.updateTable('refresh_tokens').set({ revoked_at: at }).where('family_id', '=', familyId).where('revoked_at', 'is', null).execute();
+}
+
+export async function revokeUserTokens(q: Q, userId: string, at: string): Promise<void> {
+  await q.updateTable('refresh_tokens').set({ revoked_at: at }).where('user_id', '=', userId).where('revoked_at', 'is', null).execute();
+}
+
+// ---- API keys
+
+export async function insertApiKey(q: Q, row: Insertable<Database['api_keys']>): Promise<void> {
+  await q.insertInto('api_keys').values(row).execute();
+}
+
+export async function listApiKeys(q: Q, userId: string): Promise<ApiKeyRow[]> {
+  return q.selectFrom('api_keys').selectAll().where('user_id', '=', userId).orderBy('created_at').orderBy('id').execute();
+}
+
+/** True when the key existed and belonged to `userId`. */
+export async function deleteApiKey(q: Q, userId: string, keyId: string): Promise<boolean> {
+  const result = await q.deleteFrom('api_keys').where('id', '=', keyId).where('user_id', '=', userId).executeTakeFirst();
+  return Number(result.numDeletedRows) === 1;
+}

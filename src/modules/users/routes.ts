@@ -1,0 +1,136 @@
+/**
+ * Accounts (spec/core.md): registration, sessions (/auth/login, refresh,
+ * logout), one's own account (/users/me), API keys (/auth/api-keys) and the
+ * admin's user list (admin-routes.ts). Routes speak HTTP only; the rules
+ * are in service.ts, sessions.ts, api-keys.ts and admin.ts.
+ */
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { FastifyInstance } from 'fastify';
+import { Type } from '@sinclair/typebox';
+import { requireUser } from '../../auth/guard.js';
+import type { Context } from '../../context.js';
+import { ProblemSchema } from '../../platform/http/schemas.js';
+import { adminRoutes } from './admin-routes.js';
+import * as keys from './api-keys.js';
+import { ApiKey, ApiKeyBody, IdParams, LoginBody, NewApiKey, NoContent, RefreshBody, RegisterBody, SIGNED_IN, TokenPair, UpdateMeBody, User } from './schemas.js';
+import * as accounts from './service.js';
+import * as sessions from './sessions.js';
+
+const AUTH = { rateLimitClass: 'auth' as const };
+
+export async function userRoutes(parent: FastifyInstance, ctx: Context): Promise<void> {
+  const app = parent.withTypeProvider<TypeBoxTypeProvider>();
+
+  app.post(
+    '/auth/register',
+    {
+      config: AUTH,
+      schema: { tags: ['auth'], summary: 'Create an account', body: RegisterBody, response: { 201: User, 409: ProblemSchema, 422: ProblemSchema } },
+    },
+    async (request, reply) => reply.status(201).send(await accounts.createUser(ctx, request.body)),
+  );
+
+  app.post(
+    '/auth/login',
+    {
+      config: AUTH,
+      schema: { tags: ['auth'], summary: 'Sign in with email and password', body: LoginBody, response: { 200: TokenPair, 401: ProblemSchema } },
+    },
+    async (request) => sessions.login(ctx, request.body.email, request.body.password, request.body.remember_me ?? false),
+  );
+
+  app.post(
+    '/auth/refresh',
+    {
+      config: AUTH,
+      schema: { tags: ['auth'], summary: 'Trade a refresh token for a new pair (the old one stops working)', body: RefreshBody, response: { 200: TokenPair, 401: ProblemSchema } },
+    },
+    async (request) => sessions.refresh(ctx, request.body.refresh_token),
+  );
+
+  app.post(
+    '/auth/logout',
+    {
+      config: AUTH,
+      schema: { tags: ['auth'], summary: 'End the session of a refresh token', body: RefreshBody, response: { 204: NoContent } },
+    },
+    async (request, reply) => {
+      await sessions.logout(ctx, request.body.refresh_token);
+      return reply.status(204).send(null);
+    },
+  );
+
+  app.get(
+    '/users/me',
+    { schema: { tags: ['users'], summary: 'Your account', security: SIGNED_IN, response: { 200: User, 401: ProblemSchema, 404: ProblemSchema } } },
+    async (request) => accounts.getMe(ctx, requireUser(request)),
+  );
+
+  app.put(
+    '/users/me',
+    {
+      schema: {
+        tags: ['users'],
+        summary: 'Change your username, email or password (email and password need current_password)',
+        security: SIGNED_IN,
+        body: UpdateMeBody,
+        response: { 200: User, 401: ProblemSchema, 403: ProblemSchema, 409: ProblemSchema, 422: ProblemSchema },
+      },
+    },
+    async (request) => accounts.updateMe(ctx, requireUser(request), request.body),
+  );
+
+  app.delete(
+    '/users/me',
+    {
+      schema: {
+        tags: ['users'],
+        summary: 'Delete your account with its sessions, API keys and uploads',
+        security: SIGNED_IN,
+        response: { 204: NoContent, 401: ProblemSchema, 404: ProblemSchema },
+      },
+    },
+    async (request, reply) => {
+      await accounts.deleteMe(ctx, requireUser(request));
+      return reply.status(204).send(null);
+    },
+  );
+
+  app.post(
+    '/auth/api-keys',
+    {
+      config: AUTH,
+      schema: {
+        tags: ['auth'],
+        summary: 'Create an API key (the key is shown only in this answer)',
+        security: SIGNED_IN,
+        body: ApiKeyBody,
+        response: { 201: NewApiKey, 401: ProblemSchema, 403: ProblemSchema },
+      },
+    },
+    async (request, reply) => {
+      const { last_used_at: _unused, ...created } = await keys.createApiKey(ctx, requireUser(request), request.body.name);
+      return reply.status(201).send(created);
+    },
+  );
+
+  app.get(
+    '/auth/api-keys',
+    { config: AUTH, schema: { tags: ['auth'], summary: 'Your API keys (never the keys themselves)', security: SIGNED_IN, response: { 200: Type.Array(ApiKey), 401: ProblemSchema } } },
+    async (request) => keys.listApiKeys(ctx, requireUser(request)),
+  );
+
+  app.delete(
+    '/auth/api-keys/:id',
+    {
+      config: AUTH,
+      schema: { tags: ['auth'], summary: 'Delete an API key; it stops working at once', security: SIGNED_IN, params: IdParams, response: { 204: NoContent, 401: ProblemSchema, 404: ProblemSchema } },
+    },
+    async (request, reply) => {
+      await keys.deleteApiKey(ctx, requireUser(request), request.params.id);
+      return reply.status(204).send(null);
+    },
+  );
+
+  await adminRoutes(app, ctx);
+}

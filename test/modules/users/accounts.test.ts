@@ -1,0 +1,210 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startServer, type TestServer } from '../../helpers/server.js';
+import { bearer, call, ISO_UTC, login, newAccountFields, register } from '../../auth/helpers.js';
+
+let server: TestServer;
+
+beforeAll(async () => {
+  server = await startServer();
+});
+afterAll(async () => server.close());
+
+describe('POST /auth/register', () => {
+  it('creates an account and answers it without any secret', async () => {
+    const fields = newAccountFields();
+    const res = await call(server.url, 'POST', '/auth/register', { body: fields });
+    expect(res.status).toBe(201);
+    expect(Object.keys(res.body).sort()).toEqual(['created_at', 'email', 'id', 'is_active', 'is_admin', 'updated_at', 'username']);
+    expect(res.body).toMatchObject({ email: fields.email, username: fields.username, is_active: true, is_admin: false });
+    expect(res.body.created_at).toMatch(ISO_UTC);
+    expect(String(res.body.id).length).toBeGreaterThanOrEqual(16);
+  });
+
+  it('stores the password as an argon2id hash, never in plain text', async () => {
+    const account = await register(server.url);
+    const row = await server.ctx.db.kysely.selectFrom('users').selectAll().where('id', '=', account.id).executeTakeFirstOrThrow();
+    expect(row.password_hash).toMatch(/^\$argon2id\$/);
+    expect(JSON.stringify(row)).not.toContain(account.password);
+    expect(row.is_active).toBe(1);
+  });
+
+  it('refuses an email that differs only in case (409 email_taken)', async () => {
+    const account = await register(server.url);
+    const res = await call(server.url, 'POST', '/auth/register', {
+      body: { ...newAccountFields(), email: account.email.toUpperCase() },
+    });
+    expect(res.status).toBe(409);
+    expect(res.headers.get('content-type')).toContain('application/problem+json');
+    expect(res.body.code).toBe('email_taken');
+  });
+
+  it('refuses a taken username (409 username_taken)', async () => {
+    const account = await register(server.url);
+    const res = await call(server.url, 'POST', '/auth/register', { body: { ...newAccountFields(), username: account.username } });
+    expect(res.status).toBe(409);
+    expect(res.body.code).toBe('username_taken');
+  });
+
+  it('refuses a password shorter than 8 characters (422) and creates nothing', async () => {
+    const fields = { ...newAccountFields(), password: 'short12' };
+    const res = await call(server.url, 'POST', '/auth/register', { body: fields });
+    expect(res.status).toBe(422);
+    expect(JSON.stringify(res.body.errors)).toContain('password');
+    const row = await server.ctx.db.kysely.selectFrom('users').select('id').where('username', '=', fields.username).executeTakeFirst();
+    expect(row).toBeUndefined();
+  });
+
+  it('refuses a malformed email (422)', async () => {
+    const res = await call(server.url, 'POST', '/auth/register', { body: { ...newAccountFields(), email: 'not-an-email' } });
+    expect(res.status).toBe(422);
+  });
+});
+
+describe('POST /auth/login', () => {
+  it('answers a bearer pair; the email matches in any case', async () => {
+    const account = await register(server.url);
+    const res = await call(server.url, 'POST', '/auth/login', { body: { email: account.email.toLowerCase(), password: account.password } });
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ token_type: 'bearer', expires_in: 15 * 60 });
+    const me = await call(server.url, 'GET', '/users/me', { headers: bearer(String(res.body.access_token)) });
+    expect(me.status).toBe(200);
+    expect(me.body.id).toBe(account.id);
+  });
+
+  it('answers the same 401 for a wrong password and for an unknown email', async () => {
+    const account = await register(server.url);
+    const wrong = await call(server.url, 'POST', '/auth/login', { body: { email: account.email, password: 'wrong-password' } });
+    const unknown = await call(server.url, 'POST', '/auth/login', { body: { email: 'nobody@example.com', password: 'wrong-password' } });
+    expect(wrong.status).toBe(401);
+    expect(unknown.status).toBe(401);
+    expect(wrong.headers.get('content-type')).toContain('application/problem+json');
+    expect(unknown.body).toEqual(wrong.body);
+  });
+});
+
+describe('/users/me', () => {
+  it('GET without credentials is 401', async () => {
+    const res = await call(server.url, 'GET', '/users/me');
+    expect(res.status).toBe(401);
+    expect(res.headers.get('content-type')).toContain('application/problem+json');
+  });
+
+  it('PUT changes the username without a password', async () => {
+    const account = await register(server.url);
+    const { access_token } = await login(server.url, account);
+    const name = `${account.username}x`;
+    const res = await call(server.url, 'PUT', '/users/me', { headers: bearer(access_token), body: { username: name } });
+    expect(res.status).toBe(200);
+    expect(res.body.username).toBe(name);
+  });
+
+  it('PUT of email or password without current_password is 422 and changes nothing', async () => {
+    const account = await register(server.url);
+    const { access_token } = await login(server.url, account);
+    for (const body of [{ email: 'new-' + account.email }, { password: 'a-new-password' }]) {
+      const res = await call(server.url, 'PUT', '/users/me', { headers: bearer(access_token), body });
+      expect(res.status).toBe(422);
+      expect(JSON.stringify(res.body.errors)).toContain('current_password');
+    }
+    await login(server.url, account);
+  });
+
+  it('PUT with a wrong current_password is 403 wrong_password', async () => {
+    const account = await register(server.url);
+    const { access_token } = await login(server.url, account);
+    const res = await call(server.url, 'PUT', '/users/me', {
+      headers: bearer(access_token),
+      body: { password: 'a-new-password', current_password: 'not-my-password' },
+    });
+    expect(res.status).toBe(403);
+    expect(res.body.code).toBe('wrong_password');
+  });
+
+  it('PUT with the right current_password changes email and password', async () => {
+    const account = await register(server.url);
+    const { access_token } = await login(server.url, account);
+    const email = `new-${account.email}`;
+    const res = await call(server.url, 'PUT', '/users/me', {
+      headers: bearer(access_token),
+      body: { email, password: 'a-new-password', current_password: account.password },
+    });
+    expect(res.status).toBe(200);
+    expect(res.body.email).toBe(email);
+    await login(server.url, { ...account, email, password: 'a-new-password' });
+    const old = await call(server.url, 'POST', '/auth/login', { body: { email, password: account.password } });
+    expect(old.status).toBe(401);
+  });
+
+  it('PUT to an email someone else has, in another case, is 409 email_taken', async () => {
+    const other = await register(server.url);
+    const account = await register(server.url);
+    const { access_token } = await login(server.url, account);
+    const res = await call(server.url, 'PUT', '/users/me', {
+      headers: bearer(access_token),
+      body: { email: other.email.toUpperCase(), current_password: account.password },
+    });
+    expect(res.status).toBe(409);
+    expect(res.body.code).toBe('email_taken');
+  });
+
+  it('PUT to a taken username is 409 username_taken; a short new password is 422', async () => {
+    const other = await register(server.url);
+    const account = await register(server.url);
+    const { access_token } = await login(server.url, account);
+    const taken = await call(server.url, 'PUT', '/users/me', { headers: bearer(access_token), body: { username: other.username } });
+    expect(taken.status).toBe(409);
+    expect(taken.body.code).toBe('username_taken');
+    const short = await call(server.url, 'PUT', '/users/me', {
+      headers: bearer(access_token),
+      body: { password: 'short', current_password: account.password },
+    });
+    expect(short.status).toBe(422);
+  });
+
+  it('DELETE removes the account, its sessions and its keys', async () => {
+    const account = await register(server.url);
+    const pair = await login(server.url, account);
+    const key = await call(server.url, 'POST', '/auth/api-keys', { headers: bearer(pair.access_token), body: { name: 'ci' } });
+    expect(key.status).toBe(201);
+
+    const res = await call(server.url, 'DELETE', '/users/me', { headers: bearer(pair.access_token) });
+    expect(res.status).toBe(204);
+
+    const db = server.ctx.db.kysely;
+    expect(await db.selectFrom('users').select('id').where('id', '=', account.id).executeTakeFirst()).toBeUndefined();
+    expect(await db.selectFrom('refresh_tokens').select('id').where('user_id', '=', account.id).execute()).toEqual([]);
+    expect(await db.selectFrom('api_keys').select('id').where('user_id', '=', account.id).execute()).toEqual([]);
+    expect((await call(server.url, 'GET', '/users/me', { headers: bearer(pair.access_token) })).status).toBe(401);
+    expect((await call(server.url, 'GET', '/users/me', { headers: { 'x-api-key': String(key.body.key) } })).status).toBe(401);
+    expect((await call(server.url, 'POST', '/auth/refresh', { body: { refresh_token: pair.refresh_token } })).status).toBe(401);
+    expect((await call(server.url, 'POST', '/auth/login', { body: { email: account.email, password: account.password } })).status).toBe(401);
+  });
+});
+
+describe('OpenAPI', () => {
+  it('documents every account route with a tag and a summary', async () => {
+    const doc = (await (await fetch(`${server.url}/openapi.json`)).json()) as {
+      paths: Record<string, Record<string, { tags?: string[]; summary?: string }>>;
+    };
+    const expected: Array<[string, string]> = [
+      ['/auth/register', 'post'],
+      ['/auth/login', 'post'],
+      ['/auth/refresh', 'post'],
+      ['/auth/logout', 'post'],
+      ['/users/me', 'get'],
+      ['/users/me', 'put'],
+      ['/users/me', 'delete'],
+      ['/auth/api-keys', 'post'],
+      ['/auth/api-keys', 'get'],
+      ['/auth/api-keys/{id}', 'delete'],
+      ['/admin/users', 'get'],
+      ['/admin/users/{id}', 'patch'],
+    ];
+    for (const [path, method] of expected) {
+      const op = doc.paths[path]?.[method];
+      expect(op, `${method} ${path}`).toBeDefined();
+      expect(op?.tags?.length).toBeGreaterThan(0);
+      expect(op?.summary).toBeTruthy();
+    }
+  });
+});

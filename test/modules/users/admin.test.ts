@@ -1,0 +1,92 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startServer, type TestServer } from '../../helpers/server.js';
+import { bearer, call, login, register } from '../../auth/helpers.js';
+
+const ADMIN = { email: 'Boss@Example.com', password: 'admin-password-1' };
+let server: TestServer;
+let adminHeaders: Record<string, string>;
+
+beforeAll(async () => {
+  server = await startServer({ ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password });
+  const pair = await login(server.url, { id: '', username: '', ...ADMIN });
+  adminHeaders = bearer(pair.access_token);
+});
+afterAll(async () => server.close());
+
+interface Page {
+  users: Array<{ id: string; is_active: boolean; is_admin: boolean }>;
+  next_cursor: string | null;
+}
+
+describe('admin routes', () => {
+  it('the ADMIN_EMAIL account is an admin', async () => {
+    const me = await call(server.url, 'GET', '/users/me', { headers: adminHeaders });
+    expect(me.body).toMatchObject({ email: ADMIN.email, is_admin: true, is_active: true });
+  });
+
+  it('are 401 without credentials and 403 for a non-admin', async () => {
+    const pair = await login(server.url, await register(server.url));
+    expect((await call(server.url, 'GET', '/admin/users')).status).toBe(401);
+    const list = await call(server.url, 'GET', '/admin/users', { headers: bearer(pair.access_token) });
+    expect(list.status).toBe(403);
+    expect(list.headers.get('content-type')).toContain('application/problem+json');
+    const patch = await call(server.url, 'PATCH', '/admin/users/whoever', { headers: bearer(pair.access_token), body: { is_admin: true } });
+    expect(patch.status).toBe(403);
+  });
+
+  it('list every user once, page by page, in a stable order', async () => {
+    for (let i = 0; i < 5; i++) await register(server.url);
+    const total = await server.ctx.db.kysely.selectFrom('users').select(({ fn }) => fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const query: string = cursor ? `?limit=2&cursor=${encodeURIComponent(cursor)}` : '?limit=2';
+      const res = await call<Page>(server.url, 'GET', `/admin/users${query}`, { headers: adminHeaders });
+      expect(res.status).toBe(200);
+      expect(res.body.users.length).toBeLessThanOrEqual(2);
+      seen.push(...res.body.users.map((u) => u.id));
+      cursor = res.body.next_cursor;
+      pages++;
+    } while (cursor && pages < 50);
+    expect(seen.length).toBe(Number(total.n));
+    expect(new Set(seen).size).toBe(seen.length);
+    const again = await call<Page>(server.url, 'GET', '/admin/users?limit=200', { headers: adminHeaders });
+    expect(again.body.users.map((u) => u.id)).toEqual(seen);
+    expect(again.body.next_cursor).toBeNull();
+  });
+
+  it('reject a forged cursor (422) and a limit out of range (422)', async () => {
+    expect((await call(server.url, 'GET', '/admin/users?cursor=garbage', { headers: adminHeaders })).status).toBe(422);
+    expect((await call(server.url, 'GET', '/admin/users?limit=0', { headers: adminHeaders })).status).toBe(422);
+  });
+
+  it('deactivating a user stops its tokens at once; reactivating lets it log in again', async () => {
+    const account = await register(server.url);
+    const pair = await login(server.url, account);
+    const off = await call(server.url, 'PATCH', `/admin/users/${account.id}`, { headers: adminHeaders, body: { is_active: false } });
+    expect(off.status).toBe(200);
+    expect(off.body).toMatchObject({ id: account.id, is_active: false });
+    expect((await call(server.url, 'GET', '/users/me', { headers: bearer(pair.access_token) })).status).toBe(401);
+    expect((await call(server.url, 'POST', '/auth/refresh', { body: { refresh_token: pair.refresh_token } })).status).toBe(401);
+
+    const on = await call(server.url, 'PATCH', `/admin/users/${account.id}`, { headers: adminHeaders, body: { is_active: true } });
+    expect(on.body.is_active).toBe(true);
+    await login(server.url, account);
+    // The sessions of before the deactivation stay dead.
+    expect((await call(server.url, 'POST', '/auth/refresh', { body: { refresh_token: pair.refresh_token } })).status).toBe(401);
+  });
+
+  it('promoting a user gives it admin rights on its next request', async () => {
+    const account = await register(server.url);
+    const headers = bearer((await login(server.url, account)).access_token);
+    expect((await call(server.url, 'GET', '/admin/users', { headers })).status).toBe(403);
+    const res = await call(server.url, 'PATCH', `/admin/users/${account.id}`, { headers: adminHeaders, body: { is_admin: true } });
+    expect(res.body.is_admin).toBe(true);
+    expect((await call(server.url, 'GET', '/admin/users', { headers })).status).toBe(200);
+  });
+
+  it('an unknown user is 404', async () => {
+    expect((await call(server.url, 'PATCH', '/admin/users/nobody', { headers: adminHeaders, body: { is_admin: true } })).status).toBe(404);
+  });
+});

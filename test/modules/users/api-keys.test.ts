@@ -1,0 +1,97 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startServer, type TestServer } from '../../helpers/server.js';
+import { bearer, call, ISO_UTC, login, register } from '../../auth/helpers.js';
+
+const STATIC_KEY = 'static-service-key-for-tests-0123456789';
+let server: TestServer;
+
+beforeAll(async () => {
+  server = await startServer({ API_KEY: STATIC_KEY });
+});
+afterAll(async () => server.close());
+
+async function signedIn() {
+  const account = await register(server.url);
+  const pair = await login(server.url, account);
+  return { account, headers: bearer(pair.access_token) };
+}
+
+describe('API keys', () => {
+  it('are shown once on creation, stored hashed, listed by prefix only', async () => {
+    const { headers } = await signedIn();
+    const created = await call(server.url, 'POST', '/auth/api-keys', { headers, body: { name: 'build server' } });
+    expect(created.status).toBe(201);
+    expect(Object.keys(created.body).sort()).toEqual(['created_at', 'id', 'key', 'name', 'prefix']);
+    const key = String(created.body.key);
+    expect(key).toMatch(new RegExp(`^kiln_${String(created.body.prefix)}_`));
+    expect(created.body.created_at).toMatch(ISO_UTC);
+
+    const row = await server.ctx.db.kysely.selectFrom('api_keys').selectAll().where('id', '=', String(created.body.id)).executeTakeFirstOrThrow();
+    const rowText = JSON.stringify(row);
+    expect(rowText).not.toContain(key);
+    expect(rowText).not.toContain(key.split('_').slice(2).join('_'));
+
+    const list = await call<Array<Record<string, unknown>>>(server.url, 'GET', '/auth/api-keys', { headers });
+    expect(list.status).toBe(200);
+    expect(list.body).toHaveLength(1);
+    expect(list.body[0]).toEqual({ id: created.body.id, name: 'build server', prefix: created.body.prefix, created_at: created.body.created_at, last_used_at: null });
+    expect(JSON.stringify(list.body)).not.toContain(key);
+  });
+
+  it('act as their owner in X-API-Key or as a bearer token, and record last use', async () => {
+    const { account, headers } = await signedIn();
+    const key = String((await call(server.url, 'POST', '/auth/api-keys', { headers, body: { name: 'k' } })).body.key);
+    const viaHeader = await call(server.url, 'GET', '/users/me', { headers: { 'x-api-key': key } });
+    expect(viaHeader.status).toBe(200);
+    expect(viaHeader.body.id).toBe(account.id);
+    const viaBearer = await call(server.url, 'GET', '/users/me', { headers: bearer(key) });
+    expect(viaBearer.body.id).toBe(account.id);
+    const list = await call<Array<Record<string, unknown>>>(server.url, 'GET', '/auth/api-keys', { headers });
+    expect(list.body[0]?.last_used_at).toMatch(ISO_UTC);
+  });
+
+  it('stop working the moment they are deleted', async () => {
+    const { headers } = await signedIn();
+    const created = await call(server.url, 'POST', '/auth/api-keys', { headers, body: { name: 'k' } });
+    const key = { 'x-api-key': String(created.body.key) };
+    expect((await call(server.url, 'GET', '/users/me', { headers: key })).status).toBe(200);
+    expect((await call(server.url, 'DELETE', `/auth/api-keys/${String(created.body.id)}`, { headers })).status).toBe(204);
+    expect((await call(server.url, 'GET', '/users/me', { headers: key })).status).toBe(401);
+  });
+
+  it("someone else's key answers 404 on delete and keeps working", async () => {
+    const owner = await signedIn();
+    const other = await signedIn();
+    const created = await call(server.url, 'POST', '/auth/api-keys', { headers: owner.headers, body: { name: 'k' } });
+    const res = await call(server.url, 'DELETE', `/auth/api-keys/${String(created.body.id)}`, { headers: other.headers });
+    expect(res.status).toBe(404);
+    expect((await call(server.url, 'GET', '/users/me', { headers: { 'x-api-key': String(created.body.key) } })).status).toBe(200);
+  });
+
+  it('a wrong or forged key is 401, even on a public route', async () => {
+    for (const value of ['kiln_00000000_' + 'A'.repeat(43), 'nonsense']) {
+      const res = await call(server.url, 'GET', '/', { headers: { 'x-api-key': value } });
+      expect(res.status).toBe(401);
+      expect(res.headers.get('content-type')).toContain('application/problem+json');
+    }
+  });
+
+  it('need a name (422) and credentials (401)', async () => {
+    const { headers } = await signedIn();
+    expect((await call(server.url, 'POST', '/auth/api-keys', { headers, body: {} })).status).toBe(422);
+    expect((await call(server.url, 'POST', '/auth/api-keys', { body: { name: 'k' } })).status).toBe(401);
+    expect((await call(server.url, 'GET', '/auth/api-keys')).status).toBe(401);
+  });
+});
+
+describe('the static API_KEY', () => {
+  it('acts as an admin', async () => {
+    const res = await call(server.url, 'GET', '/admin/users', { headers: { 'x-api-key': STATIC_KEY } });
+    expect(res.status).toBe(200);
+    expect(Array.isArray(res.body.users)).toBe(true);
+  });
+
+  it('is compared exactly: a near miss is 401', async () => {
+    expect((await call(server.url, 'GET', '/admin/users', { headers: { 'x-api-key': STATIC_KEY + 'x' } })).status).toBe(401);
+  });
+});

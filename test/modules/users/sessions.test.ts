@@ -1,0 +1,128 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startServer, type TestServer } from '../../helpers/server.js';
+import { bearer, call, login, register, TestClock, type Pair } from '../../auth/helpers.js';
+
+let server: TestServer;
+const clock = new TestClock();
+
+beforeAll(async () => {
+  server = await startServer({}, { clock });
+});
+afterAll(async () => server.close());
+
+const refresh = (token: string) => call<Pair>(server.url, 'POST', '/auth/refresh', { body: { refresh_token: token } });
+const me = (token: string) => call(server.url, 'GET', '/users/me', { headers: bearer(token) });
+
+describe('refresh tokens', () => {
+  it('are opaque and stored only as a hash', async () => {
+    const pair = await login(server.url, await register(server.url));
+    expect(pair.refresh_token.split('.').length).toBe(1);
+    const rows = await server.ctx.db.kysely.selectFrom('refresh_tokens').selectAll().execute();
+    expect(JSON.stringify(rows)).not.toContain(pair.refresh_token);
+  });
+
+  it('rotate: a refresh gives a new working pair and the old refresh token stops working', async () => {
+    const first = await login(server.url, await register(server.url));
+    const second = await refresh(first.refresh_token);
+    expect(second.status).toBe(200);
+    expect(second.body.token_type).toBe('bearer');
+    expect(second.body.refresh_token).not.toBe(first.refresh_token);
+    expect((await me(second.body.access_token)).status).toBe(200);
+    const third = await refresh(second.body.refresh_token);
+    expect(third.status).toBe(200);
+  });
+
+  it('reusing a used refresh token revokes the whole session family (401)', async () => {
+    const first = await login(server.url, await register(server.url));
+    const second = await refresh(first.refresh_token);
+    expect(second.status).toBe(200);
+
+    const replay = await refresh(first.refresh_token);
+    expect(replay.status).toBe(401);
+    expect(replay.headers.get('content-type')).toContain('application/problem+json');
+    // The thief's replay also kills the legitimate holder's newer token.
+    expect((await refresh(second.body.refresh_token)).status).toBe(401);
+  });
+
+  it('reuse revokes only that session, not another login of the same user', async () => {
+    const account = await register(server.url);
+    const a = await login(server.url, account);
+    const b = await login(server.url, account);
+    await refresh(a.refresh_token);
+    await refresh(a.refresh_token);
+    expect((await refresh(b.refresh_token)).status).toBe(200);
+  });
+
+  it('an unknown refresh token is 401', async () => {
+    expect((await refresh('not-a-token')).status).toBe(401);
+  });
+
+  it('logout answers 204 and kills the refresh token', async () => {
+    const pair = await login(server.url, await register(server.url));
+    const res = await call(server.url, 'POST', '/auth/logout', { body: { refresh_token: pair.refresh_token }, headers: bearer(pair.access_token) });
+    expect(res.status).toBe(204);
+    expect((await refresh(pair.refresh_token)).status).toBe(401);
+  });
+
+  it('logout works without a bearer token too', async () => {
+    const pair = await login(server.url, await register(server.url));
+    expect((await call(server.url, 'POST', '/auth/logout', { body: { refresh_token: pair.refresh_token } })).status).toBe(204);
+    expect((await refresh(pair.refresh_token)).status).toBe(401);
+  });
+});
+
+describe('lifetimes (moved by an injected clock)', () => {
+  it('the access token lasts ACCESS_TOKEN_LIFETIME minutes', async () => {
+    const pair = await login(server.url, await register(server.url));
+    expect(pair.expires_in).toBe(15 * 60);
+    clock.advanceMinutes(14);
+    expect((await me(pair.access_token)).status).toBe(200);
+    clock.advanceMinutes(2);
+    const expired = await me(pair.access_token);
+    expect(expired.status).toBe(401);
+    expect(expired.body.code).toBe('token_expired');
+  });
+
+  it('without remember_me the refresh token lasts 60 minutes', async () => {
+    const account = await register(server.url);
+    const alive = await login(server.url, account);
+    const dead = await login(server.url, account);
+    clock.advanceMinutes(59);
+    expect((await refresh(alive.refresh_token)).status).toBe(200);
+    clock.advanceMinutes(2);
+    expect((await refresh(dead.refresh_token)).status).toBe(401);
+  });
+
+  it('with remember_me the refresh token lasts 30 days, and so does its successor', async () => {
+    const account = await register(server.url);
+    const long = await login(server.url, account, true);
+    clock.advanceMinutes(24 * 60 * 29);
+    const next = await refresh(long.refresh_token);
+    expect(next.status).toBe(200);
+    clock.advanceMinutes(24 * 60 * 29);
+    expect((await refresh(next.body.refresh_token)).status).toBe(200);
+
+    const other = await login(server.url, account, true);
+    clock.advanceMinutes(24 * 60 * 30 + 1);
+    expect((await refresh(other.refresh_token)).status).toBe(401);
+  });
+});
+
+describe('a deactivated user', () => {
+  it('cannot log in, and its access tokens, refresh tokens and API keys stop at once', async () => {
+    const account = await register(server.url);
+    const pair = await login(server.url, account);
+    const key = await call(server.url, 'POST', '/auth/api-keys', { headers: bearer(pair.access_token), body: { name: 'k' } });
+    expect(key.status).toBe(201);
+    const apiKey = { 'x-api-key': String(key.body.key) };
+    expect((await call(server.url, 'GET', '/users/me', { headers: apiKey })).status).toBe(200);
+
+    await server.ctx.db.kysely.updateTable('users').set({ is_active: 0 }).where('id', '=', account.id).execute();
+
+    expect((await me(pair.access_token)).status).toBe(401);
+    expect((await call(server.url, 'GET', '/users/me', { headers: apiKey })).status).toBe(401);
+    expect((await refresh(pair.refresh_token)).status).toBe(401);
+    const again = await call(server.url, 'POST', '/auth/login', { body: { email: account.email, password: account.password } });
+    expect(again.status).toBe(401);
+  });
+});

@@ -13,6 +13,7 @@ import { newSecret } from './ids.js';
 import type { BlobStore } from './platform/blobs/index.js';
 import { FsBlobStore } from './platform/blobs/fs.js';
 import { migrateToLatest, openDatabase, type Db } from './platform/db/index.js';
+import { createJobRunner, type JobRole, type JobRunner } from './platform/jobs/index.js';
 import { createLogger } from './platform/log/index.js';
 import { createMetrics, type Metrics } from './platform/metrics/index.js';
 
@@ -31,6 +32,8 @@ export interface Context {
   metrics: Metrics;
   clock: Clock;
   secrets: Secrets;
+  /** Background jobs; modules register their kinds at startup, `kiln serve` / `kiln worker` start it. */
+  jobs: JobRunner;
   /** DATA_DIR/tmp: uploads stream here before they are validated and moved. */
   tmpDir: string;
   /** Runs every registered closer in reverse order of registration. */
@@ -44,6 +47,8 @@ export interface ContextOptions {
   log?: Logger;
   /** Skip migrations (the `migrate` command runs them itself). */
   migrate?: boolean;
+  /** `worker`: with REDIS_URL, this process runs jobs from Redis once `jobs.start()` is called. */
+  jobRole?: JobRole;
 }
 
 /**
@@ -82,6 +87,10 @@ export async function createContext(config: Config, options: ContextOptions = {}
   const linkSecret = new Uint8Array(createHmac('sha256', jwtSecret).update('kiln signed links').digest());
 
   const blobs: BlobStore = new FsBlobStore(path.join(config.dataDir, 'blobs'), tmpDir);
+  const clock = options.clock ?? systemClock;
+  const jobs = createJobRunner(config, { db, log, clock }, options.jobRole);
+  // Registered after the database, so closing stops the jobs before the database goes.
+  closers.push(() => jobs.stop());
 
   return {
     config,
@@ -89,8 +98,9 @@ export async function createContext(config: Config, options: ContextOptions = {}
     blobs,
     log,
     metrics: createMetrics(),
-    clock: options.clock ?? systemClock,
+    clock,
     secrets: { jwtSecret, linkSecret },
+    jobs,
     tmpDir,
     onClose(closer) {
       closers.push(closer);

@@ -36,8 +36,27 @@ async function serve(config: Config): Promise<void> {
   };
   process.once('SIGTERM', () => void shutdown('SIGTERM'));
   process.once('SIGINT', () => void shutdown('SIGINT'));
+  // Modules registered their job kinds while the app was built; without REDIS_URL this process runs them.
+  await ctx.jobs.start();
   const address = await app.listen({ host: config.host, port: config.port });
   ctx.log.info({ address }, 'kiln is serving');
+}
+
+async function worker(config: Config): Promise<void> {
+  if (!config.redisUrl) fail('worker needs REDIS_URL; without it `kiln serve` runs the jobs itself');
+  const ctx = await createContext(config, { jobRole: 'worker' });
+  // Building the app (never listening) is how every module registers its job kinds, exactly as in serve.
+  const app = await buildApp(ctx);
+  const shutdown = async (signal: string) => {
+    ctx.log.info({ signal }, 'worker shutting down');
+    await ctx.close();
+    await app.close();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+  await ctx.jobs.start();
+  ctx.log.info({ concurrency: config.jobConcurrency }, 'kiln worker is running jobs');
 }
 
 async function migrate(config: Config): Promise<void> {
@@ -73,6 +92,8 @@ async function main(argv: string[]): Promise<void> {
   switch (command) {
     case 'serve':
       return serve(config);
+    case 'worker':
+      return worker(config);
     case 'migrate':
       return migrate(config);
     case 'users':

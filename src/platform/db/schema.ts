@@ -69,6 +69,31 @@ export interface SettingsTable {
   value: string;
 }
 
+/** Background jobs (platform/jobs). JSON columns are text; times ISO strings, compared as text. */
+export interface JobsTable {
+  job_id: string;
+  type: string;
+  status: string;
+  progress: number;
+  attempts: number;
+  max_attempts: number;
+  input: string;
+  result: string | null;
+  error: string | null;
+  user_id: string | null;
+  dedupe_key: string | null;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  /** A queued job is not claimed before this time (retry backoff). */
+  run_after: string;
+  locked_by: string | null;
+  /** Lease end: a processing job whose lease ran out is claimed again (its runner died). */
+  locked_until: string | null;
+  /** Times the job was taken over after its runner died; bounded so a job that kills its process stops. */
+  recoveries: number;
+}
+
 export interface Database {
   users: UsersTable;
   refresh_tokens: RefreshTokensTable;
@@ -76,6 +101,7 @@ export interface Database {
   projects: ProjectsTable;
   gallery_images: GalleryImagesTable;
   settings: SettingsTable;
+  jobs: JobsTable;
 }
 
 // Generated is re-exported for later tables with database-assigned columns.

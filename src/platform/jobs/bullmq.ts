@@ -1,0 +1,162 @@
+/**
+ * The runner with REDIS_URL: `kiln serve` writes the row and adds a BullMQ
+ * job carrying only its id; `kiln worker` processes (any number) take jobs
+ * from Redis and run the handlers. The row stays the truth: BullMQ only
+ * decides who runs what when, the row decides whether a run still counts.
+ */
+import { hostname } from 'node:os';
+import { Queue, Worker, type Job as BullJob, type JobsOptions } from 'bullmq';
+import { Redis } from 'ioredis';
+import { newId } from '../../ids.js';
+import { executeJob, MAX_RECOVERIES } from './execute.js';
+import { BaseRunner, type RunnerDeps } from './runner.js';
+import { toJob, type JobRow } from './store.js';
+import type { EnqueueOptions, Job } from './types.js';
+
+export interface BullRunnerOptions {
+  redisUrl: string;
+  /** `serve` only enqueues; `worker` also runs handlers once started. */
+  role: 'serve' | 'worker';
+  /** Jobs one worker process runs at a time. */
+  concurrency: number;
+  /** Redis key prefix (tests use one of their own). Default `kiln`. */
+  prefix?: string;
+  /** BullMQ lock: a worker silent this long is presumed dead. Default 30 s. */
+  lockDurationMs?: number;
+  /** How often workers look for jobs of dead workers. Default 30 s. */
+  stalledIntervalMs?: number;
+  /** How often a worker re-adds jobs BullMQ lost track of. Default 60 s. */
+  reconcileMs?: number;
+}
+
+const QUEUE = 'jobs';
+
+interface Payload {
+  jobId: string;
+}
+
+/** Thrown to BullMQ so it schedules the retry; carries the delay the row got. */
+class RetryLater extends Error {
+  constructor(readonly delayMs: number) {
+    super('retry later');
+  }
+}
+
+export class BullJobRunner extends BaseRunner {
+  readonly mode = 'bullmq' as const;
+  private readonly workerId = `${hostname()}:${process.pid}:${newId().slice(0, 8)}`;
+  private readonly queue: Queue<Payload>;
+  private readonly queueConnection: Redis;
+  private worker: Worker<Payload> | null = null;
+  private workerConnection: Redis | null = null;
+  private reconcileTimer: NodeJS.Timeout | null = null;
+  private readonly active = new Set<Promise<unknown>>();
+  private readonly lockDurationMs: number;
+
+  constructor(
+    deps: RunnerDeps,
+    private readonly options: BullRunnerOptions,
+  ) {
+    super(deps);
+    this.lockDurationMs = options.lockDurationMs ?? 30_000;
+    // Fail fast when Redis is down: the row is already written and a worker's reconcile re-adds it.
+    this.queueConnection = new Redis(options.redisUrl, { maxRetriesPerRequest: 1, lazyConnect: false });
+    this.queueConnection.on('error', (err: Error) => this.log.warn({ err: err.message }, 'redis connection error (queue)'));
+    this.queue = new Queue<Payload>(QUEUE, { connection: this.queueConnection, prefix: options.prefix ?? 'kiln' });
+    this.queue.on('error', (err: Error) => this.log.warn({ err: err.message }, 'bullmq queue error'));
+  }
+
+  async enqueue<I>(kind: string, input: I, options: EnqueueOptions): Promise<Job<I>> {
+    const { row, created } = await this.insert(kind, input, options);
+    if (created) {
+      try {
+        await this.addToQueue(row);
+      } catch (err) {
+        this.log.error({ err, jobId: row.job_id }, 'could not hand the job to Redis; a worker will pick it up from the database');
+      }
+    }
+    return toJob(row) as Job<I>;
+  }
+
+  private async addToQueue(row: JobRow): Promise<void> {
+    const opts: JobsOptions = {
+      // The same id in Redis makes a second add of one job a no-op.
+      jobId: row.job_id,
+      // The row decides when attempts are spent; BullMQ must never give up first.
+      attempts: row.max_attempts + MAX_RECOVERIES + 1,
+      backoff: { type: 'kiln' },
+      removeOnComplete: true,
+      removeOnFail: true,
+    };
+    await this.queue.add(row.type, { jobId: row.job_id }, opts);
+  }
+
+  async start(): Promise<void> {
+    if (this.options.role !== 'worker' || this.worker) return;
+    const connection = new Redis(this.options.redisUrl, { maxRetriesPerRequest: null });
+    connection.on('error', (err: Error) => this.log.warn({ err: err.message }, 'redis connection error (worker)'));
+    this.workerConnection = connection;
+    this.worker = new Worker<Payload>(QUEUE, (job) => this.process(job), {
+      connection,
+      prefix: this.options.prefix ?? 'kiln',
+      concurrency: this.options.concurrency,
+      lockDuration: this.lockDurationMs,
+      stalledInterval: this.options.stalledIntervalMs ?? 30_000,
+      // Our own count (the row's `recoveries`) fails a job whose workers keep dying, before BullMQ would.
+      maxStalledCount: MAX_RECOVERIES + 2,
+      settings: { backoffStrategy: (_attempts, _type, err) => (err instanceof RetryLater ? err.delayMs : 1000) },
+    });
+    this.worker.on('error', (err: Error) => this.log.warn({ err: err.message }, 'bullmq worker error'));
+    const reconcileMs = this.options.reconcileMs ?? 60_000;
+    this.reconcileTimer = setInterval(() => void this.reconcile(reconcileMs), reconcileMs);
+    this.reconcileTimer.unref();
+    void this.reconcile(reconcileMs);
+  }
+
+  private async process(bull: BullJob<Payload>): Promise<void> {
+    const row = await this.store.claimById(bull.data.jobId, this.workerId, this.lockDurationMs);
+    // Finished, cancelled or gone: the row says there is nothing left to do.
+    if (!row) return;
+    const controller = new AbortController();
+    this.running.set(row.job_id, controller);
+    const deps = { store: this.store, registry: this.registry, log: this.log, workerId: this.workerId, leaseMs: this.lockDurationMs };
+    const run = executeJob(row, deps, controller);
+    this.active.add(run);
+    try {
+      const outcome = await run;
+      if (outcome.kind === 'retry') throw new RetryLater(outcome.delayMs);
+      if (outcome.kind === 'released') throw new RetryLater(0);
+    } finally {
+      this.running.delete(row.job_id);
+      this.active.delete(run);
+    }
+  }
+
+  /** Re-adds jobs the database expects to run but Redis may not know (a no-op for ids it has). */
+  private async reconcile(graceMs: number): Promise<void> {
+    try {
+      for (const row of await this.store.orphans(graceMs, 500)) await this.addToQueue(row);
+    } catch (err) {
+      this.log.warn({ err }, 'could not reconcile jobs with Redis');
+    }
+  }
+
+  async stop(graceMs = 10_000): Promise<void> {
+    if (this.reconcileTimer) clearInterval(this.reconcileTimer);
+    this.reconcileTimer = null;
+    const worker = this.worker;
+    this.worker = null;
+    if (worker) {
+      // Stop taking jobs at once; the running ones get their grace period, then give their rows back.
+      const closing = worker.close();
+      await this.drain(this.active, graceMs);
+      await Promise.race([closing, new Promise((r) => setTimeout(r, 2000))]);
+      if (this.active.size > 0) await worker.close(true);
+    }
+    // BullMQ leaves connections it was given open: they are ours to close.
+    this.workerConnection?.disconnect();
+    this.workerConnection = null;
+    await this.queue.close();
+    this.queueConnection.disconnect();
+  }
+}

@@ -1,0 +1,21 @@
+/**
+ * What a handler throws to say how its job ended. Any other error is a bug:
+ * the job fails as `internal_error` and the details stay in the log.
+ */
+export class JobError extends Error {
+  constructor(
+    readonly code: string,
+    readonly detail: string,
+  ) {
+    super(detail);
+    this.name = new.target.name;
+  }
+}
+
+/** Worth trying again later (a timeout, a 5xx, a 429): retried with backoff up to max_attempts. */
+export class TransientJobError extends JobError {}
+
+/** Trying again will not help (404, not an image): the job fails at once. */
+export class PermanentJobError extends JobError {}
+
+export const INTERNAL_ERROR = { code: 'internal_error', detail: 'The job failed unexpectedly.' } as const;

@@ -1,0 +1,115 @@
+/**
+ * Runs one claimed job, the same way for both runners: the handler gets an
+ * AbortSignal (timeout, cancel, shutdown, lost lease), the lease is renewed
+ * while it runs, and the ending is classified and written to the row.
+ */
+import type { Logger } from 'pino';
+import { INTERNAL_ERROR, JobError, PermanentJobError, TransientJobError } from './errors.js';
+import { backoffDelay, type HandlerRegistry } from './registry.js';
+import { toJob, type JobRow, type JobStore } from './store.js';
+import type { JobContext, JobErrorInfo } from './types.js';
+
+/** A job whose runner died this many times is failed instead of taken over again. */
+export const MAX_RECOVERIES = 5;
+
+export type Outcome =
+  | { kind: 'completed' }
+  | { kind: 'retry'; delayMs: number }
+  | { kind: 'failed' }
+  | { kind: 'released' }
+  /** Someone else holds the row now (lease lost, cancelled): nothing was written. */
+  | { kind: 'lost' };
+
+export interface ExecuteDeps {
+  store: JobStore;
+  registry: HandlerRegistry;
+  log: Logger;
+  workerId: string;
+  leaseMs: number;
+}
+
+class AbortReason extends Error {
+  constructor(readonly why: 'timeout' | 'lost' | 'cancelled' | 'shutdown') {
+    super(why);
+  }
+}
+
+export const INTERRUPTED: JobErrorInfo = { code: 'interrupted', detail: 'The job was interrupted too many times.' };
+
+/** `controller` lets the runner abort the job (cancel, shutdown). */
+export async function executeJob(row: JobRow, deps: ExecuteDeps, controller: AbortController): Promise<Outcome> {
+  const { store, registry, log, workerId, leaseMs } = deps;
+  const job = toJob(row);
+  const spec = registry.get(job.type);
+  const fail = async (error: JobErrorInfo): Promise<Outcome> =>
+    (await store.fail(job.job_id, workerId, error)) ? { kind: 'failed' } : { kind: 'lost' };
+
+  if (!spec) return fail({ code: 'unknown_kind', detail: `No handler is registered for jobs of type ${job.type}.` });
+  if (row.recoveries > MAX_RECOVERIES) return fail(INTERRUPTED);
+
+  const jobLog = log.child({ jobId: job.job_id, type: job.type, attempt: job.attempts });
+  const timeout = setTimeout(() => controller.abort(new AbortReason('timeout')), spec.timeoutMs);
+  const heartbeat = setInterval(() => {
+    store.heartbeat(job.job_id, workerId, leaseMs).then(
+      (held) => held || controller.abort(new AbortReason('lost')),
+      (err: unknown) => jobLog.warn({ err }, 'job heartbeat failed'),
+    );
+  }, Math.max(50, Math.floor(leaseMs / 3)));
+  const aborted = new Promise<never>((_, reject) => {
+    const onAbort = () => reject(controller.signal.reason);
+    if (controller.signal.aborted) onAbort();
+    else controller.signal.addEventListener('abort', onAbort, { once: true });
+  });
+  aborted.catch(() => undefined); // only observed through the race below
+
+  const ctx: JobContext = {
+    jobId: job.job_id,
+    type: job.type,
+    userId: job.user_id,
+    attempt: job.attempts,
+    maxAttempts: job.max_attempts,
+    signal: controller.signal,
+    log: jobLog,
+    async report(progress, extra) {
+      const p = Number.isFinite(progress) ? Math.min(1, Math.max(0, progress)) : 0;
+      await store.progress(job.job_id, workerId, p, extra);
+    },
+  };
+
+  try {
+    // The race lets a handler that ignores its signal still end its job on time.
+    const result = await Promise.race([spec.handler(job.input, ctx), aborted]);
+    return (await store.complete(job.job_id, workerId, result)) ? { kind: 'completed' } : { kind: 'lost' };
+  } catch (err) {
+    const error = classify(err, spec.timeoutMs);
+    if (error === 'lost') return { kind: 'lost' };
+    // Shutting down is not the job's fault: it goes back to the queue without spending an attempt.
+    if (error === 'released') return (await store.release(job.job_id, workerId)) ? { kind: 'released' } : { kind: 'lost' };
+    if (error.transient && job.attempts < job.max_attempts) {
+      const delayMs = backoffDelay(spec.backoff, job.attempts);
+      jobLog.info({ code: error.info.code, delayMs }, 'job will be retried');
+      return (await store.retry(job.job_id, workerId, error.info, delayMs)) ? { kind: 'retry', delayMs } : { kind: 'lost' };
+    }
+    if (error.bug) jobLog.error({ err }, 'job handler failed with an unexpected error');
+    return fail(error.info);
+  } finally {
+    clearTimeout(timeout);
+    clearInterval(heartbeat);
+  }
+}
+
+type Classified = { info: JobErrorInfo; transient: boolean; bug: boolean } | 'lost' | 'released';
+
+function classify(err: unknown, timeoutMs: number): Classified {
+  if (err instanceof AbortReason) {
+    if (err.why === 'timeout') return { info: { code: 'timeout', detail: `The job took longer than ${timeoutMs} ms.` }, transient: true, bug: false };
+    return err.why === 'shutdown' ? 'released' : 'lost';
+  }
+  if (err instanceof TransientJobError) return { info: { code: err.code, detail: err.detail }, transient: true, bug: false };
+  if (err instanceof PermanentJobError || err instanceof JobError) return { info: { code: err.code, detail: err.detail }, transient: false, bug: false };
+  return { info: { ...INTERNAL_ERROR }, transient: false, bug: true };
+}
+
+export function abortFor(controller: AbortController, why: 'cancelled' | 'shutdown'): void {
+  controller.abort(new AbortReason(why));
+}

@@ -1,0 +1,90 @@
+/** What both runners share: the registry, reads of the jobs table, cancel and waitFor. */
+import type { Logger } from 'pino';
+import type { Clock } from '../../clock.js';
+import type { Db } from '../db/index.js';
+import { abortFor } from './execute.js';
+import { HandlerRegistry } from './registry.js';
+import { isFinished, JobStore, toJob, type JobRow } from './store.js';
+import type { EnqueueOptions, HandlerOptions, Job, JobHandler, JobPage, JobRunner, ListQuery } from './types.js';
+
+export interface RunnerDeps {
+  db: Db;
+  log: Logger;
+  clock: Clock;
+}
+
+export abstract class BaseRunner implements JobRunner {
+  abstract readonly mode: 'local' | 'bullmq';
+  readonly registry = new HandlerRegistry();
+  readonly store: JobStore;
+  protected readonly log: Logger;
+  /** Jobs running in this process, so cancel and shutdown can abort them at once. */
+  protected readonly running = new Map<string, AbortController>();
+
+  constructor(deps: RunnerDeps) {
+    this.store = new JobStore(deps.db.kysely, deps.db.dialect, deps.clock);
+    this.log = deps.log.child({ component: 'jobs' });
+  }
+
+  register<I, R>(kind: string, handler: JobHandler<I, R>, options?: HandlerOptions): void {
+    this.registry.register(kind, handler, options);
+  }
+
+  abstract enqueue<I>(kind: string, input: I, options: EnqueueOptions): Promise<Job<I>>;
+  abstract start(): Promise<void>;
+  abstract stop(graceMs?: number): Promise<void>;
+
+  /** Inserts the row; `created` false when a live job with the same dedupe key was returned instead. */
+  protected async insert(kind: string, input: unknown, options: EnqueueOptions): Promise<{ row: JobRow; created: boolean }> {
+    const spec = this.registry.require(kind);
+    return this.store.insert({
+      type: kind,
+      input,
+      userId: options.userId,
+      maxAttempts: Math.max(1, options.maxAttempts ?? spec.maxAttempts),
+      dedupeKey: options.dedupeKey,
+    });
+  }
+
+  async get(jobId: string): Promise<Job | null> {
+    const row = await this.store.get(jobId);
+    return row ? toJob(row) : null;
+  }
+
+  list(query: ListQuery): Promise<JobPage> {
+    return this.store.list(query);
+  }
+
+  async cancel(jobId: string): Promise<Job | null> {
+    const row = await this.store.get(jobId);
+    if (!row) return null;
+    if (!this.registry.get(row.type)?.cancellable || isFinished(row.status)) return toJob(row);
+    await this.store.cancel(jobId);
+    // A job running in another process notices at its next heartbeat, when its lease renewal fails.
+    const controller = this.running.get(jobId);
+    if (controller) abortFor(controller, 'cancelled');
+    return this.get(jobId);
+  }
+
+  async waitFor(jobId: string, timeoutMs: number): Promise<Job> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const row = await this.store.get(jobId);
+      if (row && isFinished(row.status)) return toJob(row);
+      if (Date.now() >= deadline) {
+        throw new Error(`job ${jobId} did not finish within ${timeoutMs} ms (status ${row?.status ?? 'missing'})`);
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  /** Aborts every job running here and waits (bounded) for their handlers to let go. */
+  protected async drain(active: Set<Promise<unknown>>, graceMs: number): Promise<void> {
+    const settled = (ms: number) => Promise.race([Promise.allSettled([...active]), new Promise((r) => setTimeout(r, ms))]);
+    await settled(graceMs);
+    if (active.size === 0) return;
+    this.log.warn({ jobs: [...this.running.keys()] }, 'jobs still running at shutdown: giving them back to the queue');
+    for (const controller of this.running.values()) abortFor(controller, 'shutdown');
+    await settled(5000);
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * The environments the job suite runs in: the local runner over SQLite and
+ * PostgreSQL, and BullMQ over Redis (a prefix of its own per run, removed after).
+ */
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import pino from 'pino';
+import { systemClock } from '../../../src/clock.js';
+import { migrateToLatest, openDatabase, type Db } from '../../../src/platform/db/index.js';
+import { BullJobRunner, LocalJobRunner } from '../../../src/platform/jobs/index.js';
+import { tempDataDir } from '../../helpers/config.js';
+import { createTestDatabase, hasPostgres } from '../../helpers/pg.js';
+
+export const TEST_REDIS_URL = process.env.TEST_REDIS_URL;
+export const silentLog = pino({ level: 'silent' });
+
+/** Short enough that a dead runner's job is taken over within a second or two. */
+export const TEST_LEASE_MS = 800;
+
+export interface Store {
+  db: Db;
+  /** What a child process passes to openDatabase. */
+  databaseUrl: string | undefined;
+  dataDir: string;
+  close(): Promise<void>;
+}
+
+export async function sqliteStore(): Promise<Store> {
+  const temp = tempDataDir();
+  const db = openDatabase(undefined, temp.dir);
+  await migrateToLatest(db);
+  return { db, databaseUrl: undefined, dataDir: temp.dir, close: async () => (await db.close(), temp.cleanup()) };
+}
+
+export async function postgresStore(): Promise<Store> {
+  const temp = tempDataDir();
+  const pg = await createTestDatabase();
+  const db = openDatabase(pg.url, temp.dir);
+  await migrateToLatest(db);
+  return {
+    db,
+    databaseUrl: pg.url,
+    dataDir: temp.dir,
+    close: async () => {
+      await db.close();
+      await pg.drop();
+      temp.cleanup();
+    },
+  };
+}
+
+export function newPrefix(): string {
+  return `kiln-test-${randomBytes(5).toString('hex')}`;
+}
+
+/** Deletes every Redis key under `prefix`. */
+export async function dropRedisPrefix(url: string, prefix: string): Promise<void> {
+  const redis = new Redis(url);
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 500);
+      cursor = next;
+      if (keys.length > 0) await redis.del(...keys);
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
+  }
+}
+
+export type RunnerKind = 'local' | 'bullmq';
+
+export interface Env {
+  name: string;
+  skip: string | false;
+  runnerKind: RunnerKind;
+  openStore(): Promise<Store>;
+}
+
+export const ENVS: Env[] = [
+  { name: 'local runner, SQLite', skip: false, runnerKind: 'local', openStore: sqliteStore },
+  {
+    name: 'local runner, PostgreSQL',
+    skip: hasPostgres ? false : 'TEST_DATABASE_URL is not set',
+    runnerKind: 'local',
+    openStore: postgresStore,
+  },
+  {
+    name: 'BullMQ runner, Redis + SQLite',
+    skip: TEST_REDIS_URL ? false : 'TEST_REDIS_URL is not set',
+    runnerKind: 'bullmq',
+    openStore: sqliteStore,
+  },
+];
+
+export function makeRunner(kind: RunnerKind, db: Db, prefix: string, concurrency = 2): LocalJobRunner | BullJobRunner {
+  const deps = { db, log: silentLog, clock: systemClock };
+  if (kind === 'local') return new LocalJobRunner(deps, { concurrency, leaseMs: TEST_LEASE_MS, pollMs: 20 });
+  return new BullJobRunner(deps, {
+    redisUrl: TEST_REDIS_URL as string,
+    role: 'worker',
+    concurrency,
+    prefix,
+    lockDurationMs: 1000,
+    stalledIntervalMs: 500,
+    reconcileMs: 2000,
+  });
+}

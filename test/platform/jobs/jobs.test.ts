@@ -1,0 +1,260 @@
+// The one job suite, run against every runner and database (see harness.ts).
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { PermanentJobError, TransientJobError, type JobRunner } from '../../../src/platform/jobs/index.js';
+import { dropRedisPrefix, ENVS, makeRunner, newPrefix, TEST_REDIS_URL, type Store } from './harness.js';
+
+const JOB_KEYS = [
+  'attempts', 'created_at', 'error', 'finished_at', 'input', 'job_id', 'max_attempts',
+  'progress', 'result', 'started_at', 'status', 'type', 'user_id',
+];
+
+/** Resolves once `check` does, polling; the suite waits on behaviour, never on wall-clock guesses. */
+async function until<T>(check: () => Promise<T | undefined | false>, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe.each(ENVS)('jobs: $name', (env) => {
+  const title = env.skip ? `skipped: ${env.skip}` : 'runs';
+  describe.skipIf(env.skip)(title, () => {
+    let store: Store;
+    const runners: JobRunner[] = [];
+    const prefixes: string[] = [];
+
+    beforeAll(async () => {
+      store = await env.openStore();
+    });
+    afterAll(async () => {
+      await store?.close();
+    });
+    afterEach(async () => {
+      for (const r of runners.splice(0)) await r.stop(1000);
+      if (TEST_REDIS_URL) for (const p of prefixes.splice(0)) await dropRedisPrefix(TEST_REDIS_URL, p);
+    });
+
+    /** A runner over the suite's database; with BullMQ, on `prefix` (a fresh one unless given). */
+    function runner(prefix = newPrefix(), concurrency = 2): JobRunner {
+      prefixes.push(prefix);
+      const r = makeRunner(env.runnerKind, store.db, prefix, concurrency);
+      runners.push(r);
+      return r;
+    }
+
+    it('runs a job to completion with its result, in the API shape', async () => {
+      const jobs = runner();
+      jobs.register('echo', async (input: { n: number }, job) => ({ doubled: input.n * 2, attempt: job.attempt }));
+      await jobs.start();
+      const queued = await jobs.enqueue('echo', { n: 21 }, { userId: 'u1' });
+      expect(Object.keys(queued).sort()).toEqual(JOB_KEYS);
+      expect(queued).toMatchObject({ type: 'echo', status: 'queued', progress: 0, attempts: 0, max_attempts: 3, input: { n: 21 }, result: null, error: null, user_id: 'u1', started_at: null, finished_at: null });
+      expect(queued.created_at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+      const done = await jobs.waitFor(queued.job_id, 10_000);
+      expect(Object.keys(done).sort()).toEqual(JOB_KEYS);
+      expect(done).toMatchObject({ status: 'completed', progress: 1, attempts: 1, result: { doubled: 42, attempt: 1 }, error: null });
+      expect(done.started_at).not.toBeNull();
+      expect(done.finished_at! >= done.started_at!).toBe(true);
+      expect(await jobs.get(queued.job_id)).toEqual(done);
+      expect(await jobs.get('no-such-job')).toBeNull();
+    });
+
+    it('reports progress while the job runs', async () => {
+      const jobs = runner();
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      jobs.register('staged', async (_input, job) => {
+        await job.report(0.5, { stage: 'downloading' });
+        await gate;
+        await job.report(7); // clamped to 1
+        return { ok: true };
+      });
+      await jobs.start();
+      const { job_id } = await jobs.enqueue('staged', {}, { userId: null });
+      const midway = await until(async () => {
+        const j = await jobs.get(job_id);
+        return j?.progress === 0.5 ? j : undefined;
+      });
+      expect(midway).toMatchObject({ status: 'processing', result: { stage: 'downloading' } });
+      release();
+      expect(await jobs.waitFor(job_id, 10_000)).toMatchObject({ status: 'completed', progress: 1, result: { ok: true } });
+    });
+
+    it('retries transient errors with exponential backoff, then succeeds', async () => {
+      const jobs = runner();
+      const calls: number[] = [];
+      jobs.register(
+        'flaky',
+        async () => {
+          calls.push(Date.now());
+          if (calls.length < 3) throw new TransientJobError('source_unreachable', 'The source did not answer.');
+          return 'third time lucky';
+        },
+        { maxAttempts: 3, backoff: { delayMs: 60 } },
+      );
+      await jobs.start();
+      const { job_id } = await jobs.enqueue('flaky', {}, { userId: 'u1' });
+      // While waiting for the retry, the row is queued again and shows the last error.
+      const between = await until(async () => {
+        const j = await jobs.get(job_id);
+        return j?.attempts === 1 && j.status === 'queued' ? j : undefined;
+      });
+      expect(between.error).toEqual({ code: 'source_unreachable', detail: 'The source did not answer.' });
+      const done = await jobs.waitFor(job_id, 10_000);
+      expect(done).toMatchObject({ status: 'completed', attempts: 3, result: 'third time lucky', error: null });
+      expect(calls).toHaveLength(3);
+      // Backoff: 60 ms before the second run, 120 ms before the third (lower bounds only).
+      expect(calls[1]! - calls[0]!).toBeGreaterThanOrEqual(55);
+      expect(calls[2]! - calls[1]!).toBeGreaterThanOrEqual(115);
+    });
+
+    it('fails with the last transient error once max_attempts are spent', async () => {
+      const jobs = runner();
+      let calls = 0;
+      jobs.register('down', async () => {
+        calls++;
+        throw new TransientJobError('source_unreachable', 'Still down.');
+      }, { backoff: { delayMs: 10 } });
+      await jobs.start();
+      const { job_id } = await jobs.enqueue('down', {}, { userId: 'u1', maxAttempts: 2 });
+      const done = await jobs.waitFor(job_id, 10_000);
+      expect(done).toMatchObject({ status: 'failed', attempts: 2, max_attempts: 2, error: { code: 'source_unreachable', detail: 'Still down.' } });
+      expect(calls).toBe(2);
+    });
+
+    it('fails at once on a permanent error', async () => {
+      const jobs = runner();
+      let calls = 0;
+      jobs.register('missing', async () => {
+        calls++;
+        throw new PermanentJobError('not_found', 'The product database has no such product.');
+      });
+      await jobs.start();
+      const { job_id } = await jobs.enqueue('missing', {}, { userId: 'u1' });
+      const done = await jobs.waitFor(job_id, 10_000);
+      expect(done).toMatchObject({ status: 'failed', attempts: 1, max_attempts: 3, error: { code: 'not_found', detail: 'The product database has no such product.' } });
+      expect(done.finished_at).not.toBeNull();
+      expect(calls).toBe(1);
+    });
+
+    it('fails a buggy handler at once with a hidden detail and keeps running others', async () => {
+      const jobs = runner();
+      jobs.register('buggy', async () => {
+        throw new TypeError("Cannot read properties of undefined (reading 'secret') at /srv/kiln/src/x.ts:12");
+      });
+      jobs.register('fine', async () => 'ok');
+      await jobs.start();
+      const bug = await jobs.enqueue('buggy', {}, { userId: 'u1' });
+      const done = await jobs.waitFor(bug.job_id, 10_000);
+      expect(done).toMatchObject({ status: 'failed', attempts: 1, error: { code: 'internal_error', detail: 'The job failed unexpectedly.' } });
+      expect(JSON.stringify(done)).not.toContain('secret');
+      const next = await jobs.enqueue('fine', {}, { userId: 'u1' });
+      expect(await jobs.waitFor(next.job_id, 10_000)).toMatchObject({ status: 'completed', result: 'ok' });
+    });
+
+    it('times out a job, aborting its signal, even when the handler ignores it', async () => {
+      const jobs = runner();
+      let sawAbort = false;
+      jobs.register('slowpoke', async (_input, job) => {
+        job.signal.addEventListener('abort', () => (sawAbort = true));
+        await new Promise((r) => setTimeout(r, 5000));
+        return 'too late';
+      }, { timeoutMs: 150, maxAttempts: 1 });
+      jobs.register('after', async () => 'ok');
+      await jobs.start();
+      const { job_id } = await jobs.enqueue('slowpoke', {}, { userId: 'u1' });
+      const done = await jobs.waitFor(job_id, 10_000);
+      expect(done).toMatchObject({ status: 'failed', attempts: 1, error: { code: 'timeout' } });
+      expect(sawAbort).toBe(true);
+      const next = await jobs.enqueue('after', {}, { userId: 'u1' });
+      expect(await jobs.waitFor(next.job_id, 10_000)).toMatchObject({ status: 'completed' });
+    });
+
+    it('lists newest first with an opaque cursor, scoped by user, status and type', async () => {
+      const jobs = runner();
+      jobs.register('listed', async () => 'ok');
+      jobs.register('listed-other', async () => 'ok');
+      const mine: string[] = [];
+      for (let i = 0; i < 5; i++) mine.push((await jobs.enqueue('listed', { i }, { userId: 'lister' })).job_id);
+      const other = await jobs.enqueue('listed-other', {}, { userId: 'someone-else' });
+      const page1 = await jobs.list({ userId: 'lister', limit: 2 });
+      expect(page1.jobs.map((j) => j.job_id)).toEqual([mine[4], mine[3]]);
+      expect(page1.next_cursor).toEqual(expect.any(String));
+      const page2 = await jobs.list({ userId: 'lister', limit: 2, cursor: page1.next_cursor! });
+      expect(page2.jobs.map((j) => j.job_id)).toEqual([mine[2], mine[1]]);
+      const page3 = await jobs.list({ userId: 'lister', limit: 2, cursor: page2.next_cursor! });
+      expect(page3.jobs.map((j) => j.job_id)).toEqual([mine[0]]);
+      expect(page3.next_cursor).toBeNull();
+      const all = await jobs.list({ all: true, type: 'listed-other' });
+      expect(all.jobs.map((j) => j.job_id)).toEqual([other.job_id]);
+      expect((await jobs.list({ userId: 'lister', status: 'completed' })).jobs).toEqual([]);
+      await expect(jobs.list({ userId: 'lister', cursor: 'not-a-cursor' })).rejects.toMatchObject({ status: 400, code: 'invalid_cursor' });
+    });
+
+    it('returns the job in flight for the same dedupe key, and a new one after it finished', async () => {
+      const jobs = runner();
+      jobs.register('deduped', async () => 'ok');
+      const a = await jobs.enqueue('deduped', { n: 1 }, { userId: 'u1', dedupeKey: 'ean:4006381333931:u1' });
+      const b = await jobs.enqueue('deduped', { n: 2 }, { userId: 'u1', dedupeKey: 'ean:4006381333931:u1' });
+      expect(b.job_id).toBe(a.job_id);
+      expect(b.input).toEqual({ n: 1 });
+      await jobs.start();
+      await jobs.waitFor(a.job_id, 10_000);
+      const c = await jobs.enqueue('deduped', { n: 3 }, { userId: 'u1', dedupeKey: 'ean:4006381333931:u1' });
+      expect(c.job_id).not.toBe(a.job_id);
+    });
+
+    it('cancels queued and running jobs of a cancellable kind only', async () => {
+      const jobs = runner();
+      let aborted = false;
+      jobs.register('long', async (_input, job) => {
+        await new Promise<void>((resolve) => job.signal.addEventListener('abort', () => ((aborted = true), resolve())));
+        return 'stopped';
+      }, { cancellable: true });
+      jobs.register('stubborn', async () => 'ok');
+      const queued = await jobs.enqueue('long', {}, { userId: 'u1' });
+      expect(await jobs.cancel(queued.job_id)).toMatchObject({ status: 'cancelled' });
+      const keep = await jobs.enqueue('stubborn', {}, { userId: 'u1' });
+      expect(await jobs.cancel(keep.job_id)).toMatchObject({ status: 'queued' });
+      expect(await jobs.cancel('no-such-job')).toBeNull();
+      await jobs.start();
+      const running = await jobs.enqueue('long', {}, { userId: 'u1' });
+      await until(async () => (await jobs.get(running.job_id))?.status === 'processing');
+      expect(await jobs.cancel(running.job_id)).toMatchObject({ status: 'cancelled' });
+      await until(async () => aborted);
+      expect(await jobs.get(running.job_id)).toMatchObject({ status: 'cancelled', result: null });
+      expect(await jobs.waitFor(keep.job_id, 10_000)).toMatchObject({ status: 'completed' });
+      expect(await jobs.get(queued.job_id)).toMatchObject({ status: 'cancelled', attempts: 0 });
+    });
+
+    it('loses nothing across a restart: jobs enqueued before are run by the next process', async () => {
+      const prefix = newPrefix();
+      const before = runner(prefix);
+      before.register('persisted', async (input: { i: number }) => input.i);
+      const ids: string[] = [];
+      for (let i = 0; i < 5; i++) ids.push((await before.enqueue('persisted', { i }, { userId: 'u1' })).job_id);
+      await before.stop();
+      const after = runner(prefix);
+      after.register('persisted', async (input: { i: number }) => input.i);
+      await after.start();
+      for (const [i, id] of ids.entries()) expect(await after.waitFor(id, 10_000)).toMatchObject({ status: 'completed', result: i });
+    });
+
+    it('stops gracefully: a running job finishes, queued ones wait for the next start', async () => {
+      const prefix = newPrefix();
+      const jobs = runner(prefix, 1);
+      jobs.register('brief', async () => {
+        await new Promise((r) => setTimeout(r, 200));
+        return 'done';
+      });
+      await jobs.start();
+      const first = await jobs.enqueue('brief', {}, { userId: 'u1' });
+      await until(async () => (await jobs.get(first.job_id))?.status === 'processing');
+      await jobs.stop(5000);
+      expect(await jobs.get(first.job_id)).toMatchObject({ status: 'completed', result: 'done' });
+    });
+  });
+});

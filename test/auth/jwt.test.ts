@@ -1,0 +1,111 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startServer, type TestServer } from '../helpers/server.js';
+import { bearer, call, register, type Account } from './helpers.js';
+
+const SHARED_SECRET = 'shared-secret-between-kiln-and-the-auth-service';
+const secretKey = new TextEncoder().encode(SHARED_SECRET);
+
+let jwks: Server;
+let server: TestServer;
+let account: Account;
+let rsa: { privateKey: CryptoKey; jwk: JWK };
+let ec: { privateKey: CryptoKey; jwk: JWK };
+
+async function keyPair(alg: 'RS256' | 'ES256', kid: string) {
+  const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
+  return { privateKey, jwk: { ...(await exportJWK(publicKey)), kid, alg, use: 'sig' } };
+}
+
+beforeAll(async () => {
+  rsa = await keyPair('RS256', 'rsa-1');
+  ec = await keyPair('ES256', 'ec-1');
+  // The external issuer's key set, served the way an identity provider serves it.
+  jwks = createServer((_req, res) => {
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ keys: [rsa.jwk, ec.jwk] }));
+  });
+  await new Promise<void>((resolve) => jwks.listen(0, '127.0.0.1', resolve));
+  const { port } = jwks.address() as AddressInfo;
+  server = await startServer({ JWT_SECRET: SHARED_SECRET, JWT_JWKS_URL: `http://127.0.0.1:${port}/.well-known/jwks.json` });
+  account = await register(server.url);
+});
+afterAll(async () => {
+  await server.close();
+  await new Promise((resolve) => jwks.close(resolve));
+});
+
+const now = () => Math.floor(Date.now() / 1000);
+const me = (token: string) => call(server.url, 'GET', '/users/me', { headers: bearer(token) });
+
+function claims(sub: string) {
+  return new SignJWT({ role: 'customer' }).setSubject(sub).setIssuedAt().setExpirationTime('10m');
+}
+
+function b64(value: object): string {
+  return Buffer.from(JSON.stringify(value)).toString('base64url');
+}
+
+describe('tokens from another service', () => {
+  it('HS256 signed with the shared JWT_SECRET is accepted', async () => {
+    const token = await claims(account.id).setProtectedHeader({ alg: 'HS256' }).sign(secretKey);
+    const res = await me(token);
+    expect(res.status).toBe(200);
+    expect(res.body.id).toBe(account.id);
+  });
+
+  it('RS256 and ES256 verified with the JWKS endpoint are accepted', async () => {
+    const rs = await claims(account.id).setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' }).sign(rsa.privateKey);
+    const es = await claims(account.id).setProtectedHeader({ alg: 'ES256', kid: 'ec-1' }).sign(ec.privateKey);
+    expect((await me(rs)).status).toBe(200);
+    expect((await me(es)).status).toBe(200);
+  });
+
+  it('alg "none" is 401', async () => {
+    const token = `${b64({ alg: 'none', typ: 'JWT' })}.${b64({ sub: account.id, exp: now() + 600 })}.`;
+    const res = await me(token);
+    expect(res.status).toBe(401);
+    expect(res.headers.get('content-type')).toContain('application/problem+json');
+  });
+
+  it('a token signed with another key is 401 (HS256 and RS256)', async () => {
+    const hs = await claims(account.id).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode('some-other-secret-entirely'));
+    expect((await me(hs)).status).toBe(401);
+    const stranger = await keyPair('RS256', 'rsa-1');
+    const rs = await claims(account.id).setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' }).sign(stranger.privateKey);
+    expect((await me(rs)).status).toBe(401);
+  });
+
+  it('an expired token is 401', async () => {
+    const token = await new SignJWT({}).setSubject(account.id).setProtectedHeader({ alg: 'HS256' }).setIssuedAt(now() - 7200).setExpirationTime(now() - 3600).sign(secretKey);
+    expect((await me(token)).status).toBe(401);
+  });
+
+  it('a token with a future nbf is 401', async () => {
+    const token = await claims(account.id).setProtectedHeader({ alg: 'HS256' }).setNotBefore(now() + 3600).sign(secretKey);
+    expect((await me(token)).status).toBe(401);
+  });
+
+  it('a valid token whose sub is not a local user is 401', async () => {
+    const token = await claims('user-of-another-service').setProtectedHeader({ alg: 'HS256' }).sign(secretKey);
+    expect((await me(token)).status).toBe(401);
+  });
+
+  it('HS256 with the public key as secret (algorithm confusion) is 401', async () => {
+    const pem = new TextEncoder().encode(JSON.stringify(rsa.jwk));
+    const token = await claims(account.id).setProtectedHeader({ alg: 'HS256', kid: 'rsa-1' }).sign(pem);
+    expect((await me(token)).status).toBe(401);
+  });
+});
+
+describe('presented but bad credentials', () => {
+  it('are 401 even on a public route', async () => {
+    for (const authorization of ['Bearer not.a.jwt', 'Basic dXNlcjpwYXNz', 'Bearer']) {
+      const res = await call(server.url, 'GET', '/', { headers: { authorization } });
+      expect(res.status, authorization).toBe(401);
+    }
+    expect((await call(server.url, 'GET', '/')).status).toBe(200);
+  });
+});

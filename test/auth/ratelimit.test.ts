@@ -1,0 +1,127 @@
+import { randomInt } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { buildApp } from '../../src/app.js';
+import { RATE_LIMIT_NAMESPACE } from '../../src/auth/ratelimit.js';
+import { requireUser } from '../../src/auth/guard.js';
+import { createContext } from '../../src/context.js';
+import { tempDataDir, testConfig } from '../helpers/config.js';
+import { startServer, type TestServer } from '../helpers/server.js';
+import { bearer, call, login, register } from './helpers.js';
+
+const REDIS_URL = process.env.TEST_REDIS_URL;
+const servers: TestServer[] = [];
+
+async function serve(env: Record<string, string>): Promise<TestServer> {
+  const s = await startServer(env);
+  servers.push(s);
+  return s;
+}
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => s.close()));
+});
+
+const badLogin = (url: string, headers: Record<string, string> = {}) =>
+  call(url, 'POST', '/auth/login', { body: { email: 'nobody@example.com', password: 'wrong-password' }, headers });
+
+describe('rate limits', () => {
+  it('the 6th auth request in a minute from one IP is 429 problem+json with Retry-After', async () => {
+    const s = await serve({ RATE_LIMIT_AUTH: '5' });
+    for (let i = 0; i < 5; i++) expect((await badLogin(s.url)).status).toBe(401);
+    const res = await badLogin(s.url);
+    expect(res.status).toBe(429);
+    expect(res.headers.get('content-type')).toContain('application/problem+json');
+    expect(res.body.code).toBe('rate_limited');
+    const retryAfter = Number(res.headers.get('retry-after'));
+    expect(retryAfter).toBeGreaterThan(0);
+    expect(retryAfter).toBeLessThanOrEqual(60);
+  });
+
+  it('every /auth/* route shares the per-IP auth budget, register included', async () => {
+    const s = await serve({ RATE_LIMIT_AUTH: '3' });
+    await register(s.url);
+    await badLogin(s.url);
+    await call(s.url, 'POST', '/auth/refresh', { body: { refresh_token: 'x' } });
+    expect((await call(s.url, 'POST', '/auth/register', { body: { email: 'a@b.co', username: 'abc', password: '12345678' } })).status).toBe(429);
+    // Other classes keep their own budget.
+    expect((await call(s.url, 'GET', '/')).status).toBe(200);
+  });
+
+  it('the default limit counts per user, and per IP for anonymous callers', async () => {
+    const s = await serve({ RATE_LIMIT_DEFAULT: '3' });
+    const a = bearer((await login(s.url, await register(s.url))).access_token);
+    const b = bearer((await login(s.url, await register(s.url))).access_token);
+    for (let i = 0; i < 3; i++) expect((await call(s.url, 'GET', '/users/me', { headers: a })).status).toBe(200);
+    expect((await call(s.url, 'GET', '/users/me', { headers: a })).status).toBe(429);
+    expect((await call(s.url, 'GET', '/users/me', { headers: b })).status).toBe(200);
+    for (let i = 0; i < 3; i++) expect((await call(s.url, 'GET', '/')).status).toBe(200);
+    expect((await call(s.url, 'GET', '/')).status).toBe(429);
+  });
+
+  it('/health and /metrics are never limited; 0 turns a class off', async () => {
+    const s = await serve({ RATE_LIMIT_DEFAULT: '1', RATE_LIMIT_AUTH: '0' });
+    for (let i = 0; i < 4; i++) {
+      expect((await call(s.url, 'GET', '/health')).status).toBe(200);
+      expect((await fetch(`${s.url}/metrics`)).status).toBe(200);
+      expect((await badLogin(s.url)).status).toBe(401);
+    }
+  });
+
+  it('bad credentials count against the caller address too', async () => {
+    const s = await serve({ RATE_LIMIT_DEFAULT: '2' });
+    const forged = bearer('not.a.jwt');
+    expect((await call(s.url, 'GET', '/', { headers: forged })).status).toBe(401);
+    expect((await call(s.url, 'GET', '/', { headers: forged })).status).toBe(401);
+    expect((await call(s.url, 'GET', '/', { headers: forged })).status).toBe(429);
+  });
+
+  it('upload routes count per user with RATE_LIMIT_UPLOAD', async () => {
+    const { dir, cleanup } = tempDataDir();
+    const ctx = await createContext(testConfig(dir, { RATE_LIMIT_UPLOAD: '2' }));
+    const app = await buildApp(ctx);
+    app.post('/test-upload', { config: { rateLimitClass: 'upload' } }, async (request) => ({ by: requireUser(request).userId }));
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+    try {
+      const a = bearer((await login(url, await register(url))).access_token);
+      const b = bearer((await login(url, await register(url))).access_token);
+      expect((await call(url, 'POST', '/test-upload', { headers: a })).status).toBe(200);
+      expect((await call(url, 'POST', '/test-upload', { headers: a })).status).toBe(200);
+      expect((await call(url, 'POST', '/test-upload', { headers: a })).status).toBe(429);
+      expect((await call(url, 'POST', '/test-upload', { headers: b })).status).toBe(200);
+      // The upload budget is its own: other routes still answer.
+      expect((await call(url, 'GET', '/users/me', { headers: a })).status).toBe(200);
+    } finally {
+      await app.close();
+      await ctx.close();
+      cleanup();
+    }
+  });
+});
+
+describe.skipIf(!REDIS_URL)('rate limits shared through Redis', () => {
+  // A made-up client address, unique to this run, keeps its counters apart from any other run's (TRUST_PROXY=1 reads it from X-Forwarded-For).
+  const clientIp = `10.${randomInt(256)}.${randomInt(256)}.${randomInt(1, 255)}`;
+  const redis = REDIS_URL ? new Redis(REDIS_URL) : undefined;
+
+  afterAll(async () => {
+    if (!redis) return;
+    const keys = await redis.keys(`${RATE_LIMIT_NAMESPACE}*${clientIp}`);
+    if (keys.length > 0) await redis.del(...keys);
+    await redis.quit();
+  });
+
+  it('two processes share one count', async () => {
+    const env = { REDIS_URL: REDIS_URL as string, RATE_LIMIT_AUTH: '5', TRUST_PROXY: '1' };
+    const [one, two] = [await serve(env), await serve(env)];
+    const from = { 'x-forwarded-for': clientIp };
+    for (let i = 0; i < 3; i++) expect((await badLogin(one.url, from)).status).toBe(401);
+    for (let i = 0; i < 2; i++) expect((await badLogin(two.url, from)).status).toBe(401);
+    const sixth = await badLogin(two.url, from);
+    expect(sixth.status).toBe(429);
+    expect(Number(sixth.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect((await badLogin(one.url, from)).status).toBe(429);
+    expect(await redis?.keys(`${RATE_LIMIT_NAMESPACE}*${clientIp}`)).toHaveLength(1);
+  });
+});

@@ -1,0 +1,108 @@
+/**
+ * Serving stored images over HTTP: validators (strong ETag from the stored
+ * hash, Last-Modified), conditional GETs (304), single byte ranges (206 /
+ * 416), HEAD, and the body streamed from the blob store, never buffered.
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { DomainError } from '../errors.js';
+import type { BlobStore, ByteRange } from '../platform/blobs/index.js';
+
+export interface StoredFile {
+  key: string;
+  /** Hex SHA-256 of the stored bytes. */
+  etag: string;
+  bytes: number;
+  lastModified: Date;
+  contentType?: string;
+  cacheControl: string;
+}
+
+export class RangeNotSatisfiable extends DomainError {
+  constructor(size: number) {
+    super(416, 'range_not_satisfiable', `The requested range is outside the file's ${size} bytes.`);
+  }
+}
+
+type RangeAnswer = { kind: 'full' } | { kind: 'partial'; range: ByteRange } | { kind: 'unsatisfiable' };
+
+/**
+ * One `bytes=a-b`, `bytes=a-` or `bytes=-n`. A header we do not understand
+ * (other unit, several ranges, bad syntax) is ignored and the whole file is
+ * sent, as RFC 9110 allows; only a well-formed range outside the file is a 416.
+ */
+export function parseRange(header: string | undefined, size: number): RangeAnswer {
+  if (header === undefined) return { kind: 'full' };
+  const m = /^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/i.exec(header);
+  if (!m || (m[1] === '' && m[2] === '')) return { kind: 'full' };
+  const [first, last] = [m[1] as string, m[2] as string];
+  if (first === '') {
+    const suffix = Number(last);
+    if (suffix === 0 || size === 0) return { kind: 'unsatisfiable' };
+    return { kind: 'partial', range: { start: Math.max(0, size - suffix), end: size - 1 } };
+  }
+  const start = Number(first);
+  const end = last === '' ? size - 1 : Math.min(Number(last), size - 1);
+  if (last !== '' && Number(last) < start) return { kind: 'full' };
+  if (start >= size) return { kind: 'unsatisfiable' };
+  return { kind: 'partial', range: { start, end } };
+}
+
+function etagsIn(header: string): string[] {
+  return header.split(',').map((t) => t.trim().replace(/^W\//, ''));
+}
+
+/** If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2); HTTP dates have whole seconds. */
+function notModified(request: FastifyRequest, quotedEtag: string, lastModified: Date): boolean {
+  const inm = request.headers['if-none-match'];
+  if (inm !== undefined) return etagsIn(inm).some((t) => t === '*' || t === quotedEtag);
+  const ims = request.headers['if-modified-since'];
+  if (ims === undefined) return false;
+  const since = Date.parse(ims);
+  return !Number.isNaN(since) && Math.floor(lastModified.getTime() / 1000) * 1000 <= since;
+}
+
+/** If-Range: a range is honoured only while the client's copy is still current (strong comparison). */
+function rangeStillValid(request: FastifyRequest, quotedEtag: string, lastModified: Date): boolean {
+  const raw = request.headers['if-range'];
+  const ifRange = Array.isArray(raw) ? raw[0] : raw;
+  if (ifRange === undefined) return true;
+  if (ifRange.startsWith('"') || ifRange.startsWith('W/')) return ifRange === quotedEtag;
+  const date = Date.parse(ifRange);
+  return !Number.isNaN(date) && Math.floor(lastModified.getTime() / 1000) * 1000 === date;
+}
+
+export async function sendStoredImage(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  blobs: BlobStore,
+  file: StoredFile,
+): Promise<FastifyReply> {
+  const quotedEtag = `"${file.etag}"`;
+  reply.header('etag', quotedEtag);
+  reply.header('last-modified', file.lastModified.toUTCString());
+  reply.header('cache-control', file.cacheControl);
+  reply.header('accept-ranges', 'bytes');
+
+  if (notModified(request, quotedEtag, file.lastModified)) return reply.code(304).send();
+
+  // Range handling is defined for GET only; HEAD answers as a full GET would.
+  const wantsRange = request.method === 'GET' && rangeStillValid(request, quotedEtag, file.lastModified);
+  const answer = wantsRange ? parseRange(request.headers.range, file.bytes) : ({ kind: 'full' } as const);
+  if (answer.kind === 'unsatisfiable') {
+    reply.header('content-range', `bytes */${file.bytes}`);
+    throw new RangeNotSatisfiable(file.bytes);
+  }
+
+  reply.type(file.contentType ?? 'image/jpeg');
+  const range = answer.kind === 'partial' ? answer.range : undefined;
+  if (range) {
+    reply.code(206);
+    reply.header('content-range', `bytes ${range.start}-${range.end}/${file.bytes}`);
+  }
+  const length = range ? range.end - range.start + 1 : file.bytes;
+  reply.header('content-length', String(length));
+  if (request.method === 'HEAD') return reply.send();
+  // The store answers NotFound (404) before any header has left, when the blob is gone.
+  const body = await blobs.read(file.key, range);
+  return reply.send(body);
+}

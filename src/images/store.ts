@@ -1,0 +1,49 @@
+/**
+ * Writing an upload's variant blobs as one unit. Uploads commit blobs first
+ * and rows second (docs/architecture.md); when anything after the first
+ * blob fails, every blob written so far must go again. A BlobBatch keeps
+ * that list so a module does not hand-roll it per upload.
+ */
+import type { Logger } from 'pino';
+import type { BlobStore } from '../platform/blobs/index.js';
+
+export class BlobBatch {
+  private readonly written: string[] = [];
+
+  constructor(
+    private readonly blobs: BlobStore,
+    private readonly log: Logger,
+  ) {}
+
+  /** Writes one blob and remembers it for rollback. */
+  async put(key: string, data: Buffer, contentType: string): Promise<void> {
+    await this.blobs.put(key, data, contentType);
+    this.written.push(key);
+  }
+
+  /** Writes several blobs in parallel; those that landed are remembered even when another fails. */
+  async putAll(entries: ReadonlyArray<{ key: string; data: Buffer; contentType: string }>): Promise<void> {
+    const results = await Promise.allSettled(entries.map((e) => this.put(e.key, e.data, e.contentType)));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+
+  get keys(): readonly string[] {
+    return this.written;
+  }
+
+  /**
+   * Removes every blob written by this batch. Never throws: it runs while
+   * another error is on its way to the caller, and a blob it cannot remove is
+   * an orphan for the sweep, not a second failure.
+   */
+  async rollback(): Promise<void> {
+    const keys = this.written.splice(0);
+    await deleteBlobs(this.blobs, this.log, keys);
+  }
+}
+
+/** Best-effort delete of `keys` (rows are already gone): failures are logged, not thrown. */
+export async function deleteBlobs(blobs: BlobStore, log: Logger, keys: readonly string[]): Promise<void> {
+  await Promise.all(keys.map((key) => blobs.delete(key).catch((err: unknown) => log.warn({ err, key }, 'blob delete failed'))));
+}

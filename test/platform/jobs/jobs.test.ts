@@ -243,6 +243,27 @@ describe.each(ENVS)('jobs: $name', (env) => {
       for (const [i, id] of ids.entries()) expect(await after.waitFor(id, 10_000)).toMatchObject({ status: 'completed', result: i });
     });
 
+    it('never runs one job twice when two runners share the queue', async () => {
+      const prefix = newPrefix();
+      const runs = new Map<string, number>();
+      const a = runner(prefix, 4);
+      const b = runner(prefix, 4);
+      for (const r of [a, b]) {
+        r.register('shared', async (_input, job) => {
+          runs.set(job.jobId, (runs.get(job.jobId) ?? 0) + 1);
+          await new Promise((done) => setTimeout(done, 5));
+          return 'ok';
+        });
+      }
+      await a.start();
+      await b.start();
+      const ids: string[] = [];
+      for (let i = 0; i < 40; i++) ids.push((await (i % 2 ? a : b).enqueue('shared', { i }, { userId: 'u1' })).job_id);
+      for (const id of ids) expect(await a.waitFor(id, 20_000)).toMatchObject({ status: 'completed', attempts: 1 });
+      expect([...runs.values()].every((n) => n === 1)).toBe(true);
+      expect(runs.size).toBe(40);
+    });
+
     it('stops gracefully: a running job finishes, queued ones wait for the next start', async () => {
       const prefix = newPrefix();
       const jobs = runner(prefix, 1);

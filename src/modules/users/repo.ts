@@ -93,6 +93,15 @@ export async function claimRefreshToken(q: Q, id: string, at: string): Promise<b
   return Number(result.numUpdatedRows) === 1;
 }
 
+/**
+ * True when any token of the session was revoked. Revocation is judged by
+ * family, so a successor inserted while a revocation ran is dead as well.
+ */
+export async function isFamilyRevoked(q: Q, familyId: string): Promise<boolean> {
+  const row = await q.selectFrom('refresh_tokens').select('id').where('family_id', '=', familyId).where('revoked_at', 'is not', null).limit(1).executeTakeFirst();
+  return row !== undefined;
+}
+
 export async function revokeFamily(q: Q, familyId: string, at: string): Promise<void> {
   await q.updateTable('refresh_tokens').set({ revoked_at: at }).where('family_id', '=', familyId).where('revoked_at', 'is', null).execute();
 }

@@ -63,7 +63,7 @@ const badRefresh = () => new Unauthorized('The refresh token is not valid.', 'in
 export async function refresh(ctx: Context, refreshToken: string): Promise<TokenPair> {
   const q = ctx.db.kysely;
   const token = await repo.findRefreshToken(q, sha256Hex(refreshToken));
-  if (!token || token.revoked_at !== null) throw badRefresh();
+  if (!token || token.revoked_at !== null || (await repo.isFamilyRevoked(q, token.family_id))) throw badRefresh();
   const now = isoNow(ctx.clock);
   const reused = async () => {
     await repo.revokeFamily(q, token.family_id, now);

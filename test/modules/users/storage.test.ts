@@ -1,0 +1,165 @@
+/**
+ * The account rules over the real databases: each case runs on SQLite and,
+ * when TEST_DATABASE_URL is set, on PostgreSQL.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findKeyOwner } from '../../../src/auth/lookup.js';
+import { SERVICE_PRINCIPAL_ID, type Principal } from '../../../src/auth/principal.js';
+import { sha256Hex } from '../../../src/auth/secrets.js';
+import { createContext, type Context } from '../../../src/context.js';
+import { DomainError } from '../../../src/errors.js';
+import { changeUser, listUsers } from '../../../src/modules/users/admin.js';
+import { createApiKey } from '../../../src/modules/users/api-keys.js';
+import { bootstrapAdmin } from '../../../src/modules/users/bootstrap.js';
+import { createUser, deleteMe, updateMe } from '../../../src/modules/users/service.js';
+import { login, logout, refresh } from '../../../src/modules/users/sessions.js';
+import { tempDataDir, testConfig } from '../../helpers/config.js';
+import { createTestDatabase, hasPostgres } from '../../helpers/pg.js';
+import { newAccountFields } from '../../auth/helpers.js';
+
+interface Backend {
+  /** Opens one more Context over the same database (as a second process would). */
+  open(env?: Record<string, string>): Promise<Context>;
+  dispose(): Promise<void>;
+}
+
+async function sqliteBackend(): Promise<Backend> {
+  const { dir, cleanup } = tempDataDir();
+  const opened: Context[] = [];
+  return {
+    async open(env = {}) {
+      const ctx = await createContext(testConfig(dir, { JWT_SECRET: 'storage-test-secret', ...env }));
+      opened.push(ctx);
+      return ctx;
+    },
+    async dispose() {
+      for (const ctx of opened) await ctx.close();
+      cleanup();
+    },
+  };
+}
+
+async function postgresBackend(): Promise<Backend> {
+  const database = await createTestDatabase();
+  const { dir, cleanup } = tempDataDir();
+  const opened: Context[] = [];
+  return {
+    async open(env = {}) {
+      const ctx = await createContext(testConfig(dir, { DATABASE_URL: database.url, JWT_SECRET: 'storage-test-secret', ...env }));
+      opened.push(ctx);
+      return ctx;
+    },
+    async dispose() {
+      for (const ctx of opened) await ctx.close();
+      await database.drop();
+      cleanup();
+    },
+  };
+}
+
+const backends: Array<[string, () => Promise<Backend>, boolean]> = [
+  ['SQLite', sqliteBackend, false],
+  ['PostgreSQL', postgresBackend, !hasPostgres],
+];
+
+async function codeOf(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+  } catch (err) {
+    if (err instanceof DomainError) return err.code;
+    throw err;
+  }
+  return 'no error';
+}
+
+const as = (userId: string): Principal => ({ userId, isAdmin: false, via: 'jwt' });
+
+describe.each(backends)('accounts on %s', (_name, makeBackend, skip) => {
+  let backend: Backend;
+  let ctx: Context;
+
+  beforeAll(async () => {
+    if (skip) return;
+    backend = await makeBackend();
+    ctx = await backend.open();
+  });
+  afterAll(async () => {
+    if (!skip) await backend.dispose();
+  });
+
+  it.skipIf(skip)('keeps email unique case-insensitively and username unique', async () => {
+    const fields = newAccountFields();
+    await createUser(ctx, fields);
+    expect(await codeOf(createUser(ctx, { ...newAccountFields(), email: fields.email.toUpperCase() }))).toBe('email_taken');
+    expect(await codeOf(createUser(ctx, { ...newAccountFields(), username: fields.username }))).toBe('username_taken');
+    const racing = await Promise.allSettled([createUser(ctx, newAccountFields()), createUser(ctx, { ...newAccountFields(), email: fields.email.toLowerCase() })]);
+    expect(racing.map((r) => r.status)).toEqual(['fulfilled', 'rejected']);
+  });
+
+  it.skipIf(skip)('rotates refresh tokens, lets exactly one of two racing refreshes win, and revokes on reuse', async () => {
+    const fields = newAccountFields();
+    await createUser(ctx, fields);
+    const first = await login(ctx, fields.email, fields.password, false);
+    const racing = await Promise.allSettled([refresh(ctx, first.refresh_token), refresh(ctx, first.refresh_token)]);
+    expect(racing.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    const winner = racing.find((r) => r.status === 'fulfilled');
+    // The loser's attempt counts as reuse: the winner's successor is revoked with the family.
+    expect(await codeOf(refresh(ctx, (winner as PromiseFulfilledResult<{ refresh_token: string }>).value.refresh_token))).toBe('invalid_refresh_token');
+
+    const other = await login(ctx, fields.email, fields.password, true);
+    const next = await refresh(ctx, other.refresh_token);
+    await logout(ctx, next.refresh_token);
+    expect(await codeOf(refresh(ctx, next.refresh_token))).toBe('invalid_refresh_token');
+  });
+
+  it.skipIf(skip)('pages through users in a stable order', async () => {
+    for (let i = 0; i < 3; i++) await createUser(ctx, newAccountFields());
+    const ids: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await listUsers(ctx, 2, cursor);
+      ids.push(...page.users.map((u) => u.id));
+      cursor = page.next_cursor ?? undefined;
+    } while (cursor);
+    const all = await listUsers(ctx, 200);
+    expect(ids).toEqual(all.users.map((u) => u.id));
+    expect(all.next_cursor).toBeNull();
+  });
+
+  it.skipIf(skip)('finds a key by its hash only while its owner is active, and deletes everything with the account', async () => {
+    const user = await createUser(ctx, newAccountFields());
+    const key = await createApiKey(ctx, as(user.id), 'k');
+    expect((await findKeyOwner(ctx.db, sha256Hex(key.key)))?.id).toBe(user.id);
+    await changeUser(ctx, user.id, { is_active: false });
+    expect(await findKeyOwner(ctx.db, sha256Hex(key.key))).toBeUndefined();
+    await changeUser(ctx, user.id, { is_active: true });
+    await deleteMe(ctx, as(user.id));
+    expect(await findKeyOwner(ctx.db, sha256Hex(key.key))).toBeUndefined();
+    expect(await ctx.db.kysely.selectFrom('users').select('id').where('id', '=', user.id).executeTakeFirst()).toBeUndefined();
+  });
+
+  it.skipIf(skip)('asks for the current password before changing the email', async () => {
+    const fields = newAccountFields();
+    const user = await createUser(ctx, fields);
+    expect(await codeOf(updateMe(ctx, as(user.id), { email: `x${fields.email}` }))).toBe('validation_error');
+    expect(await codeOf(updateMe(ctx, as(user.id), { email: `x${fields.email}`, current_password: 'nope-nope' }))).toBe('wrong_password');
+    expect((await updateMe(ctx, as(user.id), { email: `x${fields.email}`, current_password: fields.password })).email).toBe(`x${fields.email}`);
+    expect(await codeOf(updateMe(ctx, { userId: SERVICE_PRINCIPAL_ID, isAdmin: true, via: 'static_key' }, { username: 'abc' }))).toBe('no_account');
+  });
+
+  it.skipIf(skip)('bootstraps the admin once when two processes start together, and follows ADMIN_PASSWORD changes', async () => {
+    const env = { ADMIN_EMAIL: 'Root@Example.com', ADMIN_PASSWORD: 'first-password' };
+    const [a, b] = [await backend.open(env), await backend.open(env)];
+    await Promise.all([bootstrapAdmin(a), bootstrapAdmin(b)]);
+    await bootstrapAdmin(a);
+    const rows = await ctx.db.kysely.selectFrom('users').selectAll().where('email_lower', '=', 'root@example.com').execute();
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ is_admin: 1, is_active: 1 });
+    await login(ctx, 'root@example.com', 'first-password', false);
+
+    const changed = await backend.open({ ...env, ADMIN_PASSWORD: 'second-password' });
+    await bootstrapAdmin(changed);
+    expect(await codeOf(login(ctx, 'root@example.com', 'first-password', false))).toBe('invalid_credentials');
+    await login(ctx, 'root@example.com', 'second-password', false);
+  });
+});

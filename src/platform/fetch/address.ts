@@ -1,0 +1,83 @@
+/**
+ * Which IP addresses an outbound request may not reach: everything that is
+ * not the public internet (loopback, private, link-local, CGNAT, multicast,
+ * unspecified, reserved, cloud metadata), including IPv4 addresses wrapped
+ * in IPv6 (mapped, compatible, NAT64).
+ */
+import { BlockList, isIP, isIPv4 } from 'node:net';
+
+const blocked = new BlockList();
+for (const [net, bits] of [
+  ['0.0.0.0', 8], // "this network", unspecified
+  ['10.0.0.0', 8],
+  ['100.64.0.0', 10], // CGNAT
+  ['127.0.0.0', 8],
+  ['169.254.0.0', 16], // link-local, cloud metadata 169.254.169.254
+  ['172.16.0.0', 12],
+  ['192.0.0.0', 24], // IETF protocol assignments
+  ['192.0.2.0', 24], // documentation
+  ['192.168.0.0', 16],
+  ['198.18.0.0', 15], // benchmarking
+  ['198.51.100.0', 24],
+  ['203.0.113.0', 24],
+  ['224.0.0.0', 4], // multicast
+  ['240.0.0.0', 4], // reserved, broadcast
+] as const) {
+  blocked.addSubnet(net, bits, 'ipv4');
+}
+for (const [net, bits] of [
+  ['::', 128], // unspecified
+  ['::1', 128],
+  ['100::', 64], // discard
+  ['2001:db8::', 32], // documentation
+  ['fc00::', 7], // unique local, AWS metadata fd00:ec2::254
+  ['fe80::', 10], // link-local
+  ['fec0::', 10], // old site-local
+  ['ff00::', 8], // multicast
+] as const) {
+  blocked.addSubnet(net, bits, 'ipv6');
+}
+
+/** The 8 16-bit groups of an IPv6 address (any valid notation, with or without an embedded IPv4 tail). */
+function ipv6Groups(address: string): number[] {
+  let text = address.toLowerCase().replace(/^\[|\]$/g, '').replace(/%.*$/, '');
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  if (v4?.[1]) {
+    const o = v4[1].split('.').map(Number);
+    text = text.slice(0, -v4[1].length) + `${(((o[0] ?? 0) << 8) | (o[1] ?? 0)).toString(16)}:${(((o[2] ?? 0) << 8) | (o[3] ?? 0)).toString(16)}`;
+  }
+  const [head = '', tail] = text.split('::');
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const middle = tail === undefined ? [] : Array<string>(8 - h.length - t.length).fill('0');
+  return [...h, ...middle, ...t].map((g) => parseInt(g, 16));
+}
+
+/** The IPv4 address an IPv6 address carries (::ffff:a.b.c.d, ::a.b.c.d, 64:ff9b::a.b.c.d), if any. */
+function embeddedIPv4(address: string): string | null {
+  const g = ipv6Groups(address);
+  const zeros = (from: number, to: number) => g.slice(from, to).every((x) => x === 0);
+  const mapped = zeros(0, 5) && g[5] === 0xffff;
+  const compatible = zeros(0, 6) && (g[6] ?? 0) !== 0;
+  const nat64 = g[0] === 0x64 && g[1] === 0xff9b && zeros(2, 6);
+  if (!mapped && !compatible && !nat64) return null;
+  const hi = g[6] ?? 0;
+  const lo = g[7] ?? 0;
+  return `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`;
+}
+
+/** True when `address` (an IP literal) is not on the public internet. Anything unparsable is blocked. */
+export function isBlockedAddress(address: string): boolean {
+  const ip = address.replace(/^\[|\]$/g, '');
+  if (isIPv4(ip)) return blocked.check(ip, 'ipv4');
+  if (isIP(ip.replace(/%.*$/, '')) !== 6) return true;
+  const inner = embeddedIPv4(ip);
+  if (inner !== null) return blocked.check(inner, 'ipv4');
+  return blocked.check(ip.replace(/%.*$/, ''), 'ipv6');
+}
+
+/** `host` as in a URL's hostname: an IP literal (brackets removed) or null for a name. */
+export function ipLiteral(host: string): string | null {
+  const bare = host.replace(/^\[|\]$/g, '');
+  return isIP(bare) ? bare : null;
+}

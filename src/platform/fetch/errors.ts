@@ -1,0 +1,37 @@
+/** Why an outbound request did not give a usable answer; `code` is stable, handlers switch on it. */
+export type FetchErrorCode =
+  | 'bad_url'
+  | 'bad_scheme'
+  | 'blocked_address'
+  | 'too_many_redirects'
+  | 'timeout'
+  | 'too_large'
+  | 'unreachable'
+  | 'http_status';
+
+export class FetchError extends Error {
+  constructor(
+    readonly code: FetchErrorCode,
+    message: string,
+    /** The answer's HTTP status, for `http_status`. */
+    readonly status?: number,
+  ) {
+    super(message);
+    this.name = 'FetchError';
+  }
+
+  /** Worth retrying later: the network or the server may do better next time (timeouts, 5xx, 408, 429). */
+  get transient(): boolean {
+    if (this.code === 'timeout' || this.code === 'unreachable') return true;
+    if (this.code === 'http_status' && this.status !== undefined) return this.status >= 500 || this.status === 408 || this.status === 429;
+    return false;
+  }
+}
+
+/** Our FetchError when `err` is one or wraps one (undici wraps connect failures), else null. */
+export function findFetchError(err: unknown): FetchError | null {
+  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (e instanceof FetchError) return e;
+  }
+  return null;
+}

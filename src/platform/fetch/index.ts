@@ -1,0 +1,195 @@
+/**
+ * safeFetch: every outbound HTTP request Kiln makes (product databases,
+ * image downloads, webhooks). Only http/https; only public addresses unless
+ * the host is listed in allowedHosts; the address checked is the address
+ * connected to (the check runs inside the socket's DNS lookup, so a name
+ * cannot resolve once for the check and again for the connection);
+ * redirects followed by hand and checked hop by hop; connect and total
+ * timeouts; a byte cap enforced while streaming.
+ */
+import { createWriteStream } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { Agent, type Dispatcher } from 'undici';
+import { ipLiteral, isBlockedAddress } from './address.js';
+import { FetchError, findFetchError } from './errors.js';
+import { guardedLookup } from './lookup.js';
+
+export { FetchError, type FetchErrorCode } from './errors.js';
+export { isBlockedAddress } from './address.js';
+
+export interface SafeFetchOptions {
+  /** Host names or IP literals that may be private (exact, case-insensitive), e.g. FETCH_ALLOWED_HOSTS. */
+  allowedHosts: readonly string[];
+  /** The answer's body may not be longer (checked against Content-Length, then while reading). */
+  maxBytes: number;
+  connectTimeoutMs?: number;
+  /** Everything, redirects and body included. */
+  totalTimeoutMs?: number;
+  maxRedirects?: number;
+  method?: string;
+  headers?: Record<string, string>;
+  body?: string | Buffer;
+  /** Stream the body into this (new) file instead of returning it; a partial file is removed. */
+  toFile?: string;
+  /** The caller's own abort (a job's signal); its reason is thrown as is. */
+  signal?: AbortSignal;
+}
+
+export interface SafeFetchResponse {
+  status: number;
+  /** Lower-case names; repeated headers joined with ", ". */
+  headers: Record<string, string>;
+  /** Where the answer finally came from, after redirects. */
+  url: string;
+  bytes: number;
+  /** null when the body went to `toFile`. */
+  body: Buffer | null;
+}
+
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+export async function safeFetch(url: string, options: SafeFetchOptions): Promise<SafeFetchResponse> {
+  const allowed = new Set(options.allowedHosts.map((h) => h.toLowerCase()));
+  const deadline = AbortSignal.timeout(options.totalTimeoutMs ?? 30_000);
+  const signal = options.signal ? AbortSignal.any([deadline, options.signal]) : deadline;
+  const agent = new Agent({
+    connect: { timeout: options.connectTimeoutMs ?? 5000, lookup: guardedLookup(allowed) },
+  });
+  try {
+    return await follow(url, options, allowed, agent, signal);
+  } catch (err) {
+    if (options.signal?.aborted && !deadline.aborted) throw options.signal.reason;
+    // A toFile that already exists is the caller's mistake, not the server's.
+      throw toFetchError(err, deadline.aborted);
+  } finally {
+    await agent.destroy().catch(() => undefined); // nothing left to release on failure
+  }
+}
+
+async function follow(start: string, options: SafeFetchOptions, allowed: Set<string>, agent: Agent, signal: AbortSignal): Promise<SafeFetchResponse> {
+  const maxRedirects = options.maxRedirects ?? 3;
+  let method = (options.method ?? 'GET').toUpperCase();
+  let body = options.body;
+  let headers = { ...options.headers };
+  let current = parseUrl(start);
+  for (let hop = 0; ; hop++) {
+    checkTarget(current, allowed);
+    const res = await agent.request({ origin: current.origin, path: current.pathname + current.search, method, headers, body, signal });
+    const location = res.headers.location;
+    if (REDIRECTS.has(res.statusCode) && typeof location === 'string') {
+      await res.body.dump();
+      if (hop >= maxRedirects) throw new FetchError('too_many_redirects', `More than ${maxRedirects} redirects.`);
+      const next = parseUrl(location, current);
+      // 303 (and 301/302 after a POST, as browsers do) turn into a GET without a body.
+      if (res.statusCode === 303 || ((res.statusCode === 301 || res.statusCode === 302) && method === 'POST')) {
+        method = 'GET';
+        body = undefined;
+      }
+      // Credentials meant for one origin are not handed to another.
+      if (next.origin !== current.origin) headers = withoutCredentials(headers);
+      current = next;
+      continue;
+    }
+    if (res.statusCode < 200 || res.statusCode > 299) {
+      await res.body.dump();
+      throw new FetchError('http_status', `The server answered ${res.statusCode}.`, res.statusCode);
+    }
+    return readBody(res, current.toString(), options);
+  }
+}
+
+function parseUrl(text: string, base?: URL): URL {
+  let url: URL;
+  try {
+    url = new URL(text, base);
+  } catch {
+    throw new FetchError('bad_url', 'Not a valid URL.');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new FetchError('bad_scheme', `Only http and https are fetched, not ${url.protocol}`);
+  return url;
+}
+
+/** IP literals never reach the lookup, so they are checked here; names are checked at connect time. */
+function checkTarget(url: URL, allowed: Set<string>): void {
+  const host = url.hostname.toLowerCase();
+  const ip = ipLiteral(host);
+  if (ip !== null && !allowed.has(host) && !allowed.has(ip) && isBlockedAddress(ip)) {
+    throw new FetchError('blocked_address', `${host} is not a public address.`);
+  }
+}
+
+function withoutCredentials(headers: Record<string, string>): Record<string, string> {
+  const secret = new Set(['authorization', 'cookie', 'proxy-authorization', 'x-api-key']);
+  return Object.fromEntries(Object.entries(headers).filter(([k]) => !secret.has(k.toLowerCase())));
+}
+
+function flatHeaders(raw: Dispatcher.ResponseData['headers']): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(raw)) if (v !== undefined) out[k.toLowerCase()] = Array.isArray(v) ? v.join(', ') : v;
+  return out;
+}
+
+async function readBody(res: Dispatcher.ResponseData, url: string, options: SafeFetchOptions): Promise<SafeFetchResponse> {
+  const headers = flatHeaders(res.headers);
+  const declared = Number(headers['content-length']);
+  const tooLarge = () => new FetchError('too_large', `The answer is larger than ${options.maxBytes} bytes.`);
+  if (Number.isFinite(declared) && declared > options.maxBytes) {
+    discard(res.body);
+    throw tooLarge();
+  }
+  let bytes = 0;
+  const count = (chunk: Buffer) => {
+    bytes += chunk.length;
+    if (bytes > options.maxBytes) throw tooLarge();
+  };
+  if (options.toFile) {
+    const file = options.toFile;
+    const counter = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        try {
+          count(chunk);
+          done(null, chunk);
+        } catch (err) {
+          done(err as Error);
+        }
+      },
+    });
+    try {
+      await pipeline(res.body, counter, createWriteStream(file, { flags: 'wx' }));
+    } catch (err) {
+      // Not our file to remove when it already existed ('wx' refused it).
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') await rm(file, { force: true });
+      throw err;
+    }
+    return { status: res.statusCode, headers, url, bytes, body: null };
+  }
+  const chunks: Buffer[] = [];
+  try {
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      count(chunk);
+      chunks.push(chunk);
+    }
+  } finally {
+    if (bytes > options.maxBytes) discard(res.body);
+  }
+  return { status: res.statusCode, headers, url, bytes, body: Buffer.concat(chunks) };
+}
+
+/** Drops an unread body; undici reports the drop as an error nobody needs to hear. */
+function discard(body: Dispatcher.ResponseData['body']): void {
+  body.on('error', () => undefined);
+  body.destroy();
+}
+
+const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
+
+function toFetchError(err: unknown, timedOut: boolean): FetchError {
+  const ours = findFetchError(err);
+  if (ours) return ours;
+  if (timedOut) return new FetchError('timeout', 'The request took too long.');
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string' && TIMEOUT_CODES.has(code)) return new FetchError('timeout', 'The request took too long.');
+  return new FetchError('unreachable', `Could not reach the server${typeof code === 'string' ? ` (${code})` : ''}.`);
+}

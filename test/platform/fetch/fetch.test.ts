@@ -1,0 +1,197 @@
+// safeFetch against real servers on 127.0.0.1, friendly and hostile.
+import { existsSync, readFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FetchError, isBlockedAddress, safeFetch, type SafeFetchOptions } from '../../../src/platform/fetch/index.js';
+import { tempDataDir } from '../../helpers/config.js';
+
+let server: Server;
+let base: string;
+let port: number;
+const temp = tempDataDir();
+
+function route(req: IncomingMessage, res: ServerResponse): void {
+  const url = new URL(req.url ?? '/', 'http://x');
+  const p = url.pathname;
+  if (p === '/ok') {
+    res.setHeader('content-type', 'text/plain');
+    res.setHeader('x-seen-auth', req.headers.authorization ?? '');
+    res.end('hello');
+  } else if (p === '/echo') {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString()));
+    req.on('end', () => res.end(JSON.stringify({ method: req.method, body, type: req.headers['content-type'], auth: req.headers.authorization ?? null })));
+  } else if (p.startsWith('/hops/')) {
+    // /hops/N redirects N times before /ok.
+    const n = Number(p.slice('/hops/'.length));
+    res.writeHead(302, { location: n > 1 ? `/hops/${n - 1}` : '/ok' }).end();
+  } else if (p === '/loop') {
+    res.writeHead(301, { location: '/loop' }).end();
+  } else if (p === '/to') {
+    res.writeHead(Number(url.searchParams.get('status') ?? 302), { location: url.searchParams.get('url') ?? '/' }).end();
+  } else if (p === '/slow-head') {
+    setTimeout(() => res.end('late'), 2000);
+  } else if (p === '/slow-body') {
+    res.write('a');
+    setTimeout(() => res.end('b'), 2000);
+  } else if (p === '/big') {
+    res.setHeader('content-length', '2000');
+    res.end(Buffer.alloc(2000, 1));
+  } else if (p === '/big-chunked') {
+    // No Content-Length: the cap must hold while streaming.
+    res.write(Buffer.alloc(600, 1));
+    res.write(Buffer.alloc(600, 1));
+    res.end(Buffer.alloc(600, 1));
+  } else if (p === '/status') {
+    res.statusCode = Number(url.searchParams.get('code'));
+    res.end('nope');
+  } else {
+    res.statusCode = 404;
+    res.end();
+  }
+}
+
+beforeAll(async () => {
+  server = createServer(route);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  port = (server.address() as AddressInfo).port;
+  base = `http://127.0.0.1:${port}`;
+});
+afterAll(async () => {
+  server.closeAllConnections();
+  await new Promise((r) => server.close(r));
+  temp.cleanup();
+});
+
+const opts = (extra: Partial<SafeFetchOptions> = {}): SafeFetchOptions => ({ allowedHosts: ['127.0.0.1'], maxBytes: 1000, totalTimeoutMs: 5000, ...extra });
+
+async function fetchError(url: string, options: SafeFetchOptions): Promise<FetchError> {
+  const err = await safeFetch(url, options).then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(FetchError);
+  return err as FetchError;
+}
+
+describe('safeFetch', () => {
+  it('fetches from an allowed host and returns status, headers and body', async () => {
+    const res = await safeFetch(`${base}/ok`, opts());
+    expect(res.status).toBe(200);
+    expect(res.headers['content-type']).toBe('text/plain');
+    expect(res.body?.toString()).toBe('hello');
+    expect(res.bytes).toBe(5);
+    expect(res.url).toBe(`${base}/ok`);
+  });
+
+  it('sends a method, headers and a body (webhooks)', async () => {
+    const res = await safeFetch(`${base}/echo`, opts({ method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer t' }, body: '{"a":1}' }));
+    expect(JSON.parse(res.body!.toString())).toEqual({ method: 'POST', body: '{"a":1}', type: 'application/json', auth: 'Bearer t' });
+  });
+
+  it('streams the body to a file', async () => {
+    const file = path.join(temp.dir, 'ok.txt');
+    const res = await safeFetch(`${base}/ok`, opts({ toFile: file }));
+    expect(res.body).toBeNull();
+    expect(res.bytes).toBe(5);
+    expect(readFileSync(file, 'utf8')).toBe('hello');
+  });
+
+  it('refuses loopback unless the host is allowed, by IP literal and by name', async () => {
+    expect((await fetchError(`${base}/ok`, opts({ allowedHosts: [] }))).code).toBe('blocked_address');
+    // localhost resolves to 127.0.0.1 (or ::1); allowing the IP does not allow the name.
+    expect((await fetchError(`http://localhost:${port}/ok`, opts())).code).toBe('blocked_address');
+    const res = await safeFetch(`http://LOCALHOST:${port}/ok`, opts({ allowedHosts: ['localhost'] }));
+    expect(res.body?.toString()).toBe('hello');
+  });
+
+  it('refuses other schemes', async () => {
+    expect((await fetchError('ftp://127.0.0.1/file', opts())).code).toBe('bad_scheme');
+    expect((await fetchError('file:///etc/passwd', opts())).code).toBe('bad_scheme');
+    expect((await fetchError('not a url', opts())).code).toBe('bad_url');
+  });
+
+  it('follows up to 3 redirects and refuses a 4th', async () => {
+    const res = await safeFetch(`${base}/hops/3`, opts());
+    expect(res.body?.toString()).toBe('hello');
+    expect(res.url).toBe(`${base}/ok`);
+    expect((await fetchError(`${base}/hops/4`, opts())).code).toBe('too_many_redirects');
+    expect((await fetchError(`${base}/loop`, opts())).code).toBe('too_many_redirects');
+  });
+
+  it('checks every redirect target: metadata address, loopback behind an allowed name, other schemes', async () => {
+    const to = (target: string) => `/to?url=${encodeURIComponent(target)}`;
+    expect((await fetchError(`${base}${to('http://169.254.169.254/latest/meta-data/')}`, opts())).code).toBe('blocked_address');
+    expect((await fetchError(`${base}${to('http://[fd00:ec2::254]/')}`, opts())).code).toBe('blocked_address');
+    expect((await fetchError(`${base}${to('http://[::ffff:127.0.0.2]/')}`, opts())).code).toBe('blocked_address');
+    // Only "localhost" is allowed: its redirect to the IP literal 127.0.0.1 is refused.
+    const viaName = `http://localhost:${port}${to(`http://127.0.0.1:${port}/ok`)}`;
+    expect((await fetchError(viaName, opts({ allowedHosts: ['localhost'] }))).code).toBe('blocked_address');
+    expect((await fetchError(`${base}${to('file:///etc/passwd')}`, opts())).code).toBe('bad_scheme');
+  });
+
+  it('turns a 303 after POST into a GET and drops credentials across origins', async () => {
+    const res = await safeFetch(`${base}/to?status=303&url=/echo`, opts({ method: 'POST', body: 'x', headers: { authorization: 'Bearer t' } }));
+    expect(JSON.parse(res.body!.toString())).toMatchObject({ method: 'GET', body: '', auth: 'Bearer t' });
+    const cross = await safeFetch(`${base}/to?url=${encodeURIComponent(`http://localhost:${port}/ok`)}`, opts({ allowedHosts: ['127.0.0.1', 'localhost'], headers: { authorization: 'Bearer t' } }));
+    expect(cross.headers['x-seen-auth']).toBe('');
+  });
+
+  it('times out a slow answer, before and during the body', async () => {
+    // The server answers after 2 s: a success here would mean the timeout never fired.
+    const slow = await fetchError(`${base}/slow-head`, opts({ totalTimeoutMs: 300 }));
+    expect(slow.code).toBe('timeout');
+    expect(slow.transient).toBe(true);
+    expect((await fetchError(`${base}/slow-body`, opts({ totalTimeoutMs: 300 }))).code).toBe('timeout');
+  });
+
+  it("throws the caller's own abort reason as is", async () => {
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(new Error('job cancelled')), 100);
+    await expect(safeFetch(`${base}/slow-head`, opts({ signal: controller.signal }))).rejects.toThrow('job cancelled');
+  });
+
+  it('caps the body, with and without Content-Length, leaving no partial file', async () => {
+    expect((await fetchError(`${base}/big`, opts())).code).toBe('too_large');
+    expect((await fetchError(`${base}/big-chunked`, opts())).code).toBe('too_large');
+    const file = path.join(temp.dir, 'big.bin');
+    const err = await fetchError(`${base}/big-chunked`, opts({ toFile: file }));
+    expect(err.code).toBe('too_large');
+    expect(err.transient).toBe(false);
+    expect(existsSync(file)).toBe(false);
+    expect((await safeFetch(`${base}/big-chunked`, opts({ maxBytes: 1800 }))).bytes).toBe(1800);
+  });
+
+  it('reports HTTP errors with their status, transient for 5xx and 429', async () => {
+    const notFound = await fetchError(`${base}/status?code=404`, opts());
+    expect([notFound.code, notFound.status, notFound.transient]).toEqual(['http_status', 404, false]);
+    const busy = await fetchError(`${base}/status?code=503`, opts());
+    expect([busy.code, busy.status, busy.transient]).toEqual(['http_status', 503, true]);
+    expect((await fetchError(`${base}/status?code=429`, opts())).transient).toBe(true);
+  });
+
+  it('reports a closed port as unreachable (transient)', async () => {
+    const closed = createServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+    const closedPort = (closed.address() as AddressInfo).port;
+    await new Promise((r) => closed.close(r));
+    const err = await fetchError(`http://127.0.0.1:${closedPort}/`, opts());
+    expect([err.code, err.transient]).toEqual(['unreachable', true]);
+  });
+});
+
+describe('isBlockedAddress', () => {
+  it.each([
+    ['127.0.0.1', true], ['127.255.0.9', true], ['10.1.2.3', true], ['172.16.0.1', true], ['172.31.255.255', true],
+    ['192.168.0.10', true], ['169.254.169.254', true], ['100.64.0.1', true], ['100.127.255.254', true],
+    ['0.0.0.0', true], ['224.0.0.251', true], ['255.255.255.255', true],
+    ['::1', true], ['::', true], ['fe80::1', true], ['fc00::1', true], ['fd00:ec2::254', true], ['ff02::1', true],
+    ['::ffff:127.0.0.1', true], ['::ffff:7f00:1', true], ['::ffff:169.254.169.254', true], ['64:ff9b::a00:1', true],
+    ['8.8.8.8', false], ['1.1.1.1', false], ['172.32.0.1', false], ['100.128.0.1', false], ['93.184.215.14', false],
+    ['2606:4700:4700::1111', false], ['::ffff:8.8.8.8', false], ['not-an-ip', true],
+  ])('%s blocked: %s', (address, expected) => {
+    expect(isBlockedAddress(address)).toBe(expected);
+  });
+});

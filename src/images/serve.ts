@@ -3,6 +3,7 @@
  * hash, Last-Modified), conditional GETs (304), single byte ranges (206 /
  * 416), HEAD, and the body streamed from the blob store, never buffered.
  */
+import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { DomainError } from '../errors.js';
 import type { BlobStore, ByteRange } from '../platform/blobs/index.js';
@@ -101,7 +102,9 @@ export async function sendStoredImage(
   }
   const length = range ? range.end - range.start + 1 : file.bytes;
   reply.header('content-length', String(length));
-  if (request.method === 'HEAD') return reply.send();
+  // Fastify's automatic HEAD route rewrites Content-Length to 0 for an empty
+  // payload but keeps ours for a stream; an empty one reads nothing from the store.
+  if (request.method === 'HEAD') return reply.send(Readable.from([]));
   // The store answers NotFound (404) before any header has left, when the blob is gone.
   const body = await blobs.read(file.key, range);
   return reply.send(body);

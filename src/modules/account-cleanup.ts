@@ -5,7 +5,10 @@
  * function to the list.
  */
 import type { Context } from '../context.js';
+import { deleteUserOrders } from './custom-orders/service.js';
 
 export type AccountCleanup = (ctx: Context, userId: string) => Promise<void>;
 
-export const accountCleanups: AccountCleanup[] = [];
+export const accountCleanups: AccountCleanup[] = [
+  deleteUserOrders,
+];

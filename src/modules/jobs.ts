@@ -4,10 +4,13 @@
  * exists wherever its jobs run. A module adds one line here.
  */
 import type { Context } from '../context.js';
+import { registerCustomOrderJobs } from './custom-orders/webhook.js';
 
 type JobRegistration = (ctx: Context) => void;
 
-const registrations: readonly JobRegistration[] = [];
+const registrations: readonly JobRegistration[] = [
+  (ctx) => registerCustomOrderJobs(ctx),
+];
 
 export function registerJobHandlers(ctx: Context): void {
   for (const register of registrations) register(ctx);

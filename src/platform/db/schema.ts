@@ -94,6 +94,36 @@ export interface JobsTable {
   recoveries: number;
 }
 
+/** Custom orders (modules/custom-orders). `history` is JSON: [{status, at, by}]. */
+export interface CustomOrdersTable {
+  order_id: string;
+  user_id: string;
+  pet_name: string | null;
+  pet_type: string | null;
+  notes: string | null;
+  status: string;
+  history: string;
+  created_at: string;
+  updated_at: string;
+}
+
+/** One photo of a custom order. `variants` is JSON { [size]: { width, height, bytes, etag } }; `quality` JSON too. */
+export interface CustomOrderFilesTable {
+  file_id: string;
+  order_id: string;
+  seq: number;
+  original_filename: string;
+  stored_filename: string;
+  content_type: string;
+  bytes: number;
+  width: number;
+  height: number;
+  sha256: string;
+  variants: string;
+  quality: string;
+  created_at: string;
+}
+
 export interface Database {
   users: UsersTable;
   refresh_tokens: RefreshTokensTable;
@@ -102,6 +132,8 @@ export interface Database {
   gallery_images: GalleryImagesTable;
   settings: SettingsTable;
   jobs: JobsTable;
+  custom_orders: CustomOrdersTable;
+  custom_order_files: CustomOrderFilesTable;
 }
 
 // Generated is re-exported for later tables with database-assigned columns.

@@ -1,0 +1,71 @@
+/**
+ * Reading a custom-order upload from its multipart parts as they arrive:
+ * each `files` part streams to a temp file (counted, hashed, sniffed, cut at
+ * MAX_UPLOAD_SIZE) and is handed to `onPhoto` at once, so its rendering can
+ * start while the next part is still arriving. Text fields are checked as
+ * they come. Any violation throws; the caller owns the staged files handed
+ * over so far and removes them.
+ */
+import type { Multipart } from '@fastify/multipart';
+import { ValidationFailed } from '../../errors.js';
+import { stageUpload } from '../../images/ingest.js';
+import type { IncomingPhoto } from './photos.js';
+
+export const TEXT_LIMITS = { pet_name: 100, pet_type: 100, notes: 2000 } as const;
+type TextField = keyof typeof TEXT_LIMITS;
+
+export type OrderText = Record<TextField, string | null>;
+
+export interface IntakeOptions {
+  tmpDir: string;
+  maxBytes: number;
+  maxFiles: number;
+}
+
+function isTextField(name: string): name is TextField {
+  return Object.hasOwn(TEXT_LIMITS, name);
+}
+
+/** Characters as people count them (code points), not UTF-16 units. */
+function characters(s: string): number {
+  return [...s].length;
+}
+
+function checkText(name: TextField, value: unknown, truncated: boolean): string {
+  const text = typeof value === 'string' ? value : String(value);
+  const max = TEXT_LIMITS[name];
+  if (truncated || characters(text) > max) {
+    throw new ValidationFailed(`${name} may have at most ${max} characters.`, [{ field: `body.${name}`, message: `must have at most ${max} characters` }]);
+  }
+  return text;
+}
+
+function tooManyFiles(max: number): ValidationFailed {
+  return new ValidationFailed(`Send at most ${max} files in one order.`, [{ field: 'body.files', message: `must have at most ${max} items` }], 'too_many_files');
+}
+
+/** Consumes every part; resolves with the text fields once the body has ended. */
+export async function readOrderUpload(parts: AsyncIterable<Multipart>, opts: IntakeOptions, onPhoto: (photo: IncomingPhoto) => void): Promise<OrderText> {
+  const text: OrderText = { pet_name: null, pet_type: null, notes: null };
+  let files = 0;
+  for await (const part of parts) {
+    if (part.type === 'field') {
+      // Unknown text fields are ignored, as the seed's form handling did.
+      if (isTextField(part.fieldname)) text[part.fieldname] = checkText(part.fieldname, part.value, part.valueTruncated);
+      continue;
+    }
+    if (part.fieldname !== 'files') {
+      throw new ValidationFailed('Send the photos in the repeated multipart field "files".', [
+        { field: `body.${part.fieldname}`, message: 'is not a file field of this upload' },
+      ]);
+    }
+    files += 1;
+    if (files > opts.maxFiles) throw tooManyFiles(opts.maxFiles);
+    const staged = await stageUpload(part.file, { tmpDir: opts.tmpDir, maxBytes: opts.maxBytes });
+    onPhoto({ staged, originalFilename: part.filename });
+  }
+  if (files === 0) {
+    throw new ValidationFailed('Send 1 or more photos in the multipart field "files".', [{ field: 'body.files', message: 'must have at least 1 item' }], 'no_files');
+  }
+  return text;
+}

@@ -1,0 +1,122 @@
+/**
+ * One photo of an order, from staged upload to stored blobs: variants
+ * (original, medium, thumb) through the shared image engine and the quality
+ * facts, both computed at once; then the variant blobs are written through
+ * the order's BlobBatch so a later failure can remove them again.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Context } from '../../context.js';
+import { newId } from '../../ids.js';
+import type { StagedUpload } from '../../images/ingest.js';
+import { assessQuality, findDuplicate, type PhotoQuality } from '../../images/quality.js';
+import type { BlobBatch } from '../../images/store.js';
+import { renderVariants } from '../../images/variants.js';
+import { ORDER_SIZES, type OrderSize } from './links.js';
+import { orderMetrics } from './metrics.js';
+
+export interface StoredVariant {
+  width: number;
+  height: number;
+  bytes: number;
+  etag: string;
+}
+
+/** Quality as kept in the row: the facts the API shows plus what the duplicate check needs. */
+export interface StoredQuality {
+  width: number;
+  height: number;
+  too_small: boolean;
+  blurry: boolean;
+  duplicate_of: string | null;
+  blur_score: number;
+  phash: string;
+}
+
+export interface StoredPhoto {
+  file_id: string;
+  original_filename: string;
+  stored_filename: string;
+  content_type: string;
+  bytes: number;
+  sha256: string;
+  width: number;
+  height: number;
+  variants: Record<OrderSize, StoredVariant>;
+  quality: StoredQuality;
+}
+
+export interface IncomingPhoto {
+  staged: StagedUpload;
+  /** As the client named it; shown back, never used as a path. */
+  originalFilename: string;
+}
+
+export function blobKey(orderId: string, fileId: string, size: OrderSize): string {
+  return `orders/${orderId}/${fileId}/${size}.jpg`;
+}
+
+/** All of an order's blobs live under this prefix. */
+export function orderPrefix(orderId: string): string {
+  return `orders/${orderId}`;
+}
+
+/** The seed's pattern, `YYYYMMDD_HHMMSS_<random>.jpg`, from the upload time in UTC. */
+export function storedFilename(at: Date): string {
+  const stamp = at.toISOString().replace(/[-:]/g, '').replace('T', '_').slice(0, 15);
+  return `${stamp}_${randomBytes(6).toString('hex')}.jpg`;
+}
+
+/** Renders, checks and stores one photo. Blobs written are in `batch`, for the caller to roll back. */
+export async function storePhoto(ctx: Context, batch: BlobBatch, orderId: string, photo: IncomingPhoto): Promise<StoredPhoto> {
+  const fileId = newId();
+  const started = performance.now();
+  const [rendered, quality] = await Promise.all([
+    renderVariants(photo.staged, ORDER_SIZES, { maxImagePixels: ctx.config.maxImagePixels, jpegQuality: ctx.config.jpegQuality }),
+    assessQuality(photo.staged.path),
+  ]);
+  await batch.putAll(ORDER_SIZES.map((size) => ({ key: blobKey(orderId, fileId, size), data: rendered.variants[size].data, contentType: 'image/jpeg' })));
+  orderMetrics(ctx).processingSeconds.observe((performance.now() - started) / 1000);
+  const variants = Object.fromEntries(
+    ORDER_SIZES.map((s) => {
+      const v = rendered.variants[s];
+      return [s, { width: v.width, height: v.height, bytes: v.bytes, etag: v.etag }];
+    }),
+  ) as Record<OrderSize, StoredVariant>;
+  return {
+    file_id: fileId,
+    original_filename: displayName(photo.originalFilename),
+    stored_filename: storedFilename(ctx.clock.now()),
+    content_type: photo.staged.mime,
+    bytes: photo.staged.bytes,
+    sha256: photo.staged.sha256,
+    width: rendered.width,
+    height: rendered.height,
+    variants,
+    quality: withoutDuplicate(quality),
+  };
+}
+
+function withoutDuplicate(q: PhotoQuality): StoredQuality {
+  return { width: q.width, height: q.height, too_small: q.too_small, blurry: q.blurry, duplicate_of: null, blur_score: q.blur_score, phash: q.phash };
+}
+
+/**
+ * Marks each photo that shows the same picture as an EARLIER photo of the
+ * order (upload order), so the first copy stays the reference.
+ */
+export function markDuplicates(photos: StoredPhoto[]): void {
+  photos.forEach((photo, i) => {
+    const earlier = photos.slice(0, i).map((p) => ({ file_id: p.file_id, phash: p.quality.phash }));
+    photo.quality.duplicate_of = findDuplicate(photo.quality.phash, earlier);
+  });
+}
+
+/**
+ * The client's file name for display: its last path segment, control
+ * characters removed, at most 255 characters. It is never used to build a path.
+ */
+export function displayName(name: string): string {
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what is being removed
+  const base = name.split(/[/\\]/).pop()?.replace(/[\u0000-\u001f\u007f]/g, '').trim() ?? '';
+  return [...base].slice(0, 255).join('') || 'upload';
+}

@@ -1,0 +1,180 @@
+/**
+ * HTTP routes of custom orders (spec/custom-orders.md). Parse, call the
+ * service, shape the answer in the seed's `{success: true, …}` envelope;
+ * the rules live in service.ts.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Context } from '../../context.js';
+import { Forbidden } from '../../errors.js';
+import { requireAdmin, requireUser } from '../../auth/guard.js';
+import { sendStoredImage } from '../../images/serve.js';
+import { ProblemSchema } from '../../platform/http/schemas.js';
+import { OrderService } from './service.js';
+import {
+  AdminListAnswer,
+  AdminQuery,
+  BinaryJpeg,
+  DeleteAnswer,
+  FileParams,
+  FileQuery,
+  ListAnswer,
+  OrderAnswer,
+  OrderParams,
+  StatusBody,
+  UploadAnswer,
+} from './schemas.js';
+
+const TAGS = ['custom orders'];
+const SECURITY: Array<Record<string, string[]>> = [{ bearer: [] }, { apiKey: [] }];
+
+/** A signed link is both query parameters or neither; half of one is an altered link. */
+function signedLink(query: FileQuery): { expires: number; sig: string } | undefined {
+  if (query.expires === undefined && query.sig === undefined) return undefined;
+  if (query.expires === undefined || query.sig === undefined) throw new Forbidden('This link is not valid.', 'invalid_signature');
+  return { expires: query.expires, sig: query.sig };
+}
+
+export async function customOrderRoutes(parent: FastifyInstance, ctx: Context): Promise<void> {
+  const app = parent.withTypeProvider<TypeBoxTypeProvider>();
+  const orders = new OrderService(ctx);
+
+  app.post(
+    '/api/images/upload',
+    {
+      config: { rateLimitClass: 'upload' },
+      schema: {
+        tags: TAGS,
+        summary: 'Upload 1 to MAX_FILES_PER_ORDER photos (repeated multipart field `files`) with pet_name, pet_type, notes: makes a custom order',
+        security: SECURITY,
+        consumes: ['multipart/form-data'],
+        response: { 201: UploadAnswer, 401: ProblemSchema, 413: ProblemSchema, 415: ProblemSchema, 422: ProblemSchema },
+      },
+    },
+    async (request, reply) => {
+      const principal = requireUser(request);
+      const order = await orders.upload(principal, request.parts());
+      return reply.status(201).send({
+        success: true as const,
+        message: 'Images uploaded successfully',
+        order_id: order.order_id,
+        files_uploaded: order.files.length,
+        order_metadata: order,
+      });
+    },
+  );
+
+  app.get(
+    '/api/images/orders',
+    {
+      schema: { tags: TAGS, summary: 'Your custom orders, newest first', security: SECURITY, response: { 200: ListAnswer, 401: ProblemSchema } },
+    },
+    async (request) => {
+      const list = await orders.list(requireUser(request));
+      return { success: true as const, orders: list, count: list.length };
+    },
+  );
+
+  app.get(
+    '/api/images/orders/:order_id',
+    {
+      schema: {
+        tags: TAGS,
+        summary: 'One of your custom orders',
+        security: SECURITY,
+        params: OrderParams,
+        response: { 200: OrderAnswer, 401: ProblemSchema, 404: ProblemSchema },
+      },
+    },
+    async (request) => ({ success: true as const, order: await orders.get(requireUser(request), request.params.order_id) }),
+  );
+
+  app.delete(
+    '/api/images/orders/:order_id',
+    {
+      schema: {
+        tags: TAGS,
+        summary: 'Delete an order and its photos (only while pending or cancelled)',
+        security: SECURITY,
+        params: OrderParams,
+        response: { 200: DeleteAnswer, 401: ProblemSchema, 404: ProblemSchema, 409: ProblemSchema },
+      },
+    },
+    async (request) => {
+      await orders.remove(requireUser(request), request.params.order_id);
+      return { success: true as const, message: 'Order deleted successfully', order_id: request.params.order_id };
+    },
+  );
+
+  app.get(
+    '/api/images/orders/:order_id/files/:file_id',
+    {
+      schema: {
+        tags: TAGS,
+        summary: 'One photo of an order in one size: with a signed link from the order, or as its owner or an admin',
+        security: [...SECURITY, {}],
+        params: FileParams,
+        querystring: FileQuery,
+        response: {
+          200: BinaryJpeg,
+          206: BinaryJpeg,
+          304: { type: 'null', description: 'Not modified' },
+          401: ProblemSchema,
+          403: ProblemSchema,
+          404: ProblemSchema,
+          422: ProblemSchema,
+        },
+      },
+    },
+    async (request, reply) => {
+      const { order_id, file_id } = request.params;
+      const size = request.query.size ?? 'original';
+      const file = await orders.photoFile(request.principal, order_id, file_id, size, signedLink(request.query));
+      return sendStoredImage(request, reply, ctx.blobs, {
+        key: file.key,
+        etag: file.variant.etag,
+        bytes: file.variant.bytes,
+        lastModified: file.createdAt,
+        contentType: 'image/jpeg',
+        // Private photos: no shared cache may keep them; the browser may, they never change.
+        cacheControl: 'private, max-age=3600, immutable',
+      });
+    },
+  );
+
+  app.put(
+    '/api/images/orders/:order_id/status',
+    {
+      schema: {
+        tags: TAGS,
+        summary: 'Move an order along its lifecycle (admin)',
+        security: SECURITY,
+        params: OrderParams,
+        body: StatusBody,
+        response: { 200: OrderAnswer, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema, 409: ProblemSchema, 422: ProblemSchema },
+      },
+    },
+    async (request) => ({
+      success: true as const,
+      order: await orders.setStatus(requireAdmin(request), request.params.order_id, request.body.status),
+    }),
+  );
+
+  app.get(
+    '/admin/orders',
+    {
+      schema: {
+        tags: TAGS,
+        summary: 'Every customer\'s custom orders, newest first (admin); page with next_cursor',
+        security: SECURITY,
+        querystring: AdminQuery,
+        response: { 200: AdminListAnswer, 401: ProblemSchema, 403: ProblemSchema, 422: ProblemSchema },
+      },
+    },
+    async (request) => {
+      requireAdmin(request);
+      const { status, limit, cursor } = request.query;
+      return { success: true as const, ...(await orders.adminPage({ status, limit, cursor })) };
+    },
+  );
+}

@@ -1,0 +1,92 @@
+/**
+ * Status-change webhooks. Each move of an order is POSTed to WEBHOOK_URL as
+ * `{event:"order.status_changed", order_id, status, at}`, signed with
+ * `X-Kiln-Signature: sha256=<hex HMAC-SHA256 of the raw body>` keyed by
+ * WEBHOOK_SECRET, and delivered by the `webhook` job: a non-2xx answer or a
+ * timeout is retried (first retry after 30 s, then doubling), giving up
+ * after 8 attempts. The request goes through the SSRF-guarded safeFetch.
+ */
+import { createHmac } from 'node:crypto';
+import type { Context } from '../../context.js';
+import { FetchError, safeFetch, type FetchErrorCode } from '../../platform/fetch/index.js';
+import { PermanentJobError, TransientJobError } from '../../platform/jobs/errors.js';
+import type { JobContext } from '../../platform/jobs/types.js';
+import type { OrderStatus } from './lifecycle.js';
+
+export const WEBHOOK_JOB = 'webhook';
+export const WEBHOOK_MAX_ATTEMPTS = 8;
+export const WEBHOOK_FIRST_RETRY_MS = 30_000;
+const WEBHOOK_TIMEOUT_MS = 10_000;
+
+export interface StatusChanged {
+  event: 'order.status_changed';
+  order_id: string;
+  status: OrderStatus;
+  at: string;
+}
+
+export interface WebhookJobOptions {
+  /** Delay before the first retry (doubled for each later one). Tests shorten it; the contract's default is 30 s. */
+  firstRetryMs?: number;
+}
+
+export function signBody(secret: string, body: string): string {
+  return `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
+}
+
+/** Enqueues the notification when a webhook is configured; a failure to enqueue is logged, the move stands. */
+export async function announceStatusChange(ctx: Context, change: Omit<StatusChanged, 'event'>): Promise<void> {
+  if (!ctx.config.webhookUrl) return;
+  const payload: StatusChanged = { event: 'order.status_changed', order_id: change.order_id, status: change.status, at: change.at };
+  try {
+    await ctx.jobs.enqueue(WEBHOOK_JOB, payload, { userId: null });
+  } catch (err) {
+    ctx.log.error({ err, orderId: change.order_id }, 'could not enqueue the status webhook');
+  }
+}
+
+/** Answers that retrying cannot change: the configured URL itself is refused. */
+const PERMANENT: ReadonlySet<FetchErrorCode> = new Set(['bad_url', 'bad_scheme', 'blocked_address']);
+
+/** The job: one delivery attempt. URL and secret are read now, so a corrected configuration helps pending retries. */
+async function deliver(ctx: Context, payload: StatusChanged, job: JobContext): Promise<{ status: number }> {
+  const { webhookUrl, webhookSecret } = ctx.config;
+  if (!webhookUrl || !webhookSecret) throw new PermanentJobError('webhook_not_configured', 'WEBHOOK_URL and WEBHOOK_SECRET are not both set.');
+  const body = JSON.stringify(payload);
+  try {
+    const res = await safeFetch(webhookUrl, {
+      allowedHosts: ctx.config.fetchAllowedHosts,
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-kiln-signature': signBody(webhookSecret, body), 'user-agent': 'kiln-webhook' },
+      body,
+      // A redirect is not a delivery: it counts as a non-2xx answer and is retried.
+      maxRedirects: 0,
+      maxBytes: 64 * 1024,
+      totalTimeoutMs: WEBHOOK_TIMEOUT_MS,
+      signal: job.signal,
+    });
+    return { status: res.status };
+  } catch (err) {
+    if (!(err instanceof FetchError)) throw err; // the job's own abort (timeout, shutdown): the runner decides
+    if (PERMANENT.has(err.code)) throw new PermanentJobError(`webhook_${err.code}`, `The webhook URL is refused: ${err.message}`);
+    // Spec: any non-2xx answer or a timeout is retried, 4xx included.
+    throw new TransientJobError(`webhook_${err.code}`, err.message);
+  }
+}
+
+const registered = new WeakSet<Context>();
+
+/**
+ * Registers the `webhook` job kind on this Context's runner. Idempotent per
+ * Context, so a test can register first with a short `firstRetryMs` and the
+ * app's own registration then leaves it alone.
+ */
+export function registerCustomOrderJobs(ctx: Context, options: WebhookJobOptions = {}): void {
+  if (registered.has(ctx)) return;
+  registered.add(ctx);
+  ctx.jobs.register<StatusChanged, { status: number }>(WEBHOOK_JOB, (payload, job) => deliver(ctx, payload, job), {
+    maxAttempts: WEBHOOK_MAX_ATTEMPTS,
+    timeoutMs: WEBHOOK_TIMEOUT_MS + 5_000,
+    backoff: { delayMs: options.firstRetryMs ?? WEBHOOK_FIRST_RETRY_MS, maxDelayMs: 2 * 60 * 60_000 },
+  });
+}

@@ -1,0 +1,104 @@
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import os from 'node:os';
+import path from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { TooLarge, UnsupportedImage } from '../../src/errors.js';
+import { discardStaged, stageUpload } from '../../src/images/ingest.js';
+
+const ROCKET = readFileSync(new URL('../fixtures/rocket_small_640x427.jpg', import.meta.url));
+
+let tmpDir: string;
+beforeEach(() => {
+  tmpDir = mkdtempSync(path.join(os.tmpdir(), 'kiln-ingest-'));
+});
+afterEach(() => rmSync(tmpDir, { recursive: true, force: true }));
+
+const leftovers = (): string[] => readdirSync(tmpDir);
+
+function chunked(data: Buffer, size = 16 * 1024): Readable {
+  const pieces: Buffer[] = [];
+  for (let i = 0; i < data.length; i += size) pieces.push(data.subarray(i, i + size));
+  return Readable.from(pieces);
+}
+
+describe('stageUpload', () => {
+  it('stores a JPEG to a temp file with its size, SHA-256 and sniffed type', async () => {
+    const staged = await stageUpload(chunked(ROCKET), { tmpDir, maxBytes: 10_000_000 });
+    expect(staged).toMatchObject({ bytes: ROCKET.length, type: 'jpeg', mime: 'image/jpeg' });
+    expect(staged.sha256).toBe(createHash('sha256').update(ROCKET).digest('hex'));
+    expect(path.dirname(staged.path)).toBe(tmpDir);
+    expect(readFileSync(staged.path).equals(ROCKET)).toBe(true);
+    await discardStaged(staged);
+    expect(leftovers()).toEqual([]);
+    await discardStaged(staged); // twice is fine
+  });
+
+  it('rejects a file over the limit while it streams, and leaves no temp file', async () => {
+    const maxBytes = 50_000;
+    let pulled = 0;
+    // An endless source: only an abort during streaming can end this test.
+    const endless = new Readable({
+      read() {
+        pulled += 16 * 1024;
+        this.push(Buffer.concat([ROCKET.subarray(0, 16 * 1024)]));
+      },
+    });
+    const err = await stageUpload(endless, { tmpDir, maxBytes }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TooLarge);
+    expect(err).toMatchObject({ status: 413, code: 'file_too_large', message: `The file is larger than the upload limit of ${maxBytes} bytes.` });
+    expect(pulled).toBeLessThan(maxBytes + 5 * 16 * 1024);
+    expect(endless.destroyed).toBe(true);
+    expect(leftovers()).toEqual([]);
+  });
+
+  it('accepts a file of exactly the limit', async () => {
+    const staged = await stageUpload(chunked(ROCKET), { tmpDir, maxBytes: ROCKET.length });
+    expect(staged.bytes).toBe(ROCKET.length);
+  });
+
+  it('treats a stream that ends truncated (multipart fileSize limit) as too large', async () => {
+    const part = new PassThrough() as PassThrough & { truncated?: boolean };
+    part.end(ROCKET.subarray(0, 30_000));
+    part.truncated = true;
+    await expect(stageUpload(part, { tmpDir, maxBytes: 10_000_000 })).rejects.toMatchObject({ status: 413, code: 'file_too_large' });
+    expect(leftovers()).toEqual([]);
+  });
+
+  it('maps the multipart plugin limit error to file_too_large', async () => {
+    const part = new Readable({
+      read() {
+        this.destroy(Object.assign(new Error('request file too large'), { code: 'FST_REQ_FILE_TOO_LARGE' }));
+      },
+    });
+    await expect(stageUpload(part, { tmpDir, maxBytes: 10 })).rejects.toMatchObject({ status: 413, code: 'file_too_large' });
+    expect(leftovers()).toEqual([]);
+  });
+
+  it('rejects zero bytes as empty_file (415)', async () => {
+    const err = await stageUpload(Readable.from([]), { tmpDir, maxBytes: 1000 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UnsupportedImage);
+    expect(err).toMatchObject({ status: 415, code: 'empty_file' });
+    expect(leftovers()).toEqual([]);
+  });
+
+  it.each([
+    ['a text file named photo.jpg', Buffer.from('just some text pretending to be a photo\n'.repeat(50))],
+    ['an SVG with a script named image.png', Buffer.from('<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"><script>alert(document.cookie)</script></svg>')],
+    ['an HTML page with a script named image.png', Buffer.from('<!DOCTYPE html><html><body><script>fetch("/steal")</script></body></html>')],
+    ['a GIF', Buffer.concat([Buffer.from('GIF89a'), Buffer.alloc(100)])],
+  ])('rejects %s as unsupported_image and removes the temp file', async (_name, body) => {
+    const err = await stageUpload(chunked(body), { tmpDir, maxBytes: 10_000_000 }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ status: 415, code: 'unsupported_image' });
+    expect(leftovers()).toEqual([]);
+  });
+
+  it('never uses anything from the client for the file name', async () => {
+    const a = await stageUpload(chunked(ROCKET), { tmpDir, maxBytes: 10_000_000 });
+    const b = await stageUpload(chunked(ROCKET), { tmpDir, maxBytes: 10_000_000 });
+    expect(a.path).not.toBe(b.path);
+    expect(path.basename(a.path)).toMatch(/^upload-[0-9a-f]{32}$/);
+    expect(statSync(a.path).mode & 0o077).toBe(0);
+  });
+});

@@ -1,0 +1,127 @@
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sendStoredImage, parseRange } from '../../src/images/serve.js';
+import { FsBlobStore } from '../../src/platform/blobs/fs.js';
+import { errorHandler } from '../../src/platform/http/errors.js';
+
+const BODY = readFileSync(new URL('../fixtures/rocket_small_640x427.jpg', import.meta.url));
+const ETAG = createHash('sha256').update(BODY).digest('hex');
+const LAST_MODIFIED = new Date('2024-05-06T07:08:09.123Z');
+const SIZE = BODY.length;
+
+let dir: string;
+let app: FastifyInstance;
+let base: string;
+
+beforeAll(async () => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'kiln-serve-'));
+  const blobs = new FsBlobStore(path.join(dir, 'blobs'), path.join(dir, 'tmp'));
+  await blobs.put('gallery/abc/thumb.jpg', BODY, 'image/jpeg');
+  app = Fastify();
+  // The project's error handler only needs the metrics counter from the Context.
+  app.decorate('ctx', { metrics: { httpErrors: { inc: () => undefined } } } as unknown as FastifyInstance['ctx']);
+  app.setErrorHandler(errorHandler);
+  const file = { key: 'gallery/abc/thumb.jpg', etag: ETAG, bytes: SIZE, lastModified: LAST_MODIFIED, cacheControl: 'public, max-age=31536000, immutable' };
+  app.get('/img', (request, reply) => sendStoredImage(request, reply, blobs, file));
+  app.get('/missing', (request, reply) => sendStoredImage(request, reply, blobs, { ...file, key: 'gallery/nope/thumb.jpg' }));
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  await app.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const get = (headers: Record<string, string> = {}, method = 'GET', url = '/img'): Promise<Response> => fetch(base + url, { method, headers });
+
+describe('sendStoredImage over a real server', () => {
+  it('sends the whole file with validators and caching headers', async () => {
+    const res = await get();
+    expect(res.status).toBe(200);
+    expect(res.headers.get('etag')).toBe(`"${ETAG}"`);
+    expect(res.headers.get('last-modified')).toBe('Mon, 06 May 2024 07:08:09 GMT');
+    expect(res.headers.get('content-length')).toBe(String(SIZE));
+    expect(res.headers.get('content-type')).toBe('image/jpeg');
+    expect(res.headers.get('cache-control')).toBe('public, max-age=31536000, immutable');
+    expect(res.headers.get('accept-ranges')).toBe('bytes');
+    expect(Buffer.from(await res.arrayBuffer()).equals(BODY)).toBe(true);
+  });
+
+  it('answers If-None-Match with 304 and no body', async () => {
+    for (const inm of [`"${ETAG}"`, `W/"${ETAG}"`, `"other", "${ETAG}"`, '*']) {
+      const res = await get({ 'if-none-match': inm });
+      expect(res.status).toBe(304);
+      expect(res.headers.get('etag')).toBe(`"${ETAG}"`);
+      expect((await res.arrayBuffer()).byteLength).toBe(0);
+    }
+    expect((await get({ 'if-none-match': '"stale"' })).status).toBe(200);
+  });
+
+  it('answers If-Modified-Since with 304 unless the file is newer, and lets If-None-Match win', async () => {
+    expect((await get({ 'if-modified-since': 'Mon, 06 May 2024 07:08:09 GMT' })).status).toBe(304);
+    expect((await get({ 'if-modified-since': 'Mon, 06 May 2024 07:08:08 GMT' })).status).toBe(200);
+    expect((await get({ 'if-modified-since': 'Mon, 06 May 2024 07:08:09 GMT', 'if-none-match': '"stale"' })).status).toBe(200);
+  });
+
+  it.each([
+    ['bytes=0-99', 0, 99],
+    ['bytes=100-', 100, SIZE - 1],
+    ['bytes=-500', SIZE - 500, SIZE - 1],
+    [`bytes=10-${SIZE + 1000}`, 10, SIZE - 1],
+  ])('serves %s as 206 with Content-Range', async (range, start, end) => {
+    const res = await get({ range });
+    expect(res.status).toBe(206);
+    expect(res.headers.get('content-range')).toBe(`bytes ${start}-${end}/${SIZE}`);
+    expect(res.headers.get('content-length')).toBe(String(end - start + 1));
+    expect(Buffer.from(await res.arrayBuffer()).equals(BODY.subarray(start, end + 1))).toBe(true);
+  });
+
+  it('answers an unsatisfiable range with 416 and bytes */size', async () => {
+    for (const range of [`bytes=${SIZE}-`, `bytes=${SIZE + 10}-${SIZE + 20}`, 'bytes=-0']) {
+      const res = await get({ range });
+      expect(res.status).toBe(416);
+      expect(res.headers.get('content-range')).toBe(`bytes */${SIZE}`);
+      expect(await res.json()).toMatchObject({ status: 416, code: 'range_not_satisfiable' });
+    }
+  });
+
+  it('ignores ranges it does not serve (several ranges, other units) and a stale If-Range', async () => {
+    for (const headers of [{ range: 'bytes=0-1,5-6' }, { range: 'items=0-1' }, { range: 'bytes=0-9', 'if-range': '"stale"' }]) {
+      const res = await get(headers);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-length')).toBe(String(SIZE));
+    }
+    expect((await get({ range: 'bytes=0-9', 'if-range': `"${ETAG}"` })).status).toBe(206);
+  });
+
+  it('answers HEAD with the headers of a GET and no body', async () => {
+    const res = await get({}, 'HEAD');
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-length')).toBe(String(SIZE));
+    expect(res.headers.get('etag')).toBe(`"${ETAG}"`);
+    expect((await res.arrayBuffer()).byteLength).toBe(0);
+  });
+
+  it('answers 404 problem+json when the blob is gone', async () => {
+    const res = await get({}, 'GET', '/missing');
+    expect(res.status).toBe(404);
+    expect(res.headers.get('content-type')).toContain('application/problem+json');
+  });
+});
+
+describe('parseRange', () => {
+  it('reads the three single-range forms and refuses nothing it does not understand', () => {
+    expect(parseRange(undefined, 10)).toEqual({ kind: 'full' });
+    expect(parseRange('bytes=2-4', 10)).toEqual({ kind: 'partial', range: { start: 2, end: 4 } });
+    expect(parseRange('bytes=-3', 10)).toEqual({ kind: 'partial', range: { start: 7, end: 9 } });
+    expect(parseRange('bytes=-30', 10)).toEqual({ kind: 'partial', range: { start: 0, end: 9 } });
+    expect(parseRange('bytes=5-2', 10)).toEqual({ kind: 'full' });
+    expect(parseRange('bytes=10-', 10)).toEqual({ kind: 'unsatisfiable' });
+  });
+});

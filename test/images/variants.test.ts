@@ -1,0 +1,173 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { deflateSync } from 'node:zlib';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isSizeName, renderVariants, SIZE_NAMES, SIZES, type RenderedImage } from '../../src/images/variants.js';
+
+const FIXTURES = path.join(import.meta.dirname, '..', 'fixtures');
+const fixture = (name: string): string => path.join(FIXTURES, name);
+const OPTS = { maxImagePixels: 50_000_000, jpegQuality: 85 };
+
+let tmpDir: string;
+beforeAll(() => {
+  tmpDir = mkdtempSync(path.join(os.tmpdir(), 'kiln-variants-'));
+});
+afterAll(() => rmSync(tmpDir, { recursive: true, force: true }));
+
+function tempFile(name: string, data: Buffer): string {
+  const file = path.join(tmpDir, name);
+  writeFileSync(file, data);
+  return file;
+}
+
+const render = (file: string): Promise<RenderedImage> => renderVariants({ path: file }, SIZE_NAMES, OPTS);
+
+function dims(image: RenderedImage): Record<string, [number, number]> {
+  return Object.fromEntries(Object.entries(image.variants).map(([k, v]) => [k, [v.width, v.height]]));
+}
+
+describe('the size table', () => {
+  it('has the four gallery sizes and knows its names', () => {
+    expect(SIZE_NAMES).toEqual(['original', 'medium', 'thumb', 'game']);
+    expect(SIZES.medium).toEqual({ kind: 'fit', max: 1600 });
+    expect(isSizeName('thumb')).toBe(true);
+    expect(isSizeName('huge')).toBe(false);
+    expect(isSizeName('toString')).toBe(false);
+  });
+});
+
+describe('renderVariants', () => {
+  it('makes every size of a landscape photo, never enlarged, as real JPEGs whose stated sizes are true', async () => {
+    const out = await render(fixture('path_2560x1600_olympus_exif.jpg'));
+    expect([out.width, out.height]).toEqual([2560, 1600]);
+    expect(dims(out)).toEqual({ original: [2560, 1600], medium: [1600, 1000], thumb: [400, 250], game: [50, 50] });
+    for (const v of Object.values(out.variants)) {
+      const meta = await sharp(v.data).metadata();
+      expect([meta.format, meta.width, meta.height, meta.channels, meta.space]).toEqual(['jpeg', v.width, v.height, 3, 'srgb']);
+      expect(v.bytes).toBe(v.data.length);
+      expect(v.etag).toMatch(/^[0-9a-f]{64}$/);
+    }
+  });
+
+  it('keeps a small photo at its size for original and medium, and still makes game exactly 50x50', async () => {
+    const out = await render(fixture('rocket_small_640x427.jpg'));
+    expect(dims(out)).toEqual({ original: [640, 427], medium: [640, 427], thumb: [400, 267], game: [50, 50] });
+  });
+
+  it('makes only the sizes asked for', async () => {
+    const out = await renderVariants({ path: fixture('rocket_small_640x427.jpg') }, ['thumb'], OPTS);
+    expect(Object.keys(out.variants)).toEqual(['thumb']);
+  });
+
+  it.each(['orient_1.jpg', 'orient_3.jpg', 'orient_6.jpg', 'orient_8.jpg'])(
+    'applies EXIF orientation of %s: a 1200x1802 portrait that looks like orient_1',
+    async (name) => {
+      const out = await render(fixture(name));
+      expect([out.width, out.height]).toEqual([1200, 1802]);
+      expect(dims(out)).toEqual({ original: [1200, 1802], medium: [1065, 1600], thumb: [266, 400], game: [50, 50] });
+      // Same picture, not just the same box: compare the thumbs pixel by pixel.
+      const reference = await render(fixture('orient_1.jpg'));
+      const a = await sharp(out.variants.thumb.data).raw().toBuffer();
+      const b = await sharp(reference.variants.thumb.data).raw().toBuffer();
+      let diff = 0;
+      for (let i = 0; i < a.length; i++) diff += Math.abs((a[i] as number) - (b[i] as number));
+      expect(diff / a.length).toBeLessThan(3);
+      expect((await sharp(out.variants.original.data).metadata()).orientation).toBeUndefined();
+    },
+  );
+
+  it('strips EXIF, ICC and every other metadata from a camera file', async () => {
+    const input = await sharp(fixture('path_2560x1600_olympus_exif.jpg')).metadata();
+    expect(input.exif).toBeDefined(); // the fixture really carries camera data
+    const out = await render(fixture('path_2560x1600_olympus_exif.jpg'));
+    for (const v of Object.values(out.variants)) {
+      const meta = await sharp(v.data).metadata();
+      expect(meta.exif).toBeUndefined();
+      expect(meta.icc).toBeUndefined();
+      expect(meta.xmp).toBeUndefined();
+      expect(meta.iptc).toBeUndefined();
+      expect(v.data.includes(Buffer.from('OLYMPUS'))).toBe(false);
+    }
+  });
+
+  it('converts CMYK to 3-channel sRGB', async () => {
+    expect((await sharp(fixture('picos_cmyk_400x300.jpg')).metadata()).space).toBe('cmyk');
+    const out = await render(fixture('picos_cmyk_400x300.jpg'));
+    const meta = await sharp(out.variants.original.data).metadata();
+    expect([meta.space, meta.channels]).toEqual(['srgb', 3]);
+    // Not inverted or black: a landscape photo has a mid-range mean.
+    const stats = await sharp(out.variants.original.data).stats();
+    for (const c of stats.channels) expect(c.mean).toBeGreaterThan(40);
+  });
+
+  it('turns a 16-bit PNG into 8-bit', async () => {
+    expect((await sharp(fixture('life_rgb16_300x200.png')).metadata()).depth).toBe('ushort');
+    const out = await render(fixture('life_rgb16_300x200.png'));
+    const meta = await sharp(out.variants.original.data).metadata();
+    expect([meta.depth, meta.channels, meta.width, meta.height]).toEqual(['uchar', 3, 300, 200]);
+  });
+
+  it('flattens a transparent PNG on white', async () => {
+    const file = fixture('dogs_rgba_200x300.png');
+    const corner = await sharp(file).extract({ left: 0, top: 0, width: 1, height: 1 }).raw().toBuffer();
+    expect(corner[3]).toBeLessThan(20); // the input corner really is transparent
+    const out = await render(file);
+    for (const v of [out.variants.original, out.variants.thumb]) {
+      const px = await sharp(v.data).extract({ left: 0, top: 0, width: 1, height: 1 }).raw().toBuffer();
+      expect([...px].every((c) => c > 240)).toBe(true);
+    }
+  });
+
+  it('refuses a PNG that declares 30000x30000 quickly, before decoding', async () => {
+    const bomb = tempFile('bomb.png', pngDeclaring(30_000, 30_000));
+    expect(readFileSync(bomb).length).toBeLessThan(200);
+    const started = Date.now();
+    await expect(render(bomb)).rejects.toMatchObject({ status: 413, code: 'image_too_large' });
+    expect(Date.now() - started).toBeLessThan(1000);
+  });
+
+  it('refuses a truncated JPEG instead of making a half-grey picture', async () => {
+    const whole = readFileSync(fixture('rocket_small_640x427.jpg'));
+    const cut = tempFile('cut.jpg', whole.subarray(0, Math.floor(whole.length * 0.6)));
+    await expect(render(cut)).rejects.toMatchObject({ status: 415, code: 'corrupt_image' });
+  });
+
+  it('refuses bytes that only start like a PNG', async () => {
+    const fake = tempFile('fake.png', Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.alloc(300, 7)]));
+    await expect(render(fake)).rejects.toMatchObject({ status: 415, code: 'corrupt_image' });
+  });
+});
+
+/** A valid PNG header (IHDR with a correct CRC) declaring width x height, with a tiny IDAT. */
+function pngDeclaring(width: number, height: number): Buffer {
+  const chunk = (type: string, data: Buffer): Buffer => {
+    const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+    const out = Buffer.alloc(8 + data.length + 4);
+    out.writeUInt32BE(data.length, 0);
+    body.copy(out, 4);
+    out.writeUInt32BE(crc32(body), 8 + data.length);
+    return out;
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 8; // bit depth
+  ihdr[9] = 2; // RGB
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', deflateSync(Buffer.alloc(64))),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+function crc32(data: Buffer): number {
+  let crc = 0xffffffff;
+  for (const byte of data) {
+    crc ^= byte;
+    for (let k = 0; k < 8; k++) crc = crc & 1 ? (crc >>> 1) ^ 0xedb88320 : crc >>> 1;
+  }
+  return (crc ^ 0xffffffff) >>> 0;
+}

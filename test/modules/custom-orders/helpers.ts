@@ -1,0 +1,152 @@
+/** Shared pieces of the custom-order tests: photos, uploads, an admin, and "nothing stored" checks. */
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { deflateSync } from 'node:zlib';
+import sharp from 'sharp';
+import { expect } from 'vitest';
+import type { TestServer } from '../../helpers/server.js';
+import { fixture, postMultipart } from '../../helpers/upload.js';
+
+export const PATH_JPG = fixture('path_2560x1600_olympus_exif.jpg');
+export const ROCKET_JPG = fixture('rocket_small_640x427.jpg');
+
+export const ADMIN = { ADMIN_EMAIL: 'boss@example.com', ADMIN_PASSWORD: 'admin-password-123' };
+
+export async function loginAdmin(baseUrl: string): Promise<{ authorization: string }> {
+  const res = await fetch(`${baseUrl}/auth/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ email: ADMIN.ADMIN_EMAIL, password: ADMIN.ADMIN_PASSWORD }),
+  });
+  if (res.status !== 200) throw new Error(`admin login failed: ${res.status} ${await res.text()}`);
+  const { access_token } = (await res.json()) as { access_token: string };
+  return { authorization: `Bearer ${access_token}` };
+}
+
+/** A smaller real photo (1280x800) for tests that need many quick uploads. */
+export async function photo(width = 1280): Promise<Buffer> {
+  return sharp(PATH_JPG).resize({ width }).jpeg({ quality: 85 }).toBuffer();
+}
+
+export interface Part {
+  field: string;
+  filename?: string;
+  data: Buffer | string;
+  type?: string;
+}
+
+export function filePart(data: Buffer, filename = 'pet.jpg', type = 'image/jpeg'): Part {
+  return { field: 'files', filename, data, type };
+}
+
+export function upload(server: TestServer, headers: Record<string, string>, parts: Part[]): Promise<Response> {
+  return postMultipart(`${server.url}/api/images/upload`, parts, headers);
+}
+
+export interface QualityFacts {
+  width: number;
+  height: number;
+  too_small: boolean;
+  blurry: boolean;
+  duplicate_of: string | null;
+}
+
+export interface OrderFileBody {
+  file_id: string;
+  original_filename: string;
+  stored_filename: string;
+  content_type: string;
+  bytes: number;
+  width: number;
+  height: number;
+  sha256: string;
+  quality: QualityFacts;
+  urls: { original: string; medium: string; thumb: string };
+}
+
+export interface OrderBody {
+  order_id: string;
+  user_id: string;
+  pet_name: string | null;
+  pet_type: string | null;
+  notes: string | null;
+  status: string;
+  upload_timestamp: string;
+  updated_at: string;
+  history: Array<{ status: string; at: string; by: string }>;
+  files: OrderFileBody[];
+}
+
+export interface UploadBody {
+  success: true;
+  message: string;
+  order_id: string;
+  files_uploaded: number;
+  order_metadata: OrderBody;
+}
+
+/** Uploads and insists on 201. */
+export async function createOrder(server: TestServer, headers: Record<string, string>, parts: Part[]): Promise<OrderBody> {
+  const res = await upload(server, headers, parts);
+  const text = await res.text();
+  if (res.status !== 201) throw new Error(`upload failed: ${res.status} ${text}`);
+  return (JSON.parse(text) as UploadBody).order_metadata;
+}
+
+export async function filesUnder(dir: string): Promise<string[]> {
+  try {
+    const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+    return entries.filter((e) => e.isFile()).map((e) => path.join(e.parentPath, e.name));
+  } catch {
+    return [];
+  }
+}
+
+/** No order row, no file row, no order blob, no temp file; the server still healthy. */
+export async function expectNothingStored(server: TestServer): Promise<void> {
+  expect(await server.ctx.db.kysely.selectFrom('custom_orders').select('order_id').execute()).toEqual([]);
+  expect(await server.ctx.db.kysely.selectFrom('custom_order_files').select('file_id').execute()).toEqual([]);
+  expect(await filesUnder(path.join(server.dataDir, 'blobs', 'orders'))).toEqual([]);
+  expect(await filesUnder(path.join(server.dataDir, 'tmp'))).toEqual([]);
+  expect((await fetch(`${server.url}/health`)).status).toBe(200);
+}
+
+export async function expectProblem(res: Response, status: number, code?: string): Promise<{ code: string; detail: string }> {
+  const text = await res.text();
+  expect(res.status, text).toBe(status);
+  expect(res.headers.get('content-type')).toContain('application/problem+json');
+  const body = JSON.parse(text) as { detail: string; code: string; status: number };
+  expect(body.status).toBe(status);
+  expect(body.detail).not.toMatch(/\/tmp|\/work|node_modules|at .*\.ts/);
+  if (code) expect(body.code).toBe(code);
+  return body;
+}
+
+function crc32(buf: Buffer): number {
+  let c = ~0;
+  for (const byte of buf) {
+    c ^= byte;
+    for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+  }
+  return ~c >>> 0;
+}
+
+function pngChunk(type: string, data: Buffer): Buffer {
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(data.length);
+  const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(body));
+  return Buffer.concat([len, body, crc]);
+}
+
+/** A valid PNG header declaring width×height pixels with almost no data: a decompression bomb. */
+export function pngBomb(width: number, height: number): Buffer {
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr.set([8, 0, 0, 0, 0], 8);
+  const rows = deflateSync(Buffer.alloc((width + 1) * 4));
+  const signature = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  return Buffer.concat([signature, pngChunk('IHDR', ihdr), pngChunk('IDAT', rows), pngChunk('IEND', Buffer.alloc(0))]);
+}

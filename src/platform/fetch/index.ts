@@ -16,7 +16,7 @@ import { ipLiteral, isBlockedAddress } from './address.js';
 import { FetchError, findFetchError } from './errors.js';
 import { guardedLookup } from './lookup.js';
 
-export { FetchError, type FetchErrorCode } from './errors.js';
+export { FetchError, findFetchError, type FetchErrorCode } from './errors.js';
 export { isBlockedAddress } from './address.js';
 
 export interface SafeFetchOptions {

@@ -1,6 +1,6 @@
 /**
- * The one Context: every adapter a service needs (database, blobs, logger,
- * metrics, clock, secrets), built once from the Config and passed to
+ * The one Context: every adapter a service needs (database, blobs, cache,
+ * logger, metrics, clock, secrets), built once from the Config and passed to
  * services as an argument. Tests build their own over a temp directory.
  */
 import { createHmac } from 'node:crypto';
@@ -13,8 +13,9 @@ import { newSecret } from './ids.js';
 import type { BlobStore } from './platform/blobs/index.js';
 import { FsBlobStore } from './platform/blobs/fs.js';
 import { migrateToLatest, openDatabase, type Db } from './platform/db/index.js';
+import { createCache, type TtlCache } from './platform/cache/index.js';
 import { createJobRunner, type JobRole, type JobRunner } from './platform/jobs/index.js';
-import { createLogger } from './platform/log/index.js';
+import { closeLogger, createLogger } from './platform/log/index.js';
 import { createMetrics, type Metrics } from './platform/metrics/index.js';
 
 export interface Secrets {
@@ -28,6 +29,8 @@ export interface Context {
   config: Config;
   db: Db;
   blobs: BlobStore;
+  /** TTL cache in front of the database (Redis when REDIS_URL is set, else in-process). */
+  cache: TtlCache;
   log: Logger;
   metrics: Metrics;
   clock: Clock;
@@ -78,6 +81,8 @@ export async function createContext(config: Config, options: ContextOptions = {}
   await mkdir(tmpDir, { recursive: true });
 
   const log = options.log ?? createLogger(config);
+  // Registered first so it runs last: every other closer may still log. A logger passed in is its owner's to close.
+  if (!options.log) closers.push(() => closeLogger(log));
   const db = openDatabase(config.databaseUrl, config.dataDir);
   closers.push(() => db.close());
   if (options.migrate !== false) await migrateToLatest(db);
@@ -91,11 +96,14 @@ export async function createContext(config: Config, options: ContextOptions = {}
   const jobs = createJobRunner(config, { db, log, clock }, options.jobRole);
   // Registered after the database, so closing stops the jobs before the database goes.
   closers.push(() => jobs.stop());
+  const cache = createCache(config, { clock: options.clock, log });
+  closers.push(() => cache.close());
 
   return {
     config,
     db,
     blobs,
+    cache,
     log,
     metrics: createMetrics(),
     clock,

@@ -1,49 +1,149 @@
 /**
  * The process logger: pino JSON lines to stdout, or with LOG_FILE to a file
- * rotated by size and by day (pino-roll). Secrets never reach a line: the
- * redact paths below cover every place a credential travels.
+ * rotated by size and by day (pino-roll, in a worker thread). The request
+ * line itself is written by app.ts's onResponse hook (reqId, method, route,
+ * url, status, ms).
+ *
+ * Secrets never reach a line, in three layers: every logged value is walked
+ * by `scrubValue` (secret-named keys, bearer tokens, JWTs, `password=…`
+ * pairs; errors through the same walk), requests are logged as method and
+ * path only (no headers, no query), and the finished line loses any bearer
+ * token or JWT left. The pino `redact` paths below stay as a fixed backstop.
  */
+import path from 'node:path';
 import pino, { type Logger } from 'pino';
 import type { Config } from '../../config.js';
+import { CENSOR, scrubFields, scrubLine, scrubString, serializeError, serializeRequest, serializeResponse } from './scrub.js';
+
+export { CENSOR, scrubLine, scrubString, scrubValue, serializeError } from './scrub.js';
 
 export const REDACT_PATHS = [
   'req.headers.authorization',
   'req.headers["x-api-key"]',
   'req.headers.cookie',
+  'res.headers["set-cookie"]',
   'headers.authorization',
   'headers["x-api-key"]',
+  'headers.cookie',
   'password',
   'current_password',
+  'new_password',
   'refresh_token',
   'access_token',
   'token',
   'key',
+  'apiKey',
+  'api_key',
   '*.password',
   '*.current_password',
+  '*.new_password',
   '*.refresh_token',
   '*.access_token',
   '*.token',
   '*.apiKey',
   '*.api_key',
+  '*.headers.authorization',
+  '*.headers["x-api-key"]',
+  '*.headers.cookie',
 ];
 
-export function createLogger(config: Pick<Config, 'logLevel' | 'logFile' | 'logMaxSize' | 'logKeep'>): Logger {
-  const options: pino.LoggerOptions = {
+/** Fields whose own serializer turns a live object (a request, a response) into a few safe fields. */
+const SERIALIZED_AS_IS = new Set(['req', 'res']);
+
+/** A pino-roll stream (a ThreadStream) as far as closing it goes. */
+interface TransportStream {
+  end(): void;
+  flushSync(): void;
+  closed?: boolean;
+  once(event: 'close', listener: () => void): unknown;
+  on(event: 'error', listener: (err: Error) => void): unknown;
+}
+
+/** Transports this module opened, so closeLogger can end exactly those (never stdout). */
+const transports = new WeakMap<Logger, TransportStream>();
+
+export type LogConfig = Pick<Config, 'logLevel' | 'logFile' | 'logMaxSize' | 'logKeep'>;
+
+export function loggerOptions(config: Pick<Config, 'logLevel'>): pino.LoggerOptions {
+  return {
     level: config.logLevel,
     base: { service: 'kiln' },
     timestamp: pino.stdTimeFunctions.isoTime,
-    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
-  };
-  if (!config.logFile) return pino(options);
-  const transport = pino.transport({
-    target: 'pino-roll',
-    options: {
-      file: config.logFile,
-      size: config.logMaxSize,
-      frequency: 'daily',
-      mkdir: true,
-      limit: { count: config.logKeep },
+    redact: { paths: REDACT_PATHS, censor: CENSOR },
+    serializers: { err: serializeError, error: serializeError, req: serializeRequest, res: serializeResponse },
+    formatters: {
+      log: (fields) => scrubFields(fields, SERIALIZED_AS_IS),
     },
+    hooks: {
+      logMethod(args, method) {
+        const [first, second] = args as unknown[];
+        const scrubbed = (args as unknown[]).map((a) => (typeof a === 'string' ? scrubString(a) : a));
+        // Without a message pino takes the error's own message, past the field walk; give it a scrubbed one.
+        if (typeof first === 'object' && first !== null && typeof second !== 'string') {
+          const err = first instanceof Error ? first : (first as { err?: unknown }).err;
+          if (err instanceof Error) scrubbed.splice(1, 0, scrubString(err.message));
+        }
+        // pino's LogFn overloads cannot be spread from an unknown[]; the arguments are the caller's, only scrubbed.
+        return (method as (...a: unknown[]) => void).apply(this, scrubbed);
+      },
+      streamWrite: scrubLine,
+    },
+  };
+}
+
+/**
+ * pino-roll file names: `<name>.<yyyy-MM-dd>.<n>.<ext>` beside LOG_FILE,
+ * plus a `current.log` symlink to the file being written. A new file starts
+ * at LOG_MAX_SIZE and at midnight; the oldest go so that LOG_KEEP remain
+ * (counting the current one), including files left by earlier runs.
+ */
+function rollOptions(config: LogConfig & { logFile: string }): Record<string, unknown> {
+  return {
+    file: path.resolve(config.logFile),
+    size: config.logMaxSize,
+    frequency: 'daily',
+    dateFormat: 'yyyy-MM-dd',
+    mkdir: true,
+    symlink: true,
+    // Sync writes in the worker thread (never the event loop) make a rotation create the new file
+    // before pino-roll counts files, so exactly LOG_KEEP remain rather than one more.
+    sync: true,
+    limit: { count: config.logKeep, removeOtherLogFiles: true },
+  };
+}
+
+export function createLogger(config: LogConfig): Logger {
+  const options = loggerOptions(config);
+  if (!config.logFile) return pino(options);
+  const transport = pino.transport({ target: 'pino-roll', options: rollOptions({ ...config, logFile: config.logFile }) });
+  const stream = transport as unknown as TransportStream;
+  // Without a listener a write after close (or a full disk) would be an uncaught exception.
+  stream.on('error', (err) => {
+    process.stderr.write(`kiln: log file error: ${scrubString(err.message)}\n`);
   });
-  return pino(options, transport);
+  const logger = pino(options, transport);
+  transports.set(logger, stream);
+  return logger;
+}
+
+/**
+ * Writes out every buffered line and, for a file logger, ends its worker
+ * thread. Lines logged afterwards are lost (reported once on stderr).
+ */
+export async function closeLogger(logger: Logger, timeoutMs = 5000): Promise<void> {
+  const stream = transports.get(logger);
+  if (!stream) {
+    logger.flush();
+    return;
+  }
+  transports.delete(logger);
+  if (stream.closed) return;
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, timeoutMs);
+    stream.once('close', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    stream.end();
+  });
 }

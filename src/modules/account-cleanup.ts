@@ -5,10 +5,12 @@
  * function to the list.
  */
 import type { Context } from '../context.js';
+import { deleteUserAiEdits } from './ai-edits/service.js';
 import { deleteUserOrders } from './custom-orders/service.js';
 
 export type AccountCleanup = (ctx: Context, userId: string) => Promise<void>;
 
 export const accountCleanups: AccountCleanup[] = [
+  deleteUserAiEdits,
   deleteUserOrders,
 ];

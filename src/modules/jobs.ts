@@ -4,11 +4,13 @@
  * exists wherever its jobs run. A module adds one line here.
  */
 import type { Context } from '../context.js';
+import { registerAiEditJobs } from './ai-edits/job.js';
 import { registerCustomOrderJobs } from './custom-orders/webhook.js';
 
 type JobRegistration = (ctx: Context) => void;
 
 const registrations: readonly JobRegistration[] = [
+  (ctx) => registerAiEditJobs(ctx),
   (ctx) => registerCustomOrderJobs(ctx),
 ];
 

@@ -124,6 +124,34 @@ export interface CustomOrderFilesTable {
   created_at: string;
 }
 
+/** AI edits (modules/ai-edits): an upload or a job's result. `variants` is JSON { [size]: { width, height, bytes, etag } }. */
+export interface AiFilesTable {
+  file_id: string;
+  owner_id: string;
+  kind: 'upload' | 'result';
+  width: number;
+  height: number;
+  bytes: number;
+  sha256: string;
+  variants: string;
+  created_at: string;
+}
+
+/** One AI edit: initiated, then booked (processing) with its two files and prompt, then completed or failed. */
+export interface AiProcessesTable {
+  init_id: string;
+  owner_id: string;
+  status: 'initiated' | 'processing' | 'completed' | 'failed';
+  source_file_id: string | null;
+  target_file_id: string | null;
+  prompt: string | null;
+  job_id: string | null;
+  result_file_id: string | null;
+  error: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
 export interface Database {
   users: UsersTable;
   refresh_tokens: RefreshTokensTable;
@@ -134,6 +162,8 @@ export interface Database {
   jobs: JobsTable;
   custom_orders: CustomOrdersTable;
   custom_order_files: CustomOrderFilesTable;
+  ai_files: AiFilesTable;
+  ai_processes: AiProcessesTable;
 }
 
 // Generated is re-exported for later tables with database-assigned columns.

@@ -1,0 +1,77 @@
+/**
+ * The answer envelope of seed 002 (Pictoora): every answer of the AI-edit
+ * routes is `{success, code, message, data}`, with the seed's numeric codes
+ * beside a truthful HTTP status. Errors use it too, with the stable machine
+ * code in `data.error`; they are classified by the same `toProblem` as the
+ * rest of Kiln, so a failure means the same thing here as in problem+json.
+ */
+import { Type, type TSchema } from '@sinclair/typebox';
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { DomainError } from '../../errors.js';
+import { toProblem } from '../../platform/http/errors.js';
+
+/** The seed's codes: x000 success, x001 failure, one family per route. */
+export const CODES = {
+  root: { ok: 1000, failed: 1001 },
+  health: { ok: 1000, failed: 1001 },
+  upload: { ok: 2000, failed: 2001 },
+  initiate: { ok: 3000, failed: 3001 },
+  book: { ok: 4000, failed: 4001 },
+  status: { ok: 5000, failed: 5001 },
+  cache: { ok: 6000, failed: 6001 },
+} as const;
+
+export function Envelope<T extends TSchema>(data: T, description?: string) {
+  return Type.Object(
+    { success: Type.Literal(true), code: Type.Integer(), message: Type.String(), data },
+    description ? { description } : {},
+  );
+}
+
+export const ErrorEnvelope = Type.Object(
+  {
+    success: Type.Literal(false),
+    code: Type.Integer({ description: 'x001 of the route' }),
+    message: Type.String({ description: 'A human sentence' }),
+    data: Type.Object({
+      error: Type.String({ description: 'Stable machine code, e.g. file_too_large' }),
+      errors: Type.Optional(Type.Array(Type.Object({ field: Type.String(), message: Type.String() }))),
+    }),
+  },
+  { description: 'Failure, in the envelope (not problem+json)' },
+);
+
+/** Response schemas of the failures every authenticated envelope route may give. */
+export const envelopeErrors = { 401: ErrorEnvelope, 404: ErrorEnvelope, 422: ErrorEnvelope, 429: ErrorEnvelope, 500: ErrorEnvelope } as const;
+
+export function sendOk(reply: FastifyReply, status: number, code: number, message: string, data: unknown): FastifyReply {
+  return reply.status(status).send({ success: true, code, message, data });
+}
+
+/**
+ * The error handler of the AI-edit scope only: other /api/v1 routes (product
+ * images, jobs) keep problem+json. The failure code comes from the route's
+ * `config.envelopeFailure`; a request that matched no route of ours never
+ * gets here (the not-found handler stays the app's).
+ */
+export function envelopeErrorHandler(error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const p = toProblem(error);
+  if (p.status >= 500) request.log.error({ err: error }, 'request failed');
+  else request.log.debug({ code: p.code }, 'request rejected');
+  request.server.ctx.metrics.httpErrors.inc({ route: request.routeOptions.url ?? 'unmatched', code: p.code });
+  if (error instanceof DomainError && p.status === 429) {
+    const retry = (error as { retryAfterSeconds?: number }).retryAfterSeconds;
+    if (retry !== undefined) reply.header('retry-after', String(retry));
+  }
+  const code = request.routeOptions.config.envelopeFailure ?? CODES.root.failed;
+  const data: { error: string; errors?: unknown } = { error: p.code };
+  if (Array.isArray(p.errors)) data.errors = p.errors;
+  return reply.status(p.status).type('application/json; charset=utf-8').send({ success: false, code, message: p.detail, data });
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The seed-002 failure code (x001) an AI-edit route answers errors with. */
+    envelopeFailure?: number;
+  }
+}

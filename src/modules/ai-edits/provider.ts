@@ -1,0 +1,103 @@
+/**
+ * The image model: OpenAI's image edit API through the official `openai`
+ * client (OPENAI_API_KEY, OPENAI_BASE_URL, OPENAI_IMAGE_MODEL), so any
+ * compatible endpoint works. The client's own retries are off: retrying is
+ * the job system's business, with its backoff and its attempt count. Every
+ * failure leaves as a TransientJobError (worth another attempt: 429, 5xx,
+ * timeouts, connection failures) or a PermanentJobError (the provider said
+ * no: a content-policy refusal, any other 4xx, an answer without an image).
+ */
+import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError, toFile } from 'openai';
+import type { Config } from '../../config.js';
+import { PermanentJobError, TransientJobError } from '../../platform/jobs/errors.js';
+
+export interface EditInput {
+  prompt: string;
+  /** The subject (first) and the illustration to put it in (second); JPEG bytes. */
+  images: ReadonlyArray<{ name: string; data: Buffer }>;
+}
+
+export interface ImageEditor {
+  readonly model: string;
+  /** The edited image's bytes as the provider sent them (not yet validated). */
+  edit(input: EditInput, signal: AbortSignal): Promise<Buffer>;
+}
+
+export const DEFAULT_BASE_URL = 'https://api.openai.com/v1';
+const REFUSALS = new Set(['content_policy_violation', 'moderation_blocked']);
+
+export const NO_KEY_MESSAGE = 'AI edits are not configured on this server: set OPENAI_API_KEY (and optionally OPENAI_BASE_URL, OPENAI_IMAGE_MODEL) and restart.';
+
+/** The editor a deployment is configured for, or null when OPENAI_API_KEY is unset. */
+export function createImageEditor(config: Pick<Config, 'openai'>): ImageEditor | null {
+  const { apiKey, baseUrl, imageModel, timeoutSeconds } = config.openai;
+  if (!apiKey) return null;
+  const client = new OpenAI({
+    apiKey,
+    baseURL: baseUrl ?? DEFAULT_BASE_URL,
+    timeout: timeoutSeconds * 1000,
+    maxRetries: 0,
+  });
+  return {
+    model: imageModel,
+    async edit(input, signal) {
+      let answer: unknown;
+      try {
+        const image = await Promise.all(input.images.map((i) => toFile(i.data, i.name, { type: 'image/jpeg' })));
+        answer = await client.images.edit({ model: imageModel, prompt: input.prompt, image }, { signal });
+      } catch (err) {
+        throw classify(err);
+      }
+      return decodeAnswer(answer);
+    },
+  };
+}
+
+function providerReason(err: APIError): string {
+  const body = err.error as { message?: unknown } | undefined;
+  return typeof body?.message === 'string' && body.message !== '' ? body.message : err.message;
+}
+
+/** Maps what the client threw to the job system's two kinds of failure. */
+export function classify(err: unknown): Error {
+  // Our own abort (job timeout, cancel, shutdown): the job system already knows why; pass it on untouched.
+  if (err instanceof APIUserAbortError) return err;
+  if (err instanceof APIConnectionTimeoutError) {
+    return new TransientJobError('provider_timeout', 'The image provider did not answer in time.');
+  }
+  if (err instanceof APIConnectionError) {
+    return new TransientJobError('provider_unreachable', 'The image provider could not be reached.');
+  }
+  if (err instanceof APIError) {
+    const status = err.status ?? 0;
+    const reason = providerReason(err);
+    if (status === 429) return new TransientJobError('provider_rate_limited', `The image provider is rate limiting us: ${reason}`);
+    if (status >= 500 || status === 408 || status === 409) {
+      return new TransientJobError('provider_error', `The image provider failed (${status}): ${reason}`);
+    }
+    if (REFUSALS.has(String(err.code ?? '')) || REFUSALS.has(String(err.type ?? ''))) {
+      return new PermanentJobError('content_policy', `The image provider refused the request: ${reason}`);
+    }
+    return new PermanentJobError('provider_rejected', `The image provider rejected the request (${status}): ${reason}`);
+  }
+  if (err instanceof SyntaxError) {
+    return new PermanentJobError('provider_bad_answer', 'The image provider answered with something that is not valid JSON.');
+  }
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+/** The image in an `{created, data: [{b64_json}]}` answer; anything else is a clear, permanent failure. */
+export function decodeAnswer(answer: unknown): Buffer {
+  if (typeof answer !== 'object' || answer === null) {
+    throw new PermanentJobError('provider_bad_answer', 'The image provider answered without JSON.');
+  }
+  const data = (answer as { data?: unknown }).data;
+  const first = Array.isArray(data) ? (data[0] as { b64_json?: unknown } | undefined) : undefined;
+  const b64 = first?.b64_json;
+  if (typeof b64 !== 'string' || b64 === '') {
+    throw new PermanentJobError('provider_bad_answer', 'The image provider answered without an image (no data[0].b64_json).');
+  }
+  const bytes = Buffer.from(b64, 'base64');
+  if (bytes.length === 0) throw new PermanentJobError('provider_bad_answer', 'The image provider sent an empty image.');
+  return bytes;
+}

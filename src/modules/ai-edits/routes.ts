@@ -1,0 +1,166 @@
+/**
+ * HTTP routes of AI edits (spec/ai-edits.md, seed 002) under /api/v1, in
+ * their own encapsulated scope: its error handler answers in the seed's
+ * envelope, while the other /api/v1 routes (product images, jobs) keep
+ * problem+json. Parse, call the service, shape the answer.
+ */
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { FastifyInstance } from 'fastify';
+import { requireAdmin, requireUser } from '../../auth/guard.js';
+import type { Context } from '../../context.js';
+import { ValidationFailed } from '../../errors.js';
+import { sendStoredImage } from '../../images/serve.js';
+import { VERSION } from '../../version.js';
+import { checkHealth } from '../ops/health.js';
+import { CODES, envelopeErrorHandler, envelopeErrors, ErrorEnvelope, sendOk } from './envelope.js';
+import { servableFile, uploadFile } from './files.js';
+import {
+  BinaryJpeg,
+  BookAnswer,
+  BookBody,
+  CacheAnswer,
+  FileParams,
+  FileQuery,
+  HealthAnswer,
+  InitiateAnswer,
+  StatusAnswer,
+  StatusBody,
+  UploadAnswer,
+  WelcomeAnswer,
+} from './schemas.js';
+import { bookProcess, initiateProcess, processStatus } from './service.js';
+
+const TAGS = ['ai-edits'];
+const SECURED: Array<Record<string, string[]>> = [{ apiKey: [] }, { bearer: [] }];
+
+export async function aiEditRoutes(parent: FastifyInstance, ctx: Context): Promise<void> {
+  await parent.register(
+    async (scope) => {
+      scope.setErrorHandler(envelopeErrorHandler);
+      const app = scope.withTypeProvider<TypeBoxTypeProvider>();
+
+      app.get(
+        '/',
+        { config: { envelopeFailure: CODES.root.failed }, schema: { tags: TAGS, summary: 'Welcome (no credentials needed)', response: { 200: WelcomeAnswer } } },
+        async (_request, reply) => sendOk(reply, 200, CODES.root.ok, 'Welcome to the Kiln AI edit API', { service: 'Kiln', version: VERSION, docs: '/docs' }),
+      );
+
+      app.get(
+        '/health',
+        {
+          config: { envelopeFailure: CODES.health.failed },
+          schema: { tags: TAGS, summary: 'Database, blob store, job runner and model provider (no credentials needed)', response: { 200: HealthAnswer, 503: HealthAnswer } },
+        },
+        async (_request, reply) => {
+          const report = await checkHealth(ctx, { job_runner: async () => void (await ctx.jobs.get('health-probe')) });
+          // The provider is not called (that would cost money on every probe): configured or not is what we know.
+          const configured = Boolean(ctx.config.openai.apiKey);
+          const checks = { ...report.checks, model_provider: configured ? { ok: true } : { ok: false, error: 'OPENAI_API_KEY is not set' } };
+          const healthy = report.status === 'healthy' && configured;
+          const data = { status: healthy ? ('healthy' as const) : ('unhealthy' as const), timestamp: report.timestamp, checks, model: ctx.config.openai.imageModel };
+          return reply
+            .status(healthy ? 200 : 503)
+            .send({ success: healthy, code: healthy ? CODES.health.ok : CODES.health.failed, message: healthy ? 'System healthy' : 'System unhealthy', data });
+        },
+      );
+
+      app.post(
+        '/upload',
+        {
+          config: { envelopeFailure: CODES.upload.failed, rateLimitClass: 'upload' },
+          schema: {
+            tags: TAGS,
+            summary: 'Upload a PNG or JPEG (multipart field `file`, at most MAX_UPLOAD_SIZE); its `url` is what /process/book takes',
+            security: SECURED,
+            consumes: ['multipart/form-data'],
+            response: { 201: UploadAnswer, ...envelopeErrors, 413: ErrorEnvelope, 415: ErrorEnvelope },
+          },
+        },
+        async (request, reply) => {
+          const principal = requireUser(request);
+          const part = await request.file();
+          if (!part || part.fieldname !== 'file') {
+            throw new ValidationFailed('Send the image in the multipart field "file".', [{ field: 'body.file', message: 'is required' }]);
+          }
+          return sendOk(reply, 201, CODES.upload.ok, 'File uploaded successfully', await uploadFile(ctx, principal, part.file));
+        },
+      );
+
+      app.post(
+        '/initiate-process',
+        {
+          config: { envelopeFailure: CODES.initiate.failed },
+          schema: { tags: TAGS, summary: 'Start a process; its init_id is what /process/book and /process/status take', security: SECURED, response: { 201: InitiateAnswer, ...envelopeErrors } },
+        },
+        async (request, reply) => sendOk(reply, 201, CODES.initiate.ok, 'Process initiated', await initiateProcess(ctx, requireUser(request))),
+      );
+
+      app.post(
+        '/process/book',
+        {
+          config: { envelopeFailure: CODES.book.failed },
+          schema: {
+            tags: TAGS,
+            summary: 'Put the source upload\'s subject into the target upload following the prompt (runs as an ai_edit job)',
+            security: SECURED,
+            body: BookBody,
+            response: { 202: BookAnswer, ...envelopeErrors, 409: ErrorEnvelope, 503: ErrorEnvelope },
+          },
+        },
+        async (request, reply) => {
+          const answer = await bookProcess(ctx, requireUser(request), request.body, request.headers.host);
+          return sendOk(reply, 202, CODES.book.ok, 'Processing started', answer);
+        },
+      );
+
+      app.post(
+        '/process/status',
+        {
+          config: { envelopeFailure: CODES.status.failed },
+          schema: { tags: TAGS, summary: 'Where a process is: initiated, processing, completed (result_url) or failed (error)', security: SECURED, body: StatusBody, response: { 200: StatusAnswer, ...envelopeErrors } },
+        },
+        async (request, reply) => sendOk(reply, 200, CODES.status.ok, 'Status retrieved', await processStatus(ctx, requireUser(request), request.body.init_id)),
+      );
+
+      app.get(
+        '/cache/status',
+        {
+          config: { envelopeFailure: CODES.cache.failed },
+          schema: { tags: TAGS, summary: 'The TTL cache: size, counters and entries (admins and the static API_KEY only)', security: SECURED, response: { 200: CacheAnswer, ...envelopeErrors, 403: ErrorEnvelope } },
+        },
+        async (request, reply) => {
+          requireAdmin(request);
+          return sendOk(reply, 200, CODES.cache.ok, 'Cache status retrieved', await ctx.cache.stats());
+        },
+      );
+
+      app.get(
+        '/files/:file_id',
+        {
+          // Not a seed route: it serves what /upload stored and what a job produced, in the upload family's codes.
+          config: { envelopeFailure: CODES.upload.failed },
+          schema: {
+            tags: TAGS,
+            summary: 'One of your uploads or results (ETag, 304 and Range supported)',
+            security: SECURED,
+            params: FileParams,
+            querystring: FileQuery,
+            response: { 200: BinaryJpeg, 206: BinaryJpeg, 304: { type: 'null', description: 'Not modified' }, ...envelopeErrors, 416: ErrorEnvelope },
+          },
+        },
+        async (request, reply) => {
+          const file = await servableFile(ctx, requireUser(request), request.params.file_id, request.query.size ?? 'original');
+          return sendStoredImage(request, reply, ctx.blobs, {
+            key: file.key,
+            etag: file.variant.etag,
+            bytes: file.variant.bytes,
+            lastModified: file.createdAt,
+            contentType: 'image/jpeg',
+            cacheControl: 'private, max-age=31536000, immutable',
+          });
+        },
+      );
+    },
+    { prefix: '/api/v1' },
+  );
+}

@@ -1,0 +1,164 @@
+/** The `ai_edit` job against a fake OpenAI image edit API: success, retries, refusals, timeouts, bad answers. */
+import sharp from 'sharp';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { TestServer } from '../../helpers/server.js';
+import { RATE_LIMITED, REFUSAL, startFakeOpenAI, type FakeOpenAI } from './fake-openai.js';
+import { JPEG, SERVICE, post, startAiServer, startEdit, upload, waitForEnd } from './server.js';
+import { cacheKey, type ProcessView } from '../../../src/modules/ai-edits/service.js';
+
+let fake: FakeOpenAI;
+let server: TestServer;
+
+beforeAll(async () => {
+  fake = await startFakeOpenAI();
+  server = await startAiServer({ OPENAI_API_KEY: 'sk-test-key', OPENAI_BASE_URL: fake.baseUrl, OPENAI_IMAGE_MODEL: 'gpt-image-1' });
+});
+afterAll(async () => {
+  await server.close();
+  await fake.close();
+});
+beforeEach(() => {
+  fake.received.length = 0;
+  fake.script.length = 0;
+});
+
+async function jobOf(initId: string) {
+  const row = await server.ctx.db.kysely.selectFrom('ai_processes').select('job_id').where('init_id', '=', initId).executeTakeFirstOrThrow();
+  const job = await server.ctx.jobs.waitFor(row.job_id as string, 20_000);
+  return job;
+}
+
+async function resultCount(): Promise<number> {
+  const rows = await server.ctx.db.kysely.selectFrom('ai_files').select('file_id').where('kind', '=', 'result').execute();
+  return rows.length;
+}
+
+describe('a successful edit', () => {
+  it('sends both images, the prompt and the model, and stores the result with variants', async () => {
+    const { initId, book } = await startEdit(server.url, SERVICE, 'Put the child into the castle');
+    expect(book.status).toBe(202);
+    expect(book.body).toEqual({ success: true, code: 4000, message: 'Processing started', data: { init_id: initId, status: 'processing' } });
+
+    const end = await waitForEnd(server.url, SERVICE, initId);
+    expect(end.status).toBe('completed');
+    expect(end.result_url).toMatch(/^\/api\/v1\/files\/[A-Za-z0-9_-]{16,}$/);
+    expect(end.error).toBeUndefined();
+
+    expect(fake.received).toHaveLength(1);
+    const sent = fake.received[0]!;
+    expect(sent.authorization).toBe('Bearer sk-test-key');
+    expect(sent.model).toBe('gpt-image-1');
+    expect(sent.prompt).toBe('Put the child into the castle');
+    expect(sent.images.map((i) => i.field)).toEqual(['image[]', 'image[]']);
+    for (const image of sent.images) {
+      const meta = await sharp(image.bytes).metadata();
+      expect([meta.format, meta.width, meta.height]).toEqual(['jpeg', 640, 427]);
+    }
+
+    const job = await jobOf(initId);
+    expect([job.status, job.attempts]).toEqual(['completed', 1]);
+
+    const res = await fetch(`${server.url}${end.result_url}`, { headers: SERVICE });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('image/jpeg');
+    const meta = await sharp(Buffer.from(await res.arrayBuffer())).metadata();
+    expect([meta.format, meta.width, meta.height]).toEqual(['jpeg', 96, 64]);
+    const thumb = await fetch(`${server.url}${end.result_url}?size=thumb`, { headers: SERVICE });
+    expect(thumb.status).toBe(200);
+  });
+
+  it('keeps the cache coherent: the job writes the new state into the cache entry', async () => {
+    const { initId } = await startEdit(server.url, SERVICE);
+    await jobOf(initId);
+    const entry = await server.ctx.cache.get<ProcessView>(cacheKey(initId));
+    expect(entry).toMatchObject({ init_id: initId, status: 'completed' });
+    expect(entry?.result_url).toMatch(/^\/api\/v1\/files\//);
+  });
+});
+
+describe('provider failures', () => {
+  it('retries a 429 with backoff and then succeeds (attempts 2)', async () => {
+    fake.script.push(RATE_LIMITED);
+    const { initId } = await startEdit(server.url, SERVICE);
+    const end = await waitForEnd(server.url, SERVICE, initId);
+    expect(end.status).toBe('completed');
+    expect(fake.received).toHaveLength(2);
+    const job = await jobOf(initId);
+    expect([job.status, job.attempts]).toEqual(['completed', 2]);
+  });
+
+  it('retries a 500 too', async () => {
+    fake.script.push({ kind: 'error', status: 500, message: 'The server had an error', type: 'server_error', code: null });
+    const { initId } = await startEdit(server.url, SERVICE);
+    expect((await waitForEnd(server.url, SERVICE, initId)).status).toBe('completed');
+    expect((await jobOf(initId)).attempts).toBe(2);
+  });
+
+  it('fails at once on a content-policy refusal, with the provider\'s reason in error', async () => {
+    fake.script.push(REFUSAL);
+    const { initId } = await startEdit(server.url, SERVICE);
+    const end = await waitForEnd(server.url, SERVICE, initId);
+    expect(end.status).toBe('failed');
+    expect(end.error).toContain('rejected as a result of our safety system');
+    expect(end.result_url).toBeUndefined();
+    expect(fake.received).toHaveLength(1);
+    const job = await jobOf(initId);
+    expect([job.status, job.attempts, job.error?.code]).toEqual(['failed', 1, 'content_policy']);
+  });
+
+  it('fails at once on another 4xx (an invalid request), with the reason', async () => {
+    fake.script.push({ kind: 'error', status: 400, message: 'Invalid image file or mode.', type: 'invalid_request_error', code: 'invalid_image' });
+    const { initId } = await startEdit(server.url, SERVICE);
+    const end = await waitForEnd(server.url, SERVICE, initId);
+    expect([end.status, end.error]).toEqual(['failed', 'The image provider rejected the request (400): Invalid image file or mode.']);
+    expect(fake.received).toHaveLength(1);
+  });
+
+  it('times out a hanging call after OPENAI_TIMEOUT_SECONDS and retries it', async () => {
+    fake.script.push({ kind: 'hang' });
+    const { initId } = await startEdit(server.url, SERVICE);
+    const end = await waitForEnd(server.url, SERVICE, initId);
+    expect(end.status).toBe('completed');
+    const job = await jobOf(initId);
+    expect(job.attempts).toBe(2);
+  });
+
+  it('fails with provider_timeout when every attempt hangs', async () => {
+    fake.script.push({ kind: 'hang' }, { kind: 'hang' }, { kind: 'hang' });
+    const started = Date.now();
+    const { initId } = await startEdit(server.url, SERVICE);
+    const end = await waitForEnd(server.url, SERVICE, initId);
+    expect(end).toMatchObject({ status: 'failed', error: 'The image provider did not answer in time.' });
+    const job = await jobOf(initId);
+    expect([job.attempts, job.error?.code]).toEqual([3, 'provider_timeout']);
+    // Three attempts of one second each: the client's timeout, not the job's ten minutes.
+    expect(Date.now() - started).toBeLessThan(15_000);
+  });
+
+  it.each([
+    ['not_json', 'not valid JSON'],
+    ['no_data', 'without an image'],
+    ['not_image', 'not a usable image'],
+  ] as const)('fails with a clear error on a malformed answer (%s)', async (kind, words) => {
+    fake.script.push({ kind });
+    const resultsBefore = await resultCount();
+    const { initId } = await startEdit(server.url, SERVICE);
+    const end = await waitForEnd(server.url, SERVICE, initId);
+    expect(end.status).toBe('failed');
+    expect(end.error).toContain(words);
+    const job = await jobOf(initId);
+    expect([job.status, job.attempts]).toEqual(['failed', 1]);
+    // Nothing was stored for a bad answer.
+    expect(await resultCount()).toBe(resultsBefore);
+  });
+
+  it('lets a failed process be booked again', async () => {
+    fake.script.push(REFUSAL);
+    const { initId } = await startEdit(server.url, SERVICE);
+    expect((await waitForEnd(server.url, SERVICE, initId)).status).toBe('failed');
+    const a = await upload(server.url, SERVICE, JPEG);
+    const again = await post(server.url, '/api/v1/process/book', SERVICE, { init_id: initId, source_url: a.body.data.url, target_url: a.body.data.url, prompt: 'again' });
+    expect(again.status).toBe(202);
+    expect((await waitForEnd(server.url, SERVICE, initId)).status).toBe('completed');
+  });
+});

@@ -7,10 +7,12 @@
 import type { Context } from '../context.js';
 import { deleteUserAiEdits } from './ai-edits/service.js';
 import { deleteUserOrders } from './custom-orders/service.js';
+import { deleteUserGalleries } from './galleries/service.js';
 
 export type AccountCleanup = (ctx: Context, userId: string) => Promise<void>;
 
 export const accountCleanups: AccountCleanup[] = [
   deleteUserAiEdits,
   deleteUserOrders,
+  deleteUserGalleries,
 ];

@@ -6,12 +6,14 @@ import type { FastifyInstance } from 'fastify';
 import type { Context } from '../context.js';
 import { aiEditRoutes } from './ai-edits/routes.js';
 import { customOrderRoutes } from './custom-orders/routes.js';
+import { galleryRoutes } from './galleries/routes.js';
 import { opsRoutes } from './ops/routes.js';
 import { userRoutes } from './users/routes.js';
 
 export async function registerModules(app: FastifyInstance, ctx: Context): Promise<void> {
   await opsRoutes(app, ctx);
   await userRoutes(app, ctx);
+  await galleryRoutes(app, ctx);
   await aiEditRoutes(app, ctx);
   await customOrderRoutes(app, ctx);
 }

@@ -1,0 +1,144 @@
+/**
+ * HTTP routes of project galleries (spec/galleries.md). Parse, call the
+ * service, shape the answer: the rules live in service.ts.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Context } from '../../context.js';
+import { ValidationFailed } from '../../errors.js';
+import { requireUser } from '../../auth/guard.js';
+import { sendStoredImage } from '../../images/serve.js';
+import { ProblemSchema } from '../../platform/http/schemas.js';
+import { blobKey, GalleryService, type GallerySize, type ImageFile } from './service.js';
+import { BinaryJpeg, ImageParams, ListAnswer, PrimaryAnswer, ProjectParams, SizeQuery, UploadAnswer } from './schemas.js';
+
+const TAGS = ['galleries'];
+const IMMUTABLE = 'max-age=31536000, immutable';
+
+export async function galleryRoutes(parent: FastifyInstance, ctx: Context): Promise<void> {
+  const app = parent.withTypeProvider<TypeBoxTypeProvider>();
+  const galleries = new GalleryService(ctx);
+
+  function serve(request: FastifyRequest, reply: FastifyReply, imageId: string, file: ImageFile, size: GallerySize, cacheControl: string) {
+    const variant = file.variants[size];
+    return sendStoredImage(request, reply, ctx.blobs, {
+      key: blobKey(imageId, size),
+      etag: variant.etag,
+      bytes: variant.bytes,
+      lastModified: file.createdAt,
+      contentType: 'image/jpeg',
+      cacheControl,
+    });
+  }
+
+  app.post(
+    '/projects/:project_id/images',
+    {
+      config: { rateLimitClass: 'upload' },
+      schema: {
+        tags: TAGS,
+        summary: 'Upload an image (multipart field `file`); the first upload to a free project_id makes you its owner',
+        security: [{ bearer: [] }, { apiKey: [] }],
+        consumes: ['multipart/form-data'],
+        params: ProjectParams,
+        response: { 201: UploadAnswer, 401: ProblemSchema, 404: ProblemSchema, 413: ProblemSchema, 415: ProblemSchema, 422: ProblemSchema },
+      },
+    },
+    async (request, reply) => {
+      const principal = requireUser(request);
+      galleries.assertProjectId(request.params.project_id);
+      const part = await request.file();
+      if (!part || part.fieldname !== 'file') {
+        throw new ValidationFailed('Send the image in the multipart field "file".', [{ field: 'body.file', message: 'is required' }]);
+      }
+      const image = await galleries.upload(principal, request.params.project_id, part.file);
+      return reply.status(201).send({
+        image_id: image.image_id,
+        project_id: image.project_id,
+        is_primary: image.is_primary,
+        width: image.width,
+        height: image.height,
+        urls: image.urls,
+      });
+    },
+  );
+
+  app.get(
+    '/projects/:project_id/images',
+    {
+      schema: {
+        tags: TAGS,
+        summary: 'List a project\'s images in upload order',
+        params: ProjectParams,
+        response: { 200: ListAnswer, 401: ProblemSchema, 404: ProblemSchema, 422: ProblemSchema },
+      },
+    },
+    async (request) => galleries.list(request.principal, request.params.project_id),
+  );
+
+  app.get(
+    '/projects/:project_id/images/:image_id',
+    {
+      schema: {
+        tags: TAGS,
+        summary: 'One image in one size (default original); ETag, 304 and Range supported',
+        params: ImageParams,
+        querystring: SizeQuery,
+        response: { 200: BinaryJpeg, 206: BinaryJpeg, 304: { type: 'null', description: 'Not modified' }, 404: ProblemSchema, 422: ProblemSchema },
+      },
+    },
+    async (request, reply) => {
+      const { project_id, image_id } = request.params;
+      const file = await galleries.imageFile(request.principal, project_id, image_id);
+      const cache = galleries.publicRead ? `public, ${IMMUTABLE}` : `private, ${IMMUTABLE}`;
+      return serve(request, reply, image_id, file, request.query.size ?? 'original', cache);
+    },
+  );
+
+  app.get(
+    '/projects/:project_id/thumbnail',
+    {
+      schema: {
+        tags: TAGS,
+        summary: 'The primary image\'s thumb; follows the primary, so clients revalidate',
+        params: ProjectParams,
+        response: { 200: BinaryJpeg, 304: { type: 'null', description: 'Not modified' }, 404: ProblemSchema, 422: ProblemSchema },
+      },
+    },
+    async (request, reply) => {
+      const { imageId, file } = await galleries.primaryFile(request.principal, request.params.project_id);
+      return serve(request, reply, imageId, file, 'thumb', galleries.publicRead ? 'no-cache' : 'private, no-cache');
+    },
+  );
+
+  app.delete(
+    '/projects/:project_id/images/:image_id',
+    {
+      schema: {
+        tags: TAGS,
+        summary: 'Delete an image; when it was primary, the first remaining image becomes primary',
+        security: [{ bearer: [] }, { apiKey: [] }],
+        params: ImageParams,
+        response: { 204: { type: 'null' }, 401: ProblemSchema, 404: ProblemSchema, 422: ProblemSchema },
+      },
+    },
+    async (request, reply) => {
+      await galleries.remove(requireUser(request), request.params.project_id, request.params.image_id);
+      return reply.status(204).send();
+    },
+  );
+
+  app.put(
+    '/projects/:project_id/primary/:image_id',
+    {
+      schema: {
+        tags: TAGS,
+        summary: 'Make an image the project\'s primary (cover)',
+        security: [{ bearer: [] }, { apiKey: [] }],
+        params: ImageParams,
+        response: { 200: PrimaryAnswer, 401: ProblemSchema, 404: ProblemSchema, 422: ProblemSchema },
+      },
+    },
+    async (request) => galleries.setPrimary(requireUser(request), request.params.project_id, request.params.image_id),
+  );
+}

@@ -1,0 +1,270 @@
+/**
+ * Galleries: projects of images, each image stored once per size, one
+ * image per project being its primary (cover). Owns the rules of
+ * spec/galleries.md; routes.ts only speaks HTTP.
+ *
+ * Commit order: variant blobs first, then the rows in one transaction that
+ * holds the project's row lock. A crash between the two leaves orphan
+ * blobs, never a row without its files; a failure after the blobs were
+ * written removes them.
+ */
+import type { Readable } from 'node:stream';
+import { LRUCache } from 'lru-cache';
+import { isoNow } from '../../clock.js';
+import type { Context } from '../../context.js';
+import { NotFound, Unauthorized, ValidationFailed } from '../../errors.js';
+import { newId } from '../../ids.js';
+import { discardStaged, stageUpload } from '../../images/ingest.js';
+import { BlobBatch, deleteBlobs } from '../../images/store.js';
+import { renderVariants, type SizeName } from '../../images/variants.js';
+import type { Principal } from '../../auth/principal.js';
+import * as repo from './repo.js';
+
+/** The sizes a gallery image is stored in, in the order of `urls`. */
+export const GALLERY_SIZES = ['original', 'medium', 'thumb', 'game'] as const satisfies readonly SizeName[];
+export type GallerySize = (typeof GALLERY_SIZES)[number];
+
+export const PROJECT_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+export interface StoredVariant {
+  width: number;
+  height: number;
+  bytes: number;
+  etag: string;
+}
+
+export interface GalleryImage {
+  image_id: string;
+  is_primary: boolean;
+  created_at: string;
+  width: number;
+  height: number;
+  bytes: number;
+  sha256: string;
+  urls: Record<GallerySize, string>;
+}
+
+/** What the image routes need to answer a GET without a query (cached per image). */
+export interface ImageFile {
+  projectId: string;
+  ownerId: string;
+  createdAt: Date;
+  variants: Record<GallerySize, StoredVariant>;
+}
+
+export function blobKey(imageId: string, size: GallerySize): string {
+  return `gallery/${imageId}/${size}.jpg`;
+}
+
+export function imageUrls(projectId: string, imageId: string): Record<GallerySize, string> {
+  const base = `/projects/${encodeURIComponent(projectId)}/images/${encodeURIComponent(imageId)}`;
+  return Object.fromEntries(GALLERY_SIZES.map((s) => [s, `${base}?size=${s}`])) as Record<GallerySize, string>;
+}
+
+function canWrite(principal: Principal, ownerId: string): boolean {
+  return principal.isAdmin || principal.userId === ownerId;
+}
+
+export class GalleryService {
+  /**
+   * Variants never change, so an image's metadata can be cached. Entries
+   * live a minute: a delete in another process is then noticed at the
+   * latest a minute later, and meanwhile its blobs are gone (404).
+   */
+  private readonly files = new LRUCache<string, ImageFile>({ max: 10_000, ttl: 60_000 });
+
+  constructor(private readonly ctx: Context) {}
+
+  assertProjectId(projectId: string): void {
+    if (!PROJECT_ID.test(projectId)) {
+      throw new ValidationFailed('project_id must be 1 to 64 letters, digits, "_" or "-".', [
+        { field: 'params.project_id', message: 'must match ^[A-Za-z0-9_-]{1,64}$' },
+      ]);
+    }
+  }
+
+  /** Reads are public unless GALLERY_PUBLIC_READ=false; then only the owner or an admin. */
+  private assertCanRead(principal: Principal | null, ownerId: string): void {
+    if (this.ctx.config.galleryPublicRead) return;
+    if (!principal) throw new Unauthorized('This gallery needs credentials to read.');
+    if (!canWrite(principal, ownerId)) throw new NotFound('No such project.', 'project_not_found');
+  }
+
+  get publicRead(): boolean {
+    return this.ctx.config.galleryPublicRead;
+  }
+
+  async upload(principal: Principal, projectId: string, file: Readable): Promise<GalleryImage & { project_id: string }> {
+    const { ctx } = this;
+    this.assertProjectId(projectId);
+    // Refuse early, before reading the body, when the project is someone else's.
+    const existing = await repo.findProject(ctx.db.kysely, projectId);
+    if (existing && !canWrite(principal, existing.owner_id)) throw new NotFound('No such project.', 'project_not_found');
+
+    const staged = await stageUpload(file, { tmpDir: ctx.tmpDir, maxBytes: ctx.config.maxUploadSize });
+    const imageId = newId();
+    const batch = new BlobBatch(ctx.blobs, ctx.log);
+    try {
+      const rendered = await renderVariants(staged, GALLERY_SIZES, {
+        maxImagePixels: ctx.config.maxImagePixels,
+        jpegQuality: ctx.config.jpegQuality,
+      });
+      await batch.putAll(GALLERY_SIZES.map((size) => ({ key: blobKey(imageId, size), data: rendered.variants[size].data, contentType: 'image/jpeg' })));
+      const variants = Object.fromEntries(
+        GALLERY_SIZES.map((s) => {
+          const v = rendered.variants[s];
+          return [s, { width: v.width, height: v.height, bytes: v.bytes, etag: v.etag }];
+        }),
+      ) as Record<GallerySize, StoredVariant>;
+      const now = isoNow(ctx.clock);
+      const isPrimary = await ctx.db.kysely.transaction().execute(async (tx) => {
+        const project = await repo.claimAndLockProject(ctx.db, tx, projectId, principal.userId, now);
+        if (!canWrite(principal, project.owner_id)) throw new NotFound('No such project.', 'project_not_found');
+        await repo.insertImage(tx, {
+          image_id: imageId,
+          project_id: projectId,
+          seq: project.next_seq,
+          width: rendered.width,
+          height: rendered.height,
+          bytes: staged.bytes,
+          sha256: staged.sha256,
+          variants: JSON.stringify(variants),
+          created_at: now,
+        });
+        const becomesPrimary = project.primary_image_id === null;
+        await repo.updateProject(tx, projectId, {
+          next_seq: project.next_seq + 1,
+          updated_at: now,
+          ...(becomesPrimary ? { primary_image_id: imageId } : {}),
+        });
+        return becomesPrimary;
+      });
+      return {
+        image_id: imageId,
+        project_id: projectId,
+        is_primary: isPrimary,
+        created_at: now,
+        width: rendered.width,
+        height: rendered.height,
+        bytes: staged.bytes,
+        sha256: staged.sha256,
+        urls: imageUrls(projectId, imageId),
+      };
+    } catch (err) {
+      await batch.rollback();
+      throw err;
+    } finally {
+      await discardStaged(staged);
+    }
+  }
+
+  async list(principal: Principal | null, projectId: string) {
+    this.assertProjectId(projectId);
+    const listing = await repo.listProject(this.ctx.db.kysely, projectId);
+    if (!listing) throw new NotFound('No such project.', 'project_not_found');
+    this.assertCanRead(principal, listing.project.owner_id);
+    const primary = listing.project.primary_image_id;
+    return {
+      project_id: projectId,
+      primary_image_id: primary,
+      images: listing.images.map((row) => ({
+        image_id: row.image_id,
+        is_primary: row.image_id === primary,
+        created_at: row.created_at,
+        width: row.width,
+        height: row.height,
+        bytes: row.bytes,
+        sha256: row.sha256,
+        urls: imageUrls(projectId, row.image_id),
+      })),
+    };
+  }
+
+  private toFile(row: repo.ImageRow, ownerId: string): ImageFile {
+    return {
+      projectId: row.project_id,
+      ownerId,
+      createdAt: new Date(row.created_at),
+      variants: JSON.parse(row.variants) as Record<GallerySize, StoredVariant>,
+    };
+  }
+
+  /** The stored file of one image, for serving; cached so a hot GET costs no query. */
+  async imageFile(principal: Principal | null, projectId: string, imageId: string): Promise<ImageFile> {
+    this.assertProjectId(projectId);
+    let file = this.files.get(imageId);
+    if (!file || file.projectId !== projectId) {
+      const project = await repo.findProject(this.ctx.db.kysely, projectId);
+      const row = project ? await repo.findImage(this.ctx.db.kysely, projectId, imageId) : undefined;
+      if (!project || !row) throw new NotFound('No such image.', 'image_not_found');
+      file = this.toFile(row, project.owner_id);
+      this.files.set(imageId, file);
+    }
+    this.assertCanRead(principal, file.ownerId);
+    return file;
+  }
+
+  /** The primary image's file; never cached, since the primary can change. */
+  async primaryFile(principal: Principal | null, projectId: string): Promise<{ imageId: string; file: ImageFile }> {
+    this.assertProjectId(projectId);
+    const found = await repo.findPrimaryImage(this.ctx.db.kysely, projectId);
+    if (!found) throw new NotFound('No such project.', 'project_not_found');
+    this.assertCanRead(principal, found.owner_id);
+    if (!found.image) throw new NotFound('This project has no image.', 'no_image');
+    return { imageId: found.image.image_id, file: this.toFile(found.image, found.owner_id) };
+  }
+
+  async remove(principal: Principal, projectId: string, imageId: string): Promise<void> {
+    const { ctx } = this;
+    this.assertProjectId(projectId);
+    await ctx.db.kysely.transaction().execute(async (tx) => {
+      const project = await repo.lockProject(ctx.db, tx, projectId);
+      if (!project || !canWrite(principal, project.owner_id)) throw new NotFound('No such image.', 'image_not_found');
+      const image = await repo.findImage(tx, projectId, imageId);
+      if (!image) throw new NotFound('No such image.', 'image_not_found');
+      await repo.deleteImage(tx, imageId);
+      const changes: Parameters<typeof repo.updateProject>[2] = { updated_at: isoNow(ctx.clock) };
+      if (project.primary_image_id === imageId) changes.primary_image_id = await repo.firstImageId(tx, projectId);
+      await repo.updateProject(tx, projectId, changes);
+    });
+    this.files.delete(imageId);
+    await this.deleteBlobs(imageId);
+  }
+
+  async setPrimary(principal: Principal, projectId: string, imageId: string) {
+    const { ctx } = this;
+    this.assertProjectId(projectId);
+    await ctx.db.kysely.transaction().execute(async (tx) => {
+      const project = await repo.lockProject(ctx.db, tx, projectId);
+      if (!project || !canWrite(principal, project.owner_id)) throw new NotFound('No such image.', 'image_not_found');
+      if (!(await repo.findImage(tx, projectId, imageId))) throw new NotFound('No such image.', 'image_not_found');
+      await repo.updateProject(tx, projectId, { primary_image_id: imageId, updated_at: isoNow(ctx.clock) });
+    });
+    return { project_id: projectId, primary_image_id: imageId };
+  }
+
+  private async deleteBlobs(imageId: string): Promise<void> {
+    await deleteBlobs(this.ctx.blobs, this.ctx.log, GALLERY_SIZES.map((s) => blobKey(imageId, s)));
+  }
+
+  /** Removes every project the user owns, with its images and files (account deletion). */
+  async deleteAllOf(userId: string): Promise<void> {
+    const { ctx } = this;
+    for (const projectId of await repo.projectsOwnedBy(ctx.db.kysely, userId)) {
+      const imageIds = await ctx.db.kysely.transaction().execute(async (tx) => {
+        await repo.lockProject(ctx.db, tx, projectId);
+        const ids = await repo.imageIdsOf(tx, projectId);
+        await repo.deleteProject(tx, projectId);
+        return ids;
+      });
+      for (const id of imageIds) {
+        this.files.delete(id);
+        await this.deleteBlobs(id);
+      }
+    }
+  }
+}
+
+export async function deleteUserGalleries(ctx: Context, userId: string): Promise<void> {
+  await new GalleryService(ctx).deleteAllOf(userId);
+}

@@ -1,0 +1,160 @@
+import { readdir } from 'node:fs/promises';
+import http from 'node:http';
+import path from 'node:path';
+import { deflateSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startServer, type TestServer } from '../../helpers/server.js';
+import { registerUser, type TestUser } from '../../helpers/users.js';
+import { fixture, postMultipart } from '../../helpers/upload.js';
+
+const ROCKET = fixture('rocket_small_640x427.jpg');
+const PATH = fixture('path_2560x1600_olympus_exif.jpg');
+
+function crc32(buf: Buffer): number {
+  let c = ~0;
+  for (const byte of buf) {
+    c ^= byte;
+    for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+  }
+  return ~c >>> 0;
+}
+
+function chunk(type: string, data: Buffer): Buffer {
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(data.length);
+  const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(body));
+  return Buffer.concat([len, body, crc]);
+}
+
+/** A valid PNG header declaring width×height pixels, with only a few bytes of data. */
+function pngBomb(width: number, height: number): Buffer {
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr.set([8, 0, 0, 0, 0], 8); // 8-bit greyscale
+  const rows = deflateSync(Buffer.alloc((width + 1) * 4));
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', rows), chunk('IEND', Buffer.alloc(0))]);
+}
+
+async function filesUnder(dir: string): Promise<string[]> {
+  try {
+    const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+    return entries.filter((e) => e.isFile()).map((e) => path.join(e.parentPath, e.name));
+  } catch {
+    return [];
+  }
+}
+
+let server: TestServer;
+let user: TestUser;
+
+beforeAll(async () => {
+  server = await startServer({ MAX_UPLOAD_SIZE: String(300_000) });
+  user = await registerUser(server.url, 'mallory');
+});
+afterAll(async () => server.close());
+
+/** Nothing stored: no image row, no blob, no temp file; and the server still answers /health. */
+async function expectNothingStored(): Promise<void> {
+  const rows = await server.ctx.db.kysely.selectFrom('gallery_images').select('image_id').execute();
+  expect(rows).toEqual([]);
+  expect(await filesUnder(path.join(server.dataDir, 'blobs', 'gallery'))).toEqual([]);
+  expect(await filesUnder(path.join(server.dataDir, 'tmp'))).toEqual([]);
+  expect((await fetch(`${server.url}/health`)).status).toBe(200);
+}
+
+async function expectProblem(res: Response, status: number, code?: string): Promise<void> {
+  expect(res.status).toBe(status);
+  expect(res.headers.get('content-type')).toContain('application/problem+json');
+  const body = (await res.json()) as { detail: string; code: string; status: number };
+  expect(body.status).toBe(status);
+  expect(body.detail.length).toBeGreaterThan(0);
+  expect(body.detail).not.toMatch(/\/tmp|\/work|node_modules|at .*\.ts/);
+  if (code) expect(body.code).toBe(code);
+}
+
+function send(name: string, data: Buffer, type = 'image/jpeg', field = 'file'): Promise<Response> {
+  return postMultipart(`${server.url}/projects/bad/images`, [{ field, filename: name, data, type }], user.headers);
+}
+
+describe('bad uploads are refused and leave nothing behind', () => {
+  it.each([
+    ['a zero-byte file', 'empty.jpg', Buffer.alloc(0), 415],
+    ['a truncated JPEG', 'cut.jpg', ROCKET.subarray(0, Math.floor(ROCKET.length * 0.6)), 415],
+    ['a text file named .jpg', 'notes.jpg', Buffer.from('hello, this is not a photo\n'.repeat(20)), 415],
+    ['an SVG with a script named .png', 'x.png', Buffer.from('<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'), 415],
+    ['HTML with a script named .png', 'x.png', Buffer.from('<!doctype html><html><script>alert(1)</script></html>'), 415],
+  ])('%s', async (_what, name, data, status) => {
+    await expectProblem(await send(name, data as Buffer), status as number);
+    await expectNothingStored();
+  });
+
+  it('a PNG declaring 30000×30000 pixels in a tiny file', async () => {
+    const bomb = pngBomb(30000, 30000);
+    expect(bomb.length).toBeLessThan(100_000);
+    const res = await send('bomb.png', bomb, 'image/png');
+    expect([413, 415]).toContain(res.status);
+    await expectProblem(res, res.status);
+    await expectNothingStored();
+  });
+
+  it('a valid JPEG over MAX_UPLOAD_SIZE, rejected while streaming', async () => {
+    await expectProblem(await send('big.jpg', PATH), 413, 'file_too_large');
+    await expectNothingStored();
+  });
+
+  it('a multipart body with no file field', async () => {
+    await expectProblem(await send('a.jpg', ROCKET, 'image/jpeg', 'image'), 422);
+    await expectNothingStored();
+  });
+
+  it('a body that is not multipart', async () => {
+    const res = await fetch(`${server.url}/projects/bad/images`, { method: 'POST', headers: { ...user.headers, 'content-type': 'image/jpeg' }, body: ROCKET });
+    expect([415, 422]).toContain(res.status);
+    await expectNothingStored();
+  });
+});
+
+/** Raw request, so the client does not normalise `..` or encoded slashes away. */
+function rawPost(pathname: string): Promise<{ status: number; type: string | undefined }> {
+  const { port } = new URL(server.url);
+  const boundary = 'kilnboundary';
+  const body = Buffer.concat([
+    Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n`),
+    ROCKET,
+    Buffer.from(`\r\n--${boundary}--\r\n`),
+  ]);
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: '127.0.0.1', port, method: 'POST', path: pathname, headers: { ...user.headers, 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': body.length } },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, type: res.headers['content-type'] }));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+describe('project_id must be 1–64 of [A-Za-z0-9_-]', () => {
+  it.each([
+    ['..', '/projects/../images'],
+    ['a/b', '/projects/a%2Fb/images'],
+    ['65 characters', `/projects/${'a'.repeat(65)}/images`],
+    ['non-ASCII', `/projects/${encodeURIComponent('café')}/images`],
+    ['a dot', '/projects/a.b/images'],
+  ])('%s is refused', async (_what, pathname) => {
+    const res = await rawPost(pathname);
+    expect([404, 422]).toContain(res.status);
+    expect(res.type).toContain('application/problem+json');
+    await expectNothingStored();
+  });
+
+  it('64 characters is accepted', async () => {
+    const res = await rawPost(`/projects/${'a'.repeat(64)}/images`);
+    expect(res.status).toBe(201);
+  });
+});

@@ -1,0 +1,223 @@
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startServer, type TestServer } from '../../helpers/server.js';
+import { registerUser, type TestUser } from '../../helpers/users.js';
+import { fixture, postMultipart } from '../../helpers/upload.js';
+
+const ROCKET = fixture('rocket_small_640x427.jpg');
+const PATH = fixture('path_2560x1600_olympus_exif.jpg');
+
+interface Uploaded {
+  image_id: string;
+  project_id: string;
+  is_primary: boolean;
+  width: number;
+  height: number;
+  urls: Record<string, string>;
+}
+
+interface Listing {
+  project_id: string;
+  primary_image_id: string | null;
+  images: Array<{ image_id: string; is_primary: boolean; created_at: string; width: number; height: number; bytes: number; sha256: string; urls: Record<string, string> }>;
+}
+
+let server: TestServer;
+let alice: TestUser;
+let bob: TestUser;
+
+async function upload(project: string, user: TestUser, data: Buffer = ROCKET): Promise<Response> {
+  return postMultipart(`${server.url}/projects/${project}/images`, [{ field: 'file', filename: 'photo.jpg', data, type: 'image/jpeg' }], user.headers);
+}
+
+async function uploadOk(project: string, user: TestUser, data: Buffer = ROCKET): Promise<Uploaded> {
+  const res = await upload(project, user, data);
+  expect(res.status).toBe(201);
+  return (await res.json()) as Uploaded;
+}
+
+async function list(project: string, headers: Record<string, string> = {}): Promise<Listing> {
+  const res = await fetch(`${server.url}/projects/${project}/images`, { headers });
+  expect(res.status).toBe(200);
+  return (await res.json()) as Listing;
+}
+
+beforeAll(async () => {
+  server = await startServer();
+  alice = await registerUser(server.url, 'alice');
+  bob = await registerUser(server.url, 'bob');
+});
+afterAll(async () => server.close());
+
+describe('gallery upload and variants', () => {
+  it('answers 201 with the image, its size and the four urls', async () => {
+    const body = await uploadOk('cats', alice, PATH);
+    expect(body).toMatchObject({ project_id: 'cats', is_primary: true, width: 2560, height: 1600 });
+    expect(body.image_id).toMatch(/^[A-Za-z0-9_-]{16,}$/);
+    for (const size of ['original', 'medium', 'thumb', 'game']) {
+      expect(body.urls[size]).toBe(`/projects/cats/images/${body.image_id}?size=${size}`);
+    }
+  });
+
+  it('stores every size as a JPEG of the right dimensions', async () => {
+    const { urls } = await uploadOk('sizes', alice, PATH);
+    const expected: Record<string, [number, number]> = { original: [2560, 1600], medium: [1600, 1000], thumb: [400, 250], game: [50, 50] };
+    for (const [size, [w, h]] of Object.entries(expected)) {
+      const res = await fetch(`${server.url}${urls[size]}`);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-type')).toBe('image/jpeg');
+      const meta = await sharp(Buffer.from(await res.arrayBuffer())).metadata();
+      expect([meta.format, meta.width, meta.height]).toEqual(['jpeg', w, h]);
+      expect(meta.exif).toBeUndefined();
+    }
+  });
+
+  it('never enlarges a small image', async () => {
+    const { urls } = await uploadOk('small', alice, ROCKET);
+    const medium = await sharp(Buffer.from(await (await fetch(`${server.url}${urls.medium}`)).arrayBuffer())).metadata();
+    expect([medium.width, medium.height]).toEqual([640, 427]);
+  });
+
+  it('serves original by default and refuses an unknown size with 422', async () => {
+    const { image_id } = await uploadOk('default-size', alice);
+    const res = await fetch(`${server.url}/projects/default-size/images/${image_id}`);
+    expect(res.status).toBe(200);
+    const meta = await sharp(Buffer.from(await res.arrayBuffer())).metadata();
+    expect(meta.width).toBe(640);
+    const bad = await fetch(`${server.url}/projects/default-size/images/${image_id}?size=huge`);
+    expect(bad.status).toBe(422);
+    expect(bad.headers.get('content-type')).toContain('application/problem+json');
+  });
+
+  it('lists bytes and sha256 of the upload as received', async () => {
+    await uploadOk('hashes', alice, ROCKET);
+    const { images } = await list('hashes');
+    const { createHash } = await import('node:crypto');
+    expect(images[0]?.bytes).toBe(ROCKET.length);
+    expect(images[0]?.sha256).toBe(createHash('sha256').update(ROCKET).digest('hex'));
+  });
+});
+
+describe('primary image rules', () => {
+  it('makes the first upload primary and keeps upload order', async () => {
+    const a = await uploadOk('order', alice);
+    const b = await uploadOk('order', alice);
+    const c = await uploadOk('order', alice);
+    expect([a.is_primary, b.is_primary, c.is_primary]).toEqual([true, false, false]);
+    const listing = await list('order');
+    expect(listing.primary_image_id).toBe(a.image_id);
+    expect(listing.images.map((i) => i.image_id)).toEqual([a.image_id, b.image_id, c.image_id]);
+    expect(listing.images.map((i) => i.is_primary)).toEqual([true, false, false]);
+  });
+
+  it('promotes the first remaining image when the primary is deleted, and none when empty', async () => {
+    const a = await uploadOk('promote', alice);
+    const b = await uploadOk('promote', alice);
+    const c = await uploadOk('promote', alice);
+    expect((await fetch(`${server.url}/projects/promote/images/${a.image_id}`, { method: 'DELETE', headers: alice.headers })).status).toBe(204);
+    expect((await list('promote')).primary_image_id).toBe(b.image_id);
+    await fetch(`${server.url}/projects/promote/images/${c.image_id}`, { method: 'DELETE', headers: alice.headers });
+    expect((await list('promote')).primary_image_id).toBe(b.image_id);
+    await fetch(`${server.url}/projects/promote/images/${b.image_id}`, { method: 'DELETE', headers: alice.headers });
+    expect(await list('promote')).toEqual({ project_id: 'promote', primary_image_id: null, images: [] });
+    const thumb = await fetch(`${server.url}/projects/promote/thumbnail`);
+    expect(thumb.status).toBe(404);
+    // Deleted files are gone.
+    expect((await fetch(`${server.url}${a.urls.thumb}`)).status).toBe(404);
+  });
+
+  it('sets the primary with PUT and the thumbnail follows it', async () => {
+    const a = await uploadOk('cover', alice, ROCKET);
+    const b = await uploadOk('cover', alice, PATH);
+    const first = await fetch(`${server.url}/projects/cover/thumbnail`);
+    expect(first.status).toBe(200);
+    expect(first.headers.get('cache-control')).toBe('no-cache');
+    const etagA = first.headers.get('etag');
+    expect(etagA).toBeTruthy();
+    expect((await sharp(Buffer.from(await first.arrayBuffer())).metadata()).width).toBe(400);
+
+    const put = await fetch(`${server.url}/projects/cover/primary/${b.image_id}`, { method: 'PUT', headers: alice.headers });
+    expect(put.status).toBe(200);
+    expect(await put.json()).toEqual({ project_id: 'cover', primary_image_id: b.image_id });
+    const again = await fetch(`${server.url}/projects/cover/thumbnail`, { headers: { 'if-none-match': etagA as string } });
+    expect(again.status).toBe(200);
+    expect(again.headers.get('etag')).not.toBe(etagA);
+    const listing = await list('cover');
+    expect(listing.images.filter((i) => i.is_primary).map((i) => i.image_id)).toEqual([b.image_id]);
+    expect(a.image_id).not.toBe(b.image_id);
+  });
+
+  it('answers 404 for a project never created', async () => {
+    const res = await fetch(`${server.url}/projects/never-made/images`);
+    expect(res.status).toBe(404);
+    expect((await fetch(`${server.url}/projects/never-made/thumbnail`)).status).toBe(404);
+  });
+});
+
+describe('ownership', () => {
+  it('needs credentials to write', async () => {
+    const res = await postMultipart(`${server.url}/projects/anon/images`, [{ field: 'file', filename: 'a.jpg', data: ROCKET }]);
+    expect(res.status).toBe(401);
+    expect((await fetch(`${server.url}/projects/anon/images`)).status).toBe(404);
+  });
+
+  it('answers 404 to anyone but the owner for upload, delete and primary, and changes nothing', async () => {
+    const a = await uploadOk('alices', alice);
+    expect((await upload('alices', bob)).status).toBe(404);
+    expect((await fetch(`${server.url}/projects/alices/images/${a.image_id}`, { method: 'DELETE', headers: bob.headers })).status).toBe(404);
+    expect((await fetch(`${server.url}/projects/alices/primary/${a.image_id}`, { method: 'PUT', headers: bob.headers })).status).toBe(404);
+    const listing = await list('alices');
+    expect(listing.images).toHaveLength(1);
+    expect(listing.primary_image_id).toBe(a.image_id);
+  });
+
+  it('answers 404 for an image of another project', async () => {
+    const a = await uploadOk('proj-a', alice);
+    await uploadOk('proj-b', alice);
+    expect((await fetch(`${server.url}/projects/proj-b/images/${a.image_id}`)).status).toBe(404);
+    expect((await fetch(`${server.url}/projects/proj-b/primary/${a.image_id}`, { method: 'PUT', headers: alice.headers })).status).toBe(404);
+  });
+});
+
+describe('caching headers', () => {
+  it('sends ETag, Last-Modified, Content-Length and immutable public caching; 304 and 206', async () => {
+    const { urls } = await uploadOk('cache', alice);
+    const res = await fetch(`${server.url}${urls.thumb}`);
+    const body = Buffer.from(await res.arrayBuffer());
+    expect(res.headers.get('cache-control')).toBe('public, max-age=31536000, immutable');
+    expect(res.headers.get('last-modified')).toBeTruthy();
+    expect(Number(res.headers.get('content-length'))).toBe(body.length);
+    const etag = res.headers.get('etag') as string;
+    expect(etag).toMatch(/^"[0-9a-f]{16,}"$/);
+    const notModified = await fetch(`${server.url}${urls.thumb}`, { headers: { 'if-none-match': etag } });
+    expect(notModified.status).toBe(304);
+    const part = await fetch(`${server.url}${urls.thumb}`, { headers: { range: 'bytes=0-99' } });
+    expect(part.status).toBe(206);
+    expect(part.headers.get('content-range')).toBe(`bytes 0-99/${body.length}`);
+    expect(Buffer.from(await part.arrayBuffer()).equals(body.subarray(0, 100))).toBe(true);
+  });
+});
+
+describe('GALLERY_PUBLIC_READ=false', () => {
+  let priv: TestServer;
+  let owner: TestUser;
+  let other: TestUser;
+  beforeAll(async () => {
+    priv = await startServer({ GALLERY_PUBLIC_READ: 'false' });
+    owner = await registerUser(priv.url, 'owner');
+    other = await registerUser(priv.url, 'other');
+  });
+  afterAll(async () => priv.close());
+
+  it('lets only the owner read, with private caching', async () => {
+    const res = await postMultipart(`${priv.url}/projects/secret/images`, [{ field: 'file', filename: 'a.jpg', data: ROCKET }], owner.headers);
+    const { urls } = (await res.json()) as Uploaded;
+    expect((await fetch(`${priv.url}/projects/secret/images`)).status).toBe(401);
+    expect((await fetch(`${priv.url}/projects/secret/images`, { headers: other.headers })).status).toBe(404);
+    expect((await fetch(`${priv.url}${urls.thumb}`, { headers: other.headers })).status).toBe(404);
+    expect((await fetch(`${priv.url}/projects/secret/thumbnail`, { headers: other.headers })).status).toBe(404);
+    const mine = await fetch(`${priv.url}${urls.thumb}`, { headers: owner.headers });
+    expect(mine.status).toBe(200);
+    expect(mine.headers.get('cache-control')).toMatch(/^private/);
+  });
+});

@@ -16,9 +16,6 @@ import { TooManyRequests } from '../errors.js';
 
 export type RateLimitClass = 'auth' | 'upload' | 'default' | 'none';
 
-/** Monitoring must never be throttled; the ops module does not need to remember to say so. */
-const UNLIMITED_ROUTES = new Set(['/health', '/metrics']);
-
 export const RATE_LIMIT_NAMESPACE = 'kiln:ratelimit:';
 
 export function rateLimitClassOf(request: FastifyRequest): RateLimitClass {
@@ -26,7 +23,6 @@ export function rateLimitClassOf(request: FastifyRequest): RateLimitClass {
   if (declared) return declared;
   const url = request.routeOptions.url ?? '';
   if (url.startsWith('/auth/')) return 'auth';
-  if (UNLIMITED_ROUTES.has(url)) return 'none';
   return 'default';
 }
 

@@ -55,16 +55,17 @@ export async function opsRoutes(app: FastifyInstance, ctx: Context): Promise<voi
     }),
   );
 
+  // Monitoring is never throttled.
   app.get(
     '/health',
-    { schema: { tags: ['ops'], summary: 'Database and blob store reachability', response: { 200: HealthAnswer, 503: HealthAnswer } } },
+    { config: { rateLimitClass: 'none' }, schema: { tags: ['ops'], summary: 'Database and blob store reachability', response: { 200: HealthAnswer, 503: HealthAnswer } } },
     async (_request, reply) => {
       const report = await checkHealth(ctx);
       return reply.status(report.status === 'healthy' ? 200 : 503).send(report);
     },
   );
 
-  app.get('/metrics', { schema: { tags: ['ops'], summary: 'Prometheus metrics', hide: false } }, async (_request, reply) => {
+  app.get('/metrics', { config: { rateLimitClass: 'none' }, schema: { tags: ['ops'], summary: 'Prometheus metrics', hide: false } }, async (_request, reply) => {
     const body = await ctx.metrics.registry.metrics();
     return reply.type(ctx.metrics.registry.contentType).send(body);
   });

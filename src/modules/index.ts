@@ -8,7 +8,9 @@ import { aiEditRoutes } from './ai-edits/routes.js';
 import { customOrderRoutes } from './custom-orders/routes.js';
 import { galleryRoutes } from './galleries/routes.js';
 import { opsRoutes } from './ops/routes.js';
+import { productImageRoutes } from './product-images/routes.js';
 import { userRoutes } from './users/routes.js';
+import { webPages } from '../web/pages.js';
 
 export async function registerModules(app: FastifyInstance, ctx: Context): Promise<void> {
   await opsRoutes(app, ctx);
@@ -16,4 +18,6 @@ export async function registerModules(app: FastifyInstance, ctx: Context): Promi
   await galleryRoutes(app, ctx);
   await aiEditRoutes(app, ctx);
   await customOrderRoutes(app, ctx);
+  await productImageRoutes(app, ctx);
+  await webPages(app, ctx);
 }

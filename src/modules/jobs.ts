@@ -6,12 +6,14 @@
 import type { Context } from '../context.js';
 import { registerAiEditJobs } from './ai-edits/job.js';
 import { registerCustomOrderJobs } from './custom-orders/webhook.js';
+import { registerProductImageJobs } from './product-images/fetch-job.js';
 
 type JobRegistration = (ctx: Context) => void;
 
 const registrations: readonly JobRegistration[] = [
   (ctx) => registerAiEditJobs(ctx),
   (ctx) => registerCustomOrderJobs(ctx),
+  (ctx) => registerProductImageJobs(ctx),
 ];
 
 export function registerJobHandlers(ctx: Context): void {

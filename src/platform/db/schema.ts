@@ -124,6 +124,34 @@ export interface CustomOrderFilesTable {
   created_at: string;
 }
 
+/** One product picture per normalised barcode (modules/product-images), shared by every user. */
+export interface ProductImagesTable {
+  ean_code: string;
+  /** Server-made id the blob keys are built from (`product/<image_id>/<size>.jpg`). */
+  image_id: string;
+  provider: string;
+  product_name: string | null;
+  source_url: string;
+  width: number;
+  height: number;
+  bytes: number;
+  sha256: string;
+  /** JSON: { [size]: { width, height, bytes, etag } } */
+  variants: string;
+  job_id: string;
+  fetched_at: string;
+}
+
+/** Single-flight lease: the job asking the provider for a barcode right now, or the permanent error it ended with. */
+export interface ProductImageFetchesTable {
+  ean_code: string;
+  job_id: string;
+  locked_until: string;
+  /** JSON { code, detail } once the holder failed for good; waiting jobs adopt it. */
+  error: string | null;
+  updated_at: string;
+}
+
 /** AI edits (modules/ai-edits): an upload or a job's result. `variants` is JSON { [size]: { width, height, bytes, etag } }. */
 export interface AiFilesTable {
   file_id: string;
@@ -164,6 +192,8 @@ export interface Database {
   custom_order_files: CustomOrderFilesTable;
   ai_files: AiFilesTable;
   ai_processes: AiProcessesTable;
+  product_images: ProductImagesTable;
+  product_image_fetches: ProductImageFetchesTable;
 }
 
 // Generated is re-exported for later tables with database-assigned columns.

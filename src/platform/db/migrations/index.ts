@@ -7,10 +7,12 @@ import * as m0001 from './0001_core.js';
 import * as m0003 from './0003_jobs.js';
 import * as m0004 from './0004_custom_orders.js';
 import * as m0005 from './0005_ai_edits.js';
+import * as m0006 from './0006_product_images.js';
 
 export const migrations: Record<string, Migration> = {
   '0001_core': m0001,
   '0003_jobs': m0003,
   '0004_custom_orders': m0004,
   '0005_ai_edits': m0005,
+  '0006_product_images': m0006,
 };

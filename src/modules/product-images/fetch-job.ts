@@ -1,0 +1,203 @@
+/**
+ * The `ean_fetch` job: from a barcode to a stored picture. Stored already:
+ * complete from the store. Otherwise take the barcode's single-flight lease
+ * (repo.ts), ask the provider, download the picture through the guarded
+ * fetch, run it through the upload checks and variants, store blobs then
+ * the row. A job that finds the lease held waits for its holder and then
+ * completes from the store, or ends with the holder's permanent error, so
+ * the provider is asked once however many users ask at once.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isoNow } from '../../clock.js';
+import type { Context } from '../../context.js';
+import { DomainError } from '../../errors.js';
+import { newId } from '../../ids.js';
+import { discardStaged } from '../../images/ingest.js';
+import { BlobBatch } from '../../images/store.js';
+import { renderVariants } from '../../images/variants.js';
+import { PermanentJobError, type BackoffOptions, type JobContext, type JobErrorInfo } from '../../platform/jobs/index.js';
+import { createOutbound, type Outbound, type OutboundTimeouts } from './outbound.js';
+import { createProvider, type ProductProvider } from './providers/index.js';
+import * as repo from './repo.js';
+import { PRODUCT_SIZES } from './schemas.js';
+import { EAN_FETCH, productBlobKey, productUrls, type EanFetchInput, type StoredVariant } from './service.js';
+
+export interface EanFetchOptions extends Partial<OutboundTimeouts> {
+  /** Retry delay before the second attempt, doubled after (default 2 s, at most 1 min). */
+  backoff?: BackoffOptions;
+  maxAttempts?: number;
+  /** How often a job waiting on another job's lease looks again (default 250 ms). */
+  waitPollMs?: number;
+  /** Replaces the configured provider (tests, a second provider). */
+  provider?: (ctx: Context, outbound: Outbound) => ProductProvider;
+}
+
+export interface EanFetchResult {
+  ean_code: string;
+  product_name: string | null;
+  source_url: string;
+  fetched_at: string;
+  width: number;
+  height: number;
+  urls: ReturnType<typeof productUrls>;
+  /** False when the picture was already stored and the provider was not asked. */
+  fetched_from_provider: boolean;
+}
+
+const DEFAULT_TIMEOUTS: OutboundTimeouts = { connectTimeoutMs: 5_000, totalTimeoutMs: 30_000 };
+
+function resultOf(row: repo.ProductImageRow, fromProvider: boolean): EanFetchResult {
+  return {
+    ean_code: row.ean_code,
+    product_name: row.product_name,
+    source_url: row.source_url,
+    fetched_at: row.fetched_at,
+    width: Number(row.width),
+    height: Number(row.height),
+    urls: productUrls(row.ean_code),
+    fetched_from_provider: fromProvider,
+  };
+}
+
+/** The image engine's refusals (not an image, too large, corrupt) as job errors that will not be retried. */
+function imageFailure(err: unknown): unknown {
+  if (!(err instanceof DomainError)) return err;
+  if (err.status === 413) return new PermanentJobError('image_too_large', `The product picture is too large: ${err.detail}`);
+  if (err.status === 415) return new PermanentJobError('not_an_image', `The product picture is not an accepted image: ${err.detail}`);
+  return err;
+}
+
+export class EanFetcher {
+  private readonly provider: ProductProvider;
+  private readonly outbound: Outbound;
+  private readonly leaseMs: number;
+  private readonly waitPollMs: number;
+
+  constructor(
+    private readonly ctx: Context,
+    options: EanFetchOptions = {},
+  ) {
+    const timeouts = { ...DEFAULT_TIMEOUTS, ...options };
+    this.outbound = createOutbound(ctx.config, timeouts);
+    this.provider = options.provider ? options.provider(ctx, this.outbound) : createProvider(ctx.config, (url, signal) => this.outbound.getJson(url, signal));
+    // Two bounded requests plus the image work; a holder that died frees the barcode after this.
+    this.leaseMs = 2 * timeouts.totalTimeoutMs + 60_000;
+    this.waitPollMs = options.waitPollMs ?? 250;
+  }
+
+  /** Per-attempt limit for the runner: longer than a lease, so a waiting job outlives the holder it waits on. */
+  get timeoutMs(): number {
+    return this.leaseMs + 30_000;
+  }
+
+  async run(input: EanFetchInput, job: JobContext): Promise<EanFetchResult> {
+    const { ctx } = this;
+    const ean = input.ean_code;
+    let waitingOn: string | null = null;
+    for (;;) {
+      const stored = await repo.findImage(ctx.db.kysely, ean);
+      if (stored) return resultOf(stored, false);
+      const lease = await repo.findLease(ctx.db.kysely, ean);
+      const now = isoNow(ctx.clock);
+      if (lease && lease.job_id !== job.jobId) {
+        // The holder we waited for failed for good: this job ends the same way, without asking again.
+        if (lease.error !== null && lease.job_id === waitingOn) throw new PermanentJobError(...adopted(lease.error));
+        if (lease.error === null && lease.locked_until > now) {
+          if (waitingOn !== lease.job_id) job.log.debug({ holder: lease.job_id }, 'waiting for the job already fetching this barcode');
+          waitingOn = lease.job_id;
+          await sleep(this.waitPollMs, undefined, { signal: job.signal });
+          continue;
+        }
+      }
+      const until = new Date(ctx.clock.now().getTime() + this.leaseMs).toISOString();
+      if (await repo.tryTakeLease(ctx.db.kysely, ean, job.jobId, now, until)) break;
+    }
+    return this.fetchAndStore(input, job);
+  }
+
+  private async fetchAndStore(input: EanFetchInput, job: JobContext): Promise<EanFetchResult> {
+    const { ctx } = this;
+    const ean = input.ean_code;
+    try {
+      await job.report(0.1, { stage: 'lookup' });
+      const product = await this.provider.lookup(ean, job.signal);
+      await job.report(0.4, { stage: 'download' });
+      const staged = await this.outbound.download(product.imageUrl, ctx.tmpDir, job.signal).catch((err: unknown) => Promise.reject(imageFailure(err)));
+      const batch = new BlobBatch(ctx.blobs, ctx.log);
+      try {
+        await job.report(0.7, { stage: 'variants' });
+        const rendered = await renderVariants(staged, PRODUCT_SIZES, { maxImagePixels: ctx.config.maxImagePixels, jpegQuality: ctx.config.jpegQuality });
+        const imageId = newId();
+        await batch.putAll(PRODUCT_SIZES.map((size) => ({ key: productBlobKey(imageId, size), data: rendered.variants[size].data, contentType: 'image/jpeg' })));
+        const variants = Object.fromEntries(
+          PRODUCT_SIZES.map((s) => {
+            const v = rendered.variants[s];
+            return [s, { width: v.width, height: v.height, bytes: v.bytes, etag: v.etag } satisfies StoredVariant];
+          }),
+        );
+        const row: repo.ProductImageRow = {
+          ean_code: ean,
+          image_id: imageId,
+          provider: this.provider.name,
+          product_name: product.productName,
+          source_url: product.imageUrl,
+          width: rendered.width,
+          height: rendered.height,
+          bytes: staged.bytes,
+          sha256: staged.sha256,
+          variants: JSON.stringify(variants),
+          job_id: job.jobId,
+          fetched_at: isoNow(ctx.clock),
+        };
+        await repo.insertImageAndRelease(ctx.db.kysely, row);
+        return resultOf(row, true);
+      } catch (err) {
+        await batch.rollback();
+        throw imageFailure(err);
+      } finally {
+        await discardStaged(staged);
+      }
+    } catch (err) {
+      await this.letGo(ean, job, err);
+      throw err;
+    }
+  }
+
+  /** A permanent failure stays on the lease for the jobs waiting on it; anything else frees the barcode for a retry. */
+  private async letGo(ean: string, job: JobContext, err: unknown): Promise<void> {
+    try {
+      if (err instanceof PermanentJobError) {
+        const info: JobErrorInfo = { code: err.code, detail: err.detail };
+        await repo.failLease(this.ctx.db.kysely, ean, job.jobId, JSON.stringify(info), isoNow(this.ctx.clock));
+      } else {
+        await repo.releaseLease(this.ctx.db.kysely, ean, job.jobId);
+      }
+    } catch (cleanup) {
+      // The lease runs out on its own; the job's own error is the one worth reporting.
+      job.log.warn({ err: cleanup }, 'could not release the barcode lease');
+    }
+  }
+}
+
+function adopted(text: string): [string, string] {
+  const info = JSON.parse(text) as JobErrorInfo;
+  return [info.code, info.detail];
+}
+
+const registered = new WeakSet<Context>();
+
+/**
+ * Registers `ean_fetch` on the Context's job runner. Once per Context: a
+ * test registers first with short timeouts and backoff, and the call made
+ * while the app is built then leaves that registration in place.
+ */
+export function registerProductImageJobs(ctx: Context, options: EanFetchOptions = {}): void {
+  if (registered.has(ctx)) return;
+  registered.add(ctx);
+  const fetcher = new EanFetcher(ctx, options);
+  ctx.jobs.register<EanFetchInput, EanFetchResult>(EAN_FETCH, (input, job) => fetcher.run(input, job), {
+    maxAttempts: options.maxAttempts ?? 3,
+    timeoutMs: fetcher.timeoutMs,
+    backoff: options.backoff ?? { delayMs: 2_000, maxDelayMs: 60_000 },
+  });
+}

@@ -1,0 +1,116 @@
+/**
+ * HTTP routes of product images by barcode and of the job API
+ * (spec/product-images.md). Parse, call the service, shape the answer.
+ */
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { FastifyInstance } from 'fastify';
+import { requireUser } from '../../auth/guard.js';
+import type { Context } from '../../context.js';
+import { sendStoredImage } from '../../images/serve.js';
+import { ProblemSchema } from '../../platform/http/schemas.js';
+import {
+  BinaryJpeg,
+  EanParams,
+  FetchImageAnswer,
+  FetchImageBody,
+  JobListAnswer,
+  JobListQuery,
+  JobParams,
+  JobSchema,
+  ProductFileQuery,
+  ProductImageAnswer,
+} from './schemas.js';
+import { productBlobKey, ProductImageService } from './service.js';
+
+const SECURITY: Array<Record<string, string[]>> = [{ bearer: [] }, { apiKey: [] }];
+const PROBLEMS = { 401: ProblemSchema, 404: ProblemSchema, 422: ProblemSchema } as const;
+
+export async function productImageRoutes(parent: FastifyInstance, ctx: Context): Promise<void> {
+  const app = parent.withTypeProvider<TypeBoxTypeProvider>();
+  const products = new ProductImageService(ctx);
+
+  app.post(
+    '/api/v1/fetch-image',
+    {
+      schema: {
+        tags: ['product-images'],
+        summary: 'Fetch a product picture by barcode in a background job',
+        security: SECURITY,
+        body: FetchImageBody,
+        response: { 202: FetchImageAnswer, ...PROBLEMS },
+      },
+    },
+    async (request, reply) => {
+      const answer = await products.requestFetch(requireUser(request), request.body.ean_code, request.body.description);
+      return reply.status(202).send(answer);
+    },
+  );
+
+  app.get(
+    '/api/v1/jobs/:job_id',
+    {
+      schema: { tags: ['jobs'], summary: 'One job (yours, or any for an admin)', security: SECURITY, params: JobParams, response: { 200: JobSchema, ...PROBLEMS } },
+    },
+    async (request) => products.job(requireUser(request), request.params.job_id),
+  );
+
+  app.get(
+    '/api/v1/jobs',
+    {
+      schema: {
+        tags: ['jobs'],
+        summary: 'Your jobs (every job for an admin), newest first, a page at a time',
+        security: SECURITY,
+        querystring: JobListQuery,
+        response: { 200: JobListAnswer, 400: ProblemSchema, ...PROBLEMS },
+      },
+    },
+    async (request) => products.jobs(requireUser(request), request.query),
+  );
+
+  app.get(
+    '/api/v1/images/:ean_code',
+    {
+      schema: {
+        tags: ['product-images'],
+        summary: 'The stored picture of a barcode: product name, source and URLs of its sizes',
+        security: SECURITY,
+        params: EanParams,
+        response: { 200: ProductImageAnswer, ...PROBLEMS },
+      },
+    },
+    async (request) => {
+      requireUser(request);
+      return products.image(request.params.ean_code);
+    },
+  );
+
+  app.get(
+    '/api/v1/images/:ean_code/file',
+    {
+      schema: {
+        tags: ['product-images'],
+        summary: 'The picture itself in one size (default original); ETag, 304 and Range supported',
+        security: SECURITY,
+        params: EanParams,
+        querystring: ProductFileQuery,
+        response: { 200: BinaryJpeg, 206: BinaryJpeg, 304: { type: 'null', description: 'Not modified' }, ...PROBLEMS },
+      },
+    },
+    async (request, reply) => {
+      requireUser(request);
+      const file = await products.file(request.params.ean_code);
+      const size = request.query.size ?? 'original';
+      const variant = file.variants[size];
+      return sendStoredImage(request, reply, ctx.blobs, {
+        key: productBlobKey(file.imageId, size),
+        etag: variant.etag,
+        bytes: variant.bytes,
+        lastModified: file.fetchedAt,
+        contentType: 'image/jpeg',
+        // Readable by any signed-in user, so never by a shared cache; a day, since a barcode's picture is stored once.
+        cacheControl: 'private, max-age=86400',
+      });
+    },
+  );
+}

@@ -1,0 +1,242 @@
+// The upload page's behaviour: sign in, upload a photo with a progress bar,
+// fetch a product picture by barcode and watch its job. Plain browser
+// JavaScript served by Kiln itself (the page's CSP allows only its own
+// scripts), talking to the same JSON API any client uses.
+
+const TOKEN_KEY = 'kiln.access_token';
+const EMAIL_KEY = 'kiln.email';
+const POLL_MS = 500;
+
+const $ = (id) => document.getElementById(id);
+const store = window.sessionStorage;
+
+/** Sentences a person can act on, by the API's stable error codes. */
+const MESSAGES = {
+  invalid_credentials: 'Wrong email or password.',
+  account_inactive: 'This account is deactivated.',
+  rate_limited: 'Too many attempts; wait a minute and try again.',
+  invalid_ean: 'That is not a valid barcode. Check the digits: the last one is a check digit.',
+  unsupported_image: 'That file is not an image Kiln accepts (JPEG, PNG, WebP, AVIF or HEIC).',
+  empty_file: 'That file is empty.',
+  corrupt_image: 'That image is damaged and cannot be read.',
+  file_too_large: 'That file is larger than the upload limit.',
+  image_too_large: 'That image has too many pixels.',
+  project_not_found: 'That gallery belongs to someone else; choose another name.',
+  not_found: 'The product database has no product with this barcode.',
+  no_image: 'The product database has no picture of this product.',
+  not_an_image: 'The product database’s picture is not an image Kiln accepts.',
+  source_unreachable: 'The product database could not be reached; try again later.',
+  source_blocked: 'The product picture is on an address Kiln may not fetch from.',
+  timeout: 'The product database took too long to answer; try again later.',
+};
+
+function describe(problem, fallback) {
+  if (problem && MESSAGES[problem.code]) return MESSAGES[problem.code];
+  if (problem && typeof problem.detail === 'string') return problem.detail;
+  return fallback;
+}
+
+function say(id, text, kind) {
+  const el = $(id);
+  el.textContent = text;
+  el.className = `message${kind ? ` ${kind}` : ''}`;
+}
+
+function token() {
+  return store.getItem(TOKEN_KEY);
+}
+
+async function readJson(response) {
+  try {
+    return await response.json();
+  } catch {
+    return null; // an empty or non-JSON body: the caller falls back to its own message
+  }
+}
+
+/** fetch with the bearer token; a 401 means the session ended, so the page signs out. */
+async function api(path, options = {}) {
+  const headers = { ...(options.headers || {}) };
+  const t = token();
+  if (t) headers.authorization = `Bearer ${t}`;
+  const response = await fetch(path, { ...options, headers });
+  if (response.status === 401 && t) {
+    signOut();
+    say('login-message', 'Your session has ended; sign in again.', 'error');
+  }
+  return response;
+}
+
+/** Loads an image that needs the bearer token into an <img> through a blob URL. */
+async function showImage(img, path) {
+  const response = await api(path);
+  if (!response.ok) throw new Error(describe(await readJson(response), `The picture could not be loaded (${response.status}).`));
+  const old = img.dataset.blobUrl;
+  const url = URL.createObjectURL(await response.blob());
+  img.dataset.blobUrl = url;
+  img.src = url;
+  if (old) URL.revokeObjectURL(old);
+}
+
+function setSignedIn(email) {
+  const on = Boolean(token());
+  $('login-form').hidden = on;
+  $('signed-in').hidden = !on;
+  $('signed-in-as').textContent = on ? email || '' : '';
+  $('upload-button').disabled = !on;
+  $('fetch-button').disabled = !on;
+  $('upload').setAttribute('aria-disabled', String(!on));
+  $('barcode').setAttribute('aria-disabled', String(!on));
+}
+
+function signOut() {
+  store.removeItem(TOKEN_KEY);
+  store.removeItem(EMAIL_KEY);
+  setSignedIn(null);
+}
+
+async function login(event) {
+  event.preventDefault();
+  const email = $('email').value.trim();
+  const password = $('password').value;
+  if (!email || !password) {
+    say('login-message', 'Enter your email and password.', 'error');
+    return;
+  }
+  $('login-button').disabled = true;
+  say('login-message', 'Signing in…');
+  try {
+    const response = await fetch('/auth/login', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ email, password }),
+    });
+    const body = await readJson(response);
+    if (!response.ok) {
+      say('login-message', describe(body, `Sign-in failed (${response.status}).`), 'error');
+      return;
+    }
+    store.setItem(TOKEN_KEY, body.access_token);
+    store.setItem(EMAIL_KEY, email);
+    $('password').value = '';
+    setSignedIn(email);
+    say('login-message', 'Signed in.', 'ok');
+  } catch {
+    say('login-message', 'Kiln could not be reached. Check your connection.', 'error');
+  } finally {
+    $('login-button').disabled = false;
+  }
+}
+
+function upload(event) {
+  event.preventDefault();
+  const project = $('project').value.trim();
+  const file = $('photo').files[0];
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(project)) return say('upload-message', 'The gallery name may use letters, digits, “_” and “-” (up to 64).', 'error');
+  if (!file) return say('upload-message', 'Choose a photo first.', 'error');
+
+  const form = new FormData();
+  form.append('file', file, file.name);
+  const xhr = new XMLHttpRequest();
+  const bar = $('upload-progress');
+  bar.value = 0;
+  bar.textContent = '0%';
+  $('upload-progress-row').hidden = false;
+  $('upload-button').disabled = true;
+  say('upload-message', `Uploading ${file.name}…`);
+
+  xhr.upload.addEventListener('progress', (e) => {
+    if (!e.lengthComputable) return;
+    const pct = Math.round((e.loaded / e.total) * 100);
+    bar.value = pct;
+    bar.textContent = `${pct}%`;
+  });
+  xhr.addEventListener('load', async () => {
+    $('upload-button').disabled = false;
+    let body = null;
+    try {
+      body = JSON.parse(xhr.responseText);
+    } catch {
+      body = null; // not JSON: described by status below
+    }
+    if (xhr.status === 401) {
+      signOut();
+      return say('login-message', 'Your session has ended; sign in again.', 'error');
+    }
+    if (xhr.status !== 201) return say('upload-message', describe(body, `The upload failed (${xhr.status}).`), 'error');
+    bar.value = 100;
+    say('upload-message', `Uploaded: ${body.width} × ${body.height} pixels.`, 'ok');
+    try {
+      await showImage($('upload-thumb'), body.urls.thumb);
+      $('upload-caption').textContent = `${file.name} in gallery “${project}”`;
+      $('upload-figure').hidden = false;
+    } catch (err) {
+      say('upload-message', err.message, 'error');
+    }
+  });
+  xhr.addEventListener('error', () => {
+    $('upload-button').disabled = false;
+    say('upload-message', 'The upload was interrupted. Check your connection and try again.', 'error');
+  });
+  xhr.open('POST', `/projects/${encodeURIComponent(project)}/images`);
+  xhr.setRequestHeader('authorization', `Bearer ${token()}`);
+  xhr.send(form);
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function watchJob(jobId) {
+  for (;;) {
+    const response = await api(`/api/v1/jobs/${encodeURIComponent(jobId)}`);
+    const job = await readJson(response);
+    if (!response.ok) throw new Error(describe(job, `The job could not be read (${response.status}).`));
+    const retry = job.status === 'queued' && job.attempts > 0 ? ` (attempt ${job.attempts + 1} of ${job.max_attempts} soon)` : '';
+    $('job-status').textContent = `${job.status}${retry}`;
+    if (job.status === 'completed' || job.status === 'failed' || job.status === 'cancelled') return job;
+    await sleep(POLL_MS);
+  }
+}
+
+async function fetchProduct(event) {
+  event.preventDefault();
+  const raw = $('ean').value.trim();
+  if (!raw) return say('barcode-message', 'Type a barcode first.', 'error');
+  $('fetch-button').disabled = true;
+  $('product-figure').hidden = true;
+  say('barcode-message', '');
+  try {
+    const response = await api('/api/v1/fetch-image', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ ean_code: raw }),
+    });
+    const body = await readJson(response);
+    if (response.status !== 202) {
+      $('job-status').textContent = 'not started';
+      return say('barcode-message', describe(body, `The request failed (${response.status}).`), 'error');
+    }
+    $('job-status').textContent = body.status;
+    const job = await watchJob(body.job_id);
+    if (job.status !== 'completed') return say('barcode-message', describe(job.error, 'The picture could not be fetched.'), 'error');
+    const name = job.result && job.result.product_name;
+    const img = $('product-image');
+    img.alt = name ? `Picture of ${name}` : `Product picture for barcode ${body.ean_code}`;
+    await showImage(img, `/api/v1/images/${encodeURIComponent(body.ean_code)}/file?size=thumb`);
+    $('product-caption').textContent = `${name || 'Unnamed product'} (barcode ${body.ean_code})`;
+    $('product-figure').hidden = false;
+    say('barcode-message', 'Picture fetched.', 'ok');
+  } catch (err) {
+    say('barcode-message', err instanceof Error && err.message ? err.message : 'Something went wrong.', 'error');
+  } finally {
+    $('fetch-button').disabled = !token();
+  }
+}
+
+$('login-form').addEventListener('submit', login);
+$('logout-button').addEventListener('click', () => {
+  signOut();
+  say('login-message', 'Signed out.', 'ok');
+});
+$('upload-form').addEventListener('submit', upload);
+$('barcode-form').addEventListener('submit', fetchProduct);
+setSignedIn(store.getItem(EMAIL_KEY));

@@ -1,0 +1,159 @@
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { registerUser, type TestUser } from '../../helpers/users.js';
+import type { TestServer } from '../../helpers/server.js';
+import { startFakeProvider, type FakeProvider, type Product } from './fake-provider.js';
+import { ean13, requestFetch, startProductServer, waitForJob, type JobView } from './server.js';
+
+let provider: FakeProvider;
+let server: TestServer;
+let alice: TestUser;
+let next = 100;
+
+beforeAll(async () => {
+  provider = await startFakeProvider();
+  server = await startProductServer(provider.url);
+  alice = await registerUser(server.url, 'alice');
+});
+afterAll(async () => {
+  await server?.close();
+  await provider?.close();
+});
+
+/** Files under DATA_DIR/<dir>, recursively (blobs, tmp). */
+async function filesUnder(dir: string): Promise<string[]> {
+  try {
+    const entries = await readdir(path.join(server.dataDir, dir), { recursive: true, withFileTypes: true });
+    return entries.filter((e) => e.isFile()).map((e) => path.join(e.parentPath, e.name));
+  } catch {
+    return []; // the directory does not exist yet: nothing was written
+  }
+}
+
+/** Runs one job for a fresh barcode answered by `product`; returns the finished job. */
+async function fetchProduct(product: Product): Promise<{ job: JobView; code: string }> {
+  const code = ean13(next++);
+  provider.products.set(code, product);
+  const { status, body } = await requestFetch(server.url, alice.headers, { ean_code: code });
+  expect(status).toBe(202);
+  return { job: await waitForJob(server.url, alice.headers, body.job_id as string), code };
+}
+
+async function expectNoPicture(code: string): Promise<void> {
+  const res = await fetch(`${server.url}/api/v1/images/${code}`, { headers: alice.headers });
+  expect(res.status).toBe(404);
+}
+
+describe('permanent failures fail at once, after one attempt, storing nothing', () => {
+  it('the provider has no such product (404): not_found', async () => {
+    const { job, code } = await fetchProduct({ kind: 'missing' });
+    expect(job).toMatchObject({ status: 'failed', attempts: 1, error: { code: 'not_found' } });
+    expect(provider.productHits(code)).toBe(1);
+    await expectNoPicture(code);
+  });
+
+  it('the product has no picture: no_image', async () => {
+    const { job, code } = await fetchProduct({ kind: 'no_image', name: 'Plain' });
+    expect(job).toMatchObject({ status: 'failed', attempts: 1, error: { code: 'no_image' } });
+    await expectNoPicture(code);
+  });
+
+  it('the picture is an HTML page served as image/jpeg: not_an_image', async () => {
+    const { job, code } = await fetchProduct({ kind: 'ok', name: 'Fake', image: '/img/page.html' });
+    expect(job).toMatchObject({ status: 'failed', attempts: 1, error: { code: 'not_an_image' } });
+    await expectNoPicture(code);
+  });
+
+  it('a 30 MB picture is cut off at MAX_UPLOAD_SIZE: image_too_large', async () => {
+    const { job, code } = await fetchProduct({ kind: 'ok', name: 'Huge', image: '/img/huge.jpg' });
+    expect(job).toMatchObject({ status: 'failed', attempts: 1, error: { code: 'image_too_large' } });
+    await expectNoPicture(code);
+  });
+
+  it('a picture URL redirecting to 169.254.169.254 is refused: source_blocked', async () => {
+    const { job, code } = await fetchProduct({ kind: 'ok', name: 'Sneaky', image: '/img/to-metadata.jpg' });
+    expect(job).toMatchObject({ status: 'failed', attempts: 1, error: { code: 'source_blocked' } });
+    await expectNoPicture(code);
+  });
+
+  it('a picture URL on a host outside FETCH_ALLOWED_HOSTS is refused: source_blocked', async () => {
+    const { job } = await fetchProduct({ kind: 'ok', name: 'Local', image: 'http://localhost:1/x.jpg' });
+    expect(job).toMatchObject({ status: 'failed', attempts: 1, error: { code: 'source_blocked' } });
+  });
+
+  it('a redirect loop stops after 3 redirects: source_unreachable', async () => {
+    const before = provider.hits.get('/img/loop.jpg') ?? 0;
+    const { job } = await fetchProduct({ kind: 'ok', name: 'Loop', image: '/img/loop.jpg' });
+    expect(job).toMatchObject({ status: 'failed', attempts: 1, error: { code: 'source_unreachable' } });
+    expect((provider.hits.get('/img/loop.jpg') ?? 0) - before).toBe(4);
+  });
+
+  it('a picture URL that answers 404: source_unreachable, not retried', async () => {
+    const { job } = await fetchProduct({ kind: 'ok', name: 'Gone', image: '/img/gone.jpg' });
+    expect(job).toMatchObject({ status: 'failed', attempts: 1, error: { code: 'source_unreachable' } });
+  });
+
+  it('leaves no blob and no temp file behind', async () => {
+    expect(await filesUnder('blobs/product')).toEqual([]);
+    expect(await filesUnder('tmp')).toEqual([]);
+  });
+});
+
+describe('transient failures are retried with backoff', () => {
+  it('503 twice, then the product: completed on attempt 3', async () => {
+    const { job, code } = await fetchProduct({ kind: 'flaky', failures: 2, name: 'Persistent', image: '/img/rocket.jpg' });
+    expect(job).toMatchObject({ status: 'completed', attempts: 3, max_attempts: 3, error: null });
+    expect(provider.productHits(code)).toBe(3);
+  });
+
+  it('503 every time: failed after max_attempts with source_unreachable', async () => {
+    const { job, code } = await fetchProduct({ kind: 'status', status: 503 });
+    expect(job).toMatchObject({ status: 'failed', attempts: 3, error: { code: 'source_unreachable' } });
+    expect(provider.productHits(code)).toBe(3);
+  });
+
+  it('429 is retried too', async () => {
+    const { job, code } = await fetchProduct({ kind: 'status', status: 429 });
+    expect(job).toMatchObject({ status: 'failed', attempts: 3 });
+    expect(provider.productHits(code)).toBe(3);
+  });
+
+  it('an answer slower than the total timeout is given up on and retried', async () => {
+    const started = Date.now();
+    const { job, code } = await fetchProduct({ kind: 'slow', delayMs: 10_000, name: 'Slow', image: '/img/rocket.jpg' });
+    expect(job).toMatchObject({ status: 'failed', attempts: 3, error: { code: 'source_unreachable' } });
+    expect(provider.productHits(code)).toBe(3);
+    // Three attempts of 1.5 s each, not three of 10 s.
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
+  it('a provider that is not listening at all is unreachable, retried', async () => {
+    const dead = await startProductServer('http://127.0.0.1:9');
+    try {
+      const bob = await registerUser(dead.url, 'bob');
+      const { body } = await requestFetch(dead.url, bob.headers, { ean_code: ean13(next++) });
+      const job = await waitForJob(dead.url, bob.headers, body.job_id as string);
+      expect(job).toMatchObject({ status: 'failed', attempts: 3, error: { code: 'source_unreachable' } });
+    } finally {
+      await dead.close();
+    }
+  });
+});
+
+describe('the guard also covers the provider API itself', () => {
+  it('a provider on 127.0.0.1 without FETCH_ALLOWED_HOSTS is refused', async () => {
+    const closed = await startProductServer(provider.url, { FETCH_ALLOWED_HOSTS: '' });
+    try {
+      const bob = await registerUser(closed.url, 'bob');
+      const code = ean13(next++);
+      provider.products.set(code, { kind: 'ok', name: 'x', image: '/img/rocket.jpg' });
+      const { body } = await requestFetch(closed.url, bob.headers, { ean_code: code });
+      const job = await waitForJob(closed.url, bob.headers, body.job_id as string);
+      expect(job).toMatchObject({ status: 'failed', attempts: 1, error: { code: 'source_blocked' } });
+      expect(provider.productHits(code)).toBe(0);
+    } finally {
+      await closed.close();
+    }
+  });
+});

@@ -142,6 +142,7 @@ function upload(event) {
   bar.value = 0;
   bar.textContent = '0%';
   $('upload-progress-row').hidden = false;
+  $('upload-figure').hidden = true;
   $('upload-button').disabled = true;
   say('upload-message', `Uploading ${file.name}…`);
 

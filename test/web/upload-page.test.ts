@@ -1,0 +1,147 @@
+/**
+ * The upload page, end to end in headless Chromium (Debian's, never a
+ * downloaded one) driven by playwright-core, against a listening Kiln and a
+ * fake product database on 127.0.0.1. Leaves a screenshot in the OS temp dir.
+ */
+import { existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TestServer } from '../helpers/server.js';
+import { FIXTURES } from '../helpers/upload.js';
+import { registerUser, type TestUser } from '../helpers/users.js';
+import { startFakeProvider, type FakeProvider } from '../modules/product-images/fake-provider.js';
+import { startProductServer } from '../modules/product-images/server.js';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const haveChromium = existsSync(CHROMIUM);
+if (!haveChromium) process.stderr.write(`\nNOTICE: no Chromium at ${CHROMIUM} (set CHROMIUM_PATH): the upload page test is skipped.\n`);
+
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'];
+export const SCREENSHOT = path.join(os.tmpdir(), 'kiln-upload-page.png');
+
+describe.skipIf(!haveChromium)('the upload page in a browser', () => {
+  let provider: FakeProvider;
+  let server: TestServer;
+  let browser: Browser;
+  let page: Page;
+  let user: TestUser;
+  const problems: string[] = [];
+
+  beforeAll(async () => {
+    provider = await startFakeProvider();
+    provider.products.set('3017620422003', { kind: 'slow', delayMs: 400, name: 'Nutella', image: '/img/rocket.jpg' });
+    server = await startProductServer(provider.url);
+    user = await registerUser(server.url, 'shopkeeper');
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
+    page = await browser.newPage({ viewport: { width: 900, height: 1300 } });
+    // A script error or a CSP refusal would break the page silently; the test fails instead.
+    // ("Failed to load resource" is Chromium noting the 4xx answers the error cases expect.)
+    page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
+    page.on('console', (msg) => {
+      if (msg.type() === 'error' && !msg.text().startsWith('Failed to load resource')) problems.push(`console: ${msg.text()}`);
+    });
+    page.on('requestfinished', (request) => {
+      if (new URL(request.url()).pathname === '/favicon.ico') problems.push('the page asked for /favicon.ico');
+    });
+    await page.goto(`${server.url}/upload`);
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+    await provider?.close();
+  });
+
+  it('is a page served by Kiln, with its script from Kiln', async () => {
+    expect(await page.title()).toMatch(/Kiln/);
+    const res = await fetch(`${server.url}/upload`);
+    expect(res.headers.get('content-type')).toMatch(/^text\/html/);
+    expect(res.headers.get('content-security-policy')).toContain("script-src 'self'");
+    expect((await fetch(`${server.url}/upload.js`)).headers.get('content-type')).toMatch(/javascript/);
+    // Nothing to do before signing in.
+    expect(await page.getByRole('button', { name: 'Upload' }).isDisabled()).toBe(true);
+  });
+
+  it('says so when the password is wrong', async () => {
+    await page.getByLabel('Email').fill(user.email);
+    await page.getByLabel('Password').fill('not-the-password');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await expect.poll(() => page.locator('#login-message').textContent()).toBe('Wrong email or password.');
+    expect(await page.locator('#signed-in').isHidden()).toBe(true);
+  });
+
+  it('signs in', async () => {
+    await page.getByLabel('Password').fill(user.password);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.locator('#signed-in').waitFor({ state: 'visible' });
+    expect(await page.locator('#signed-in-as').textContent()).toBe(user.email);
+    expect(await page.evaluate(() => window.sessionStorage.getItem('kiln.access_token'))).toMatch(/^ey/);
+  });
+
+  it('uploads a photo with a progress bar and shows its thumbnail', async () => {
+    await page.getByLabel('Gallery name').fill('shop-window');
+    await page.getByLabel(/^Photo/).setInputFiles(path.join(FIXTURES, 'path_2560x1600_olympus_exif.jpg'));
+    await page.getByRole('button', { name: 'Upload' }).click();
+    const thumb = page.getByRole('img', { name: 'Thumbnail of the photo you uploaded' });
+    await thumb.waitFor({ state: 'visible' });
+    await expect.poll(() => thumb.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth), { timeout: 10_000 }).toBe(400);
+    expect(await page.locator('#upload-progress').evaluate((p: HTMLProgressElement) => p.value)).toBe(100);
+    expect(await page.locator('#upload-message').textContent()).toContain('2560 × 1600');
+    const listing = (await (await fetch(`${server.url}/projects/shop-window/images`)).json()) as { images: unknown[] };
+    expect(listing.images).toHaveLength(1);
+  });
+
+  it('says so when a file is not an image', async () => {
+    await page.getByLabel(/^Photo/).setInputFiles({ name: 'notes.jpg', mimeType: 'image/jpeg', buffer: Buffer.from('just some text, not a photo') });
+    await page.getByRole('button', { name: 'Upload' }).click();
+    await expect.poll(() => page.locator('#upload-message').textContent()).toContain('not an image Kiln accepts');
+  });
+
+  it('says so when a barcode is invalid', async () => {
+    await page.getByLabel(/^Barcode/).fill('4006381333932');
+    await page.getByRole('button', { name: 'Fetch picture' }).click();
+    await expect.poll(() => page.locator('#barcode-message').textContent()).toContain('not a valid barcode');
+    expect(provider.hits.size).toBe(0);
+  });
+
+  it('fetches a product picture by barcode, showing the job until it completes', async () => {
+    const seen = new Set<string>();
+    const status = page.locator('#job-status');
+    await page.getByLabel(/^Barcode/).fill('3017 6204 22003');
+    await page.getByRole('button', { name: 'Fetch picture' }).click();
+    const img = page.locator('#product-image');
+    await expect
+      .poll(
+        async () => {
+          seen.add((await status.textContent()) ?? '');
+          return img.evaluate((el: HTMLImageElement) => el.complete && el.naturalWidth);
+        },
+        { timeout: 15_000, intervals: [50] },
+      )
+      .toBe(400);
+    expect(await status.textContent()).toBe('completed');
+    expect([...seen].some((s) => s === 'queued' || s === 'processing')).toBe(true);
+    expect(await img.getAttribute('alt')).toBe('Picture of Nutella');
+    expect(await page.locator('#product-caption').textContent()).toContain('Nutella');
+    expect(provider.productHits('3017620422003')).toBe(1);
+  });
+
+  it('says so when the product database has no such product', async () => {
+    await page.getByLabel(/^Barcode/).fill('5901234123457');
+    await page.getByRole('button', { name: 'Fetch picture' }).click();
+    await expect.poll(() => page.locator('#barcode-message').textContent(), { timeout: 10_000 }).toContain('no product with this barcode');
+    expect(await page.locator('#job-status').textContent()).toBe('failed');
+    expect(await page.locator('#product-figure').isHidden()).toBe(true);
+  });
+
+  it('ran without script errors, and leaves a screenshot to look at', async () => {
+    // Back to the successful product so the screenshot shows both pictures.
+    await page.getByLabel(/^Barcode/).fill('3017620422003');
+    await page.getByRole('button', { name: 'Fetch picture' }).click();
+    await expect.poll(() => page.locator('#barcode-message').textContent(), { timeout: 10_000 }).toBe('Picture fetched.');
+    await page.screenshot({ path: SCREENSHOT, fullPage: true });
+    expect(existsSync(SCREENSHOT)).toBe(true);
+    expect(problems).toEqual([]);
+  });
+});

@@ -11,6 +11,7 @@ import os from 'node:os';
 import sharp, { type JpegOptions, type SharpOptions } from 'sharp';
 import { configureSharp, decodeOnce, inspect, type Pixels } from './decode.js';
 import { DecodeLimiter } from './limit.js';
+import { pixelsDropped } from './release.js';
 import type { StagedUpload } from './ingest.js';
 
 /** `fit`: inside max x max, aspect kept, never enlarged (null: full size). `square`: centre crop, exactly side x side. */
@@ -139,8 +140,12 @@ function pickSource(stages: Pixels[], rule: SizeRule): Pixels {
   return full;
 }
 
-async function renderFromPixels<S extends SizeName>(full: Pixels, sizes: readonly S[], quality: number): Promise<Record<S, RenderedVariant>> {
-  const stages: Pixels[] = [full];
+async function renderFromPixels<S extends SizeName>(
+  full: Pixels,
+  sizes: readonly S[],
+  quality: number,
+  stages: Pixels[],
+): Promise<Record<S, RenderedVariant>> {
   // Encodes run while the next, smaller stage is being resized: the full-size
   // JPEG encode overlaps the medium resize instead of waiting for it.
   const encodes: Array<Promise<[S, RenderedVariant]>> = [];
@@ -177,8 +182,13 @@ export async function renderVariants<S extends SizeName>(
   const header = await inspect(input.path, opts.maxImagePixels);
   return limiter.run(header.decodeCost, async () => {
     const full = await decodeOnce(input.path, opts.maxImagePixels);
-    const variants = await renderFromPixels(full, sizes, opts.jpegQuality);
-    return { width: full.width, height: full.height, variants };
+    const stages: Pixels[] = [full];
+    try {
+      const variants = await renderFromPixels(full, sizes, opts.jpegQuality, stages);
+      return { width: full.width, height: full.height, variants };
+    } finally {
+      pixelsDropped(stages.reduce((sum, p) => sum + p.data.length, 0));
+    }
   });
 }
 

@@ -2,13 +2,13 @@
  * The answer envelope of seed 002 (Pictoora): every answer of the AI-edit
  * routes is `{success, code, message, data}`, with the seed's numeric codes
  * beside a truthful HTTP status. Errors use it too, with the stable machine
- * code in `data.error`; they are classified by the same `toProblem` as the
- * rest of Kiln, so a failure means the same thing here as in problem+json.
+ * code in `data.error`; they are classified, logged and counted by the same
+ * `recordFailure` as the rest of Kiln, so a failure means the same thing
+ * here as in problem+json.
  */
 import { Type, type TSchema } from '@sinclair/typebox';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { DomainError } from '../../errors.js';
-import { toProblem } from '../../platform/http/errors.js';
+import { recordFailure } from '../../platform/http/errors.js';
 
 /** The seed's codes: x000 success, x001 failure, one family per route. */
 export const CODES = {
@@ -55,14 +55,7 @@ export function sendOk(reply: FastifyReply, status: number, code: number, messag
  * gets here (the not-found handler stays the app's).
  */
 export function envelopeErrorHandler(error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  const p = toProblem(error);
-  if (p.status >= 500) request.log.error({ err: error }, 'request failed');
-  else request.log.debug({ code: p.code }, 'request rejected');
-  request.server.ctx.metrics.httpErrors.inc({ route: request.routeOptions.url ?? 'unmatched', code: p.code });
-  if (error instanceof DomainError && p.status === 429) {
-    const retry = (error as { retryAfterSeconds?: number }).retryAfterSeconds;
-    if (retry !== undefined) reply.header('retry-after', String(retry));
-  }
+  const p = recordFailure(error, request, reply);
   const code = request.routeOptions.config.envelopeFailure ?? CODES.root.failed;
   const data: { error: string; errors?: unknown } = { error: p.code };
   if (Array.isArray(p.errors)) data.errors = p.errors;

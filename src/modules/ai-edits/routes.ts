@@ -10,12 +10,12 @@ import { requireAdmin, requireUser } from '../../auth/guard.js';
 import type { Context } from '../../context.js';
 import { ValidationFailed } from '../../errors.js';
 import { sendStoredImage } from '../../images/serve.js';
+import { BinaryJpeg } from '../../platform/http/schemas.js';
 import { VERSION } from '../../version.js';
 import { checkHealth } from '../ops/health.js';
 import { CODES, envelopeErrorHandler, envelopeErrors, ErrorEnvelope, sendOk } from './envelope.js';
 import { servableFile, uploadFile } from './files.js';
 import {
-  BinaryJpeg,
   BookAnswer,
   BookBody,
   CacheAnswer,

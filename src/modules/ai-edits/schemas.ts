@@ -72,5 +72,3 @@ export const FileParams = Type.Object({ file_id: Type.String({ maxLength: 128 })
 export const FileQuery = Type.Object({
   size: Type.Optional(Type.Union([Type.Literal('original'), Type.Literal('medium'), Type.Literal('thumb')], { default: 'original' })),
 });
-
-export const BinaryJpeg = Type.String({ format: 'binary', description: 'image/jpeg bytes' });

@@ -72,7 +72,12 @@ export function sendProblem(reply: FastifyReply, p: Problem): FastifyReply {
   return reply.status(p.status).type('application/problem+json').send(p);
 }
 
-export function errorHandler(error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+/**
+ * Classifies a failure, logs and counts it, and sets Retry-After; the caller
+ * only chooses the body's shape (problem+json here, a module's own envelope
+ * in a module's scoped handler).
+ */
+export function recordFailure(error: FastifyError, request: FastifyRequest, reply: FastifyReply): Problem {
   const p = toProblem(error);
   if (p.status >= 500) request.log.error({ err: error }, 'request failed');
   else request.log.debug({ code: p.code }, 'request rejected');
@@ -81,7 +86,11 @@ export function errorHandler(error: FastifyError, request: FastifyRequest, reply
     const retry = (error as { retryAfterSeconds?: number }).retryAfterSeconds;
     if (retry !== undefined) reply.header('retry-after', String(retry));
   }
-  return sendProblem(reply, p);
+  return p;
+}
+
+export function errorHandler(error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  return sendProblem(reply, recordFailure(error, request, reply));
 }
 
 export function notFoundHandler(request: FastifyRequest, reply: FastifyReply): FastifyReply {

@@ -19,3 +19,6 @@ export const authProblems = {
   404: ProblemSchema,
   422: ProblemSchema,
 } as const;
+
+/** A stored image served as bytes (ETag, 304, Range), for the `response` schema of every image route. */
+export const BinaryJpeg = Type.String({ format: 'binary', description: 'image/jpeg bytes' });

@@ -18,6 +18,13 @@ const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);
 if (!haveChromium) process.stderr.write(`\nNOTICE: no Chromium at ${CHROMIUM} (set CHROMIUM_PATH): the upload page test is skipped.\n`);
 
+// The test runs in Node (no DOM types); these are the few browser shapes it reads inside the page.
+type LoadedImage = { complete: boolean; naturalWidth: number };
+const loadedWidth = (el: unknown): number | false => {
+  const img = el as LoadedImage;
+  return img.complete && img.naturalWidth;
+};
+
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'];
 export const SCREENSHOT = path.join(os.tmpdir(), 'kiln-upload-page.png');
 
@@ -76,7 +83,7 @@ describe.skipIf(!haveChromium)('the upload page in a browser', () => {
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.locator('#signed-in').waitFor({ state: 'visible' });
     expect(await page.locator('#signed-in-as').textContent()).toBe(user.email);
-    expect(await page.evaluate(() => window.sessionStorage.getItem('kiln.access_token'))).toMatch(/^ey/);
+    expect(await page.evaluate(() => (globalThis as unknown as { sessionStorage: { getItem(k: string): string | null } }).sessionStorage.getItem('kiln.access_token'))).toMatch(/^ey/);
   });
 
   it('uploads a photo with a progress bar and shows its thumbnail', async () => {
@@ -85,8 +92,8 @@ describe.skipIf(!haveChromium)('the upload page in a browser', () => {
     await page.getByRole('button', { name: 'Upload' }).click();
     const thumb = page.getByRole('img', { name: 'Thumbnail of the photo you uploaded' });
     await thumb.waitFor({ state: 'visible' });
-    await expect.poll(() => thumb.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth), { timeout: 10_000 }).toBe(400);
-    expect(await page.locator('#upload-progress').evaluate((p: HTMLProgressElement) => p.value)).toBe(100);
+    await expect.poll(() => thumb.evaluate(loadedWidth), { timeout: 10_000 }).toBe(400);
+    expect(await page.locator('#upload-progress').evaluate((p) => (p as unknown as { value: number }).value)).toBe(100);
     expect(await page.locator('#upload-message').textContent()).toContain('2560 × 1600');
     const listing = (await (await fetch(`${server.url}/projects/shop-window/images`)).json()) as { images: unknown[] };
     expect(listing.images).toHaveLength(1);
@@ -115,9 +122,9 @@ describe.skipIf(!haveChromium)('the upload page in a browser', () => {
       .poll(
         async () => {
           seen.add((await status.textContent()) ?? '');
-          return img.evaluate((el: HTMLImageElement) => el.complete && el.naturalWidth);
+          return img.evaluate(loadedWidth);
         },
-        { timeout: 15_000, intervals: [50] },
+        { timeout: 15_000, interval: 50 },
       )
       .toBe(400);
     expect(await status.textContent()).toBe('completed');

@@ -44,23 +44,43 @@ function tooManyFiles(max: number): ValidationFailed {
   return new ValidationFailed(`Send at most ${max} files in one order.`, [{ field: 'body.files', message: `must have at most ${max} items` }], 'too_many_files');
 }
 
-/** Consumes every part; resolves with the text fields once the body has ended. */
+function notAFileField(name: string): ValidationFailed {
+  return new ValidationFailed('Send the photos in the repeated multipart field "files".', [{ field: `body.${name}`, message: 'is not a file field of this upload' }]);
+}
+
+/**
+ * Consumes every part; resolves with the text fields once the body has ended.
+ * On a refusal the rest of the body is read and thrown away before the error
+ * leaves: a client still sending cannot read an answer, so stopping midway
+ * would leave it hanging. The multipart limits bound what is read.
+ */
 export async function readOrderUpload(parts: AsyncIterable<Multipart>, opts: IntakeOptions, onPhoto: (photo: IncomingPhoto) => void): Promise<OrderText> {
+  const iterator = parts[Symbol.asyncIterator]();
+  try {
+    return await readParts(iterator, opts, onPhoto);
+  } catch (err) {
+    await discardRest(iterator);
+    throw err;
+  }
+}
+
+async function readParts(iterator: AsyncIterator<Multipart>, opts: IntakeOptions, onPhoto: (photo: IncomingPhoto) => void): Promise<OrderText> {
   const text: OrderText = { pet_name: null, pet_type: null, notes: null };
   let files = 0;
-  for await (const part of parts) {
+  for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
+    const part = next.value;
     if (part.type === 'field') {
       // Unknown text fields are ignored, as the seed's form handling did.
       if (isTextField(part.fieldname)) text[part.fieldname] = checkText(part.fieldname, part.value, part.valueTruncated);
       continue;
     }
-    if (part.fieldname !== 'files') {
-      throw new ValidationFailed('Send the photos in the repeated multipart field "files".', [
-        { field: `body.${part.fieldname}`, message: 'is not a file field of this upload' },
-      ]);
-    }
     files += 1;
-    if (files > opts.maxFiles) throw tooManyFiles(opts.maxFiles);
+    const refusal = part.fieldname !== 'files' ? notAFileField(part.fieldname) : files > opts.maxFiles ? tooManyFiles(opts.maxFiles) : null;
+    if (refusal) {
+      // This part is not read by anyone now; let it flow so the rest of the body can be discarded.
+      part.file.resume();
+      throw refusal;
+    }
     const staged = await stageUpload(part.file, { tmpDir: opts.tmpDir, maxBytes: opts.maxBytes });
     onPhoto({ staged, originalFilename: part.filename });
   }
@@ -68,4 +88,15 @@ export async function readOrderUpload(parts: AsyncIterable<Multipart>, opts: Int
     throw new ValidationFailed('Send 1 or more photos in the multipart field "files".', [{ field: 'body.files', message: 'must have at least 1 item' }], 'no_files');
   }
   return text;
+}
+
+/** Reads the remaining parts to their end without keeping anything; errors of a body already refused are moot. */
+async function discardRest(iterator: AsyncIterator<Multipart>): Promise<void> {
+  try {
+    for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
+      if (next.value.type === 'file') next.value.file.resume();
+    }
+  } catch {
+    // the body is refused already; a second problem in it changes nothing
+  }
 }

@@ -10,6 +10,7 @@ import { Forbidden } from '../../errors.js';
 import { requireAdmin, requireUser } from '../../auth/guard.js';
 import { sendStoredImage } from '../../images/serve.js';
 import { ProblemSchema } from '../../platform/http/schemas.js';
+import { orderMetrics } from './metrics.js';
 import { OrderService } from './service.js';
 import {
   AdminListAnswer,
@@ -38,6 +39,8 @@ function signedLink(query: FileQuery): { expires: number; sig: string } | undefi
 export async function customOrderRoutes(parent: FastifyInstance, ctx: Context): Promise<void> {
   const app = parent.withTypeProvider<TypeBoxTypeProvider>();
   const orders = new OrderService(ctx);
+  // Created now, so /metrics shows every series (orders by status included) before the first upload.
+  orderMetrics(ctx);
 
   app.post(
     '/api/images/upload',
@@ -53,7 +56,11 @@ export async function customOrderRoutes(parent: FastifyInstance, ctx: Context): 
     },
     async (request, reply) => {
       const principal = requireUser(request);
-      const order = await orders.upload(principal, request.parts());
+      const order = await orders.upload(principal, request.parts()).catch((err: unknown) => {
+        // The service has read the body to its end; should a part have broken off early, drop what is left so the client can read our answer.
+        if (!request.raw.readableEnded) request.raw.resume();
+        throw err;
+      });
       return reply.status(201).send({
         success: true as const,
         message: 'Images uploaded successfully',

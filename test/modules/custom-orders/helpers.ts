@@ -39,8 +39,8 @@ export function filePart(data: Buffer, filename = 'pet.jpg', type = 'image/jpeg'
   return { field: 'files', filename, data, type };
 }
 
-export function upload(server: TestServer, headers: Record<string, string>, parts: Part[]): Promise<Response> {
-  return postMultipart(`${server.url}/api/images/upload`, parts, headers);
+export function upload(baseUrl: string, headers: Record<string, string>, parts: Part[]): Promise<Response> {
+  return postMultipart(`${baseUrl}/api/images/upload`, parts, headers);
 }
 
 export interface QualityFacts {
@@ -86,8 +86,8 @@ export interface UploadBody {
 }
 
 /** Uploads and insists on 201. */
-export async function createOrder(server: TestServer, headers: Record<string, string>, parts: Part[]): Promise<OrderBody> {
-  const res = await upload(server, headers, parts);
+export async function createOrder(baseUrl: string, headers: Record<string, string>, parts: Part[]): Promise<OrderBody> {
+  const res = await upload(baseUrl, headers, parts);
   const text = await res.text();
   if (res.status !== 201) throw new Error(`upload failed: ${res.status} ${text}`);
   return (JSON.parse(text) as UploadBody).order_metadata;

@@ -65,7 +65,7 @@ describe('upload', () => {
   });
 
   it('stores original, medium (fits 1600) and thumb (fits 400) variants', async () => {
-    const order = await createOrder(server, alice.headers, [filePart(await photo(2400))]);
+    const order = await createOrder(server.url, alice.headers, [filePart(await photo(2400))]);
     const urls = order.files[0]?.urls;
     const sizes: Array<[keyof NonNullable<typeof urls>, number]> = [['original', 2400], ['medium', 1600], ['thumb', 400]];
     for (const [size, width] of sizes) {
@@ -81,11 +81,11 @@ describe('upload', () => {
 describe('reading and access', () => {
   let order: OrderBody;
   beforeAll(async () => {
-    order = await createOrder(server, alice.headers, [filePart(jpg)]);
+    order = await createOrder(server.url, alice.headers, [filePart(jpg)]);
   });
 
   it('lists the caller\'s own orders, newest first, with a count', async () => {
-    const later = await createOrder(server, alice.headers, [filePart(jpg)]);
+    const later = await createOrder(server.url, alice.headers, [filePart(jpg)]);
     const res = await get('/api/images/orders', alice.headers);
     const body = (await res.json()) as { success: boolean; orders: OrderBody[]; count: number };
     expect(body.success).toBe(true);
@@ -120,7 +120,7 @@ describe('reading and access', () => {
 describe('signed links', () => {
   let file: OrderBody['files'][number];
   beforeAll(async () => {
-    file = (await createOrder(server, alice.headers, [filePart(jpg)])).files[0] as OrderBody['files'][number];
+    file = (await createOrder(server.url, alice.headers, [filePart(jpg)])).files[0] as OrderBody['files'][number];
   });
 
   it('work without credentials', async () => {
@@ -142,7 +142,7 @@ describe('signed links', () => {
   });
 
   it('fail with 403 once SIGNED_URL_TTL has passed', async () => {
-    const fresh = (await (await get(`/api/images/orders/${(await createOrder(server, alice.headers, [filePart(jpg)])).order_id}`, alice.headers)).json()) as { order: OrderBody };
+    const fresh = (await (await get(`/api/images/orders/${(await createOrder(server.url, alice.headers, [filePart(jpg)])).order_id}`, alice.headers)).json()) as { order: OrderBody };
     const url = fresh.order.files[0]?.urls.original ?? '';
     expect((await get(url)).status).toBe(200);
     clock.advanceMinutes(61);
@@ -156,7 +156,7 @@ describe('signed links', () => {
 
 describe('status lifecycle', () => {
   it('walks pending → in_review → modeling → ready → shipped, keeping the history', async () => {
-    const order = await createOrder(server, alice.headers, [filePart(jpg)]);
+    const order = await createOrder(server.url, alice.headers, [filePart(jpg)]);
     for (const status of ['in_review', 'modeling', 'ready', 'shipped']) {
       const res = await putStatus(order.order_id, status);
       expect(res.status).toBe(200);
@@ -171,7 +171,7 @@ describe('status lifecycle', () => {
   });
 
   it('refuses skipping a step and anything after cancelled', async () => {
-    const order = await createOrder(server, alice.headers, [filePart(jpg)]);
+    const order = await createOrder(server.url, alice.headers, [filePart(jpg)]);
     await expectProblem(await putStatus(order.order_id, 'modeling'), 409, 'invalid_transition');
     await expectProblem(await putStatus(order.order_id, 'pending'), 409);
     expect((await putStatus(order.order_id, 'cancelled')).status).toBe(200);
@@ -179,7 +179,7 @@ describe('status lifecycle', () => {
   });
 
   it('is admin-only; an unknown status is 422, an unknown order 404', async () => {
-    const order = await createOrder(server, alice.headers, [filePart(jpg)]);
+    const order = await createOrder(server.url, alice.headers, [filePart(jpg)]);
     await expectProblem(await putStatus(order.order_id, 'in_review', alice.headers), 403);
     await expectProblem(await putStatus(order.order_id, 'flying'), 422);
     await expectProblem(await putStatus('missing-order', 'in_review'), 404);
@@ -192,7 +192,7 @@ describe('delete', () => {
   }
 
   it('removes a pending order and every stored file of it', async () => {
-    const order = await createOrder(server, alice.headers, [filePart(jpg), filePart(ROCKET_JPG)]);
+    const order = await createOrder(server.url, alice.headers, [filePart(jpg), filePart(ROCKET_JPG)]);
     const dir = path.join(server.dataDir, 'blobs', 'orders', order.order_id);
     expect(await filesUnder(dir)).toHaveLength(6);
     await expectProblem(await del(order.order_id, bob.headers), 404);
@@ -204,11 +204,11 @@ describe('delete', () => {
   });
 
   it('removes a cancelled order, refuses one being modelled (409)', async () => {
-    const cancelled = await createOrder(server, alice.headers, [filePart(jpg)]);
+    const cancelled = await createOrder(server.url, alice.headers, [filePart(jpg)]);
     await putStatus(cancelled.order_id, 'cancelled');
     expect((await del(cancelled.order_id, alice.headers)).status).toBe(200);
 
-    const busy = await createOrder(server, alice.headers, [filePart(jpg)]);
+    const busy = await createOrder(server.url, alice.headers, [filePart(jpg)]);
     await putStatus(busy.order_id, 'in_review');
     await putStatus(busy.order_id, 'modeling');
     await expectProblem(await del(busy.order_id, alice.headers), 409, 'order_not_deletable');
@@ -219,8 +219,8 @@ describe('delete', () => {
 describe('account deletion', () => {
   it('DELETE /users/me removes the user\'s orders and files, whatever their status', async () => {
     const carol = await registerUser(server.url, 'carol');
-    const a = await createOrder(server, carol.headers, [filePart(jpg)]);
-    const b = await createOrder(server, carol.headers, [filePart(jpg)]);
+    const a = await createOrder(server.url, carol.headers, [filePart(jpg)]);
+    const b = await createOrder(server.url, carol.headers, [filePart(jpg)]);
     await putStatus(b.order_id, 'in_review');
     const res = await fetch(`${server.url}/users/me`, { method: 'DELETE', headers: carol.headers });
     expect(res.status).toBeLessThan(300);

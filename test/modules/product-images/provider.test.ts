@@ -63,8 +63,8 @@ describe('Open Food Facts provider', () => {
     }
   });
 
-  it('retries 5xx and 429, not other errors', async () => {
-    for (const status of [500, 502, 503, 429]) {
+  it('retries 5xx, 408 and 429, not other errors', async () => {
+    for (const status of [500, 502, 503, 408, 429]) {
       expect(await failure(providerAnswering({ status, body: null }).provider.lookup('1', signal))).toEqual({ kind: 'transient', code: 'source_unreachable' });
     }
     expect(await failure(providerAnswering({ status: 403, body: null }).provider.lookup('1', signal))).toEqual({ kind: 'permanent', code: 'source_unreachable' });

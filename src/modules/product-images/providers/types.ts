@@ -27,7 +27,7 @@ export interface ProductProvider {
   /**
    * Throws PermanentJobError `not_found` / `no_image` when the database has
    * no such product or no picture of it, TransientJobError
-   * `source_unreachable` for answers worth retrying (5xx, 429).
+   * `source_unreachable` for answers worth retrying (5xx, 408, 429).
    */
   lookup(eanCode: string, signal: AbortSignal): Promise<ProductInfo>;
 }

@@ -1,15 +1,11 @@
 /** The AI-edit routes: the envelope and codes, credentials, uploads, booking rules and bad input. */
-import { readdirSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import path from 'node:path';
-import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestServer } from '../../helpers/server.js';
-import { fixture, postMultipart } from '../../helpers/upload.js';
 import { registerUser, type TestUser } from '../../helpers/users.js';
 import { startFakeOpenAI, type FakeOpenAI } from './fake-openai.js';
-import { get, JPEG, post, SERVICE, startAiServer, upload, waitForEnd, type StatusData } from './server.js';
+import { expectFailure, get, JPEG, post, SERVICE, startAiServer, upload, waitForEnd, type StatusData } from './server.js';
 
 const ADMIN = { email: 'boss@example.com', password: 'boss-password-123' };
 
@@ -18,7 +14,6 @@ let server: TestServer;
 let alice: TestUser;
 let bob: TestUser;
 let aliceKey: Record<string, string>;
-let PNG: Buffer;
 
 async function apiKeyOf(user: TestUser): Promise<Record<string, string>> {
   const res = await fetch(`${server.url}/auth/api-keys`, { method: 'POST', headers: { ...user.headers, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'ai' }) });
@@ -38,24 +33,13 @@ async function uploadUrl(headers: Record<string, string>, data: Buffer = JPEG): 
   return res.body.data.url;
 }
 
-function expectFailure(res: { status: number; type: string | null; body: unknown }, status: number, code: number, error?: string): void {
-  expect(res.status).toBe(status);
-  expect(res.type).toMatch(/^application\/json/);
-  const body = res.body as { success: boolean; code: number; message: string; data: { error: string } };
-  expect(body.success).toBe(false);
-  expect(body.code).toBe(code);
-  expect(body.message.length).toBeGreaterThan(5);
-  if (error) expect(body.data.error).toBe(error);
-  else expect(typeof body.data.error).toBe('string');
-}
 
 beforeAll(async () => {
   fake = await startFakeOpenAI();
-  server = await startAiServer({ OPENAI_API_KEY: 'sk-test', OPENAI_BASE_URL: fake.baseUrl, MAX_UPLOAD_SIZE: '150000', ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password });
+  server = await startAiServer({ OPENAI_API_KEY: 'sk-test', OPENAI_BASE_URL: fake.baseUrl, ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password });
   alice = await registerUser(server.url, 'alice');
   bob = await registerUser(server.url, 'bob');
   aliceKey = await apiKeyOf(alice);
-  PNG = await sharp(JPEG).resize(200).png().toBuffer();
 });
 afterAll(async () => {
   await server.close();
@@ -121,66 +105,6 @@ describe('credentials', () => {
     }
   });
 });
-
-describe('POST /api/v1/upload', () => {
-  it('stores a JPEG and answers {file_id, path, url} with code 2000', async () => {
-    const res = await upload(server.url, alice.headers);
-    expect(res.status).toBe(201);
-    expect(res.body).toMatchObject({ success: true, code: 2000 });
-    const { file_id, path: key, url } = res.body.data;
-    expect(file_id).toMatch(/^[A-Za-z0-9_-]{16,}$/);
-    expect(key).toBe(`ai-edits/${file_id}/original.jpg`);
-    expect(key).not.toContain(server.dataDir);
-    expect(url).toBe(`/api/v1/files/${file_id}`);
-    const served = await fetch(`${server.url}${url}`, { headers: alice.headers });
-    expect(served.status).toBe(200);
-    expect((await sharp(Buffer.from(await served.arrayBuffer())).metadata()).width).toBe(640);
-  });
-
-  it('stores a PNG', async () => {
-    expect((await upload(server.url, alice.headers, PNG, 'image/png')).status).toBe(201);
-  });
-
-  it('serves an upload to its owner only (404 for anyone else)', async () => {
-    const url = await uploadUrl(alice.headers);
-    expectFailure(await get(server.url, url, bob.headers), 404, 2001, 'file_not_found');
-    expectFailure(await get(server.url, url, SERVICE), 404, 2001, 'file_not_found');
-  });
-
-  const refused: Array<[string, () => Promise<Buffer>]> = [
-    ['a GIF', async () => Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64')],
-    ['a WebP', async () => sharp(JPEG).webp().toBuffer()],
-    ['text', async () => Buffer.from('hello, I am not an image')],
-    ['an empty file', async () => Buffer.alloc(0)],
-  ];
-  for (const [what, make] of refused) {
-    it(`refuses ${what} with 415 and code 2001, storing nothing`, async () => {
-      const before = await fileRows();
-      const res = await upload(server.url, alice.headers, await make(), 'image/jpeg');
-      expectFailure(res, 415, 2001);
-      expect(await fileRows()).toBe(before);
-    });
-  }
-
-  it('refuses a file over MAX_UPLOAD_SIZE with 413 and code 2001, storing nothing', async () => {
-    const before = await fileRows();
-    const big = fixture('path_2560x1600_olympus_exif.jpg');
-    expectFailure(await upload(server.url, alice.headers, big), 413, 2001, 'file_too_large');
-    expect(await fileRows()).toBe(before);
-    expect(readdirSync(path.join(server.dataDir, 'tmp'))).toEqual([]);
-  });
-
-  it('wants the multipart field "file" (422) and a multipart body (415)', async () => {
-    const res = await postMultipart(`${server.url}/api/v1/upload`, [{ field: 'other', filename: 'x.jpg', data: JPEG }], alice.headers);
-    expect(res.status).toBe(422);
-    expect(await res.json()).toMatchObject({ success: false, code: 2001 });
-    expectFailure(await post(server.url, '/api/v1/upload', alice.headers, { file: 'x' }), 415, 2001);
-  });
-});
-
-async function fileRows(): Promise<number> {
-  return (await server.ctx.db.kysely.selectFrom('ai_files').select('file_id').execute()).length;
-}
 
 describe('POST /api/v1/initiate-process', () => {
   it('answers an init_id with code 3000', async () => {

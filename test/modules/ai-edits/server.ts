@@ -5,6 +5,7 @@
  * Plus small clients for the envelope routes and a database query counter.
  */
 import type { AddressInfo } from 'node:net';
+import { expect } from 'vitest';
 import type { Kysely, KyselyPlugin } from 'kysely';
 import { buildApp } from '../../../src/app.js';
 import type { Env } from '../../../src/config.js';
@@ -144,4 +145,16 @@ export function countQueries(ctx: Context): { readonly count: number; reset(): v
       count = 0;
     },
   };
+}
+
+/** A failure in the envelope: the status, JSON (not problem+json), success false, the route's x001 code and a sentence. */
+export function expectFailure(res: { status: number; type: string | null; body: unknown }, status: number, code: number, error?: string): void {
+  expect(res.status).toBe(status);
+  expect(res.type).toMatch(/^application\/json/);
+  const body = res.body as { success: boolean; code: number; message: string; data: { error: string } };
+  expect(body.success).toBe(false);
+  expect(body.code).toBe(code);
+  expect(body.message.length).toBeGreaterThan(5);
+  if (error) expect(body.data.error).toBe(error);
+  else expect(typeof body.data.error).toBe('string');
 }

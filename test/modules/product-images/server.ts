@@ -6,7 +6,8 @@
 import type { AddressInfo } from 'node:net';
 import { buildApp } from '../../../src/app.js';
 import type { Env } from '../../../src/config.js';
-import { createContext } from '../../../src/context.js';
+import { createContext, type Context } from '../../../src/context.js';
+import type { JobRunner } from '../../../src/platform/jobs/index.js';
 import { registerProductImageJobs, type EanFetchOptions } from '../../../src/modules/product-images/fetch-job.js';
 import { tempDataDir, testConfig } from '../../helpers/config.js';
 import type { TestServer } from '../../helpers/server.js';
@@ -24,10 +25,14 @@ export async function startProductServer(
   options: EanFetchOptions = FAST,
   /** Share another server's DATA_DIR (and so its SQLite file and blobs): two processes' worth of Kiln. */
   shareDataDir?: string,
+  /** Replaces the configured job runner (BullMQ with a Redis prefix of the test's own). */
+  runner?: (ctx: Context) => JobRunner,
 ): Promise<TestServer> {
   const temp = shareDataDir ? null : tempDataDir();
   const dataDir = shareDataDir ?? (temp as { dir: string }).dir;
-  const ctx = await createContext(testConfig(dataDir, { EAN_PROVIDER_URL: providerUrl, FETCH_ALLOWED_HOSTS: '127.0.0.1', ...env }));
+  const base = await createContext(testConfig(dataDir, { EAN_PROVIDER_URL: providerUrl, FETCH_ALLOWED_HOSTS: '127.0.0.1', ...env }));
+  const ctx: Context = runner ? { ...base, jobs: runner(base) } : base;
+  if (runner) base.onClose(() => ctx.jobs.stop(1000));
   // Before buildApp: the registration made while the app is built then keeps this one.
   registerProductImageJobs(ctx, options);
   const app = await buildApp(ctx);

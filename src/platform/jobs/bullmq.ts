@@ -52,6 +52,8 @@ export class BullJobRunner extends BaseRunner {
   private reconcileTimer: NodeJS.Timeout | null = null;
   private readonly active = new Set<Promise<unknown>>();
   private readonly lockDurationMs: number;
+  /** Adds waiting for the next flush: a burst of enqueues costs one Redis round trip, not one each. */
+  private pending: Array<{ row: JobRow; done: (err?: unknown) => void }> = [];
 
   constructor(
     deps: RunnerDeps,
@@ -78,8 +80,26 @@ export class BullJobRunner extends BaseRunner {
     return toJob(row) as Job<I>;
   }
 
-  private async addToQueue(row: JobRow): Promise<void> {
-    const opts: JobsOptions = {
+  private addToQueue(row: JobRow): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ row, done: (err) => (err === undefined ? resolve() : reject(err)) });
+      if (this.pending.length === 1) setImmediate(() => void this.flush());
+    });
+  }
+
+  private async flush(): Promise<void> {
+    const batch = this.pending;
+    this.pending = [];
+    try {
+      await this.queue.addBulk(batch.map(({ row }) => ({ name: row.type, data: { jobId: row.job_id }, opts: this.jobOptions(row) })));
+      for (const b of batch) b.done();
+    } catch (err) {
+      for (const b of batch) b.done(err);
+    }
+  }
+
+  private jobOptions(row: JobRow): JobsOptions {
+    return {
       // The same id in Redis makes a second add of one job a no-op.
       jobId: row.job_id,
       // The row decides when attempts are spent; BullMQ must never give up first.
@@ -88,7 +108,6 @@ export class BullJobRunner extends BaseRunner {
       removeOnComplete: true,
       removeOnFail: true,
     };
-    await this.queue.add(row.type, { jobId: row.job_id }, opts);
   }
 
   async start(): Promise<void> {

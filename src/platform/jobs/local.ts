@@ -29,6 +29,7 @@ export class LocalJobRunner extends BaseRunner {
   private started = false;
   private loopDone: Promise<void> = Promise.resolve();
   private wakeUp: (() => void) | null = null;
+  private lastExpiredCheck = 0;
   private woken = false;
 
   constructor(deps: RunnerDeps, options: LocalRunnerOptions) {
@@ -89,7 +90,7 @@ export class LocalJobRunner extends BaseRunner {
       }
       let row: JobRow | undefined;
       try {
-        row = await this.store.claimNext(this.registry.names(), this.workerId, this.leaseMs);
+        row = await this.claim();
       } catch (err) {
         this.log.error({ err }, 'could not claim a job; trying again shortly');
         await this.sleep(this.pollMs * 4);
@@ -98,6 +99,21 @@ export class LocalJobRunner extends BaseRunner {
       if (row) this.launch(row);
       else await this.sleep(this.pollMs);
     }
+  }
+
+  /** Queued jobs first; jobs of dead runners when idle, and at least every poll interval under load. */
+  private async claim(): Promise<JobRow | undefined> {
+    const kinds = this.registry.names();
+    const expiredDue = Date.now() - this.lastExpiredCheck >= this.pollMs;
+    const takeExpired = async () => {
+      this.lastExpiredCheck = Date.now();
+      return this.store.claimNext(kinds, this.workerId, this.leaseMs, true);
+    };
+    if (expiredDue) {
+      const row = await takeExpired();
+      if (row) return row;
+    }
+    return this.store.claimNext(kinds, this.workerId, this.leaseMs);
   }
 
   private launch(row: JobRow): void {

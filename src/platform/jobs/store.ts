@@ -151,32 +151,27 @@ export class JobStore {
   }
 
   /**
-   * Takes the oldest due job of one of `kinds`: a queued one, or a processing
-   * one whose runner's lease ran out (it died). One UPDATE, so two runners
-   * never take the same job: SQLite serialises writers, PostgreSQL skips rows
-   * another transaction has locked.
+   * Takes the oldest due job of one of `kinds`: a queued one, or with
+   * `expired` a processing one whose runner's lease ran out (it died). Two
+   * separate shapes so the common one is a plain index range. One UPDATE, so
+   * two runners never take the same job: SQLite serialises writers,
+   * PostgreSQL skips rows another transaction has locked.
    */
-  async claimNext(kinds: string[], workerId: string, leaseMs: number): Promise<JobRow | undefined> {
+  async claimNext(kinds: string[], workerId: string, leaseMs: number, expired = false): Promise<JobRow | undefined> {
     if (kinds.length === 0) return undefined;
     const now = this.now();
     return this.kysely
       .updateTable('jobs')
       .set(this.claimSet(workerId, leaseMs, now))
       .where('job_id', '=', (eb) => {
-        const pick = eb
-          .selectFrom('jobs')
-          .select('job_id')
-          .where('type', 'in', kinds)
-          .where((w) =>
-            w.or([
-              w.and([w('status', '=', 'queued'), w('run_after', '<=', now)]),
-              w.and([w('status', '=', 'processing'), w('locked_until', '<', now)]),
-            ]),
-          )
-          .orderBy('run_after')
-          .limit(1);
+        const base = eb.selectFrom('jobs').select('job_id').where('type', 'in', kinds);
+        const pick = expired
+          ? base.where('status', '=', 'processing').where('locked_until', '<', now).orderBy('locked_until').limit(1)
+          : base.where('status', '=', 'queued').where('run_after', '<=', now).orderBy('run_after').limit(1);
         return this.dialect === 'postgres' ? pick.forUpdate().skipLocked() : pick;
       })
+      // Re-checked on the row itself: under PostgreSQL's READ COMMITTED the subquery may have seen an older version.
+      .where('status', '=', expired ? 'processing' : 'queued')
       .returningAll()
       .executeTakeFirst();
   }

@@ -1,0 +1,56 @@
+// Which runner the Context builds, and that `kiln serve` with REDIS_URL only enqueues.
+import { afterEach, describe, expect, it } from 'vitest';
+import { createContext, type Context } from '../../../src/context.js';
+import { tempDataDir, testConfig } from '../../helpers/config.js';
+import { dropRedisPrefix, makeRunner, newPrefix, sqliteStore, TEST_REDIS_URL } from './harness.js';
+import { BullJobRunner } from '../../../src/platform/jobs/index.js';
+import { systemClock } from '../../../src/clock.js';
+import pino from 'pino';
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function context(env: Record<string, string> = {}): Promise<Context> {
+  const temp = tempDataDir();
+  const ctx = await createContext(testConfig(temp.dir, env));
+  cleanups.push(temp.cleanup, () => ctx.close());
+  return ctx;
+}
+
+describe('the Context job runner', () => {
+  it('is the local runner without REDIS_URL, and runs jobs once started', async () => {
+    const ctx = await context();
+    expect(ctx.jobs.mode).toBe('local');
+    ctx.jobs.register('ping', async () => 'pong');
+    await ctx.jobs.start();
+    const job = await ctx.jobs.enqueue('ping', {}, { userId: null });
+    expect(await ctx.jobs.waitFor(job.job_id, 10_000)).toMatchObject({ status: 'completed', result: 'pong' });
+  });
+
+  it('refuses to enqueue a kind nobody registered', async () => {
+    const ctx = await context();
+    await expect(ctx.jobs.enqueue('nobody', {}, { userId: null })).rejects.toThrow(/no handler is registered/);
+  });
+
+  it.skipIf(!TEST_REDIS_URL)(`is BullMQ with REDIS_URL; serve only enqueues, a worker runs${TEST_REDIS_URL ? '' : ' (skipped: TEST_REDIS_URL is not set)'}`, async () => {
+    const ctx = await context({ REDIS_URL: TEST_REDIS_URL as string });
+    expect(ctx.jobs.mode).toBe('bullmq');
+    const store = await sqliteStore();
+    const prefix = newPrefix();
+    const serve = new BullJobRunner({ db: store.db, log: pino({ level: 'silent' }), clock: systemClock }, { redisUrl: TEST_REDIS_URL as string, role: 'serve', concurrency: 2, prefix });
+    const worker = makeRunner('bullmq', store.db, prefix);
+    cleanups.push(() => store.close(), () => dropRedisPrefix(TEST_REDIS_URL as string, prefix), () => serve.stop(), () => worker.stop(1000));
+    let ranIn = '';
+    serve.register('where', async () => (ranIn = 'serve'));
+    worker.register('where', async () => (ranIn = 'worker'));
+    await serve.start();
+    const job = await serve.enqueue('where', {}, { userId: null });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await serve.get(job.job_id)).toMatchObject({ status: 'queued' });
+    await worker.start();
+    expect(await serve.waitFor(job.job_id, 10_000)).toMatchObject({ status: 'completed', result: 'worker' });
+    expect(ranIn).toBe('worker');
+  });
+});

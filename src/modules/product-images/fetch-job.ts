@@ -19,8 +19,8 @@ import { PermanentJobError, type BackoffOptions, type JobContext, type JobErrorI
 import { createOutbound, type Outbound, type OutboundTimeouts } from './outbound.js';
 import { createProvider, type ProductProvider } from './providers/index.js';
 import * as repo from './repo.js';
-import { PRODUCT_SIZES } from './schemas.js';
-import { EAN_FETCH, productBlobKey, productUrls, type EanFetchInput, type StoredVariant } from './service.js';
+import { PRODUCT_SIZES, type ProductImageAnswer } from './schemas.js';
+import { EAN_FETCH, productBlobKey, toAnswer, type EanFetchInput, type StoredVariant } from './service.js';
 
 export interface EanFetchOptions extends Partial<OutboundTimeouts> {
   /** Retry delay before the second attempt, doubled after (default 2 s, at most 1 min). */
@@ -32,14 +32,8 @@ export interface EanFetchOptions extends Partial<OutboundTimeouts> {
   provider?: (ctx: Context, outbound: Outbound) => ProductProvider;
 }
 
-export interface EanFetchResult {
-  ean_code: string;
-  product_name: string | null;
-  source_url: string;
-  fetched_at: string;
-  width: number;
-  height: number;
-  urls: ReturnType<typeof productUrls>;
+/** The picture's record as GET /api/v1/images/{ean_code} answers it, and where it came from. */
+export interface EanFetchResult extends ProductImageAnswer {
   /** False when the picture was already stored and the provider was not asked. */
   fetched_from_provider: boolean;
 }
@@ -47,16 +41,7 @@ export interface EanFetchResult {
 const DEFAULT_TIMEOUTS: OutboundTimeouts = { connectTimeoutMs: 5_000, totalTimeoutMs: 30_000 };
 
 function resultOf(row: repo.ProductImageRow, fromProvider: boolean): EanFetchResult {
-  return {
-    ean_code: row.ean_code,
-    product_name: row.product_name,
-    source_url: row.source_url,
-    fetched_at: row.fetched_at,
-    width: Number(row.width),
-    height: Number(row.height),
-    urls: productUrls(row.ean_code),
-    fetched_from_provider: fromProvider,
-  };
+  return { ...toAnswer(row), fetched_from_provider: fromProvider };
 }
 
 /** The image engine's refusals (not an image, too large, corrupt) as job errors that will not be retried. */

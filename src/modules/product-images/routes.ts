@@ -7,9 +7,8 @@ import type { FastifyInstance } from 'fastify';
 import { requireUser } from '../../auth/guard.js';
 import type { Context } from '../../context.js';
 import { sendStoredImage } from '../../images/serve.js';
-import { ProblemSchema } from '../../platform/http/schemas.js';
+import { authProblems, imageAnswers, ProblemSchema } from '../../platform/http/schemas.js';
 import {
-  BinaryJpeg,
   EanParams,
   FetchImageAnswer,
   FetchImageBody,
@@ -23,7 +22,6 @@ import {
 import { productBlobKey, ProductImageService } from './service.js';
 
 const SECURITY: Array<Record<string, string[]>> = [{ bearer: [] }, { apiKey: [] }];
-const PROBLEMS = { 401: ProblemSchema, 404: ProblemSchema, 422: ProblemSchema } as const;
 
 export async function productImageRoutes(parent: FastifyInstance, ctx: Context): Promise<void> {
   const app = parent.withTypeProvider<TypeBoxTypeProvider>();
@@ -37,7 +35,7 @@ export async function productImageRoutes(parent: FastifyInstance, ctx: Context):
         summary: 'Fetch a product picture by barcode in a background job',
         security: SECURITY,
         body: FetchImageBody,
-        response: { 202: FetchImageAnswer, ...PROBLEMS },
+        response: { 202: FetchImageAnswer, ...authProblems },
       },
     },
     async (request, reply) => {
@@ -49,7 +47,7 @@ export async function productImageRoutes(parent: FastifyInstance, ctx: Context):
   app.get(
     '/api/v1/jobs/:job_id',
     {
-      schema: { tags: ['jobs'], summary: 'One job (yours, or any for an admin)', security: SECURITY, params: JobParams, response: { 200: JobSchema, ...PROBLEMS } },
+      schema: { tags: ['jobs'], summary: 'One job (yours, or any for an admin)', security: SECURITY, params: JobParams, response: { 200: JobSchema, ...authProblems } },
     },
     async (request) => products.job(requireUser(request), request.params.job_id),
   );
@@ -62,7 +60,7 @@ export async function productImageRoutes(parent: FastifyInstance, ctx: Context):
         summary: 'Your jobs (every job for an admin), newest first, a page at a time',
         security: SECURITY,
         querystring: JobListQuery,
-        response: { 200: JobListAnswer, 400: ProblemSchema, ...PROBLEMS },
+        response: { 200: JobListAnswer, 400: ProblemSchema, ...authProblems },
       },
     },
     async (request) => products.jobs(requireUser(request), request.query),
@@ -76,7 +74,7 @@ export async function productImageRoutes(parent: FastifyInstance, ctx: Context):
         summary: 'The stored picture of a barcode: product name, source and URLs of its sizes',
         security: SECURITY,
         params: EanParams,
-        response: { 200: ProductImageAnswer, ...PROBLEMS },
+        response: { 200: ProductImageAnswer, ...authProblems },
       },
     },
     async (request) => {
@@ -94,7 +92,7 @@ export async function productImageRoutes(parent: FastifyInstance, ctx: Context):
         security: SECURITY,
         params: EanParams,
         querystring: ProductFileQuery,
-        response: { 200: BinaryJpeg, 206: BinaryJpeg, 304: { type: 'null', description: 'Not modified' }, ...PROBLEMS },
+        response: { ...imageAnswers, ...authProblems, 416: ProblemSchema },
       },
     },
     async (request, reply) => {

@@ -74,4 +74,4 @@ export const ProductImageAnswer = Type.Object({
 export type ProductImageAnswer = Static<typeof ProductImageAnswer>;
 
 // The file route answers JPEG bytes exactly as the gallery's does.
-export { BinaryJpeg } from '../galleries/schemas.js';
+export { BinaryJpeg } from '../../platform/http/schemas.js';

@@ -84,6 +84,9 @@ describe('fetching a product picture by barcode', () => {
       const again = await fetch(`${server.url}/api/v1/images/${code}/file?size=${size}`, { headers: { ...bob.headers, 'if-none-match': res.headers.get('etag') as string } });
       expect(again.status).toBe(304);
     }
+    const part = await fetch(`${server.url}/api/v1/images/${code}/file?size=thumb`, { headers: { ...bob.headers, range: 'bytes=0-9' } });
+    expect(part.status).toBe(206);
+    expect((await part.arrayBuffer()).byteLength).toBe(10);
     const plain = await fetch(`${server.url}/api/v1/images/${code}/file`, { headers: bob.headers });
     expect((await sharp(Buffer.from(await plain.arrayBuffer())).metadata()).width).toBe(640);
   });

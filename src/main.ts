@@ -49,8 +49,8 @@ async function worker(config: Config): Promise<void> {
   const app = await buildApp(ctx);
   const shutdown = async (signal: string) => {
     ctx.log.info({ signal }, 'worker shutting down');
-    await ctx.close();
     await app.close();
+    await ctx.close();
     process.exit(0);
   };
   process.once('SIGTERM', () => void shutdown('SIGTERM'));

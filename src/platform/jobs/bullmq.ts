@@ -9,7 +9,7 @@ import { Queue, Worker, type Job as BullJob, type JobsOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import { newId } from '../../ids.js';
 import { executeJob, MAX_RECOVERIES } from './execute.js';
-import { BaseRunner, type RunnerDeps } from './runner.js';
+import { BaseRunner, within, type RunnerDeps } from './runner.js';
 import { toJob, type JobRow } from './store.js';
 import type { EnqueueOptions, Job } from './types.js';
 
@@ -169,7 +169,7 @@ export class BullJobRunner extends BaseRunner {
       // Stop taking jobs at once; the running ones get their grace period, then give their rows back.
       const closing = worker.close();
       await this.drain(this.active, graceMs);
-      await Promise.race([closing, new Promise((r) => setTimeout(r, 2000))]);
+      await within(closing, 2000);
       if (this.active.size > 0) await worker.close(true);
     }
     // BullMQ leaves connections it was given open: they are ours to close.

@@ -7,6 +7,13 @@ import { HandlerRegistry } from './registry.js';
 import { isFinished, JobStore, toJob, type JobRow } from './store.js';
 import type { EnqueueOptions, HandlerOptions, Job, JobHandler, JobPage, JobRunner, ListQuery } from './types.js';
 
+/** Waits for `p` at most `ms`, leaving no timer behind to hold the process open. */
+export async function within(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p.then(() => undefined, () => undefined), new Promise((r) => (timer = setTimeout(r, ms)))]);
+  clearTimeout(timer);
+}
+
 export interface RunnerDeps {
   db: Db;
   log: Logger;
@@ -80,7 +87,7 @@ export abstract class BaseRunner implements JobRunner {
 
   /** Aborts every job running here and waits (bounded) for their handlers to let go. */
   protected async drain(active: Set<Promise<unknown>>, graceMs: number): Promise<void> {
-    const settled = (ms: number) => Promise.race([Promise.allSettled([...active]), new Promise((r) => setTimeout(r, ms))]);
+    const settled = (ms: number) => within(Promise.allSettled([...active]), ms);
     await settled(graceMs);
     if (active.size === 0) return;
     this.log.warn({ jobs: [...this.running.keys()] }, 'jobs still running at shutdown: giving them back to the queue');

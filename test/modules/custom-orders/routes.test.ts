@@ -229,3 +229,20 @@ describe('account deletion', () => {
     for (const o of [a, b]) expect(await filesUnder(path.join(server.dataDir, 'blobs', 'orders', o.order_id))).toEqual([]);
   });
 });
+
+describe('reference', () => {
+  it('every custom-order route is in the OpenAPI document', async () => {
+    const doc = (await (await get('/openapi.json')).json()) as { paths: Record<string, Record<string, unknown>> };
+    for (const [route, method] of [
+      ['/api/images/upload', 'post'],
+      ['/api/images/orders', 'get'],
+      ['/api/images/orders/{order_id}', 'get'],
+      ['/api/images/orders/{order_id}', 'delete'],
+      ['/api/images/orders/{order_id}/files/{file_id}', 'get'],
+      ['/api/images/orders/{order_id}/status', 'put'],
+      ['/admin/orders', 'get'],
+    ] as const) {
+      expect(doc.paths[route]?.[method], `${method} ${route}`).toBeDefined();
+    }
+  });
+});

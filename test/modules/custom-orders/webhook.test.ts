@@ -8,6 +8,7 @@ import { registerCustomOrderJobs, signBody, WEBHOOK_JOB, WEBHOOK_MAX_ATTEMPTS } 
 import { backoffDelay } from '../../../src/platform/jobs/registry.js';
 import type { BaseRunner } from '../../../src/platform/jobs/runner.js';
 import { tempDataDir, testConfig } from '../../helpers/config.js';
+import { startServer } from '../../helpers/server.js';
 import { registerUser } from '../../helpers/users.js';
 import { ADMIN, createOrder, filePart, loginAdmin, photo } from './helpers.js';
 
@@ -102,17 +103,15 @@ describe('status webhooks', () => {
   });
 
   it('keeps the contract\'s schedule by default: first retry within 30 s, doubling, 8 attempts', async () => {
-    const other = tempDataDir();
-    const plain = await createContext(testConfig(other.dir));
+    // Through the app's own wiring (modules/jobs.ts, called while the app is built), not a test registration.
+    const plain = await startServer();
     try {
-      registerCustomOrderJobs(plain);
-      const spec = (plain.jobs as BaseRunner).registry.require(WEBHOOK_JOB);
+      const spec = (plain.ctx.jobs as BaseRunner).registry.require(WEBHOOK_JOB);
       expect(spec.maxAttempts).toBe(8);
       expect(spec.backoff.delayMs).toBeLessThanOrEqual(30_000);
       expect(backoffDelay(spec.backoff, 2)).toBe(2 * spec.backoff.delayMs);
     } finally {
       await plain.close();
-      other.cleanup();
     }
     expect(signBody('k', '{}')).toBe(`sha256=${createHmac('sha256', 'k').update('{}').digest('hex')}`);
   });

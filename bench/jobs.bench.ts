@@ -7,6 +7,7 @@
  *
  *   node --import tsx bench/jobs.bench.ts          (or via `npm run bench`)
  *   node --import tsx bench/jobs.bench.ts --worker (internal: one BullMQ worker process)
+ *   BENCH_WORKER_CONCURRENCY=16 (jobs per worker process, default 4), BENCH_BULLMQ_ONLY=1
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -25,6 +26,8 @@ const SELF = fileURLToPath(import.meta.url);
 const REDIS_URL = process.env.TEST_REDIS_URL ?? process.env.REDIS_URL;
 const log = pino({ level: 'silent' });
 const noop = async () => null;
+/** Jobs each BullMQ worker process runs at once (JOB_CONCURRENCY of a `kiln worker`). */
+const WORKER_CONCURRENCY = Number(process.env.BENCH_WORKER_CONCURRENCY ?? 4);
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
@@ -121,7 +124,7 @@ async function benchBullmq(rows: 'SQLite' | 'PostgreSQL'): Promise<void> {
   const producer = new BullJobRunner({ db, log, clock: systemClock }, { redisUrl: REDIS_URL, role: 'serve', concurrency: 1, prefix });
   producer.register('noop', noop);
   const workers = await Promise.all([startWorker(temp.dir, pg?.url, prefix), startWorker(temp.dir, pg?.url, prefix)]);
-  const label = `BullMQ (2 worker processes × concurrency 16, ${rows} rows)`;
+  const label = `BullMQ (2 worker processes × concurrency ${WORKER_CONCURRENCY}, ${rows} rows)`;
   try {
     await idleLatency(producer, db, 20);
     const idle = await idleLatency(producer, db, 200);
@@ -147,7 +150,7 @@ async function worker(): Promise<void> {
   const runner = new BullJobRunner({ db, log, clock: systemClock }, {
     redisUrl: process.env.BENCH_REDIS_URL as string,
     role: 'worker',
-    concurrency: 16,
+    concurrency: WORKER_CONCURRENCY,
     prefix: process.env.BENCH_PREFIX as string,
   });
   runner.register('noop', noop);
@@ -158,7 +161,7 @@ async function worker(): Promise<void> {
 
 export default async function bench(): Promise<void> {
   console.log('jobs: no-op job kind; figures are noisy (2 cores, shared machine)');
-  await benchLocal();
+  if (!process.env.BENCH_BULLMQ_ONLY) await benchLocal();
   await benchBullmq('SQLite');
   if (process.env.TEST_DATABASE_URL) await benchBullmq('PostgreSQL');
 }

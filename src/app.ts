@@ -16,6 +16,7 @@ import { registerRateLimits } from './auth/ratelimit.js';
 import type { Context } from './context.js';
 import { newId } from './ids.js';
 import { registerModules } from './modules/index.js';
+import { registerJobHandlers } from './modules/jobs.js';
 import { bootstrapAdmin } from './modules/users/bootstrap.js';
 import { errorHandler, notFoundHandler } from './platform/http/errors.js';
 import { VERSION } from './version.js';
@@ -114,6 +115,8 @@ export async function buildApp(ctx: Context): Promise<App> {
   await registerAuth(app, ctx);
   await registerRateLimits(app, ctx);
   await registerModules(app, ctx);
+  // Job kinds exist wherever an app is built: `kiln serve`, and `kiln worker` which builds one without listening.
+  registerJobHandlers(ctx);
   await bootstrapAdmin(ctx);
   return app;
 }

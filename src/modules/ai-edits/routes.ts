@@ -15,7 +15,6 @@ import { VERSION } from '../../version.js';
 import { checkHealth } from '../ops/health.js';
 import { CODES, envelopeErrorHandler, envelopeErrors, ErrorEnvelope, sendOk } from './envelope.js';
 import { servableFile, uploadFile } from './files.js';
-import { registerAiEditJobs } from './job.js';
 import {
   BookAnswer,
   BookBody,
@@ -35,8 +34,6 @@ const TAGS = ['ai-edits'];
 const SECURED: Array<Record<string, string[]>> = [{ apiKey: [] }, { bearer: [] }];
 
 export async function aiEditRoutes(parent: FastifyInstance, ctx: Context): Promise<void> {
-  // Building the app is where serve and worker register job kinds (main.ts); modules/jobs.ts lists it too, and it is idempotent.
-  registerAiEditJobs(ctx);
   await parent.register(
     async (scope) => {
       scope.setErrorHandler(envelopeErrorHandler);

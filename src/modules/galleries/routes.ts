@@ -8,9 +8,9 @@ import type { Context } from '../../context.js';
 import { ValidationFailed } from '../../errors.js';
 import { requireUser } from '../../auth/guard.js';
 import { sendStoredImage } from '../../images/serve.js';
-import { ProblemSchema } from '../../platform/http/schemas.js';
+import { imageAnswers, ProblemSchema } from '../../platform/http/schemas.js';
 import { blobKey, GalleryService, type GallerySize, type ImageFile } from './service.js';
-import { BinaryJpeg, ImageParams, ListAnswer, PrimaryAnswer, ProjectParams, SizeQuery, UploadAnswer } from './schemas.js';
+import { ImageParams, ListAnswer, PrimaryAnswer, ProjectParams, SizeQuery, UploadAnswer } from './schemas.js';
 
 const TAGS = ['galleries'];
 const IMMUTABLE = 'max-age=31536000, immutable';
@@ -84,7 +84,7 @@ export async function galleryRoutes(parent: FastifyInstance, ctx: Context): Prom
         summary: 'One image in one size (default original); ETag, 304 and Range supported',
         params: ImageParams,
         querystring: SizeQuery,
-        response: { 200: BinaryJpeg, 206: BinaryJpeg, 304: { type: 'null', description: 'Not modified' }, 404: ProblemSchema, 422: ProblemSchema },
+        response: { ...imageAnswers, 404: ProblemSchema, 416: ProblemSchema, 422: ProblemSchema },
       },
     },
     async (request, reply) => {
@@ -102,7 +102,7 @@ export async function galleryRoutes(parent: FastifyInstance, ctx: Context): Prom
         tags: TAGS,
         summary: 'The primary image\'s thumb; follows the primary, so clients revalidate',
         params: ProjectParams,
-        response: { 200: BinaryJpeg, 304: { type: 'null', description: 'Not modified' }, 404: ProblemSchema, 422: ProblemSchema },
+        response: { ...imageAnswers, 404: ProblemSchema, 416: ProblemSchema, 422: ProblemSchema },
       },
     },
     async (request, reply) => {

@@ -47,5 +47,3 @@ export const PrimaryAnswer = Type.Object({
   project_id: Type.String(),
   primary_image_id: Type.String(),
 });
-
-export const BinaryJpeg = Type.String({ format: 'binary', description: 'image/jpeg bytes' });

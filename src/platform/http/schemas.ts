@@ -22,3 +22,10 @@ export const authProblems = {
 
 /** A stored image served as bytes (ETag, 304, Range), for the `response` schema of every image route. */
 export const BinaryJpeg = Type.String({ format: 'binary', description: 'image/jpeg bytes' });
+
+/** The success answers of a route served by `sendStoredImage`: whole, partial, or not modified. */
+export const imageAnswers = {
+  200: BinaryJpeg,
+  206: BinaryJpeg,
+  304: Type.Null({ description: 'Not modified' }),
+} as const;

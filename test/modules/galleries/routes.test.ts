@@ -142,6 +142,7 @@ describe('primary image rules', () => {
     const again = await fetch(`${server.url}/projects/cover/thumbnail`, { headers: { 'if-none-match': etagA as string } });
     expect(again.status).toBe(200);
     expect(again.headers.get('etag')).not.toBe(etagA);
+    await again.arrayBuffer();
     const listing = await list('cover');
     expect(listing.images.filter((i) => i.is_primary).map((i) => i.image_id)).toEqual([b.image_id]);
     expect(a.image_id).not.toBe(b.image_id);
@@ -219,5 +220,6 @@ describe('GALLERY_PUBLIC_READ=false', () => {
     const mine = await fetch(`${priv.url}${urls.thumb}`, { headers: owner.headers });
     expect(mine.status).toBe(200);
     expect(mine.headers.get('cache-control')).toMatch(/^private/);
+    await mine.arrayBuffer();
   });
 });

@@ -27,7 +27,7 @@ export interface KilnProcess {
 export async function startKiln(env: Env, command = 'serve'): Promise<KilnProcess> {
   const port = await freePort();
   const child = spawn(process.execPath, [MAIN, command], {
-    env: { ...process.env, LOG_LEVEL: 'warn', RATE_LIMIT_AUTH: '0', RATE_LIMIT_UPLOAD: '0', RATE_LIMIT_DEFAULT: '0', ...env, HOST: '127.0.0.1', PORT: String(port) },
+    env: { ...process.env, MALLOC_ARENA_MAX: '1', LOG_LEVEL: 'warn', RATE_LIMIT_AUTH: '0', RATE_LIMIT_UPLOAD: '0', RATE_LIMIT_DEFAULT: '0', ...env, HOST: '127.0.0.1', PORT: String(port) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

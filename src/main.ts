@@ -5,9 +5,9 @@
  */
 import './threadpool.js';
 import { parseArgs } from 'node:util';
-import { buildApp } from './app.js';
+import { buildApp, type App } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { createContext } from './context.js';
+import { createContext, type Context } from './context.js';
 import { migrateToLatest } from './platform/db/index.js';
 import { runUsersCommand, UsageError } from './modules/users/cli.js';
 
@@ -25,17 +25,26 @@ function fail(message: string): never {
   process.exit(1);
 }
 
-async function serve(config: Config): Promise<void> {
-  const ctx = await createContext(config);
-  const app = await buildApp(ctx);
+/** Requests in flight get this long to finish on SIGTERM; a client that stops reading must not hold the process. */
+const SHUTDOWN_GRACE_MS = 10_000;
+
+function closeOnSignals(app: App, ctx: Context, role: string): void {
   const shutdown = async (signal: string) => {
-    ctx.log.info({ signal }, 'shutting down');
+    ctx.log.info({ signal, role }, 'shutting down');
+    const force = setTimeout(() => app.server.closeAllConnections(), SHUTDOWN_GRACE_MS);
     await app.close();
+    clearTimeout(force);
     await ctx.close();
     process.exit(0);
   };
   process.once('SIGTERM', () => void shutdown('SIGTERM'));
   process.once('SIGINT', () => void shutdown('SIGINT'));
+}
+
+async function serve(config: Config): Promise<void> {
+  const ctx = await createContext(config);
+  const app = await buildApp(ctx);
+  closeOnSignals(app, ctx, 'serve');
   // Modules registered their job kinds while the app was built; without REDIS_URL this process runs them.
   await ctx.jobs.start();
   const address = await app.listen({ host: config.host, port: config.port });
@@ -47,14 +56,7 @@ async function worker(config: Config): Promise<void> {
   const ctx = await createContext(config, { jobRole: 'worker' });
   // Building the app (never listening) is how every module registers its job kinds, exactly as in serve.
   const app = await buildApp(ctx);
-  const shutdown = async (signal: string) => {
-    ctx.log.info({ signal }, 'worker shutting down');
-    await app.close();
-    await ctx.close();
-    process.exit(0);
-  };
-  process.once('SIGTERM', () => void shutdown('SIGTERM'));
-  process.once('SIGINT', () => void shutdown('SIGINT'));
+  closeOnSignals(app, ctx, 'worker');
   await ctx.jobs.start();
   ctx.log.info({ concurrency: config.jobConcurrency }, 'kiln worker is running jobs');
 }

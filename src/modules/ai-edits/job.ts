@@ -34,16 +34,13 @@ export function aiEditJobOptions(ctx: Context): HandlerOptions {
   };
 }
 
-const registered = new WeakSet<Context>();
-
 /**
  * Registers the `ai_edit` kind (modules/jobs.ts calls this in every process
  * that runs jobs). Once per Context: a test registers first with its own
  * options (short backoff), and the later call leaves that registration in place.
  */
 export function registerAiEditJobs(ctx: Context, options: HandlerOptions = {}): void {
-  if (registered.has(ctx)) return;
-  registered.add(ctx);
+  if (ctx.jobs.has(AI_EDIT_KIND)) return;
   const editor = createImageEditor(ctx.config);
   ctx.jobs.register<AiEditJobInput, AiEditJobResult>(AI_EDIT_KIND, (input, job) => runAiEdit(ctx, editor, input, job), {
     ...aiEditJobOptions(ctx),

@@ -74,16 +74,13 @@ async function deliver(ctx: Context, payload: StatusChanged, job: JobContext): P
   }
 }
 
-const registered = new WeakSet<Context>();
-
 /**
  * Registers the `webhook` job kind on this Context's runner. Idempotent per
  * Context, so a test can register first with a short `firstRetryMs` and the
  * app's own registration then leaves it alone.
  */
 export function registerCustomOrderJobs(ctx: Context, options: WebhookJobOptions = {}): void {
-  if (registered.has(ctx)) return;
-  registered.add(ctx);
+  if (ctx.jobs.has(WEBHOOK_JOB)) return;
   ctx.jobs.register<StatusChanged, { status: number }>(WEBHOOK_JOB, (payload, job) => deliver(ctx, payload, job), {
     maxAttempts: WEBHOOK_MAX_ATTEMPTS,
     timeoutMs: WEBHOOK_TIMEOUT_MS + 5_000,

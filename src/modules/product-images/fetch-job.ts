@@ -169,16 +169,13 @@ function adopted(text: string): [string, string] {
   return [info.code, info.detail];
 }
 
-const registered = new WeakSet<Context>();
-
 /**
  * Registers `ean_fetch` on the Context's job runner. Once per Context: a
  * test registers first with short timeouts and backoff, and the call made
  * while the app is built then leaves that registration in place.
  */
 export function registerProductImageJobs(ctx: Context, options: EanFetchOptions = {}): void {
-  if (registered.has(ctx)) return;
-  registered.add(ctx);
+  if (ctx.jobs.has(EAN_FETCH)) return;
   const fetcher = new EanFetcher(ctx, options);
   ctx.jobs.register<EanFetchInput, EanFetchResult>(EAN_FETCH, (input, job) => fetcher.run(input, job), {
     maxAttempts: options.maxAttempts ?? 3,

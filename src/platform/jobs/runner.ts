@@ -37,6 +37,10 @@ export abstract class BaseRunner implements JobRunner {
     this.registry.register(kind, handler, options);
   }
 
+  has(kind: string): boolean {
+    return this.registry.get(kind) !== undefined;
+  }
+
   abstract enqueue<I>(kind: string, input: I, options: EnqueueOptions): Promise<Job<I>>;
   abstract start(): Promise<void>;
   abstract stop(graceMs?: number): Promise<void>;

@@ -104,6 +104,8 @@ export interface JobRunner {
   readonly mode: 'local' | 'bullmq';
   /** Modules call this at startup, in every process (serve and worker), once per kind. */
   register<I, R>(kind: string, handler: JobHandler<I, R>, options?: HandlerOptions): void;
+  /** Whether `kind` has a handler here (a test may register a kind with its own options before the app does). */
+  has(kind: string): boolean;
   enqueue<I>(kind: string, input: I, options: EnqueueOptions): Promise<Job<I>>;
   get(jobId: string): Promise<Job | null>;
   /** Newest first; the cursor is opaque. Throws BadRequest(`invalid_cursor`) for a cursor it did not make. */

@@ -8,7 +8,8 @@
  * unit. Target: an order of 4 costs <= 1.1x four gallery uploads (latency at
  * c=1, server CPU per unit, throughput at c=4). Figures, never pass/fail.
  *
- *   npm run bench -- orders        (BENCH_SECONDS=15 sets the time per phase)
+ *   npm run bench -- orders        (BENCH_SECONDS=15 sets the time per phase,
+ *                                   run as 3 slices alternating with the other kind)
  */
 import { readFileSync } from 'node:fs';
 import sharp from 'sharp';
@@ -20,6 +21,7 @@ import { machineLine, verdict } from './lib/report.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
 const WARMUP = 2;
+const SLICES = 3;
 const TARGET_RATIO = 1.1;
 
 interface Photo {
@@ -94,18 +96,19 @@ interface Phase {
   seconds: number;
   latenciesMs: number[];
   peakRssMb: number | null;
-  cpuPerUnit: number | null;
+  /** Server CPU seconds used during the phase (null off Linux). */
+  cpu: number | null;
 }
 
 /** `concurrency` lanes run units back to back; no lane starts one after `seconds`. */
-async function phase(kiln: BenchServer, what: string, unit: Unit, concurrency: number): Promise<Phase> {
+async function phase(kiln: BenchServer, what: string, unit: Unit, concurrency: number, seconds: number): Promise<Phase> {
   const latenciesMs: number[] = [];
   let ok = 0;
   let failed = 0;
   const rss = new RssSampler(kiln.pid).start();
   const cpuBefore = cpuSeconds(kiln.pid);
   const started = performance.now();
-  const deadline = started + SECONDS * 1000;
+  const deadline = started + seconds * 1000;
   const lane = async (n: number): Promise<void> => {
     while (performance.now() < deadline) {
       const t = performance.now();
@@ -116,12 +119,40 @@ async function phase(kiln: BenchServer, what: string, unit: Unit, concurrency: n
     }
   };
   await Promise.all(Array.from({ length: concurrency }, (_, n) => lane(n)));
-  const seconds = (performance.now() - started) / 1000;
   const cpuAfter = cpuSeconds(kiln.pid);
-  const cpuPerUnit = cpuBefore !== null && cpuAfter !== null && ok > 0 ? (cpuAfter - cpuBefore) / ok : null;
-  return { what, concurrency, ok, failed, seconds, latenciesMs, peakRssMb: rss.stop(), cpuPerUnit };
+  const cpu = cpuBefore !== null && cpuAfter !== null ? cpuAfter - cpuBefore : null;
+  return { what, concurrency, ok, failed, seconds: (performance.now() - started) / 1000, latenciesMs, peakRssMb: rss.stop(), cpu };
 }
 
+/** Slices of one kind of unit at one concurrency, added up. */
+function merge(slices: Phase[]): Phase {
+  const [first] = slices as [Phase];
+  const sum = (f: (p: Phase) => number | null): number | null => slices.reduce<number | null>((a, p) => (a === null || f(p) === null ? null : a + (f(p) as number)), 0);
+  return {
+    what: first.what,
+    concurrency: first.concurrency,
+    ok: sum((p) => p.ok) ?? 0,
+    failed: sum((p) => p.failed) ?? 0,
+    seconds: sum((p) => p.seconds) ?? 0,
+    latenciesMs: slices.flatMap((p) => p.latenciesMs),
+    peakRssMb: slices.reduce<number | null>((a, p) => (p.peakRssMb === null ? a : Math.max(a ?? 0, p.peakRssMb)), null),
+    cpu: sum((p) => p.cpu),
+  };
+}
+
+/**
+ * Orders and gallery uploads take turns in SLICES short slices each, so a
+ * change of load on the machine during the run falls on both alike.
+ */
+async function compare(kiln: BenchServer, units: Record<'order' | 'gallery', Unit>, concurrency: number): Promise<Phase[]> {
+  const slices: Record<'order' | 'gallery', Phase[]> = { order: [], gallery: [] };
+  for (let i = 0; i < SLICES; i++) {
+    for (const what of ['order', 'gallery'] as const) slices[what].push(await phase(kiln, what, units[what], concurrency, SECONDS / SLICES));
+  }
+  return [merge(slices.order), merge(slices.gallery)];
+}
+
+const cpuPerUnit = (p: Phase): number | null => (p.cpu === null || p.ok === 0 ? null : p.cpu / p.ok);
 const p50 = (p: Phase): number => percentile(p.latenciesMs, 50);
 const p99 = (p: Phase): number => percentile(p.latenciesMs, 99);
 const perSecond = (p: Phase): number => p.ok / p.seconds;
@@ -132,7 +163,7 @@ function report(set: Photo[], phases: Phase[]): void {
   console.log();
   console.log(
     table(
-      ['unit (4 photos)', 'c', 'units', 'failed', 'units/s', 'p50 ms', 'p99 ms', 'server CPU s / unit', 'server peak RSS MB'],
+      ['unit (4 photos)', 'c', 'units', 'failed', 'units/s', 'p50 ms', 'p99 ms', 'server CPU s / unit', 'server CPU share (cores)', 'server peak RSS MB'],
       phases.map((p) => [
         p.what === 'order' ? 'one order of 4' : '4 gallery uploads in a row',
         p.concurrency,
@@ -141,14 +172,15 @@ function report(set: Photo[], phases: Phase[]): void {
         fmt(perSecond(p), 2),
         fmt(p50(p), 0),
         fmt(p99(p), 0),
-        fmt(p.cpuPerUnit, 2),
+        fmt(cpuPerUnit(p), 2),
+        fmt(p.cpu === null ? null : p.cpu / p.seconds, 2),
         fmt(p.peakRssMb, 0),
       ]),
     ),
   );
   const ratio = (a: number | null, b: number | null): number | null => (a === null || b === null || b === 0 ? null : a / b);
   const latency = ratio(p50(o1), p50(g1));
-  const cpu = ratio(o4.cpuPerUnit, g4.cpuPerUnit);
+  const cpu = ratio(cpuPerUnit(o4), cpuPerUnit(g4));
   const throughput = ratio(perSecond(g4), perSecond(o4));
   console.log();
   console.log(
@@ -176,10 +208,7 @@ async function main(): Promise<void> {
     const orderUnit: Unit = (k) => order(k, set);
     const galleryUnit: Unit = (k, lane) => galleryUploads(k, set, lane);
     for (let i = 0; i < WARMUP; i++) await Promise.all([orderUnit(kiln, 0), galleryUnit(kiln, 0)]);
-    for (const c of [1, 4]) {
-      phases.push(await phase(kiln, 'order', orderUnit, c));
-      phases.push(await phase(kiln, 'gallery', galleryUnit, c));
-    }
+    for (const c of [1, 4]) phases.push(...(await compare(kiln, { order: orderUnit, gallery: galleryUnit }, c)));
   } finally {
     await kiln.close();
   }

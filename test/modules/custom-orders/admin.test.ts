@@ -79,6 +79,14 @@ describe.each(dialects)('admin listing of every customer\'s orders ($name)', ({ 
     await expectProblem(await page('?cursor=not-a-cursor'), 422, 'invalid_cursor');
   });
 
+  it('deletes under the row lock: a pending order goes, one in review stays (409)', async () => {
+    const del = (id: string) => fetch(`${server.url}/api/images/orders/${id}`, { method: 'DELETE', headers: ann.headers });
+    await expectProblem(await del(made[0]?.order_id ?? ''), 409, 'order_not_deletable');
+    const extra = await createOrder(server.url, ann.headers, [filePart(await photo(640))]);
+    expect((await del(extra.order_id)).status).toBe(200);
+    await expectProblem(await del(extra.order_id), 404);
+  });
+
   it('counts orders by status for /metrics from the database', async () => {
     const text = await (await fetch(`${server.url}/metrics`)).text();
     expect(text).toContain('kiln_orders{status="pending"} 3');

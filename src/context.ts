@@ -11,7 +11,9 @@ import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
 import { newSecret } from './ids.js';
 import type { BlobStore } from './platform/blobs/index.js';
+import { CachingBlobStore } from './platform/blobs/cached.js';
 import { FsBlobStore } from './platform/blobs/fs.js';
+import { SMALL_FILE_BYTES } from './images/serve.js';
 import { migrateToLatest, openDatabase, type Db } from './platform/db/index.js';
 import { createCache, type TtlCache } from './platform/cache/index.js';
 import { createJobRunner, type JobRole, type JobRunner } from './platform/jobs/index.js';
@@ -91,7 +93,7 @@ export async function createContext(config: Config, options: ContextOptions = {}
   const jwtSecret = new TextEncoder().encode(jwtSecretText);
   const linkSecret = new Uint8Array(createHmac('sha256', jwtSecret).update('kiln signed links').digest());
 
-  const blobs: BlobStore = new FsBlobStore(path.join(config.dataDir, 'blobs'), tmpDir);
+  const blobs: BlobStore = new CachingBlobStore(new FsBlobStore(path.join(config.dataDir, 'blobs'), tmpDir), { maxItemBytes: SMALL_FILE_BYTES });
   const clock = options.clock ?? systemClock;
   const jobs = createJobRunner(config, { db, log, clock }, options.jobRole);
   // Registered after the database, so closing stops the jobs before the database goes.

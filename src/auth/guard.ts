@@ -19,19 +19,31 @@ export async function registerAuth(app: FastifyInstance, ctx: Context): Promise<
   const failures = new WeakMap<FastifyRequest, Unauthorized>();
 
   app.decorateRequest('principal', null);
-  app.addHook('onRequest', async (request) => {
-    try {
-      request.principal = await resolvePrincipal(ctx, verify, request.headers);
-    } catch (err) {
-      if (!(err instanceof Unauthorized)) throw err;
-      request.principal = null;
-      failures.set(request, err);
+  app.addHook('onRequest', (request, _reply, done) => {
+    // Most reads (images in <img> tags) carry no credentials: settle those without a promise.
+    if (request.headers.authorization === undefined && request.headers['x-api-key'] === undefined) {
+      done();
+      return;
     }
+    resolvePrincipal(ctx, verify, request.headers).then(
+      (principal) => {
+        request.principal = principal;
+        done();
+      },
+      (err: unknown) => {
+        if (!(err instanceof Unauthorized)) {
+          done(err instanceof Error ? err : new Error(String(err)));
+          return;
+        }
+        failures.set(request, err);
+        done();
+      },
+    );
   });
-  app.addHook('preParsing', async (request, _reply, payload) => {
+  app.addHook('preParsing', (request, _reply, payload, done) => {
     const failure = failures.get(request);
-    if (failure) throw failure;
-    return payload;
+    if (failure) done(failure);
+    else done(null, payload);
   });
 }
 

@@ -72,6 +72,9 @@ function rangeStillValid(request: FastifyRequest, quotedEtag: string, lastModifi
   return !Number.isNaN(date) && Math.floor(lastModified.getTime() / 1000) * 1000 === date;
 }
 
+/** At or under this size a file is read whole rather than streamed (see platform/blobs/cached.ts). */
+export const SMALL_FILE_BYTES = 256 * 1024;
+
 export async function sendStoredImage(
   request: FastifyRequest,
   reply: FastifyReply,
@@ -106,6 +109,11 @@ export async function sendStoredImage(
   // payload but keeps ours for a stream; an empty one reads nothing from the store.
   if (request.method === 'HEAD') return reply.send(Readable.from([]));
   // The store answers NotFound (404) before any header has left, when the blob is gone.
+  if (file.bytes <= SMALL_FILE_BYTES) {
+    // Small files (thumbs, game icons) as one buffer: a caching store answers them from memory.
+    const whole = await blobs.readAll(file.key);
+    return reply.send(range ? whole.subarray(range.start, range.end + 1) : whole);
+  }
   const body = await blobs.read(file.key, range);
   return reply.send(body);
 }

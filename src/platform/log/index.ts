@@ -127,6 +127,23 @@ export function createLogger(config: LogConfig): Logger {
 }
 
 /**
+ * A logger for the one line per request, writing to the same destination as
+ * `logger` at the same level but without the scrubbing layers: its fields
+ * are built by app.ts from safe parts only (request id, method, route
+ * pattern, path, status, duration), and on a hot GET the field walk, the
+ * redact paths and the line regexes cost more than the rest of the request
+ * (measured in docs/performance.md, "Serving"). The path is the one
+ * caller-controlled field, so it still goes through `scrubString`.
+ */
+export function createAccessLogger(logger: Logger): Logger {
+  const destination = (logger as unknown as Record<symbol, pino.DestinationStream>)[pino.symbols.streamSym];
+  return pino(
+    { level: logger.level, base: { service: 'kiln' }, timestamp: pino.stdTimeFunctions.isoTime },
+    destination,
+  );
+}
+
+/**
  * Writes out every buffered line and, for a file logger, ends its worker
  * thread. Lines logged afterwards are lost (reported once on stderr).
  */
@@ -146,4 +163,75 @@ export async function closeLogger(logger: Logger, timeoutMs = 5000): Promise<voi
     });
     stream.end();
   });
+}
+
+/**
+ * A request's logger, made only when something logs through it. Fastify
+ * builds `request.log` for every request; with the scrubbing options a pino
+ * child costs more than a cached image GET does, and most requests never log
+ * (their one line comes from the access logger). Methods live on the
+ * prototype so the wrapper itself costs one small object.
+ */
+class LazyChildLogger {
+  private real: Logger | undefined;
+
+  constructor(
+    private readonly parent: Logger,
+    private readonly childBindings: pino.Bindings,
+    private readonly options: pino.ChildLoggerOptions | undefined,
+  ) {}
+
+  private get logger(): Logger {
+    return (this.real ??= this.parent.child(this.childBindings, this.options));
+  }
+
+  get level(): string {
+    return (this.real ?? this.parent).level;
+  }
+
+  set level(value: string) {
+    this.logger.level = value;
+  }
+
+  // pino's LogFn overloads cannot be forwarded from unknown[]; the arguments pass through untouched.
+  fatal(...args: unknown[]): void {
+    (this.logger.fatal as (...a: unknown[]) => void)(...args);
+  }
+  error(...args: unknown[]): void {
+    (this.logger.error as (...a: unknown[]) => void)(...args);
+  }
+  warn(...args: unknown[]): void {
+    (this.logger.warn as (...a: unknown[]) => void)(...args);
+  }
+  info(...args: unknown[]): void {
+    (this.logger.info as (...a: unknown[]) => void)(...args);
+  }
+  debug(...args: unknown[]): void {
+    (this.logger.debug as (...a: unknown[]) => void)(...args);
+  }
+  trace(...args: unknown[]): void {
+    (this.logger.trace as (...a: unknown[]) => void)(...args);
+  }
+  silent(): void {}
+
+  child(bindings: pino.Bindings, options?: pino.ChildLoggerOptions): Logger {
+    return this.logger.child(bindings, options);
+  }
+
+  bindings(): pino.Bindings {
+    return { ...this.parent.bindings(), ...this.childBindings };
+  }
+
+  isLevelEnabled(level: string): boolean {
+    return this.parent.isLevelEnabled(level);
+  }
+
+  flush(): void {
+    this.parent.flush();
+  }
+}
+
+export function lazyChildLogger(parent: Logger, bindings: pino.Bindings, options?: pino.ChildLoggerOptions): Logger {
+  // Only the methods Fastify and our code call on request.log exist; that is what the cast asserts.
+  return new LazyChildLogger(parent, bindings, options) as unknown as Logger;
 }

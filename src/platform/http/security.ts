@@ -1,0 +1,43 @@
+/**
+ * Security headers, computed once. Helmet decides which headers a response
+ * carries (CSP, nosniff, frame and referrer policies, HSTS …); since none of
+ * ours depends on the request, Kiln asks helmet once at start and then sets
+ * the same object on every answer, instead of letting it rebuild the CSP
+ * string per request (a tenth of a hot GET's time; docs/performance.md).
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import helmet, { type HelmetOptions } from 'helmet';
+
+export const HELMET_OPTIONS: HelmetOptions = {
+  // The docs pages and the upload page load their own scripts and styles from this origin.
+  contentSecurityPolicy: {
+    directives: {
+      defaultSrc: ["'self'"],
+      imgSrc: ["'self'", 'data:', 'blob:'],
+      scriptSrc: ["'self'", "'unsafe-inline'"],
+      styleSrc: ["'self'", "'unsafe-inline'"],
+    },
+  },
+  // Images are meant to be embedded by the shop's own pages on other origins.
+  crossOriginResourcePolicy: { policy: 'cross-origin' },
+};
+
+/** The headers helmet would set on any response, as a plain object. */
+export function securityHeaders(options: HelmetOptions = HELMET_OPTIONS): Record<string, string> {
+  const headers: Record<string, string> = {};
+  const recorder = {
+    setHeader(name: string, value: string | number | readonly string[]) {
+      headers[name.toLowerCase()] = Array.isArray(value) ? value.join(', ') : String(value);
+    },
+    removeHeader(name: string) {
+      delete headers[name.toLowerCase()];
+    },
+  };
+  let failure: unknown;
+  // helmet is Express middleware: it only calls setHeader/removeHeader and then next(), synchronously.
+  helmet(options)({} as IncomingMessage, recorder as unknown as ServerResponse, (err?: unknown) => {
+    failure = err;
+  });
+  if (failure) throw failure;
+  return headers;
+}

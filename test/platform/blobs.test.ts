@@ -45,3 +45,28 @@ describe('FsBlobStore', () => {
     await expect(store.healthCheck()).resolves.toBeUndefined();
   });
 });
+
+describe('CachingBlobStore', () => {
+  it('answers small blobs from memory after the first read, and forgets them on delete', async () => {
+    const { CachingBlobStore } = await import('../../src/platform/blobs/cached.js');
+    const inner = new FsBlobStore(path.join(dir, 'cached'), tmp);
+    let reads = 0;
+    const counting = Object.assign(Object.create(inner) as FsBlobStore, {
+      readAll: async (key: string) => {
+        reads++;
+        return inner.readAll(key);
+      },
+    });
+    const cached = new CachingBlobStore(counting, { maxItemBytes: 10 });
+    await cached.put('gallery/c/small.jpg', Buffer.from('tiny'), 'image/jpeg');
+    await cached.put('gallery/c/big.jpg', Buffer.from('more than ten bytes'), 'image/jpeg');
+    expect((await cached.readAll('gallery/c/small.jpg')).toString()).toBe('tiny');
+    expect((await cached.readAll('gallery/c/small.jpg')).toString()).toBe('tiny');
+    expect(reads).toBe(1);
+    await cached.readAll('gallery/c/big.jpg');
+    await cached.readAll('gallery/c/big.jpg');
+    expect(reads).toBe(3);
+    await cached.delete('gallery/c/small.jpg');
+    await expect(cached.readAll('gallery/c/small.jpg')).rejects.toMatchObject({ status: 404 });
+  });
+});

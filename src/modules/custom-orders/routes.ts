@@ -56,11 +56,8 @@ export async function customOrderRoutes(parent: FastifyInstance, ctx: Context): 
     },
     async (request, reply) => {
       const principal = requireUser(request);
-      const order = await orders.upload(principal, request.parts()).catch((err: unknown) => {
-        // The service has read the body to its end; should a part have broken off early, drop what is left so the client can read our answer.
-        if (!request.raw.readableEnded) request.raw.resume();
-        throw err;
-      });
+      // A refused upload's unread rest is drained by the error handler (platform/http/drain.ts).
+      const order = await orders.upload(principal, request.parts());
       return reply.status(201).send({
         success: true as const,
         message: 'Images uploaded successfully',

@@ -6,6 +6,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { DomainError, type FieldError } from '../../errors.js';
+import { drainUnreadBody } from './drain.js';
 
 export interface Problem {
   type: string;
@@ -81,7 +82,10 @@ export function recordFailure(error: FastifyError, request: FastifyRequest, repl
   const p = toProblem(error);
   if (p.status >= 500) request.log.error({ err: error }, 'request failed');
   else request.log.debug({ code: p.code }, 'request rejected');
-  request.server.ctx.metrics.httpErrors.inc({ route: request.routeOptions.url ?? 'unmatched', code: p.code });
+  const { ctx } = request.server;
+  ctx.metrics.httpErrors.inc({ route: request.routeOptions.url ?? 'unmatched', code: p.code });
+  // An upload refused before its body was read: read it out so the client gets this answer.
+  drainUnreadBody(request, reply, ctx.config.maxUploadSize * (ctx.config.maxFilesPerOrder + 1));
   if (error instanceof DomainError && p.status === 429) {
     const retry = (error as { retryAfterSeconds?: number }).retryAfterSeconds;
     if (retry !== undefined) reply.header('retry-after', String(retry));

@@ -38,10 +38,19 @@ function collector(): Collect | null {
   return collect;
 }
 
-/** Notes that `bytes` of pixel buffers just became garbage; collects when enough has piled up. */
+/**
+ * Below this resident size a forced collection is not worth its cost: a full
+ * GC of the server's heap takes ~20 ms on the main thread, which at one
+ * 4 MP upload at a time was a fifth of each upload's time
+ * (docs/performance.md, "Upload path"); V8's own timing is enough there.
+ */
+const RSS_HIGH_WATER_BYTES = 224 * 1024 * 1024;
+
+/** Notes that `bytes` of pixel buffers just became garbage; collects when enough has piled up and memory is high. */
 export function pixelsDropped(bytes: number): void {
   dropped += bytes;
   if (dropped < THRESHOLD_BYTES) return;
+  if (process.memoryUsage.rss() < RSS_HIGH_WATER_BYTES) return;
   dropped = 0;
   const gc = collector();
   // Deferred: the caller's frames still reference the pixels until it returns.

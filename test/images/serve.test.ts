@@ -24,7 +24,7 @@ beforeAll(async () => {
   await blobs.put('gallery/abc/thumb.jpg', BODY, 'image/jpeg');
   app = Fastify();
   // The project's error handler only needs the metrics counter from the Context.
-  app.decorate('ctx', { metrics: { httpErrors: { inc: () => undefined } } } as unknown as FastifyInstance['ctx']);
+  app.decorate('ctx', { metrics: { httpErrors: { inc: () => undefined } }, config: { maxUploadSize: 1024, maxFilesPerOrder: 1 } } as unknown as FastifyInstance['ctx']);
   app.setErrorHandler(errorHandler);
   const file = { key: 'gallery/abc/thumb.jpg', etag: ETAG, bytes: SIZE, lastModified: LAST_MODIFIED, cacheControl: 'public, max-age=31536000, immutable' };
   app.get('/img', (request, reply) => sendStoredImage(request, reply, blobs, file));

@@ -148,7 +148,7 @@ async function main(): Promise<void> {
     ),
   );
   console.log(`\nserver RSS after warm-up, idle: ${fmt(idleRss, 0)} MB; peak RSS per level from /proc VmHWM (reset per level) and 50 ms VmRSS samples.`);
-  console.log(`reference: the seeds' FastAPI + Pillow design measures ~4.4 uploads/s at c=4 on this machine; c=4 uses ${rps(c4) > 0 ? fmt(rps(c4) / 4.4, 1) + 'x that' : 'n/a'}.`);
+  console.log(`reference: the FastAPI + Pillow design Kiln replaces measures ~4.4 uploads/s at c=4 on this machine; c=4 uses ${rps(c4) > 0 ? fmt(rps(c4) / 4.4, 1) + 'x that' : 'n/a'}.`);
 }
 
 await main();

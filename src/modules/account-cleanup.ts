@@ -1,5 +1,5 @@
 /**
- * What each module deletes when a user deletes their account (spec/core.md:
+ * What each module deletes when a user deletes their account (docs/auth.md:
  * "its uploads are deleted"). The users module calls these in order before
  * removing the user row; a module that keeps things per user adds its
  * function to the list.

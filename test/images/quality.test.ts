@@ -151,7 +151,7 @@ describe('orientation', () => {
     expect(hammingDistance(q.phash, original.phash)).toBeLessThanOrEqual(2);
   });
 
-  // A colleague copies some of the corpus orient_*.jpg (one photo stored under
+  // test/fixtures holds some of the corpus orient_*.jpg (one photo stored under
   // EXIF orientations 1-8, all displayed as 1200x1802); use whichever are here.
   const orientFiles = [1, 2, 3, 4, 5, 6, 7, 8].map((n) => fixture(`orient_${n}.jpg`)).filter((f) => existsSync(f));
   it.skipIf(orientFiles.length < 2)('gives the same answer for the orient_*.jpg fixtures', async () => {
@@ -180,7 +180,7 @@ describe('formats', () => {
     }
   });
 
-  // Small derived copies of corpus photos, present when a colleague has copied them.
+  // Small derived copies of corpus photos, present in test/fixtures.
   const formatFixtures: Array<[string, number, number]> = [
     ['dogs_rgba_200x300.png', 200, 300], // RGBA
     ['picos_cmyk_400x300.jpg', 400, 300], // CMYK JPEG

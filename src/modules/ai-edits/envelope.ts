@@ -1,6 +1,6 @@
 /**
- * The answer envelope of seed 002 (Pictoora): every answer of the AI-edit
- * routes is `{success, code, message, data}`, with the seed's numeric codes
+ * The answer envelope of the Pictoora API: every answer of the AI-edit
+ * routes is `{success, code, message, data}`, with its numeric codes
  * beside a truthful HTTP status. Errors use it too, with the stable machine
  * code in `data.error`; they are classified, logged and counted by the same
  * `recordFailure` as the rest of Kiln, so a failure means the same thing
@@ -10,7 +10,7 @@ import { Type, type TSchema } from '@sinclair/typebox';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { recordFailure } from '../../platform/http/errors.js';
 
-/** The seed's codes: x000 success, x001 failure, one family per route. */
+/** Pictoora's codes: x000 success, x001 failure, one family per route. */
 export const CODES = {
   root: { ok: 1000, failed: 1001 },
   health: { ok: 1000, failed: 1001 },
@@ -64,7 +64,7 @@ export function envelopeErrorHandler(error: FastifyError, request: FastifyReques
 
 declare module 'fastify' {
   interface FastifyContextConfig {
-    /** The seed-002 failure code (x001) an AI-edit route answers errors with. */
+    /** The Pictoora failure code (x001) an AI-edit route answers errors with. */
     envelopeFailure?: number;
   }
 }

@@ -22,7 +22,7 @@ export const UPLOAD_SIZES = ['original'] as const;
 export const RESULT_SIZES = ['original', 'medium', 'thumb'] as const;
 export type FileSize = (typeof RESULT_SIZES)[number];
 
-/** The types the image model takes and the seed accepted; WebP and the rest are refused here. */
+/** The types the image model takes and Pictoora accepted; WebP and the rest are refused here. */
 const UPLOAD_TYPES = new Set(['png', 'jpeg']);
 
 export interface StoredVariant {

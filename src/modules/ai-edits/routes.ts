@@ -1,6 +1,6 @@
 /**
- * HTTP routes of AI edits (spec/ai-edits.md, seed 002) under /api/v1, in
- * their own encapsulated scope: its error handler answers in the seed's
+ * HTTP routes of AI edits (docs/ai-edits.md) under /api/v1, in
+ * their own encapsulated scope: its error handler answers in the Pictoora
  * envelope, while the other /api/v1 routes (product images, jobs) keep
  * problem+json. Parse, call the service, shape the answer.
  */
@@ -137,7 +137,7 @@ export async function aiEditRoutes(parent: FastifyInstance, ctx: Context): Promi
       app.get(
         '/files/:file_id',
         {
-          // Not a seed route: it serves what /upload stored and what a job produced, in the upload family's codes.
+          // Not a Pictoora route: it serves what /upload stored and what a job produced, in the upload family's codes.
           config: { envelopeFailure: CODES.upload.failed },
           schema: {
             tags: TAGS,

@@ -1,5 +1,5 @@
 /**
- * AI edits (spec/ai-edits.md, seed 002): a process is initiated, booked with
+ * AI edits (docs/ai-edits.md): a process is initiated, booked with
  * two of the caller's uploads and a prompt (which queues an `ai_edit` job),
  * and polled until it is completed (with a result url) or failed (with the
  * reason). Owns those rules; routes.ts speaks HTTP, job.ts runs the edit.

@@ -70,7 +70,7 @@ async function readParts(iterator: AsyncIterator<Multipart>, opts: IntakeOptions
   for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
     const part = next.value;
     if (part.type === 'field') {
-      // Unknown text fields are ignored, as the seed's form handling did.
+      // Unknown text fields are ignored, as the Pet Planter service's form handling did.
       if (isTextField(part.fieldname)) text[part.fieldname] = checkText(part.fieldname, part.value, part.valueTruncated);
       continue;
     }

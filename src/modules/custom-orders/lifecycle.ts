@@ -1,5 +1,5 @@
 /**
- * The status lifecycle of a custom order (spec/custom-orders.md, Rules):
+ * The status lifecycle of a custom order (docs/custom-orders.md, Rules):
  * pending → in_review → modeling → ready → shipped, or cancelled from any
  * state before shipped. Pure rules, so the service and the tests share them.
  */

@@ -60,7 +60,7 @@ export function orderPrefix(orderId: string): string {
   return `orders/${orderId}`;
 }
 
-/** The seed's pattern, `YYYYMMDD_HHMMSS_<random>.jpg`, from the upload time in UTC. */
+/** The Pet Planter service's pattern, `YYYYMMDD_HHMMSS_<random>.jpg`, from the upload time in UTC. */
 export function storedFilename(at: Date): string {
   const stamp = at.toISOString().replace(/[-:]/g, '').replace('T', '_').slice(0, 15);
   return `${stamp}_${randomBytes(6).toString('hex')}.jpg`;

@@ -1,6 +1,6 @@
 /**
- * HTTP routes of custom orders (spec/custom-orders.md). Parse, call the
- * service, shape the answer in the seed's `{success: true, …}` envelope;
+ * HTTP routes of custom orders (docs/custom-orders.md). Parse, call the
+ * service, shape the answer in the Pet Planter service's `{success: true, …}` envelope;
  * the rules live in service.ts.
  */
 import type { FastifyInstance } from 'fastify';

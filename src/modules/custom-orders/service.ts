@@ -1,5 +1,5 @@
 /**
- * Custom orders (spec/custom-orders.md): a customer's photos of a pet with a
+ * Custom orders (docs/custom-orders.md): a customer's photos of a pet with a
  * few details, which the shop then works through a status lifecycle. This
  * module owns the rules; routes.ts only speaks HTTP.
  *

@@ -1,5 +1,5 @@
 /**
- * HTTP routes of project galleries (spec/galleries.md). Parse, call the
+ * HTTP routes of project galleries (docs/api.md). Parse, call the
  * service, shape the answer: the rules live in service.ts.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';

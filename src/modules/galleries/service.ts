@@ -1,7 +1,7 @@
 /**
  * Galleries: projects of images, each image stored once per size, one
  * image per project being its primary (cover). Owns the rules of
- * spec/galleries.md; routes.ts only speaks HTTP.
+ * docs/api.md; routes.ts only speaks HTTP.
  *
  * Commit order: variant blobs first, then the rows in one transaction that
  * holds the project's row lock. A crash between the two leaves orphan

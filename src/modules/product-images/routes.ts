@@ -1,6 +1,6 @@
 /**
  * HTTP routes of product images by barcode and of the job API
- * (spec/product-images.md). Parse, call the service, shape the answer.
+ * (docs/product-images.md). Parse, call the service, shape the answer.
  */
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';

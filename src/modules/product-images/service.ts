@@ -1,5 +1,5 @@
 /**
- * Product images by barcode (spec/product-images.md): the rules behind the
+ * Product images by barcode (docs/product-images.md): the rules behind the
  * routes. A user asks for a barcode; an `ean_fetch` job (fetch-job.ts) asks
  * the product database for its picture, downloads it through the guarded
  * fetch and stores it with the upload variants. Pictures are shared facts

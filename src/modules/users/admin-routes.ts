@@ -1,4 +1,4 @@
-/** Admin-only routes over other people's accounts (spec/core.md, Admin). */
+/** Admin-only routes over other people's accounts (docs/auth.md, Admin). */
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import { requireAdmin } from '../../auth/guard.js';

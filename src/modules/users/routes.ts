@@ -1,5 +1,5 @@
 /**
- * Accounts (spec/core.md): registration, sessions (/auth/login, refresh,
+ * Accounts (docs/auth.md): registration, sessions (/auth/login, refresh,
  * logout), one's own account (/users/me), API keys (/auth/api-keys) and the
  * admin's user list (admin-routes.ts). Routes speak HTTP only; the rules
  * are in service.ts, sessions.ts, api-keys.ts and admin.ts.

@@ -34,7 +34,7 @@ function putStatus(orderId: string, status: string, headers: Record<string, stri
 }
 
 describe('upload', () => {
-  it('makes an order of the photos and the text fields, in the seed\'s shape', async () => {
+  it('makes an order of the photos and the text fields, in the Pet Planter shape', async () => {
     const res = await fetch(`${server.url}/api/images/upload`, {
       method: 'POST',
       headers: alice.headers,

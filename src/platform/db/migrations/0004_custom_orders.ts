@@ -1,6 +1,6 @@
 import { type Kysely } from 'kysely';
 
-// Custom orders (spec/custom-orders.md): one row per order, one per uploaded photo.
+// Custom orders (docs/custom-orders.md): one row per order, one per uploaded photo.
 export async function up(db: Kysely<unknown>): Promise<void> {
   await db.schema
     .createTable('custom_orders')

@@ -1,6 +1,6 @@
 import { type Kysely } from 'kysely';
 
-// AI edits (seed 002): the files a client uploads or a job produces, and the processes that tie them together.
+// AI edits (the Pictoora API): the files a client uploads or a job produces, and the processes that tie them together.
 export async function up(db: Kysely<unknown>): Promise<void> {
   await db.schema
     .createTable('ai_files')

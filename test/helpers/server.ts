@@ -13,16 +13,32 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
+export interface StartOptions {
+  clock?: Clock;
+  /** Share another server's DATA_DIR (its SQLite file and blobs): two processes' worth of Kiln. */
+  dataDir?: string;
+  /**
+   * Runs after the Context is made and before the app is built: register a
+   * job kind with a test's short backoff, count queries, swap a part. May
+   * return a Context to use instead (one with another job runner, say).
+   */
+  prepare?: (ctx: Context) => void | Context | Promise<void | Context>;
+  /** Start the job runner, as `kiln serve` does (off by default: most tests run no jobs). */
+  startJobs?: boolean;
+}
+
 /**
  * A real Kiln listening on 127.0.0.1 (random port) over a fresh DATA_DIR.
  * `env` is read as `kiln serve` would read the environment.
  */
-export async function startServer(env: Env = {}, options: { clock?: Clock; dataDir?: string } = {}): Promise<TestServer> {
+export async function startServer(env: Env = {}, options: StartOptions = {}): Promise<TestServer> {
   const temp = options.dataDir ? null : tempDataDir();
   const dataDir = options.dataDir ?? (temp as { dir: string }).dir;
-  const ctx = await createContext(testConfig(dataDir, env), { clock: options.clock });
+  const made = await createContext(testConfig(dataDir, env), { clock: options.clock });
+  const ctx = (await options.prepare?.(made)) ?? made;
   const app = await buildApp(ctx);
   await app.listen({ host: '127.0.0.1', port: 0 });
+  if (options.startJobs) await ctx.jobs.start();
   const { port } = app.server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,

@@ -1,9 +1,9 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pngBomb } from '../helpers/png.js';
 import { isSizeName, renderVariants, SIZE_NAMES, SIZES, type RenderedImage } from '../../src/images/variants.js';
 
 const FIXTURES = path.join(import.meta.dirname, '..', 'fixtures');
@@ -121,7 +121,7 @@ describe('renderVariants', () => {
   });
 
   it('refuses a PNG that declares 30000x30000 quickly, before decoding', async () => {
-    const bomb = tempFile('bomb.png', pngDeclaring(30_000, 30_000));
+    const bomb = tempFile('bomb.png', pngBomb(30_000, 30_000));
     expect(readFileSync(bomb).length).toBeLessThan(200);
     const started = Date.now();
     await expect(render(bomb)).rejects.toMatchObject({ status: 413, code: 'image_too_large' });
@@ -140,34 +140,3 @@ describe('renderVariants', () => {
   });
 });
 
-/** A valid PNG header (IHDR with a correct CRC) declaring width x height, with a tiny IDAT. */
-function pngDeclaring(width: number, height: number): Buffer {
-  const chunk = (type: string, data: Buffer): Buffer => {
-    const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
-    const out = Buffer.alloc(8 + data.length + 4);
-    out.writeUInt32BE(data.length, 0);
-    body.copy(out, 4);
-    out.writeUInt32BE(crc32(body), 8 + data.length);
-    return out;
-  };
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(width, 0);
-  ihdr.writeUInt32BE(height, 4);
-  ihdr[8] = 8; // bit depth
-  ihdr[9] = 2; // RGB
-  return Buffer.concat([
-    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk('IHDR', ihdr),
-    chunk('IDAT', deflateSync(Buffer.alloc(64))),
-    chunk('IEND', Buffer.alloc(0)),
-  ]);
-}
-
-function crc32(data: Buffer): number {
-  let crc = 0xffffffff;
-  for (const byte of data) {
-    crc ^= byte;
-    for (let k = 0; k < 8; k++) crc = crc & 1 ? (crc >>> 1) ^ 0xedb88320 : crc >>> 1;
-  }
-  return (crc ^ 0xffffffff) >>> 0;
-}

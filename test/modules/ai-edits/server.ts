@@ -4,17 +4,14 @@
  * with short backoff (injected here, before the app is built), jobs running.
  * Plus small clients for the envelope routes and a database query counter.
  */
-import type { AddressInfo } from 'node:net';
 import { expect } from 'vitest';
 import type { Kysely, KyselyPlugin } from 'kysely';
-import { buildApp } from '../../../src/app.js';
 import type { Env } from '../../../src/config.js';
-import { createContext, type Context } from '../../../src/context.js';
+import type { Context } from '../../../src/context.js';
 import { registerAiEditJobs } from '../../../src/modules/ai-edits/job.js';
 import type { Database } from '../../../src/platform/db/schema.js';
 import type { HandlerOptions } from '../../../src/platform/jobs/types.js';
-import { tempDataDir, testConfig } from '../../helpers/config.js';
-import type { TestServer } from '../../helpers/server.js';
+import { startServer, type TestServer } from '../../helpers/server.js';
 import { fixture, postMultipart } from '../../helpers/upload.js';
 
 export const STATIC_KEY = 'static-service-key-for-tests';
@@ -31,26 +28,17 @@ export interface AiServerOptions {
 }
 
 export async function startAiServer(env: Env = {}, options: AiServerOptions = {}): Promise<TestServer> {
-  const temp = options.dataDir ? null : tempDataDir();
-  const dataDir = options.dataDir ?? (temp as { dir: string }).dir;
-  const ctx = await createContext(testConfig(dataDir, { API_KEY: STATIC_KEY, OPENAI_TIMEOUT_SECONDS: '1', ...env }));
-  await options.prepare?.(ctx);
-  registerAiEditJobs(ctx, options.jobs ?? FAST);
-  const app = await buildApp(ctx);
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  await ctx.jobs.start();
-  const { port } = app.server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    app,
-    ctx,
-    dataDir,
-    async close() {
-      await app.close();
-      await ctx.close();
-      temp?.cleanup();
+  return startServer(
+    { API_KEY: STATIC_KEY, OPENAI_TIMEOUT_SECONDS: '1', ...env },
+    {
+      dataDir: options.dataDir,
+      startJobs: true,
+      prepare: async (ctx) => {
+        await options.prepare?.(ctx);
+        registerAiEditJobs(ctx, options.jobs ?? FAST);
+      },
     },
-  };
+  );
 }
 
 export interface Envelope<T = Record<string, unknown>> {

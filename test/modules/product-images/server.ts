@@ -3,14 +3,11 @@
  * (short timeouts and backoff), with its job runner started, pointing at a
  * fake product database on 127.0.0.1.
  */
-import type { AddressInfo } from 'node:net';
-import { buildApp } from '../../../src/app.js';
 import type { Env } from '../../../src/config.js';
-import { createContext, type Context } from '../../../src/context.js';
+import type { Context } from '../../../src/context.js';
 import type { JobRunner } from '../../../src/platform/jobs/index.js';
 import { registerProductImageJobs, type EanFetchOptions } from '../../../src/modules/product-images/fetch-job.js';
-import { tempDataDir, testConfig } from '../../helpers/config.js';
-import type { TestServer } from '../../helpers/server.js';
+import { startServer, type TestServer } from '../../helpers/server.js';
 
 export const FAST: EanFetchOptions = {
   connectTimeoutMs: 1_000,
@@ -28,28 +25,20 @@ export async function startProductServer(
   /** Replaces the configured job runner (BullMQ with a Redis prefix of the test's own). */
   runner?: (ctx: Context) => JobRunner,
 ): Promise<TestServer> {
-  const temp = shareDataDir ? null : tempDataDir();
-  const dataDir = shareDataDir ?? (temp as { dir: string }).dir;
-  const base = await createContext(testConfig(dataDir, { EAN_PROVIDER_URL: providerUrl, FETCH_ALLOWED_HOSTS: '127.0.0.1', ...env }));
-  const ctx: Context = runner ? { ...base, jobs: runner(base) } : base;
-  if (runner) base.onClose(() => ctx.jobs.stop(1000));
-  // Before buildApp: the registration made while the app is built then keeps this one.
-  registerProductImageJobs(ctx, options);
-  const app = await buildApp(ctx);
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  await ctx.jobs.start();
-  const { port } = app.server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    app,
-    ctx,
-    dataDir,
-    async close() {
-      await app.close();
-      await ctx.close();
-      temp?.cleanup();
+  return startServer(
+    { EAN_PROVIDER_URL: providerUrl, FETCH_ALLOWED_HOSTS: '127.0.0.1', ...env },
+    {
+      dataDir: shareDataDir,
+      startJobs: true,
+      prepare: (base) => {
+        const ctx: Context = runner ? { ...base, jobs: runner(base) } : base;
+        if (runner) base.onClose(() => ctx.jobs.stop(1000));
+        // Before buildApp: the registration made while the app is built then keeps this one.
+        registerProductImageJobs(ctx, options);
+        return ctx;
+      },
     },
-  };
+  );
 }
 
 /** An EAN-13 with a correct GS1 check digit: `ean13(7)` is 4000000000075, a different code per number. */

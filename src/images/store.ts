@@ -6,6 +6,8 @@
  */
 import type { Logger } from 'pino';
 import type { BlobStore } from '../platform/blobs/index.js';
+import type { StagedUpload } from './ingest.js';
+import { renderVariants, type RenderedImage, type RenderOptions, type SizeName } from './variants.js';
 
 export class BlobBatch {
   private readonly written: string[] = [];
@@ -46,4 +48,44 @@ export class BlobBatch {
 /** Best-effort delete of `keys` (rows are already gone): failures are logged, not thrown. */
 export async function deleteBlobs(blobs: BlobStore, log: Logger, keys: readonly string[]): Promise<void> {
   await Promise.all(keys.map((key) => blobs.delete(key).catch((err: unknown) => log.warn({ err, key }, 'blob delete failed'))));
+}
+
+/** What a row keeps of one stored size: enough to serve it (ETag, Content-Length) without reading it. */
+export interface StoredVariant {
+  width: number;
+  height: number;
+  bytes: number;
+  etag: string;
+}
+
+export interface StoredImage<S extends SizeName> {
+  /** Of the oriented original. */
+  width: number;
+  height: number;
+  variants: Record<S, StoredVariant>;
+  /** The rendered bytes, for a caller that looks at them further (quality checks). */
+  rendered: RenderedImage<S>;
+}
+
+/**
+ * The upload path every module shares: render `sizes` from a staged upload
+ * in one decode, write each into `batch` under `keyOf(size)`, and return what
+ * the row stores. On failure the caller rolls the batch back.
+ */
+export async function renderAndStore<S extends SizeName>(
+  batch: BlobBatch,
+  staged: Pick<StagedUpload, 'path'>,
+  sizes: readonly S[],
+  keyOf: (size: S) => string,
+  options: RenderOptions,
+): Promise<StoredImage<S>> {
+  const rendered = await renderVariants(staged, sizes, options);
+  await batch.putAll(sizes.map((size) => ({ key: keyOf(size), data: rendered.variants[size].data, contentType: 'image/jpeg' })));
+  const variants = Object.fromEntries(
+    sizes.map((size) => {
+      const v = rendered.variants[size];
+      return [size, { width: v.width, height: v.height, bytes: v.bytes, etag: v.etag }];
+    }),
+  ) as Record<S, StoredVariant>;
+  return { width: rendered.width, height: rendered.height, variants, rendered };
 }

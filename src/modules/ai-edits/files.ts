@@ -14,8 +14,7 @@ import type { Context } from '../../context.js';
 import { NotFound, UnsupportedImage, ValidationFailed } from '../../errors.js';
 import { newId } from '../../ids.js';
 import { discardStaged, stageUpload, type StagedUpload } from '../../images/ingest.js';
-import { BlobBatch } from '../../images/store.js';
-import { renderVariants } from '../../images/variants.js';
+import { BlobBatch, renderAndStore, type StoredVariant } from '../../images/store.js';
 import * as repo from './repo.js';
 
 export const UPLOAD_SIZES = ['original'] as const;
@@ -25,12 +24,7 @@ export type FileSize = (typeof RESULT_SIZES)[number];
 /** The types the image model takes and Pictoora accepted; WebP and the rest are refused here. */
 const UPLOAD_TYPES = new Set(['png', 'jpeg']);
 
-export interface StoredVariant {
-  width: number;
-  height: number;
-  bytes: number;
-  etag: string;
-}
+export type { StoredVariant };
 
 export const FILE_URL_PREFIX = '/api/v1/files/';
 const ID = /^[A-Za-z0-9_-]{1,64}$/;
@@ -54,25 +48,21 @@ export async function storeImage(
   sizes: readonly FileSize[],
   commit: (row: repo.FileRow) => Promise<void>,
 ): Promise<repo.FileRow> {
-  const rendered = await renderVariants(staged, sizes, { maxImagePixels: ctx.config.maxImagePixels, jpegQuality: ctx.config.jpegQuality });
   const fileId = newId();
   const batch = new BlobBatch(ctx.blobs, ctx.log);
   try {
-    await batch.putAll(sizes.map((size) => ({ key: blobKey(fileId, size), data: rendered.variants[size].data, contentType: 'image/jpeg' })));
-    const variants = Object.fromEntries(
-      sizes.map((s) => {
-        const v = rendered.variants[s];
-        return [s, { width: v.width, height: v.height, bytes: v.bytes, etag: v.etag } satisfies StoredVariant];
-      }),
-    );
+    const stored = await renderAndStore(batch, staged, sizes, (size) => blobKey(fileId, size), {
+      maxImagePixels: ctx.config.maxImagePixels,
+      jpegQuality: ctx.config.jpegQuality,
+    });
     const row: repo.FileRow = {
       file_id: fileId,
       ...file,
-      width: rendered.width,
-      height: rendered.height,
+      width: stored.width,
+      height: stored.height,
       bytes: staged.bytes,
       sha256: staged.sha256,
-      variants: JSON.stringify(variants),
+      variants: JSON.stringify(stored.variants),
       created_at: isoNow(ctx.clock),
     };
     await commit(row);

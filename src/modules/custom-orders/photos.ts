@@ -9,17 +9,12 @@ import type { Context } from '../../context.js';
 import { newId } from '../../ids.js';
 import type { StagedUpload } from '../../images/ingest.js';
 import { assessQuality, findDuplicate, MIN_SHORT_SIDE } from '../../images/quality.js';
-import type { BlobBatch } from '../../images/store.js';
-import { renderVariants, type RenderedImage } from '../../images/variants.js';
+import { renderAndStore, type BlobBatch, type StoredVariant } from '../../images/store.js';
+import type { RenderedImage } from '../../images/variants.js';
 import { ORDER_SIZES, type OrderSize } from './links.js';
 import { orderMetrics } from './metrics.js';
 
-export interface StoredVariant {
-  width: number;
-  height: number;
-  bytes: number;
-  etag: string;
-}
+export type { StoredVariant };
 
 /** Quality as kept in the row: the facts the API shows plus what the duplicate check needs. */
 export interface StoredQuality {
@@ -70,16 +65,12 @@ export function storedFilename(at: Date): string {
 export async function storePhoto(ctx: Context, batch: BlobBatch, orderId: string, photo: IncomingPhoto): Promise<StoredPhoto> {
   const fileId = newId();
   const started = performance.now();
-  const rendered = await renderVariants(photo.staged, ORDER_SIZES, { maxImagePixels: ctx.config.maxImagePixels, jpegQuality: ctx.config.jpegQuality });
-  const blobs = ORDER_SIZES.map((size) => ({ key: blobKey(orderId, fileId, size), data: rendered.variants[size].data, contentType: 'image/jpeg' }));
-  const [quality] = await Promise.all([checkQuality(rendered), batch.putAll(blobs)]);
+  const stored = await renderAndStore(batch, photo.staged, ORDER_SIZES, (size) => blobKey(orderId, fileId, size), {
+    maxImagePixels: ctx.config.maxImagePixels,
+    jpegQuality: ctx.config.jpegQuality,
+  });
+  const quality = await checkQuality(stored.rendered);
   orderMetrics(ctx).processingSeconds.observe((performance.now() - started) / 1000);
-  const variants = Object.fromEntries(
-    ORDER_SIZES.map((s) => {
-      const v = rendered.variants[s];
-      return [s, { width: v.width, height: v.height, bytes: v.bytes, etag: v.etag }];
-    }),
-  ) as Record<OrderSize, StoredVariant>;
   return {
     file_id: fileId,
     original_filename: displayName(photo.originalFilename),
@@ -87,9 +78,9 @@ export async function storePhoto(ctx: Context, batch: BlobBatch, orderId: string
     content_type: photo.staged.mime,
     bytes: photo.staged.bytes,
     sha256: photo.staged.sha256,
-    width: rendered.width,
-    height: rendered.height,
-    variants,
+    width: stored.width,
+    height: stored.height,
+    variants: stored.variants,
     quality,
   };
 }

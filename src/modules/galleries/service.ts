@@ -15,8 +15,8 @@ import type { Context } from '../../context.js';
 import { NotFound, Unauthorized, ValidationFailed } from '../../errors.js';
 import { newId } from '../../ids.js';
 import { discardStaged, stageUpload } from '../../images/ingest.js';
-import { BlobBatch, deleteBlobs } from '../../images/store.js';
-import { renderVariants, type SizeName } from '../../images/variants.js';
+import { BlobBatch, deleteBlobs, renderAndStore, type StoredVariant } from '../../images/store.js';
+import type { SizeName } from '../../images/variants.js';
 import type { Principal } from '../../auth/principal.js';
 import * as repo from './repo.js';
 
@@ -25,13 +25,6 @@ export const GALLERY_SIZES = ['original', 'medium', 'thumb', 'game'] as const sa
 export type GallerySize = (typeof GALLERY_SIZES)[number];
 
 export const PROJECT_ID = /^[A-Za-z0-9_-]{1,64}$/;
-
-export interface StoredVariant {
-  width: number;
-  height: number;
-  bytes: number;
-  etag: string;
-}
 
 export interface GalleryImage {
   image_id: string;
@@ -105,17 +98,10 @@ export class GalleryService {
     const imageId = newId();
     const batch = new BlobBatch(ctx.blobs, ctx.log);
     try {
-      const rendered = await renderVariants(staged, GALLERY_SIZES, {
+      const stored = await renderAndStore(batch, staged, GALLERY_SIZES, (size) => blobKey(imageId, size), {
         maxImagePixels: ctx.config.maxImagePixels,
         jpegQuality: ctx.config.jpegQuality,
       });
-      await batch.putAll(GALLERY_SIZES.map((size) => ({ key: blobKey(imageId, size), data: rendered.variants[size].data, contentType: 'image/jpeg' })));
-      const variants = Object.fromEntries(
-        GALLERY_SIZES.map((s) => {
-          const v = rendered.variants[s];
-          return [s, { width: v.width, height: v.height, bytes: v.bytes, etag: v.etag }];
-        }),
-      ) as Record<GallerySize, StoredVariant>;
       const now = isoNow(ctx.clock);
       const isPrimary = await ctx.db.kysely.transaction().execute(async (tx) => {
         const project = await repo.claimAndLockProject(ctx.db, tx, projectId, principal.userId, now);
@@ -124,11 +110,11 @@ export class GalleryService {
           image_id: imageId,
           project_id: projectId,
           seq: project.next_seq,
-          width: rendered.width,
-          height: rendered.height,
+          width: stored.width,
+          height: stored.height,
           bytes: staged.bytes,
           sha256: staged.sha256,
-          variants: JSON.stringify(variants),
+          variants: JSON.stringify(stored.variants),
           created_at: now,
         });
         const becomesPrimary = project.primary_image_id === null;
@@ -144,8 +130,8 @@ export class GalleryService {
         project_id: projectId,
         is_primary: isPrimary,
         created_at: now,
-        width: rendered.width,
-        height: rendered.height,
+        width: stored.width,
+        height: stored.height,
         bytes: staged.bytes,
         sha256: staged.sha256,
         urls: imageUrls(projectId, imageId),

@@ -13,14 +13,13 @@ import type { Context } from '../../context.js';
 import { DomainError } from '../../errors.js';
 import { newId } from '../../ids.js';
 import { discardStaged } from '../../images/ingest.js';
-import { BlobBatch } from '../../images/store.js';
-import { renderVariants } from '../../images/variants.js';
+import { BlobBatch, renderAndStore } from '../../images/store.js';
 import { PermanentJobError, type BackoffOptions, type JobContext, type JobErrorInfo } from '../../platform/jobs/index.js';
 import { createOutbound, type Outbound, type OutboundTimeouts } from './outbound.js';
 import { createProvider, type ProductProvider } from './providers/index.js';
 import * as repo from './repo.js';
 import { PRODUCT_SIZES, type ProductImageAnswer } from './schemas.js';
-import { EAN_FETCH, productBlobKey, toAnswer, type EanFetchInput, type StoredVariant } from './service.js';
+import { EAN_FETCH, productBlobKey, toAnswer, type EanFetchInput } from './service.js';
 
 export interface EanFetchOptions extends Partial<OutboundTimeouts> {
   /** Retry delay before the second attempt, doubled after (default 2 s, at most 1 min). */
@@ -111,26 +110,22 @@ export class EanFetcher {
       const batch = new BlobBatch(ctx.blobs, ctx.log);
       try {
         await job.report(0.7, { stage: 'variants' });
-        const rendered = await renderVariants(staged, PRODUCT_SIZES, { maxImagePixels: ctx.config.maxImagePixels, jpegQuality: ctx.config.jpegQuality });
         const imageId = newId();
-        await batch.putAll(PRODUCT_SIZES.map((size) => ({ key: productBlobKey(imageId, size), data: rendered.variants[size].data, contentType: 'image/jpeg' })));
-        const variants = Object.fromEntries(
-          PRODUCT_SIZES.map((s) => {
-            const v = rendered.variants[s];
-            return [s, { width: v.width, height: v.height, bytes: v.bytes, etag: v.etag } satisfies StoredVariant];
-          }),
-        );
+        const stored = await renderAndStore(batch, staged, PRODUCT_SIZES, (size) => productBlobKey(imageId, size), {
+          maxImagePixels: ctx.config.maxImagePixels,
+          jpegQuality: ctx.config.jpegQuality,
+        });
         const row: repo.ProductImageRow = {
           ean_code: ean,
           image_id: imageId,
           provider: this.provider.name,
           product_name: product.productName,
           source_url: product.imageUrl,
-          width: rendered.width,
-          height: rendered.height,
+          width: stored.width,
+          height: stored.height,
           bytes: staged.bytes,
           sha256: staged.sha256,
-          variants: JSON.stringify(variants),
+          variants: JSON.stringify(stored.variants),
           job_id: job.jobId,
           fetched_at: isoNow(ctx.clock),
         };

@@ -28,12 +28,9 @@ export interface EanFetchInput {
   description: string | null;
 }
 
-export interface StoredVariant {
-  width: number;
-  height: number;
-  bytes: number;
-  etag: string;
-}
+import type { StoredVariant } from '../../images/store.js';
+
+export type { StoredVariant };
 
 /** What the file route needs to answer without a query (cached per barcode). */
 export interface ProductFile {

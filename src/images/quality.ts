@@ -82,16 +82,29 @@ export async function assessQuality(
   // metadata() reports stored dimensions; autoOrient holds them as displayed
   // (swapped for EXIF orientations 5-8), which is what the customer sees.
   const { width, height } = meta.autoOrient;
-  const [blurScore, phash] = await Promise.all([laplacianVariance(working), phashOf(working)]);
+  return { width, height, too_small: Math.min(width, height) < minShortSide, ...(await measure(working, blurThreshold)) };
+}
 
-  return {
-    width,
-    height,
-    too_small: Math.min(width, height) < minShortSide,
-    blurry: blurScore < blurThreshold,
-    blur_score: Math.round(blurScore * 100) / 100,
-    phash,
-  };
+export type PixelQuality = Pick<PhotoQuality, 'blurry' | 'blur_score' | 'phash'>;
+
+/**
+ * Blur and pHash of pixels already decoded (8-bit sRGB, 3 bytes per pixel,
+ * oriented): the upload path hands over the pixels of a variant it made, so
+ * the check costs no second decode. Same working copy, same thresholds.
+ */
+export async function assessPixels(pixels: GreyImage & { channels: 3 }, opts: QualityOptions = {}): Promise<PixelQuality> {
+  const { data, info } = await sharp(pixels.data, { raw: { width: pixels.width, height: pixels.height, channels: 3 } })
+    .greyscale()
+    .resize(WORKING_SIZE, WORKING_SIZE, { fit: 'inside' })
+    .raw({ depth: 'uchar' })
+    .toBuffer({ resolveWithObject: true });
+  const working = { data: firstChannel(data, info.channels), width: info.width, height: info.height };
+  return measure(working, opts.blurThreshold ?? BLUR_THRESHOLD);
+}
+
+async function measure(working: GreyImage, blurThreshold: number): Promise<PixelQuality> {
+  const [blurScore, phash] = await Promise.all([laplacianVariance(working), phashOf(working)]);
+  return { blurry: blurScore < blurThreshold, blur_score: Math.round(blurScore * 100) / 100, phash };
 }
 
 /**

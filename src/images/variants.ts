@@ -46,11 +46,15 @@ export interface RenderedImage<S extends SizeName = SizeName> {
   width: number;
   height: number;
   variants: Record<S, RenderedVariant>;
+  /** The raw pixels of `RenderOptions.keepPixels`, when asked for. */
+  pixels?: Pixels;
 }
 
 export interface RenderOptions {
   maxImagePixels: number;
   jpegQuality: number;
+  /** Also hand back the raw pixels of this size, for a caller that measures them (quality checks) without decoding its JPEG again. */
+  keepPixels?: SizeName;
 }
 
 /**
@@ -145,6 +149,7 @@ async function renderFromPixels<S extends SizeName>(
   sizes: readonly S[],
   quality: number,
   stages: Pixels[],
+  pixelsOf: Partial<Record<SizeName, Pixels>>,
 ): Promise<Record<S, RenderedVariant>> {
   // Encodes run while the next, smaller stage is being resized: the full-size
   // JPEG encode overlaps the medium resize instead of waiting for it.
@@ -161,6 +166,7 @@ async function renderFromPixels<S extends SizeName>(
       pixels = await resizeToFit(source, rule.max);
       stages.push(pixels);
     }
+    pixelsOf[name] = pixels;
     encodes.push(encode(pixels, quality).then((v) => [name, v]));
   }
   return Object.fromEntries(await Promise.all(encodes)) as Record<S, RenderedVariant>;
@@ -184,8 +190,9 @@ export async function renderVariants<S extends SizeName>(
     const full = await decodeOnce(input.path, opts.maxImagePixels);
     const stages: Pixels[] = [full];
     try {
-      const variants = await renderFromPixels(full, sizes, opts.jpegQuality, stages);
-      return { width: full.width, height: full.height, variants };
+      const kept: Partial<Record<SizeName, Pixels>> = {};
+      const variants = await renderFromPixels(full, sizes, opts.jpegQuality, stages, kept);
+      return { width: full.width, height: full.height, variants, ...(opts.keepPixels ? { pixels: kept[opts.keepPixels] } : {}) };
     } finally {
       pixelsDropped(stages.reduce((sum, p) => sum + p.data.length, 0));
     }

@@ -9,6 +9,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import {
+  assessPixels,
   assessQuality,
   BLUR_THRESHOLD,
   DUPLICATE_MAX_DISTANCE,
@@ -202,4 +203,21 @@ describe('formats', () => {
       expect(hammingDistance(dogs ?? '', life ?? '')).toBeGreaterThan(DUPLICATE_MAX_DISTANCE);
     },
   );
+});
+
+describe('assessPixels (pixels the render already made)', () => {
+  it('agrees with assessQuality on the same photo, and tells a blurred copy apart', async () => {
+    const raw = async (input: string | Buffer) => {
+      const { data, info } = await sharp(input).autoOrient().removeAlpha().raw().toBuffer({ resolveWithObject: true });
+      return { data, width: info.width, height: info.height, channels: 3 as const };
+    };
+    const fromFile = await assessQuality(PATH_PHOTO);
+    const fromPixels = await assessPixels(await raw(PATH_PHOTO));
+    expect(fromPixels.blurry).toBe(false);
+    expect(fromPixels.blur_score / fromFile.blur_score).toBeGreaterThan(0.8);
+    expect(fromPixels.blur_score / fromFile.blur_score).toBeLessThan(1.25);
+    expect(hammingDistance(fromPixels.phash, fromFile.phash)).toBeLessThanOrEqual(2);
+    const blurred = await sharp(PATH_PHOTO).blur(8).jpeg().toBuffer();
+    expect((await assessPixels(await raw(blurred))).blurry).toBe(true);
+  });
 });

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import type { Context } from '../../context.js';
 import { newId } from '../../ids.js';
 import type { StagedUpload } from '../../images/ingest.js';
-import { assessQuality, findDuplicate, MIN_SHORT_SIDE } from '../../images/quality.js';
+import { assessPixels, findDuplicate, MIN_SHORT_SIDE } from '../../images/quality.js';
 import { renderAndStore, type BlobBatch, type StoredVariant } from '../../images/store.js';
 import type { RenderedImage } from '../../images/variants.js';
 import { ORDER_SIZES, type OrderSize } from './links.js';
@@ -68,6 +68,7 @@ export async function storePhoto(ctx: Context, batch: BlobBatch, orderId: string
   const stored = await renderAndStore(batch, photo.staged, ORDER_SIZES, (size) => blobKey(orderId, fileId, size), {
     maxImagePixels: ctx.config.maxImagePixels,
     jpegQuality: ctx.config.jpegQuality,
+    keepPixels: 'medium',
   });
   const quality = await checkQuality(stored.rendered);
   orderMetrics(ctx).processingSeconds.observe((performance.now() - started) / 1000);
@@ -86,15 +87,16 @@ export async function storePhoto(ctx: Context, batch: BlobBatch, orderId: string
 }
 
 /**
- * The quality facts, measured on the medium variant rather than the upload:
- * blur and pHash are computed at a fixed 512 px working size, so the 1600 px
- * medium (already decoded and oriented by the one render) gives the same
- * answer as the original, while a second full decode of each 3-5 MP upload
- * cost ~25% more server CPU per order (bench/orders.bench.ts). The size facts
- * come from the original as displayed.
+ * The quality facts, measured on the medium variant's pixels as the render
+ * made them (asked for with `keepPixels`): blur and pHash are computed at a
+ * fixed 512 px working size, so the 1600 px medium gives the same answer as
+ * the original, while decoding the upload (or the medium's JPEG) again cost
+ * 25 ms or more per photo (bench/orders.bench.ts). The size facts come from
+ * the original as displayed.
  */
 async function checkQuality(rendered: RenderedImage<OrderSize>): Promise<StoredQuality> {
-  const q = await assessQuality(rendered.variants.medium.data);
+  if (!rendered.pixels) throw new Error('the render kept no pixels for the quality check');
+  const q = await assessPixels({ ...rendered.pixels, channels: 3 });
   const { width, height } = rendered;
   return { width, height, too_small: Math.min(width, height) < MIN_SHORT_SIDE, blurry: q.blurry, duplicate_of: null, blur_score: q.blur_score, phash: q.phash };
 }

@@ -49,15 +49,8 @@ export interface Config {
   rateLimitUpload: number;
   rateLimitDefault: number;
   galleryPublicRead: boolean;
-  storage: 'fs' | 's3';
-  s3: {
-    bucket: string | undefined;
-    endpoint: string | undefined;
-    region: string;
-    accessKeyId: string | undefined;
-    secretAccessKey: string | undefined;
-    forcePathStyle: boolean;
-  };
+  /** Where blobs live. Only the local disk exists so far; S3 is planned behind the same BlobStore interface. */
+  storage: 'fs';
   jobConcurrency: number;
   fetchAllowedHosts: string[];
   eanProviderUrl: string;
@@ -158,6 +151,8 @@ export function loadConfig(processEnv: Env = process.env, cwd = process.cwd()): 
   const env: Env = { ...readDotenv(cwd), ...processEnv };
   const r = new Reader(env);
   const storage = r.oneOf('STORAGE', ['fs', 's3'] as const, 'fs');
+  // Refused rather than ignored: a deployment that asks for S3 must not quietly write to local disk.
+  if (storage !== 'fs') throw new ConfigError('STORAGE', 'only fs (local disk) is implemented so far');
   const config: Config = {
     host: r.string('HOST', '127.0.0.1'),
     port: r.int('PORT', 8000, 0, 65535),
@@ -186,14 +181,6 @@ export function loadConfig(processEnv: Env = process.env, cwd = process.cwd()): 
     rateLimitDefault: r.int('RATE_LIMIT_DEFAULT', 100),
     galleryPublicRead: r.bool('GALLERY_PUBLIC_READ', true),
     storage,
-    s3: {
-      bucket: r.raw('S3_BUCKET'),
-      endpoint: r.url('S3_ENDPOINT', ['http:', 'https:']),
-      region: r.string('S3_REGION', 'us-east-1'),
-      accessKeyId: r.raw('S3_ACCESS_KEY_ID'),
-      secretAccessKey: r.raw('S3_SECRET_ACCESS_KEY'),
-      forcePathStyle: r.bool('S3_FORCE_PATH_STYLE', true),
-    },
     jobConcurrency: r.int('JOB_CONCURRENCY', 2, 1, 256),
     fetchAllowedHosts: r.list('FETCH_ALLOWED_HOSTS').map((h) => h.toLowerCase()),
     eanProviderUrl: r.url('EAN_PROVIDER_URL', ['http:', 'https:']) ?? 'https://world.openfoodfacts.org',
@@ -210,9 +197,6 @@ export function loadConfig(processEnv: Env = process.env, cwd = process.cwd()): 
     cacheMaxItems: r.int('CACHE_MAX_ITEMS', 1000, 1),
     trustProxy: r.int('TRUST_PROXY', 0, 0, 10),
   };
-  if (storage === 's3' && !config.s3.bucket) {
-    throw new ConfigError('S3_BUCKET', 'must be set when STORAGE=s3');
-  }
   if (config.webhookUrl && !config.webhookSecret) {
     throw new ConfigError('WEBHOOK_SECRET', 'must be set when WEBHOOK_URL is set');
   }

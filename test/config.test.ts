@@ -38,6 +38,7 @@ describe('config', () => {
     ['GALLERY_PUBLIC_READ', 'maybe'],
     ['LOG_LEVEL', 'loud'],
     ['STORAGE', 'tape'],
+    ['STORAGE', 's3'],
   ])('rejects %s=%s naming the variable', (name, value) => {
     let error: unknown;
     try {

@@ -84,7 +84,7 @@ describe('bad uploads are refused and leave nothing behind', () => {
 
   it('a body that is not multipart', async () => {
     const res = await fetch(`${server.url}/projects/bad/images`, { method: 'POST', headers: { ...user.headers, 'content-type': 'image/jpeg' }, body: ROCKET });
-    expect([415, 422]).toContain(res.status);
+    expect(res.status).toBe(415);
     await expectNothingStored();
   });
 });
@@ -120,7 +120,7 @@ describe('project_id must be 1–64 of [A-Za-z0-9_-]', () => {
     ['a dot', '/projects/a.b/images'],
   ])('%s is refused', async (_what, pathname) => {
     const res = await rawPost(pathname);
-    expect([404, 422]).toContain(res.status);
+    expect(res.status).toBe(422);
     expect(res.type).toContain('application/problem+json');
     await expectNothingStored();
   });

@@ -103,7 +103,8 @@ export class JobStore {
         created_at: now,
         started_at: null,
         finished_at: null,
-        run_after: now,
+        // Due now by the real clock: created_at may run a few ms ahead in a burst (kept strictly increasing for ordering).
+        run_after: this.now(),
         locked_by: null,
         locked_until: null,
         recoveries: 0,

@@ -10,7 +10,7 @@ import { requireAdmin, requireUser } from '../../auth/guard.js';
 import type { Context } from '../../context.js';
 import { ValidationFailed } from '../../errors.js';
 import { sendStoredImage } from '../../images/serve.js';
-import { BinaryJpeg } from '../../platform/http/schemas.js';
+import { BinaryJpeg, SIGNED_IN } from '../../platform/http/schemas.js';
 import { VERSION } from '../../version.js';
 import { checkHealth } from '../ops/health.js';
 import { CODES, envelopeErrorHandler, envelopeErrors, ErrorEnvelope, sendOk } from './envelope.js';
@@ -31,7 +31,6 @@ import {
 import { bookProcess, initiateProcess, processStatus } from './service.js';
 
 const TAGS = ['ai-edits'];
-const SECURED: Array<Record<string, string[]>> = [{ apiKey: [] }, { bearer: [] }];
 
 export async function aiEditRoutes(parent: FastifyInstance, ctx: Context): Promise<void> {
   await parent.register(
@@ -71,7 +70,7 @@ export async function aiEditRoutes(parent: FastifyInstance, ctx: Context): Promi
           schema: {
             tags: TAGS,
             summary: 'Upload a PNG or JPEG (multipart field `file`, at most MAX_UPLOAD_SIZE); its `url` is what /process/book takes',
-            security: SECURED,
+            security: SIGNED_IN,
             consumes: ['multipart/form-data'],
             response: { 201: UploadAnswer, ...envelopeErrors, 413: ErrorEnvelope, 415: ErrorEnvelope },
           },
@@ -90,7 +89,7 @@ export async function aiEditRoutes(parent: FastifyInstance, ctx: Context): Promi
         '/initiate-process',
         {
           config: { envelopeFailure: CODES.initiate.failed },
-          schema: { tags: TAGS, summary: 'Start a process; its init_id is what /process/book and /process/status take', security: SECURED, response: { 201: InitiateAnswer, ...envelopeErrors } },
+          schema: { tags: TAGS, summary: 'Start a process; its init_id is what /process/book and /process/status take', security: SIGNED_IN, response: { 201: InitiateAnswer, ...envelopeErrors } },
         },
         async (request, reply) => sendOk(reply, 201, CODES.initiate.ok, 'Process initiated', await initiateProcess(ctx, requireUser(request))),
       );
@@ -102,7 +101,7 @@ export async function aiEditRoutes(parent: FastifyInstance, ctx: Context): Promi
           schema: {
             tags: TAGS,
             summary: 'Put the source upload\'s subject into the target upload following the prompt (runs as an ai_edit job)',
-            security: SECURED,
+            security: SIGNED_IN,
             body: BookBody,
             response: { 202: BookAnswer, ...envelopeErrors, 409: ErrorEnvelope, 503: ErrorEnvelope },
           },
@@ -117,7 +116,7 @@ export async function aiEditRoutes(parent: FastifyInstance, ctx: Context): Promi
         '/process/status',
         {
           config: { envelopeFailure: CODES.status.failed },
-          schema: { tags: TAGS, summary: 'Where a process is: initiated, processing, completed (result_url) or failed (error)', security: SECURED, body: StatusBody, response: { 200: StatusAnswer, ...envelopeErrors } },
+          schema: { tags: TAGS, summary: 'Where a process is: initiated, processing, completed (result_url) or failed (error)', security: SIGNED_IN, body: StatusBody, response: { 200: StatusAnswer, ...envelopeErrors } },
         },
         async (request, reply) => sendOk(reply, 200, CODES.status.ok, 'Status retrieved', await processStatus(ctx, requireUser(request), request.body.init_id)),
       );
@@ -126,7 +125,7 @@ export async function aiEditRoutes(parent: FastifyInstance, ctx: Context): Promi
         '/cache/status',
         {
           config: { envelopeFailure: CODES.cache.failed },
-          schema: { tags: TAGS, summary: 'The TTL cache: size, counters and entries (admins and the static API_KEY only)', security: SECURED, response: { 200: CacheAnswer, ...envelopeErrors, 403: ErrorEnvelope } },
+          schema: { tags: TAGS, summary: 'The TTL cache: size, counters and entries (admins and the static API_KEY only)', security: SIGNED_IN, response: { 200: CacheAnswer, ...envelopeErrors, 403: ErrorEnvelope } },
         },
         async (request, reply) => {
           requireAdmin(request);
@@ -142,7 +141,7 @@ export async function aiEditRoutes(parent: FastifyInstance, ctx: Context): Promi
           schema: {
             tags: TAGS,
             summary: 'One of your uploads or results (ETag, 304 and Range supported)',
-            security: SECURED,
+            security: SIGNED_IN,
             params: FileParams,
             querystring: FileQuery,
             response: { 200: BinaryJpeg, 206: BinaryJpeg, 304: { type: 'null', description: 'Not modified' }, ...envelopeErrors, 416: ErrorEnvelope },

@@ -9,7 +9,7 @@ import type { Context } from '../../context.js';
 import { Forbidden } from '../../errors.js';
 import { requireAdmin, requireUser } from '../../auth/guard.js';
 import { sendStoredImage } from '../../images/serve.js';
-import { ProblemSchema } from '../../platform/http/schemas.js';
+import { ProblemSchema, SIGNED_IN } from '../../platform/http/schemas.js';
 import { orderMetrics } from './metrics.js';
 import { OrderService } from './service.js';
 import {
@@ -27,7 +27,6 @@ import {
 } from './schemas.js';
 
 const TAGS = ['custom orders'];
-const SECURITY: Array<Record<string, string[]>> = [{ bearer: [] }, { apiKey: [] }];
 
 /** A signed link is both query parameters or neither; half of one is an altered link. */
 function signedLink(query: FileQuery): { expires: number; sig: string } | undefined {
@@ -49,7 +48,7 @@ export async function customOrderRoutes(parent: FastifyInstance, ctx: Context): 
       schema: {
         tags: TAGS,
         summary: 'Upload 1 to MAX_FILES_PER_ORDER photos (repeated multipart field `files`) with pet_name, pet_type, notes: makes a custom order',
-        security: SECURITY,
+        security: SIGNED_IN,
         consumes: ['multipart/form-data'],
         response: { 201: UploadAnswer, 401: ProblemSchema, 413: ProblemSchema, 415: ProblemSchema, 422: ProblemSchema },
       },
@@ -71,7 +70,7 @@ export async function customOrderRoutes(parent: FastifyInstance, ctx: Context): 
   app.get(
     '/api/images/orders',
     {
-      schema: { tags: TAGS, summary: 'Your custom orders, newest first', security: SECURITY, response: { 200: ListAnswer, 401: ProblemSchema } },
+      schema: { tags: TAGS, summary: 'Your custom orders, newest first', security: SIGNED_IN, response: { 200: ListAnswer, 401: ProblemSchema } },
     },
     async (request) => {
       const list = await orders.list(requireUser(request));
@@ -85,7 +84,7 @@ export async function customOrderRoutes(parent: FastifyInstance, ctx: Context): 
       schema: {
         tags: TAGS,
         summary: 'One of your custom orders',
-        security: SECURITY,
+        security: SIGNED_IN,
         params: OrderParams,
         response: { 200: OrderAnswer, 401: ProblemSchema, 404: ProblemSchema },
       },
@@ -99,7 +98,7 @@ export async function customOrderRoutes(parent: FastifyInstance, ctx: Context): 
       schema: {
         tags: TAGS,
         summary: 'Delete an order and its photos (only while pending or cancelled)',
-        security: SECURITY,
+        security: SIGNED_IN,
         params: OrderParams,
         response: { 200: DeleteAnswer, 401: ProblemSchema, 404: ProblemSchema, 409: ProblemSchema },
       },
@@ -116,7 +115,7 @@ export async function customOrderRoutes(parent: FastifyInstance, ctx: Context): 
       schema: {
         tags: TAGS,
         summary: 'One photo of an order in one size: with a signed link from the order, or as its owner or an admin',
-        security: [...SECURITY, {}],
+        security: [...SIGNED_IN, {}],
         params: FileParams,
         querystring: FileQuery,
         response: {
@@ -152,7 +151,7 @@ export async function customOrderRoutes(parent: FastifyInstance, ctx: Context): 
       schema: {
         tags: TAGS,
         summary: 'Move an order along its lifecycle (admin)',
-        security: SECURITY,
+        security: SIGNED_IN,
         params: OrderParams,
         body: StatusBody,
         response: { 200: OrderAnswer, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema, 409: ProblemSchema, 422: ProblemSchema },
@@ -170,7 +169,7 @@ export async function customOrderRoutes(parent: FastifyInstance, ctx: Context): 
       schema: {
         tags: TAGS,
         summary: 'Every customer\'s custom orders, newest first (admin); page with next_cursor',
-        security: SECURITY,
+        security: SIGNED_IN,
         querystring: AdminQuery,
         response: { 200: AdminListAnswer, 401: ProblemSchema, 403: ProblemSchema, 422: ProblemSchema },
       },

@@ -8,7 +8,7 @@ import type { Context } from '../../context.js';
 import { ValidationFailed } from '../../errors.js';
 import { requireUser } from '../../auth/guard.js';
 import { sendStoredImage } from '../../images/serve.js';
-import { imageAnswers, ProblemSchema } from '../../platform/http/schemas.js';
+import { imageAnswers, ProblemSchema, SIGNED_IN } from '../../platform/http/schemas.js';
 import { blobKey, GalleryService, type GallerySize, type ImageFile } from './service.js';
 import { ImageParams, ListAnswer, PrimaryAnswer, ProjectParams, SizeQuery, UploadAnswer } from './schemas.js';
 
@@ -38,7 +38,7 @@ export async function galleryRoutes(parent: FastifyInstance, ctx: Context): Prom
       schema: {
         tags: TAGS,
         summary: 'Upload an image (multipart field `file`); the first upload to a free project_id makes you its owner',
-        security: [{ bearer: [] }, { apiKey: [] }],
+        security: SIGNED_IN,
         consumes: ['multipart/form-data'],
         params: ProjectParams,
         response: { 201: UploadAnswer, 401: ProblemSchema, 404: ProblemSchema, 413: ProblemSchema, 415: ProblemSchema, 422: ProblemSchema },
@@ -117,7 +117,7 @@ export async function galleryRoutes(parent: FastifyInstance, ctx: Context): Prom
       schema: {
         tags: TAGS,
         summary: 'Delete an image; when it was primary, the first remaining image becomes primary',
-        security: [{ bearer: [] }, { apiKey: [] }],
+        security: SIGNED_IN,
         params: ImageParams,
         response: { 204: { type: 'null' }, 401: ProblemSchema, 404: ProblemSchema, 422: ProblemSchema },
       },
@@ -134,7 +134,7 @@ export async function galleryRoutes(parent: FastifyInstance, ctx: Context): Prom
       schema: {
         tags: TAGS,
         summary: 'Make an image the project\'s primary (cover)',
-        security: [{ bearer: [] }, { apiKey: [] }],
+        security: SIGNED_IN,
         params: ImageParams,
         response: { 200: PrimaryAnswer, 401: ProblemSchema, 404: ProblemSchema, 422: ProblemSchema },
       },

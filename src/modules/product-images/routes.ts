@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import { requireUser } from '../../auth/guard.js';
 import type { Context } from '../../context.js';
 import { sendStoredImage } from '../../images/serve.js';
-import { authProblems, imageAnswers, ProblemSchema } from '../../platform/http/schemas.js';
+import { authProblems, imageAnswers, ProblemSchema, SIGNED_IN } from '../../platform/http/schemas.js';
 import {
   EanParams,
   FetchImageAnswer,
@@ -21,7 +21,6 @@ import {
 } from './schemas.js';
 import { productBlobKey, ProductImageService } from './service.js';
 
-const SECURITY: Array<Record<string, string[]>> = [{ bearer: [] }, { apiKey: [] }];
 
 export async function productImageRoutes(parent: FastifyInstance, ctx: Context): Promise<void> {
   const app = parent.withTypeProvider<TypeBoxTypeProvider>();
@@ -33,7 +32,7 @@ export async function productImageRoutes(parent: FastifyInstance, ctx: Context):
       schema: {
         tags: ['product-images'],
         summary: 'Fetch a product picture by barcode in a background job',
-        security: SECURITY,
+        security: SIGNED_IN,
         body: FetchImageBody,
         response: { 202: FetchImageAnswer, ...authProblems },
       },
@@ -47,7 +46,7 @@ export async function productImageRoutes(parent: FastifyInstance, ctx: Context):
   app.get(
     '/api/v1/jobs/:job_id',
     {
-      schema: { tags: ['jobs'], summary: 'One job (yours, or any for an admin)', security: SECURITY, params: JobParams, response: { 200: JobSchema, ...authProblems } },
+      schema: { tags: ['jobs'], summary: 'One job (yours, or any for an admin)', security: SIGNED_IN, params: JobParams, response: { 200: JobSchema, ...authProblems } },
     },
     async (request) => products.job(requireUser(request), request.params.job_id),
   );
@@ -58,7 +57,7 @@ export async function productImageRoutes(parent: FastifyInstance, ctx: Context):
       schema: {
         tags: ['jobs'],
         summary: 'Your jobs (every job for an admin), newest first, a page at a time',
-        security: SECURITY,
+        security: SIGNED_IN,
         querystring: JobListQuery,
         response: { 200: JobListAnswer, 400: ProblemSchema, ...authProblems },
       },
@@ -72,7 +71,7 @@ export async function productImageRoutes(parent: FastifyInstance, ctx: Context):
       schema: {
         tags: ['product-images'],
         summary: 'The stored picture of a barcode: product name, source and URLs of its sizes',
-        security: SECURITY,
+        security: SIGNED_IN,
         params: EanParams,
         response: { 200: ProductImageAnswer, ...authProblems },
       },
@@ -89,7 +88,7 @@ export async function productImageRoutes(parent: FastifyInstance, ctx: Context):
       schema: {
         tags: ['product-images'],
         summary: 'The picture itself in one size (default original); ETag, 304 and Range supported',
-        security: SECURITY,
+        security: SIGNED_IN,
         params: EanParams,
         querystring: ProductFileQuery,
         response: { ...imageAnswers, ...authProblems, 416: ProblemSchema },

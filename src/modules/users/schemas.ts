@@ -79,4 +79,4 @@ export const AdminPatchBody = Type.Object({
 export const NoContent = Type.Null({ description: 'no content' });
 
 /** OpenAPI security of routes that need a signed-in caller (bearer JWT or X-API-Key). */
-export const SIGNED_IN: Array<Record<string, string[]>> = [{ bearer: [] }, { apiKey: [] }];
+export { SIGNED_IN } from '../../platform/http/schemas.js';

@@ -29,3 +29,6 @@ export const imageAnswers = {
   206: BinaryJpeg,
   304: Type.Null({ description: 'Not modified' }),
 } as const;
+
+/** OpenAPI `security` of a route that takes a bearer token or an API key (the schemes app.ts declares). */
+export const SIGNED_IN: Array<Record<string, string[]>> = [{ bearer: [] }, { apiKey: [] }];

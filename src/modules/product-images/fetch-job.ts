@@ -96,6 +96,12 @@ export class EanFetcher {
       const until = new Date(ctx.clock.now().getTime() + this.leaseMs).toISOString();
       if (await repo.tryTakeLease(ctx.db.kysely, ean, job.jobId, now, until)) break;
     }
+    // The holder may have stored the picture and let go between our two reads above: look once more under the lease.
+    const storedMeanwhile = await repo.findImage(ctx.db.kysely, ean);
+    if (storedMeanwhile) {
+      await repo.releaseLease(ctx.db.kysely, ean, job.jobId);
+      return resultOf(storedMeanwhile, false);
+    }
     return this.fetchAndStore(input, job);
   }
 

@@ -3,7 +3,7 @@
  * by side in one run on all cores:
  *   (a) Kiln's engine as the server runs it (one process, every upload in
  *       flight at once, the decode limiter choosing how many decode together),
- *       with the environment `npm start` gives it and with MALLOC_ARENA_MAX=1;
+ *       with glibc's default arenas and with MALLOC_ARENA_MAX=1 (as `npm start` runs it);
  *   (b) Pillow (Debian's /usr/bin/python3) doing the same outputs in two processes;
  *   (c) the floor: one full-size decode + encode per photo, djpeg | cjpeg -quality 85,
  *       in two parallel streams.
@@ -90,9 +90,9 @@ async function main(): Promise<void> {
   console.log(`node ${process.version}, ${os.availableParallelism()} cores, load average at start ${fmt(load1 ?? 0)}\n`);
 
   const rows: Row[] = [];
-  const kilnPlain = await kilnThroughput(files, 'Kiln (npm start environment)', {});
+  const kilnPlain = await kilnThroughput(files, 'Kiln, default glibc arenas', {});
   rows.push(kilnPlain);
-  rows.push(await kilnThroughput(files, 'Kiln with MALLOC_ARENA_MAX=1', { MALLOC_ARENA_MAX: '1' }));
+  rows.push(await kilnThroughput(files, 'Kiln as npm start runs it (MALLOC_ARENA_MAX=1)', { MALLOC_ARENA_MAX: '1' }));
   const hasPillow = pillowAvailable();
   if (hasPillow) rows.push(await pillowThroughput(files));
   else console.log(`Pillow: skipped, ${PYTHON} cannot import PIL (apt install python3-pil).`);

@@ -60,14 +60,16 @@ export interface RenderOptions {
 /**
  * Process-wide on purpose: libvips' memory and the CPU cores are shared by
  * every request in the process, so one limiter must see all decodes.
- * 192 MB lets two typical 12-20 MP photos decode together while a 17 MP
- * progressive JPEG (about 170 MB while decoding) runs alone; measured in
- * bench/variants.ts, see docs/performance.md.
+ * 256 MB lets two typical 12-20 MP photos decode together, and a 17 MP
+ * progressive JPEG (about 170 MB while decoding) beside a 20 MP baseline one;
+ * at 192 MB the progressive one ran alone and left a core idle (4.2 against
+ * 5.8 photos/s on the corpus, for ~25 MB more peak; docs/performance.md).
  */
-const limiter = new DecodeLimiter(os.availableParallelism(), 192 * 1024 * 1024);
+const DECODE_BUDGET_BYTES = 256 * 1024 * 1024;
+const limiter = new DecodeLimiter(os.availableParallelism(), DECODE_BUDGET_BYTES);
 
 export function configureImageEngine(opts: { concurrency?: number; memoryBudgetBytes?: number }): void {
-  limiter.configure(opts.concurrency ?? os.availableParallelism(), opts.memoryBudgetBytes ?? 192 * 1024 * 1024);
+  limiter.configure(opts.concurrency ?? os.availableParallelism(), opts.memoryBudgetBytes ?? DECODE_BUDGET_BYTES);
 }
 
 /**

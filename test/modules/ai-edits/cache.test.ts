@@ -130,6 +130,8 @@ describe.skipIf(!REDIS)('status through the Redis cache (TEST_REDIS_URL)', () =>
   afterAll(async () => {
     await a.close();
     await b.close();
+    // This run's keys go with it: the namespace is the test's own.
+    await (a.ctx.cache as RedisCache).clear();
     await a.ctx.cache.close();
     await b.ctx.cache.close();
     data.cleanup();

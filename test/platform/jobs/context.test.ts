@@ -6,6 +6,7 @@ import { dropRedisPrefix, makeRunner, newPrefix, sqliteStore, TEST_REDIS_URL } f
 import { BullJobRunner } from '../../../src/platform/jobs/index.js';
 import { systemClock } from '../../../src/clock.js';
 import pino from 'pino';
+import { Redis } from 'ioredis';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -35,6 +36,14 @@ describe('the Context job runner', () => {
   });
 
   it.skipIf(!TEST_REDIS_URL)(`is BullMQ with REDIS_URL; serve only enqueues, a worker runs${TEST_REDIS_URL ? '' : ' (skipped: TEST_REDIS_URL is not set)'}`, async () => {
+    // The Context's runner uses the deployment prefix `kiln`; remove the one key it makes unless it was there before.
+    const redis = new Redis(TEST_REDIS_URL as string);
+    const metaKey = 'kiln:jobs:meta';
+    const hadMeta = (await redis.exists(metaKey)) === 1;
+    cleanups.push(async () => {
+      if (!hadMeta) await redis.del(metaKey);
+      await redis.quit();
+    });
     const ctx = await context({ REDIS_URL: TEST_REDIS_URL as string });
     expect(ctx.jobs.mode).toBe('bullmq');
     const store = await sqliteStore();

@@ -72,6 +72,11 @@ function rangeStillValid(request: FastifyRequest, quotedEtag: string, lastModifi
   return !Number.isNaN(date) && Math.floor(lastModified.getTime() / 1000) * 1000 === date;
 }
 
+/** The StoredFile of one stored JPEG size, from what its row keeps (ETag and length) and when it was made. */
+export function jpegVariantFile(key: string, variant: { etag: string; bytes: number }, createdAt: Date, cacheControl: string): StoredFile {
+  return { key, etag: variant.etag, bytes: variant.bytes, lastModified: createdAt, contentType: 'image/jpeg', cacheControl };
+}
+
 /** At or under this size a file is read whole rather than streamed (see platform/blobs/cached.ts). */
 export const SMALL_FILE_BYTES = 256 * 1024;
 

@@ -9,8 +9,8 @@ import type { FastifyInstance } from 'fastify';
 import { requireAdmin, requireUser } from '../../auth/guard.js';
 import type { Context } from '../../context.js';
 import { ValidationFailed } from '../../errors.js';
-import { sendStoredImage } from '../../images/serve.js';
-import { BinaryJpeg, SIGNED_IN } from '../../platform/http/schemas.js';
+import { jpegVariantFile, sendStoredImage } from '../../images/serve.js';
+import { imageAnswers, SIGNED_IN } from '../../platform/http/schemas.js';
 import { VERSION } from '../../version.js';
 import { checkHealth } from '../ops/health.js';
 import { CODES, envelopeErrorHandler, envelopeErrors, ErrorEnvelope, sendOk } from './envelope.js';
@@ -144,19 +144,12 @@ export async function aiEditRoutes(parent: FastifyInstance, ctx: Context): Promi
             security: SIGNED_IN,
             params: FileParams,
             querystring: FileQuery,
-            response: { 200: BinaryJpeg, 206: BinaryJpeg, 304: { type: 'null', description: 'Not modified' }, ...envelopeErrors, 416: ErrorEnvelope },
+            response: { ...imageAnswers, ...envelopeErrors, 416: ErrorEnvelope },
           },
         },
         async (request, reply) => {
           const file = await servableFile(ctx, requireUser(request), request.params.file_id, request.query.size ?? 'original');
-          return sendStoredImage(request, reply, ctx.blobs, {
-            key: file.key,
-            etag: file.variant.etag,
-            bytes: file.variant.bytes,
-            lastModified: file.createdAt,
-            contentType: 'image/jpeg',
-            cacheControl: 'private, max-age=31536000, immutable',
-          });
+          return sendStoredImage(request, reply, ctx.blobs, jpegVariantFile(file.key, file.variant, file.createdAt, 'private, max-age=31536000, immutable'));
         },
       );
     },

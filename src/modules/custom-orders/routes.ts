@@ -8,7 +8,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Context } from '../../context.js';
 import { Forbidden } from '../../errors.js';
 import { requireAdmin, requireUser } from '../../auth/guard.js';
-import { sendStoredImage } from '../../images/serve.js';
+import { jpegVariantFile, sendStoredImage } from '../../images/serve.js';
 import { ProblemSchema, SIGNED_IN } from '../../platform/http/schemas.js';
 import { orderMetrics } from './metrics.js';
 import { OrderService } from './service.js';
@@ -133,15 +133,8 @@ export async function customOrderRoutes(parent: FastifyInstance, ctx: Context): 
       const { order_id, file_id } = request.params;
       const size = request.query.size ?? 'original';
       const file = await orders.photoFile(request.principal, order_id, file_id, size, signedLink(request.query));
-      return sendStoredImage(request, reply, ctx.blobs, {
-        key: file.key,
-        etag: file.variant.etag,
-        bytes: file.variant.bytes,
-        lastModified: file.createdAt,
-        contentType: 'image/jpeg',
-        // Private photos: no shared cache may keep them; the browser may, they never change.
-        cacheControl: 'private, max-age=3600, immutable',
-      });
+      // Private photos: no shared cache may keep them; the browser may, they never change.
+      return sendStoredImage(request, reply, ctx.blobs, jpegVariantFile(file.key, file.variant, file.createdAt, 'private, max-age=3600, immutable'));
     },
   );
 

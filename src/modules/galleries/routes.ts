@@ -7,7 +7,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Context } from '../../context.js';
 import { ValidationFailed } from '../../errors.js';
 import { requireUser } from '../../auth/guard.js';
-import { sendStoredImage } from '../../images/serve.js';
+import { jpegVariantFile, sendStoredImage } from '../../images/serve.js';
 import { imageAnswers, ProblemSchema, SIGNED_IN } from '../../platform/http/schemas.js';
 import { blobKey, GalleryService, type GallerySize, type ImageFile } from './service.js';
 import { ImageParams, ListAnswer, PrimaryAnswer, ProjectParams, SizeQuery, UploadAnswer } from './schemas.js';
@@ -20,15 +20,7 @@ export async function galleryRoutes(parent: FastifyInstance, ctx: Context): Prom
   const galleries = new GalleryService(ctx);
 
   function serve(request: FastifyRequest, reply: FastifyReply, imageId: string, file: ImageFile, size: GallerySize, cacheControl: string) {
-    const variant = file.variants[size];
-    return sendStoredImage(request, reply, ctx.blobs, {
-      key: blobKey(imageId, size),
-      etag: variant.etag,
-      bytes: variant.bytes,
-      lastModified: file.createdAt,
-      contentType: 'image/jpeg',
-      cacheControl,
-    });
+    return sendStoredImage(request, reply, ctx.blobs, jpegVariantFile(blobKey(imageId, size), file.variants[size], file.createdAt, cacheControl));
   }
 
   app.post(

@@ -7,6 +7,7 @@
  */
 import sharp, { type Metadata, type OutputInfo } from 'sharp';
 import { TooLarge, UnsupportedImage } from '../errors.js';
+import { isSrgbProfile } from './icc.js';
 
 export interface Pixels {
   /** Interleaved 8-bit sRGB, 3 bytes per pixel. */
@@ -20,6 +21,8 @@ export interface Inspected {
   height: number;
   /** Estimated peak bytes the decode holds; the DecodeLimiter budgets with it. */
   decodeCost: number;
+  /** The embedded ICC profile is sRGB's own, so converting with it would change nothing (icc.ts). */
+  srgbProfile: boolean;
 }
 
 /**
@@ -81,19 +84,21 @@ export async function inspect(file: string, maxImagePixels: number): Promise<Ins
   const wholeImageDecode = meta.isProgressive === true;
   const rotated = (meta.orientation ?? 1) > 1;
   const perPixel = 3 + (wholeImageDecode ? 6 : 0) + (rotated ? 3 : 0) + (meta.depth === 'ushort' ? 6 : 0);
-  return { width, height, decodeCost: pixels * perPixel + 16 * 1024 * 1024 };
+  return { width, height, decodeCost: pixels * perPixel + 16 * 1024 * 1024, srgbProfile: isSrgbProfile(meta.icc) };
 }
 
 /**
  * The one decode: EXIF orientation applied, alpha flattened on white, any
  * colour space (CMYK, grey, 16-bit, embedded ICC profiles) converted to 8-bit
- * sRGB. The result carries no metadata at all, so nothing encoded from it can
- * leak EXIF, GPS or camera data.
+ * sRGB; an embedded profile that is sRGB's own is not run, as it would change
+ * nothing. The result carries no metadata at all, so nothing encoded from it
+ * can leak EXIF, GPS or camera data.
  */
-export async function decodeOnce(file: string, maxImagePixels: number): Promise<Pixels> {
+export async function decodeOnce(file: string, maxImagePixels: number, header: Pick<Inspected, 'srgbProfile'>): Promise<Pixels> {
   let decoded: { data: Buffer; info: OutputInfo };
   try {
-    decoded = await sharp(file, { failOn: FAIL_ON, limitInputPixels: maxImagePixels, autoOrient: true, sequentialRead: true })
+    // An sRGB profile is skipped rather than applied: the same pixels, without lcms's per-pixel cost.
+    decoded = await sharp(file, { failOn: FAIL_ON, limitInputPixels: maxImagePixels, autoOrient: true, sequentialRead: true, ignoreIcc: header.srgbProfile })
       .flatten({ background: '#ffffff' })
       .toColourspace('srgb')
       .raw({ depth: 'uchar' })

@@ -189,7 +189,7 @@ export async function renderVariants<S extends SizeName>(
   configureSharp();
   const header = await inspect(input.path, opts.maxImagePixels);
   return limiter.run(header.decodeCost, async () => {
-    const full = await decodeOnce(input.path, opts.maxImagePixels);
+    const full = await decodeOnce(input.path, opts.maxImagePixels, header);
     const stages: Pixels[] = [full];
     try {
       const kept: Partial<Record<SizeName, Pixels>> = {};

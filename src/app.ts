@@ -4,6 +4,7 @@
  * OpenAPI) and then every module's routes. Nothing here knows a module's
  * rules; modules are plugins registered in `modules/index.ts`.
  */
+import { createServer } from 'node:http';
 import cors from '@fastify/cors';
 import multipart from '@fastify/multipart';
 import swagger from '@fastify/swagger';
@@ -14,29 +15,27 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import { registerAuth } from './auth/guard.js';
 import { registerRateLimits } from './auth/ratelimit.js';
 import type { Context } from './context.js';
-import { RequestIds } from './ids.js';
 import { registerModules } from './modules/index.js';
 import { registerJobHandlers } from './modules/jobs.js';
 import { bootstrapAdmin } from './modules/users/bootstrap.js';
 import { errorHandler, notFoundHandler } from './platform/http/errors.js';
-import { securityHeaders } from './platform/http/security.js';
-import { createAccessLogger, lazyChildLogger, scrubString } from './platform/log/index.js';
+import { HotPaths } from './platform/http/hot-path.js';
+import { RequestRecorder } from './platform/http/requests.js';
+import { lazyChildLogger } from './platform/log/index.js';
 import { VERSION } from './version.js';
 
 export type App = FastifyInstance;
 
-const REQUEST_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
-
 export async function buildApp(ctx: Context): Promise<App> {
-  const requestIds = new RequestIds();
+  const recorder = new RequestRecorder(ctx.log, ctx.metrics);
+  const hotPaths = new HotPaths(recorder);
   const app = Fastify({
     loggerInstance: ctx.log as FastifyBaseLogger,
+    // A few cached public reads are answered before Fastify routes them (platform/http/hot-path.ts).
+    serverFactory: (handler) => createServer((req, res) => hotPaths.handle(req, res) || handler(req, res)),
     // A caller's X-Request-Id is kept when it is safe to log; otherwise we make one.
     requestIdHeader: false,
-    genReqId: (req) => {
-      const given = req.headers['x-request-id'];
-      return typeof given === 'string' && REQUEST_ID.test(given) ? given : requestIds.next();
-    },
+    genReqId: (req) => recorder.requestId(req),
     // Trust exactly TRUST_PROXY hops of X-Forwarded-For (0: the socket address is the client).
     trustProxy: (_address: string, hop: number) => hop < ctx.config.trustProxy,
     bodyLimit: 1024 * 1024,
@@ -47,27 +46,18 @@ export async function buildApp(ctx: Context): Promise<App> {
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.decorate('ctx', ctx);
+  app.decorate('hotPaths', hotPaths);
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler(notFoundHandler);
 
   // Hot-path hooks take callbacks, not promises: they run on every request, image GETs included.
-  const headers = securityHeaders();
   app.addHook('onRequest', (request, reply, done) => {
-    reply.headers(headers);
+    reply.headers(recorder.securityHeaders);
     reply.header('x-request-id', request.id);
     done();
   });
-  // One line per request, with what an operator needs and nothing secret.
-  const access = createAccessLogger(ctx.log);
   app.addHook('onResponse', (request, reply, done) => {
-    const route = request.routeOptions.url ?? 'unmatched';
-    const labels = { method: request.method, route, status: String(reply.statusCode) };
-    ctx.metrics.httpRequests.inc(labels);
-    ctx.metrics.httpDuration.observe(labels, reply.elapsedTime / 1000);
-    if (access.isLevelEnabled('info')) {
-      const url = scrubString(request.url.split('?', 1)[0] ?? '');
-      access.info({ reqId: request.id, method: request.method, route, url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 }, 'request');
-    }
+    recorder.record(request.id, request.method, request.routeOptions.url ?? 'unmatched', request.url, reply.statusCode, reply.elapsedTime);
     done();
   });
 
@@ -121,5 +111,7 @@ export async function buildApp(ctx: Context): Promise<App> {
 declare module 'fastify' {
   interface FastifyInstance {
     ctx: Context;
+    /** Where a module adds a hot path for a read it can answer from memory. */
+    hotPaths: HotPaths;
   }
 }

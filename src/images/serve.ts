@@ -3,10 +3,12 @@
  * hash, Last-Modified), conditional GETs (304), single byte ranges (206 /
  * 416), HEAD, and the body streamed from the blob store, never buffered.
  */
+import type { IncomingHttpHeaders } from 'node:http';
 import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { DomainError } from '../errors.js';
 import type { BlobStore, ByteRange } from '../platform/blobs/index.js';
+import { DOCUMENT_ONLY_HEADERS, MEDIA_CSP } from '../platform/http/security.js';
 
 export interface StoredFile {
   key: string;
@@ -53,7 +55,7 @@ function etagsIn(header: string): string[] {
 }
 
 /** If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2); HTTP dates have whole seconds. */
-function notModified(request: FastifyRequest, quotedEtag: string, lastModified: Date): boolean {
+export function notModified(request: { headers: IncomingHttpHeaders }, quotedEtag: string, lastModified: Date): boolean {
   const inm = request.headers['if-none-match'];
   if (inm !== undefined) return etagsIn(inm).some((t) => t === '*' || t === quotedEtag);
   const ims = request.headers['if-modified-since'];
@@ -87,6 +89,9 @@ export async function sendStoredImage(
   file: StoredFile,
 ): Promise<FastifyReply> {
   const quotedEtag = `"${file.etag}"`;
+  // The image answer's security headers (platform/http/security.ts), in place of the documents' set.
+  for (const name of DOCUMENT_ONLY_HEADERS) reply.removeHeader(name);
+  reply.header('content-security-policy', MEDIA_CSP);
   reply.header('etag', quotedEtag);
   reply.header('last-modified', file.lastModified.toUTCString());
   reply.header('cache-control', file.cacheControl);

@@ -9,15 +9,17 @@ import { ValidationFailed } from '../../errors.js';
 import { requireUser } from '../../auth/guard.js';
 import { jpegVariantFile, sendStoredImage } from '../../images/serve.js';
 import { imageAnswers, ProblemSchema, SIGNED_IN } from '../../platform/http/schemas.js';
+import { galleryHotRead, IMAGE_ROUTE, IMMUTABLE, PUBLIC_IMAGE_CACHE } from './hot-read.js';
 import { blobKey, GalleryService, type GallerySize, type ImageFile } from './service.js';
 import { ImageParams, ListAnswer, PrimaryAnswer, ProjectParams, SizeQuery, UploadAnswer } from './schemas.js';
 
 const TAGS = ['galleries'];
-const IMMUTABLE = 'max-age=31536000, immutable';
 
 export async function galleryRoutes(parent: FastifyInstance, ctx: Context): Promise<void> {
   const app = parent.withTypeProvider<TypeBoxTypeProvider>();
   const galleries = new GalleryService(ctx);
+  const hotRead = galleryHotRead(ctx, galleries);
+  if (hotRead) parent.hotPaths.add(hotRead);
 
   function serve(request: FastifyRequest, reply: FastifyReply, imageId: string, file: ImageFile, size: GallerySize, cacheControl: string) {
     return sendStoredImage(request, reply, ctx.blobs, jpegVariantFile(blobKey(imageId, size), file.variants[size], file.createdAt, cacheControl));
@@ -69,7 +71,7 @@ export async function galleryRoutes(parent: FastifyInstance, ctx: Context): Prom
   );
 
   app.get(
-    '/projects/:project_id/images/:image_id',
+    IMAGE_ROUTE,
     {
       schema: {
         tags: TAGS,
@@ -82,7 +84,7 @@ export async function galleryRoutes(parent: FastifyInstance, ctx: Context): Prom
     async (request, reply) => {
       const { project_id, image_id } = request.params;
       const file = await galleries.imageFile(request.principal, project_id, image_id);
-      const cache = galleries.publicRead ? `public, ${IMMUTABLE}` : `private, ${IMMUTABLE}`;
+      const cache = galleries.publicRead ? PUBLIC_IMAGE_CACHE : `private, ${IMMUTABLE}`;
       return serve(request, reply, image_id, file, request.query.size ?? 'original', cache);
     },
   );

@@ -190,6 +190,17 @@ export class GalleryService {
     return file;
   }
 
+  /**
+   * The image's file when it is cached and anyone may read it: what a hot
+   * path needs to answer without the database. Undefined sends the request
+   * the long way (imageFile), which also fills the cache.
+   */
+  cachedPublicFile(projectId: string, imageId: string): ImageFile | undefined {
+    if (!this.publicRead) return undefined;
+    const file = this.files.get(imageId);
+    return file?.projectId === projectId ? file : undefined;
+  }
+
   /** The primary image's file; never cached, since the primary can change. */
   async primaryFile(principal: Principal | null, projectId: string): Promise<{ imageId: string; file: ImageFile }> {
     this.assertProjectId(projectId);

@@ -26,6 +26,8 @@ export interface BlobStore {
   /** Throws NotFound when the blob does not exist. */
   read(key: string, range?: ByteRange): Promise<Readable>;
   readAll(key: string): Promise<Buffer>;
+  /** The blob's bytes when this store already holds them in memory; never does I/O. */
+  peek?(key: string): Buffer | undefined;
   delete(key: string): Promise<void>;
   /** Removes every blob whose key starts with `prefix` + '/'. */
   deletePrefix(prefix: string): Promise<void>;

@@ -41,3 +41,34 @@ export function securityHeaders(options: HelmetOptions = HELMET_OPTIONS): Record
   if (failure) throw failure;
   return headers;
 }
+
+/**
+ * Headers that only mean something for a document a browser renders (opener
+ * and framing policies, referrer, legacy IE switches). An image answer
+ * leaves them out: they protect nothing there and every answer pays for
+ * them in bytes and header handling.
+ */
+export const DOCUMENT_ONLY_HEADERS = [
+  'cross-origin-opener-policy',
+  'origin-agent-cluster',
+  'referrer-policy',
+  'x-dns-prefetch-control',
+  'x-download-options',
+  'x-frame-options',
+  'x-permitted-cross-domain-policies',
+  'x-xss-protection',
+] as const;
+
+/**
+ * The policy of an image answer: opened on its own, it renders sandboxed
+ * with nothing else allowed to load (the policy code hosts use for raw user
+ * files). Stricter than the documents' policy, and a fifth of its length.
+ */
+export const MEDIA_CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox";
+
+/** The security headers of an image answer: the documents' set without DOCUMENT_ONLY_HEADERS, with MEDIA_CSP. */
+export function mediaSecurityHeaders(all: Readonly<Record<string, string>> = securityHeaders()): Record<string, string> {
+  const headers: Record<string, string> = { ...all, 'content-security-policy': MEDIA_CSP };
+  for (const name of DOCUMENT_ONLY_HEADERS) delete headers[name];
+  return headers;
+}

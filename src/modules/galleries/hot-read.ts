@@ -1,0 +1,58 @@
+/**
+ * The hot path for a public gallery image (platform/http/hot-path.ts):
+ * `GET /projects/{p}/images/{i}[?size=…]` answered from memory, exactly as
+ * the route in routes.ts answers it (200 with the bytes, or 304), when the
+ * image's row and bytes are already cached by an earlier request that took
+ * the long way. It declines, and Fastify answers, whenever anything else
+ * could apply: a credential (it must be checked, and a bad one is a 401), a
+ * Range or If-Range, a CORS request, a size that is streamed rather than
+ * kept in memory, an uncached image, or an unusual URL.
+ *
+ * Installed only when reads are public and the `default` rate limit is off
+ * (RATE_LIMIT_DEFAULT=0): with a limit on, every read must be counted by the
+ * rate limiter, which lives in Fastify.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Context } from '../../context.js';
+import { notModified, SMALL_FILE_BYTES } from '../../images/serve.js';
+import type { HotAnswer, HotPath } from '../../platform/http/hot-path.js';
+import { blobKey, GALLERY_SIZES, type GalleryService, type GallerySize } from './service.js';
+
+export const IMAGE_ROUTE = '/projects/:project_id/images/:image_id';
+/** Stored sizes never change under their URL. */
+export const IMMUTABLE = 'max-age=31536000, immutable';
+export const PUBLIC_IMAGE_CACHE = `public, ${IMMUTABLE}`;
+
+/** The route's URL with nothing that needs decoding or validating beyond this pattern. */
+const IMAGE_URL = new RegExp(`^/projects/([A-Za-z0-9_-]{1,64})/images/([A-Za-z0-9_-]{1,64})(?:\\?size=(${GALLERY_SIZES.join('|')}))?$`);
+
+export function galleryHotRead(ctx: Context, galleries: GalleryService): HotPath | null {
+  if (!galleries.publicRead || ctx.config.rateLimitDefault !== 0) return null;
+  const cors = ctx.config.allowedOrigins.length > 0;
+
+  return (req: IncomingMessage, res: ServerResponse, answer: HotAnswer): boolean => {
+    if (req.method !== 'GET') return false;
+    const h = req.headers;
+    if (h.authorization !== undefined || h['x-api-key'] !== undefined || h.range !== undefined || h['if-range'] !== undefined) return false;
+    if (cors && h.origin !== undefined) return false;
+    const m = IMAGE_URL.exec(req.url ?? '');
+    if (!m) return false;
+    const [, projectId, imageId, sizeParam] = m as unknown as [string, string, string, GallerySize | undefined];
+    const file = galleries.cachedPublicFile(projectId, imageId);
+    if (!file) return false;
+    const size: GallerySize = sizeParam ?? 'original';
+    const variant = file.variants[size];
+    if (variant.bytes > SMALL_FILE_BYTES) return false;
+    const body = ctx.blobs.peek?.(blobKey(imageId, size));
+    if (!body) return false;
+
+    const etag = `"${variant.etag}"`;
+    const validators = ['etag', etag, 'last-modified', file.createdAt.toUTCString(), 'cache-control', PUBLIC_IMAGE_CACHE, 'accept-ranges', 'bytes'];
+    if (notModified(req, etag, file.createdAt)) {
+      answer.send(req, res, IMAGE_ROUTE, 304, validators);
+    } else {
+      answer.send(req, res, IMAGE_ROUTE, 200, [...validators, 'content-type', 'image/jpeg', 'content-length', String(body.length)], body);
+    }
+    return true;
+  };
+}

@@ -1,0 +1,185 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startServer, type TestServer } from '../../helpers/server.js';
+import { registerUser, type TestUser } from '../../helpers/users.js';
+import { fixture, postMultipart } from '../../helpers/upload.js';
+
+const ROCKET = fixture('rocket_small_640x427.jpg');
+
+interface Uploaded {
+  image_id: string;
+  urls: Record<'original' | 'medium' | 'thumb' | 'game', string>;
+}
+
+async function upload(server: TestServer, user: TestUser, project: string): Promise<Uploaded> {
+  const res = await postMultipart(`${server.url}/projects/${project}/images`, [{ field: 'file', filename: 'r.jpg', data: ROCKET, type: 'image/jpeg' }], user.headers);
+  expect(res.status).toBe(201);
+  return (await res.json()) as Uploaded;
+}
+
+/** Status, headers (without the two that differ on every answer) and body of one GET. */
+async function answerOf(url: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, string>; body: Buffer }> {
+  const res = await fetch(url, { headers });
+  const all = Object.fromEntries(res.headers);
+  delete all.date;
+  delete all['x-request-id'];
+  return { status: res.status, headers: all, body: Buffer.from(await res.arrayBuffer()) };
+}
+
+/** Runs `fn` and returns how many requests the hot paths answered meanwhile. */
+async function hotAnswers(server: TestServer, fn: () => Promise<unknown>): Promise<number> {
+  const before = server.app.hotPaths.answered;
+  await fn();
+  return server.app.hotPaths.answered - before;
+}
+
+describe('the hot path for public gallery images', () => {
+  let server: TestServer;
+  let user: TestUser;
+  let image: Uploaded;
+
+  beforeAll(async () => {
+    server = await startServer();
+    user = await registerUser(server.url);
+    image = await upload(server, user, 'hot');
+  });
+  afterAll(async () => server.close());
+
+  it('answers a repeated GET exactly as the route does: same status, headers and bytes', async () => {
+    for (const size of ['thumb', 'game', 'medium'] as const) {
+      const url = `${server.url}${image.urls[size]}`;
+      let first!: Awaited<ReturnType<typeof answerOf>>;
+      expect(await hotAnswers(server, async () => (first = await answerOf(url)))).toBe(0);
+      let again!: Awaited<ReturnType<typeof answerOf>>;
+      expect(await hotAnswers(server, async () => (again = await answerOf(url)))).toBe(1);
+      expect(again).toEqual(first);
+      expect(first.status).toBe(200);
+      expect(first.headers['content-type']).toBe('image/jpeg');
+    }
+  });
+
+  it('answers a revalidation with the same 304 as the route', async () => {
+    const url = `${server.url}${image.urls.thumb}`;
+    const { headers } = await answerOf(url);
+    const etag = headers.etag as string;
+    const hot = await answerOf(url, { 'if-none-match': etag });
+    expect(hot.status).toBe(304);
+    expect(hot.body.length).toBe(0);
+    // The same request through Fastify: a Range header sends it the long way, If-None-Match still wins.
+    const routed = await answerOf(url, { 'if-none-match': etag, range: 'bytes=0-9' });
+    expect(hot).toEqual(routed);
+    expect((await answerOf(url, { 'if-none-match': '"other"' })).status).toBe(200);
+  });
+
+  it('carries the image answer security headers and the request id, like the route', async () => {
+    const url = `${server.url}${image.urls.thumb}`;
+    await fetch(url).then((r) => r.arrayBuffer());
+    let res!: Response;
+    expect(await hotAnswers(server, async () => (res = await fetch(url, { headers: { 'x-request-id': 'trace-42' } })))).toBe(1);
+    await res.arrayBuffer();
+    expect(res.headers.get('x-request-id')).toBe('trace-42');
+    expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(res.headers.get('content-security-policy')).toBe("default-src 'none'; style-src 'unsafe-inline'; sandbox");
+    expect(res.headers.get('cross-origin-resource-policy')).toBe('cross-origin');
+    expect(res.headers.get('x-frame-options')).toBeNull();
+  });
+
+  it('is counted in /metrics under the route, like every answer', async () => {
+    const url = `${server.url}${image.urls.game}`;
+    await fetch(url).then((r) => r.arrayBuffer());
+    const count = async (): Promise<number> => {
+      const text = await (await fetch(`${server.url}/metrics`)).text();
+      const line = text.split('\n').find((l) => l.startsWith('kiln_http_requests_total{') && l.includes('route="/projects/:project_id/images/:image_id"') && l.includes('status="200"') && l.includes('method="GET"'));
+      return Number(line?.split(' ').pop() ?? 0);
+    };
+    const before = await count();
+    expect(await hotAnswers(server, async () => { for (let i = 0; i < 3; i++) await fetch(url).then((r) => r.arrayBuffer()); })).toBe(3);
+    expect(await count()).toBe(before + 3);
+  });
+
+  it('leaves to the route what it does not handle: credentials, ranges, HEAD, other queries, big sizes', async () => {
+    const thumb = `${server.url}${image.urls.thumb}`;
+    await fetch(thumb).then((r) => r.arrayBuffer());
+    const cases: Array<[string, RequestInit, number]> = [
+      [thumb, { headers: { authorization: 'Bearer not-a-token' } }, 401],
+      [thumb, { headers: user.headers }, 200],
+      [thumb, { headers: { range: 'bytes=0-9' } }, 206],
+      [thumb, { headers: { 'if-range': '"stale"', range: 'bytes=0-9' } }, 200],
+      [thumb, { method: 'HEAD' }, 200],
+      [`${thumb}&x=1`, {}, 200],
+      [thumb.replace('size=thumb', 'size=huge'), {}, 422],
+      [`${server.url}${image.urls.original}`, {}, 200],
+      [`${server.url}/projects/hot/images/nosuchimage`, {}, 404],
+      [`${server.url}/projects/other/images/${image.image_id}?size=thumb`, {}, 404],
+    ];
+    for (const [url, init, status] of cases) {
+      let res!: Response;
+      const hot = await hotAnswers(server, async () => {
+        res = await fetch(url, init);
+        await res.arrayBuffer();
+      });
+      expect([url, init, res.status, hot]).toEqual([url, init, status, 0]);
+    }
+  });
+
+  it('stops answering for an image as soon as it is deleted', async () => {
+    const doomed = await upload(server, user, 'hot');
+    const url = `${server.url}${doomed.urls.thumb}`;
+    await fetch(url).then((r) => r.arrayBuffer());
+    expect(await hotAnswers(server, () => fetch(url).then((r) => r.arrayBuffer()))).toBe(1);
+    expect((await fetch(`${server.url}/projects/hot/images/${doomed.image_id}`, { method: 'DELETE', headers: user.headers })).status).toBe(204);
+    const res = await fetch(url);
+    expect(res.status).toBe(404);
+  });
+});
+
+describe('when the hot path stays out of the way', () => {
+  it('is not installed while a default rate limit applies: every read is counted and limited', async () => {
+    const server = await startServer({ RATE_LIMIT_DEFAULT: '3' });
+    try {
+      const user = await registerUser(server.url);
+      const image = await upload(server, user, 'limited');
+      const url = `${server.url}${image.urls.thumb}`;
+      const statuses: number[] = [];
+      const hot = await hotAnswers(server, async () => {
+        for (let i = 0; i < 4; i++) statuses.push((await fetch(url).then(async (r) => (await r.arrayBuffer(), r))).status);
+      });
+      expect(statuses).toEqual([200, 200, 200, 429]);
+      expect(hot).toBe(0);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('is not installed when reads need the owner', async () => {
+    const server = await startServer({ GALLERY_PUBLIC_READ: 'false' });
+    try {
+      const user = await registerUser(server.url);
+      const image = await upload(server, user, 'private');
+      const url = `${server.url}${image.urls.thumb}`;
+      expect((await fetch(url, { headers: user.headers })).status).toBe(200);
+      const hot = await hotAnswers(server, async () => {
+        const res = await fetch(url);
+        expect(res.status).not.toBe(200);
+      });
+      expect(hot).toBe(0);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('sends CORS requests the long way, so they get their CORS headers', async () => {
+    const server = await startServer({ ALLOWED_ORIGINS: 'https://shop.example' });
+    try {
+      const user = await registerUser(server.url);
+      const image = await upload(server, user, 'cors');
+      const url = `${server.url}${image.urls.thumb}`;
+      await fetch(url).then((r) => r.arrayBuffer());
+      let res!: Response;
+      expect(await hotAnswers(server, async () => (res = await fetch(url, { headers: { origin: 'https://shop.example' } })))).toBe(0);
+      expect(res.headers.get('access-control-allow-origin')).toBe('https://shop.example');
+      expect(await hotAnswers(server, () => fetch(url).then((r) => r.arrayBuffer()))).toBe(1);
+    } finally {
+      await server.close();
+    }
+  });
+});

@@ -15,10 +15,11 @@ import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { corpusFiles, LARGE_PHOTOS, REPO_ROOT } from './lib/corpus.js';
+import { ensureBuilt } from './lib/kiln-server.js';
 import { fmt, hasTaskset, percentile, runChild, table, type ChildResult } from './lib/measure.js';
 
 const PYTHON = '/usr/bin/python3';
-const WORKER = path.join(REPO_ROOT, 'bench', 'lib', 'kiln-variants-worker.ts');
+const WORKER = path.join(REPO_ROOT, 'bench', 'lib', 'kiln-variants-worker.mjs');
 const PILLOW = path.join(REPO_ROOT, 'bench', 'pillow_variants.py');
 const FLOOR = 'for f in "$@"; do djpeg "$f" | cjpeg -quality 85 > /dev/null; done';
 /** Each photo is made twice per contender: 14 renders, enough for a stable rate on two cores. */
@@ -36,7 +37,7 @@ function parse(result: ChildResult, what: string): { photos: number; seconds: nu
   return JSON.parse(result.stdout.trim().split('\n').pop() as string);
 }
 
-const kilnArgs = (rounds: number, concurrent: boolean, files: string[]): string[] => ['--import', 'tsx', WORKER, String(rounds), concurrent ? '1' : '0', ...files];
+const kilnArgs = (rounds: number, concurrent: boolean, files: string[]): string[] => [WORKER, String(rounds), concurrent ? '1' : '0', ...files];
 
 async function kilnThroughput(files: string[], label: string, env: NodeJS.ProcessEnv): Promise<Row> {
   const r = await runChild(process.execPath, kilnArgs(ROUNDS, true, files), { env });
@@ -85,6 +86,7 @@ function commandAvailable(cmd: string): boolean {
 async function main(): Promise<void> {
   const files = corpusFiles(LARGE_PHOTOS, 'variants');
   if (!files) return;
+  ensureBuilt();
   const [load1] = os.loadavg();
   console.log(`# Image variants: ${files.length} photos x ${ROUNDS}, original + medium + thumb + game, JPEG q85`);
   console.log(`node ${process.version}, ${os.availableParallelism()} cores, load average at start ${fmt(load1 ?? 0)}\n`);

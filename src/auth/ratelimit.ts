@@ -10,7 +10,7 @@
  */
 import rateLimit from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Context } from '../context.js';
 import { TooManyRequests } from '../errors.js';
 
@@ -37,6 +37,8 @@ export async function registerRateLimits(app: FastifyInstance, ctx: Context): Pr
 
   let redis: Redis | undefined;
   if (ctx.config.redisUrl) {
+    // ioredis is loaded only with REDIS_URL: a single-process deployment never needs it.
+    const { Redis } = await import('ioredis');
     // Fail fast: a request waits at most one retry, then counts as allowed (skipOnError) rather than hanging.
     redis = new Redis(ctx.config.redisUrl, { maxRetriesPerRequest: 1, connectTimeout: 2000 });
     redis.on('error', (err) => ctx.log.warn({ err }, 'rate limit store (Redis) error'));

@@ -7,7 +7,7 @@
  * timeouts, connection failures) or a PermanentJobError (the provider said
  * no: a content-policy refusal, any other 4xx, an answer without an image).
  */
-import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError, toFile } from 'openai';
+import type { APIError, OpenAI } from 'openai';
 import type { Config } from '../../config.js';
 import { PermanentJobError, TransientJobError } from '../../platform/jobs/errors.js';
 
@@ -26,27 +26,34 @@ export interface ImageEditor {
 export const DEFAULT_BASE_URL = 'https://api.openai.com/v1';
 const REFUSALS = new Set(['content_policy_violation', 'moderation_blocked']);
 
+type OpenAIModule = typeof import('openai');
+
+// openai is loaded by the first edit, not at server start: most processes never call the provider.
+const loadOpenAI = (): Promise<OpenAIModule> => import('openai');
+
 export const NO_KEY_MESSAGE = 'AI edits are not configured on this server: set OPENAI_API_KEY (and optionally OPENAI_BASE_URL, OPENAI_IMAGE_MODEL) and restart.';
 
 /** The editor a deployment is configured for, or null when OPENAI_API_KEY is unset. */
 export function createImageEditor(config: Pick<Config, 'openai'>): ImageEditor | null {
   const { apiKey, baseUrl, imageModel, timeoutSeconds } = config.openai;
   if (!apiKey) return null;
-  const client = new OpenAI({
-    apiKey,
-    baseURL: baseUrl ?? DEFAULT_BASE_URL,
-    timeout: timeoutSeconds * 1000,
-    maxRetries: 0,
-  });
+  let client: OpenAI | undefined;
   return {
     model: imageModel,
     async edit(input, signal) {
+      const sdk = await loadOpenAI();
+      client ??= new sdk.OpenAI({
+        apiKey,
+        baseURL: baseUrl ?? DEFAULT_BASE_URL,
+        timeout: timeoutSeconds * 1000,
+        maxRetries: 0,
+      });
       let answer: unknown;
       try {
-        const image = await Promise.all(input.images.map((i) => toFile(i.data, i.name, { type: 'image/jpeg' })));
+        const image = await Promise.all(input.images.map((i) => sdk.toFile(i.data, i.name, { type: 'image/jpeg' })));
         answer = await client.images.edit({ model: imageModel, prompt: input.prompt, image }, { signal });
       } catch (err) {
-        throw classify(err);
+        throw classify(err, sdk);
       }
       return decodeAnswer(answer);
     },
@@ -58,8 +65,9 @@ function providerReason(err: APIError): string {
   return typeof body?.message === 'string' && body.message !== '' ? body.message : err.message;
 }
 
-/** Maps what the client threw to the job system's two kinds of failure. */
-export function classify(err: unknown): Error {
+/** Maps what the client threw to the job system's two kinds of failure; `sdk` is the loaded openai module. */
+export function classify(err: unknown, sdk: OpenAIModule): Error {
+  const { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } = sdk;
   // Our own abort (job timeout, cancel, shutdown): the job system already knows why; pass it on untouched.
   if (err instanceof APIUserAbortError) return err;
   if (err instanceof APIConnectionTimeoutError) {

@@ -20,7 +20,7 @@
  * behind Kiln's back (Redis maxmemory, a manual DEL) keeps its place in
  * `order` until it expires or is trimmed, uncounted.
  */
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { CacheEntryInfo, CacheOptions, CacheStats, TtlCache } from './index.js';
 import { encodeValue, ttlMilliseconds } from './values.js';
@@ -74,13 +74,23 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 return redis.call('DEL', KEYS[1])`;
 
+// ioredis is loaded only when a cache opens its own Redis connection (REDIS_URL), not by every server.
+async function connect(url: string, log: Pick<Logger, 'warn'> | undefined): Promise<Redis> {
+  const { Redis } = await import('ioredis');
+  // Few retries per command: a cache that waits minutes for Redis is worse than an error.
+  const client = new Redis(url, { maxRetriesPerRequest: 2 });
+  client.on('error', (err: Error) => log?.warn({ err }, 'cache: redis connection error'));
+  return client;
+}
+
 /** SCAN MATCH treats these as glob syntax; a prefix must match only itself. */
 function globEscape(text: string): string {
   return text.replace(/[*?[\]\\]/g, '\\$&');
 }
 
 export class RedisCache implements TtlCache {
-  private readonly client: Redis;
+  /** Resolved at once for a caller's client; after ioredis has loaded for a url. */
+  private readonly connection: Promise<Redis>;
   private readonly ownsClient: boolean;
   private readonly prefix: string;
   private readonly ttlSeconds: number;
@@ -91,13 +101,11 @@ export class RedisCache implements TtlCache {
     if (!NAMESPACE.test(namespace)) throw new RangeError(`cache namespace "${namespace}" must match ${NAMESPACE}`);
     ttlMilliseconds(undefined, options.ttlSeconds);
     if (options.client) {
-      this.client = options.client;
+      this.connection = Promise.resolve(options.client);
       this.ownsClient = false;
     } else if (options.url) {
-      // Few retries per command: a cache that waits minutes for Redis is worse than an error.
-      this.client = new Redis(options.url, { maxRetriesPerRequest: 2 });
+      this.connection = connect(options.url, options.log);
       this.ownsClient = true;
-      this.client.on('error', (err: Error) => options.log?.warn({ err }, 'cache: redis connection error'));
     } else {
       throw new TypeError('RedisCache needs a url or a client');
     }
@@ -111,7 +119,8 @@ export class RedisCache implements TtlCache {
   }
 
   async get<T>(key: string): Promise<T | undefined> {
-    const text = await this.client.eval(GET_SCRIPT, 2, this.valueKey(key), `${this.prefix}stats`);
+    const client = await this.connection;
+    const text = await client.eval(GET_SCRIPT, 2, this.valueKey(key), `${this.prefix}stats`);
     if (typeof text !== 'string') return undefined;
     return JSON.parse(text) as T;
   }
@@ -119,7 +128,8 @@ export class RedisCache implements TtlCache {
   async set(key: string, value: unknown, ttlSeconds?: number): Promise<void> {
     const ttl = ttlMilliseconds(ttlSeconds, this.ttlSeconds);
     const p = this.prefix;
-    await this.client.eval(
+    const client = await this.connection;
+    await client.eval(
       SET_SCRIPT,
       4,
       this.valueKey(key),
@@ -136,17 +146,19 @@ export class RedisCache implements TtlCache {
 
   async delete(key: string): Promise<boolean> {
     const p = this.prefix;
-    const removed = await this.client.eval(DELETE_SCRIPT, 3, this.valueKey(key), `${p}order`, `${p}exp`, key);
+    const client = await this.connection;
+    const removed = await client.eval(DELETE_SCRIPT, 3, this.valueKey(key), `${p}order`, `${p}exp`, key);
     return removed === 1;
   }
 
   async stats(): Promise<CacheStats> {
+    const client = await this.connection;
     const [counters, time] = await Promise.all([
-      this.client.hmget(`${this.prefix}stats`, 'hits', 'misses', 'evictions'),
-      this.client.time(),
+      client.hmget(`${this.prefix}stats`, 'hits', 'misses', 'evictions'),
+      client.time(),
     ]);
     const now = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
-    const entries = await this.liveEntries(now);
+    const entries = await this.liveEntries(client, now);
     const [hits, misses, evictions] = counters.map((v) => Number(v ?? 0));
     return {
       size: entries.length,
@@ -160,15 +172,15 @@ export class RedisCache implements TtlCache {
   }
 
   /** Every value key of this namespace still alive, found by SCAN (never KEYS, which blocks Redis). */
-  private async liveEntries(now: number): Promise<CacheEntryInfo[]> {
+  private async liveEntries(client: Redis, now: number): Promise<CacheEntryInfo[]> {
     const valuePrefix = `${this.prefix}v:`;
     const entries: CacheEntryInfo[] = [];
     let cursor = '0';
     do {
-      const [next, keys] = await this.client.scan(cursor, 'MATCH', `${globEscape(valuePrefix)}*`, 'COUNT', 1000);
+      const [next, keys] = await client.scan(cursor, 'MATCH', `${globEscape(valuePrefix)}*`, 'COUNT', 1000);
       cursor = next;
       if (keys.length === 0) continue;
-      const pipeline = this.client.pipeline();
+      const pipeline = client.pipeline();
       for (const k of keys) pipeline.pttl(k);
       const ttls = (await pipeline.exec()) ?? [];
       keys.forEach((k, i) => {
@@ -184,16 +196,17 @@ export class RedisCache implements TtlCache {
 
   /** Removes every key of this namespace, counters included (tests; an operator starting afresh). */
   async clear(): Promise<void> {
+    const client = await this.connection;
     let cursor = '0';
     do {
-      const [next, keys] = await this.client.scan(cursor, 'MATCH', `${globEscape(this.prefix)}*`, 'COUNT', 1000);
+      const [next, keys] = await client.scan(cursor, 'MATCH', `${globEscape(this.prefix)}*`, 'COUNT', 1000);
       cursor = next;
-      if (keys.length > 0) await this.client.del(...keys);
+      if (keys.length > 0) await client.del(...keys);
     } while (cursor !== '0');
   }
 
   async close(): Promise<void> {
     if (!this.ownsClient) return;
-    await this.client.quit();
+    await (await this.connection).quit();
   }
 }

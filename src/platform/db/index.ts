@@ -21,7 +21,7 @@ import {
   type MigrationProvider,
   type SelectQueryBuilder,
 } from 'kysely';
-import pg from 'pg';
+import type { Pool } from 'pg';
 import { migrations } from './migrations/index.js';
 import type { Database } from './schema.js';
 
@@ -55,11 +55,17 @@ function openSqlite(file: string): Kysely<Database> {
   return new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database }) });
 }
 
-function openPostgres(url: string): Kysely<Database> {
+// pg is loaded only by a postgres:// deployment (SQLite ones never need it); Kysely calls this on the first query.
+async function postgresPool(url: string): Promise<Pool> {
+  const { default: pg } = await import('pg');
   const pool = new pg.Pool({ connectionString: url, max: 10 });
   // An idle client losing its server must not crash the process; the next query reports it.
   pool.on('error', () => undefined);
-  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  return pool;
+}
+
+function openPostgres(url: string): Kysely<Database> {
+  return new Kysely<Database>({ dialect: new PostgresDialect({ pool: () => postgresPool(url) }) });
 }
 
 /** `databaseUrl` undefined or `sqlite:` means the SQLite file in dataDir. */

@@ -11,7 +11,7 @@ import { createWriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { Agent, type Dispatcher } from 'undici';
+import type { Agent, Dispatcher } from 'undici';
 import { ipLiteral, isBlockedAddress } from './address.js';
 import { FetchError, findFetchError } from './errors.js';
 import { guardedLookup } from './lookup.js';
@@ -51,6 +51,8 @@ export interface SafeFetchResponse {
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
 export async function safeFetch(url: string, options: SafeFetchOptions): Promise<SafeFetchResponse> {
+  // undici is loaded by the first outbound request, not at server start (before the deadline starts counting).
+  const { Agent } = await import('undici');
   const allowed = new Set(options.allowedHosts.map((h) => h.toLowerCase()));
   const deadline = AbortSignal.timeout(options.totalTimeoutMs ?? 30_000);
   const signal = options.signal ? AbortSignal.any([deadline, options.signal]) : deadline;

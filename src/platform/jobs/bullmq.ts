@@ -5,8 +5,8 @@
  * decides who runs what when, the row decides whether a run still counts.
  */
 import { hostname } from 'node:os';
-import { Queue, Worker, type Job as BullJob, type JobsOptions } from 'bullmq';
-import { Redis } from 'ioredis';
+import type { Job as BullJob, JobsOptions, Queue, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
 import { newId } from '../../ids.js';
 import { executeJob, MAX_RECOVERIES } from './execute.js';
 import { BaseRunner, within, type RunnerDeps } from './runner.js';
@@ -35,6 +35,12 @@ interface Payload {
   jobId: string;
 }
 
+// bullmq and ioredis are loaded only by a deployment with REDIS_URL: the local runner never needs them.
+async function loadBullmq() {
+  const [{ Queue, Worker }, { Redis }] = await Promise.all([import('bullmq'), import('ioredis')]);
+  return { Queue, Worker, Redis };
+}
+
 /** Thrown to BullMQ so it schedules the retry; carries the delay the row got. */
 class RetryLater extends Error {
   constructor(readonly delayMs: number) {
@@ -45,8 +51,9 @@ class RetryLater extends Error {
 export class BullJobRunner extends BaseRunner {
   readonly mode = 'bullmq' as const;
   private readonly workerId = `${hostname()}:${process.pid}:${newId().slice(0, 8)}`;
-  private readonly queue: Queue<Payload>;
-  private readonly queueConnection: Redis;
+  /** The queue and its connection, made as soon as bullmq has loaded. */
+  private readonly opened: Promise<{ queue: Queue<Payload>; connection: Redis }>;
+  private stopped = false;
   private worker: Worker<Payload> | null = null;
   private workerConnection: Redis | null = null;
   private reconcileTimer: NodeJS.Timeout | null = null;
@@ -61,11 +68,17 @@ export class BullJobRunner extends BaseRunner {
   ) {
     super(deps);
     this.lockDurationMs = options.lockDurationMs ?? 30_000;
+    this.opened = this.openQueue();
+  }
+
+  private async openQueue(): Promise<{ queue: Queue<Payload>; connection: Redis }> {
+    const { Queue, Redis } = await loadBullmq();
     // Fail fast when Redis is down: the row is already written and a worker's reconcile re-adds it.
-    this.queueConnection = new Redis(options.redisUrl, { maxRetriesPerRequest: 1, lazyConnect: false });
-    this.queueConnection.on('error', (err: Error) => this.log.warn({ err: err.message }, 'redis connection error (queue)'));
-    this.queue = new Queue<Payload>(QUEUE, { connection: this.queueConnection, prefix: options.prefix ?? 'kiln' });
-    this.queue.on('error', (err: Error) => this.log.warn({ err: err.message }, 'bullmq queue error'));
+    const connection = new Redis(this.options.redisUrl, { maxRetriesPerRequest: 1, lazyConnect: false });
+    connection.on('error', (err: Error) => this.log.warn({ err: err.message }, 'redis connection error (queue)'));
+    const queue = new Queue<Payload>(QUEUE, { connection, prefix: this.options.prefix ?? 'kiln' });
+    queue.on('error', (err: Error) => this.log.warn({ err: err.message }, 'bullmq queue error'));
+    return { queue, connection };
   }
 
   async enqueue<I>(kind: string, input: I, options: EnqueueOptions): Promise<Job<I>> {
@@ -91,7 +104,8 @@ export class BullJobRunner extends BaseRunner {
     const batch = this.pending;
     this.pending = [];
     try {
-      await this.queue.addBulk(batch.map(({ row }) => ({ name: row.type, data: { jobId: row.job_id }, opts: this.jobOptions(row) })));
+      const { queue } = await this.opened;
+      await queue.addBulk(batch.map(({ row }) => ({ name: row.type, data: { jobId: row.job_id }, opts: this.jobOptions(row) })));
       for (const b of batch) b.done();
     } catch (err) {
       for (const b of batch) b.done(err);
@@ -112,6 +126,9 @@ export class BullJobRunner extends BaseRunner {
 
   async start(): Promise<void> {
     if (this.options.role !== 'worker' || this.worker) return;
+    const { Worker, Redis } = await loadBullmq();
+    // Another start() won the race, or stop() came while bullmq was loading.
+    if (this.worker || this.stopped) return;
     const connection = new Redis(this.options.redisUrl, { maxRetriesPerRequest: null });
     connection.on('error', (err: Error) => this.log.warn({ err: err.message }, 'redis connection error (worker)'));
     this.workerConnection = connection;
@@ -161,6 +178,7 @@ export class BullJobRunner extends BaseRunner {
   }
 
   async stop(graceMs = 10_000): Promise<void> {
+    this.stopped = true;
     if (this.reconcileTimer) clearInterval(this.reconcileTimer);
     this.reconcileTimer = null;
     const worker = this.worker;
@@ -175,7 +193,8 @@ export class BullJobRunner extends BaseRunner {
     // BullMQ leaves connections it was given open: they are ours to close.
     this.workerConnection?.disconnect();
     this.workerConnection = null;
-    await this.queue.close();
-    this.queueConnection.disconnect();
+    const { queue, connection } = await this.opened;
+    await queue.close();
+    connection.disconnect();
   }
 }

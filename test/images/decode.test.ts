@@ -1,0 +1,42 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import sharp, { type JpegOptions } from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { inspect, wholeImageBytesPerPixel } from '../../src/images/decode.js';
+
+let tmpDir: string;
+beforeAll(() => {
+  tmpDir = mkdtempSync(path.join(os.tmpdir(), 'kiln-decode-'));
+});
+afterAll(() => rmSync(tmpDir, { recursive: true, force: true }));
+
+async function jpeg(name: string, options: JpegOptions): Promise<string> {
+  const file = path.join(tmpDir, name);
+  const data = await sharp({ create: { width: 1000, height: 800, channels: 3, background: '#336699' } }).jpeg(options).toBuffer();
+  writeFileSync(file, data);
+  return file;
+}
+
+describe('the decode cost the limiter budgets with', () => {
+  const MB = 1024 * 1024;
+  const pixels = 1000 * 800;
+
+  it('is the 3-byte result plus fixed decoder state for a baseline JPEG', async () => {
+    const { decodeCost } = await inspect(await jpeg('baseline.jpg', { chromaSubsampling: '4:2:0' }), 50e6);
+    expect(decodeCost).toBe(pixels * 3 + 16 * MB);
+  });
+
+  it('adds the whole-image coefficients of a progressive JPEG, half as many for 4:2:0 as for 4:4:4', async () => {
+    const p420 = await inspect(await jpeg('p420.jpg', { progressive: true, chromaSubsampling: '4:2:0' }), 50e6);
+    const p444 = await inspect(await jpeg('p444.jpg', { progressive: true, chromaSubsampling: '4:4:4' }), 50e6);
+    expect(p420.decodeCost).toBeCloseTo(pixels * (3 + 3.45) + 16 * MB, -1);
+    expect(p444.decodeCost).toBeCloseTo(pixels * (3 + 6.9) + 16 * MB, -1);
+  });
+
+  it('counts an unknown sample layout as the costliest', () => {
+    expect(wholeImageBytesPerPixel(undefined)).toBe(wholeImageBytesPerPixel('4:4:4'));
+    expect(wholeImageBytesPerPixel('4:2:2')).toBeLessThan(wholeImageBytesPerPixel('4:4:4'));
+    expect(wholeImageBytesPerPixel('4:2:0')).toBeLessThan(wholeImageBytesPerPixel('4:2:2'));
+  });
+});

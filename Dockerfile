@@ -15,4 +15,4 @@ ENV NODE_ENV=production HOST=0.0.0.0 PORT=8000 DATA_DIR=/data MALLOC_ARENA_MAX=1
 VOLUME /data
 EXPOSE 8000
 USER node
-CMD ["node", "dist/src/main.js", "serve"]
+CMD ["node", "--max-semi-space-size=4", "dist/src/main.js", "serve"]

@@ -6,6 +6,7 @@
 import './threadpool.js';
 import { parseArgs } from 'node:util';
 import { buildApp, type App } from './app.js';
+import { collectStartupGarbage } from './images/release.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createContext, type Context } from './context.js';
 import { migrateToLatest } from './platform/db/index.js';
@@ -48,6 +49,7 @@ async function serve(config: Config): Promise<void> {
   // Modules registered their job kinds while the app was built; without REDIS_URL this process runs them.
   await ctx.jobs.start();
   const address = await app.listen({ host: config.host, port: config.port });
+  collectStartupGarbage();
   ctx.log.info({ address }, 'kiln is serving');
 }
 

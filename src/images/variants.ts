@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import os from 'node:os';
 import sharp, { type JpegOptions, type SharpOptions } from 'sharp';
-import { configureSharp, decodeOnce, inspect, type Pixels } from './decode.js';
+import { configureSharp, decodeOnce, inspect, type Inspected, type Pixels } from './decode.js';
 import { DecodeLimiter } from './limit.js';
 import { pixelsDropped } from './release.js';
 import type { StagedUpload } from './ingest.js';
@@ -189,16 +189,26 @@ export async function renderVariants<S extends SizeName>(
   configureSharp();
   const header = await inspect(input.path, opts.maxImagePixels);
   return limiter.run(header.decodeCost, async () => {
-    const full = await decodeOnce(input.path, opts.maxImagePixels, header);
-    const stages: Pixels[] = [full];
-    try {
-      const kept: Partial<Record<SizeName, Pixels>> = {};
-      const variants = await renderFromPixels(full, sizes, opts.jpegQuality, stages, kept);
-      return { width: full.width, height: full.height, variants, ...(opts.keepPixels ? { pixels: kept[opts.keepPixels] } : {}) };
-    } finally {
-      pixelsDropped(stages.reduce((sum, p) => sum + p.data.length, 0));
-    }
+    const { image, pixelBytes } = await decodeAndRender(input.path, header, sizes, opts);
+    // The pixels are unreachable now: their memory is given back before this slot lets the next decode start.
+    await pixelsDropped(pixelBytes);
+    return image;
   });
+}
+
+/** The one decode and every size from it; the pixel buffers die with this call's frame. */
+async function decodeAndRender<S extends SizeName>(
+  file: string,
+  header: Inspected,
+  sizes: readonly S[],
+  opts: RenderOptions,
+): Promise<{ image: RenderedImage<S>; pixelBytes: number }> {
+  const full = await decodeOnce(file, opts.maxImagePixels, header);
+  const stages: Pixels[] = [full];
+  const kept: Partial<Record<SizeName, Pixels>> = {};
+  const variants = await renderFromPixels(full, sizes, opts.jpegQuality, stages, kept);
+  const image = { width: full.width, height: full.height, variants, ...(opts.keepPixels ? { pixels: kept[opts.keepPixels] } : {}) };
+  return { image, pixelBytes: stages.reduce((sum, p) => sum + p.data.length, 0) };
 }
 
 /** For tests and metrics: images decoding now, waiting, and the bytes they hold. */

@@ -57,6 +57,8 @@ function etagsIn(header: string): string[] {
 /** If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2); HTTP dates have whole seconds. */
 export function notModified(request: { headers: IncomingHttpHeaders }, quotedEtag: string, lastModified: Date): boolean {
   const inm = request.headers['if-none-match'];
+  // The usual revalidation sends back exactly the one ETag it got: no list to split.
+  if (inm === quotedEtag) return true;
   if (inm !== undefined) return etagsIn(inm).some((t) => t === '*' || t === quotedEtag);
   const ims = request.headers['if-modified-since'];
   if (ims === undefined) return false;

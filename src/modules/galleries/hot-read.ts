@@ -15,6 +15,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Context } from '../../context.js';
 import { notModified, SMALL_FILE_BYTES } from '../../images/serve.js';
+import type { StoredVariant } from '../../images/store.js';
 import type { HotAnswer, HotPath } from '../../platform/http/hot-path.js';
 import { blobKey, GALLERY_SIZES, type GalleryService, type GallerySize } from './service.js';
 
@@ -25,6 +26,27 @@ export const PUBLIC_IMAGE_CACHE = `public, ${IMMUTABLE}`;
 
 /** The route's URL with nothing that needs decoding or validating beyond this pattern. */
 const IMAGE_URL = new RegExp(`^/projects/([A-Za-z0-9_-]{1,64})/images/([A-Za-z0-9_-]{1,64})(?:\\?size=(${GALLERY_SIZES.join('|')}))?$`);
+
+interface VariantHeaders {
+  etag: string;
+  /** [name, value, …] of a 304 and of a 200. */
+  notModified: string[];
+  ok: string[];
+}
+
+/** A stored size's answer headers never change, so they are built once per cached row. */
+const headerCache = new WeakMap<StoredVariant, VariantHeaders>();
+
+function headersOf(variant: StoredVariant, createdAt: Date): VariantHeaders {
+  let headers = headerCache.get(variant);
+  if (!headers) {
+    const etag = `"${variant.etag}"`;
+    const notModified = ['etag', etag, 'last-modified', createdAt.toUTCString(), 'cache-control', PUBLIC_IMAGE_CACHE, 'accept-ranges', 'bytes'];
+    headers = { etag, notModified, ok: [...notModified, 'content-type', 'image/jpeg', 'content-length', String(variant.bytes)] };
+    headerCache.set(variant, headers);
+  }
+  return headers;
+}
 
 export function galleryHotRead(ctx: Context, galleries: GalleryService): HotPath | null {
   if (!galleries.publicRead || ctx.config.rateLimitDefault !== 0) return null;
@@ -44,14 +66,13 @@ export function galleryHotRead(ctx: Context, galleries: GalleryService): HotPath
     const variant = file.variants[size];
     if (variant.bytes > SMALL_FILE_BYTES) return false;
     const body = ctx.blobs.peek?.(blobKey(imageId, size));
-    if (!body) return false;
+    if (body?.length !== variant.bytes) return false;
 
-    const etag = `"${variant.etag}"`;
-    const validators = ['etag', etag, 'last-modified', file.createdAt.toUTCString(), 'cache-control', PUBLIC_IMAGE_CACHE, 'accept-ranges', 'bytes'];
-    if (notModified(req, etag, file.createdAt)) {
-      answer.send(req, res, IMAGE_ROUTE, 304, validators);
+    const headers = headersOf(variant, file.createdAt);
+    if (notModified(req, headers.etag, file.createdAt)) {
+      answer.send(req, res, IMAGE_ROUTE, 304, headers.notModified);
     } else {
-      answer.send(req, res, IMAGE_ROUTE, 200, [...validators, 'content-type', 'image/jpeg', 'content-length', String(body.length)], body);
+      answer.send(req, res, IMAGE_ROUTE, 200, headers.ok, body);
     }
     return true;
   };

@@ -8,7 +8,7 @@
  * VmRSS samples). Target: peak RSS <= 300 MB. Figures, never pass/fail.
  *
  *   npm run build && node --import tsx bench/run.ts memory     (or `npm run bench -- memory`)
- *   BENCH_UPLOADS=20 BENCH_TRICKLE_SECONDS=2 override the load.
+ *   BENCH_UPLOADS=20 BENCH_TRICKLE_SECONDS=2 override the load; BENCH_SERVER_OUTPUT=1 prints the server's output at the end.
  */
 import sharp from 'sharp';
 import { corpusFiles } from './lib/corpus.js';
@@ -72,6 +72,7 @@ async function main(): Promise<void> {
     peak = rss.stop();
   } finally {
     await kiln.close();
+    if (process.env.BENCH_SERVER_OUTPUT) console.log(kiln.kiln.output());
   }
 
   const answered = results.filter((r): r is SlowUploadResult => !(r instanceof Error));

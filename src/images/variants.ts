@@ -188,12 +188,11 @@ export async function renderVariants<S extends SizeName>(
 ): Promise<RenderedImage<S>> {
   configureSharp();
   const header = await inspect(input.path, opts.maxImagePixels);
-  return limiter.run(header.decodeCost, async () => {
-    const { image, pixelBytes } = await decodeAndRender(input.path, header, sizes, opts);
-    // The pixels are unreachable now: their memory is given back before this slot lets the next decode start.
-    await pixelsDropped(pixelBytes);
-    return image;
-  });
+  const { image, pixelBytes } = await limiter.run(header.decodeCost, () => decodeAndRender(input.path, header, sizes, opts));
+  // The pixels are unreachable now. Their memory comes back within a few turns of the event
+  // loop while the next decode, already admitted, is still filling its own buffer.
+  void pixelsDropped(pixelBytes);
+  return image;
 }
 
 /** The one decode and every size from it; the pixel buffers die with this call's frame. */

@@ -75,9 +75,9 @@ export function configureImageEngine(opts: { concurrency?: number; memoryBudgetB
 /**
  * Fast baseline JPEG. Huffman optimisation costs a second pass over the
  * whole coefficient buffer and pays little at quality 85: measured on the
- * corpus, medium comes out 1.6% smaller for 2.8x its encode time (18.5 against
- * 6.7 ms), thumb 3.2% smaller for +0.9 ms, and a 20 MP original needs ~60 MB
- * more to do it (docs/performance.md). So only the small sizes, which are
+ * corpus (bench/coding.bench.ts), medium comes out 1.6% smaller for 2.7x its
+ * encode time, thumb 3.1% smaller for +0.5 ms, and a 20 MP original needs
+ * ~60 MB more to do it (docs/performance.md). So only the small sizes, which are
  * served most often and cost nothing to optimise, get it. Trellis
  * quantisation and scan optimisation (mozjpeg's slow paths) stay off; 4:2:0
  * chroma as every camera does.

@@ -81,6 +81,14 @@ export function jpegVariantFile(key: string, variant: { etag: string; bytes: num
   return { key, etag: variant.etag, bytes: variant.bytes, lastModified: createdAt, contentType: 'image/jpeg', cacheControl };
 }
 
+/**
+ * What every answer for a stored file carries, whatever its status: the
+ * validators, its caching rule and range support, as [name, value, …].
+ */
+export function fileHeaders(file: Pick<StoredFile, 'lastModified' | 'cacheControl'>, quotedEtag: string): string[] {
+  return ['etag', quotedEtag, 'last-modified', file.lastModified.toUTCString(), 'cache-control', file.cacheControl, 'accept-ranges', 'bytes'];
+}
+
 /** At or under this size a file is read whole rather than streamed (see platform/blobs/cached.ts). */
 export const SMALL_FILE_BYTES = 256 * 1024;
 
@@ -94,10 +102,8 @@ export async function sendStoredImage(
   // The image answer's security headers (platform/http/security.ts), in place of the documents' set.
   for (const name of DOCUMENT_ONLY_HEADERS) reply.removeHeader(name);
   reply.header('content-security-policy', MEDIA_CSP);
-  reply.header('etag', quotedEtag);
-  reply.header('last-modified', file.lastModified.toUTCString());
-  reply.header('cache-control', file.cacheControl);
-  reply.header('accept-ranges', 'bytes');
+  const common = fileHeaders(file, quotedEtag);
+  for (let i = 0; i < common.length; i += 2) reply.header(common[i] as string, common[i + 1]);
 
   if (notModified(request, quotedEtag, file.lastModified)) return reply.code(304).send();
 

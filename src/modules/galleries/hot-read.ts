@@ -14,7 +14,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Context } from '../../context.js';
-import { notModified, SMALL_FILE_BYTES } from '../../images/serve.js';
+import { fileHeaders, notModified, SMALL_FILE_BYTES } from '../../images/serve.js';
 import type { StoredVariant } from '../../images/store.js';
 import type { HotAnswer, HotPath } from '../../platform/http/hot-path.js';
 import { blobKey, GALLERY_SIZES, type GalleryService, type GallerySize } from './service.js';
@@ -41,7 +41,8 @@ function headersOf(variant: StoredVariant, createdAt: Date): VariantHeaders {
   let headers = headerCache.get(variant);
   if (!headers) {
     const etag = `"${variant.etag}"`;
-    const notModified = ['etag', etag, 'last-modified', createdAt.toUTCString(), 'cache-control', PUBLIC_IMAGE_CACHE, 'accept-ranges', 'bytes'];
+    // The same headers sendStoredImage writes for this file.
+    const notModified = fileHeaders({ lastModified: createdAt, cacheControl: PUBLIC_IMAGE_CACHE }, etag);
     headers = { etag, notModified, ok: [...notModified, 'content-type', 'image/jpeg', 'content-length', String(variant.bytes)] };
     headerCache.set(variant, headers);
   }

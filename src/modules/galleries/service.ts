@@ -178,8 +178,8 @@ export class GalleryService {
   /** The stored file of one image, for serving; cached so a hot GET costs no query. */
   async imageFile(principal: Principal | null, projectId: string, imageId: string): Promise<ImageFile> {
     this.assertProjectId(projectId);
-    let file = this.files.get(imageId);
-    if (!file || file.projectId !== projectId) {
+    let file = this.cachedFile(projectId, imageId);
+    if (!file) {
       const project = await repo.findProject(this.ctx.db.kysely, projectId);
       const row = project ? await repo.findImage(this.ctx.db.kysely, projectId, imageId) : undefined;
       if (!project || !row) throw new NotFound('No such image.', 'image_not_found');
@@ -196,7 +196,10 @@ export class GalleryService {
    * the long way (imageFile), which also fills the cache.
    */
   cachedPublicFile(projectId: string, imageId: string): ImageFile | undefined {
-    if (!this.publicRead) return undefined;
+    return this.publicRead ? this.cachedFile(projectId, imageId) : undefined;
+  }
+
+  private cachedFile(projectId: string, imageId: string): ImageFile | undefined {
     const file = this.files.get(imageId);
     return file?.projectId === projectId ? file : undefined;
   }

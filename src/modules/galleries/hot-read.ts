@@ -1,12 +1,14 @@
 /**
  * The hot path for a public gallery image (platform/http/hot-path.ts):
  * `GET /projects/{p}/images/{i}[?size=…]` answered from memory, exactly as
- * the route in routes.ts answers it (200 with the bytes, or 304), when the
- * image's row and bytes are already cached by an earlier request that took
- * the long way. It declines, and Fastify answers, whenever anything else
- * could apply: a credential (it must be checked, and a bad one is a 401), a
- * Range or If-Range, a CORS request, a size that is streamed rather than
- * kept in memory, an uncached image, or an unusual URL.
+ * the route in routes.ts answers it, when an earlier request that took the
+ * long way left the image's row in the cache: a 304 from the row alone, as
+ * the route answers it, or a 200 when the bytes are cached too. It
+ * declines, and Fastify answers, whenever anything else could apply: a
+ * credential (it must be checked, and a bad one is a 401), a Range or
+ * If-Range, a CORS request, a 200 of a size that is streamed rather than
+ * kept in memory or whose bytes are not cached, an uncached row, or an
+ * unusual URL.
  *
  * Installed only when reads are public and the `default` rate limit is off
  * (RATE_LIMIT_DEFAULT=0): with a limit on, every read must be counted by the
@@ -65,16 +67,16 @@ export function galleryHotRead(ctx: Context, galleries: GalleryService): HotPath
     if (!file) return false;
     const size: GallerySize = sizeParam ?? 'original';
     const variant = file.variants[size];
+    const headers = headersOf(variant, file.createdAt);
+    // A revalidation needs only the row, as on the route: the bytes may have left the cache, or be too big for it.
+    if (notModified(req, headers.etag, file.createdAt)) {
+      answer.send(req, res, IMAGE_ROUTE, 304, headers.notModified);
+      return true;
+    }
     if (variant.bytes > SMALL_FILE_BYTES) return false;
     const body = ctx.blobs.peek?.(blobKey(imageId, size));
     if (body?.length !== variant.bytes) return false;
-
-    const headers = headersOf(variant, file.createdAt);
-    if (notModified(req, headers.etag, file.createdAt)) {
-      answer.send(req, res, IMAGE_ROUTE, 304, headers.notModified);
-    } else {
-      answer.send(req, res, IMAGE_ROUTE, 200, headers.ok, body);
-    }
+    answer.send(req, res, IMAGE_ROUTE, 200, headers.ok, body);
     return true;
   };
 }

@@ -7,7 +7,6 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
-import type { Counter, Histogram } from 'prom-client';
 import { RequestIds } from '../../ids.js';
 import { createAccessLogger, scrubString } from '../log/index.js';
 import type { Metrics } from '../metrics/index.js';
@@ -15,18 +14,9 @@ import { mediaSecurityHeaders, securityHeaders } from './security.js';
 
 const REQUEST_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
 
-type Labels = 'method' | 'route' | 'status';
-
-/** The metric series of one method, route and status, looked up once rather than per request. */
-interface Series {
-  count: ReturnType<Counter<Labels>['labels']>;
-  duration: ReturnType<Histogram<Labels>['labels']>;
-}
-
 export class RequestRecorder {
   private readonly ids = new RequestIds();
   private readonly access: Logger;
-  private readonly series = new Map<string, Series>();
   /** Helmet's headers, computed once: as an object for Fastify's reply.headers(). */
   readonly securityHeaders: Readonly<Record<string, string>> = securityHeaders();
   /** An image answer's security headers, flattened as [name, value, …], the cheapest form for res.writeHead(). */
@@ -46,15 +36,7 @@ export class RequestRecorder {
 
   /** One metrics sample and, at level info, one access line with what an operator needs and nothing secret. */
   record(reqId: string, method: string, route: string, url: string, status: number, ms: number): void {
-    const key = `${method} ${status} ${route}`;
-    let series = this.series.get(key);
-    if (!series) {
-      const labels = { method, route, status: String(status) };
-      series = { count: this.metrics.httpRequests.labels(labels), duration: this.metrics.httpDuration.labels(labels) };
-      this.series.set(key, series);
-    }
-    series.count.inc();
-    series.duration.observe(ms / 1000);
+    this.metrics.http.series(method, route, status).observe(ms / 1000);
     if (this.access.isLevelEnabled('info')) {
       const path = scrubString(url.split('?', 1)[0] ?? '');
       this.access.info({ reqId, method, route, url: path, status, ms: Math.round(ms * 10) / 10 }, 'request');

@@ -41,7 +41,7 @@ const BARE_SERVER = `require('node:http').createServer((req, res) => { res.write
 interface Counted {
   pid: number;
   url: string;
-  /** Main-thread instructions of the requests sent by `fn`, after `warm` of them uncounted. */
+  /** Main-thread instructions per request of COUNT GETs of `path` with `headers`, after WARM uncounted. */
   count(path: string, headers: Record<string, string>): Promise<number>;
   stop(): Promise<void>;
 }

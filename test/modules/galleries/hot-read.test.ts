@@ -34,6 +34,25 @@ async function hotAnswers(server: TestServer, fn: () => Promise<unknown>): Promi
   return server.app.hotPaths.answered - before;
 }
 
+/** One GET as answerOf sees it, and how many times the hot paths answered meanwhile (0: the route did). */
+async function countedAnswer(server: TestServer, url: string, headers: Record<string, string> = {}): Promise<{ answer: Awaited<ReturnType<typeof answerOf>>; hot: number }> {
+  let answer!: Awaited<ReturnType<typeof answerOf>>;
+  const hot = await hotAnswers(server, async () => (answer = await answerOf(url, headers)));
+  return { answer, hot };
+}
+
+/** A server started with `env`, a user and one uploaded photo in `project`: `fn` gets them and the photo's thumb URL; the server is closed after. */
+async function withThumb(env: Record<string, string>, project: string, fn: (server: TestServer, user: TestUser, thumb: string) => Promise<void>): Promise<void> {
+  const server = await startServer(env);
+  try {
+    const user = await registerUser(server.url);
+    const image = await upload(server, user, project);
+    await fn(server, user, `${server.url}${image.urls.thumb}`);
+  } finally {
+    await server.close();
+  }
+}
+
 describe('the hot path for public gallery images', () => {
   let server: TestServer;
   let user: TestUser;
@@ -51,10 +70,10 @@ describe('the hot path for public gallery images', () => {
   it('answers a repeated GET exactly as the route does: same status, headers and bytes', async () => {
     for (const size of ['thumb', 'game', 'medium'] as const) {
       const url = `${server.url}${image.urls[size]}`;
-      let first!: Awaited<ReturnType<typeof answerOf>>;
-      expect(await hotAnswers(server, async () => (first = await answerOf(url)))).toBe(0);
-      let again!: Awaited<ReturnType<typeof answerOf>>;
-      expect(await hotAnswers(server, async () => (again = await answerOf(url)))).toBe(1);
+      const { answer: first, hot: firstHot } = await countedAnswer(server, url);
+      expect(firstHot).toBe(0);
+      const { answer: again, hot: againHot } = await countedAnswer(server, url);
+      expect(againHot).toBe(1);
       expect(again).toEqual(first);
       expect(first.status).toBe(200);
       expect(first.headers['content-type']).toBe('image/jpeg');
@@ -65,14 +84,14 @@ describe('the hot path for public gallery images', () => {
     const url = `${server.url}${image.urls.thumb}`;
     const { headers } = await answerOf(url);
     const etag = headers.etag as string;
-    let hot!: Awaited<ReturnType<typeof answerOf>>;
-    expect(await hotAnswers(server, async () => (hot = await answerOf(url, { 'if-none-match': etag })))).toBe(1);
-    expect(hot.status).toBe(304);
-    expect(hot.body.length).toBe(0);
+    const hot = await countedAnswer(server, url, { 'if-none-match': etag });
+    expect(hot.hot).toBe(1);
+    expect(hot.answer.status).toBe(304);
+    expect(hot.answer.body.length).toBe(0);
     // The same request through Fastify: a Range header sends it the long way, If-None-Match still wins.
-    let routed!: Awaited<ReturnType<typeof answerOf>>;
-    expect(await hotAnswers(server, async () => (routed = await answerOf(url, { 'if-none-match': etag, range: 'bytes=0-9' })))).toBe(0);
-    expect(hot).toEqual(routed);
+    const routed = await countedAnswer(server, url, { 'if-none-match': etag, range: 'bytes=0-9' });
+    expect(routed.hot).toBe(0);
+    expect(hot.answer).toEqual(routed.answer);
     expect((await answerOf(url, { 'if-none-match': '"other"' })).status).toBe(200);
   });
 
@@ -83,11 +102,11 @@ describe('the hot path for public gallery images', () => {
     expect(Number(headers['content-length'])).toBeGreaterThan(256 * 1024);
     // The original is streamed, never kept in memory: a plain GET always takes the route.
     expect(await hotAnswers(server, () => answerOf(url))).toBe(0);
-    let hot!: Awaited<ReturnType<typeof answerOf>>;
-    expect(await hotAnswers(server, async () => (hot = await answerOf(url, { 'if-none-match': etag })))).toBe(1);
-    expect(hot.status).toBe(304);
+    const hot = await countedAnswer(server, url, { 'if-none-match': etag });
+    expect(hot.hot).toBe(1);
+    expect(hot.answer.status).toBe(304);
     const routed = await answerOf(url, { 'if-none-match': etag, range: 'bytes=0-9' });
-    expect(hot).toEqual(routed);
+    expect(hot.answer).toEqual(routed);
   });
 
   it('carries the image answer security headers and the request id, like the route', async () => {
@@ -154,52 +173,34 @@ describe('the hot path for public gallery images', () => {
 
 describe('when the hot path stays out of the way', () => {
   it('is not installed while a default rate limit applies: every read is counted and limited', async () => {
-    const server = await startServer({ RATE_LIMIT_DEFAULT: '3' });
-    try {
-      const user = await registerUser(server.url);
-      const image = await upload(server, user, 'limited');
-      const url = `${server.url}${image.urls.thumb}`;
+    await withThumb({ RATE_LIMIT_DEFAULT: '3' }, 'limited', async (server, _user, url) => {
       const statuses: number[] = [];
       const hot = await hotAnswers(server, async () => {
         for (let i = 0; i < 4; i++) statuses.push((await fetch(url).then(async (r) => (await r.arrayBuffer(), r))).status);
       });
       expect(statuses).toEqual([200, 200, 200, 429]);
       expect(hot).toBe(0);
-    } finally {
-      await server.close();
-    }
+    });
   });
 
   it('is not installed when reads need the owner', async () => {
-    const server = await startServer({ GALLERY_PUBLIC_READ: 'false' });
-    try {
-      const user = await registerUser(server.url);
-      const image = await upload(server, user, 'private');
-      const url = `${server.url}${image.urls.thumb}`;
+    await withThumb({ GALLERY_PUBLIC_READ: 'false' }, 'private', async (server, user, url) => {
       expect((await fetch(url, { headers: user.headers })).status).toBe(200);
       const hot = await hotAnswers(server, async () => {
         const res = await fetch(url);
         expect(res.status).not.toBe(200);
       });
       expect(hot).toBe(0);
-    } finally {
-      await server.close();
-    }
+    });
   });
 
   it('sends CORS requests the long way, so they get their CORS headers', async () => {
-    const server = await startServer({ ALLOWED_ORIGINS: 'https://shop.example' });
-    try {
-      const user = await registerUser(server.url);
-      const image = await upload(server, user, 'cors');
-      const url = `${server.url}${image.urls.thumb}`;
+    await withThumb({ ALLOWED_ORIGINS: 'https://shop.example' }, 'cors', async (server, _user, url) => {
       await fetch(url).then((r) => r.arrayBuffer());
       let res!: Response;
       expect(await hotAnswers(server, async () => (res = await fetch(url, { headers: { origin: 'https://shop.example' } })))).toBe(0);
       expect(res.headers.get('access-control-allow-origin')).toBe('https://shop.example');
       expect(await hotAnswers(server, () => fetch(url).then((r) => r.arrayBuffer()))).toBe(1);
-    } finally {
-      await server.close();
-    }
+    });
   });
 });

@@ -12,20 +12,20 @@
  *
  * Each server runs under valgrind (about 50× slower); every case is warmed
  * with WARM requests, then the counters are zeroed and COUNT requests are
- * counted, 16 keep-alive connections from this process. Skipped when
- * valgrind is not installed (Debian package `valgrind`).
+ * counted, 16 keep-alive connections from autocannon in this process.
+ * Skipped when valgrind is not installed (Debian package `valgrind`).
  *
  *   npm run build && npm run bench -- instructions
  *   BENCH_COUNT=5000 BENCH_WARM=5000 override the request counts.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort, MAIN } from '../test/helpers/process.js';
 import { fixture, postMultipart } from '../test/helpers/upload.js';
 import { ensureBuilt } from './lib/kiln-server.js';
+import { runAutocannon } from './lib/load.js';
 import { fmt, table } from './lib/measure.js';
 import { machineLine } from './lib/report.js';
 
@@ -46,32 +46,9 @@ interface Counted {
   stop(): Promise<void>;
 }
 
-/** Sends `n` GETs over 16 keep-alive connections; resolves with how many had each status. */
-async function send(url: string, n: number, headers: Record<string, string>): Promise<Record<number, number>> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: CONNECTIONS });
-  const statuses: Record<number, number> = {};
-  let sent = 0;
-  let done = 0;
-  await new Promise<void>((resolve, reject) => {
-    const next = (): void => {
-      if (sent >= n) return;
-      sent += 1;
-      http
-        .get(url, { agent, headers }, (res) => {
-          statuses[res.statusCode ?? 0] = (statuses[res.statusCode ?? 0] ?? 0) + 1;
-          res.resume();
-          res.on('end', () => {
-            done += 1;
-            if (done === n) resolve();
-            else next();
-          });
-        })
-        .on('error', reject);
-    };
-    for (let i = 0; i < CONNECTIONS; i++) next();
-  });
-  agent.destroy();
-  return statuses;
+/** `n` GETs over 16 keep-alive connections; the responses per status. */
+async function send(url: string, n: number, headers: Record<string, string>): Promise<Record<string, number>> {
+  return (await runAutocannon({ url, connections: CONNECTIONS, seconds: 0, requests: n, headers })).statuses;
 }
 
 /** The main thread's files of the dumps callgrind made of `pid` (`cg.<pid>.<dump>-01`), newest first. */

@@ -32,6 +32,7 @@ interface CannonOptions {
   url: string;
   connections: number;
   duration: number;
+  amount?: number;
   headers?: Record<string, string>;
 }
 // autocannon ships no types; this is the part of its API used here.
@@ -41,11 +42,13 @@ export interface LoadOptions {
   url: string;
   connections: number;
   seconds: number;
+  /** autocannon only: exactly this many requests, then stop (`seconds` is then ignored). */
+  requests?: number;
   headers?: Record<string, string>;
 }
 
 export async function runAutocannon(opts: LoadOptions): Promise<LoadResult> {
-  const r = await autocannon({ url: opts.url, connections: opts.connections, duration: opts.seconds, headers: opts.headers ?? {} });
+  const r = await autocannon({ url: opts.url, connections: opts.connections, duration: opts.seconds, amount: opts.requests, headers: opts.headers ?? {} });
   const statuses = Object.fromEntries(Object.entries(r.statusCodeStats ?? {}).map(([code, s]) => [code, Number(s.count)]));
   return {
     tool: 'autocannon',

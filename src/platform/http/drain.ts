@@ -9,7 +9,9 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 
 export function drainUnreadBody(request: FastifyRequest, reply: FastifyReply, maxBytes: number): void {
   const raw = request.raw;
-  if (raw.readableEnded || raw.destroyed) return;
+  // A request without a body (a GET), or whose body has all arrived, leaves nothing to read out:
+  // Node drops what is unread, and the connection can serve the next request.
+  if (raw.complete || raw.readableEnded || raw.destroyed) return;
   let seen = 0;
   const onData = (chunk: Buffer) => {
     seen += chunk.length;

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type TestServer } from '../../helpers/server.js';
 import { registerUser, type TestUser } from '../../helpers/users.js';
 import { fixture, postMultipart } from '../../helpers/upload.js';
+import { getRequest, RawConnection } from '../../helpers/raw-http.js';
 
 const ROCKET = fixture('rocket_small_640x427.jpg');
 const PATH = fixture('path_2560x1600_olympus_exif.jpg');
@@ -172,6 +173,19 @@ describe('ownership', () => {
     const listing = await list('alices');
     expect(listing.images).toHaveLength(1);
     expect(listing.primary_image_id).toBe(a.image_id);
+  });
+
+  it('keeps the connection open after a 404 to a request without a body: the next request on it is answered', async () => {
+    const conn = await RawConnection.open(server.url);
+    try {
+      conn.send(getRequest('/projects/alices/images/nosuchimage') + getRequest('/projects/alices/images'));
+      const [missing, listing] = await conn.answers(2);
+      expect(missing?.status).toBe(404);
+      expect(missing?.headers.connection).toBe('keep-alive');
+      expect(listing?.status).toBe(200);
+    } finally {
+      conn.destroy();
+    }
   });
 
   it('answers 404 for an image of another project', async () => {

@@ -71,13 +71,18 @@ class ExportedMetric {
 }
 
 export class HttpMetrics {
-  private readonly all = new Map<string, HttpSeries>();
+  /** Method → route → status → series: nested maps, so that a lookup builds no key string. */
+  private readonly byMethod = new Map<string, Map<string, Map<number, HttpSeries>>>();
+  private readonly all: HttpSeries[] = [];
 
   constructor(
     registry: Registry,
     private readonly bounds: readonly number[] = DURATION_BUCKETS,
   ) {
-    const reset = (): void => this.all.clear();
+    const reset = (): void => {
+      this.byMethod.clear();
+      this.all.length = 0;
+    };
     const requests = new ExportedMetric('kiln_http_requests_total', 'HTTP requests answered, by route pattern and status.', 'counter', () => this.counterValues(), reset);
     const durations = new ExportedMetric(
       'kiln_http_request_duration_seconds',
@@ -93,23 +98,27 @@ export class HttpMetrics {
 
   /** The series of one method, route and status, made on first use. */
   series(method: string, route: string, status: number): HttpSeries {
-    const key = `${method} ${status} ${route}`;
-    let series = this.all.get(key);
+    let byRoute = this.byMethod.get(method);
+    if (!byRoute) this.byMethod.set(method, (byRoute = new Map()));
+    let byStatus = byRoute.get(route);
+    if (!byStatus) byRoute.set(route, (byStatus = new Map()));
+    let series = byStatus.get(status);
     if (!series) {
       series = new HttpSeries({ method, route, status: String(status) }, this.bounds);
-      this.all.set(key, series);
+      byStatus.set(status, series);
+      this.all.push(series);
     }
     return series;
   }
 
   private counterValues(): ExportedValue[] {
-    return [...this.all.values()].map((s) => ({ labels: { ...s.labels }, value: s.count }));
+    return this.all.map((s) => ({ labels: { ...s.labels }, value: s.count }));
   }
 
   /** As prom-client writes a histogram: cumulative `_bucket` lines with `le` first, then `+Inf`, `_sum` and `_count`. */
   private histogramValues(name: string): ExportedValue[] {
     const values: ExportedValue[] = [];
-    for (const s of this.all.values()) {
+    for (const s of this.all) {
       let cumulative = 0;
       this.bounds.forEach((le, i) => {
         cumulative += s.perBucket[i] as number;

@@ -4,7 +4,6 @@
  * OpenAPI) and then every module's routes. Nothing here knows a module's
  * rules; modules are plugins registered in `modules/index.ts`.
  */
-import { createServer } from 'node:http';
 import cors from '@fastify/cors';
 import multipart from '@fastify/multipart';
 import swagger from '@fastify/swagger';
@@ -19,6 +18,7 @@ import { registerModules } from './modules/index.js';
 import { registerJobHandlers } from './modules/jobs.js';
 import { bootstrapAdmin } from './modules/users/bootstrap.js';
 import { errorHandler, notFoundHandler } from './platform/http/errors.js';
+import { KilnServer } from './platform/http/front-door.js';
 import { HotPaths } from './platform/http/hot-path.js';
 import { RequestRecorder } from './platform/http/requests.js';
 import { lazyChildLogger } from './platform/log/index.js';
@@ -31,8 +31,9 @@ export async function buildApp(ctx: Context): Promise<App> {
   const hotPaths = new HotPaths(recorder);
   const app = Fastify({
     loggerInstance: ctx.log as FastifyBaseLogger,
-    // A few cached public reads are answered before Fastify routes them (platform/http/hot-path.ts).
-    serverFactory: (handler) => createServer((req, res) => hotPaths.handle(req, res) || handler(req, res)),
+    // A few cached public reads are answered before Fastify routes them (platform/http/hot-path.ts),
+    // on the socket when the front door read the request (platform/http/front-door.ts).
+    serverFactory: (handler) => new KilnServer(hotPaths, (req, res) => hotPaths.handle(req, res) || handler(req, res)),
     // A caller's X-Request-Id is kept when it is safe to log; otherwise we make one.
     requestIdHeader: false,
     genReqId: (req) => recorder.requestId(req),

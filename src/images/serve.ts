@@ -55,7 +55,7 @@ function etagsIn(header: string): string[] {
 }
 
 /** If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2); HTTP dates have whole seconds. */
-export function notModified(request: { headers: IncomingHttpHeaders }, quotedEtag: string, lastModified: Date): boolean {
+export function notModified(request: { headers: Pick<IncomingHttpHeaders, 'if-none-match' | 'if-modified-since'> }, quotedEtag: string, lastModified: Date): boolean {
   const inm = request.headers['if-none-match'];
   // The usual revalidation sends back exactly the one ETag it got: no list to split.
   if (inm === quotedEtag) return true;

@@ -14,11 +14,10 @@
  * (RATE_LIMIT_DEFAULT=0): with a limit on, every read must be counted by the
  * rate limiter, which lives in Fastify.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Context } from '../../context.js';
 import { fileHeaders, notModified, SMALL_FILE_BYTES } from '../../images/serve.js';
 import type { StoredVariant } from '../../images/store.js';
-import type { HotAnswer, HotPath } from '../../platform/http/hot-path.js';
+import type { HotPath, HotReply, HotRequest } from '../../platform/http/hot-path.js';
 import { blobKey, GALLERY_SIZES, type GalleryService, type GallerySize } from './service.js';
 
 export const IMAGE_ROUTE = '/projects/:project_id/images/:image_id';
@@ -55,28 +54,24 @@ export function galleryHotRead(ctx: Context, galleries: GalleryService): HotPath
   if (!galleries.publicRead || ctx.config.rateLimitDefault !== 0) return null;
   const cors = ctx.config.allowedOrigins.length > 0;
 
-  return (req: IncomingMessage, res: ServerResponse, answer: HotAnswer): boolean => {
-    if (req.method !== 'GET') return false;
+  return (req: HotRequest): HotReply | null => {
+    if (req.method !== 'GET') return null;
     const h = req.headers;
-    if (h.authorization !== undefined || h['x-api-key'] !== undefined || h.range !== undefined || h['if-range'] !== undefined) return false;
-    if (cors && h.origin !== undefined) return false;
+    if (h.authorization !== undefined || h['x-api-key'] !== undefined || h.range !== undefined || h['if-range'] !== undefined) return null;
+    if (cors && h.origin !== undefined) return null;
     const m = IMAGE_URL.exec(req.url ?? '');
-    if (!m) return false;
+    if (!m) return null;
     const [, projectId, imageId, sizeParam] = m as unknown as [string, string, string, GallerySize | undefined];
     const file = galleries.cachedPublicFile(projectId, imageId);
-    if (!file) return false;
+    if (!file) return null;
     const size: GallerySize = sizeParam ?? 'original';
     const variant = file.variants[size];
     const headers = headersOf(variant, file.createdAt);
     // A revalidation needs only the row, as on the route: the bytes may have left the cache, or be too big for it.
-    if (notModified(req, headers.etag, file.createdAt)) {
-      answer.send(req, res, IMAGE_ROUTE, 304, headers.notModified);
-      return true;
-    }
-    if (variant.bytes > SMALL_FILE_BYTES) return false;
+    if (notModified(req, headers.etag, file.createdAt)) return { route: IMAGE_ROUTE, status: 304, headers: headers.notModified };
+    if (variant.bytes > SMALL_FILE_BYTES) return null;
     const body = ctx.blobs.peek?.(blobKey(imageId, size));
-    if (body?.length !== variant.bytes) return false;
-    answer.send(req, res, IMAGE_ROUTE, 200, headers.ok, body);
-    return true;
+    if (body?.length !== variant.bytes) return null;
+    return { route: IMAGE_ROUTE, status: 200, headers: headers.ok, body };
   };
 }

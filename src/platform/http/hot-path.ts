@@ -1,59 +1,106 @@
 /**
- * Hot paths: the few requests that are answered on Node's HTTP server before
- * Fastify sees them. A public thumbnail is fetched far more often than
- * anything else, and routing, schema validation, hooks and the reply object
- * cost more than the answer itself (docs/performance.md, "Serving"). A hot
- * path answers only what it can answer exactly as the Fastify route would
- * (so far: stored images, with the image answer's security headers),
- * from memory and without I/O; for anything else (another method, a header
- * it does not handle, a cache miss) it declines and Fastify answers. Each
- * answer still carries the security headers and request id, and is counted
- * and logged like every other (requests.ts).
+ * Hot paths: the few requests that are answered before Fastify sees them. A
+ * public thumbnail is fetched far more often than anything else, and
+ * routing, schema validation, hooks and the reply object cost more than the
+ * answer itself (docs/performance.md, "Serving"). A hot path answers only
+ * what it can answer exactly as the Fastify route would (so far: stored
+ * images, with the image answer's security headers), from memory and
+ * without I/O; for anything else (another method, a header it does not
+ * handle, a cache miss) it declines and Fastify answers. Each answer still
+ * carries the security headers and request id, and is counted and logged
+ * like every other (requests.ts).
+ *
+ * A hot path only decides the answer (a HotReply). It is written either on
+ * the socket by the front door (front-door.ts), for requests it read
+ * itself, or through Node's ServerResponse, for requests Node's HTTP parser
+ * read (a connection the front door handed over).
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { RequestRecorder } from './requests.js';
 
-/** Answers the request and returns true, or returns false without touching `res`. */
-export type HotPath = (req: IncomingMessage, res: ServerResponse, answer: HotAnswer) => boolean;
+/**
+ * The request headers a hot path may look at, and the only ones the front
+ * door keeps of a request it reads: a hot path that must see another header
+ * (to answer by it, or to decline because of it) adds it here, and the
+ * compiler then lets it read it.
+ */
+export const HOT_HEADERS = ['authorization', 'x-api-key', 'range', 'if-range', 'origin', 'if-none-match', 'if-modified-since', 'x-request-id'] as const;
+export type HotHeader = (typeof HOT_HEADERS)[number];
+/** Typed as Node types them. */
+export type HotHeaders = { readonly [name in HotHeader]?: IncomingHttpHeaders[name] };
 
-export class HotAnswer {
-  /** When the request being answered reached the hot paths (they answer synchronously, one at a time). */
-  started = 0;
+/** What a hot path looks at: Node's IncomingMessage has it, and so does the front door's parsed request. */
+export interface HotRequest {
+  readonly method?: string | undefined;
+  readonly url?: string | undefined;
+  /** Lower-case names, as Node gives them. */
+  readonly headers: HotHeaders;
+}
 
-  constructor(private readonly recorder: RequestRecorder) {}
+/** A whole answer: the status, its headers as [name, value, …] (after the common ones), and the body (none for 304). */
+export interface HotReply {
+  /** The route it stands for, in metrics and logs. */
+  readonly route: string;
+  readonly status: 200 | 304;
+  readonly headers: readonly string[];
+  readonly body?: Buffer | undefined;
+}
 
-  /** Writes a whole image answer: `headers` as [name, value, …] after the common ones, then `body` (none for 304). */
-  send(req: IncomingMessage, res: ServerResponse, route: string, status: number, headers: readonly string[], body?: Buffer): void {
-    const reqId = this.recorder.requestId(req);
-    res.writeHead(status, [...this.recorder.mediaHeaderList, 'x-request-id', reqId, ...headers]);
-    res.end(body);
-    this.recorder.record(reqId, req.method ?? 'GET', route, req.url ?? '', status, performance.now() - this.started);
-  }
+/** The answer to `req`, or null to leave the request to Fastify. */
+export type HotPath = (req: HotRequest) => HotReply | null;
+
+/** A hot path's answer and its request id. Written, it carries the common headers, then x-request-id, then the reply's own. */
+export interface HotAnswer {
+  readonly reqId: string;
+  readonly reply: HotReply;
 }
 
 export class HotPaths {
   private readonly paths: HotPath[] = [];
-  private readonly answer: HotAnswer;
   /** Requests a hot path answered, since start. */
   answered = 0;
 
-  constructor(recorder: RequestRecorder) {
-    this.answer = new HotAnswer(recorder);
+  constructor(private readonly recorder: RequestRecorder) {}
+
+  /** The headers every answer starts with (an image answer's security headers), [name, value, …]. */
+  get commonHeaders(): readonly string[] {
+    return this.recorder.mediaHeaderList;
   }
 
   add(path: HotPath): void {
     this.paths.push(path);
   }
 
-  /** True when a hot path answered; otherwise the request is Fastify's. */
-  handle(req: IncomingMessage, res: ServerResponse): boolean {
-    this.answer.started = performance.now();
+  /** How many hot paths there are: with none, there is nothing to answer early. */
+  get size(): number {
+    return this.paths.length;
+  }
+
+  /** The answer of the first hot path that takes `req`, or null when the request is Fastify's. */
+  answer(req: HotRequest): HotAnswer | null {
     for (const path of this.paths) {
-      if (path(req, res, this.answer)) {
+      const reply = path(req);
+      if (reply) {
         this.answered += 1;
-        return true;
+        return { reqId: this.recorder.requestId(req), reply };
       }
     }
-    return false;
+    return null;
+  }
+
+  /** Counts and logs an answer once it is written: `started` is performance.now() when the request was read. */
+  record(req: HotRequest, answer: HotAnswer, started: number): void {
+    this.recorder.record(answer.reqId, req.method ?? 'GET', answer.reply.route, req.url ?? '', answer.reply.status, performance.now() - started);
+  }
+
+  /** For a request Node's parser read: answers it through `res` and returns true, or returns false without touching `res`. */
+  handle(req: HotRequest, res: ServerResponse): boolean {
+    const started = performance.now();
+    const answer = this.answer(req);
+    if (!answer) return false;
+    res.writeHead(answer.reply.status, [...this.commonHeaders, 'x-request-id', answer.reqId, ...answer.reply.headers]);
+    res.end(answer.reply.body);
+    this.record(req, answer, started);
+    return true;
   }
 }

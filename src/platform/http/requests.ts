@@ -5,11 +5,11 @@
  * request id (the caller's X-Request-Id when it is safe to log, otherwise a
  * new one), the security headers, one metrics sample and one access line.
  */
-import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import { RequestIds } from '../../ids.js';
 import { createAccessLogger, scrubString } from '../log/index.js';
 import type { Metrics } from '../metrics/index.js';
+import type { HotHeaders } from './hot-path.js';
 import { mediaSecurityHeaders, securityHeaders } from './security.js';
 
 const REQUEST_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
@@ -29,7 +29,7 @@ export class RequestRecorder {
     this.access = createAccessLogger(log);
   }
 
-  requestId(req: IncomingMessage): string {
+  requestId(req: { readonly headers: HotHeaders }): string {
     const given = req.headers['x-request-id'];
     return typeof given === 'string' && REQUEST_ID.test(given) ? given : this.ids.next();
   }

@@ -1,0 +1,343 @@
+/**
+ * The front door: Kiln's HTTP server reads the requests of a new connection
+ * itself and answers those a hot path takes (hot-path.ts) straight on the
+ * socket. At the first request it does not answer, it hands the connection,
+ * with every byte not yet answered, to Node's HTTP server, which serves it
+ * from then on exactly as if it had read it from the start.
+ *
+ * Why: Node's HTTP machinery (the parser's request object, the response
+ * stream, their events and ticks) costs about twice what a hot path's whole
+ * answer does; a client revalidating thumbnails over keep-alive connections
+ * pays it on every request (docs/performance.md, "Fourth round").
+ *
+ * What it reads itself is deliberately narrow, and everything else is
+ * Node's: only whole request heads that arrived complete, at most 8 KiB,
+ * `GET /… HTTP/1.1` with CRLF line ends, a Host, printable ASCII header
+ * lines without folding, no header twice, and nothing that frames a body or
+ * changes the connection (Content-Length, Transfer-Encoding, Expect,
+ * Upgrade, TE, a Connection other than keep-alive). A head cut across two
+ * reads, an HTTP/1.0 client, a POST, or a request no hot path answers
+ * hands the connection over at once. So the front door never waits for
+ * bytes, keeps no partial request, and never answers an error itself:
+ * Node's limits and timeouts and its 400s apply to everything it did not
+ * answer.
+ *
+ * It answers byte for byte what Node writes for the same answer (the same
+ * header lines, then Date, Connection and Keep-Alive), keeps the server's
+ * keep-alive timeout, stops reading while a client leaves more than
+ * 256 KiB of answers unread, and closes its connections when the server
+ * closes.
+ */
+import { Server, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { HOT_HEADERS, type HotAnswer, type HotHeader, type HotPaths, type HotRequest } from './hot-path.js';
+
+/** A longer head is left to Node (its own limit is 16 KiB). */
+const MAX_HEAD = 8 * 1024;
+const MAX_HEADERS = 64;
+/** Answers waiting to be sent beyond this stop the reading until the client takes them. */
+const MAX_UNSENT = 256 * 1024;
+
+/**
+ * A whole head the front door reads: the request line, then header lines of
+ * a field name (an RFC 9110 token) and a value of printable ASCII, spaces and
+ * tabs. One pass, linear: no character can start two alternatives.
+ */
+const HEAD = /^GET (\/[\x21-\x7e]*) HTTP\/1\.1(?:\r\n[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e]*)*$/;
+
+/** What the front door does with a header: keep it for the hot paths, require it, check it, or leave the request to Node. */
+type Treatment = HotHeader | 'host' | 'connection' | 'node';
+const TREATMENT = new Map<string, Treatment>([
+  ...HOT_HEADERS.map((name) => [name, name] as const),
+  ['host', 'host'],
+  ['connection', 'connection'],
+  // They frame a body or change the connection.
+  ...['content-length', 'transfer-encoding', 'expect', 'upgrade', 'te', 'http2-settings'].map((name) => [name, 'node'] as const),
+]);
+
+/**
+ * Length and lower-cased first letter of every name in TREATMENT: a header
+ * line that matches neither is skipped without making its name's string
+ * (a browser sends a dozen such headers).
+ */
+const CANDIDATE = new Set([...TREATMENT.keys()].map((name) => candidateKey(name.length, name.charCodeAt(0))));
+function candidateKey(length: number, firstChar: number): number {
+  // ASCII letters, digits and '-' only: `| 0x20` lower-cases a letter and leaves a digit or '-' as it is.
+  return length * 128 + (firstChar | 0x20);
+}
+
+/** The headers a hot path may read, all present (undefined when absent) so that every request's object has one shape. */
+type FrontDoorHeaders = { [name in HotHeader]: string | undefined };
+
+/**
+ * One request head (without its blank line) read the front door's narrow way,
+ * or null when it is anything else. Of the headers, only those a hot path may
+ * read are kept (HOT_HEADERS).
+ */
+export function parseHead(head: string): HotRequest | null {
+  const line = HEAD.exec(head);
+  if (!line) return null;
+  const headers: FrontDoorHeaders = {
+    authorization: undefined,
+    'x-api-key': undefined,
+    range: undefined,
+    'if-range': undefined,
+    origin: undefined,
+    'if-none-match': undefined,
+    'if-modified-since': undefined,
+    'x-request-id': undefined,
+  };
+  let host = false;
+  let count = 0;
+  for (let at = head.indexOf('\r\n'); at !== -1; ) {
+    if (++count > MAX_HEADERS) return null;
+    const start = at + 2;
+    at = head.indexOf('\r\n', start);
+    const colon = head.indexOf(':', start);
+    if (!CANDIDATE.has(candidateKey(colon - start, head.charCodeAt(start)))) continue;
+    const treatment = TREATMENT.get(head.slice(start, colon).toLowerCase());
+    if (treatment === undefined) continue;
+    if (treatment === 'node') return null;
+    // The value without the spaces and tabs around it, as Node keeps it.
+    const value = head.slice(colon + 1, at === -1 ? head.length : at).trim();
+    if (treatment === 'host') {
+      if (host) return null;
+      host = true;
+    } else if (treatment === 'connection') {
+      if (value.toLowerCase() !== 'keep-alive') return null;
+    } else {
+      if (headers[treatment] !== undefined) return null;
+      headers[treatment] = value;
+    }
+  }
+  if (!host) return null;
+  return { method: 'GET', url: line[1] as string, headers };
+}
+
+/** [name, value, …] as header lines. */
+function headerLines(list: readonly string[]): string {
+  let lines = '';
+  for (let i = 0; i < list.length; i += 2) lines += `${list[i] as string}: ${list[i + 1] as string}\r\n`;
+  return lines;
+}
+
+/** A reply's header lines, made once per header list (a hot path keeps one list per stored answer). */
+const linesOf = new WeakMap<readonly string[], string>();
+
+let dateSecond = -1;
+let dateText = '';
+/** The Date header's value, made once a second. */
+function httpDate(): string {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateText = new Date(now).toUTCString();
+  }
+  return dateText;
+}
+
+export class FrontDoor {
+  /** Requests answered on the socket, and connections handed to Node, since start. */
+  answered = 0;
+  handedOver = 0;
+  /** Times a connection stopped reading because its client left too many answers unread. */
+  pauses = 0;
+  private readonly open = new Set<FrontDoorConnection>();
+  /** Each status line with the common header lines after it, up to the request id's value. */
+  readonly heads: { readonly 200: string; readonly 304: string };
+
+  constructor(
+    readonly server: Server,
+    readonly hotPaths: HotPaths,
+    /** Node's own 'connection' listener: it serves a connection from then on. */
+    readonly nodeConnection: (socket: Socket) => void,
+  ) {
+    const common = `${headerLines(hotPaths.commonHeaders)}x-request-id: `;
+    this.heads = { 200: `HTTP/1.1 200 OK\r\n${common}`, 304: `HTTP/1.1 304 Not Modified\r\n${common}` };
+  }
+
+  accept(socket: Socket): void {
+    // Node counts requests per connection for this limit; the front door would not.
+    if (this.hotPaths.size === 0 || (this.server.maxRequestsPerSocket ?? 0) > 0) {
+      this.handOver(socket);
+      return;
+    }
+    this.open.add(new FrontDoorConnection(this, socket));
+  }
+
+  handOver(socket: Socket, unread?: Buffer): void {
+    this.handedOver += 1;
+    this.nodeConnection(socket);
+    // Node's parser reads the socket from now on; what was already read is given to it first, in order,
+    // then what arrived while the front door had stopped reading, if it had.
+    if (unread && unread.length > 0) socket.emit('data', unread);
+    if (socket.isPaused()) socket.resume();
+  }
+
+  forget(connection: FrontDoorConnection): void {
+    this.open.delete(connection);
+  }
+
+  /** Ends every connection the front door holds (none is ever in the middle of a request). */
+  closeIdle(): void {
+    for (const connection of this.open) connection.close();
+  }
+
+  closeAll(): void {
+    for (const connection of this.open) connection.destroy();
+  }
+}
+
+class FrontDoorConnection {
+  private readonly keepAlive: string;
+  /** Requests read while the client was not taking its answers: answered once it has. */
+  private unread: Buffer | null = null;
+  /** False once the connection is Node's, or closing. */
+  private attached = true;
+
+  constructor(
+    private readonly door: FrontDoor,
+    private readonly socket: Socket,
+  ) {
+    const timeout = door.server.keepAliveTimeout;
+    this.keepAlive = timeout > 0 ? `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(timeout / 1000)}\r\n\r\n` : 'Connection: keep-alive\r\n\r\n';
+    socket.setTimeout(timeout);
+    socket.on('data', this.onData);
+    socket.on('end', this.onEnd);
+    socket.on('timeout', this.onTimeout);
+    socket.on('error', this.onError);
+    socket.on('close', this.onClose);
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    this.read(chunk);
+  };
+
+  /** Answers the whole requests at the start of `bytes`; hands the connection over at the first other thing. */
+  private read(bytes: Buffer): void {
+    const text = bytes.toString('latin1');
+    let start = 0;
+    this.socket.cork();
+    try {
+      while (start < text.length) {
+        if (this.socket.writableLength > MAX_UNSENT) {
+          // The client is not taking its answers: keep the rest until it has.
+          this.unread = bytes.subarray(start);
+          break;
+        }
+        const end = text.indexOf('\r\n\r\n', start);
+        if (end === -1 || end - start > MAX_HEAD) break;
+        const started = performance.now();
+        const req = parseHead(text.slice(start, end));
+        const answer = req && this.door.hotPaths.answer(req);
+        if (!req || !answer) break;
+        this.write(answer);
+        this.door.hotPaths.record(req, answer, started);
+        this.door.answered += 1;
+        start = end + 4;
+      }
+    } finally {
+      this.socket.uncork();
+    }
+    if (this.unread) {
+      this.door.pauses += 1;
+      this.socket.pause();
+      this.socket.once('drain', this.onDrain);
+      return;
+    }
+    // latin1: one character per byte, so `start` is a byte offset too.
+    if (start < text.length) this.handOver(bytes.subarray(start));
+  }
+
+  private readonly onDrain = (): void => {
+    const unread = this.unread;
+    this.unread = null;
+    if (unread) this.read(unread);
+    if (!this.unread && this.attached) this.socket.resume();
+  };
+
+  private readonly onEnd = (): void => {
+    // The client sent all it will: finish sending our answers, then close.
+    this.socket.end();
+  };
+
+  private readonly onTimeout = (): void => {
+    this.socket.destroy();
+  };
+
+  private readonly onError = (): void => {
+    this.socket.destroy();
+  };
+
+  private readonly onClose = (): void => {
+    this.door.forget(this);
+  };
+
+  /** What Node writes for the same answer: status line, the headers in order, then Date, Connection and Keep-Alive. */
+  private write(answer: HotAnswer): void {
+    const { status, headers, body } = answer.reply;
+    let lines = linesOf.get(headers);
+    if (lines === undefined) linesOf.set(headers, (lines = headerLines(headers)));
+    this.socket.write(`${this.door.heads[status]}${answer.reqId}\r\n${lines}Date: ${httpDate()}\r\n${this.keepAlive}`, 'latin1');
+    if (body) this.socket.write(body);
+  }
+
+  private detach(): void {
+    this.attached = false;
+    const s = this.socket;
+    s.removeListener('data', this.onData);
+    s.removeListener('end', this.onEnd);
+    s.removeListener('timeout', this.onTimeout);
+    s.removeListener('error', this.onError);
+    s.removeListener('close', this.onClose);
+    s.removeListener('drain', this.onDrain);
+    s.setTimeout(0);
+    this.door.forget(this);
+  }
+
+  private handOver(unread: Buffer): void {
+    this.detach();
+    this.door.handOver(this.socket, unread);
+  }
+
+  /** Sends what is queued, then closes. */
+  close(): void {
+    this.detach();
+    // Still listening for errors: nothing else is, now.
+    this.socket.on('error', () => this.socket.destroy());
+    this.socket.end(() => this.socket.destroy());
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+}
+
+/**
+ * Node's HTTP server with the front door before it: every new connection
+ * goes through the front door first, and closing the server closes the
+ * connections the front door holds, as Node closes its own.
+ */
+export class KilnServer extends Server<typeof IncomingMessage, typeof ServerResponse> {
+  readonly frontDoor: FrontDoor;
+
+  constructor(hotPaths: HotPaths, handler: (req: IncomingMessage, res: ServerResponse) => void) {
+    super(handler);
+    const [nodeConnection] = this.listeners('connection') as Array<(socket: Socket) => void>;
+    if (!nodeConnection) throw new Error("Node's HTTP server has no connection listener");
+    this.removeListener('connection', nodeConnection);
+    this.frontDoor = new FrontDoor(this, hotPaths, (socket) => nodeConnection.call(this, socket));
+    this.on('connection', (socket: Socket) => this.frontDoor.accept(socket));
+  }
+
+  override closeIdleConnections(): void {
+    super.closeIdleConnections();
+    this.frontDoor.closeIdle();
+  }
+
+  override closeAllConnections(): void {
+    super.closeAllConnections();
+    this.frontDoor.closeAll();
+  }
+}

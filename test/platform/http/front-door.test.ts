@@ -1,0 +1,273 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseHead, type KilnServer } from '../../../src/platform/http/front-door.js';
+import { startServer, type TestServer } from '../../helpers/server.js';
+import { registerUser, type TestUser } from '../../helpers/users.js';
+import { fixture, postMultipart } from '../../helpers/upload.js';
+import { getRequest, RawConnection, type RawAnswer } from '../../helpers/raw-http.js';
+
+const ROCKET = fixture('rocket_small_640x427.jpg');
+const HEAD = 'GET /projects/p/images/i?size=thumb HTTP/1.1\r\nHost: kiln.test';
+
+describe('parseHead: what the front door reads itself', () => {
+  it('reads a plain GET: the target and only the headers a hot path may look at', () => {
+    const req = parseHead(`${HEAD}\r\nIf-None-Match: "abc"\r\nUser-Agent: test\r\nX-Request-Id:  trace-1 \r\nAccept: */*`);
+    expect(req?.method).toBe('GET');
+    expect(req?.url).toBe('/projects/p/images/i?size=thumb');
+    expect(req?.headers['if-none-match']).toBe('"abc"');
+    // Spaces and tabs around a value are not part of it, as in Node.
+    expect(req?.headers['x-request-id']).toBe('trace-1');
+    expect(Object.keys(req?.headers ?? {})).not.toContain('user-agent');
+  });
+
+  it('reads header names in any case', () => {
+    const req = parseHead(`GET / HTTP/1.1\r\nHOST: x\r\nIF-NONE-MATCH: "a"\r\nAuthorization: Bearer t\r\nconnection: Keep-Alive`);
+    expect(req?.headers['if-none-match']).toBe('"a"');
+    expect(req?.headers.authorization).toBe('Bearer t');
+  });
+
+  it('leaves to Node anything else: other methods and versions, bodies, connection changes, odd bytes and lines', () => {
+    const refused: Array<[string, string]> = [
+      ['POST', `POST / HTTP/1.1\r\nHost: x`],
+      ['HEAD', `HEAD / HTTP/1.1\r\nHost: x`],
+      ['HTTP/1.0', `GET / HTTP/1.0\r\nHost: x`],
+      ['absolute form', `GET http://x/ HTTP/1.1\r\nHost: x`],
+      ['no Host', `GET / HTTP/1.1\r\nAccept: */*`],
+      ['two Hosts', `${HEAD}\r\nHost: y`],
+      ['a hot header twice', `${HEAD}\r\nIf-None-Match: "a"\r\nif-none-match: "b"`],
+      ['Content-Length', `${HEAD}\r\nContent-Length: 0`],
+      ['Transfer-Encoding', `${HEAD}\r\nTransfer-Encoding: chunked`],
+      ['Expect', `${HEAD}\r\nExpect: 100-continue`],
+      ['Upgrade', `${HEAD}\r\nUpgrade: websocket`],
+      ['TE', `${HEAD}\r\nTE: trailers`],
+      ['Connection: close', `${HEAD}\r\nConnection: close`],
+      ['Connection: upgrade', `${HEAD}\r\nConnection: upgrade`],
+      ['a bare LF inside a line', `${HEAD}\r\nX-A: 1\nContent-Length: 5`],
+      ['a bare CR inside a line', `${HEAD}\r\nX-A: 1\rContent-Length: 5`],
+      ['a folded line', `${HEAD}\r\nX-A: 1\r\n  continued`],
+      ['a byte above ASCII', `${HEAD}\r\nX-A: caf\u00e9`],
+      ['a NUL', `${HEAD}\r\nX-A: a\u0000b`],
+      ['a space in a name', `${HEAD}\r\nX A: 1`],
+      ['a space before the colon', `${HEAD}\r\nX-A : 1`],
+      ['an empty name', `${HEAD}\r\n: 1`],
+      ['a line without a colon', `${HEAD}\r\nX-A`],
+      ['an empty line', `${HEAD}\r\n\r\nX-A: 1`],
+      ['a space in the target', `GET /a b HTTP/1.1\r\nHost: x`],
+      ['more than 64 headers', `${HEAD}${'\r\nX-A: 1'.repeat(65)}`],
+    ];
+    for (const [what, head] of refused) expect(parseHead(head), what).toBeNull();
+  });
+
+  it('keeps a header called __proto__ out of the request, and the request object clean', () => {
+    const req = parseHead(`${HEAD}\r\n__proto__: x\r\nconstructor: y`);
+    expect(req).not.toBeNull();
+    expect(Object.getPrototypeOf(req?.headers)).toBe(Object.prototype);
+    expect(Object.keys(req?.headers ?? {}).sort()).toEqual(['authorization', 'if-modified-since', 'if-none-match', 'if-range', 'origin', 'range', 'x-api-key', 'x-request-id']);
+  });
+});
+
+describe('the front door on a running server', () => {
+  let server: TestServer;
+  let user: TestUser;
+  let thumb: string;
+  let etag: string;
+  let door: KilnServer['frontDoor'];
+
+  beforeAll(async () => {
+    server = await startServer();
+    door = (server.app.server as KilnServer).frontDoor;
+    user = await registerUser(server.url);
+    const res = await postMultipart(`${server.url}/projects/door/images`, [{ field: 'file', filename: 'r.jpg', data: ROCKET, type: 'image/jpeg' }], user.headers);
+    expect(res.status).toBe(201);
+    thumb = ((await res.json()) as { urls: { thumb: string } }).urls.thumb;
+    // The first read takes the route and leaves the row and bytes in memory.
+    const first = await fetch(`${server.url}${thumb}`);
+    await first.arrayBuffer();
+    etag = first.headers.get('etag') as string;
+  });
+  afterAll(async () => server.close());
+
+  /** Runs `fn` and returns how many requests the front door answered and how many connections it handed over meanwhile. */
+  async function counted<T>(fn: () => Promise<T>): Promise<{ value: T; answered: number; handedOver: number }> {
+    const [answered, handedOver] = [door.answered, door.handedOver];
+    const value = await fn();
+    return { value, answered: door.answered - answered, handedOver: door.handedOver - handedOver };
+  }
+
+  /** The answer with its Date line taken out: the only line that may differ between two answers of one request. */
+  function withoutDate(a: RawAnswer): string {
+    return a.head.replace(/\r\nDate: [^\r]*/, '');
+  }
+
+  it('answers a cached image byte for byte as Node writes the same answer', async () => {
+    const headers = { 'X-Request-Id': 'same-id', 'If-None-Match': etag };
+    // On a fresh connection the front door reads and answers both requests.
+    const door1 = await RawConnection.open(server.url);
+    const direct = await counted(async () => {
+      door1.send(getRequest(thumb, headers) + getRequest(thumb, { 'X-Request-Id': 'same-id' }));
+      return door1.answers(2);
+    });
+    door1.destroy();
+    expect(direct.answered).toBe(2);
+    // On a connection handed to Node (its first request is not a hot one), Node's parser reads them and the hot path answers through Node's response.
+    const node = await RawConnection.open(server.url);
+    node.send(getRequest('/health'));
+    expect((await node.answers(1))[0]?.status).toBe(200);
+    const viaNode = await counted(async () => {
+      node.send(getRequest(thumb, headers) + getRequest(thumb, { 'X-Request-Id': 'same-id' }));
+      return node.answers(2);
+    });
+    node.destroy();
+    expect(viaNode.answered).toBe(0);
+
+    const [door304, door200] = direct.value as [RawAnswer, RawAnswer];
+    const [node304, node200] = viaNode.value as [RawAnswer, RawAnswer];
+    expect(door304.status).toBe(304);
+    expect(withoutDate(door304)).toBe(withoutDate(node304));
+    expect(door200.status).toBe(200);
+    expect(withoutDate(door200)).toBe(withoutDate(node200));
+    expect(door200.body.equals(node200.body)).toBe(true);
+    expect(door200.headers.date).toMatch(/^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$/);
+    expect(door200.head).toContain('\r\nConnection: keep-alive\r\nKeep-Alive: timeout=');
+  });
+
+  it('answers pipelined requests in order, and hands the connection to Node at the first it does not answer', async () => {
+    const conn = await RawConnection.open(server.url);
+    const run = await counted(async () => {
+      conn.send(getRequest(thumb, { 'X-Request-Id': 'one' }) + getRequest(thumb, { 'X-Request-Id': 'two', 'If-None-Match': etag }) + getRequest('/projects/door/images/nosuchimage', { 'X-Request-Id': 'three' }) + getRequest(thumb, { 'X-Request-Id': 'four' }));
+      return conn.answers(4);
+    });
+    conn.destroy();
+    expect(run.value.map((a) => [a.status, a.headers['x-request-id']])).toEqual([
+      [200, 'one'],
+      [304, 'two'],
+      [404, 'three'],
+      [200, 'four'],
+    ]);
+    // The first two by the front door; the 404 and everything after by Node.
+    expect(run.answered).toBe(2);
+    expect(run.handedOver).toBe(1);
+  });
+
+  it('hands over a head that arrives in two pieces, and Node answers it', async () => {
+    const conn = await RawConnection.open(server.url);
+    const request = getRequest(thumb, { 'X-Request-Id': 'split' });
+    const run = await counted(async () => {
+      conn.send(request.slice(0, 20));
+      await new Promise((r) => setTimeout(r, 50));
+      conn.send(request.slice(20));
+      return conn.answers(1);
+    });
+    conn.destroy();
+    expect(run.value[0]?.status).toBe(200);
+    expect(run.value[0]?.headers['x-request-id']).toBe('split');
+    expect(run.value[0]?.body.length).toBeGreaterThan(0);
+    expect(run.answered).toBe(0);
+    expect(run.handedOver).toBe(1);
+  });
+
+  it('keeps serving a connection after handing it over: an upload on it, then reads again', async () => {
+    const conn = await RawConnection.open(server.url);
+    conn.send(getRequest(thumb));
+    expect((await conn.answers(1))[0]?.status).toBe(200);
+    const boundary = 'kilnboundary';
+    const body = Buffer.concat([
+      Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="r.jpg"\r\nContent-Type: image/jpeg\r\n\r\n`),
+      ROCKET,
+      Buffer.from(`\r\n--${boundary}--\r\n`),
+    ]);
+    conn.send(
+      Buffer.concat([
+        Buffer.from(`POST /projects/door/images HTTP/1.1\r\nHost: kiln.test\r\nAuthorization: ${user.headers.authorization}\r\nContent-Type: multipart/form-data; boundary=${boundary}\r\nContent-Length: ${body.length}\r\n\r\n`),
+        body,
+      ]),
+    );
+    const [created] = await conn.answers(1);
+    expect(created?.status).toBe(201);
+    conn.send(getRequest(thumb, { 'If-None-Match': etag }));
+    expect((await conn.answers(1))[0]?.status).toBe(304);
+    conn.destroy();
+  });
+
+  it("leaves a malformed request to Node, which answers 400 as it always did", async () => {
+    const conn = await RawConnection.open(server.url);
+    const run = await counted(async () => {
+      conn.send(`GET ${thumb} HTTP/1.1\r\nHost: kiln.test\r\nBad Name: x\r\n\r\n`);
+      return conn.answers(1);
+    });
+    conn.destroy();
+    expect(run.value[0]?.status).toBe(400);
+    expect(run.answered).toBe(0);
+    expect((await fetch(`${server.url}/health`)).status).toBe(200);
+  });
+
+  it('echoes a safe X-Request-Id and replaces an unsafe one', async () => {
+    const conn = await RawConnection.open(server.url);
+    conn.send(getRequest(thumb, { 'X-Request-Id': 'ok-id.1' }) + getRequest(thumb, { 'X-Request-Id': 'not ok' }));
+    const [safe, unsafe] = await conn.answers(2);
+    conn.destroy();
+    expect(safe?.headers['x-request-id']).toBe('ok-id.1');
+    expect(unsafe?.headers['x-request-id']).toMatch(/^[A-Za-z0-9_-]+$/);
+  });
+
+  it('answers what it has read and then closes when the client has sent all it will', async () => {
+    const conn = await RawConnection.open(server.url);
+    conn.send(getRequest(thumb, { 'If-None-Match': etag }));
+    conn.socket.end();
+    expect((await conn.answers(1))[0]?.status).toBe(304);
+    await conn.closedWithin(2000);
+  });
+
+  it('stops reading while a client leaves its answers unread, and answers everything in order once it reads', async () => {
+    const n = 2000;
+    const conn = await RawConnection.open(server.url);
+    conn.socket.pause();
+    const pauses = door.pauses;
+    let requests = '';
+    for (let i = 0; i < n; i++) requests += getRequest(thumb, { 'X-Request-Id': `r${i}` });
+    conn.send(requests);
+    await new Promise((r) => setTimeout(r, 300));
+    // 2000 thumbs are 34 MB: far more than the kernel's buffers hold, so the server must have stopped.
+    expect(door.pauses).toBeGreaterThan(pauses);
+    conn.socket.resume();
+    const answers = await conn.answers(n, 30_000);
+    conn.destroy();
+    expect(answers.every((a, i) => a.status === 200 && a.headers['x-request-id'] === `r${i}` && a.body.length === Number(a.headers['content-length']))).toBe(true);
+  });
+});
+
+describe('the front door and the server lifecycle', () => {
+  it("closes an idle connection after the server's keep-alive timeout, and lets the server close while a client holds one open", async () => {
+    const server = await startServer();
+    let closed = false;
+    try {
+      const user = await registerUser(server.url);
+      const res = await postMultipart(`${server.url}/projects/close/images`, [{ field: 'file', filename: 'r.jpg', data: ROCKET, type: 'image/jpeg' }], user.headers);
+      const thumb = ((await res.json()) as { urls: { thumb: string } }).urls.thumb;
+      await fetch(`${server.url}${thumb}`).then((r) => r.arrayBuffer());
+      const door = (server.app.server as KilnServer).frontDoor;
+
+      server.app.server.keepAliveTimeout = 300;
+      const idle = await RawConnection.open(server.url);
+      const answered = door.answered;
+      idle.send(getRequest(thumb));
+      expect((await idle.answers(1))[0]?.status).toBe(200);
+      expect(door.answered).toBe(answered + 1);
+      const answeredAt = Date.now();
+      await idle.closedWithin(3000);
+      expect(Date.now() - answeredAt).toBeGreaterThanOrEqual(250);
+
+      server.app.server.keepAliveTimeout = 60_000;
+      const held = await RawConnection.open(server.url);
+      held.send(getRequest(thumb));
+      expect((await held.answers(1))[0]?.status).toBe(200);
+      expect(door.answered).toBe(answered + 2);
+      const closing = Date.now();
+      await server.close();
+      closed = true;
+      expect(Date.now() - closing).toBeLessThan(2000);
+      await held.closedWithin(1000);
+    } finally {
+      if (!closed) await server.close();
+    }
+  });
+});

@@ -1,14 +1,15 @@
 /**
  * The hot path for a public gallery image (platform/http/hot-path.ts):
  * `GET /projects/{p}/images/{i}[?size=…]` answered from memory, exactly as
- * the route in routes.ts answers it, when an earlier request that took the
- * long way left the image's row in the cache: a 304 from the row alone, as
- * the route answers it, or a 200 when the bytes are cached too. It
- * declines, and Fastify answers, whenever anything else could apply: a
+ * the route in routes.ts answers it, when the image's row is in the
+ * service's cache: a 304 from the row alone, as the route answers it, or a
+ * 200 when the bytes are cached too. When the front door read the request
+ * and the row or the bytes are not cached, it loads them (the row as the
+ * route does, the bytes through the caching blob store) and is asked again.
+ * It declines, and Fastify answers, whenever anything else could apply: a
  * credential (it must be checked, and a bad one is a 401), a Range or
  * If-Range, a CORS request, a 200 of a size that is streamed rather than
- * kept in memory or whose bytes are not cached, an uncached row, or an
- * unusual URL.
+ * kept in memory, an image it could not load, or an unusual URL.
  *
  * Installed only when reads are public and the `default` rate limit is off
  * (RATE_LIMIT_DEFAULT=0): with a limit on, every read must be counted by the
@@ -54,7 +55,21 @@ export function galleryHotRead(ctx: Context, galleries: GalleryService): HotPath
   if (!galleries.publicRead || ctx.config.rateLimitDefault !== 0) return null;
   const cors = ctx.config.allowedOrigins.length > 0;
 
-  return (req: HotRequest): HotReply | null => {
+  /** Leaves nothing unsettled: whatever fails here, the route meets again and answers. */
+  const warmBytes = (key: string): Promise<void> => ctx.blobs.readAll(key).then(
+    () => undefined,
+    () => undefined,
+  );
+  const canCacheBytes = ctx.blobs.peek !== undefined;
+
+  /** A row cache miss: loads the row, and for a plain GET of a small size its bytes too. */
+  const warm = async (req: HotRequest, projectId: string, imageId: string, size: GallerySize): Promise<void> => {
+    const file = await galleries.warmPublicFile(projectId, imageId);
+    const conditional = req.headers['if-none-match'] !== undefined || req.headers['if-modified-since'] !== undefined;
+    if (file && !conditional && canCacheBytes && file.variants[size].bytes <= SMALL_FILE_BYTES) await warmBytes(blobKey(imageId, size));
+  };
+
+  return (req: HotRequest, canWait: boolean): HotReply | Promise<void> | null => {
     if (req.method !== 'GET') return null;
     const h = req.headers;
     if (h.authorization !== undefined || h['x-api-key'] !== undefined || h.range !== undefined || h['if-range'] !== undefined) return null;
@@ -62,16 +77,18 @@ export function galleryHotRead(ctx: Context, galleries: GalleryService): HotPath
     const m = IMAGE_URL.exec(req.url ?? '');
     if (!m) return null;
     const [, projectId, imageId, sizeParam] = m as unknown as [string, string, string, GallerySize | undefined];
-    const file = galleries.cachedPublicFile(projectId, imageId);
-    if (!file) return null;
     const size: GallerySize = sizeParam ?? 'original';
+    const file = galleries.cachedPublicFile(projectId, imageId);
+    if (!file) return canWait ? warm(req, projectId, imageId, size) : null;
     const variant = file.variants[size];
     const headers = headersOf(variant, file.createdAt);
     // A revalidation needs only the row, as on the route: the bytes may have left the cache, or be too big for it.
     if (notModified(req, headers.etag, file.createdAt)) return { route: IMAGE_ROUTE, status: 304, headers: headers.notModified };
     if (variant.bytes > SMALL_FILE_BYTES) return null;
-    const body = ctx.blobs.peek?.(blobKey(imageId, size));
-    if (body?.length !== variant.bytes) return null;
+    const key = blobKey(imageId, size);
+    const body = ctx.blobs.peek?.(key);
+    if (body === undefined) return canWait && canCacheBytes ? warmBytes(key) : null;
+    if (body.length !== variant.bytes) return null;
     return { route: IMAGE_ROUTE, status: 200, headers: headers.ok, body };
   };
 }

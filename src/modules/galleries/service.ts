@@ -199,6 +199,20 @@ export class GalleryService {
     return this.publicRead ? this.cachedFile(projectId, imageId) : undefined;
   }
 
+  /**
+   * Loads the image's file into the cache when anyone may read it, for a hot
+   * path about to answer. A missing image, or a failing database, gives
+   * undefined: the route meets it again and answers it.
+   */
+  async warmPublicFile(projectId: string, imageId: string): Promise<ImageFile | undefined> {
+    if (!this.publicRead) return undefined;
+    try {
+      return await this.imageFile(null, projectId, imageId);
+    } catch {
+      return undefined;
+    }
+  }
+
   private cachedFile(projectId: string, imageId: string): ImageFile | undefined {
     const file = this.files.get(imageId);
     return file?.projectId === projectId ? file : undefined;

@@ -20,7 +20,10 @@
  * hands the connection over at once. So the front door never waits for
  * bytes, keeps no partial request, and never answers an error itself:
  * Node's limits and timeouts and its 400s apply to everything it did not
- * answer.
+ * answer. When a hot path has to load what a request needs (an image row
+ * that left the cache), the front door stops reading the connection until
+ * it has, then answers or hands over, in order: so a cache miss does not
+ * send the connection to Node for good.
  *
  * It answers byte for byte what Node writes for the same answer (the same
  * header lines, then Date, Connection and Keep-Alive), keeps the server's
@@ -143,6 +146,8 @@ export class FrontDoor {
   handedOver = 0;
   /** Times a connection stopped reading because its client left too many answers unread. */
   pauses = 0;
+  /** Times a connection waited for a hot path to load what a request needed. */
+  loads = 0;
   private readonly open = new Set<FrontDoorConnection>();
   /** Each status line with the common header lines after it, up to the request id's value. */
   readonly heads: { readonly 200: string; readonly 304: string };
@@ -191,7 +196,7 @@ export class FrontDoor {
 
 class FrontDoorConnection {
   private readonly keepAlive: string;
-  /** Requests read while the client was not taking its answers: answered once it has. */
+  /** What was read and not yet answered while the connection waits (for its client, or for a hot path's load). */
   private unread: Buffer | null = null;
   /** False once the connection is Node's, or closing. */
   private attached = true;
@@ -211,18 +216,24 @@ class FrontDoorConnection {
   }
 
   private readonly onData = (chunk: Buffer): void => {
-    this.read(chunk);
+    this.read(chunk, true);
   };
 
-  /** Answers the whole requests at the start of `bytes`; hands the connection over at the first other thing. */
-  private read(bytes: Buffer): void {
+  /**
+   * Answers the whole requests at the start of `bytes`, and hands the
+   * connection over at the first other thing. It stops, keeping the rest,
+   * while the client leaves too many answers unread or while a hot path
+   * loads what a request needs (`firstCanWait` false: the first request was
+   * waited for already, and is now answered or handed over).
+   */
+  private read(bytes: Buffer, firstCanWait: boolean): void {
     const text = bytes.toString('latin1');
     let start = 0;
+    let loading: Promise<void> | null = null;
     this.socket.cork();
     try {
       while (start < text.length) {
         if (this.socket.writableLength > MAX_UNSENT) {
-          // The client is not taking its answers: keep the rest until it has.
           this.unread = bytes.subarray(start);
           break;
         }
@@ -230,7 +241,12 @@ class FrontDoorConnection {
         if (end === -1 || end - start > MAX_HEAD) break;
         const started = performance.now();
         const req = parseHead(text.slice(start, end));
-        const answer = req && this.door.hotPaths.answer(req);
+        const answer = req && this.door.hotPaths.answer(req, start > 0 || firstCanWait);
+        if (answer instanceof Promise) {
+          loading = answer;
+          this.unread = bytes.subarray(start);
+          break;
+        }
         if (!req || !answer) break;
         this.write(answer);
         this.door.hotPaths.record(req, answer, started);
@@ -241,21 +257,31 @@ class FrontDoorConnection {
       this.socket.uncork();
     }
     if (this.unread) {
-      this.door.pauses += 1;
       this.socket.pause();
-      this.socket.once('drain', this.onDrain);
+      if (loading) {
+        this.door.loads += 1;
+        void loading.then(this.onLoaded, this.onLoaded);
+      } else {
+        // The client is not taking its answers: go on once it has.
+        this.door.pauses += 1;
+        this.socket.once('drain', this.onDrain);
+      }
       return;
     }
     // latin1: one character per byte, so `start` is a byte offset too.
     if (start < text.length) this.handOver(bytes.subarray(start));
+    else if (this.socket.isPaused()) this.socket.resume();
   }
 
-  private readonly onDrain = (): void => {
+  /** Goes on with what was read and kept. */
+  private goOn(firstCanWait: boolean): void {
     const unread = this.unread;
     this.unread = null;
-    if (unread) this.read(unread);
-    if (!this.unread && this.attached) this.socket.resume();
-  };
+    if (unread && this.attached) this.read(unread, firstCanWait);
+  }
+
+  private readonly onDrain = (): void => this.goOn(true);
+  private readonly onLoaded = (): void => this.goOn(false);
 
   private readonly onEnd = (): void => {
     // The client sent all it will: finish sending our answers, then close.
@@ -271,6 +297,7 @@ class FrontDoorConnection {
   };
 
   private readonly onClose = (): void => {
+    this.attached = false;
     this.door.forget(this);
   };
 

@@ -46,8 +46,14 @@ export interface HotReply {
   readonly body?: Buffer | undefined;
 }
 
-/** The answer to `req`, or null to leave the request to Fastify. */
-export type HotPath = (req: HotRequest) => HotReply | null;
+/**
+ * The answer to `req`, or null to leave the request to Fastify. When
+ * `canWait` is true (the front door read the request) and what the answer
+ * needs is not in memory yet, a hot path may instead start loading it and
+ * return that promise: the request is asked again once it settles, and then
+ * must be answered or declined.
+ */
+export type HotPath = (req: HotRequest, canWait: boolean) => HotReply | Promise<void> | null;
 
 /** A hot path's answer and its request id. Written, it carries the common headers, then x-request-id, then the reply's own. */
 export interface HotAnswer {
@@ -76,14 +82,21 @@ export class HotPaths {
     return this.paths.length;
   }
 
-  /** The answer of the first hot path that takes `req`, or null when the request is Fastify's. */
-  answer(req: HotRequest): HotAnswer | null {
+  /**
+   * The answer of the first hot path that takes `req`; null when the request
+   * is Fastify's; or, when `canWait`, a promise of what a hot path is
+   * loading for it (ask again once it settles, with `canWait` false).
+   */
+  answer(req: HotRequest, canWait: boolean): HotAnswer | Promise<void> | null {
     for (const path of this.paths) {
-      const reply = path(req);
-      if (reply) {
-        this.answered += 1;
-        return { reqId: this.recorder.requestId(req), reply };
+      const reply = path(req, canWait);
+      if (reply === null) continue;
+      if (reply instanceof Promise) {
+        if (canWait) return reply;
+        continue;
       }
+      this.answered += 1;
+      return { reqId: this.recorder.requestId(req), reply };
     }
     return null;
   }
@@ -96,8 +109,9 @@ export class HotPaths {
   /** For a request Node's parser read: answers it through `res` and returns true, or returns false without touching `res`. */
   handle(req: HotRequest, res: ServerResponse): boolean {
     const started = performance.now();
-    const answer = this.answer(req);
-    if (!answer) return false;
+    // The route loads whatever is missing, and fills the caches as it does.
+    const answer = this.answer(req, false);
+    if (!answer || answer instanceof Promise) return false;
     res.writeHead(answer.reply.status, [...this.commonHeaders, 'x-request-id', answer.reqId, ...answer.reply.headers]);
     res.end(answer.reply.body);
     this.record(req, answer, started);

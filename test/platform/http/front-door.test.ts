@@ -235,6 +235,38 @@ describe('the front door on a running server', () => {
   });
 });
 
+describe('the front door when an answer needs what is not in memory', () => {
+  it('loads the row and the bytes, answers in order, and keeps the connection; a missing image still goes to Node', async () => {
+    const server = await startServer();
+    try {
+      const door = (server.app.server as KilnServer).frontDoor;
+      const user = await registerUser(server.url);
+      const res = await postMultipart(`${server.url}/projects/cold/images`, [{ field: 'file', filename: 'r.jpg', data: ROCKET, type: 'image/jpeg' }], user.headers);
+      const urls = ((await res.json()) as { urls: { thumb: string; game: string } }).urls;
+      // Nothing of this image has been read yet: neither its row nor its bytes are in memory.
+      const conn = await RawConnection.open(server.url);
+      const before = { answered: door.answered, loads: door.loads, handedOver: door.handedOver };
+      conn.send(getRequest(urls.thumb, { 'X-Request-Id': 'a' }) + getRequest(urls.game, { 'X-Request-Id': 'b' }) + getRequest('/projects/cold/images/nosuchimage', { 'X-Request-Id': 'c' }));
+      const [thumb, game, missing] = await conn.answers(3);
+      conn.destroy();
+      expect([thumb?.status, game?.status, missing?.status]).toEqual([200, 200, 404]);
+      expect([thumb?.headers['x-request-id'], game?.headers['x-request-id'], missing?.headers['x-request-id']]).toEqual(['a', 'b', 'c']);
+      // The row and thumb bytes for the first, the game bytes for the second, a failed row load for the third.
+      expect(door.loads - before.loads).toBe(3);
+      expect(door.answered - before.answered).toBe(2);
+      expect(door.handedOver - before.handedOver).toBe(1);
+      // The same bytes the route sends (a credential sends the request the long way).
+      for (const [url, answer] of [[urls.thumb, thumb], [urls.game, game]] as const) {
+        const routed = await fetch(`${server.url}${url}`, { headers: user.headers });
+        expect(Buffer.from(await routed.arrayBuffer()).equals(answer?.body ?? Buffer.alloc(0))).toBe(true);
+        expect(answer?.headers.etag).toBe(routed.headers.get('etag'));
+      }
+    } finally {
+      await server.close();
+    }
+  });
+});
+
 describe('the front door and the server lifecycle', () => {
   it("closes an idle connection after the server's keep-alive timeout, and lets the server close while a client holds one open", async () => {
     const server = await startServer();

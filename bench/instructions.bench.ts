@@ -6,9 +6,11 @@
  *
  *   - bare Node: a plain http.createServer handler answering a fixed 304,
  *     the floor for anything served by Node's HTTP module;
- *   - Kiln, hot path: a public thumb's 304 revalidation and its 200;
+ *   - Kiln, hot path: a public thumb's 304 revalidation and its 200, read
+ *     and answered by the server's front door (platform/http/front-door.ts);
  *   - Kiln, Fastify: the same 304 with a Range header, which the hot path
- *     declines, so the route answers it.
+ *     declines, so the front door hands the connection to Node's HTTP
+ *     server and the route answers it.
  *
  * Each server runs under valgrind (about 50× slower); every case is warmed
  * with WARM requests, then the counters are zeroed and COUNT requests are

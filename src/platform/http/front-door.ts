@@ -35,6 +35,8 @@ import { Server, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { HOT_HEADERS, type HotAnswer, type HotHeader, type HotPaths, type HotRequest } from './hot-path.js';
 
+/** "GET " as the first four bytes of a read, big-endian. */
+const GET_ = 0x47455420;
 /** A longer head is left to Node (its own limit is 16 KiB). */
 const MAX_HEAD = 8 * 1024;
 const MAX_HEADERS = 64;
@@ -227,6 +229,11 @@ class FrontDoorConnection {
    * waited for already, and is now answered or handed over).
    */
   private read(bytes: Buffer, firstCanWait: boolean): void {
+    // An upload's first read is most of 64 KiB of body: no need to make a string of it to see it is not a GET.
+    if (bytes.length < 4 || bytes.readUInt32BE(0) !== GET_) {
+      this.handOver(bytes);
+      return;
+    }
     const text = bytes.toString('latin1');
     let start = 0;
     let loading: Promise<void> | null = null;

@@ -6,14 +6,16 @@
  * from then on exactly as if it had read it from the start.
  *
  * Why: Node's HTTP machinery (the parser's request object, the response
- * stream, their events and ticks) costs about twice what a hot path's whole
- * answer does; a client revalidating thumbnails over keep-alive connections
- * pays it on every request (docs/performance.md, "Fourth round").
+ * stream, their events and ticks) costs far more than a hot path's answer:
+ * a cached thumbnail's 304 took ~140k instructions through it and takes
+ * ~71k through the front door, against ~55k for a bare Node server
+ * answering a fixed 304 (docs/performance.md, "Fourth round").
  *
  * What it reads itself is deliberately narrow, and everything else is
  * Node's: only whole request heads that arrived complete, at most 8 KiB,
  * `GET /… HTTP/1.1` with CRLF line ends, a Host, printable ASCII header
- * lines without folding, no header twice, and nothing that frames a body or
+ * lines without folding, neither Host nor a header a hot path reads given
+ * twice, and nothing that frames a body or
  * changes the connection (Content-Length, Transfer-Encoding, Expect,
  * Upgrade, TE, a Connection other than keep-alive). A head cut across two
  * reads, an HTTP/1.0 client, a POST, or a request no hot path answers
@@ -67,7 +69,8 @@ const TREATMENT = new Map<string, Treatment>([
  */
 const CANDIDATE = new Set([...TREATMENT.keys()].map((name) => candidateKey(name.length, name.charCodeAt(0))));
 function candidateKey(length: number, firstChar: number): number {
-  // ASCII letters, digits and '-' only: `| 0x20` lower-cases a letter and leaves a digit or '-' as it is.
+  // The names above are lower-case letters and '-': `| 0x20` gives both cases of a letter one key.
+  // Another token character may make a false candidate, which the Map lookup then turns away.
   return length * 128 + (firstChar | 0x20);
 }
 
@@ -186,9 +189,9 @@ export class FrontDoor {
     this.open.delete(connection);
   }
 
-  /** Ends every connection the front door holds (none is ever in the middle of a request). */
+  /** Ends every connection the front door holds: at once, or once the request it waits on is answered. */
   closeIdle(): void {
-    for (const connection of this.open) connection.close();
+    for (const connection of this.open) connection.closeWhenIdle();
   }
 
   closeAll(): void {
@@ -202,6 +205,8 @@ class FrontDoorConnection {
   private unread: Buffer | null = null;
   /** False once the connection is Node's, or closing. */
   private attached = true;
+  /** The server is closing: end the connection once what it waits on is answered. */
+  private closing = false;
 
   constructor(
     private readonly door: FrontDoor,
@@ -285,6 +290,7 @@ class FrontDoorConnection {
     const unread = this.unread;
     this.unread = null;
     if (unread && this.attached) this.read(unread, firstCanWait);
+    if (this.closing && this.attached && !this.unread) this.close();
   }
 
   private readonly onDrain = (): void => this.goOn(true);
@@ -333,6 +339,11 @@ class FrontDoorConnection {
   private handOver(unread: Buffer): void {
     this.detach();
     this.door.handOver(this.socket, unread);
+  }
+
+  closeWhenIdle(): void {
+    if (this.unread) this.closing = true;
+    else this.close();
   }
 
   /** Sends what is queued, then closes. */

@@ -268,6 +268,51 @@ describe('the front door when an answer needs what is not in memory', () => {
 });
 
 describe('the front door and the server lifecycle', () => {
+  it('answers a request it waits on when the server closes, then closes its connection', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let gated = false;
+    const server = await startServer(
+      {},
+      {
+        // The blob store's reads of small bytes wait while `gated`: the front door is then waiting on a load.
+        prepare: (ctx) => {
+          const inner = ctx.blobs;
+          const slow = Object.create(inner) as typeof inner;
+          slow.readAll = async (key: string) => {
+            if (gated) await gate;
+            return inner.readAll(key);
+          };
+          ctx.blobs = slow;
+        },
+      },
+    );
+    let closed = false;
+    try {
+      const user = await registerUser(server.url);
+      const res = await postMultipart(`${server.url}/projects/wait/images`, [{ field: 'file', filename: 'r.jpg', data: ROCKET, type: 'image/jpeg' }], user.headers);
+      const thumb = ((await res.json()) as { urls: { thumb: string } }).urls.thumb;
+      const door = (server.app.server as KilnServer).frontDoor;
+      gated = true;
+      const loads = door.loads;
+      const conn = await RawConnection.open(server.url);
+      conn.send(getRequest(thumb));
+      for (let i = 0; i < 100 && door.loads === loads; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(door.loads).toBe(loads + 1);
+      const closing = server.close().then(() => (closed = true));
+      await new Promise((r) => setTimeout(r, 100));
+      expect(conn.ended).toBe(false);
+      release();
+      const [answer] = await conn.answers(1);
+      expect(answer?.status).toBe(200);
+      await conn.closedWithin(2000);
+      await closing;
+    } finally {
+      release();
+      if (!closed) await server.close();
+    }
+  });
+
   it("closes an idle connection after the server's keep-alive timeout, and lets the server close while a client holds one open", async () => {
     const server = await startServer();
     let closed = false;

@@ -4,9 +4,12 @@
  * routing, schema validation, hooks and the reply object cost more than the
  * answer itself (docs/performance.md, "Serving"). A hot path answers only
  * what it can answer exactly as the Fastify route would (so far: stored
- * images, with the image answer's security headers), from memory and
- * without I/O; for anything else (another method, a header it does not
- * handle, a cache miss) it declines and Fastify answers. Each answer still
+ * images, with the image answer's security headers), from memory; for
+ * anything else (another method, a header it does not handle, an image it
+ * cannot load) it declines and Fastify answers. What is not in memory it
+ * loads only for the front door, which can wait without Node's request and
+ * response objects; a request Node read goes to the route on a cache miss,
+ * and the route fills the caches. Each answer still
  * carries the security headers and request id, and is counted and logged
  * like every other (requests.ts).
  *

@@ -10,6 +10,7 @@
  */
 import type { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
+import { LRU_TTL_RESOLUTION_MS } from '../../platform/cache/index.js';
 import { isoNow } from '../../clock.js';
 import type { Context } from '../../context.js';
 import { NotFound, Unauthorized, ValidationFailed } from '../../errors.js';
@@ -64,7 +65,8 @@ export class GalleryService {
    * live a minute: a delete in another process is then noticed at the
    * latest a minute later, and meanwhile its blobs are gone (404).
    */
-  private readonly files = new LRUCache<string, ImageFile>({ max: 10_000, ttl: 60_000 });
+  /** Rows of images served; a minute's TTL so that another process's delete is noticed (checked to the second: see LRU_TTL_RESOLUTION_MS). */
+  private readonly files = new LRUCache<string, ImageFile>({ max: 10_000, ttl: 60_000, ttlResolution: LRU_TTL_RESOLUTION_MS });
 
   constructor(private readonly ctx: Context) {}
 

@@ -13,6 +13,7 @@
  * from the store without a provider call.
  */
 import { LRUCache } from 'lru-cache';
+import { LRU_TTL_RESOLUTION_MS } from '../../platform/cache/index.js';
 import type { Principal } from '../../auth/principal.js';
 import type { Context } from '../../context.js';
 import { NotFound, ValidationFailed } from '../../errors.js';
@@ -80,7 +81,7 @@ function canSee(principal: Principal, job: Job): boolean {
 
 export class ProductImageService {
   /** Stored pictures never change (a barcode is fetched once), so their metadata can be cached. */
-  private readonly files = new LRUCache<string, ProductFile>({ max: 10_000, ttl: 60_000 });
+  private readonly files = new LRUCache<string, ProductFile>({ max: 10_000, ttl: 60_000, ttlResolution: LRU_TTL_RESOLUTION_MS });
 
   constructor(private readonly ctx: Context) {}
 

@@ -7,6 +7,7 @@
  */
 import type { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
+import { LRU_TTL_RESOLUTION_MS } from '../cache/index.js';
 import type { BlobInfo, BlobStore, ByteRange } from './index.js';
 
 export interface BlobCacheOptions {
@@ -32,6 +33,7 @@ export class CachingBlobStore implements BlobStore {
       maxSize: options.maxBytes ?? 32 * 1024 * 1024,
       sizeCalculation: (b) => Math.max(1, b.length),
       ttl: options.ttlMs ?? 60_000,
+      ttlResolution: LRU_TTL_RESOLUTION_MS,
     });
   }
 

@@ -84,3 +84,11 @@ export async function cached<T>(
   if (value !== undefined) await cache.set(key, value, ttlSeconds);
   return value;
 }
+
+/**
+ * How long an lru-cache may reuse one reading of the clock for its TTL
+ * checks. Its default (1 ms) arms a timer in every millisecond the cache is
+ * read, which a busy hot path pays for; the row and blob caches keep entries
+ * a minute, and a second's slack on that changes nothing.
+ */
+export const LRU_TTL_RESOLUTION_MS = 1000;

@@ -63,15 +63,38 @@ const TREATMENT = new Map<string, Treatment>([
 ]);
 
 /**
- * Length and lower-cased first letter of every name in TREATMENT: a header
- * line that matches neither is skipped without making its name's string
- * (a browser sends a dozen such headers).
+ * The names of TREATMENT by length and lower-cased first letter, so that a
+ * header line is matched in place, without making its name's string: most
+ * lines (a browser sends a dozen) match no key at all.
  */
-const CANDIDATE = new Set([...TREATMENT.keys()].map((name) => candidateKey(name.length, name.charCodeAt(0))));
+const BY_KEY = new Map<number, Array<[string, Treatment]>>();
+for (const [name, treatment] of TREATMENT) {
+  const key = candidateKey(name.length, name.charCodeAt(0));
+  BY_KEY.set(key, [...(BY_KEY.get(key) ?? []), [name, treatment]]);
+}
 function candidateKey(length: number, firstChar: number): number {
-  // The names above are lower-case letters and '-': `| 0x20` gives both cases of a letter one key.
-  // Another token character may make a false candidate, which the Map lookup then turns away.
   return length * 128 + (firstChar | 0x20);
+}
+
+/**
+ * What TREATMENT says of the field name at head[start, colon), compared
+ * without regard to case. The names there are lower-case letters, '-' and
+ * '2'; `| 0x20` leaves those alone and lower-cases a letter, and of the other
+ * token characters a name may hold, none becomes one of them.
+ */
+function treatmentOf(head: string, start: number, colon: number): Treatment | undefined {
+  const names = BY_KEY.get(candidateKey(colon - start, head.charCodeAt(start)));
+  if (names === undefined) return undefined;
+  next: for (const [name, treatment] of names) {
+    for (let i = 1; i < name.length; i++) if ((head.charCodeAt(start + i) | 0x20) !== name.charCodeAt(i)) continue next;
+    return treatment;
+  }
+  return undefined;
+}
+
+/** True for a space or a tab. */
+function isBlank(code: number): boolean {
+  return code === 0x20 || code === 0x09;
 }
 
 /** The headers a hot path may read, all present (undefined when absent) so that every request's object has one shape. */
@@ -83,8 +106,7 @@ type FrontDoorHeaders = { [name in HotHeader]: string | undefined };
  * read are kept (HOT_HEADERS).
  */
 export function parseHead(head: string): HotRequest | null {
-  const line = HEAD.exec(head);
-  if (!line) return null;
+  if (!HEAD.test(head)) return null;
   const headers: FrontDoorHeaders = {
     authorization: undefined,
     'x-api-key': undefined,
@@ -102,12 +124,15 @@ export function parseHead(head: string): HotRequest | null {
     const start = at + 2;
     at = head.indexOf('\r\n', start);
     const colon = head.indexOf(':', start);
-    if (!CANDIDATE.has(candidateKey(colon - start, head.charCodeAt(start)))) continue;
-    const treatment = TREATMENT.get(head.slice(start, colon).toLowerCase());
+    const treatment = treatmentOf(head, start, colon);
     if (treatment === undefined) continue;
     if (treatment === 'node') return null;
     // The value without the spaces and tabs around it, as Node keeps it.
-    const value = head.slice(colon + 1, at === -1 ? head.length : at).trim();
+    let from = colon + 1;
+    let to = at === -1 ? head.length : at;
+    while (from < to && isBlank(head.charCodeAt(from))) from++;
+    while (to > from && isBlank(head.charCodeAt(to - 1))) to--;
+    const value = head.slice(from, to);
     if (treatment === 'host') {
       if (host) return null;
       host = true;
@@ -119,7 +144,8 @@ export function parseHead(head: string): HotRequest | null {
     }
   }
   if (!host) return null;
-  return { method: 'GET', url: line[1] as string, headers };
+  // The target: from after "GET " to the space before "HTTP/1.1", which HEAD has checked.
+  return { method: 'GET', url: head.slice(4, head.indexOf(' ', 4)), headers };
 }
 
 /** [name, value, …] as header lines. */
@@ -129,8 +155,8 @@ function headerLines(list: readonly string[]): string {
   return lines;
 }
 
-/** A reply's header lines, made once per header list (a hot path keeps one list per stored answer). */
-const linesOf = new WeakMap<readonly string[], string>();
+/** What follows the request id: a reply's header lines and the Date header's name, made once per header list (a hot path keeps one list per stored answer). */
+const afterRequestId = new WeakMap<readonly string[], string>();
 
 let dateSecond = -1;
 let dateText = '';
@@ -155,7 +181,8 @@ export class FrontDoor {
   loads = 0;
   private readonly open = new Set<FrontDoorConnection>();
   /** Each status line with the common header lines after it, up to the request id's value. */
-  readonly heads: { readonly 200: string; readonly 304: string };
+  readonly head200: string;
+  readonly head304: string;
 
   constructor(
     readonly server: Server,
@@ -164,7 +191,8 @@ export class FrontDoor {
     readonly nodeConnection: (socket: Socket) => void,
   ) {
     const common = `${headerLines(hotPaths.commonHeaders)}x-request-id: `;
-    this.heads = { 200: `HTTP/1.1 200 OK\r\n${common}`, 304: `HTTP/1.1 304 Not Modified\r\n${common}` };
+    this.head200 = `HTTP/1.1 200 OK\r\n${common}`;
+    this.head304 = `HTTP/1.1 304 Not Modified\r\n${common}`;
   }
 
   accept(socket: Socket): void {
@@ -317,9 +345,10 @@ class FrontDoorConnection {
   /** What Node writes for the same answer: status line, the headers in order, then Date, Connection and Keep-Alive. */
   private write(answer: HotAnswer): void {
     const { status, headers, body } = answer.reply;
-    let lines = linesOf.get(headers);
-    if (lines === undefined) linesOf.set(headers, (lines = headerLines(headers)));
-    this.socket.write(`${this.door.heads[status]}${answer.reqId}\r\n${lines}Date: ${httpDate()}\r\n${this.keepAlive}`, 'latin1');
+    let afterId = afterRequestId.get(headers);
+    if (afterId === undefined) afterRequestId.set(headers, (afterId = `\r\n${headerLines(headers)}Date: `));
+    const head = status === 200 ? this.door.head200 : this.door.head304;
+    this.socket.write(`${head}${answer.reqId}${afterId}${httpDate()}\r\n${this.keepAlive}`, 'latin1');
     if (body) this.socket.write(body);
   }
 

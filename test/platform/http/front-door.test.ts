@@ -25,6 +25,15 @@ describe('parseHead: what the front door reads itself', () => {
     expect(req?.headers.authorization).toBe('Bearer t');
   });
 
+  it('matches names exactly, but for case: a near miss is another header', () => {
+    const req = parseHead(`GET / HTTP/1.1\r\nhoST: x\r\nIf_None_Match: "a"\r\nContent_Length: 5\r\nIf-None-Matcher: "b"\r\nX-Api-Key2: k`);
+    expect(req).not.toBeNull();
+    expect(req?.headers['if-none-match']).toBeUndefined();
+    expect(req?.headers['x-api-key']).toBeUndefined();
+    expect(parseHead(`GET / HTTP/1.1\r\nHost: x\r\nCONTENT-LENGTH: 0`)).toBeNull();
+    expect(parseHead(`GET / HTTP/1.1\r\nHost: x\r\nX-API-KEY: k`)?.headers['x-api-key']).toBe('k');
+  });
+
   it('leaves to Node anything else: other methods and versions, bodies, connection changes, odd bytes and lines', () => {
     const refused: Array<[string, string]> = [
       ['POST', `POST / HTTP/1.1\r\nHost: x`],

@@ -50,7 +50,7 @@ const MAX_UNSENT = 256 * 1024;
  * a field name (an RFC 9110 token) and a value of printable ASCII, spaces and
  * tabs. One pass, linear: no character can start two alternatives.
  */
-const HEAD = /^GET (\/[\x21-\x7e]*) HTTP\/1\.1(?:\r\n[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e]*)*$/;
+const HEAD = /^GET \/[\x21-\x7e]* HTTP\/1\.1(?:\r\n[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e]*)*$/;
 
 /** What the front door does with a header: keep it for the hot paths, require it, check it, or leave the request to Node. */
 type Treatment = HotHeader | 'host' | 'connection' | 'node';

@@ -54,23 +54,25 @@ const HEAD = /^GET \/[\x21-\x7e]* HTTP\/1\.1(?:\r\n[!#$%&'*+.^_`|~0-9A-Za-z-]+:[
 
 /** What the front door does with a header: keep it for the hot paths, require it, check it, or leave the request to Node. */
 type Treatment = HotHeader | 'host' | 'connection' | 'node';
-const TREATMENT = new Map<string, Treatment>([
+const TREATMENT: ReadonlyArray<readonly [string, Treatment]> = [
   ...HOT_HEADERS.map((name) => [name, name] as const),
   ['host', 'host'],
   ['connection', 'connection'],
   // They frame a body or change the connection.
   ...['content-length', 'transfer-encoding', 'expect', 'upgrade', 'te', 'http2-settings'].map((name) => [name, 'node'] as const),
-]);
+];
 
 /**
  * The names of TREATMENT by length and lower-cased first letter, so that a
  * header line is matched in place, without making its name's string: most
  * lines (a browser sends a dozen) match no key at all.
  */
-const BY_KEY = new Map<number, Array<[string, Treatment]>>();
-for (const [name, treatment] of TREATMENT) {
-  const key = candidateKey(name.length, name.charCodeAt(0));
-  BY_KEY.set(key, [...(BY_KEY.get(key) ?? []), [name, treatment]]);
+const BY_KEY = new Map<number, Array<readonly [string, Treatment]>>();
+for (const entry of TREATMENT) {
+  const key = candidateKey(entry[0].length, entry[0].charCodeAt(0));
+  let names = BY_KEY.get(key);
+  if (!names) BY_KEY.set(key, (names = []));
+  names.push(entry);
 }
 function candidateKey(length: number, firstChar: number): number {
   return length * 128 + (firstChar | 0x20);

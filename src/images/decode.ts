@@ -1,7 +1,8 @@
 /**
  * The single decode of an upload: header inspection (type, size, memory
- * estimate) and then one full decode to 8-bit sRGB pixels, auto-oriented and
- * flattened on white. Also owns sharp's process-wide settings and the mapping
+ * estimate, EXIF orientation) and then one full decode to 8-bit sRGB pixels
+ * as stored, flattened on white (the renderer turns each output as the EXIF
+ * orientation says, variants.ts). Also owns sharp's process-wide settings and the mapping
  * of decoder failures to the contract's errors (413 image_too_large, 415
  * corrupt_image / unsupported_image).
  */
@@ -10,15 +11,18 @@ import { TooLarge, UnsupportedImage } from '../errors.js';
 import { isSrgbProfile } from './icc.js';
 
 export interface Pixels {
-  /** Interleaved 8-bit sRGB, 3 bytes per pixel. */
+  /** Interleaved 8-bit sRGB, 3 bytes per pixel, in the order of `width` x `height`. */
   data: Buffer;
   width: number;
   height: number;
 }
 
 export interface Inspected {
+  /** As stored, before the EXIF orientation. */
   width: number;
   height: number;
+  /** The EXIF orientation, 1-8 (1 when absent or not one of those). */
+  orientation: number;
   /** Estimated peak bytes the decode holds; the DecodeLimiter budgets with it. */
   decodeCost: number;
   /** The embedded ICC profile is sRGB's own, so converting with it would change nothing (icc.ts). */
@@ -93,24 +97,28 @@ export async function inspect(file: string, maxImagePixels: number): Promise<Ins
   if (pixels > maxImagePixels) throw imageTooLarge(maxImagePixels);
   // Measured on the corpus: the 8-bit RGB result (3 B/px) plus ~12 MB of decoder
   // state; a progressive JPEG or interlaced PNG also keeps the whole image's
-  // coefficients (wholeImageBytesPerPixel); a rotated image needs a second copy to rotate into.
-  const rotated = (meta.orientation ?? 1) > 1;
-  const perPixel = 3 + (meta.isProgressive === true ? wholeImageBytesPerPixel(meta.chromaSubsampling) : 0) + (rotated ? 3 : 0) + (meta.depth === 'ushort' ? 6 : 0);
-  return { width, height, decodeCost: pixels * perPixel + 16 * 1024 * 1024, srgbProfile: isSrgbProfile(meta.icc) };
+  // coefficients (wholeImageBytesPerPixel). A rotated photo needs no second copy:
+  // it is decoded as stored and each output turned as it is encoded.
+  const perPixel = 3 + (meta.isProgressive === true ? wholeImageBytesPerPixel(meta.chromaSubsampling) : 0) + (meta.depth === 'ushort' ? 6 : 0);
+  const orientation = Number.isInteger(meta.orientation) && (meta.orientation as number) >= 1 && (meta.orientation as number) <= 8 ? (meta.orientation as number) : 1;
+  return { width, height, orientation, decodeCost: pixels * perPixel + 16 * 1024 * 1024, srgbProfile: isSrgbProfile(meta.icc) };
 }
 
 /**
- * The one decode: EXIF orientation applied, alpha flattened on white, any
- * colour space (CMYK, grey, 16-bit, embedded ICC profiles) converted to 8-bit
- * sRGB; an embedded profile that is sRGB's own is not run, as it would change
- * nothing. The result carries no metadata at all, so nothing encoded from it
- * can leak EXIF, GPS or camera data.
+ * The one decode: alpha flattened on white, any colour space (CMYK, grey,
+ * 16-bit, embedded ICC profiles) converted to 8-bit sRGB; an embedded profile
+ * that is sRGB's own is not run, as it would change nothing. The pixels are
+ * as stored: the EXIF orientation (Inspected.orientation) is the caller's to
+ * apply. Turning a photo here would need the whole decoded image and a second
+ * full-size copy to turn it into (libvips keeps both); the renderer turns
+ * each output as it encodes it instead. The result carries no metadata at
+ * all, so nothing encoded from it can leak EXIF, GPS or camera data.
  */
 export async function decodeOnce(file: string, maxImagePixels: number, header: Pick<Inspected, 'srgbProfile'>): Promise<Pixels> {
   let decoded: { data: Buffer; info: OutputInfo };
   try {
     // An sRGB profile is skipped rather than applied: the same pixels, without lcms's per-pixel cost.
-    decoded = await sharp(file, { failOn: FAIL_ON, limitInputPixels: maxImagePixels, autoOrient: true, sequentialRead: true, ignoreIcc: header.srgbProfile })
+    decoded = await sharp(file, { failOn: FAIL_ON, limitInputPixels: maxImagePixels, sequentialRead: true, ignoreIcc: header.srgbProfile })
       .flatten({ background: '#ffffff' })
       .toColourspace('srgb')
       .raw({ depth: 'uchar' })

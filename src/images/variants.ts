@@ -4,11 +4,13 @@
  * decodes the upload once and derives every size from pixels already in
  * memory, each from the smallest earlier result still big enough (medium from
  * the full image, thumb from medium, game from thumb), so no size pays for a
- * second decode or a full-resolution resize.
+ * second decode or a full-resolution resize. Every stage keeps the pixels
+ * as stored; each output is turned as the EXIF orientation says while it is
+ * encoded, so a rotated photo costs no second full-size copy.
  */
 import { createHash } from 'node:crypto';
 import os from 'node:os';
-import sharp, { type JpegOptions, type SharpOptions } from 'sharp';
+import sharp, { type JpegOptions, type Sharp, type SharpOptions } from 'sharp';
 import { configureSharp, decodeOnce, inspect, type Inspected, type Pixels } from './decode.js';
 import { DecodeLimiter } from './limit.js';
 import { pixelsDropped } from './release.js';
@@ -101,9 +103,53 @@ function rawInput(p: Pixels): SharpOptions {
   return { raw: { width: p.width, height: p.height, channels: 3 } };
 }
 
-async function encode(p: Pixels, quality: number): Promise<RenderedVariant> {
-  const data = await sharp(p.data, rawInput(p)).jpeg(jpegOptions(quality, p.width * p.height)).toBuffer();
-  return { data, width: p.width, height: p.height, bytes: data.length, etag: createHash('sha256').update(data).digest('hex') };
+/**
+ * The steps that show pixels stored under EXIF `orientation` (1-8) as they are
+ * meant to be seen. sharp mirrors before it rotates, whatever the order of
+ * the calls; test/images/variants.test.ts checks all eight against libvips'
+ * own autoOrient, pixel for pixel.
+ */
+function orient(image: Sharp, orientation: number): Sharp {
+  switch (orientation) {
+    case 2:
+      return image.flop();
+    case 3:
+      return image.rotate(180);
+    case 4:
+      return image.flip();
+    case 5:
+      return image.flop().rotate(270);
+    case 6:
+      return image.rotate(90);
+    case 7:
+      return image.flop().rotate(90);
+    case 8:
+      return image.rotate(270);
+    default:
+      return image;
+  }
+}
+
+/** Orientations 5-8 turn the picture a quarter: its width is the stored height. */
+function turnsAQuarter(orientation: number): boolean {
+  return orientation >= 5;
+}
+
+/** Width and height of `p` as shown under `orientation`. */
+function shown(p: Pixels, orientation: number): { width: number; height: number } {
+  return turnsAQuarter(orientation) ? { width: p.height, height: p.width } : { width: p.width, height: p.height };
+}
+
+async function encode(p: Pixels, quality: number, orientation: number): Promise<RenderedVariant> {
+  const data = await orient(sharp(p.data, rawInput(p)), orientation).jpeg(jpegOptions(quality, p.width * p.height)).toBuffer();
+  return { data, ...shown(p, orientation), bytes: data.length, etag: createHash('sha256').update(data).digest('hex') };
+}
+
+/** `p` turned as `orientation` says, for a caller that measures the picture as shown. */
+async function orientPixels(p: Pixels, orientation: number): Promise<Pixels> {
+  if (orientation === 1) return p;
+  const { data, info } = await orient(sharp(p.data, rawInput(p)), orientation).raw().toBuffer({ resolveWithObject: true });
+  return { data, width: info.width, height: info.height };
 }
 
 async function resizeToFit(p: Pixels, max: number): Promise<Pixels> {
@@ -135,7 +181,9 @@ function renderOrder<S extends SizeName>(sizes: readonly S[]): S[] {
 /**
  * The smallest stage that still holds every pixel the rule needs. Stages are
  * aspect-kept reductions of the full image, largest first; when none is big
- * enough (a small upload), the full image is the right source.
+ * enough (a small upload), the full image is the right source. Every rule is
+ * a square box or a square, so it holds for the stored pixels exactly as for
+ * the turned ones.
  */
 function pickSource(stages: Pixels[], rule: SizeRule): Pixels {
   const full = stages[0] as Pixels;
@@ -151,12 +199,18 @@ function pickSource(stages: Pixels[], rule: SizeRule): Pixels {
   return full;
 }
 
+/** An output's pixels and the EXIF orientation still to apply to them. */
+interface Unturned {
+  pixels: Pixels;
+  orientation: number;
+}
+
 async function renderFromPixels<S extends SizeName>(
-  full: Pixels,
   sizes: readonly S[],
   quality: number,
+  orientation: number,
   stages: Pixels[],
-  pixelsOf: Partial<Record<SizeName, Pixels>>,
+  pixelsOf: Partial<Record<SizeName, Unturned>>,
 ): Promise<Record<S, RenderedVariant>> {
   // Encodes run while the next, smaller stage is being resized: the full-size
   // JPEG encode overlaps the medium resize instead of waiting for it.
@@ -164,17 +218,20 @@ async function renderFromPixels<S extends SizeName>(
   for (const name of renderOrder(sizes)) {
     const rule: SizeRule = SIZES[name];
     const source = pickSource(stages, rule);
-    let pixels: Pixels;
+    let out: Unturned;
     if (rule.kind === 'square') {
-      pixels = await cropSquare(source, rule.side);
+      // A centre crop of an odd excess leaves the odd pixel on one side, so a mirrored photo is
+      // turned first (a small stage) for the crop to fall exactly where it does on the photo as shown.
+      out = { pixels: await cropSquare(await orientPixels(source, orientation), rule.side), orientation: 1 };
     } else if (rule.max === null || (source.width <= rule.max && source.height <= rule.max)) {
-      pixels = source;
+      out = { pixels: source, orientation };
     } else {
-      pixels = await resizeToFit(source, rule.max);
+      const pixels = await resizeToFit(source, rule.max);
       stages.push(pixels);
+      out = { pixels, orientation };
     }
-    pixelsOf[name] = pixels;
-    encodes.push(encode(pixels, quality).then((v) => [name, v]));
+    pixelsOf[name] = out;
+    encodes.push(encode(out.pixels, quality, out.orientation).then((v) => [name, v]));
   }
   return Object.fromEntries(await Promise.all(encodes)) as Record<S, RenderedVariant>;
 }
@@ -209,9 +266,10 @@ async function decodeAndRender<S extends SizeName>(
 ): Promise<{ image: RenderedImage<S>; pixelBytes: number }> {
   const full = await decodeOnce(file, opts.maxImagePixels, header);
   const stages: Pixels[] = [full];
-  const kept: Partial<Record<SizeName, Pixels>> = {};
-  const variants = await renderFromPixels(full, sizes, opts.jpegQuality, stages, kept);
-  const image = { width: full.width, height: full.height, variants, ...(opts.keepPixels ? { pixels: kept[opts.keepPixels] } : {}) };
+  const kept: Partial<Record<SizeName, Unturned>> = {};
+  const variants = await renderFromPixels(sizes, opts.jpegQuality, header.orientation, stages, kept);
+  const keep = opts.keepPixels ? kept[opts.keepPixels] : undefined;
+  const image = { ...shown(full, header.orientation), variants, ...(keep ? { pixels: await orientPixels(keep.pixels, keep.orientation) } : {}) };
   return { image, pixelBytes: stages.reduce((sum, p) => sum + p.data.length, 0) };
 }
 

@@ -4,6 +4,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pngBomb } from '../helpers/png.js';
+import { inspect } from '../../src/images/decode.js';
 import { isSizeName, renderVariants, SIZE_NAMES, SIZES, type RenderedImage } from '../../src/images/variants.js';
 
 const FIXTURES = path.join(import.meta.dirname, '..', 'fixtures');
@@ -77,6 +78,50 @@ describe('renderVariants', () => {
       expect((await sharp(out.variants.original.data).metadata()).orientation).toBeUndefined();
     },
   );
+
+  describe('every EXIF orientation, 1-8', () => {
+    const ROCKET = fixture('rocket_small_640x427.jpg');
+    /** The rocket stored under orientation n: what a camera held sideways or a mirroring app writes. */
+    const tagged = async (n: number): Promise<string> => tempFile(`rocket_o${n}.jpg`, await sharp(ROCKET).withMetadata({ orientation: n }).jpeg({ quality: 95 }).toBuffer());
+    const meanDiff = (a: Buffer, b: Buffer): number => {
+      let diff = 0;
+      for (let i = 0; i < a.length; i++) diff += Math.abs((a[i] as number) - (b[i] as number));
+      return diff / a.length;
+    };
+
+    it.each([1, 2, 3, 4, 5, 6, 7, 8])('shows orientation %i as libvips turns it: pixel for pixel, and in every size', async (n) => {
+      const file = await tagged(n);
+      const shown = await sharp(file, { autoOrient: true }).raw().toBuffer({ resolveWithObject: true });
+      const out = await renderVariants({ path: file }, SIZE_NAMES, { ...OPTS, keepPixels: 'original' });
+      // The kept pixels are the decode turned by the renderer: equal to libvips' own, pixel for pixel.
+      expect([out.pixels?.width, out.pixels?.height]).toEqual([shown.info.width, shown.info.height]);
+      expect(out.pixels?.data.equals(shown.data)).toBe(true);
+      const quarter = n >= 5;
+      expect([out.width, out.height]).toEqual(quarter ? [427, 640] : [640, 427]);
+      expect(dims(out)).toEqual(quarter ? { original: [427, 640], medium: [427, 640], thumb: [267, 400], game: [50, 50] } : { original: [640, 427], medium: [640, 427], thumb: [400, 267], game: [50, 50] });
+      // Each encoded size is that picture, not a mirror or a turn of it.
+      const original = await sharp(out.variants.original.data).raw().toBuffer();
+      // JPEG at quality 85 moves a pixel by ~2 on average; a mirror or a wrong turn by 20-35.
+      expect(meanDiff(original, shown.data)).toBeLessThan(2.5);
+      const mirrored = await sharp(shown.data, { raw: shown.info }).flop().raw().toBuffer();
+      expect(meanDiff(original, mirrored)).toBeGreaterThan(10);
+      const thumb = await sharp(out.variants.thumb.data).raw().toBuffer();
+      const expectedThumb = await sharp(shown.data, { raw: shown.info }).resize(400, 400, { fit: 'inside' }).raw().toBuffer();
+      expect(meanDiff(thumb, expectedThumb)).toBeLessThan(3);
+      const game = await sharp(out.variants.game.data).raw().toBuffer();
+      const expectedGame = await sharp(shown.data, { raw: shown.info }).resize(50, 50, { fit: 'cover' }).raw().toBuffer();
+      expect(meanDiff(game, expectedGame)).toBeLessThan(4);
+      for (const v of Object.values(out.variants)) expect((await sharp(v.data).metadata()).orientation).toBeUndefined();
+    });
+
+    it('budgets a turned photo like an upright one: it is decoded as stored, with no second copy to turn it into', async () => {
+      const upright = await inspect(await tagged(1), OPTS.maxImagePixels);
+      const turned = await inspect(await tagged(6), OPTS.maxImagePixels);
+      expect(turned.orientation).toBe(6);
+      expect([turned.width, turned.height]).toEqual([640, 427]);
+      expect(turned.decodeCost).toBe(upright.decodeCost);
+    });
+  });
 
   it('strips EXIF, ICC and every other metadata from a camera file', async () => {
     const input = await sharp(fixture('path_2560x1600_olympus_exif.jpg')).metadata();

@@ -100,7 +100,8 @@ export async function inspect(file: string, maxImagePixels: number): Promise<Ins
   // coefficients (wholeImageBytesPerPixel). A rotated photo needs no second copy:
   // it is decoded as stored and each output turned as it is encoded.
   const perPixel = 3 + (meta.isProgressive === true ? wholeImageBytesPerPixel(meta.chromaSubsampling) : 0) + (meta.depth === 'ushort' ? 6 : 0);
-  const orientation = Number.isInteger(meta.orientation) && (meta.orientation as number) >= 1 && (meta.orientation as number) <= 8 ? (meta.orientation as number) : 1;
+  const tagged = meta.orientation ?? 1;
+  const orientation = Number.isInteger(tagged) && tagged >= 1 && tagged <= 8 ? tagged : 1;
   return { width, height, orientation, decodeCost: pixels * perPixel + 16 * 1024 * 1024, srgbProfile: isSrgbProfile(meta.icc) };
 }
 

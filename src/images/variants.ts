@@ -48,7 +48,7 @@ export interface RenderedImage<S extends SizeName = SizeName> {
   width: number;
   height: number;
   variants: Record<S, RenderedVariant>;
-  /** The raw pixels of `RenderOptions.keepPixels`, when asked for. */
+  /** The raw pixels of `RenderOptions.keepPixels` as shown (EXIF orientation applied), when asked for. */
   pixels?: Pixels;
 }
 
@@ -220,8 +220,8 @@ async function renderFromPixels<S extends SizeName>(
     const source = pickSource(stages, rule);
     let out: Unturned;
     if (rule.kind === 'square') {
-      // A centre crop of an odd excess leaves the odd pixel on one side, so a mirrored photo is
-      // turned first (a small stage) for the crop to fall exactly where it does on the photo as shown.
+      // A centre crop of an odd excess leaves the odd pixel on one side, so the (small) source is
+      // turned first: on a mirrored photo the crop then falls exactly where it does on the photo as shown.
       out = { pixels: await cropSquare(await orientPixels(source, orientation), rule.side), orientation: 1 };
     } else if (rule.max === null || (source.width <= rule.max && source.height <= rule.max)) {
       out = { pixels: source, orientation };

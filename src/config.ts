@@ -6,6 +6,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import type { S3Settings } from './platform/blobs/s3.js';
 import { parse as parseDotenv } from 'dotenv';
 
 export class ConfigError extends Error {
@@ -49,8 +50,9 @@ export interface Config {
   rateLimitUpload: number;
   rateLimitDefault: number;
   galleryPublicRead: boolean;
-  /** Where blobs live. Only the local disk exists so far; S3 is planned behind the same BlobStore interface. */
-  storage: 'fs';
+  /** Where blobs live: the local disk under DATA_DIR, or an S3-compatible bucket (`s3`, set when storage is 's3'). */
+  storage: 'fs' | 's3';
+  s3: S3Settings | undefined;
   jobConcurrency: number;
   fetchAllowedHosts: string[];
   eanProviderUrl: string;
@@ -147,12 +149,37 @@ function checkSize(name: string, v: string): string {
   return v.toLowerCase();
 }
 
+/** The S3_* variables; read only when STORAGE=s3, where S3_BUCKET is required. */
+function readS3(r: Reader): S3Settings {
+  const bucket = r.raw('S3_BUCKET');
+  if (!bucket) throw new ConfigError('S3_BUCKET', 'is required when STORAGE=s3');
+  // S3's own rule for bucket names (3-63 characters, lower case, digits, dots and hyphens).
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) throw new ConfigError('S3_BUCKET', `is not a valid bucket name: "${bucket}"`);
+  const endpoint = r.url('S3_ENDPOINT', ['http:', 'https:']);
+  const accessKeyId = r.raw('S3_ACCESS_KEY_ID');
+  const secretAccessKey = r.raw('S3_SECRET_ACCESS_KEY');
+  if ((accessKeyId === undefined) !== (secretAccessKey === undefined)) {
+    throw new ConfigError(accessKeyId === undefined ? 'S3_ACCESS_KEY_ID' : 'S3_SECRET_ACCESS_KEY', 'must be set together with its pair, or neither for the AWS credential chain');
+  }
+  const prefix = r.string('S3_PREFIX', '').replace(/^\/+|\/+$/g, '');
+  const segmentsOk = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/.test(prefix) && !prefix.split('/').some((seg) => seg === '.' || seg === '..');
+  if (prefix !== '' && !segmentsOk) throw new ConfigError('S3_PREFIX', `expected path segments of letters, digits, '.', '_' and '-', got "${prefix}"`);
+  return {
+    bucket,
+    region: r.string('S3_REGION', 'us-east-1'),
+    endpoint,
+    accessKeyId,
+    secretAccessKey,
+    // An S3-compatible store behind its own endpoint almost always wants the bucket in the path.
+    forcePathStyle: r.bool('S3_FORCE_PATH_STYLE', endpoint !== undefined),
+    prefix: prefix === '' ? '' : `${prefix}/`,
+  };
+}
+
 export function loadConfig(processEnv: Env = process.env, cwd = process.cwd()): Config {
   const env: Env = { ...readDotenv(cwd), ...processEnv };
   const r = new Reader(env);
   const storage = r.oneOf('STORAGE', ['fs', 's3'] as const, 'fs');
-  // Refused rather than ignored: a deployment that asks for S3 must not quietly write to local disk.
-  if (storage !== 'fs') throw new ConfigError('STORAGE', 'only fs (local disk) is implemented so far');
   const config: Config = {
     host: r.string('HOST', '127.0.0.1'),
     port: r.int('PORT', 8000, 0, 65535),
@@ -181,6 +208,7 @@ export function loadConfig(processEnv: Env = process.env, cwd = process.cwd()): 
     rateLimitDefault: r.int('RATE_LIMIT_DEFAULT', 100),
     galleryPublicRead: r.bool('GALLERY_PUBLIC_READ', true),
     storage,
+    s3: storage === 's3' ? readS3(r) : undefined,
     jobConcurrency: r.int('JOB_CONCURRENCY', 2, 1, 256),
     fetchAllowedHosts: r.list('FETCH_ALLOWED_HOSTS').map((h) => h.toLowerCase()),
     eanProviderUrl: r.url('EAN_PROVIDER_URL', ['http:', 'https:']) ?? 'https://world.openfoodfacts.org',

@@ -77,6 +77,15 @@ async function storedSecret(dataDir: string, name: string): Promise<string> {
   }
 }
 
+/** The local disk under DATA_DIR, or the S3 bucket of STORAGE=s3 (its SDK loaded only then). */
+async function openBlobStore(config: Config, tmpDir: string, closers: Array<() => Promise<void> | void>): Promise<BlobStore> {
+  if (!config.s3) return new FsBlobStore(path.join(config.dataDir, 'blobs'), tmpDir);
+  const { createS3BlobStore } = await import('./platform/blobs/s3.js');
+  const store = await createS3BlobStore(config.s3);
+  closers.push(() => store.client.destroy());
+  return store;
+}
+
 export async function createContext(config: Config, options: ContextOptions = {}): Promise<Context> {
   const closers: Array<() => Promise<void> | void> = [];
   const tmpDir = path.join(config.dataDir, 'tmp');
@@ -93,7 +102,7 @@ export async function createContext(config: Config, options: ContextOptions = {}
   const jwtSecret = new TextEncoder().encode(jwtSecretText);
   const linkSecret = new Uint8Array(createHmac('sha256', jwtSecret).update('kiln signed links').digest());
 
-  const blobs: BlobStore = new CachingBlobStore(new FsBlobStore(path.join(config.dataDir, 'blobs'), tmpDir), { maxItemBytes: SMALL_FILE_BYTES });
+  const blobs: BlobStore = new CachingBlobStore(await openBlobStore(config, tmpDir, closers), { maxItemBytes: SMALL_FILE_BYTES });
   const clock = options.clock ?? systemClock;
   const jobs = createJobRunner(config, { db, log, clock }, options.jobRole);
   // Registered after the database, so closing stops the jobs before the database goes.

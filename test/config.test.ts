@@ -7,6 +7,18 @@ import { ConfigError, loadConfig } from '../src/config.js';
 
 const cwd = mkdtempSync(path.join(os.tmpdir(), 'kiln-config-'));
 
+function expectConfigError(env: Record<string, string>, name: string): void {
+  let error: unknown;
+  try {
+    loadConfig(env, cwd);
+  } catch (e) {
+    error = e;
+  }
+  expect(error).toBeInstanceOf(ConfigError);
+  expect((error as ConfigError).variable).toBe(name);
+  expect((error as Error).message.startsWith(`${name}:`)).toBe(true);
+}
+
 describe('config', () => {
   it('has the documented defaults', () => {
     const c = loadConfig({}, cwd);
@@ -38,17 +50,37 @@ describe('config', () => {
     ['GALLERY_PUBLIC_READ', 'maybe'],
     ['LOG_LEVEL', 'loud'],
     ['STORAGE', 'tape'],
-    ['STORAGE', 's3'],
   ])('rejects %s=%s naming the variable', (name, value) => {
-    let error: unknown;
-    try {
-      loadConfig({ [name]: value }, cwd);
-    } catch (e) {
-      error = e;
-    }
-    expect(error).toBeInstanceOf(ConfigError);
-    expect((error as ConfigError).variable).toBe(name);
-    expect((error as Error).message.startsWith(`${name}:`)).toBe(true);
+    expectConfigError({ [name]: value }, name);
+  });
+
+  describe('STORAGE=s3', () => {
+    const S3 = { STORAGE: 's3', S3_BUCKET: 'shop-images' };
+
+    it('reads the bucket and its defaults: us-east-1, AWS credential chain, virtual-host style without an endpoint', () => {
+      expect(loadConfig(S3, cwd).s3).toEqual({ bucket: 'shop-images', region: 'us-east-1', endpoint: undefined, accessKeyId: undefined, secretAccessKey: undefined, forcePathStyle: false, prefix: '' });
+      expect(loadConfig({}, cwd).s3).toBeUndefined();
+    });
+
+    it('takes an S3-compatible endpoint with path style, keys, a region and a prefix', () => {
+      const c = loadConfig({ ...S3, S3_ENDPOINT: 'http://127.0.0.1:9000', S3_ACCESS_KEY_ID: 'id', S3_SECRET_ACCESS_KEY: 'secret', S3_REGION: 'eu-central-1', S3_PREFIX: '/kiln/prod/' }, cwd);
+      expect(c.storage).toBe('s3');
+      expect(c.s3).toEqual({ bucket: 'shop-images', region: 'eu-central-1', endpoint: 'http://127.0.0.1:9000', accessKeyId: 'id', secretAccessKey: 'secret', forcePathStyle: true, prefix: 'kiln/prod/' });
+      expect(loadConfig({ ...S3, S3_ENDPOINT: 'https://s3.example.com', S3_FORCE_PATH_STYLE: 'false' }, cwd).s3?.forcePathStyle).toBe(false);
+    });
+
+    it.each([
+      [{ STORAGE: 's3' }, 'S3_BUCKET'],
+      [{ ...S3, S3_BUCKET: 'Not_A_Bucket' }, 'S3_BUCKET'],
+      [{ ...S3, S3_ENDPOINT: 'ftp://x' }, 'S3_ENDPOINT'],
+      [{ ...S3, S3_ACCESS_KEY_ID: 'id' }, 'S3_SECRET_ACCESS_KEY'],
+      [{ ...S3, S3_SECRET_ACCESS_KEY: 'secret' }, 'S3_ACCESS_KEY_ID'],
+      [{ ...S3, S3_PREFIX: 'a/../b' }, 'S3_PREFIX'],
+      [{ ...S3, S3_PREFIX: 'a b' }, 'S3_PREFIX'],
+      [{ ...S3, S3_FORCE_PATH_STYLE: 'sometimes' }, 'S3_FORCE_PATH_STYLE'],
+    ])('rejects %j naming %s', (env, name) => {
+      expectConfigError(env, name);
+    });
   });
 
   it('reads .env without overriding the environment', () => {

@@ -1,48 +1,127 @@
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { text } from 'node:stream/consumers';
-import { afterAll, describe, expect, it } from 'vitest';
-import { assertKey } from '../../src/platform/blobs/index.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { assertKey, type BlobStore } from '../../src/platform/blobs/index.js';
 import { FsBlobStore } from '../../src/platform/blobs/fs.js';
+import { createS3BlobStore, S3BlobStore } from '../../src/platform/blobs/s3.js';
 import { tempDataDir } from '../helpers/config.js';
+import { startLocalS3, type LocalS3 } from '../helpers/s3.js';
 
 const { dir, cleanup } = tempDataDir();
 afterAll(cleanup);
 const tmp = path.join(dir, 'tmp');
 const store = new FsBlobStore(path.join(dir, 'blobs'), tmp);
 
-describe('FsBlobStore', () => {
+let s3: LocalS3;
+let s3Store: S3BlobStore;
+beforeAll(async () => {
+  s3 = await startLocalS3(['kiln-test']);
+  s3Store = await createS3BlobStore(s3.settings('kiln-test'));
+});
+afterAll(async () => {
+  s3Store.client.destroy();
+  await s3.close();
+});
+
+/**
+ * What every BlobStore does, run against the local disk and against an
+ * S3-compatible server on this machine (test/helpers/s3.ts).
+ */
+const stores: Array<[string, () => BlobStore]> = [
+  ['FsBlobStore', () => store],
+  ['S3BlobStore', () => s3Store],
+];
+
+describe.each(stores)('%s', (_name, current) => {
   it('moves a finished file into place and reads it back, whole and by range', async () => {
     await mkdir(tmp, { recursive: true });
     const local = path.join(tmp, 'upload');
     await writeFile(local, 'hello world');
-    await store.putFile('gallery/abc/original.jpg', local, 'image/jpeg');
+    await current().putFile('gallery/abc/original.jpg', local, 'image/jpeg');
     expect(await readdir(tmp)).toEqual([]);
-    expect((await store.readAll('gallery/abc/original.jpg')).toString()).toBe('hello world');
-    expect(await text(await store.read('gallery/abc/original.jpg', { start: 6, end: 10 }))).toBe('world');
-    expect((await store.stat('gallery/abc/original.jpg'))?.size).toBe(11);
+    expect((await current().readAll('gallery/abc/original.jpg')).toString()).toBe('hello world');
+    expect(await text(await current().read('gallery/abc/original.jpg', { start: 6, end: 10 }))).toBe('world');
+    expect(await text(await current().read('gallery/abc/original.jpg'))).toBe('hello world');
+    expect((await current().stat('gallery/abc/original.jpg'))?.size).toBe(11);
+  });
+
+  it('replaces a blob whole', async () => {
+    await current().put('gallery/abc/thumb.jpg', Buffer.from('first'), 'image/jpeg');
+    await current().put('gallery/abc/thumb.jpg', Buffer.from('second'), 'image/jpeg');
+    expect((await current().readAll('gallery/abc/thumb.jpg')).toString()).toBe('second');
   });
 
   it('reports a missing blob as absent', async () => {
-    expect(await store.stat('gallery/none/x.jpg')).toBeNull();
-    await expect(store.read('gallery/none/x.jpg')).rejects.toMatchObject({ status: 404 });
+    expect(await current().stat('gallery/none/x.jpg')).toBeNull();
+    await expect(current().read('gallery/none/x.jpg')).rejects.toMatchObject({ status: 404 });
+    await expect(current().readAll('gallery/none/x.jpg')).rejects.toMatchObject({ status: 404 });
   });
 
-  it('deletes one blob or a whole prefix', async () => {
-    await store.put('orders/o1/a.jpg', Buffer.from('a'), 'image/jpeg');
-    await store.put('orders/o1/b.jpg', Buffer.from('b'), 'image/jpeg');
-    await store.delete('orders/o1/a.jpg');
-    expect(await store.stat('orders/o1/a.jpg')).toBeNull();
-    await store.deletePrefix('orders/o1');
-    expect(await store.stat('orders/o1/b.jpg')).toBeNull();
+  it('deletes one blob or a whole prefix, and nothing beside it', async () => {
+    await current().put('orders/o1/a.jpg', Buffer.from('a'), 'image/jpeg');
+    for (const name of ['b', 'c', 'd', 'e', 'f']) await current().put(`orders/o1/${name}.jpg`, Buffer.from(name), 'image/jpeg');
+    await current().put('orders/o1x/keep.jpg', Buffer.from('k'), 'image/jpeg');
+    await current().delete('orders/o1/a.jpg');
+    await current().delete('orders/o1/a.jpg');
+    expect(await current().stat('orders/o1/a.jpg')).toBeNull();
+    await current().deletePrefix('orders/o1');
+    for (const name of ['b', 'c', 'd', 'e', 'f']) expect(await current().stat(`orders/o1/${name}.jpg`)).toBeNull();
+    expect((await current().readAll('orders/o1x/keep.jpg')).toString()).toBe('k');
+    await current().deletePrefix('orders/none');
   });
 
-  it.each(['../etc/passwd', '/abs', 'gallery/../x', 'a//b', 'Gallery/x', 'gallery/x y', ''])('refuses the key %j', (key) => {
+  it.each(['../etc/passwd', '/abs', 'gallery/../x', 'a//b', 'Gallery/x', 'gallery/x y', ''])('refuses the key %j', async (key) => {
     expect(() => assertKey(key)).toThrow();
+    await expect(current().put(key, Buffer.from('x'), 'image/jpeg')).rejects.toThrow(/invalid blob key/);
   });
 
   it('passes its health check', async () => {
-    await expect(store.healthCheck()).resolves.toBeUndefined();
+    await expect(current().healthCheck()).resolves.toBeUndefined();
+  });
+});
+
+describe('S3BlobStore', () => {
+  it('keeps every key under its prefix, so one bucket can hold several deployments', async () => {
+    const other = await createS3BlobStore(s3.settings('kiln-test', 'tenant-b'));
+    try {
+      await other.put('gallery/p/thumb.jpg', Buffer.from('b'), 'image/jpeg');
+      await s3Store.put('gallery/p/thumb.jpg', Buffer.from('a'), 'image/jpeg');
+      expect((await other.readAll('gallery/p/thumb.jpg')).toString()).toBe('b');
+      expect((await s3Store.readAll('gallery/p/thumb.jpg')).toString()).toBe('a');
+      const bare = await createS3BlobStore(s3.settings('kiln-test'));
+      try {
+        expect((await bare.readAll('tenant-b/gallery/p/thumb.jpg')).toString()).toBe('b');
+      } finally {
+        bare.client.destroy();
+      }
+      await other.deletePrefix('gallery');
+      expect(await other.stat('gallery/p/thumb.jpg')).toBeNull();
+      expect(await s3Store.stat('gallery/p/thumb.jpg')).not.toBeNull();
+    } finally {
+      other.client.destroy();
+    }
+  });
+
+  it('deletes a prefix page by page', async () => {
+    const paged = new S3BlobStore(await import('@aws-sdk/client-s3'), s3Store.client, s3.settings('kiln-test', 'paged'), 2);
+    for (let i = 0; i < 5; i++) await paged.put(`orders/big/${i}.jpg`, Buffer.from(String(i)), 'image/jpeg');
+    const before = s3.requests.length;
+    await paged.deletePrefix('orders/big');
+    for (let i = 0; i < 5; i++) expect(await paged.stat(`orders/big/${i}.jpg`)).toBeNull();
+    const asked = s3.requests.slice(before);
+    // 2 + 2 + 1 keys: three lists, each followed by its batch delete.
+    expect(asked.filter((r) => r.startsWith('GET /kiln-test/?list-type=2')).length).toBe(3);
+    expect(asked.filter((r) => r.startsWith('POST /kiln-test/?delete')).length).toBe(3);
+  });
+
+  it('fails its health check when the bucket does not exist', async () => {
+    const missing = await createS3BlobStore(s3.settings('no-such-bucket'));
+    try {
+      await expect(missing.healthCheck()).rejects.toThrow();
+    } finally {
+      missing.client.destroy();
+    }
   });
 });
 

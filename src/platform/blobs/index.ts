@@ -2,7 +2,8 @@
  * BlobStore: where image bytes live. Keys are built by the server from its
  * own ids (`gallery/<image_id>/thumb.jpg`), never from raw user input, and
  * `assertKey` refuses anything else. Implementations: fs.ts (default, atomic
- * temp-then-rename under DATA_DIR/blobs) and, behind the same interface, S3.
+ * temp-then-rename under DATA_DIR/blobs) and s3.ts (an S3-compatible bucket,
+ * STORAGE=s3), with cached.ts keeping small blobs in memory in front of either.
  */
 import type { Readable } from 'node:stream';
 

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { NotFound } from '../../errors.js';
-import { assertKey, type BlobInfo, type BlobStore, type ByteRange } from './index.js';
+import { assertKey, roundTrip, type BlobInfo, type BlobStore, type ByteRange } from './index.js';
 
 /**
  * Blobs as files under `root`. Writes go to a temp file in `tmpDir` (same
@@ -88,11 +88,7 @@ export class FsBlobStore implements BlobStore {
     await rm(this.pathOf(prefix), { recursive: true, force: true });
   }
 
-  async healthCheck(): Promise<void> {
-    const key = `health/${randomBytes(6).toString('hex')}`;
-    await this.put(key, Buffer.from('ok'));
-    const back = await this.readAll(key);
-    await this.delete(key);
-    if (back.toString() !== 'ok') throw new Error('blob store read back different bytes');
+  healthCheck(): Promise<void> {
+    return roundTrip(this);
   }
 }

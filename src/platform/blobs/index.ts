@@ -5,6 +5,7 @@
  * temp-then-rename under DATA_DIR/blobs) and s3.ts (an S3-compatible bucket,
  * STORAGE=s3), with cached.ts keeping small blobs in memory in front of either.
  */
+import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 
 export interface BlobInfo {
@@ -43,4 +44,13 @@ export function assertKey(key: string): void {
   if (!KEY.test(key) || key.includes('..') || key.length > 512) {
     throw new Error(`invalid blob key: ${JSON.stringify(key)}`);
   }
+}
+
+/** A store's health check: writes a small blob under `health/`, reads it back and deletes it; throws when any step fails. */
+export async function roundTrip(store: Pick<BlobStore, 'put' | 'readAll' | 'delete'>): Promise<void> {
+  const key = `health/${randomBytes(6).toString('hex')}`;
+  await store.put(key, Buffer.from('ok'), 'text/plain');
+  const back = await store.readAll(key);
+  await store.delete(key);
+  if (back.toString() !== 'ok') throw new Error('blob store read back different bytes');
 }

@@ -11,13 +11,12 @@
  * S3-compatible store that predates AWS's default CRC32 headers accepts the
  * requests.
  */
-import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat as statFile, unlink } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { NotFound } from '../../errors.js';
-import { assertKey, type BlobInfo, type BlobStore, type ByteRange } from './index.js';
+import { assertKey, roundTrip, type BlobInfo, type BlobStore, type ByteRange } from './index.js';
 
 type S3Sdk = typeof import('@aws-sdk/client-s3');
 
@@ -85,7 +84,7 @@ export class S3BlobStore implements BlobStore {
     }
   }
 
-  private async get(key: string, range?: ByteRange): Promise<Readable> {
+  async read(key: string, range?: ByteRange): Promise<Readable> {
     try {
       const got = await this.client.send(
         new this.sdk.GetObjectCommand({ Bucket: this.settings.bucket, Key: this.objectKey(key), ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}) }),
@@ -98,13 +97,9 @@ export class S3BlobStore implements BlobStore {
     }
   }
 
-  read(key: string, range?: ByteRange): Promise<Readable> {
-    return this.get(key, range);
-  }
-
   async readAll(key: string): Promise<Buffer> {
     const chunks: Buffer[] = [];
-    for await (const chunk of await this.get(key)) chunks.push(chunk as Buffer);
+    for await (const chunk of await this.read(key)) chunks.push(chunk as Buffer);
     return Buffer.concat(chunks);
   }
 
@@ -128,12 +123,8 @@ export class S3BlobStore implements BlobStore {
     }
   }
 
-  async healthCheck(): Promise<void> {
-    const key = `health/${randomBytes(6).toString('hex')}`;
-    await this.put(key, Buffer.from('ok'), 'text/plain');
-    const back = await this.readAll(key);
-    await this.delete(key);
-    if (back.toString() !== 'ok') throw new Error('blob store read back different bytes');
+  healthCheck(): Promise<void> {
+    return roundTrip(this);
   }
 }
 

@@ -14,6 +14,9 @@
  *
  *   npm run build && node --import tsx bench/run.ts upload     (or `npm run bench -- upload`)
  *   BENCH_SECONDS=15 sets the time at c=4, and the time of each turn at c=1 is a third of it.
+ *   BENCH_STORAGE=s3 stores the blobs in a bucket of the tests' local S3-protocol server
+ *   (test/helpers/s3.ts, objects in memory, in this process) instead of the disk: the cost of
+ *   the S3 client itself, without a network's latency.
  */
 import '../src/threadpool.js';
 import { createReadStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -21,6 +24,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { discardStaged, stageUpload } from '../src/images/ingest.js';
 import { renderVariants } from '../src/images/variants.js';
+import { startLocalS3 } from '../test/helpers/s3.js';
 import { postMultipart } from '../test/helpers/upload.js';
 import { corpusFiles } from './lib/corpus.js';
 import { RssSampler, startBenchServer, type BenchServer } from './lib/kiln-server.js';
@@ -30,6 +34,7 @@ import { machineLine, verdict } from './lib/report.js';
 const PHOTO = 'path_2560x1600_olympus_exif.jpg';
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
+const STORAGE = process.env.BENCH_STORAGE === 's3' ? 's3' : 'fs';
 /** Each turn of the engine and of the c=1 uploads. */
 const TURN_SECONDS = SECONDS / 3;
 const WARMUP_UPLOADS = 4;
@@ -109,11 +114,12 @@ async function main(): Promise<void> {
   if (!files) return;
   const photo = files[0] as string;
   const data = readFileSync(photo);
-  console.log(`# Upload path: ${PHOTO} (${(data.length / 1e6).toFixed(2)} MB, 4.1 MP), 4 variants, JPEG q85; c=1 and the engine alone taking turns, ${ROUNDS} x ${fmt(TURN_SECONDS, 0)} s each; c=4 for ${SECONDS} s`);
+  console.log(`# Upload path: ${PHOTO} (${(data.length / 1e6).toFixed(2)} MB, 4.1 MP), 4 variants, JPEG q85; c=1 and the engine alone taking turns, ${ROUNDS} x ${fmt(TURN_SECONDS, 0)} s each; c=4 for ${SECONDS} s; blobs: ${STORAGE === 's3' ? 'S3 (local S3-protocol server)' : 'local disk'}`);
   console.log(machineLine());
 
   const engine = new Engine(photo);
-  const kiln = await startBenchServer();
+  const s3 = STORAGE === 's3' ? await startLocalS3(['kiln-bench']) : null;
+  const kiln = await startBenchServer(s3 ? s3.env('kiln-bench') : {});
   const turns: Array<{ round: number; engine: number[]; c1: Phase }> = [];
   let c4: Phase;
   let idleRss: number | null = null;
@@ -129,6 +135,7 @@ async function main(): Promise<void> {
   } finally {
     engine.close();
     await kiln.close();
+    await s3?.close();
   }
 
   const p50 = (ms: number[]): number => percentile(ms, 50);

@@ -1,4 +1,5 @@
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { text } from 'node:stream/consumers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -114,6 +115,21 @@ describe('S3BlobStore', () => {
     expect(asked.filter((r) => r.startsWith('GET /kiln-test/?list-type=2')).length).toBe(3);
     expect(asked.filter((r) => r.startsWith('POST /kiln-test/?delete')).length).toBe(3);
   });
+
+  it('gives up on a store that takes the connection and never answers, instead of hanging the upload', async () => {
+    const silent = createServer(() => undefined);
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const hung = await createS3BlobStore({ ...s3.settings('kiln-test'), endpoint: `http://127.0.0.1:${(silent.address() as AddressInfo).port}` }, 200);
+    try {
+      const started = performance.now();
+      await expect(hung.put('gallery/h/thumb.jpg', Buffer.from('x'), 'image/jpeg')).rejects.toThrow(/timed out/);
+      // Three attempts (the SDK's retries), each given up after 200 ms of silence.
+      expect(performance.now() - started).toBeLessThan(5_000);
+    } finally {
+      hung.client.destroy();
+      silent.close();
+    }
+  }, 10_000);
 
   it('fails its health check when the bucket does not exist', async () => {
     const missing = await createS3BlobStore(s3.settings('no-such-bucket'));

@@ -36,6 +36,9 @@ export interface S3Settings {
 
 /** At most this many keys per list and per batch delete, S3's own limit. */
 const PAGE = 1000;
+/** How long a connection to the store may take to open, and a request may go without a byte either way. */
+const CONNECT_TIMEOUT_MS = 5_000;
+const IDLE_TIMEOUT_MS = 30_000;
 
 function statusOf(err: unknown): number | undefined {
   return (err as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata?.httpStatusCode;
@@ -128,8 +131,8 @@ export class S3BlobStore implements BlobStore {
   }
 }
 
-/** The bucket store with its own client; `close` it with the context. */
-export async function createS3BlobStore(settings: S3Settings): Promise<S3BlobStore> {
+/** The bucket store with its own client; destroy the client with the context. `idleTimeoutMs` is shorter only in tests. */
+export async function createS3BlobStore(settings: S3Settings, idleTimeoutMs = IDLE_TIMEOUT_MS): Promise<S3BlobStore> {
   const sdk = await import('@aws-sdk/client-s3');
   const client = new sdk.S3Client({
     region: settings.region,
@@ -138,6 +141,9 @@ export async function createS3BlobStore(settings: S3Settings): Promise<S3BlobSto
     ...(settings.accessKeyId && settings.secretAccessKey ? { credentials: { accessKeyId: settings.accessKeyId, secretAccessKey: settings.secretAccessKey } } : {}),
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
+    // The SDK waits forever by default: a store that stops answering would hang every upload. An idle
+    // limit rather than a whole-request one, so that a large original read slowly by its client is not cut off.
+    requestHandler: { connectionTimeout: CONNECT_TIMEOUT_MS, socketTimeout: idleTimeoutMs },
   });
   return new S3BlobStore(sdk, client, settings);
 }

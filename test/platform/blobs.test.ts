@@ -135,6 +135,8 @@ describe('S3BlobStore', () => {
     const missing = await createS3BlobStore(s3.settings('no-such-bucket'));
     try {
       await expect(missing.healthCheck()).rejects.toThrow();
+      // A broken configuration is an error, not a missing image.
+      await expect(missing.read('gallery/x/thumb.jpg')).rejects.toMatchObject({ name: 'NoSuchBucket' });
     } finally {
       missing.client.destroy();
     }

@@ -40,13 +40,14 @@ const PAGE = 1000;
 const CONNECT_TIMEOUT_MS = 5_000;
 const IDLE_TIMEOUT_MS = 30_000;
 
-function statusOf(err: unknown): number | undefined {
-  return (err as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata?.httpStatusCode;
-}
-
+/**
+ * The object is not there: NoSuchKey from a GET, NotFound from a HEAD (whose
+ * answer has no body to tell a missing key from a missing bucket). A GET's
+ * NoSuchBucket is a broken configuration, and stays an error.
+ */
 function isMissing(err: unknown): boolean {
   const name = (err as { name?: string } | null)?.name;
-  return name === 'NoSuchKey' || name === 'NotFound' || statusOf(err) === 404;
+  return name === 'NoSuchKey' || name === 'NotFound';
 }
 
 export class S3BlobStore implements BlobStore {

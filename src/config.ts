@@ -50,7 +50,7 @@ export interface Config {
   rateLimitUpload: number;
   rateLimitDefault: number;
   galleryPublicRead: boolean;
-  /** Where blobs live: the local disk under DATA_DIR, or an S3-compatible bucket (`s3`, set when storage is 's3'). */
+  /** Where blobs live: 'fs', the local disk under DATA_DIR, or 's3', the bucket that `s3` describes (set only then). */
   storage: 'fs' | 's3';
   s3: S3Settings | undefined;
   jobConcurrency: number;

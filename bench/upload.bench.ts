@@ -15,8 +15,8 @@
  *   npm run build && node --import tsx bench/run.ts upload     (or `npm run bench -- upload`)
  *   BENCH_SECONDS=15 sets the time at c=4, and the time of each turn at c=1 is a third of it.
  *   BENCH_STORAGE=s3 stores the blobs in a bucket of the tests' local S3-protocol server
- *   (test/helpers/s3.ts, objects in memory, in this process) instead of the disk: the cost of
- *   the S3 client itself, without a network's latency.
+ *   (test/helpers/s3.ts, objects in memory, in a process of its own: bench/lib/s3-child.ts)
+ *   instead of the disk: the cost of the S3 client itself, without a network's latency.
  */
 import '../src/threadpool.js';
 import { createReadStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -24,10 +24,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { discardStaged, stageUpload } from '../src/images/ingest.js';
 import { renderVariants } from '../src/images/variants.js';
-import { startLocalS3 } from '../test/helpers/s3.js';
 import { postMultipart } from '../test/helpers/upload.js';
 import { corpusFiles } from './lib/corpus.js';
 import { RssSampler, startBenchServer, type BenchServer } from './lib/kiln-server.js';
+import { startS3Child } from './lib/s3-child.js';
 import { fmt, percentile, table } from './lib/measure.js';
 import { machineLine, verdict } from './lib/report.js';
 
@@ -114,12 +114,12 @@ async function main(): Promise<void> {
   if (!files) return;
   const photo = files[0] as string;
   const data = readFileSync(photo);
-  console.log(`# Upload path: ${PHOTO} (${(data.length / 1e6).toFixed(2)} MB, 4.1 MP), 4 variants, JPEG q85; c=1 and the engine alone taking turns, ${ROUNDS} x ${fmt(TURN_SECONDS, 0)} s each; c=4 for ${SECONDS} s; blobs: ${STORAGE === 's3' ? 'S3 (local S3-protocol server)' : 'local disk'}`);
+  console.log(`# Upload path: ${PHOTO} (${(data.length / 1e6).toFixed(2)} MB, 4.1 MP), 4 variants, JPEG q85; c=1 and the engine alone taking turns, ${ROUNDS} x ${fmt(TURN_SECONDS, 0)} s each; c=4 for ${SECONDS} s; blobs: ${STORAGE === 's3' ? 'S3 (local S3-protocol server, its own process)' : 'local disk'}`);
   console.log(machineLine());
 
   const engine = new Engine(photo);
-  const s3 = STORAGE === 's3' ? await startLocalS3(['kiln-bench']) : null;
-  const kiln = await startBenchServer(s3 ? s3.env('kiln-bench') : {});
+  const s3 = STORAGE === 's3' ? await startS3Child('kiln-bench') : null;
+  const kiln = await startBenchServer(s3 ? s3.env : {});
   const turns: Array<{ round: number; engine: number[]; c1: Phase }> = [];
   let c4: Phase;
   let idleRss: number | null = null;
@@ -128,9 +128,12 @@ async function main(): Promise<void> {
     for (let i = 0; i < WARMUP_UPLOADS; i++) await uploadOnce(kiln, data);
     idleRss = new RssSampler(kiln.pid).start().stop();
     for (let round = 1; round <= ROUNDS; round++) {
+      // The protocol server keeps objects in memory: a long run would measure its heap, not Kiln.
+      await s3?.clear();
       const engineTimes = await engine.times(TURN_SECONDS);
       turns.push({ round, engine: engineTimes, c1: await phase(kiln, data, 1, TURN_SECONDS) });
     }
+    await s3?.clear();
     c4 = await phase(kiln, data, 4, SECONDS);
   } finally {
     engine.close();

@@ -3,10 +3,11 @@
  * of the 4 MP corpus photo against the built server in a child process
  * (SQLite, fs blobs, temp DATA_DIR), at concurrency 1 and 4 for a bounded
  * time each after a short warm-up: uploads/s, p50, p99 and the server's peak
- * RSS. Beside it, the "pure variant time": the same photo through the engine
- * in this process (stageUpload from a file stream + renderVariants of the
- * four gallery sizes), one at a time, while the server idles, so the two
- * never share the CPU. HTTP and storage overhead at concurrency 1 =
+ * RSS. Beside it, the "pure variant time": the same photo through the built
+ * engine (stageUpload from a file stream + renderVariants of the four gallery
+ * sizes), one at a time, in a child process of its own (bench/lib/engine-child.mjs),
+ * while the server idles, so the two never share the CPU and the load
+ * generator here never shares an event loop with renders. HTTP and storage overhead at concurrency 1 =
  * (upload p50 - variant p50) / variant p50. The engine and the c=1 uploads
  * take turns for BENCH_ROUNDS rounds (default 3), so that a slow spell of the
  * machine falls on both rather than on one; the verdicts at c=1 are on the
@@ -18,15 +19,13 @@
  *   (test/helpers/s3.ts, objects in memory, in a process of its own: bench/lib/s3-child.ts)
  *   instead of the disk: the cost of the S3 client itself, without a network's latency.
  */
-import '../src/threadpool.js';
-import { createReadStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { discardStaged, stageUpload } from '../src/images/ingest.js';
-import { renderVariants } from '../src/images/variants.js';
 import { postMultipart } from '../test/helpers/upload.js';
 import { corpusFiles } from './lib/corpus.js';
-import { RssSampler, startBenchServer, type BenchServer } from './lib/kiln-server.js';
+import { ensureBuilt, RssSampler, startBenchServer, type BenchServer } from './lib/kiln-server.js';
 import { startS3Child } from './lib/s3-child.js';
 import { fmt, percentile, table } from './lib/measure.js';
 import { machineLine, verdict } from './lib/report.js';
@@ -51,31 +50,41 @@ interface Phase {
   peakRssMb: number | null;
 }
 
-/** Renders the photo as an upload would, one at a time, in this process; latencies in ms. */
+/** Renders the photo as an upload would, one at a time, in a child process (bench/lib/engine-child.mjs); latencies in ms. */
 class Engine {
   private readonly tmpDir = mkdtempSync(path.join(os.tmpdir(), 'kiln-bench-variants-'));
+  private readonly child: ChildProcess;
+  private readonly ready: Promise<unknown>;
 
-  constructor(private readonly photo: string) {}
-
-  async once(): Promise<number> {
-    const started = performance.now();
-    const staged = await stageUpload(createReadStream(this.photo), { tmpDir: this.tmpDir, maxBytes: 10 * 1024 * 1024 });
-    try {
-      await renderVariants(staged, ['original', 'medium', 'thumb', 'game'], { maxImagePixels: 50e6, jpegQuality: 85 });
-    } finally {
-      await discardStaged(staged);
-    }
-    return performance.now() - started;
+  constructor(photo: string) {
+    this.child = fork(path.join(import.meta.dirname, 'lib', 'engine-child.mjs'), [photo, this.tmpDir], { execArgv: ['--max-semi-space-size=4'], env: { ...process.env, MALLOC_ARENA_MAX: '1' } });
+    this.ready = this.answer();
   }
 
-  async times(seconds: number): Promise<number[]> {
-    const times: number[] = [];
-    const deadline = performance.now() + seconds * 1000;
-    while (performance.now() < deadline) times.push(await this.once());
-    return times;
+  private answer(): Promise<{ times?: number[] }> {
+    return new Promise((resolve, reject) => {
+      this.child.once('message', (m) => resolve(m as { times?: number[] }));
+      this.child.once('error', reject);
+    });
+  }
+
+  private async ask(message: { warmup?: number; turn?: number }): Promise<number[]> {
+    await this.ready;
+    const answered = this.answer();
+    this.child.send(message);
+    return (await answered).times ?? [];
+  }
+
+  warmup(n: number): Promise<number[]> {
+    return this.ask({ warmup: n });
+  }
+
+  times(seconds: number): Promise<number[]> {
+    return this.ask({ turn: seconds });
   }
 
   close(): void {
+    this.child.kill();
     rmSync(this.tmpDir, { recursive: true, force: true });
   }
 }
@@ -117,6 +126,7 @@ async function main(): Promise<void> {
   console.log(`# Upload path: ${PHOTO} (${(data.length / 1e6).toFixed(2)} MB, 4.1 MP), 4 variants, JPEG q85; c=1 and the engine alone taking turns, ${ROUNDS} x ${fmt(TURN_SECONDS, 0)} s each; c=4 for ${SECONDS} s; blobs: ${STORAGE === 's3' ? 'S3 (local S3-protocol server, its own process)' : 'local disk'}`);
   console.log(machineLine());
 
+  ensureBuilt();
   const engine = new Engine(photo);
   const s3 = STORAGE === 's3' ? await startS3Child('kiln-bench') : null;
   const kiln = await startBenchServer(s3 ? s3.env : {});
@@ -124,7 +134,7 @@ async function main(): Promise<void> {
   let c4: Phase;
   let idleRss: number | null = null;
   try {
-    for (let i = 0; i < WARMUP_UPLOADS; i++) await engine.once();
+    await engine.warmup(WARMUP_UPLOADS);
     for (let i = 0; i < WARMUP_UPLOADS; i++) await uploadOnce(kiln, data);
     idleRss = new RssSampler(kiln.pid).start().stop();
     for (let round = 1; round <= ROUNDS; round++) {

@@ -5,9 +5,10 @@
  * time each after a short warm-up: uploads/s, p50, p99 and the server's peak
  * RSS. Beside it, the "pure variant time": the same photo through the built
  * engine (stageUpload from a file stream + renderVariants of the four gallery
- * sizes), one at a time, in a child process of its own (bench/lib/engine-child.mjs),
- * while the server idles, so the two never share the CPU and the load
- * generator here never shares an event loop with renders. HTTP and storage overhead at concurrency 1 =
+ * sizes), one at a time, in a child process of its own
+ * (bench/lib/engine-child.mjs), while the server idles: the two never share
+ * the CPU, and the load generator here never shares an event loop with
+ * renders. HTTP and storage overhead at concurrency 1 =
  * (upload p50 - variant p50) / variant p50. The engine and the c=1 uploads
  * take turns for BENCH_ROUNDS rounds (default 3), so that a slow spell of the
  * machine falls on both rather than on one; the verdicts at c=1 are on the

@@ -9,7 +9,11 @@
  * the store pages.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { loadConfig } from '../../src/config.js';
 import type { S3Settings } from '../../src/platform/blobs/s3.js';
 
 export const LOCAL_S3_ACCESS_KEY = 'kiln-test-key';
@@ -160,28 +164,25 @@ export async function startLocalS3(bucketNames: string[]): Promise<LocalS3> {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const env = (bucket: string, prefix = ''): Record<string, string> => ({
+    STORAGE: 's3',
+    S3_BUCKET: bucket,
+    S3_ENDPOINT: endpoint,
+    S3_ACCESS_KEY_ID: LOCAL_S3_ACCESS_KEY,
+    S3_SECRET_ACCESS_KEY: SECRET,
+    S3_PREFIX: prefix,
+  });
+  // An empty directory for the config reader's .env lookup.
+  const configDir = mkdtempSync(path.join(os.tmpdir(), 'kiln-s3-config-'));
   return {
     endpoint,
     buckets,
     requests,
-    env: (bucket, prefix = '') => ({
-      STORAGE: 's3',
-      S3_BUCKET: bucket,
-      S3_ENDPOINT: endpoint,
-      S3_ACCESS_KEY_ID: LOCAL_S3_ACCESS_KEY,
-      S3_SECRET_ACCESS_KEY: SECRET,
-      S3_PREFIX: prefix,
-    }),
-    settings: (bucket, prefix = '') => ({
-      bucket,
-      region: 'us-east-1',
-      endpoint,
-      accessKeyId: LOCAL_S3_ACCESS_KEY,
-      secretAccessKey: SECRET,
-      forcePathStyle: true,
-      prefix: prefix === '' ? '' : `${prefix}/`,
-    }),
+    env,
+    // What the server reads from those variables, so that a store built here is configured as the server's is.
+    settings: (bucket, prefix = '') => loadConfig(env(bucket, prefix), configDir).s3 as S3Settings,
     close: async () => {
+      rmSync(configDir, { recursive: true, force: true });
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },

@@ -63,8 +63,9 @@ export async function stageUpload(source: NodeJS.ReadableStream | Readable, opts
     }
   }
 
+  const sink = createWriteStream(file, { flags: 'wx', mode: 0o600 });
   try {
-    await pipeline(source, meter, createWriteStream(file, { flags: 'wx', mode: 0o600 }));
+    await pipeline(source, meter, sink);
     if (endedTruncated(source)) throw tooLarge(opts.maxBytes);
     if (bytes === 0) throw new UnsupportedImage('The file is empty.', 'empty_file');
     const type = sniffImageType(Buffer.concat(headChunks));
@@ -73,6 +74,9 @@ export async function stageUpload(source: NodeJS.ReadableStream | Readable, opts
     }
     return { path: file, bytes, sha256: hash.digest('hex'), type, mime: IMAGE_MIME[type] };
   } catch (err) {
+    // A source that fails at once can end the pipeline while the file is still being opened in the
+    // background; wait until the file stream has closed, or the file would appear after its removal.
+    if (!sink.closed) await new Promise<void>((resolve) => sink.once('close', () => resolve()));
     await rm(file, { force: true });
     if (isMultipartLimitError(err)) throw tooLarge(opts.maxBytes);
     throw err;

@@ -5,11 +5,10 @@
  * the stream as soon as it is crossed, and every refusal removes the temp file.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { streamToNewFile } from '../platform/files.js';
 import { TooLarge, UnsupportedImage } from '../errors.js';
 import { IMAGE_MIME, SNIFF_BYTES, sniffImageType, type ImageType } from './sniff.js';
 
@@ -63,9 +62,12 @@ export async function stageUpload(source: NodeJS.ReadableStream | Readable, opts
     }
   }
 
-  const sink = createWriteStream(file, { flags: 'wx', mode: 0o600 });
   try {
-    await pipeline(source, meter, sink);
+    await streamToNewFile(source, meter, file);
+  } catch (err) {
+    throw isMultipartLimitError(err) ? tooLarge(opts.maxBytes) : err;
+  }
+  try {
     if (endedTruncated(source)) throw tooLarge(opts.maxBytes);
     if (bytes === 0) throw new UnsupportedImage('The file is empty.', 'empty_file');
     const type = sniffImageType(Buffer.concat(headChunks));
@@ -74,11 +76,7 @@ export async function stageUpload(source: NodeJS.ReadableStream | Readable, opts
     }
     return { path: file, bytes, sha256: hash.digest('hex'), type, mime: IMAGE_MIME[type] };
   } catch (err) {
-    // A source that fails at once can end the pipeline while the file is still being opened in the
-    // background; wait until the file stream has closed, or the file would appear after its removal.
-    if (!sink.closed) await new Promise<void>((resolve) => sink.once('close', () => resolve()));
     await rm(file, { force: true });
-    if (isMultipartLimitError(err)) throw tooLarge(opts.maxBytes);
     throw err;
   }
 }

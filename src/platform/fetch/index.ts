@@ -7,12 +7,10 @@
  * redirects followed by hand and checked hop by hop; connect and total
  * timeouts; a byte cap enforced while streaming.
  */
-import { createWriteStream } from 'node:fs';
-import { rm } from 'node:fs/promises';
 import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { Agent, Dispatcher } from 'undici';
 import { ipLiteral, isBlockedAddress } from './address.js';
+import { streamToNewFile } from '../files.js';
 import { FetchError, findFetchError } from './errors.js';
 import { guardedLookup } from './lookup.js';
 
@@ -158,13 +156,7 @@ async function readBody(res: Dispatcher.ResponseData, url: string, options: Safe
         }
       },
     });
-    try {
-      await pipeline(res.body, counter, createWriteStream(file, { flags: 'wx' }));
-    } catch (err) {
-      // Not our file to remove when it already existed ('wx' refused it).
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') await rm(file, { force: true });
-      throw err;
-    }
+    await streamToNewFile(res.body, counter, file);
     return { status: res.statusCode, headers, url, bytes, body: null };
   }
   const chunks: Buffer[] = [];

@@ -1,0 +1,27 @@
+/**
+ * Writing a stream into a new file, all or nothing: on any failure the file is removed, and only
+ * once its write stream has closed. A write stream opens its file on a libuv thread in the
+ * background, so a source that fails at once can end the pipeline before the open has happened;
+ * removing the file then would race the open, and the file could appear after its removal.
+ */
+import { createWriteStream } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
+
+type Source = NodeJS.ReadableStream | AsyncIterable<Buffer | string>;
+type Step = NodeJS.ReadWriteStream | ((input: AsyncIterable<Buffer | string>) => AsyncIterable<Buffer>);
+
+/**
+ * Pipes `source` through `step` into `file`, which must not exist yet ('wx'). When the file did
+ * exist it is not ours, and it is left alone.
+ */
+export async function streamToNewFile(source: Source, step: Step, file: string, mode = 0o600): Promise<void> {
+  const sink = createWriteStream(file, { flags: 'wx', mode });
+  try {
+    await pipeline(source, step, sink);
+  } catch (err) {
+    if (!sink.closed) await new Promise<void>((resolve) => sink.once('close', () => resolve()));
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') await rm(file, { force: true });
+    throw err;
+  }
+}

@@ -15,7 +15,7 @@ import { corpusFiles } from './lib/corpus.js';
 import { RssSampler, rssMb, startBenchServer } from './lib/kiln-server.js';
 import { fmt, percentile, table } from './lib/measure.js';
 import { machineLine, verdict } from './lib/report.js';
-import { slowMultipartUpload, type SlowUploadResult } from './lib/slow-upload.js';
+import { slowMultipartUpload, type UploadResult } from './lib/upload-client.js';
 
 const SOURCE = 'elephants_5640x3172_sony_exif.jpg';
 const UPLOADS = Number(process.env.BENCH_UPLOADS ?? 20);
@@ -43,7 +43,7 @@ async function main(): Promise<void> {
   console.log(machineLine());
 
   const kiln = await startBenchServer();
-  let results: Array<SlowUploadResult | Error>;
+  let results: Array<UploadResult | Error>;
   let idle: number | null;
   let peak: number | null;
   let seconds: number;
@@ -75,7 +75,7 @@ async function main(): Promise<void> {
     if (process.env.BENCH_SERVER_OUTPUT) console.log(kiln.kiln.output());
   }
 
-  const answered = results.filter((r): r is SlowUploadResult => !(r instanceof Error));
+  const answered = results.filter((r): r is UploadResult => !(r instanceof Error));
   const ok = answered.filter((r) => r.status === 201);
   const statuses = new Map<string, number>();
   for (const r of results) {

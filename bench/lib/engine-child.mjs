@@ -6,8 +6,8 @@
  * file stream and renders the four gallery sizes, one at a time, with the
  * built engine in dist/ (as `npm start` runs it).
  *
- * Messages from the parent: { warmup: n } renders n times; { turn: seconds }
- * renders until the time is up. Each is answered with { times: [ms, …] }.
+ * Messages from the parent: { renders: n } renders n times, one after
+ * another, and is answered with { times: [ms, …] }.
  *
  *   node bench/lib/engine-child.mjs <photo> <tmpDir>   (with an IPC channel)
  */
@@ -31,11 +31,7 @@ async function once() {
 
 process.on('message', async (message) => {
   const times = [];
-  if (message.warmup) for (let i = 0; i < message.warmup; i++) times.push(await once());
-  if (message.turn) {
-    const deadline = performance.now() + message.turn * 1000;
-    while (performance.now() < deadline) times.push(await once());
-  }
+  for (let i = 0; i < (message.renders ?? 0); i++) times.push(await once());
   process.send({ times });
 });
 process.on('disconnect', () => process.exit(0));

@@ -66,8 +66,11 @@ class Engine {
 
   private answer(): Promise<{ times?: number[] }> {
     return new Promise((resolve, reject) => {
-      this.child.once('message', (m) => resolve(m as { times?: number[] }));
       this.child.once('error', reject);
+      this.child.once('message', (m) => {
+        this.child.off('error', reject); // one render per ask: listeners must not pile up
+        resolve(m as { times?: number[] });
+      });
     });
   }
 

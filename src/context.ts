@@ -13,6 +13,7 @@ import { newSecret } from './ids.js';
 import type { BlobStore } from './platform/blobs/index.js';
 import { CachingBlobStore } from './platform/blobs/cached.js';
 import { FsBlobStore } from './platform/blobs/fs.js';
+import { sweepStaleFiles } from './platform/files.js';
 import { SMALL_FILE_BYTES } from './images/serve.js';
 import { migrateToLatest, openDatabase, type Db } from './platform/db/index.js';
 import { createCache, type TtlCache } from './platform/cache/index.js';
@@ -86,6 +87,9 @@ async function openBlobStore(config: Config, tmpDir: string, closers: Array<() =
   return store;
 }
 
+/** Temp files (staged uploads, blob writes in progress) untouched this long were left by a process that died. */
+const STALE_TEMP_MS = 60 * 60 * 1000;
+
 export async function createContext(config: Config, options: ContextOptions = {}): Promise<Context> {
   const closers: Array<() => Promise<void> | void> = [];
   const tmpDir = path.join(config.dataDir, 'tmp');
@@ -94,6 +98,8 @@ export async function createContext(config: Config, options: ContextOptions = {}
   const log = options.log ?? createLogger(config);
   // Registered first so it runs last: every other closer may still log. A logger passed in is its owner's to close.
   if (!options.log) closers.push(() => closeLogger(log));
+  const swept = await sweepStaleFiles(tmpDir, STALE_TEMP_MS);
+  if (swept > 0) log.info({ files: swept, dir: tmpDir }, 'removed temp files left by an earlier run');
   const db = openDatabase(config.databaseUrl, config.dataDir);
   closers.push(() => db.close());
   if (options.migrate !== false) await migrateToLatest(db);

@@ -37,7 +37,7 @@ export class BlobBatch {
   /**
    * Removes every blob written by this batch. Never throws: it runs while
    * another error is on its way to the caller, and a blob it cannot remove is
-   * an orphan for the sweep, not a second failure.
+   * an orphan that no row points at (logged), not a second failure.
    */
   async rollback(): Promise<void> {
     const keys = this.written.splice(0);

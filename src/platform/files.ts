@@ -5,7 +5,8 @@
  * removing the file then would race the open, and the file could appear after its removal.
  */
 import { createWriteStream } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { readdir, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 
 type Source = NodeJS.ReadableStream | AsyncIterable<Buffer | string>;
@@ -24,4 +25,26 @@ export async function streamToNewFile(source: Source, step: Step, file: string, 
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') await rm(file, { force: true });
     throw err;
   }
+}
+
+/**
+ * Removes the files directly in `dir` not written to for `olderThanMs`: what a process killed
+ * mid-upload left behind. Another process sharing the directory only ever has files it is
+ * writing or about to read within the request or job at hand, far younger than that. Returns
+ * how many went; a file that vanishes meanwhile is not an error.
+ */
+export async function sweepStaleFiles(dir: string, olderThanMs: number, now = Date.now()): Promise<number> {
+  let removed = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    if (!entry.isFile()) continue;
+    const file = path.join(dir, entry.name);
+    try {
+      if (now - (await stat(file)).mtimeMs < olderThanMs) continue;
+      await rm(file);
+      removed++;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
+  return removed;
 }

@@ -82,6 +82,15 @@ describe.each(stores)('%s', (_name, current) => {
   });
 });
 
+describe('FsBlobStore', () => {
+  it('leaves no temp file behind when a write cannot land', async () => {
+    await store.put('fs-only/p/thumb.jpg/inner.jpg', Buffer.from('x'), 'image/jpeg');
+    // The key is a directory now: the rename into place fails.
+    await expect(store.put('fs-only/p/thumb.jpg', Buffer.from('y'), 'image/jpeg')).rejects.toMatchObject({ code: expect.stringMatching(/EISDIR|ENOTEMPTY|EEXIST/) });
+    expect((await readdir(tmp)).filter((f) => f.startsWith('blob-'))).toEqual([]);
+  });
+});
+
 describe('S3BlobStore', () => {
   it('keeps every key under its prefix, so one bucket can hold several deployments', async () => {
     const other = await createS3BlobStore(s3.settings('kiln-test', 'tenant-b'));

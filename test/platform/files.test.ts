@@ -1,10 +1,10 @@
 import { pbkdf2 } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { streamToNewFile } from '../../src/platform/files.js';
+import { streamToNewFile, sweepStaleFiles } from '../../src/platform/files.js';
 
 let dir: string;
 beforeEach(() => {
@@ -53,4 +53,28 @@ describe('streamToNewFile', () => {
     }
     expect(readdirSync(dir)).toEqual([]);
   }, 30_000);
+});
+
+describe('sweepStaleFiles', () => {
+  const HOUR = 60 * 60 * 1000;
+  const aged = (name: string, ageMs: number) => {
+    const file = path.join(dir, name);
+    writeFileSync(file, 'x');
+    const when = new Date(Date.now() - ageMs);
+    utimesSync(file, when, when);
+  };
+
+  it('removes the files not written to for the given time, and nothing else', async () => {
+    aged('upload-dead', 2 * HOUR);
+    aged('blob-dead', HOUR + 1000);
+    aged('upload-live', 1000);
+    aged('upload-slow-client', HOUR - 60_000);
+    mkdirSync(path.join(dir, 'a-directory'));
+    expect(await sweepStaleFiles(dir, HOUR)).toBe(2);
+    expect(readdirSync(dir).sort()).toEqual(['a-directory', 'upload-live', 'upload-slow-client']);
+  });
+
+  it('counts nothing in an empty directory', async () => {
+    expect(await sweepStaleFiles(dir, HOUR)).toBe(0);
+  });
 });

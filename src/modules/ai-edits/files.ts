@@ -148,7 +148,7 @@ export async function readOriginal(ctx: Context, fileId: string): Promise<Buffer
   return ctx.blobs.readAll(blobKey(fileId, 'original'));
 }
 
-/** Removes files' blobs once their rows are gone; a blob left behind is an orphan for the sweep, not an error. */
+/** Removes files' blobs once their rows are gone; a blob left behind is an orphan that no row points at, not an error. */
 export async function deleteBlobsOf(ctx: Context, fileIds: readonly string[]): Promise<void> {
   for (const id of fileIds) {
     await ctx.blobs.deletePrefix(`ai-edits/${id}`).catch((err: unknown) => ctx.log.warn({ err, fileId: id }, 'blob delete failed'));

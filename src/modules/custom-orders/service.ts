@@ -132,7 +132,7 @@ export class OrderService {
   }
 
   private async deleteFiles(orderId: string): Promise<void> {
-    // The rows are gone already: a blob left behind is an orphan for the sweep, not an error for the caller.
+    // The rows are gone already: a blob left behind is an orphan that no row points at (harmless, see docs/architecture.md), not an error for the caller.
     await this.ctx.blobs.deletePrefix(orderPrefix(orderId)).catch((err: unknown) => this.ctx.log.warn({ err, orderId }, 'order blob delete failed'));
   }
 }

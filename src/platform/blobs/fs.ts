@@ -6,6 +6,16 @@ import type { Readable } from 'node:stream';
 import { NotFound } from '../../errors.js';
 import { assertKey, roundTrip, type BlobInfo, type BlobStore, type ByteRange } from './index.js';
 
+/** Runs `write`, which leaves `temp` renamed away when it succeeds; when it fails, `temp` goes too (a full disk leaves half a file). */
+async function removedOnFailure(temp: string, write: () => Promise<void>): Promise<void> {
+  try {
+    await write();
+  } catch (err) {
+    await rm(temp, { force: true });
+    throw err;
+  }
+}
+
 /**
  * Blobs as files under `root`. Writes go to a temp file in `tmpDir` (same
  * file system) and are renamed into place, so a reader never sees half a file.
@@ -33,8 +43,10 @@ export class FsBlobStore implements BlobStore {
       // Another file system (EXDEV): copy to a temp name beside the target, then rename.
       if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
       const temp = `${target}.${randomBytes(6).toString('hex')}.tmp`;
-      await copyFile(localPath, temp);
-      await rename(temp, target);
+      await removedOnFailure(temp, async () => {
+        await copyFile(localPath, temp);
+        await rename(temp, target);
+      });
       await unlink(localPath);
     }
   }
@@ -44,8 +56,10 @@ export class FsBlobStore implements BlobStore {
     await mkdir(path.dirname(target), { recursive: true });
     await mkdir(this.tmpDir, { recursive: true });
     const temp = path.join(this.tmpDir, `blob-${randomBytes(8).toString('hex')}`);
-    await writeFile(temp, body);
-    await rename(temp, target);
+    await removedOnFailure(temp, async () => {
+      await writeFile(temp, body);
+      await rename(temp, target);
+    });
   }
 
   async stat(key: string): Promise<BlobInfo | null> {

@@ -1,0 +1,33 @@
+// What createContext does with the DATA_DIR it is given, beyond opening the parts (which their own tests cover).
+import { mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createContext } from '../src/context.js';
+import { tempDataDir, testConfig } from './helpers/config.js';
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+describe('createContext', () => {
+  it('removes temp files that a process killed mid-upload left over an hour ago, and keeps recent ones', async () => {
+    const temp = tempDataDir();
+    cleanups.push(temp.cleanup);
+    const tmp = path.join(temp.dir, 'tmp');
+    mkdirSync(tmp, { recursive: true });
+    const leave = (name: string, ageMs: number) => {
+      writeFileSync(path.join(tmp, name), 'half an upload');
+      const when = new Date(Date.now() - ageMs);
+      utimesSync(path.join(tmp, name), when, when);
+    };
+    leave('upload-0123456789abcdef0123456789abcdef', 3 * 60 * 60 * 1000);
+    leave('blob-0123456789abcdef', 61 * 60 * 1000);
+    // Another process on the same DATA_DIR may be writing this one right now.
+    leave('upload-fedcba9876543210fedcba9876543210', 5_000);
+
+    const ctx = await createContext(testConfig(temp.dir));
+    cleanups.push(() => ctx.close());
+    expect(readdirSync(tmp)).toEqual(['upload-fedcba9876543210fedcba9876543210']);
+  });
+});

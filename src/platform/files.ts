@@ -1,8 +1,10 @@
 /**
- * Writing a stream into a new file, all or nothing: on any failure the file is removed, and only
- * once its write stream has closed. A write stream opens its file on a libuv thread in the
- * background, so a source that fails at once can end the pipeline before the open has happened;
- * removing the file then would race the open, and the file could appear after its removal.
+ * Temp files: written all or nothing, and swept when a killed process left them.
+ *
+ * streamToNewFile removes its file on any failure, and only once the file's write stream has
+ * closed. A write stream opens its file on a libuv thread in the background, so a source that
+ * fails at once can end the pipeline before the open has happened; removing the file then would
+ * race the open, and the file could appear after its removal.
  */
 import { createWriteStream } from 'node:fs';
 import { readdir, rm, stat } from 'node:fs/promises';

@@ -87,3 +87,6 @@ export class ServiceUnavailable extends DomainError {
     super(503, code, detail);
   }
 }
+
+/** A command line the `kiln` CLI cannot run: main.ts prints the message and exits with 1. */
+export class UsageError extends Error {}

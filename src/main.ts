@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * The command line: `kiln serve` (the HTTP API), `kiln worker` (runs queued
- * jobs when REDIS_URL is set), `kiln migrate`, `kiln users create`.
+ * jobs when REDIS_URL is set), `kiln migrate`, `kiln users create`,
+ * `kiln blobs sweep`.
  */
 import './threadpool.js';
 import { parseArgs } from 'node:util';
@@ -10,7 +11,9 @@ import { collectStartupGarbage } from './images/release.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createContext, type Context } from './context.js';
 import { migrateToLatest } from './platform/db/index.js';
-import { runUsersCommand, UsageError } from './modules/users/cli.js';
+import { UsageError } from './errors.js';
+import { runBlobsCommand } from './modules/blob-sweep.js';
+import { runUsersCommand } from './modules/users/cli.js';
 
 const USAGE = `usage: kiln <command>
 
@@ -19,6 +22,8 @@ const USAGE = `usage: kiln <command>
   migrate               apply database migrations and exit
   users create --email E --username U [--password P] [--admin]
                         create a user (password from KILN_PASSWORD when not given)
+  blobs sweep [--dry-run] [--older-than MINUTES]
+                        remove blobs no row points at, written over MINUTES (default 60) ago
 `;
 
 function fail(message: string): never {
@@ -80,6 +85,17 @@ async function users(config: Config, args: string[]): Promise<void> {
   }
 }
 
+async function blobs(config: Config, args: string[]): Promise<void> {
+  try {
+    const report = await runBlobsCommand(config, args);
+    for (const prefix of report.orphans) process.stdout.write(`${report.dryRun ? 'would remove' : 'removed'} ${prefix}/\n`);
+    process.stdout.write(`${JSON.stringify({ dry_run: report.dryRun, groups: report.groups, orphans: report.orphans.length, too_recent: report.tooRecent })}\n`);
+  } catch (err) {
+    if (err instanceof UsageError) fail(err.message);
+    throw err;
+  }
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command = 'serve', ...rest] = argv;
   if (command === 'help' || command === '--help' || command === '-h') {
@@ -102,6 +118,8 @@ async function main(argv: string[]): Promise<void> {
       return migrate(config);
     case 'users':
       return users(config, rest);
+    case 'blobs':
+      return blobs(config, rest);
     default:
       void parseArgs;
       void rest;

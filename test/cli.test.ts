@@ -1,4 +1,6 @@
 import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, utimesSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { tempDataDir } from './helpers/config.js';
@@ -36,5 +38,43 @@ describe('kiln migrate', () => {
     const { stdout } = await run(process.execPath, [MAIN, 'help']);
     expect(stdout).toContain('usage: kiln <command>');
     expect(stdout).toContain('migrate');
+    expect(stdout).toContain('blobs sweep [--dry-run] [--older-than MINUTES]');
+  });
+});
+
+describe('kiln blobs sweep', () => {
+  const kiln = (args: string[]) => run(process.execPath, [MAIN, ...args], { env: { ...process.env, LOG_LEVEL: 'silent', DATA_DIR: data.dir } });
+
+  it('names an old orphan on a dry run, then removes it', async () => {
+    await migrate({ DATA_DIR: data.dir });
+    const dir = path.join(data.dir, 'blobs', 'gallery', 'nobodys-image');
+    mkdirSync(dir, { recursive: true });
+    const file = path.join(dir, 'thumb.jpg');
+    writeFileSync(file, 'left by a crash');
+    const twoHoursAgo = new Date(Date.now() - 2 * 60 * 60 * 1000);
+    utimesSync(file, twoHoursAgo, twoHoursAgo);
+
+    const dry = await kiln(['blobs', 'sweep', '--dry-run']);
+    expect(dry.stdout).toContain('would remove gallery/nobodys-image/\n');
+    expect(JSON.parse(dry.stdout.trim().split('\n').pop() as string)).toEqual({ dry_run: true, groups: 1, orphans: 1, too_recent: 0 });
+    expect(existsSync(file)).toBe(true);
+
+    // Three hours is longer ago than it was written: left alone.
+    expect(JSON.parse((await kiln(['blobs', 'sweep', '--older-than', '180'])).stdout.trim())).toMatchObject({ orphans: 0, too_recent: 1 });
+    expect(existsSync(file)).toBe(true);
+
+    const done = await kiln(['blobs', 'sweep']);
+    expect(done.stdout).toContain('removed gallery/nobodys-image/\n');
+    expect(existsSync(file)).toBe(false);
+  });
+
+  it.each([
+    [['blobs'], /usage: kiln blobs sweep/],
+    [['blobs', 'sweep', '--older-than', '5'], /--older-than: expected whole minutes, at least 10, got "5"/],
+    [['blobs', 'sweep', '--now'], /Unknown option '--now'/],
+  ])('refuses %j with a message and exit code 1', async (args, message) => {
+    const err = (await kiln(args).catch((e: unknown) => e)) as { code: number; stderr: string };
+    expect(err.code).toBe(1);
+    expect(err.stderr).toMatch(message);
   });
 });

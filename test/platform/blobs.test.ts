@@ -72,6 +72,21 @@ describe.each(stores)('%s', (_name, current) => {
     await current().deletePrefix('orders/none');
   });
 
+  it('lists every blob under a prefix with when it was written, and nothing beside it', async () => {
+    const before = Date.now() - 2000; // file systems and S3 keep whole seconds, or less
+    await current().put('listed/p1/original.jpg', Buffer.from('o'), 'image/jpeg');
+    await current().put('listed/p1/thumb.jpg', Buffer.from('t'), 'image/jpeg');
+    await current().put('listed/p2/deep/er.jpg', Buffer.from('d'), 'image/jpeg');
+    await current().put('listedx/p3/thumb.jpg', Buffer.from('x'), 'image/jpeg');
+    const listed: Array<{ key: string; modifiedAt: Date }> = [];
+    for await (const blob of current().list('listed')) listed.push(blob);
+    expect(listed.map((b) => b.key).sort()).toEqual(['listed/p1/original.jpg', 'listed/p1/thumb.jpg', 'listed/p2/deep/er.jpg']);
+    for (const b of listed) expect(b.modifiedAt.getTime()).toBeGreaterThan(before);
+    const none: unknown[] = [];
+    for await (const blob of current().list('listed-nothing')) none.push(blob);
+    expect(none).toEqual([]);
+  });
+
   it.each(['../etc/passwd', '/abs', 'gallery/../x', 'a//b', 'Gallery/x', 'gallery/x y', ''])('refuses the key %j', async (key) => {
     expect(() => assertKey(key)).toThrow();
     await expect(current().put(key, Buffer.from('x'), 'image/jpeg')).rejects.toThrow(/invalid blob key/);
@@ -123,6 +138,20 @@ describe('S3BlobStore', () => {
     // 2 + 2 + 1 keys: three lists, each followed by its batch delete.
     expect(asked.filter((r) => r.startsWith('GET /kiln-test/?list-type=2')).length).toBe(3);
     expect(asked.filter((r) => r.startsWith('POST /kiln-test/?delete')).length).toBe(3);
+  });
+
+  it('lists a prefix page by page, under its own prefix only', async () => {
+    const paged = new S3BlobStore(await import('@aws-sdk/client-s3'), s3Store.client, s3.settings('kiln-test', 'paged-list'), 2);
+    for (let i = 0; i < 5; i++) await paged.put(`orders/many/${i}.jpg`, Buffer.from(String(i)), 'image/jpeg');
+    await s3Store.put('orders/many/not-this-deployment.jpg', Buffer.from('n'), 'image/jpeg');
+    const before = s3.requests.length;
+    const keys: string[] = [];
+    for await (const blob of paged.list('orders/many')) keys.push(blob.key);
+    expect(keys.sort()).toEqual([0, 1, 2, 3, 4].map((i) => `orders/many/${i}.jpg`));
+    // 2 + 2 + 1 keys: the second and third lists carry the continuation token.
+    const lists = s3.requests.slice(before).filter((r) => r.startsWith('GET /kiln-test/?') && r.includes('list-type=2'));
+    expect(lists.length).toBe(3);
+    expect(lists.filter((r) => r.includes('continuation-token=')).length).toBe(2);
   });
 
   it('gives up on a store that takes the connection and never answers, instead of hanging the upload', async () => {

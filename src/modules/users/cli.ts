@@ -7,12 +7,10 @@
 import { parseArgs } from 'node:util';
 import type { Config } from '../../config.js';
 import { createContext } from '../../context.js';
-import { DomainError } from '../../errors.js';
+import { DomainError, UsageError } from '../../errors.js';
 import { createUser, type UserView } from './service.js';
 
 export const USERS_USAGE = 'kiln users create --email E --username U [--password P] [--admin]';
-
-export class UsageError extends Error {}
 
 /** Runs `kiln users <args>` and returns the created user; a bad argument or rule is a UsageError. */
 export async function runUsersCommand(config: Config, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<UserView> {

@@ -8,7 +8,7 @@
 import type { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
 import { LRU_TTL_RESOLUTION_MS } from '../cache/index.js';
-import type { BlobInfo, BlobStore, ByteRange } from './index.js';
+import type { BlobInfo, BlobStore, ByteRange, ListedBlob } from './index.js';
 
 export interface BlobCacheOptions {
   /** Bytes held in all (default 32 MiB). */
@@ -77,6 +77,10 @@ export class CachingBlobStore implements BlobStore {
   async deletePrefix(prefix: string): Promise<void> {
     for (const key of this.bytes.keys()) if (key.startsWith(`${prefix}/`)) this.bytes.delete(key);
     await this.inner.deletePrefix(prefix);
+  }
+
+  list(prefix: string): AsyncIterable<ListedBlob> {
+    return this.inner.list(prefix);
   }
 
   healthCheck(): Promise<void> {

@@ -1,10 +1,10 @@
 import { createReadStream } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, unlink, writeFile, copyFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, unlink, writeFile, copyFile } from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { NotFound } from '../../errors.js';
-import { assertKey, roundTrip, type BlobInfo, type BlobStore, type ByteRange } from './index.js';
+import { assertKey, roundTrip, type BlobInfo, type BlobStore, type ByteRange, type ListedBlob } from './index.js';
 
 /** Runs `write`, which leaves `temp` renamed away when it succeeds; when it fails, `temp` goes too (a full disk leaves half a file). */
 async function removedOnFailure(temp: string, write: () => Promise<void>): Promise<void> {
@@ -102,7 +102,35 @@ export class FsBlobStore implements BlobStore {
     await rm(this.pathOf(prefix), { recursive: true, force: true });
   }
 
+  async *list(prefix: string): AsyncIterable<ListedBlob> {
+    yield* walk(this.pathOf(prefix), prefix);
+  }
+
   healthCheck(): Promise<void> {
     return roundTrip(this);
+  }
+}
+
+/** The files under `dir`, depth first, as keys under `key`; a file or directory removed meanwhile is skipped. */
+async function* walk(dir: string, key: string): AsyncIterable<ListedBlob> {
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  for (const entry of entries) {
+    const file = path.join(dir, entry.name);
+    if (entry.isDirectory()) {
+      yield* walk(file, `${key}/${entry.name}`);
+      continue;
+    }
+    if (!entry.isFile()) continue;
+    try {
+      yield { key: `${key}/${entry.name}`, modifiedAt: (await stat(file)).mtime };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
   }
 }

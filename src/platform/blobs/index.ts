@@ -13,6 +13,11 @@ export interface BlobInfo {
   modifiedAt: Date;
 }
 
+export interface ListedBlob {
+  key: string;
+  modifiedAt: Date;
+}
+
 export interface ByteRange {
   /** Inclusive, as in HTTP. */
   start: number;
@@ -33,6 +38,8 @@ export interface BlobStore {
   delete(key: string): Promise<void>;
   /** Removes every blob whose key starts with `prefix` + '/'. */
   deletePrefix(prefix: string): Promise<void>;
+  /** Every blob whose key starts with `prefix` + '/', in no particular order (the orphan sweep reads it). */
+  list(prefix: string): AsyncIterable<ListedBlob>;
   /** Throws when the store cannot be written to and read back. */
   healthCheck(): Promise<void>;
 }

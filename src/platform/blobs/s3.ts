@@ -16,7 +16,7 @@ import { stat as statFile, unlink } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { NotFound } from '../../errors.js';
-import { assertKey, roundTrip, type BlobInfo, type BlobStore, type ByteRange } from './index.js';
+import { assertKey, roundTrip, type BlobInfo, type BlobStore, type ByteRange, type ListedBlob } from './index.js';
 
 type S3Sdk = typeof import('@aws-sdk/client-s3');
 
@@ -125,6 +125,20 @@ export class S3BlobStore implements BlobStore {
       }
       if (!page.IsTruncated) return;
     }
+  }
+
+  async *list(prefix: string): AsyncIterable<ListedBlob> {
+    const listed = `${this.objectKey(prefix)}/`;
+    let token: string | undefined;
+    do {
+      const page = await this.client.send(
+        new this.sdk.ListObjectsV2Command({ Bucket: this.settings.bucket, Prefix: listed, MaxKeys: this.page, ...(token ? { ContinuationToken: token } : {}) }),
+      );
+      for (const object of page.Contents ?? []) {
+        if (object.Key) yield { key: object.Key.slice(this.settings.prefix.length), modifiedAt: object.LastModified ?? new Date(0) };
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
   }
 
   healthCheck(): Promise<void> {

@@ -1,7 +1,8 @@
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runUsersCommand, UsageError } from '../../../src/modules/users/cli.js';
+import { UsageError } from '../../../src/errors.js';
+import { runUsersCommand } from '../../../src/modules/users/cli.js';
 import { tempDataDir, testConfig } from '../../helpers/config.js';
 import { startServer } from '../../helpers/server.js';
 import { call } from '../../auth/helpers.js';

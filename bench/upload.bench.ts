@@ -4,7 +4,8 @@
  * (SQLite, fs blobs, temp DATA_DIR), at concurrency 1 and 4 for a bounded
  * time each after a short warm-up: uploads/s, p50, p99 and the server's peak
  * RSS. The client sends a body framed once, in one write, over kept-alive
- * connections (bench/lib/upload-client.ts), so its own cost stays small. Beside it, the "pure variant time": the same photo through the built
+ * connections (bench/lib/upload-client.ts), so its own cost stays small.
+ * Beside it, the "pure variant time": the same photo through the built
  * engine (stageUpload from a file stream + renderVariants of the four gallery
  * sizes), one at a time, in a child process of its own
  * (bench/lib/engine-child.mjs), while the server idles: the two never share

@@ -3,11 +3,13 @@
  * blobs live in a bucket of the local S3-compatible server (test/helpers/s3.ts)
  * and nowhere on its disk.
  */
+import { execFile } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDataDir } from '../helpers/config.js';
-import { startKiln, type KilnProcess } from '../helpers/process.js';
+import { MAIN, startKiln, type KilnProcess } from '../helpers/process.js';
 import { startLocalS3, type LocalS3 } from '../helpers/s3.js';
 import { fixture, postMultipart } from '../helpers/upload.js';
 import { registerUser, type TestUser } from '../helpers/users.js';
@@ -64,6 +66,24 @@ describe('kiln serve on S3', () => {
     const deleted = await fetch(`${kiln.url}/projects/s3shop/images/${image_id}`, { method: 'DELETE', headers: user.headers });
     expect(deleted.status).toBe(204);
     expect([...objects().keys()].filter((k) => k.includes(image_id))).toEqual([]);
+  }, 30_000);
+
+  it('kiln blobs sweep removes an old orphan under its own prefix only, and keeps a live image', async () => {
+    const up = await postMultipart(`${kiln.url}/projects/s3sweep/images`, [{ field: 'file', filename: 'rocket.jpg', data: ROCKET }], user.headers);
+    const { image_id } = (await up.json()) as { image_id: string };
+    const old = new Date(Date.now() - 2 * 60 * 60 * 1000);
+    const orphan = { body: Buffer.from('left by a crash'), contentType: 'image/jpeg', modifiedAt: old, etag: '"o"' };
+    objects().set('kiln/gallery/crashed-upload/thumb.jpg', orphan);
+    // Another deployment's object in the same bucket: not this one's to judge.
+    objects().set('other/gallery/crashed-upload/thumb.jpg', { ...orphan });
+
+    const { stdout } = await promisify(execFile)(process.execPath, [MAIN, 'blobs', 'sweep'], {
+      env: { ...process.env, LOG_LEVEL: 'silent', DATA_DIR: data.dir, ...s3.env('shop-images', 'kiln') },
+    });
+    expect(stdout).toContain('removed gallery/crashed-upload/\n');
+    expect(objects().has('kiln/gallery/crashed-upload/thumb.jpg')).toBe(false);
+    expect(objects().has('other/gallery/crashed-upload/thumb.jpg')).toBe(true);
+    expect([...objects().keys()].filter((k) => k.includes(image_id))).toHaveLength(4);
   }, 30_000);
 
   it('answers 503 from /health once the bucket cannot be reached', async () => {

@@ -85,15 +85,11 @@ async function users(config: Config, args: string[]): Promise<void> {
   }
 }
 
+/** A UsageError's message is printed by main's own catch, like any other failure: one line (or two, with the usage) and exit 1. */
 async function blobs(config: Config, args: string[]): Promise<void> {
-  try {
-    const report = await runBlobsCommand(config, args);
-    for (const prefix of report.orphans) process.stdout.write(`${report.dryRun ? 'would remove' : 'removed'} ${prefix}/\n`);
-    process.stdout.write(`${JSON.stringify({ dry_run: report.dryRun, groups: report.groups, orphans: report.orphans.length, too_recent: report.tooRecent })}\n`);
-  } catch (err) {
-    if (err instanceof UsageError) fail(err.message);
-    throw err;
-  }
+  const report = await runBlobsCommand(config, args);
+  for (const prefix of report.orphans) process.stdout.write(`${report.dryRun ? 'would remove' : 'removed'} ${prefix}/\n`);
+  process.stdout.write(`${JSON.stringify({ dry_run: report.dryRun, groups: report.groups, orphans: report.orphans.length, too_recent: report.tooRecent })}\n`);
 }
 
 async function main(argv: string[]): Promise<void> {

@@ -11,7 +11,7 @@
  * cannot appear for a group that old.
  */
 import { parseArgs } from 'node:util';
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { Config } from '../config.js';
 import { createContext, type Context } from '../context.js';
 import { UsageError } from '../errors.js';
@@ -26,28 +26,18 @@ export interface BlobOwner {
   existing(db: Kysely<Database>, ids: string[]): Promise<string[]>;
 }
 
+/** `existing` for an owner whose id is `column` of `table` (both names from this file, never from input). */
+function rowsIn(table: keyof Database, column: string): BlobOwner['existing'] {
+  return async (db, ids) =>
+    (await sql<{ id: string }>`select ${sql.ref(column)} as id from ${sql.table(table)} where ${sql.ref(column)} in (${sql.join(ids)})`.execute(db)).rows.map((r) => r.id);
+}
+
 /** One per module that stores blobs; a module that adds a namespace adds its line here. */
 export const BLOB_OWNERS: readonly BlobOwner[] = [
-  {
-    namespace: 'gallery',
-    depth: 1,
-    existing: async (db, ids) => (await db.selectFrom('gallery_images').select('image_id').where('image_id', 'in', ids).execute()).map((r) => r.image_id),
-  },
-  {
-    namespace: 'product',
-    depth: 1,
-    existing: async (db, ids) => (await db.selectFrom('product_images').select('image_id').where('image_id', 'in', ids).execute()).map((r) => r.image_id),
-  },
-  {
-    namespace: 'ai-edits',
-    depth: 1,
-    existing: async (db, ids) => (await db.selectFrom('ai_files').select('file_id').where('file_id', 'in', ids).execute()).map((r) => r.file_id),
-  },
-  {
-    namespace: 'orders',
-    depth: 2,
-    existing: async (db, ids) => (await db.selectFrom('custom_order_files').select('file_id').where('file_id', 'in', ids).execute()).map((r) => r.file_id),
-  },
+  { namespace: 'gallery', depth: 1, existing: rowsIn('gallery_images', 'image_id') },
+  { namespace: 'product', depth: 1, existing: rowsIn('product_images', 'image_id') },
+  { namespace: 'ai-edits', depth: 1, existing: rowsIn('ai_files', 'file_id') },
+  { namespace: 'orders', depth: 2, existing: rowsIn('custom_order_files', 'file_id') },
 ];
 
 /** The owner's prefix of `key` and the id that ends it, or null for a key not deep enough to have an owner. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DecodeLimiter } from '../../src/images/limit.js';
+import { DecodeLimiter, MAX_PASSES } from '../../src/images/limit.js';
 
 function deferred(): { promise: Promise<void>; resolve: () => void } {
   let resolve = (): void => undefined;
@@ -28,34 +28,76 @@ describe('DecodeLimiter', () => {
     expect(limiter.stats).toEqual({ running: 0, queued: 0, usedBytes: 0 });
   });
 
-  it('keeps the memory budget, runs an over-budget job alone, and stays first come first served', async () => {
+  /** Starts a task of `cost` that records its start in `order` and runs until its gate opens. */
+  function gated(limiter: DecodeLimiter, order: string[], name: string, cost: number): { done: Promise<void>; finish: () => Promise<void> } {
+    const gate = deferred();
+    const done = limiter.run(cost, async () => {
+      order.push(name);
+      await gate.promise;
+    });
+    return {
+      done,
+      finish: async () => {
+        gate.resolve();
+        await done;
+        await tick();
+      },
+    };
+  }
+
+  it('keeps the memory budget and runs an over-budget job alone', async () => {
     const limiter = new DecodeLimiter(4, 100);
     const order: string[] = [];
-    const gates = { a: deferred(), big: deferred(), c: deferred() };
-    const a = limiter.run(60, async () => {
-      order.push('a');
-      await gates.a.promise;
-    });
-    const big = limiter.run(500, async () => {
-      order.push('big');
-      await gates.big.promise;
-    });
-    const c = limiter.run(10, async () => {
-      order.push('c');
-      await gates.c.promise;
-    });
+    const a = gated(limiter, order, 'a', 60);
+    const b = gated(limiter, order, 'b', 30);
+    const c = gated(limiter, order, 'c', 30);
+    const big = gated(limiter, order, 'big', 500);
     await tick();
-    // `c` would fit beside `a`, but must not overtake `big`.
-    expect(order).toEqual(['a']);
-    gates.a.resolve();
-    await a;
+    // c would take the running total to 120.
+    expect(order).toEqual(['a', 'b']);
+    expect(limiter.stats).toEqual({ running: 2, queued: 2, usedBytes: 90 });
+    await a.finish();
+    expect(order).toEqual(['a', 'b', 'c']);
+    await b.finish();
+    await c.finish();
+    expect(order).toEqual(['a', 'b', 'c', 'big']);
+    expect(limiter.stats).toEqual({ running: 1, queued: 0, usedBytes: 500 });
+    await big.finish();
+    expect(limiter.stats).toEqual({ running: 0, queued: 0, usedBytes: 0 });
+  });
+
+  it('lets a later job that fits start while the first in line waits for memory', async () => {
+    const limiter = new DecodeLimiter(2, 100);
+    const order: string[] = [];
+    const a = gated(limiter, order, 'a', 60);
+    const big = gated(limiter, order, 'big', 70);
+    const small = gated(limiter, order, 'small', 30);
     await tick();
-    expect(order).toEqual(['a', 'big']);
-    expect(limiter.stats.running).toBe(1);
-    gates.big.resolve();
-    gates.c.resolve();
-    await Promise.all([big, c]);
-    expect(order).toEqual(['a', 'big', 'c']);
+    // Without passing, the second slot would stay empty until `a` ends.
+    expect(order).toEqual(['a', 'small']);
+    await a.finish();
+    expect(order).toEqual(['a', 'small', 'big']);
+    await small.finish();
+    await big.finish();
+  });
+
+  it(`lets at most ${MAX_PASSES} later jobs pass one that waits, so a big upload is not starved`, async () => {
+    const limiter = new DecodeLimiter(8, 100);
+    const order: string[] = [];
+    const a = gated(limiter, order, 'a', 50);
+    const big = gated(limiter, order, 'big', 60);
+    const smalls = Array.from({ length: MAX_PASSES + 2 }, (_, i) => gated(limiter, order, `s${i}`, 10));
+    await tick();
+    const passed = smalls.slice(0, MAX_PASSES);
+    expect(order).toEqual(['a', ...passed.map((_, i) => `s${i}`)]);
+    // The rest would fit in the budget too, but must wait behind `big` now.
+    expect(limiter.stats.queued).toBe(3);
+    await a.finish();
+    for (const s of passed) await s.finish();
+    expect(order.slice(MAX_PASSES + 1)).toEqual(['big', `s${MAX_PASSES}`, `s${MAX_PASSES + 1}`]);
+    await big.finish();
+    for (const s of smalls.slice(MAX_PASSES)) await s.finish();
+    expect(limiter.stats).toEqual({ running: 0, queued: 0, usedBytes: 0 });
   });
 
   it('releases its slot when the task fails', async () => {

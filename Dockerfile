@@ -11,7 +11,8 @@ RUN npm install --no-audit --no-fund && npm prune --omit=dev
 FROM node:20-bookworm-slim
 WORKDIR /app
 COPY --from=build /app /app
-ENV NODE_ENV=production HOST=0.0.0.0 PORT=8000 DATA_DIR=/data MALLOC_ARENA_MAX=1
+ENV NODE_ENV=production HOST=0.0.0.0 PORT=8000 DATA_DIR=/data \
+    GLIBC_TUNABLES=glibc.malloc.arena_max=1:glibc.malloc.mmap_threshold=2097152:glibc.malloc.hugetlb=1
 VOLUME /data
 EXPOSE 8000
 USER node

@@ -25,11 +25,15 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import os from 'node:os';
 import path from 'node:path';
 import { freePort, MAIN } from '../test/helpers/process.js';
+import { startCommand } from '../test/helpers/start-command.js';
 import { fixture, postMultipart } from '../test/helpers/upload.js';
 import { ensureBuilt } from './lib/kiln-server.js';
 import { runAutocannon } from './lib/load.js';
 import { fmt, table } from './lib/measure.js';
 import { machineLine } from './lib/report.js';
+
+/** The allocator settings and node flags `npm start` runs the server with. */
+const START = startCommand();
 
 const COUNT = Number(process.env.BENCH_COUNT ?? 5000);
 const WARM = Number(process.env.BENCH_WARM ?? 5000);
@@ -98,8 +102,8 @@ async function underCallgrind(args: string[], env: Record<string, string>, ready
   const port = await freePort();
   const child: ChildProcess = spawn(
     VALGRIND as string,
-    ['--tool=callgrind', '--separate-threads=yes', '--smc-check=all-non-file', `--callgrind-out-file=${path.join(dir, 'cg.%p')}`, process.execPath, '--max-semi-space-size=4', ...args],
-    { env: { ...process.env, MALLOC_ARENA_MAX: '1', ...env, HOST: '127.0.0.1', PORT: String(port) }, stdio: ['ignore', 'ignore', 'pipe'] },
+    ['--tool=callgrind', '--separate-threads=yes', '--smc-check=all-non-file', `--callgrind-out-file=${path.join(dir, 'cg.%p')}`, process.execPath, ...START.nodeArgs, ...args],
+    { env: { ...process.env, ...START.env, ...env, HOST: '127.0.0.1', PORT: String(port) }, stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let err = '';
   child.stderr?.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));

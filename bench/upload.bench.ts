@@ -30,9 +30,13 @@ import path from 'node:path';
 import { corpusFiles } from './lib/corpus.js';
 import { ensureBuilt, RssSampler, startBenchServer, type BenchServer } from './lib/kiln-server.js';
 import { startS3Child } from './lib/s3-child.js';
+import { startCommand } from '../test/helpers/start-command.js';
 import { MultipartUpload } from './lib/upload-client.js';
 import { fmt, percentile, table } from './lib/measure.js';
 import { machineLine, verdict } from './lib/report.js';
+
+/** The allocator settings and node flags `npm start` runs the server with; the engine child runs with them too. */
+const START = startCommand();
 
 const PHOTO = 'path_2560x1600_olympus_exif.jpg';
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
@@ -61,7 +65,7 @@ class Engine {
   private readonly ready: Promise<unknown>;
 
   constructor(photo: string) {
-    this.child = fork(path.join(import.meta.dirname, 'lib', 'engine-child.mjs'), [photo, this.tmpDir], { execArgv: ['--max-semi-space-size=4'], env: { ...process.env, MALLOC_ARENA_MAX: '1' } });
+    this.child = fork(path.join(import.meta.dirname, 'lib', 'engine-child.mjs'), [photo, this.tmpDir], { execArgv: START.nodeArgs, env: { ...process.env, ...START.env } });
     this.ready = this.answer();
   }
 

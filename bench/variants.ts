@@ -3,7 +3,7 @@
  * by side in one run on all cores:
  *   (a) Kiln's engine as the server runs it (one process, every upload in
  *       flight at once, the decode limiter choosing how many decode together),
- *       with glibc's default arenas and with MALLOC_ARENA_MAX=1 (as `npm start` runs it);
+ *       with glibc's default allocator settings and with those `npm start` sets (package.json);
  *   (b) Pillow (Debian's /usr/bin/python3) doing the same outputs in two processes;
  *   (c) the floor: one full-size decode + encode per photo, djpeg | cjpeg -quality 85,
  *       in two parallel streams.
@@ -24,6 +24,7 @@ import { corpusFiles, LARGE_PHOTOS, REPO_ROOT } from './lib/corpus.js';
 import { ensureBuilt } from './lib/kiln-server.js';
 import { fmt, hasTaskset, percentile, runChild, table, type ChildResult } from './lib/measure.js';
 import { verdict } from './lib/report.js';
+import { startCommand } from '../test/helpers/start-command.js';
 
 const PYTHON = '/usr/bin/python3';
 const WORKER = path.join(REPO_ROOT, 'bench', 'lib', 'kiln-variants-worker.mjs');
@@ -36,7 +37,9 @@ const TURNS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
 /** The issue's targets: photos/s against Pillow's, and the server's peak RSS. */
 const TARGET_X_PILLOW = 1.5;
 const TARGET_PEAK_MB = 300;
-const KILN_AS_STARTED = 'Kiln as npm start runs it (MALLOC_ARENA_MAX=1)';
+const KILN_AS_STARTED = 'Kiln as npm start runs it';
+/** The allocator settings and node flags of `npm start`. */
+const START = startCommand();
 const PILLOW_NAME = 'Pillow, 2 processes';
 
 interface Row {
@@ -52,8 +55,8 @@ function parse(result: ChildResult, what: string): { photos: number; seconds: nu
   return JSON.parse(result.stdout.trim().split('\n').pop() as string);
 }
 
-/** V8's semi-spaces capped as `npm start` caps them (package.json). */
-const kilnArgs = (rounds: number, concurrent: boolean, files: string[]): string[] => ['--max-semi-space-size=4', WORKER, String(rounds), concurrent ? '1' : '0', ...files];
+/** node's flags as `npm start` sets them. */
+const kilnArgs = (rounds: number, concurrent: boolean, files: string[]): string[] => [...START.nodeArgs, WORKER, String(rounds), concurrent ? '1' : '0', ...files];
 
 async function kilnThroughput(files: string[], label: string, env: NodeJS.ProcessEnv): Promise<Row> {
   const r = await runChild(process.execPath, kilnArgs(ROUNDS, true, files), { env });
@@ -115,8 +118,8 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   for (let round = 1; round <= TURNS; round++) {
     const turn: Row[] = [];
-    turn.push(await kilnThroughput(files, 'Kiln, default glibc arenas', {}));
-    turn.push(await kilnThroughput(files, KILN_AS_STARTED, { MALLOC_ARENA_MAX: '1' }));
+    turn.push(await kilnThroughput(files, 'Kiln, glibc defaults', {}));
+    turn.push(await kilnThroughput(files, KILN_AS_STARTED, START.env));
     if (hasPillow) turn.push(await pillowThroughput(files));
     if (hasFloor) turn.push(await floorThroughput(files));
     rows.push(...turn.map((r) => ({ ...r, round })));
@@ -149,7 +152,7 @@ async function main(): Promise<void> {
 
   const pin = hasTaskset ? 'taskset -c 0' : 'not pinned: taskset missing';
   const lat: Array<[string, number[]]> = [];
-  const kiln = parse(await runChild(process.execPath, kilnArgs(ROUNDS, false, files), { cpu: 0 }), 'Kiln latency');
+  const kiln = parse(await runChild(process.execPath, kilnArgs(ROUNDS, false, files), { cpu: 0, env: START.env }), 'Kiln latency');
   lat.push(['Kiln', kiln.latenciesMs]);
   if (hasPillow) lat.push(['Pillow', parse(await runChild(PYTHON, [PILLOW, String(ROUNDS), ...files], { cpu: 0 }), 'Pillow latency').latenciesMs]);
   if (hasFloor) lat.push(['floor (djpeg | cjpeg, process start included)', await floorLatencies(files)]);

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import type { Env } from '../../src/config.js';
+import { startCommand } from './start-command.js';
 
 export const MAIN = path.join(import.meta.dirname, '..', '..', 'dist', 'src', 'main.js');
 
@@ -26,9 +27,10 @@ export interface KilnProcess {
 /** Runs the built `kiln <command>` as a child process; for `serve`, waits until /health answers. */
 export async function startKiln(env: Env, command = 'serve'): Promise<KilnProcess> {
   const port = await freePort();
-  // As `npm start` runs it (package.json): one glibc arena, V8's young generation capped at 4 MB per semi-space.
-  const child = spawn(process.execPath, ['--max-semi-space-size=4', MAIN, command], {
-    env: { ...process.env, MALLOC_ARENA_MAX: '1', LOG_LEVEL: 'warn', RATE_LIMIT_AUTH: '0', RATE_LIMIT_UPLOAD: '0', RATE_LIMIT_DEFAULT: '0', ...env, HOST: '127.0.0.1', PORT: String(port) },
+  // As `npm start` runs it: its allocator settings and node flags (package.json).
+  const start = startCommand();
+  const child = spawn(process.execPath, [...start.nodeArgs, MAIN, command], {
+    env: { ...process.env, ...start.env, LOG_LEVEL: 'warn', RATE_LIMIT_AUTH: '0', RATE_LIMIT_UPLOAD: '0', RATE_LIMIT_DEFAULT: '0', ...env, HOST: '127.0.0.1', PORT: String(port) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

@@ -1,0 +1,59 @@
+/**
+ * `npm start`'s settings are written once, in package.json; the worker
+ * script and the Dockerfile must carry the same ones, and the tests and
+ * benchmarks read them from there (test/helpers/start-command.ts).
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseStartScript, startCommand } from './helpers/start-command.js';
+
+const ROOT = path.join(import.meta.dirname, '..');
+/** glibc's dynamic loader on x86-64 Linux; it lists the tunables it was given. */
+const LOADER = '/lib64/ld-linux-x86-64.so.2';
+
+describe('the start command', () => {
+  it('parses the environment, node flags and script of an npm script', () => {
+    expect(parseStartScript('A=1 B_2=x:y=z node --flag=4 --other dist/main.js serve')).toEqual({
+      env: { A: '1', B_2: 'x:y=z' },
+      nodeArgs: ['--flag=4', '--other'],
+      args: ['dist/main.js', 'serve'],
+    });
+    expect(() => parseStartScript('A=1 tsx main.ts')).toThrow(/expected "node"/);
+  });
+
+  it("sets glibc's allocator: one arena, a fixed mmap threshold of 2 MB, huge pages for large blocks", () => {
+    const { env, nodeArgs, args } = startCommand();
+    expect(env.GLIBC_TUNABLES?.split(':').sort()).toEqual(['glibc.malloc.arena_max=1', 'glibc.malloc.hugetlb=1', 'glibc.malloc.mmap_threshold=2097152']);
+    expect(nodeArgs).toEqual(['--max-semi-space-size=4']);
+    expect(args).toEqual(['dist/src/main.js', 'serve']);
+  });
+
+  it('runs `npm run worker` with the same settings', () => {
+    const worker = startCommand('worker');
+    const start = startCommand();
+    expect(worker.env).toEqual(start.env);
+    expect(worker.nodeArgs).toEqual(start.nodeArgs);
+    expect(worker.args).toEqual(['dist/src/main.js', 'worker']);
+  });
+
+  it('gives the container the same settings', () => {
+    const dockerfile = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8').replace(/\\\n\s*/g, ' ');
+    const { env, nodeArgs } = startCommand();
+    const envLine = dockerfile.split('\n').find((l) => l.startsWith('ENV ')) ?? '';
+    for (const [name, value] of Object.entries(env)) expect(envLine.split(/\s+/)).toContain(`${name}=${value}`);
+    const cmd = JSON.parse(/^CMD (.*)$/m.exec(dockerfile)?.[1] ?? '[]') as string[];
+    expect(cmd.slice(0, 1 + nodeArgs.length)).toEqual(['node', ...nodeArgs]);
+  });
+
+  // glibc ignores a tunable it does not know: a misspelt name would silently change nothing.
+  it.runIf(existsSync(LOADER))('uses tunables this glibc knows, with the values it reads', () => {
+    const { env } = startCommand();
+    const listed = execFileSync(LOADER, ['--list-tunables'], { env: { ...process.env, GLIBC_TUNABLES: env.GLIBC_TUNABLES } }).toString();
+    for (const tunable of env.GLIBC_TUNABLES?.split(':') ?? []) {
+      const [name, value] = tunable.split('=') as [string, string];
+      expect(listed).toMatch(new RegExp(`^${name.replaceAll('.', '\\.')}: 0x${Number(value).toString(16)} `, 'm'));
+    }
+  });
+});

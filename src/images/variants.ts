@@ -250,11 +250,14 @@ export async function renderVariants<S extends SizeName>(
 ): Promise<RenderedImage<S>> {
   configureSharp();
   const header = await inspect(input.path, opts.maxImagePixels);
-  const { image, pixelBytes } = await limiter.run(header.decodeCost, () => decodeAndRender(input.path, header, sizes, opts));
-  // The pixels are unreachable now. Their memory comes back within a few turns of the event
-  // loop while the next decode, already admitted, is still filling its own buffer.
-  void pixelsDropped(pixelBytes);
-  return image;
+  // The render keeps its place in the decode budget until its pixels' memory is back: a
+  // progressive JPEG admitted a moment earlier fills tens of MB of coefficients at once, and
+  // on top of a finished photo not yet collected that made the variants bench's highest peaks.
+  return limiter.run(header.decodeCost, async () => {
+    const { image, pixelBytes } = await decodeAndRender(input.path, header, sizes, opts);
+    await pixelsDropped(pixelBytes);
+    return image;
+  });
 }
 
 /** The one decode and every size from it; the pixel buffers die with this call's frame. */

@@ -1,4 +1,4 @@
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { text } from 'node:stream/consumers';
@@ -102,6 +102,28 @@ describe('FsBlobStore', () => {
     await store.put('fs-only/p/thumb.jpg/inner.jpg', Buffer.from('x'), 'image/jpeg');
     // The key is a directory now: the rename into place fails.
     await expect(store.put('fs-only/p/thumb.jpg', Buffer.from('y'), 'image/jpeg')).rejects.toMatchObject({ code: expect.stringMatching(/EISDIR|ENOTEMPTY|EEXIST/) });
+    expect((await readdir(tmp)).filter((f) => f.startsWith('blob-'))).toEqual([]);
+  });
+
+  it('stores four sizes written at once into one new directory', async () => {
+    const keys = ['original', 'medium', 'thumb', 'game'].map((size) => `fs-only/burst/${size}.jpg`);
+    await Promise.all(keys.map((key, i) => store.put(key, Buffer.from(`size ${i}`), 'image/jpeg')));
+    expect(await Promise.all(keys.map(async (key) => (await store.readAll(key)).toString()))).toEqual(['size 0', 'size 1', 'size 2', 'size 3']);
+  });
+
+  it('writes into a directory again after it was removed, and after its temp directory was removed', async () => {
+    await store.put('fs-only/again/a.jpg', Buffer.from('1'), 'image/jpeg');
+    await rm(path.join(dir, 'blobs', 'fs-only', 'again'), { recursive: true });
+    await rm(tmp, { recursive: true });
+    await store.put('fs-only/again/b.jpg', Buffer.from('2'), 'image/jpeg');
+    expect((await store.readAll('fs-only/again/b.jpg')).toString()).toBe('2');
+    expect(await readdir(tmp)).toEqual([]);
+  });
+
+  it('fails a write whose directory cannot be made, leaving no temp file', async () => {
+    await store.put('fs-only/blocked', Buffer.from('a file where a directory would go'), 'image/jpeg');
+    const writes = ['original', 'thumb'].map((size) => store.put(`fs-only/blocked/${size}.jpg`, Buffer.from('x'), 'image/jpeg'));
+    for (const write of writes) await expect(write).rejects.toMatchObject({ code: expect.stringMatching(/ENOTDIR|EEXIST/) });
     expect((await readdir(tmp)).filter((f) => f.startsWith('blob-'))).toEqual([]);
   });
 });

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { migrateToLatest, openDatabase, type Db } from '../../src/platform/db/index.js';
+import SqliteDatabase from 'better-sqlite3';
+import { migrateToLatest, openDatabase, reusingStatements, type Db } from '../../src/platform/db/index.js';
 import { tempDataDir } from '../helpers/config.js';
 import { createTestDatabase, hasPostgres } from '../helpers/pg.js';
 
@@ -58,3 +59,40 @@ dialectSuite(
   },
   !hasPostgres,
 );
+
+describe('reusingStatements (SQLite)', () => {
+  const open = (max?: number) => {
+    const raw = new SqliteDatabase(':memory:');
+    raw.exec('create table t (id integer primary key, name text)');
+    raw.exec("insert into t (name) values ('a'), ('b'), ('c')");
+    return { raw, db: reusingStatements(raw, max) };
+  };
+
+  it('hands out one prepared statement per SQL text, and keeps only the most recently used', () => {
+    const { raw, db } = open(2);
+    const a = db.prepare('select 1');
+    expect(db.prepare('select 1')).toBe(a);
+    db.prepare('select 2');
+    db.prepare('select 3'); // past the limit: 'select 1' was used least recently
+    expect(db.prepare('select 1')).not.toBe(a);
+    raw.close();
+  });
+
+  it('gives a query of a statement still being iterated a statement of its own', () => {
+    const { raw, db } = open();
+    const rows = db.prepare('select name from t order by id').iterate([]);
+    expect(rows.next().value).toEqual({ name: 'a' });
+    // The same SQL while the first is unfinished: reusing it would throw "This statement is busy".
+    expect(db.prepare('select name from t order by id').all([])).toEqual([{ name: 'a' }, { name: 'b' }, { name: 'c' }]);
+    expect([...rows]).toEqual([{ name: 'b' }, { name: 'c' }]);
+    raw.close();
+  });
+
+  it('sees a column a migration added after the statement was first prepared', () => {
+    const { raw, db } = open();
+    expect(db.prepare('select * from t where id = ?').all([1])).toEqual([{ id: 1, name: 'a' }]);
+    raw.exec("alter table t add column colour text default 'red'");
+    expect(db.prepare('select * from t where id = ?').all([1])).toEqual([{ id: 1, name: 'a', colour: 'red' }]);
+    raw.close();
+  });
+});

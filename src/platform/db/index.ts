@@ -17,6 +17,7 @@ import {
   PostgresDialect,
   SqliteDialect,
   type DatabaseConnection,
+  type SqliteDatabase as KyselySqliteDatabase,
   type Driver,
   type MigrationProvider,
   type SelectQueryBuilder,
@@ -45,6 +46,40 @@ class ImmediateSqliteDialect extends SqliteDialect {
   }
 }
 
+/** Prepared statements kept per database: every query the code writes, with room to spare. */
+const STATEMENT_CACHE = 256;
+
+/**
+ * better-sqlite3 for Kysely, with prepared statements reused. Kysely's
+ * SQLite driver prepares every query anew, and preparing costs about as much
+ * as running a small query (a CPU profile of 4 MP uploads: 0.21 ms of each
+ * upload's 0.45 ms in SQLite). Statements are kept by their SQL text, least
+ * recently used dropped past STATEMENT_CACHE. A statement still busy in an
+ * unfinished `iterate()` (a streamed query) is not handed out again: that
+ * caller gets a fresh one. SQLite re-prepares a kept statement by itself when
+ * a migration changes the schema under it.
+ */
+export function reusingStatements(database: SqliteDatabase.Database, max = STATEMENT_CACHE): KyselySqliteDatabase {
+  const kept = new Map<string, SqliteDatabase.Statement>();
+  return {
+    close: () => database.close(),
+    prepare(sql: string) {
+      const hit = kept.get(sql);
+      if (hit && !hit.busy) {
+        kept.delete(sql); // most recently used last
+        kept.set(sql, hit);
+        return hit;
+      }
+      const statement = database.prepare(sql);
+      if (!hit) {
+        kept.set(sql, statement);
+        if (kept.size > max) kept.delete(kept.keys().next().value as string);
+      }
+      return statement;
+    },
+  };
+}
+
 function openSqlite(file: string): Kysely<Database> {
   if (file !== ':memory:') mkdirSync(path.dirname(file), { recursive: true });
   const database = new SqliteDatabase(file);
@@ -52,7 +87,7 @@ function openSqlite(file: string): Kysely<Database> {
   database.pragma('busy_timeout = 10000');
   database.pragma('synchronous = NORMAL');
   database.pragma('foreign_keys = ON');
-  return new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database }) });
+  return new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: reusingStatements(database) }) });
 }
 
 // pg is loaded only by a postgres:// deployment (SQLite ones never need it); Kysely calls this on the first query.

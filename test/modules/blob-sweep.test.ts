@@ -1,5 +1,7 @@
 // The orphan sweep: blobs no row points at go once they are old enough; every owned blob stays.
 import { randomBytes } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { blobKey as aiEditKey } from '../../src/modules/ai-edits/files.js';
 import { BLOB_OWNERS, ownerOf, sweepOrphanBlobs, type BlobOwner } from '../../src/modules/blob-sweep.js';
@@ -97,6 +99,11 @@ describe.each([
     expect(report.groups).toBe(owned.length + orphans.length);
     for (const key of orphans) expect(await server.ctx.blobs.stat(key)).toBeNull();
     for (const key of owned) expect(await server.ctx.blobs.stat(key)).not.toBeNull();
+    // On disk, the directory of an order that held only orphans goes too; the live order's stays.
+    const ordersDir = path.join(server.dataDir, 'blobs', 'orders');
+    const orderDirs = await readdir(ordersDir);
+    expect(orderDirs).not.toContain((orphans[4] as string).split('/')[1]);
+    expect(orderDirs).toContain((owned[1] as string).split('/')[1]);
     const thumb = await fetch(`${server.url}/projects/sweep/images/${owned[0]?.split('/')[1]}?size=thumb`);
     expect(thumb.status).toBe(200);
     // Nothing left to do.

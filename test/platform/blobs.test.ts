@@ -1,4 +1,4 @@
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { text } from 'node:stream/consumers';
@@ -103,6 +103,18 @@ describe('FsBlobStore', () => {
     // The key is a directory now: the rename into place fails.
     await expect(store.put('fs-only/p/thumb.jpg', Buffer.from('y'), 'image/jpeg')).rejects.toMatchObject({ code: expect.stringMatching(/EISDIR|ENOTEMPTY|EEXIST/) });
     expect((await readdir(tmp)).filter((f) => f.startsWith('blob-'))).toEqual([]);
+  });
+
+  it('removes the directories a prefix delete leaves empty, up to the namespace', async () => {
+    const root = path.join(dir, 'blobs');
+    await store.put('fs-only/order-1/file-1/a.jpg', Buffer.from('a'), 'image/jpeg');
+    await store.put('fs-only/order-1/file-2/b.jpg', Buffer.from('b'), 'image/jpeg');
+    await store.deletePrefix('fs-only/order-1/file-1');
+    expect(await readdir(path.join(root, 'fs-only', 'order-1'))).toEqual(['file-2']);
+    await store.deletePrefix('fs-only/order-1/file-2');
+    expect(await readdir(path.join(root, 'fs-only'))).not.toContain('order-1');
+    await store.deletePrefix('fs-only/never-written/x');
+    expect((await stat(path.join(root, 'fs-only'))).isDirectory()).toBe(true);
   });
 
   it('stores four sizes written at once into one new directory', async () => {

@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, stat, unlink, writeFile, copyFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, rmdir, stat, unlink, writeFile, copyFile } from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
@@ -144,8 +144,25 @@ export class FsBlobStore implements BlobStore {
     await rm(this.pathOf(key), { force: true });
   }
 
+  /**
+   * Removes the prefix's directory, then each parent it leaves empty, up to
+   * but not including the namespace's own directory (`orders/<order>/` goes
+   * with its last file group; `orders/` stays). `rmdir` refuses a directory
+   * that is not empty, so a parent another write is filling stays.
+   */
   async deletePrefix(prefix: string): Promise<void> {
-    await rm(this.pathOf(prefix), { recursive: true, force: true });
+    const target = this.pathOf(prefix);
+    await rm(target, { recursive: true, force: true });
+    const namespace = this.pathOf(prefix.split('/')[0] as string);
+    for (let dir = path.dirname(target); dir.startsWith(namespace + path.sep); dir = path.dirname(dir)) {
+      try {
+        await rmdir(dir);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOENT') return;
+        throw err;
+      }
+    }
   }
 
   async *list(prefix: string): AsyncIterable<ListedBlob> {

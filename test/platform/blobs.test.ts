@@ -117,6 +117,16 @@ describe('FsBlobStore', () => {
     expect((await stat(path.join(root, 'fs-only'))).isDirectory()).toBe(true);
   });
 
+  it('removes an image directory with its last file', async () => {
+    const root = path.join(dir, 'blobs', 'fs-only');
+    await Promise.all(['original', 'thumb'].map((size) => store.put(`fs-only/image-9/${size}.jpg`, Buffer.from(size), 'image/jpeg')));
+    await store.delete('fs-only/image-9/original.jpg');
+    expect(await readdir(path.join(root, 'image-9'))).toEqual(['thumb.jpg']);
+    await store.delete('fs-only/image-9/thumb.jpg');
+    expect(await readdir(root)).not.toContain('image-9');
+    await store.delete('fs-only/image-9/thumb.jpg'); // a missing blob is no error
+  });
+
   it('stores four sizes written at once into one new directory', async () => {
     const keys = ['original', 'medium', 'thumb', 'game'].map((size) => `fs-only/burst/${size}.jpg`);
     await Promise.all(keys.map((key, i) => store.put(key, Buffer.from(`size ${i}`), 'image/jpeg')));

@@ -141,19 +141,28 @@ export class FsBlobStore implements BlobStore {
   }
 
   async delete(key: string): Promise<void> {
-    await rm(this.pathOf(key), { force: true });
+    const target = this.pathOf(key);
+    await rm(target, { force: true });
+    await this.removeEmptyParents(key, target);
   }
 
-  /**
-   * Removes the prefix's directory, then each parent it leaves empty, up to
-   * but not including the namespace's own directory (`orders/<order>/` goes
-   * with its last file group; `orders/` stays). `rmdir` refuses a directory
-   * that is not empty, so a parent another write is filling stays.
-   */
+  /** Removes the prefix's directory, and the parents that leaves empty (removeEmptyParents). */
   async deletePrefix(prefix: string): Promise<void> {
     const target = this.pathOf(prefix);
     await rm(target, { recursive: true, force: true });
-    const namespace = this.pathOf(prefix.split('/')[0] as string);
+    await this.removeEmptyParents(prefix, target);
+  }
+
+  /**
+   * After a delete, removes each parent directory it left empty, up to but
+   * not including the namespace's own (`gallery/<image_id>/` goes with its last
+   * size, `orders/<order_id>/` with its last file group; `gallery/` and
+   * `orders/` stay), so deleted images leave no empty directories behind.
+   * `rmdir` refuses a directory that is not empty, so a parent another file
+   * is still in, or a write is filling, stays.
+   */
+  private async removeEmptyParents(key: string, target: string): Promise<void> {
+    const namespace = this.pathOf(key.split('/')[0] as string);
     for (let dir = path.dirname(target); dir.startsWith(namespace + path.sep); dir = path.dirname(dir)) {
       try {
         await rmdir(dir);

@@ -52,13 +52,17 @@ describe('the start command', () => {
     expect(worker.args).toEqual(['dist/src/main.js', 'worker']);
   });
 
-  it('gives the container the same settings', () => {
+  it('gives the containers the same settings', () => {
     const dockerfile = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8').replace(/\\\n\s*/g, ' ');
     const { env, nodeArgs } = startCommand();
     const envLine = dockerfile.split('\n').find((l) => l.startsWith('ENV ')) ?? '';
     for (const [name, value] of Object.entries(env)) expect(envLine.split(/\s+/)).toContain(`${name}=${value}`);
     const cmd = JSON.parse(/^CMD (.*)$/m.exec(dockerfile)?.[1] ?? '[]') as string[];
     expect(cmd.slice(0, 1 + nodeArgs.length)).toEqual(['node', ...nodeArgs]);
+    // compose.yaml's worker runs the same image with its own command.
+    const compose = readFileSync(path.join(ROOT, 'compose.yaml'), 'utf8');
+    const worker = JSON.parse(/^\s*command: (\[.*\])$/m.exec(compose)?.[1] ?? '[]') as string[];
+    expect(worker).toEqual(['node', ...nodeArgs, 'dist/src/main.js', 'worker']);
   });
 
   // glibc ignores a tunable it does not know: a misspelt name would silently change nothing.

@@ -8,6 +8,7 @@
  */
 import sharp, { type Metadata, type OutputInfo } from 'sharp';
 import { TooLarge, UnsupportedImage } from '../errors.js';
+import { isMissing } from '../platform/files.js';
 import { isSrgbProfile } from './icc.js';
 
 export interface Pixels {
@@ -63,7 +64,7 @@ function asDecodeError(err: unknown, maxImagePixels: number): Error {
   if (/heif.*(compression|codec|plugin|not supported|unsupported)/i.test(message)) {
     return new UnsupportedImage('This HEIC/HEIF image uses a codec this server cannot decode; send JPEG, PNG or WebP.', 'unsupported_image');
   }
-  if ((err as NodeJS.ErrnoException | null)?.code === 'ENOENT') return err as Error;
+  if (isMissing(err)) return err as Error;
   return new UnsupportedImage('The image is damaged or truncated and cannot be read.', 'corrupt_image');
 }
 

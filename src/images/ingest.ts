@@ -8,7 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { rm, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { streamToNewFile } from '../platform/files.js';
+import { isMissing, streamToNewFile } from '../platform/files.js';
 import { TooLarge, UnsupportedImage } from '../errors.js';
 import { IMAGE_MIME, SNIFF_BYTES, sniffImageType, type ImageType } from './sniff.js';
 
@@ -90,6 +90,6 @@ export async function discardStaged(staged: Pick<StagedUpload, 'path'>): Promise
   try {
     await unlink(staged.path);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    if (!isMissing(err)) throw err;
   }
 }

@@ -11,6 +11,11 @@ import { readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 
+/** ENOENT: the file, or a directory on its path, does not exist. */
+export function isMissing(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException | null)?.code === 'ENOENT';
+}
+
 type Source = NodeJS.ReadableStream | AsyncIterable<Buffer | string>;
 type Step = NodeJS.ReadWriteStream | ((input: AsyncIterable<Buffer | string>) => AsyncIterable<Buffer>);
 
@@ -45,7 +50,7 @@ export async function sweepStaleFiles(dir: string, olderThanMs: number, now = Da
       await rm(file);
       removed++;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      if (!isMissing(err)) throw err;
     }
   }
   return removed;

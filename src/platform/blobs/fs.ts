@@ -4,6 +4,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { NotFound } from '../../errors.js';
+import { isMissing } from '../files.js';
 import { assertKey, roundTrip, type BlobInfo, type BlobStore, type ByteRange, type ListedBlob } from './index.js';
 
 /** Runs `write`, which leaves `temp` renamed away when it succeeds; when it fails, `temp` goes too (a full disk leaves half a file). */
@@ -14,11 +15,6 @@ async function removedOnFailure(temp: string, write: () => Promise<void>): Promi
     await rm(temp, { force: true });
     throw err;
   }
-}
-
-/** ENOENT: the file or a directory on its path does not exist. */
-function isMissing(err: unknown): boolean {
-  return (err as NodeJS.ErrnoException | null)?.code === 'ENOENT';
 }
 
 /**
@@ -113,7 +109,7 @@ export class FsBlobStore implements BlobStore {
       const s = await stat(this.pathOf(key));
       return { size: s.size, modifiedAt: s.mtime };
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      if (isMissing(err)) return null;
       throw err;
     }
   }
@@ -125,7 +121,7 @@ export class FsBlobStore implements BlobStore {
     await new Promise<void>((resolve, reject) => {
       stream.once('open', () => resolve());
       stream.once('error', (err: NodeJS.ErrnoException) =>
-        reject(err.code === 'ENOENT' ? new NotFound('The file is missing.') : err),
+        reject(isMissing(err) ? new NotFound('The file is missing.') : err),
       );
     });
     return stream;
@@ -135,7 +131,7 @@ export class FsBlobStore implements BlobStore {
     try {
       return await readFile(this.pathOf(key));
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFound('The file is missing.');
+      if (isMissing(err)) throw new NotFound('The file is missing.');
       throw err;
     }
   }
@@ -189,7 +185,7 @@ async function* walk(dir: string, key: string): AsyncIterable<ListedBlob> {
   try {
     entries = await readdir(dir, { withFileTypes: true });
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    if (isMissing(err)) return;
     throw err;
   }
   for (const entry of entries) {
@@ -202,7 +198,7 @@ async function* walk(dir: string, key: string): AsyncIterable<ListedBlob> {
     try {
       yield { key: `${key}/${entry.name}`, modifiedAt: (await stat(file)).mtime };
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      if (!isMissing(err)) throw err;
     }
   }
 }

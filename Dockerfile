@@ -16,4 +16,4 @@ ENV NODE_ENV=production HOST=0.0.0.0 PORT=8000 DATA_DIR=/data \
 VOLUME /data
 EXPOSE 8000
 USER node
-CMD ["node", "--max-semi-space-size=4", "dist/src/main.js", "serve"]
+CMD ["node", "--max-semi-space-size=4", "--initial-old-space-size=96", "dist/src/main.js", "serve"]

@@ -40,7 +40,7 @@ describe('the start command', () => {
   it("sets glibc's allocator: one arena, a fixed mmap threshold of 2 MB, huge pages for large blocks", () => {
     const { env, nodeArgs, args } = startCommand();
     expect(env.GLIBC_TUNABLES?.split(':').sort()).toEqual(['glibc.malloc.arena_max=1', 'glibc.malloc.hugetlb=1', 'glibc.malloc.mmap_threshold=2097152']);
-    expect(nodeArgs).toEqual(['--max-semi-space-size=4']);
+    expect(nodeArgs).toEqual(['--max-semi-space-size=4', '--initial-old-space-size=96']);
     expect(args).toEqual(['dist/src/main.js', 'serve']);
   });
 

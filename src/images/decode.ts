@@ -26,6 +26,12 @@ export interface Inspected {
   orientation: number;
   /** Estimated peak bytes the decode holds; the DecodeLimiter budgets with it. */
   decodeCost: number;
+  /**
+   * What the render still holds once the decode is over: the 8-bit pixels and
+   * the fixed share. A progressive JPEG's coefficients and a 16-bit image's
+   * wide copy are gone by then.
+   */
+  heldCost: number;
   /** The embedded ICC profile is sRGB's own, so converting with it would change nothing (icc.ts). */
   srgbProfile: boolean;
 }
@@ -100,10 +106,11 @@ export async function inspect(file: string, maxImagePixels: number): Promise<Ins
   // state; a progressive JPEG or interlaced PNG also keeps the whole image's
   // coefficients (wholeImageBytesPerPixel). A rotated photo needs no second copy:
   // it is decoded as stored and each output turned as it is encoded.
+  const fixed = 16 * 1024 * 1024;
   const perPixel = 3 + (meta.isProgressive === true ? wholeImageBytesPerPixel(meta.chromaSubsampling) : 0) + (meta.depth === 'ushort' ? 6 : 0);
   const tagged = meta.orientation ?? 1;
   const orientation = Number.isInteger(tagged) && tagged >= 1 && tagged <= 8 ? tagged : 1;
-  return { width, height, orientation, decodeCost: pixels * perPixel + 16 * 1024 * 1024, srgbProfile: isSrgbProfile(meta.icc) };
+  return { width, height, orientation, decodeCost: pixels * perPixel + fixed, heldCost: pixels * 3 + fixed, srgbProfile: isSrgbProfile(meta.icc) };
 }
 
 /**

@@ -11,10 +11,20 @@
  * needs 174 MB, left one core idle for a third of a batch). Each waiting
  * image lets at most MAX_PASSES later ones start before it, so a big upload
  * is never starved by a stream of small ones. The budget holds either way.
+ *
+ * A running image may give back part of its share early (Lease.shrinkTo):
+ * a progressive JPEG needs its whole-image coefficients only while it
+ * decodes, and the next image can start as soon as they are freed.
  */
 
 /** How many later images may start before one that is waiting for memory. */
 export const MAX_PASSES = 2;
+
+/** A running task's hold on the budget. */
+export interface Lease {
+  /** Gives back what the task no longer needs: its hold becomes `cost` bytes when that is less than it holds now. */
+  shrinkTo(cost: number): void;
+}
 
 interface Waiter {
   cost: number;
@@ -39,17 +49,32 @@ export class DecodeLimiter {
     this.drain();
   }
 
-  /** Runs `task` once a slot and `cost` bytes of the budget are free. */
-  async run<T>(cost: number, task: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `task` once a slot and `cost` bytes of the budget are free. The task
+   * may give part of its share back early (Lease.shrinkTo), when the part of
+   * its work that needed it is over; the rest goes back when it ends.
+   */
+  async run<T>(cost: number, task: (lease: Lease) => Promise<T>): Promise<T> {
     await new Promise<void>((admit) => {
       this.queue.push({ cost, admit, passed: 0 });
       this.drain();
     });
+    let held = cost;
+    let ended = false;
+    const lease: Lease = {
+      shrinkTo: (smaller) => {
+        if (ended || !(smaller >= 0 && smaller < held)) return;
+        this.used -= held - smaller;
+        held = smaller;
+        this.drain();
+      },
+    };
     try {
-      return await task();
+      return await task(lease);
     } finally {
+      ended = true;
       this.running -= 1;
-      this.used -= cost;
+      this.used -= held;
       this.drain();
     }
   }

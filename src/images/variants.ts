@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import os from 'node:os';
 import sharp, { type JpegOptions, type Sharp, type SharpOptions } from 'sharp';
 import { configureSharp, decodeOnce, inspect, type Inspected, type Pixels } from './decode.js';
-import { DecodeLimiter } from './limit.js';
+import { DecodeLimiter, type Lease } from './limit.js';
 import { pixelsDropped } from './release.js';
 import type { StagedUpload } from './ingest.js';
 
@@ -62,12 +62,14 @@ export interface RenderOptions {
 /**
  * Process-wide on purpose: libvips' memory and the CPU cores are shared by
  * every request in the process, so one limiter must see all decodes.
- * 256 MB lets two typical 12-20 MP photos decode together, and a 17 MP
- * progressive JPEG (about 170 MB while decoding) beside a 20 MP baseline one;
- * at 192 MB the progressive one ran alone and left a core idle (4.2 against
- * 5.8 photos/s on the corpus, for ~25 MB more peak; docs/performance.md).
+ * 248 MiB lets two typical 12-20 MP photos decode together, and a 17 MP
+ * progressive 4:4:4 JPEG (174 MiB while decoding, 64 MiB after) beside an
+ * 18 MP baseline one but not a 20 MP one: that pair took the variants bench
+ * to 290-315 MB. At 240 MiB the progressive photo decodes alone (peaks
+ * 240-266 MB, ~10% fewer photos/s); at 256 MiB it pairs with the 20 MP one
+ * (peaks 267-315 MB, 3-10% more photos/s). docs/performance.md, eighth round.
  */
-const DECODE_BUDGET_BYTES = 256 * 1024 * 1024;
+const DECODE_BUDGET_BYTES = 248 * 1024 * 1024;
 const limiter = new DecodeLimiter(os.availableParallelism(), DECODE_BUDGET_BYTES);
 
 export function configureImageEngine(opts: { concurrency?: number; memoryBudgetBytes?: number }): void {
@@ -250,11 +252,12 @@ export async function renderVariants<S extends SizeName>(
 ): Promise<RenderedImage<S>> {
   configureSharp();
   const header = await inspect(input.path, opts.maxImagePixels);
-  // The render keeps its place in the decode budget until its pixels' memory is back: a
-  // progressive JPEG admitted a moment earlier fills tens of MB of coefficients at once, and
-  // on top of a finished photo not yet collected that made the variants bench's highest peaks.
-  return limiter.run(header.decodeCost, async () => {
-    const { image, pixelBytes } = await decodeAndRender(input.path, header, sizes, opts);
+  // The render holds its decode cost until the decode is over, then only what its pixels need
+  // (decodeAndRender). It keeps that place until the pixels' memory is back: a progressive JPEG
+  // admitted a moment earlier fills tens of MB of coefficients at once, and on top of a finished
+  // photo not yet collected that made the variants bench's highest peaks.
+  return limiter.run(header.decodeCost, async (lease) => {
+    const { image, pixelBytes } = await decodeAndRender(input.path, header, sizes, opts, lease);
     await pixelsDropped(pixelBytes);
     return image;
   });
@@ -266,8 +269,11 @@ async function decodeAndRender<S extends SizeName>(
   header: Inspected,
   sizes: readonly S[],
   opts: RenderOptions,
+  lease: Lease,
 ): Promise<{ image: RenderedImage<S>; pixelBytes: number }> {
   const full = await decodeOnce(file, opts.maxImagePixels, header);
+  // A progressive JPEG's coefficients are freed with its decoder: the next photo may start now.
+  lease.shrinkTo(header.heldCost);
   const stages: Pixels[] = [full];
   const kept: Partial<Record<SizeName, Unturned>> = {};
   const variants = await renderFromPixels(sizes, opts.jpegQuality, header.orientation, stages, kept);

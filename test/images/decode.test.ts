@@ -34,6 +34,14 @@ describe('the decode cost the limiter budgets with', () => {
     expect(p444.decodeCost).toBeCloseTo(pixels * (3 + 6.9) + 16 * MB, -1);
   });
 
+  it('drops to the 3-byte result plus the fixed share once the decode is over, progressive or not', async () => {
+    for (const options of [{ chromaSubsampling: '4:2:0' }, { progressive: true, chromaSubsampling: '4:4:4' }] satisfies JpegOptions[]) {
+      const { decodeCost, heldCost } = await inspect(await jpeg(`held-${String(options.progressive)}.jpg`, options), 50e6);
+      expect(heldCost).toBe(pixels * 3 + 16 * MB);
+      expect(heldCost).toBeLessThanOrEqual(decodeCost);
+    }
+  });
+
   it('counts an unknown sample layout as the costliest', () => {
     expect(wholeImageBytesPerPixel(undefined)).toBe(wholeImageBytesPerPixel('4:4:4'));
     expect(wholeImageBytesPerPixel('4:2:2')).toBeLessThan(wholeImageBytesPerPixel('4:4:4'));

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DecodeLimiter, MAX_PASSES } from '../../src/images/limit.js';
+import { DecodeLimiter, MAX_PASSES, type Lease } from '../../src/images/limit.js';
 
 function deferred(): { promise: Promise<void>; resolve: () => void } {
   let resolve = (): void => undefined;
@@ -97,6 +97,47 @@ describe('DecodeLimiter', () => {
     expect(order.slice(MAX_PASSES + 1)).toEqual(['big', `s${MAX_PASSES}`, `s${MAX_PASSES + 1}`]);
     await big.finish();
     for (const s of smalls.slice(MAX_PASSES)) await s.finish();
+    expect(limiter.stats).toEqual({ running: 0, queued: 0, usedBytes: 0 });
+  });
+
+  it('lets a job waiting for memory start once a running one gives back what its decode needed', async () => {
+    const limiter = new DecodeLimiter(2, 100);
+    const order: string[] = [];
+    const decoded = deferred();
+    const gate = deferred();
+    const progressive = limiter.run(80, async (lease) => {
+      order.push('progressive');
+      await decoded.promise;
+      lease.shrinkTo(30);
+      await gate.promise;
+    });
+    const next = gated(limiter, order, 'next', 60);
+    await tick();
+    expect(order).toEqual(['progressive']);
+    decoded.resolve();
+    await tick();
+    expect(order).toEqual(['progressive', 'next']);
+    expect(limiter.stats).toEqual({ running: 2, queued: 0, usedBytes: 90 });
+    gate.resolve();
+    await progressive;
+    await next.finish();
+    expect(limiter.stats).toEqual({ running: 0, queued: 0, usedBytes: 0 });
+  });
+
+  it('never lets a lease grow its hold, nor change it after its task ended', async () => {
+    const limiter = new DecodeLimiter(2, 100);
+    let kept: Lease | undefined;
+    await limiter.run(40, async (lease) => {
+      lease.shrinkTo(70);
+      expect(limiter.stats.usedBytes).toBe(40);
+      lease.shrinkTo(-5);
+      expect(limiter.stats.usedBytes).toBe(40);
+      lease.shrinkTo(10);
+      lease.shrinkTo(10);
+      expect(limiter.stats.usedBytes).toBe(10);
+      kept = lease;
+    });
+    kept?.shrinkTo(0);
     expect(limiter.stats).toEqual({ running: 0, queued: 0, usedBytes: 0 });
   });
 

@@ -5,7 +5,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pngBomb } from '../helpers/png.js';
 import { inspect } from '../../src/images/decode.js';
-import { isSizeName, renderVariants, SIZE_NAMES, SIZES, type RenderedImage } from '../../src/images/variants.js';
+import { decodeLoad, isSizeName, renderVariants, SIZE_NAMES, SIZES, type RenderedImage } from '../../src/images/variants.js';
 
 const FIXTURES = path.join(import.meta.dirname, '..', 'fixtures');
 const fixture = (name: string): string => path.join(FIXTURES, name);
@@ -55,6 +55,24 @@ describe('renderVariants', () => {
   it('keeps a small photo at its size for original and medium, and still makes game exactly 50x50', async () => {
     const out = await render(fixture('rocket_small_640x427.jpg'));
     expect(dims(out)).toEqual({ original: [640, 427], medium: [640, 427], thumb: [400, 267], game: [50, 50] });
+  });
+
+  it("gives back a progressive JPEG's share of the decode budget for its coefficients as soon as the decode is over", async () => {
+    const photo = await sharp(fixture('path_2560x1600_olympus_exif.jpg')).jpeg({ progressive: true, chromaSubsampling: '4:4:4' }).toBuffer();
+    const file = tempFile('progressive-444.jpg', photo);
+    const header = await inspect(file, OPTS.maxImagePixels);
+    expect(header.heldCost).toBeLessThan(header.decodeCost);
+    // The main thread is free while sharp works on the thread pool: watch what the render holds, turn by turn.
+    const held = new Set<number>();
+    let done = false;
+    const rendering = render(file).finally(() => (done = true));
+    while (!done) {
+      const { running, usedBytes } = decodeLoad();
+      if (running === 1) held.add(usedBytes);
+      await new Promise((r) => setImmediate(r));
+    }
+    await rendering;
+    expect([...held]).toEqual([header.decodeCost, header.heldCost]);
   });
 
   it('makes only the sizes asked for', async () => {

@@ -106,11 +106,11 @@ export async function inspect(file: string, maxImagePixels: number): Promise<Ins
   // state; a progressive JPEG or interlaced PNG also keeps the whole image's
   // coefficients (wholeImageBytesPerPixel). A rotated photo needs no second copy:
   // it is decoded as stored and each output turned as it is encoded.
-  const fixed = 16 * 1024 * 1024;
-  const perPixel = 3 + (meta.isProgressive === true ? wholeImageBytesPerPixel(meta.chromaSubsampling) : 0) + (meta.depth === 'ushort' ? 6 : 0);
+  const heldCost = pixels * 3 + 16 * 1024 * 1024;
+  const decodeOnlyPerPixel = (meta.isProgressive === true ? wholeImageBytesPerPixel(meta.chromaSubsampling) : 0) + (meta.depth === 'ushort' ? 6 : 0);
   const tagged = meta.orientation ?? 1;
   const orientation = Number.isInteger(tagged) && tagged >= 1 && tagged <= 8 ? tagged : 1;
-  return { width, height, orientation, decodeCost: pixels * perPixel + fixed, heldCost: pixels * 3 + fixed, srgbProfile: isSrgbProfile(meta.icc) };
+  return { width, height, orientation, decodeCost: heldCost + pixels * decodeOnlyPerPixel, heldCost, srgbProfile: isSrgbProfile(meta.icc) };
 }
 
 /**

@@ -66,8 +66,8 @@ export interface RenderOptions {
  * progressive 4:4:4 JPEG (174 MiB while decoding, 64 MiB after) beside an
  * 18 MP baseline one but not a 20 MP one: that pair took the variants bench
  * to 290-315 MB. At 240 MiB the progressive photo decodes alone (peaks
- * 240-266 MB, ~10% fewer photos/s); at 256 MiB it pairs with the 20 MP one
- * (peaks 267-315 MB, 3-10% more photos/s). docs/performance.md, eighth round.
+ * 240-266 MB, 5% fewer photos/s than 248); at 256 MiB it pairs with the 20 MP
+ * one (peaks 267-315 MB, 3-10% more photos/s). docs/performance.md, eighth round.
  */
 const DECODE_BUDGET_BYTES = 248 * 1024 * 1024;
 const limiter = new DecodeLimiter(os.availableParallelism(), DECODE_BUDGET_BYTES);

@@ -15,10 +15,14 @@
  * uploads alternate one by one (a render, an upload, a render, …), so that
  * the machine's drift, which moves both by 20% within seconds here, falls
  * on both alike; this runs for BENCH_ROUNDS rounds (default 3) and the
- * verdicts at c=1 are on the medians of the rounds. Figures, never pass/fail.
+ * verdicts at c=1 are on the medians of the rounds. Each turn also runs the
+ * machine reference once (a fixed memory-bound job with nothing of Kiln in
+ * it, bench/lib/engine-child.mjs): its p99 / p50 in the same rounds is what
+ * the machine's memory alone does to a tail, printed beside the target's.
+ * Figures, never pass/fail.
  *
  *   npm run build && node --import tsx bench/run.ts upload     (or `npm run bench -- upload`)
- *   BENCH_SECONDS=15 sets the time at c=4, and the time of each round at c=1 is two thirds of it.
+ *   BENCH_SECONDS=15 sets the time at c=4 and of each round at c=1.
  *   BENCH_STORAGE=s3 stores the blobs in a bucket of the tests' local S3-protocol server
  *   (test/helpers/s3.ts, objects in memory, in a process of its own: bench/lib/s3-child.ts)
  *   instead of the disk: the cost of the S3 client itself, without a network's latency.
@@ -42,8 +46,8 @@ const PHOTO = 'path_2560x1600_olympus_exif.jpg';
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
 const STORAGE = process.env.BENCH_STORAGE === 's3' ? 's3' : 'fs';
-/** Each round at c=1: renders and uploads alternating. */
-const ROUND_SECONDS = (SECONDS * 2) / 3;
+/** Each round at c=1: renders, references and uploads alternating. */
+const ROUND_SECONDS = SECONDS;
 const WARMUP_UPLOADS = 4;
 const TARGET_RPS_C4 = 13;
 const TARGET_P99_RATIO = 1.5;
@@ -79,7 +83,7 @@ class Engine {
     });
   }
 
-  private async ask(message: { renders: number }): Promise<number[]> {
+  private async ask(message: { renders: number } | { references: number }): Promise<number[]> {
     await this.ready;
     const answered = this.answer();
     this.child.send(message);
@@ -89,6 +93,11 @@ class Engine {
   /** n renders one after another; their times. */
   renders(n: number): Promise<number[]> {
     return this.ask({ renders: n });
+  }
+
+  /** n runs of the machine reference; their times. */
+  references(n: number): Promise<number[]> {
+    return this.ask({ references: n });
   }
 
   close(): void {
@@ -147,11 +156,12 @@ async function main(): Promise<void> {
   const engine = new Engine(photo);
   const s3 = STORAGE === 's3' ? await startS3Child('kiln-bench') : null;
   const kiln = await startBenchServer(s3 ? s3.env : {});
-  const turns: Array<{ round: number; engine: number[]; c1: Phase }> = [];
+  const turns: Array<{ round: number; engine: number[]; reference: number[]; c1: Phase }> = [];
   let c4: Phase;
   let idleRss: number | null = null;
   try {
     await engine.renders(WARMUP_UPLOADS);
+    await engine.references(WARMUP_UPLOADS);
     const warm = uploader(kiln, data, 1);
     for (let i = 0; i < WARMUP_UPLOADS; i++) await uploadOnce(warm);
     warm.close();
@@ -160,8 +170,12 @@ async function main(): Promise<void> {
       // The protocol server keeps objects in memory: a long run would measure its heap, not Kiln.
       await s3?.clear();
       const engineTimes: number[] = [];
-      const c1 = await phase(kiln, data, 1, ROUND_SECONDS, async () => engineTimes.push(...(await engine.renders(1))));
-      turns.push({ round, engine: engineTimes, c1 });
+      const referenceTimes: number[] = [];
+      const c1 = await phase(kiln, data, 1, ROUND_SECONDS, async () => {
+        engineTimes.push(...(await engine.renders(1)));
+        referenceTimes.push(...(await engine.references(1)));
+      });
+      turns.push({ round, engine: engineTimes, reference: referenceTimes, c1 });
     }
     await s3?.clear();
     c4 = await phase(kiln, data, 4, SECONDS);
@@ -184,6 +198,7 @@ async function main(): Promise<void> {
       ['measure', 'round', 'uploads', 'failed', 'uploads/s', 'p50 ms', 'p99 ms', 'p99 / p50', 'server peak RSS MB', 'overhead'],
       [
         ...turns.flatMap((t) => [
+          ['machine reference (copy 12 MB x 60), c=1', t.round, t.reference.length, 0, '', fmt(p50(t.reference), 0), fmt(p99(t.reference), 0), fmt(tailRatio(t.reference)), '', ''],
           ['engine only (stage + 4 variants), c=1', t.round, t.engine.length, 0, fmt(1000 / p50(t.engine), 2), fmt(p50(t.engine), 0), fmt(p99(t.engine), 0), fmt(tailRatio(t.engine)), '', ''],
           ['HTTP upload, c=1', t.round, t.c1.ok, t.c1.failed, fmt(1000 / p50(t.c1.latenciesMs), 2), fmt(p50(t.c1.latenciesMs), 0), fmt(p99(t.c1.latenciesMs), 0), fmt(tailRatio(t.c1.latenciesMs)), fmt(t.c1.peakRssMb, 0), `${fmt(overhead(t) * 100, 1)}%`],
         ]),
@@ -193,10 +208,13 @@ async function main(): Promise<void> {
   );
   const overheads = turns.map(overhead);
   const c1Tails = turns.map((t) => tailRatio(t.c1.latenciesMs));
+  const engineTails = turns.map((t) => tailRatio(t.engine));
+  const referenceTails = turns.map((t) => tailRatio(t.reference));
   const list = (values: number[], digits: number, unit = ''): string => values.map((v) => `${fmt(v, digits)}${unit}`).join(', ');
   console.log();
   console.log(`HTTP + storage overhead at c=1 over ${ROUNDS} rounds: ${list(overheads.map((o) => o * 100), 1, '%')}; median ${fmt(medianOf(overheads) * 100, 1)}%: ${verdict(medianOf(overheads) <= TARGET_OVERHEAD)} (target <= ${TARGET_OVERHEAD * 100}% of the engine's p50)`);
   console.log(`c=1 p99 / p50 over ${ROUNDS} rounds: ${list(c1Tails, 2)}; median ${fmt(medianOf(c1Tails))}: ${verdict(medianOf(c1Tails) <= TARGET_P99_RATIO)} (target <= ${TARGET_P99_RATIO})`);
+  console.log(`  in the same rounds, the engine alone: ${list(engineTails, 2)} (median ${fmt(medianOf(engineTails))}); the machine reference: ${list(referenceTails, 2)} (median ${fmt(medianOf(referenceTails))})`);
   console.log(`c=4: ${fmt(rps(c4), 2)} uploads/s: ${verdict(rps(c4) >= TARGET_RPS_C4)} (target >= ${TARGET_RPS_C4}/s); p99 / p50 ${fmt(tailRatio(c4.latenciesMs))}: ${verdict(tailRatio(c4.latenciesMs) <= TARGET_P99_RATIO)} (target <= ${TARGET_P99_RATIO})`);
   console.log(`\nat c=1, uploads/s is 1000 / p50 for both (the two alternate, so neither runs the whole time).`);
   console.log(`server RSS after warm-up, idle: ${fmt(idleRss, 0)} MB; peak RSS per level from /proc VmHWM (reset per level) and 50 ms VmRSS samples.`);

@@ -52,6 +52,28 @@ describe('renderVariants', () => {
     }
   });
 
+  it('makes every size a faithful picture of the photo, not an aliased one', async () => {
+    // Against an independent reduction of the file with libvips' three-lobed Lanczos: Kiln's sizes
+    // measure 33-40 dB (the quality-85 encode is most of the difference); point sampling, which
+    // aliases fine detail, measures 30.5 dB and under before any encode.
+    const file = fixture('path_2560x1600_olympus_exif.jpg');
+    const out = await render(file);
+    const psnr = (a: Buffer, b: Buffer): number => {
+      let squares = 0;
+      for (let i = 0; i < a.length; i++) squares += ((a[i] as number) - (b[i] as number)) ** 2;
+      return 10 * Math.log10((255 * 255) / (squares / a.length));
+    };
+    for (const [name, v] of Object.entries(out.variants)) {
+      const got = await sharp(v.data).raw().toBuffer();
+      const reference = await sharp(file)
+        .resize(v.width, v.height, { fit: name === 'game' ? 'cover' : 'fill', kernel: 'lanczos3' })
+        .raw()
+        .toBuffer();
+      expect(got.length, name).toBe(reference.length);
+      expect(psnr(got, reference), name).toBeGreaterThan(32);
+    }
+  });
+
   it('keeps a small photo at its size for original and medium, and still makes game exactly 50x50', async () => {
     const out = await render(fixture('rocket_small_640x427.jpg'));
     expect(dims(out)).toEqual({ original: [640, 427], medium: [640, 427], thumb: [400, 267], game: [50, 50] });

@@ -67,7 +67,7 @@ export interface RenderOptions {
  * only with a photo already past its own decode: an 18 MP baseline one
  * (67 MiB) starting beside it took the variants bench to 290-315 MB. At
  * 248 MiB that pair is let in (peaks 247-297 MB, 2-8% more photos/s than at
- * 240, whose peaks were 243-276 MB). docs/performance.md, eighth and ninth rounds.
+ * 240, whose peaks were 244-276 MB). docs/performance.md, eighth and ninth rounds.
  */
 const DECODE_BUDGET_BYTES = 240 * 1024 * 1024;
 const limiter = new DecodeLimiter(os.availableParallelism(), DECODE_BUDGET_BYTES);

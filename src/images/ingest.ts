@@ -10,6 +10,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { isMissing, streamToNewFile } from '../platform/files.js';
 import { TooLarge, UnsupportedImage } from '../errors.js';
+import { noteStaged } from './release.js';
 import { IMAGE_MIME, SNIFF_BYTES, sniffImageType, type ImageType } from './sniff.js';
 
 export interface StagedUpload {
@@ -59,6 +60,7 @@ export async function stageUpload(source: NodeJS.ReadableStream | Readable, opts
         headBytes += Math.min(chunk.length, SNIFF_BYTES - headBytes);
       }
       yield chunk;
+      noteStaged(chunk.length); // handed to the file: once written, its memory can go back (release.ts)
     }
   }
 

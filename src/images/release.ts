@@ -8,11 +8,21 @@
  * V8, which starts a collection by itself after every ~64 MB of new external
  * memory: forcing one every couple of 4 MP uploads cost 15% of the upload
  * rate at 4 in parallel (12.3 against 14.4/s) for no lower peak.
+ *
+ * The same lag holds for the chunks an upload arrives in: each is a 64 KB
+ * Buffer from the socket that dies as soon as it is on disk, but its memory
+ * is back only after a young collection, which V8 puts off while its own heap
+ * has room. With 20 uploads streaming in, tens of MB of dead chunks sat in the
+ * allocator's heap between two (memory bench peaks 283-304 MB); a young
+ * collection after every 8 MiB staged brought them to 274-282 MB
+ * (docs/performance.md, ninth round). A young collection of this server's
+ * heap takes well under a millisecond.
  */
 import v8 from 'node:v8';
 import vm from 'node:vm';
 
-type Collect = () => void;
+/** V8's `gc`: a full collection, or a young one with `{ type: 'minor' }`. */
+type Collect = (options?: { type: 'major' | 'minor' }) => void;
 
 /** Pixel bytes one render drops at or above which it collects: a photo of about 10 MP or more. */
 const LARGE_RENDER_BYTES = 32 * 1024 * 1024;
@@ -70,4 +80,29 @@ export async function pixelsDropped(bytes: number): Promise<void> {
   await nextTurn();
   gc();
   await nextTurn();
+}
+
+/** Bytes staged between two young collections (noteStaged). */
+export const STAGED_BYTES_PER_COLLECTION = 8 * 1024 * 1024;
+
+let stagedSinceCollection = 0;
+let youngCollectionPending = false;
+
+/**
+ * Called by upload staging for every chunk written to disk. After each
+ * STAGED_BYTES_PER_COLLECTION bytes, process-wide, it asks for one young
+ * collection on the next turn of the event loop (never more than one waiting),
+ * so the chunks already on disk give their memory back.
+ */
+export function noteStaged(bytes: number): void {
+  stagedSinceCollection += bytes;
+  if (stagedSinceCollection < STAGED_BYTES_PER_COLLECTION || youngCollectionPending) return;
+  const gc = collector();
+  if (!gc) return;
+  stagedSinceCollection = 0;
+  youngCollectionPending = true;
+  setImmediate(() => {
+    youngCollectionPending = false;
+    gc({ type: 'minor' });
+  });
 }

@@ -2,10 +2,12 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:f
 import { createHash } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
+import { constants as perf, PerformanceObserver } from 'node:perf_hooks';
 import { PassThrough, Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { TooLarge, UnsupportedImage } from '../../src/errors.js';
 import { discardStaged, stageUpload } from '../../src/images/ingest.js';
+import { STAGED_BYTES_PER_COLLECTION } from '../../src/images/release.js';
 
 const ROCKET = readFileSync(new URL('../fixtures/rocket_small_640x427.jpg', import.meta.url));
 
@@ -101,4 +103,28 @@ describe('stageUpload', () => {
     expect(path.basename(a.path)).toMatch(/^upload-[0-9a-f]{32}$/);
     expect(statSync(a.path).mode & 0o077).toBe(0);
   });
+
+  it('asks for a young collection after every 8 MiB staged, so chunks already written give their memory back', async () => {
+    // Forced young collections are the ones this asks for: V8's own are not flagged as forced.
+    let forcedYoung = 0;
+    const observer = new PerformanceObserver((list) => {
+      for (const entry of list.getEntries()) {
+        const { kind, flags } = (entry as unknown as { detail: { kind: number; flags: number } }).detail; // a 'gc' entry's detail
+        if (kind === perf.NODE_PERFORMANCE_GC_MINOR && (flags & perf.NODE_PERFORMANCE_GC_FLAGS_FORCED) !== 0) forcedYoung++;
+      }
+    });
+    observer.observe({ entryTypes: ['gc'] });
+    // A JPEG's first bytes, then 5 x 8 MiB of filler in 64 KB chunks, as a socket delivers them.
+    const size = 5 * STAGED_BYTES_PER_COLLECTION;
+    const body = Buffer.alloc(size);
+    ROCKET.copy(body);
+    const staged = await stageUpload(chunked(body, 64 * 1024), { tmpDir, maxBytes: size });
+    await new Promise((resolve) => setTimeout(resolve, 50)); // GC entries are delivered asynchronously
+    observer.disconnect();
+    await discardStaged(staged);
+    // Five thresholds crossed; one may fold into the next while a collection is still waiting for its turn.
+    expect(forcedYoung).toBeGreaterThanOrEqual(4);
+    expect(forcedYoung).toBeLessThanOrEqual(5);
+  });
 });
+

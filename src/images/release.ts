@@ -13,11 +13,12 @@
  * Buffer from the socket that dies as soon as it is on disk, but its memory
  * is back only after a young collection, which V8 puts off while its own heap
  * has room. With 20 uploads streaming in, tens of MB of dead chunks sat in the
- * allocator's heap between two (memory bench peaks 283-304 MB); a young
- * collection after every 8 MiB staged brought them to 274-282 MB
- * (docs/performance.md, ninth round). A young collection of this server's
- * heap takes well under a millisecond.
+ * allocator's heap between two (memory bench peaks 283-304 MB); asking for a
+ * young collection once 8 MiB were staged with none since brought them to
+ * 274-288 MB (docs/performance.md, ninth round). A young collection of this
+ * server's heap takes well under a millisecond.
  */
+import { constants as perf, PerformanceObserver } from 'node:perf_hooks';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 
@@ -82,27 +83,43 @@ export async function pixelsDropped(bytes: number): Promise<void> {
   await nextTurn();
 }
 
-/** Bytes staged between two young collections (noteStaged). */
+/** The most bytes staged before a young collection is asked for, when V8 has run none of its own since (noteStaged). */
 export const STAGED_BYTES_PER_COLLECTION = 8 * 1024 * 1024;
 
-let stagedSinceCollection = 0;
+let stagedSinceYoungCollection = 0;
 let youngCollectionPending = false;
+let watchingYoungCollections = false;
+
+/** Any young collection, V8's own or asked for, takes the chunks staged before it: the count starts again. */
+function watchYoungCollections(): void {
+  if (watchingYoungCollections) return;
+  watchingYoungCollections = true;
+  new PerformanceObserver((list) => {
+    // A 'gc' entry's detail says which collection it was.
+    if (list.getEntries().some((e) => (e as unknown as { detail: { kind: number } }).detail.kind === perf.NODE_PERFORMANCE_GC_MINOR)) {
+      stagedSinceYoungCollection = 0;
+    }
+  }).observe({ entryTypes: ['gc'] });
+}
 
 /**
- * Called by upload staging for every chunk written to disk. After each
- * STAGED_BYTES_PER_COLLECTION bytes, process-wide, it asks for one young
- * collection on the next turn of the event loop (never more than one waiting),
- * so the chunks already on disk give their memory back.
+ * Called by upload staging for every chunk handed to the file. Once
+ * STAGED_BYTES_PER_COLLECTION bytes, process-wide, were staged with no young
+ * collection since, it asks for one on the next turn of the event loop (never
+ * more than one waiting), so the chunks already written give their memory
+ * back. Where V8 collects often by itself (renders' pixel Buffers set it
+ * off), this asks for nothing.
  */
 export function noteStaged(bytes: number): void {
-  stagedSinceCollection += bytes;
-  if (stagedSinceCollection < STAGED_BYTES_PER_COLLECTION || youngCollectionPending) return;
+  watchYoungCollections();
+  stagedSinceYoungCollection += bytes;
+  if (stagedSinceYoungCollection < STAGED_BYTES_PER_COLLECTION || youngCollectionPending) return;
   const gc = collector();
   if (!gc) return;
-  stagedSinceCollection = 0;
   youngCollectionPending = true;
   setImmediate(() => {
     youngCollectionPending = false;
+    stagedSinceYoungCollection = 0;
     gc({ type: 'minor' });
   });
 }

@@ -104,17 +104,20 @@ describe('stageUpload', () => {
     expect(statSync(a.path).mode & 0o077).toBe(0);
   });
 
-  it('asks for a young collection after every 8 MiB staged, so chunks already written give their memory back', async () => {
-    // Forced young collections are the ones this asks for: V8's own are not flagged as forced.
-    let forcedYoung = 0;
+  it('never lets more than 8 MiB staged wait for a young collection, so chunks already written give their memory back', async () => {
+    let young = 0;
+    let forced = 0;
     const observer = new PerformanceObserver((list) => {
       for (const entry of list.getEntries()) {
         const { kind, flags } = (entry as unknown as { detail: { kind: number; flags: number } }).detail; // a 'gc' entry's detail
-        if (kind === perf.NODE_PERFORMANCE_GC_MINOR && (flags & perf.NODE_PERFORMANCE_GC_FLAGS_FORCED) !== 0) forcedYoung++;
+        if (kind !== perf.NODE_PERFORMANCE_GC_MINOR) continue;
+        young++;
+        if ((flags & perf.NODE_PERFORMANCE_GC_FLAGS_FORCED) !== 0) forced++;
       }
     });
     observer.observe({ entryTypes: ['gc'] });
     // A JPEG's first bytes, then 5 x 8 MiB of filler in 64 KB chunks, as a socket delivers them.
+    // V8 alone runs about one young collection in that much staging (dead chunks are outside its heap).
     const size = 5 * STAGED_BYTES_PER_COLLECTION;
     const body = Buffer.alloc(size);
     ROCKET.copy(body);
@@ -122,9 +125,9 @@ describe('stageUpload', () => {
     await new Promise((resolve) => setTimeout(resolve, 50)); // GC entries are delivered asynchronously
     observer.disconnect();
     await discardStaged(staged);
-    // Five thresholds crossed; one may fold into the next while a collection is still waiting for its turn.
-    expect(forcedYoung).toBeGreaterThanOrEqual(4);
-    expect(forcedYoung).toBeLessThanOrEqual(5);
+    // One per 8 MiB at least; one may fold into the next while a collection waits for its turn.
+    expect(young).toBeGreaterThanOrEqual(4);
+    expect(forced).toBeGreaterThan(0);
   });
 });
 

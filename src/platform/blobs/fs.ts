@@ -164,7 +164,7 @@ export class FsBlobStore implements BlobStore {
         await rmdir(dir);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOENT') return;
+        if (code === 'ENOTEMPTY' || code === 'EEXIST' || isMissing(err)) return;
         throw err;
       }
     }

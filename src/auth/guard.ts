@@ -42,7 +42,7 @@ export async function registerAuth(app: FastifyInstance, ctx: Context): Promise<
   });
   app.addHook('preParsing', (request, _reply, payload, done) => {
     const failure = failures.get(request);
-    if (failure) done(failure);
+    if (failure && !request.routeOptions.config.badCredentialsIgnored) done(failure);
     else done(null, payload);
   });
 }
@@ -61,6 +61,13 @@ export function requireAdmin(request: FastifyRequest): Principal {
 }
 
 declare module 'fastify' {
+  interface FastifyContextConfig {
+    /**
+     * The route needs no caller and must work with credentials that no longer verify: bad ones
+     * leave `request.principal` null instead of failing the request (logout with an expired token).
+     */
+    badCredentialsIgnored?: boolean;
+  }
   interface FastifyRequest {
     /** Set by registerAuth for every request: null when no credentials were sent. */
     principal: Principal | null;

@@ -51,7 +51,8 @@ export async function userRoutes(parent: FastifyInstance, ctx: Context): Promise
   app.post(
     '/auth/logout',
     {
-      config: AUTH,
+      // The refresh token is the credential here; a client often logs out after its access token ran out.
+      config: { ...AUTH, badCredentialsIgnored: true },
       schema: { tags: ['auth'], summary: 'End the session of a refresh token', body: RefreshBody, response: { 204: NoContent } },
     },
     async (request, reply) => {

@@ -69,6 +69,26 @@ describe('refresh tokens', () => {
     expect((await call(server.url, 'POST', '/auth/logout', { body: { refresh_token: pair.refresh_token } })).status).toBe(204);
     expect((await refresh(pair.refresh_token)).status).toBe(401);
   });
+
+  it('logout works when the bearer token sent with it has expired or does not verify', async () => {
+    const account = await register(server.url);
+    const stale = await login(server.url, account);
+    const forged = await login(server.url, account);
+    clock.advanceMinutes(16);
+    expect((await me(stale.access_token)).status).toBe(401);
+    const res = await call(server.url, 'POST', '/auth/logout', { body: { refresh_token: stale.refresh_token }, headers: bearer(stale.access_token) });
+    expect(res.status).toBe(204);
+    expect((await refresh(stale.refresh_token)).status).toBe(401);
+
+    const garbage = await call(server.url, 'POST', '/auth/logout', { body: { refresh_token: forged.refresh_token }, headers: bearer('not.a.jwt') });
+    expect(garbage.status).toBe(204);
+    expect((await refresh(forged.refresh_token)).status).toBe(401);
+  });
+
+  it('every other route still refuses a bearer token that does not verify', async () => {
+    const res = await call(server.url, 'GET', '/', { headers: bearer('not.a.jwt') });
+    expect(res.status).toBe(401);
+  });
 });
 
 describe('lifetimes (moved by an injected clock)', () => {
@@ -105,6 +125,39 @@ describe('lifetimes (moved by an injected clock)', () => {
     const other = await login(server.url, account, true);
     clock.advanceMinutes(24 * 60 * 30 + 1);
     expect((await refresh(other.refresh_token)).status).toBe(401);
+  });
+});
+
+describe('lifetimes follow their settings', () => {
+  let custom: TestServer;
+  const customClock = new TestClock();
+  beforeAll(async () => {
+    custom = await startServer({ ACCESS_TOKEN_LIFETIME: '3', SHORT_REFRESH_TOKEN_LIFETIME: '10', LONG_REFRESH_TOKEN_LIFETIME: '120' }, { clock: customClock });
+  });
+  afterAll(async () => custom.close());
+  const refreshOn = (token: string) => call<Pair>(custom.url, 'POST', '/auth/refresh', { body: { refresh_token: token } });
+
+  it('ACCESS_TOKEN_LIFETIME sets expires_in and when the token stops working', async () => {
+    const pair = await login(custom.url, await register(custom.url));
+    expect(pair.expires_in).toBe(3 * 60);
+    customClock.advanceMinutes(2);
+    expect((await call(custom.url, 'GET', '/users/me', { headers: bearer(pair.access_token) })).status).toBe(200);
+    customClock.advanceMinutes(2);
+    expect((await call(custom.url, 'GET', '/users/me', { headers: bearer(pair.access_token) })).status).toBe(401);
+  });
+
+  it('SHORT_ and LONG_REFRESH_TOKEN_LIFETIME set how long each kind of refresh token lasts', async () => {
+    const account = await register(custom.url);
+    const short = [await login(custom.url, account), await login(custom.url, account)];
+    const long = [await login(custom.url, account, true), await login(custom.url, account, true)];
+    customClock.advanceMinutes(9);
+    expect((await refreshOn(short[0]!.refresh_token)).status).toBe(200);
+    customClock.advanceMinutes(2);
+    expect((await refreshOn(short[1]!.refresh_token)).status).toBe(401);
+    customClock.advanceMinutes(108);
+    expect((await refreshOn(long[0]!.refresh_token)).status).toBe(200);
+    customClock.advanceMinutes(2);
+    expect((await refreshOn(long[1]!.refresh_token)).status).toBe(401);
   });
 });
 

@@ -46,7 +46,8 @@ export function createAccessTokenVerifier(ctx: Context): AccessTokenVerifier {
     } catch {
       throw new Unauthorized('The bearer token is not a JWT.', 'invalid_token');
     }
-    const options = { currentDate: ctx.clock.now(), clockTolerance: CLOCK_TOLERANCE_SECONDS };
+    // A token with no `exp` would never expire: one leaked from the issuer would work for ever.
+    const options = { currentDate: ctx.clock.now(), clockTolerance: CLOCK_TOLERANCE_SECONDS, requiredClaims: ['exp', 'sub'] };
     try {
       const { payload } =
         alg === 'HS256'

@@ -83,6 +83,16 @@ describe('tokens from another service', () => {
     expect((await me(token)).status).toBe(401);
   });
 
+  it('a token with no exp is 401, from the shared secret and from the JWKS alike', async () => {
+    const hs = await new SignJWT({}).setSubject(account.id).setIssuedAt().setProtectedHeader({ alg: 'HS256' }).sign(secretKey);
+    const rs = await new SignJWT({}).setSubject(account.id).setIssuedAt().setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' }).sign(rsa.privateKey);
+    for (const token of [hs, rs]) {
+      const res = await me(token);
+      expect(res.status).toBe(401);
+      expect(res.body.code).toBe('invalid_token');
+    }
+  });
+
   it('a token with a future nbf is 401', async () => {
     const token = await claims(account.id).setProtectedHeader({ alg: 'HS256' }).setNotBefore(now() + 3600).sign(secretKey);
     expect((await me(token)).status).toBe(401);

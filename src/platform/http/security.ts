@@ -16,6 +16,10 @@ export const HELMET_OPTIONS: HelmetOptions = {
       imgSrc: ["'self'", 'data:', 'blob:'],
       scriptSrc: ["'self'", "'unsafe-inline'"],
       styleSrc: ["'self'", "'unsafe-inline'"],
+      // Kiln speaks plain HTTP itself: told to upgrade, a browser would ask for the pages' own
+      // scripts and styles over https and /docs would come up blank on any non-loopback address.
+      // A TLS proxy in front can add the directive.
+      upgradeInsecureRequests: null,
     },
   },
   // Images are meant to be embedded by the shop's own pages on other origins.

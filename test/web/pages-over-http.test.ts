@@ -1,0 +1,69 @@
+/**
+ * Kiln's own pages (/docs, /redoc, /upload) work when a browser reaches Kiln
+ * by a name that is not loopback over plain HTTP, as in the Dockerfile's
+ * setup (HOST=0.0.0.0, no TLS). Browsers treat 127.0.0.1 as secure, so the
+ * name `kiln.test` is mapped to it inside Chromium: a page whose CSP told the
+ * browser to upgrade its requests would load none of its scripts there.
+ */
+import { existsSync } from 'node:fs';
+import { chromium, type Browser } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startServer, type TestServer } from '../helpers/server.js';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const haveChromium = existsSync(CHROMIUM);
+
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run', '--host-resolver-rules=MAP kiln.test 127.0.0.1'];
+
+describe('the CSP', () => {
+  it('does not tell browsers to upgrade requests to https', async () => {
+    const server = await startServer();
+    try {
+      const csp = (await fetch(`${server.url}/docs/`)).headers.get('content-security-policy') ?? '';
+      expect(csp).toContain("default-src 'self'");
+      expect(csp).not.toContain('upgrade-insecure-requests');
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe.skipIf(!haveChromium)('Kiln pages over plain HTTP on a non-loopback name', () => {
+  let server: TestServer;
+  let browser: Browser;
+  let base: string;
+
+  beforeAll(async () => {
+    server = await startServer();
+    base = server.url.replace('127.0.0.1', 'kiln.test');
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  async function open(pathname: string): Promise<{ failed: string[]; page: import('playwright-core').Page }> {
+    const page = await browser.newPage();
+    const failed: string[] = [];
+    page.on('requestfailed', (request) => failed.push(request.url()));
+    await page.goto(`${base}${pathname}`, { waitUntil: 'networkidle' });
+    return { failed, page };
+  }
+
+  it('/docs loads Swagger UI and lists the routes', async () => {
+    const { failed, page } = await open('/docs/');
+    expect(failed).toEqual([]);
+    await page.locator('.opblock').first().waitFor({ timeout: 10_000 });
+    expect(await page.locator('.opblock').count()).toBeGreaterThan(10);
+    await page.close();
+  });
+
+  it('/redoc and /upload load everything they ask for', async () => {
+    for (const pathname of ['/redoc', '/upload']) {
+      const { failed, page } = await open(pathname);
+      expect(failed, pathname).toEqual([]);
+      await page.close();
+    }
+  });
+});

@@ -49,7 +49,6 @@ export async function buildApp(ctx: Context): Promise<App> {
   app.decorate('ctx', ctx);
   app.decorate('hotPaths', hotPaths);
   app.setErrorHandler(errorHandler);
-  app.setNotFoundHandler(notFoundHandler);
 
   // Hot-path hooks take callbacks, not promises: they run on every request, image GETs included.
   app.addHook('onRequest', (request, reply, done) => {
@@ -96,12 +95,14 @@ export async function buildApp(ctx: Context): Promise<App> {
       },
     },
   });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
 
   // Order matters: the guard's app-level onRequest hook resolves request.principal
-  // before the rate limiter's route-level one keys on it.
+  // before the rate limiter's route-level one keys on it, and the limiter covers
+  // only routes added after it: Swagger UI's, every module's, and unknown paths.
   await registerAuth(app, ctx);
   await registerRateLimits(app, ctx);
+  app.setNotFoundHandler(app.hasDecorator('rateLimit') ? { preHandler: app.rateLimit() } : {}, notFoundHandler);
+  await app.register(swaggerUi, { routePrefix: '/docs' });
   await registerModules(app, ctx);
   // Job kinds exist wherever an app is built: `kiln serve`, and `kiln worker` which builds one without listening.
   registerJobHandlers(ctx);

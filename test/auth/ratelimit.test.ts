@@ -59,6 +59,16 @@ describe('rate limits', () => {
     expect((await call(s.url, 'GET', '/')).status).toBe(429);
   });
 
+  it('Swagger UI and unknown paths count against the default budget too', async () => {
+    const s = await serve({ RATE_LIMIT_DEFAULT: '2' });
+    expect((await fetch(`${s.url}/docs/json`)).status).toBe(200);
+    expect((await call(s.url, 'GET', '/no-such-route')).status).toBe(404);
+    expect((await fetch(`${s.url}/docs/json`)).status).toBe(429);
+    const unknown = await call(s.url, 'GET', '/no-such-route');
+    expect(unknown.status).toBe(429);
+    expect(unknown.body.code).toBe('rate_limited');
+  });
+
   it('/health and /metrics are never limited; 0 turns a class off', async () => {
     const s = await serve({ RATE_LIMIT_DEFAULT: '1', RATE_LIMIT_AUTH: '0' });
     for (let i = 0; i < 4; i++) {

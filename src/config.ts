@@ -143,6 +143,28 @@ class Reader {
   }
 }
 
+/**
+ * Browser origins as CORS compares them: exactly `scheme://host[:port]`. CORS
+ * matches the Origin header as a string, so `*`, a bare host or a trailing
+ * slash would match nothing and quietly leave CORS off.
+ */
+function checkOrigins(name: string, origins: string[]): string[] {
+  for (const origin of origins) {
+    let canonical: string | undefined;
+    try {
+      const u = new URL(origin);
+      if (u.protocol === 'http:' || u.protocol === 'https:') canonical = u.origin;
+    } catch {
+      canonical = undefined;
+    }
+    if (canonical !== origin) {
+      const hint = canonical ? `; write "${canonical}"` : '';
+      throw new ConfigError(name, `expected origins such as https://shop.example (scheme, host, optional port; no path or "*"), got "${origin}"${hint}`);
+    }
+  }
+  return origins;
+}
+
 /** Size with an optional k/m/g suffix, as pino-roll takes it ("10m"). */
 function checkSize(name: string, v: string): string {
   if (!/^\d+[kmg]?$/i.test(v)) throw new ConfigError(name, `expected a size such as 10m, got "${v}"`);
@@ -195,7 +217,7 @@ export function loadConfig(processEnv: Env = process.env, cwd = process.cwd()): 
     maxFilesPerOrder: r.int('MAX_FILES_PER_ORDER', 4, 1, 100),
     maxImagePixels: r.int('MAX_IMAGE_PIXELS', 50_000_000, 1),
     jpegQuality: r.int('JPEG_QUALITY', 85, 1, 100),
-    allowedOrigins: r.list('ALLOWED_ORIGINS'),
+    allowedOrigins: checkOrigins('ALLOWED_ORIGINS', r.list('ALLOWED_ORIGINS')),
     logLevel: r.oneOf('LOG_LEVEL', LOG_LEVELS, 'info'),
     logFile: r.raw('LOG_FILE'),
     logMaxSize: checkSize('LOG_MAX_SIZE', r.string('LOG_MAX_SIZE', '10m')),

@@ -50,8 +50,22 @@ describe('config', () => {
     ['GALLERY_PUBLIC_READ', 'maybe'],
     ['LOG_LEVEL', 'loud'],
     ['STORAGE', 'tape'],
+    ['ALLOWED_ORIGINS', '*'],
+    ['ALLOWED_ORIGINS', 'shop.example'],
+    ['ALLOWED_ORIGINS', 'https://shop.example/'],
+    ['ALLOWED_ORIGINS', 'https://shop.example,ftp://files.example'],
+    ['ALLOWED_ORIGINS', 'https://Shop.Example'],
   ])('rejects %s=%s naming the variable', (name, value) => {
     expectConfigError({ [name]: value }, name);
+  });
+
+  it('takes ALLOWED_ORIGINS as origins exactly as browsers send them', () => {
+    const c = loadConfig({ ALLOWED_ORIGINS: 'https://shop.example, http://localhost:5173' }, cwd);
+    expect(c.allowedOrigins).toEqual(['https://shop.example', 'http://localhost:5173']);
+  });
+
+  it('says how to write an origin that is almost right', () => {
+    expect(() => loadConfig({ ALLOWED_ORIGINS: 'https://shop.example/' }, cwd)).toThrow(/write "https:\/\/shop\.example"/);
   });
 
   describe('STORAGE=s3', () => {

@@ -82,8 +82,10 @@ export function jpegVariantFile(key: string, variant: { etag: string; bytes: num
 }
 
 /**
- * What every answer for a stored file carries, whatever its status: the
- * validators, its caching rule and range support, as [name, value, …].
+ * What every answer for a stored file carries (200, 206, 304): the
+ * validators, its caching rule and range support, as [name, value, …]. An
+ * error thrown after they were set (416, a blob gone) leaves without them:
+ * the error handler clears them (platform/http/errors.ts).
  */
 export function fileHeaders(file: Pick<StoredFile, 'lastModified' | 'cacheControl'>, quotedEtag: string): string[] {
   return ['etag', quotedEtag, 'last-modified', file.lastModified.toUTCString(), 'cache-control', file.cacheControl, 'accept-ranges', 'bytes'];

@@ -29,6 +29,8 @@ beforeAll(async () => {
   const file = { key: 'gallery/abc/thumb.jpg', etag: ETAG, bytes: SIZE, lastModified: LAST_MODIFIED, cacheControl: 'public, max-age=31536000, immutable' };
   app.get('/img', (request, reply) => sendStoredImage(request, reply, blobs, file));
   app.get('/missing', (request, reply) => sendStoredImage(request, reply, blobs, { ...file, key: 'gallery/nope/thumb.jpg' }));
+  // Over SMALL_FILE_BYTES: streamed, not read whole.
+  app.get('/missing-big', (request, reply) => sendStoredImage(request, reply, blobs, { ...file, key: 'gallery/nope/original.jpg', bytes: 2 * 1024 * 1024 }));
   await app.listen({ host: '127.0.0.1', port: 0 });
   base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
 });
@@ -37,6 +39,14 @@ afterAll(async () => {
   await app.close();
   rmSync(dir, { recursive: true, force: true });
 });
+
+/** An error must not be cached as the image would have been (a year, immutable), nor revalidated with the image's validators. */
+function expectUncachedError(res: Response): void {
+  expect(res.headers.get('cache-control')).toBe('no-store');
+  expect(res.headers.get('etag')).toBeNull();
+  expect(res.headers.get('last-modified')).toBeNull();
+  expect(res.headers.get('accept-ranges')).toBeNull();
+}
 
 const get = (headers: Record<string, string> = {}, method = 'GET', url = '/img'): Promise<Response> => fetch(base + url, { method, headers });
 
@@ -88,6 +98,7 @@ describe('sendStoredImage over a real server', () => {
       expect(res.status).toBe(416);
       expect(res.headers.get('content-range')).toBe(`bytes */${SIZE}`);
       expect(await res.json()).toMatchObject({ status: 416, code: 'range_not_satisfiable' });
+      expectUncachedError(res);
     }
   });
 
@@ -109,10 +120,16 @@ describe('sendStoredImage over a real server', () => {
     expect((await res.arrayBuffer()).byteLength).toBe(0);
   });
 
-  it('answers 404 problem+json when the blob is gone', async () => {
-    const res = await get({}, 'GET', '/missing');
-    expect(res.status).toBe(404);
-    expect(res.headers.get('content-type')).toContain('application/problem+json');
+  it('answers 404 problem+json when the blob is gone, whole or in part, small or streamed', async () => {
+    for (const url of ['/missing', '/missing-big']) {
+      for (const headers of [{}, { range: 'bytes=0-9' }] as Array<Record<string, string>>) {
+        const res = await get(headers, 'GET', url);
+        expect(res.status).toBe(404);
+        expect(res.headers.get('content-type')).toContain('application/problem+json');
+        expectUncachedError(res);
+        expect(res.headers.get('content-range')).toBeNull();
+      }
+    }
   });
 });
 

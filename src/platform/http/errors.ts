@@ -73,13 +73,28 @@ export function sendProblem(reply: FastifyReply, p: Problem): FastifyReply {
   return reply.status(p.status).type('application/problem+json').send(p);
 }
 
+/** Headers a route may have set for the success it was preparing (a stored image's, images/serve.ts). */
+const SUCCESS_ONLY_HEADERS = ['etag', 'last-modified', 'accept-ranges', 'content-length'] as const;
+
 /**
- * Classifies a failure, logs and counts it, and sets Retry-After; the caller
- * only chooses the body's shape (problem+json here, a module's own envelope
- * in a module's scoped handler).
+ * An error is never cached nor revalidated as the answer it replaces: a
+ * failed image read must not leave with the image's ETag and a year-long
+ * `immutable`. Only a 416 keeps its Content-Range, which tells the file's length.
+ */
+function clearSuccessHeaders(reply: FastifyReply, status: number): void {
+  for (const name of SUCCESS_ONLY_HEADERS) reply.removeHeader(name);
+  if (status !== 416) reply.removeHeader('content-range');
+  reply.header('cache-control', 'no-store');
+}
+
+/**
+ * Classifies a failure, logs and counts it, sets Retry-After and clears what
+ * was set for a success; the caller only chooses the body's shape
+ * (problem+json here, a module's own envelope in a module's scoped handler).
  */
 export function recordFailure(error: FastifyError, request: FastifyRequest, reply: FastifyReply): Problem {
   const p = toProblem(error);
+  clearSuccessHeaders(reply, p.status);
   if (p.status >= 500) request.log.error({ err: error }, 'request failed');
   else request.log.debug({ code: p.code }, 'request rejected');
   const { ctx } = request.server;
@@ -98,5 +113,6 @@ export function errorHandler(error: FastifyError, request: FastifyRequest, reply
 }
 
 export function notFoundHandler(request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  clearSuccessHeaders(reply, 404);
   return sendProblem(reply, problem(404, 'not_found', `No route for ${request.method} ${request.url.split('?')[0]}.`));
 }

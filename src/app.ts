@@ -20,6 +20,7 @@ import { bootstrapAdmin } from './modules/users/bootstrap.js';
 import { errorHandler, notFoundHandler } from './platform/http/errors.js';
 import { KilnServer } from './platform/http/front-door.js';
 import { HotPaths } from './platform/http/hot-path.js';
+import { withMultipartBody } from './platform/http/schemas.js';
 import { RequestRecorder } from './platform/http/requests.js';
 import { lazyChildLogger } from './platform/log/index.js';
 import { VERSION } from './version.js';
@@ -80,6 +81,7 @@ export async function buildApp(ctx: Context): Promise<App> {
   });
 
   await app.register(swagger, {
+    transform: withMultipartBody,
     openapi: {
       openapi: '3.0.3',
       info: {

@@ -36,6 +36,22 @@ describe('ops routes', () => {
     expect(text).toContain('kiln_http_request_duration_seconds_bucket');
   });
 
+  it('documents every upload route\'s multipart body and its file field', async () => {
+    type Body = { content?: Record<string, { schema: { required?: string[]; properties: Record<string, { type: string; format?: string; items?: { format?: string } }> } }> };
+    const doc = (await (await fetch(`${server.url}/openapi.json`)).json()) as { paths: Record<string, Record<string, { requestBody?: Body }>> };
+    for (const [route, field] of [
+      ['/projects/{project_id}/images', 'file'],
+      ['/api/images/upload', 'files'],
+      ['/api/v1/upload', 'file'],
+    ] as const) {
+      const schema = doc.paths[route]?.post?.requestBody?.content?.['multipart/form-data']?.schema;
+      expect(schema, route).toBeDefined();
+      expect(schema?.required, route).toContain(field);
+      const property = schema?.properties[field];
+      expect(property?.format ?? property?.items?.format, route).toBe('binary');
+    }
+  });
+
   it('serves the OpenAPI document, Swagger UI and a reference page', async () => {
     const doc = (await (await fetch(`${server.url}/openapi.json`)).json()) as { openapi: string; paths: Record<string, unknown> };
     expect(doc.openapi).toMatch(/^3\./);

@@ -10,7 +10,7 @@ import { requireAdmin, requireUser } from '../../auth/guard.js';
 import type { Context } from '../../context.js';
 import { ValidationFailed } from '../../errors.js';
 import { jpegVariantFile, sendStoredImage } from '../../images/serve.js';
-import { imageAnswers, SIGNED_IN } from '../../platform/http/schemas.js';
+import { imageAnswers, SIGNED_IN, singleFileField } from '../../platform/http/schemas.js';
 import { VERSION } from '../../version.js';
 import { checkHealth } from '../ops/health.js';
 import { CODES, envelopeErrorHandler, envelopeErrors, ErrorEnvelope, sendOk } from './envelope.js';
@@ -66,7 +66,7 @@ export async function aiEditRoutes(parent: FastifyInstance, ctx: Context): Promi
       app.post(
         '/upload',
         {
-          config: { envelopeFailure: CODES.upload.failed, rateLimitClass: 'upload' },
+          config: { envelopeFailure: CODES.upload.failed, rateLimitClass: 'upload', multipartBody: singleFileField },
           schema: {
             tags: TAGS,
             summary: 'Upload a PNG or JPEG (multipart field `file`, at most MAX_UPLOAD_SIZE); its `url` is what /process/book takes',

@@ -9,7 +9,8 @@ import type { Context } from '../../context.js';
 import { Forbidden } from '../../errors.js';
 import { requireAdmin, requireUser } from '../../auth/guard.js';
 import { jpegVariantFile, sendStoredImage } from '../../images/serve.js';
-import { ProblemSchema, SIGNED_IN } from '../../platform/http/schemas.js';
+import { Type } from '@sinclair/typebox';
+import { ProblemSchema, SIGNED_IN, UploadedFile, type MultipartFields } from '../../platform/http/schemas.js';
 import { orderMetrics } from './metrics.js';
 import { OrderService } from './service.js';
 import {
@@ -35,6 +36,14 @@ function signedLink(query: FileQuery): { expires: number; sig: string } | undefi
   return { expires: query.expires, sig: query.sig };
 }
 
+/** The multipart fields of POST /api/images/upload, for the OpenAPI document. */
+const UPLOAD_FIELDS: MultipartFields = Type.Object({
+  files: Type.Array(UploadedFile, { minItems: 1, description: 'the photos: the field repeated, 1 to MAX_FILES_PER_ORDER times' }),
+  pet_name: Type.Optional(Type.String()),
+  pet_type: Type.Optional(Type.String()),
+  notes: Type.Optional(Type.String()),
+});
+
 export async function customOrderRoutes(parent: FastifyInstance, ctx: Context): Promise<void> {
   const app = parent.withTypeProvider<TypeBoxTypeProvider>();
   const orders = new OrderService(ctx);
@@ -44,7 +53,10 @@ export async function customOrderRoutes(parent: FastifyInstance, ctx: Context): 
   app.post(
     '/api/images/upload',
     {
-      config: { rateLimitClass: 'upload' },
+      config: {
+        rateLimitClass: 'upload',
+        multipartBody: UPLOAD_FIELDS,
+      },
       schema: {
         tags: TAGS,
         summary: 'Upload 1 to MAX_FILES_PER_ORDER photos (repeated multipart field `files`) with pet_name, pet_type, notes: makes a custom order',

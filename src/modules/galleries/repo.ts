@@ -116,16 +116,16 @@ export async function listProject(db: Tx, projectId: string): Promise<ProjectLis
   };
 }
 
-/** The project's primary image row (for the thumbnail route), in one statement. */
-export async function findPrimaryImage(db: Tx, projectId: string): Promise<{ owner_id: string; image: ImageRow | null } | undefined> {
+/** The project's primary image row (for the thumbnail route) and when the project last changed, in one statement. */
+export async function findPrimaryImage(db: Tx, projectId: string): Promise<{ owner_id: string; updated_at: string; image: ImageRow | null } | undefined> {
   const row = await db
     .selectFrom('projects as p')
     .leftJoin('gallery_images as i', 'i.image_id', 'p.primary_image_id')
-    .select(['p.owner_id', ...IMAGE_COLUMNS])
+    .select(['p.owner_id', 'p.updated_at as p_updated_at', ...IMAGE_COLUMNS])
     .where('p.project_id', '=', projectId)
     .executeTakeFirst();
   if (!row) return undefined;
-  return { owner_id: row.owner_id, image: joinedImage(row) };
+  return { owner_id: row.owner_id, updated_at: row.p_updated_at, image: joinedImage(row) };
 }
 
 export async function projectsOwnedBy(db: Tx, userId: string): Promise<string[]> {

@@ -8,7 +8,7 @@ import type { Context } from '../../context.js';
 import { ValidationFailed } from '../../errors.js';
 import { requireUser } from '../../auth/guard.js';
 import { jpegVariantFile, sendStoredImage } from '../../images/serve.js';
-import { imageAnswers, ProblemSchema, SIGNED_IN } from '../../platform/http/schemas.js';
+import { imageAnswers, ProblemSchema, SIGNED_IN, singleFileField } from '../../platform/http/schemas.js';
 import { galleryHotRead, IMAGE_ROUTE, IMMUTABLE, PUBLIC_IMAGE_CACHE } from './hot-read.js';
 import { blobKey, GalleryService, type GallerySize, type ImageFile } from './service.js';
 import { ImageParams, ListAnswer, PrimaryAnswer, ProjectParams, SizeQuery, UploadAnswer } from './schemas.js';
@@ -21,14 +21,15 @@ export async function galleryRoutes(parent: FastifyInstance, ctx: Context): Prom
   const hotRead = galleryHotRead(ctx, galleries);
   if (hotRead) parent.hotPaths.add(hotRead);
 
-  function serve(request: FastifyRequest, reply: FastifyReply, imageId: string, file: ImageFile, size: GallerySize, cacheControl: string) {
-    return sendStoredImage(request, reply, ctx.blobs, jpegVariantFile(blobKey(imageId, size), file.variants[size], file.createdAt, cacheControl));
+  /** `lastModified`: the image's upload time, or for the thumbnail a time that moves on whenever the primary changes (service.ts). */
+  function serve(request: FastifyRequest, reply: FastifyReply, imageId: string, file: ImageFile, size: GallerySize, cacheControl: string, lastModified = file.createdAt) {
+    return sendStoredImage(request, reply, ctx.blobs, jpegVariantFile(blobKey(imageId, size), file.variants[size], lastModified, cacheControl));
   }
 
   app.post(
     '/projects/:project_id/images',
     {
-      config: { rateLimitClass: 'upload' },
+      config: { rateLimitClass: 'upload', multipartBody: singleFileField },
       schema: {
         tags: TAGS,
         summary: 'Upload an image (multipart field `file`); the first upload to a free project_id makes you its owner',
@@ -100,8 +101,8 @@ export async function galleryRoutes(parent: FastifyInstance, ctx: Context): Prom
       },
     },
     async (request, reply) => {
-      const { imageId, file } = await galleries.primaryFile(request.principal, request.params.project_id);
-      return serve(request, reply, imageId, file, 'thumb', galleries.publicRead ? 'no-cache' : 'private, no-cache');
+      const { imageId, file, lastModified } = await galleries.primaryFile(request.principal, request.params.project_id);
+      return serve(request, reply, imageId, file, 'thumb', galleries.publicRead ? 'no-cache' : 'private, no-cache', lastModified);
     },
   );
 

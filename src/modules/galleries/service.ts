@@ -17,13 +17,17 @@ import { NotFound, Unauthorized, ValidationFailed } from '../../errors.js';
 import { newId } from '../../ids.js';
 import { discardStaged, stageUpload } from '../../images/ingest.js';
 import { BlobBatch, deleteBlobs, renderAndStore, type StoredVariant } from '../../images/store.js';
-import type { SizeName } from '../../images/variants.js';
+import { SIZE_NAMES, type SizeName } from '../../images/variants.js';
 import type { Principal } from '../../auth/principal.js';
 import * as repo from './repo.js';
 
-/** The sizes a gallery image is stored in, in the order of `urls`. */
-export const GALLERY_SIZES = ['original', 'medium', 'thumb', 'game'] as const satisfies readonly SizeName[];
-export type GallerySize = (typeof GALLERY_SIZES)[number];
+/**
+ * The sizes a gallery image is stored in, in the order of `urls`: every size
+ * of the one table (images/variants.ts), so a size added there is stored,
+ * listed and served here too.
+ */
+export const GALLERY_SIZES: readonly SizeName[] = SIZE_NAMES;
+export type GallerySize = SizeName;
 
 export const PROJECT_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
@@ -59,6 +63,15 @@ function canWrite(principal: Principal, ownerId: string): boolean {
   return principal.isAdmin || principal.userId === ownerId;
 }
 
+/**
+ * A project's new updated_at: now, or the one it has when that is later (a
+ * process whose clock is behind). It never goes back, so neither does the
+ * thumbnail's Last-Modified, which is at least this time.
+ */
+function touched(project: { updated_at: string }, now: string): string {
+  return project.updated_at > now ? project.updated_at : now;
+}
+
 export class GalleryService {
   /**
    * Variants never change, so an image's metadata can be cached. Entries
@@ -76,6 +89,14 @@ export class GalleryService {
         { field: 'params.project_id', message: 'must match ^[A-Za-z0-9_-]{1,64}$' },
       ]);
     }
+  }
+
+  /**
+   * With private reads, no credentials is a 401 before anything is looked
+   * up: a 404 for a project that does not exist would tell which exist.
+   */
+  private assertMayAskToRead(principal: Principal | null): void {
+    if (!this.ctx.config.galleryPublicRead && !principal) throw new Unauthorized('This gallery needs credentials to read.');
   }
 
   /** Reads are public unless GALLERY_PUBLIC_READ=false; then only the owner or an admin. */
@@ -122,7 +143,7 @@ export class GalleryService {
         const becomesPrimary = project.primary_image_id === null;
         await repo.updateProject(tx, projectId, {
           next_seq: project.next_seq + 1,
-          updated_at: now,
+          updated_at: touched(project, now),
           ...(becomesPrimary ? { primary_image_id: imageId } : {}),
         });
         return becomesPrimary;
@@ -147,6 +168,7 @@ export class GalleryService {
   }
 
   async list(principal: Principal | null, projectId: string) {
+    this.assertMayAskToRead(principal);
     this.assertProjectId(projectId);
     const listing = await repo.listProject(this.ctx.db.kysely, projectId);
     if (!listing) throw new NotFound('No such project.', 'project_not_found');
@@ -179,6 +201,7 @@ export class GalleryService {
 
   /** The stored file of one image, for serving; cached so a hot GET costs no query. */
   async imageFile(principal: Principal | null, projectId: string, imageId: string): Promise<ImageFile> {
+    this.assertMayAskToRead(principal);
     this.assertProjectId(projectId);
     let file = this.cachedFile(projectId, imageId);
     if (!file) {
@@ -220,14 +243,23 @@ export class GalleryService {
     return file?.projectId === projectId ? file : undefined;
   }
 
-  /** The primary image's file; never cached, since the primary can change. */
-  async primaryFile(principal: Principal | null, projectId: string): Promise<{ imageId: string; file: ImageFile }> {
+  /**
+   * The primary image's file; never cached, since the primary can change.
+   * `lastModified` is the later of the image's upload and the project's last
+   * change (updated_at, set by every change of the primary): when the primary
+   * moves to an older image, the thumbnail's Last-Modified still moves on, so
+   * an If-Modified-Since of the previous picture is not answered 304.
+   */
+  async primaryFile(principal: Principal | null, projectId: string): Promise<{ imageId: string; file: ImageFile; lastModified: Date }> {
+    this.assertMayAskToRead(principal);
     this.assertProjectId(projectId);
     const found = await repo.findPrimaryImage(this.ctx.db.kysely, projectId);
     if (!found) throw new NotFound('No such project.', 'project_not_found');
     this.assertCanRead(principal, found.owner_id);
     if (!found.image) throw new NotFound('This project has no image.', 'no_image');
-    return { imageId: found.image.image_id, file: this.toFile(found.image, found.owner_id) };
+    const file = this.toFile(found.image, found.owner_id);
+    const changed = new Date(found.updated_at);
+    return { imageId: found.image.image_id, file, lastModified: changed > file.createdAt ? changed : file.createdAt };
   }
 
   async remove(principal: Principal, projectId: string, imageId: string): Promise<void> {
@@ -239,7 +271,7 @@ export class GalleryService {
       const image = await repo.findImage(tx, projectId, imageId);
       if (!image) throw new NotFound('No such image.', 'image_not_found');
       await repo.deleteImage(tx, imageId);
-      const changes: Parameters<typeof repo.updateProject>[2] = { updated_at: isoNow(ctx.clock) };
+      const changes: Parameters<typeof repo.updateProject>[2] = { updated_at: touched(project, isoNow(ctx.clock)) };
       if (project.primary_image_id === imageId) changes.primary_image_id = await repo.firstImageId(tx, projectId);
       await repo.updateProject(tx, projectId, changes);
     });
@@ -254,7 +286,7 @@ export class GalleryService {
       const project = await repo.lockProject(ctx.db, tx, projectId);
       if (!project || !canWrite(principal, project.owner_id)) throw new NotFound('No such image.', 'image_not_found');
       if (!(await repo.findImage(tx, projectId, imageId))) throw new NotFound('No such image.', 'image_not_found');
-      await repo.updateProject(tx, projectId, { primary_image_id: imageId, updated_at: isoNow(ctx.clock) });
+      await repo.updateProject(tx, projectId, { primary_image_id: imageId, updated_at: touched(project, isoNow(ctx.clock)) });
     });
     return { project_id: projectId, primary_image_id: imageId };
   }

@@ -1,5 +1,6 @@
 /** Schemas shared by every module's routes (they feed validation and OpenAPI alike). */
 import { Type } from '@sinclair/typebox';
+import type { FastifySchema } from 'fastify';
 
 /** RFC 9457 problem details, as every error leaves the service. */
 export const ProblemSchema = Type.Object(
@@ -32,3 +33,30 @@ export const imageAnswers = {
 
 /** OpenAPI `security` of a route that takes a bearer token or an API key (the schemes app.ts declares). */
 export const SIGNED_IN: Array<Record<string, string[]>> = [{ bearer: [] }, { apiKey: [] }];
+
+/** A JSON schema of type object: the fields of a multipart body (a plain type, so route options stay cheap to type-check). */
+export type MultipartFields = Readonly<Record<string, unknown>>;
+
+/** One uploaded file in a multipart body, for `multipartBody`. */
+export const UploadedFile = Type.String({ format: 'binary', description: 'the file' });
+
+/** The multipart body of a route that takes one file in the field `file`. */
+export const singleFileField: MultipartFields = Type.Object({ file: UploadedFile });
+
+/**
+ * The OpenAPI document's picture of a route's multipart body (route
+ * `config.multipartBody`). Only the document gets it: a multipart body is
+ * read as a stream of parts by the route (never buffered into
+ * `request.body`), so it is not a schema Fastify could validate.
+ */
+export function withMultipartBody({ schema, url, route }: { schema: FastifySchema; url: string; route: { config?: unknown } }): { schema: FastifySchema; url: string } {
+  const body = (route.config as { multipartBody?: MultipartFields } | undefined)?.multipartBody;
+  return { schema: body ? { ...schema, body } : schema, url };
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The multipart fields this route reads, for the OpenAPI document (`withMultipartBody`). */
+    multipartBody?: MultipartFields;
+  }
+}

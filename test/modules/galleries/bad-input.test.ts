@@ -129,3 +129,52 @@ describe('project_id must be 1–64 of [A-Za-z0-9_-]', () => {
     expect(res.status).toBe(201);
   });
 });
+
+describe('a refused upload claims nothing and changes nothing', () => {
+  let own: TestServer;
+  let first: TestUser;
+  let second: TestUser;
+
+  beforeAll(async () => {
+    own = await startServer();
+    first = await registerUser(own.url, 'first');
+    second = await registerUser(own.url, 'second');
+  });
+  afterAll(async () => own.close());
+
+  const post = (project: string, who: TestUser, name: string, data: Buffer) =>
+    postMultipart(`${own.url}/projects/${project}/images`, [{ field: 'file', filename: name, data, type: 'image/jpeg' }], who.headers);
+  const REFUSED: Array<[string, string, Buffer]> = [
+    ['a truncated JPEG', 'cut.jpg', ROCKET.subarray(0, Math.floor(ROCKET.length * 0.6))],
+    ['a text file named .jpg', 'notes.jpg', Buffer.from('hello, this is not a photo\n'.repeat(20))],
+  ];
+
+  it.each(REFUSED)('%s to a free project_id leaves it free: the next user to upload owns it', async (_what, name, data) => {
+    const project = `free-${name.replace('.', '-')}`;
+    await expectProblem(await post(project, first, name, data), 415);
+    expect((await fetch(`${own.url}/projects/${project}/images`)).status).toBe(404);
+    const taken = await post(project, second, 'r.jpg', ROCKET);
+    expect(taken.status).toBe(201);
+    expect(await taken.json()).toMatchObject({ project_id: project, is_primary: true });
+    // The refused uploader did not become the owner either.
+    expect((await post(project, first, 'r.jpg', ROCKET)).status).toBe(404);
+    expect((await post(project, second, 'r.jpg', ROCKET)).status).toBe(201);
+  });
+
+  it.each(REFUSED)('%s to an existing project leaves its primary, listing and thumbnail as they were', async (_what, name, data) => {
+    const project = `kept-${name.replace('.', '-')}`;
+    expect((await post(project, first, 'a.jpg', ROCKET)).status).toBe(201);
+    expect((await post(project, first, 'b.jpg', PATH)).status).toBe(201);
+    const listing = async () => (await fetch(`${own.url}/projects/${project}/images`)).json();
+    const thumbEtag = async () => {
+      const res = await fetch(`${own.url}/projects/${project}/thumbnail`);
+      expect(res.status).toBe(200);
+      await res.arrayBuffer();
+      return res.headers.get('etag');
+    };
+    const [before, etagBefore] = [await listing(), await thumbEtag()];
+    await expectProblem(await post(project, first, name, data), 415);
+    expect(await listing()).toEqual(before);
+    expect(await thumbEtag()).toBe(etagBefore);
+  });
+});

@@ -1,7 +1,10 @@
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDataDir } from '../../helpers/config.js';
 import { createTestDatabase, hasPostgres } from '../../helpers/pg.js';
 import { startKiln, type KilnProcess } from '../../helpers/process.js';
+import { startServer, type TestServer } from '../../helpers/server.js';
 import { registerUser, type TestUser } from '../../helpers/users.js';
 import { fixture, postMultipart } from '../../helpers/upload.js';
 
@@ -102,3 +105,67 @@ function twoServerSuite(name: string, databaseUrl: () => Promise<{ url?: string;
 
 twoServerSuite('one SQLite file (same DATA_DIR)', async () => ({ drop: async () => undefined }));
 twoServerSuite('one PostgreSQL database', async () => createTestDatabase(), !hasPostgres);
+
+async function filesUnder(dir: string): Promise<string[]> {
+  try {
+    const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+    return entries.filter((e) => e.isFile()).map((e) => path.join(e.parentPath, e.name));
+  } catch {
+    return [];
+  }
+}
+
+function claimRaceSuite(name: string, databaseUrl: () => Promise<{ url?: string; drop: () => Promise<void> }>, skip = false): void {
+  describe.skipIf(skip)(`two users racing for one free project_id on ${name}`, () => {
+    let server: TestServer;
+    let drop: () => Promise<void>;
+    let users: TestUser[];
+
+    beforeAll(async () => {
+      const db = await databaseUrl();
+      drop = db.drop;
+      server = await startServer(db.url ? { DATABASE_URL: db.url } : {});
+      users = [await registerUser(server.url, 'claimer1'), await registerUser(server.url, 'claimer2')];
+    }, 60_000);
+
+    afterAll(async () => {
+      await server?.close();
+      await drop();
+    });
+
+    it('exactly one owns it; every upload of the other is 404 and leaves no blob', async () => {
+      const blobDir = path.join(server.dataDir, 'blobs');
+      const before = await filesUnder(blobDir);
+      const PER_USER = 4;
+      // Interleaved, all at once: both pass the early ownership check and meet at the claim.
+      const answers = await Promise.all(
+        Array.from({ length: PER_USER * 2 }, (_, i) =>
+          postMultipart(`${server.url}/projects/contested/images`, [{ field: 'file', filename: `c${i}.jpg`, data: ROCKET }], (users[i % 2] as TestUser).headers),
+        ),
+      );
+      const statuses = [0, 1].map((u) => answers.filter((_, i) => i % 2 === u).map((r) => r.status));
+      await Promise.all(answers.map((r) => r.arrayBuffer()));
+      const winner = statuses[0]?.[0] === 201 ? 0 : 1;
+      const loser = 1 - winner;
+      expect(statuses[winner]).toEqual(Array(PER_USER).fill(201));
+      expect(statuses[loser]).toEqual(Array(PER_USER).fill(404));
+
+      const project = await server.ctx.db.kysely.selectFrom('projects').select('owner_id').where('project_id', '=', 'contested').executeTakeFirstOrThrow();
+      expect(project.owner_id).toBe(users[winner]?.id);
+      const listing = (await (await fetch(`${server.url}/projects/contested/images`)).json()) as Listing;
+      expect(listing.images).toHaveLength(PER_USER);
+      expectOnePrimary(listing);
+      expect((await postMultipart(`${server.url}/projects/contested/images`, [{ field: 'file', filename: 'late.jpg', data: ROCKET }], (users[loser] as TestUser).headers)).status).toBe(404);
+
+      // Four sizes per image of the winner, and not one file more: the loser's were removed.
+      const after = await filesUnder(blobDir);
+      expect(after.length - before.length).toBe(PER_USER * 4);
+      const kept = new Set(listing.images.map((x) => x.image_id));
+      expect(after.filter((f) => !before.includes(f) && !kept.has(path.basename(path.dirname(f))))).toEqual([]);
+      expect(await filesUnder(path.join(server.dataDir, 'tmp'))).toEqual([]);
+    }, 60_000);
+  });
+}
+
+claimRaceSuite('SQLite', async () => ({ drop: async () => undefined }));
+claimRaceSuite('PostgreSQL', async () => createTestDatabase(), !hasPostgres);

@@ -1,9 +1,12 @@
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type TestServer } from '../../helpers/server.js';
 import { registerUser, type TestUser } from '../../helpers/users.js';
 import { fixture, postMultipart } from '../../helpers/upload.js';
 import { getRequest, RawConnection } from '../../helpers/raw-http.js';
+import type { Clock } from '../../../src/clock.js';
 
 const ROCKET = fixture('rocket_small_640x427.jpg');
 const PATH = fixture('path_2560x1600_olympus_exif.jpg');
@@ -215,6 +218,108 @@ describe('caching headers', () => {
   });
 });
 
+/** An error answer must not be cached as the image would have been, nor revalidated with its validators. */
+function expectUncachedError(res: Response, status: number): void {
+  expect(res.status).toBe(status);
+  expect(res.headers.get('content-type')).toContain('application/problem+json');
+  expect(res.headers.get('cache-control')).toBe('no-store');
+  expect(res.headers.get('etag')).toBeNull();
+  expect(res.headers.get('last-modified')).toBeNull();
+  expect(res.headers.get('accept-ranges')).toBeNull();
+}
+
+describe('error answers of the image routes', () => {
+  it('a 416 keeps Content-Range: bytes */N and carries no validators and no caching', async () => {
+    const { urls } = await uploadOk('err-range', alice);
+    const size = Number((await fetch(`${server.url}${urls.thumb}`, { method: 'HEAD' })).headers.get('content-length'));
+    for (const url of [urls.thumb, '/projects/err-range/thumbnail']) {
+      const res = await fetch(`${server.url}${url}`, { headers: { range: `bytes=${size + 10}-` } });
+      expectUncachedError(res, 416);
+      expect(res.headers.get('content-range')).toBe(`bytes */${size}`);
+      expect(await res.json()).toMatchObject({ status: 416, code: 'range_not_satisfiable' });
+    }
+  });
+
+  it('a file gone from the blob store answers 404 without validators or caching, whole or in part, small or streamed', async () => {
+    const small = await uploadOk('err-gone', alice, ROCKET);
+    const big = await uploadOk('err-gone-big', alice, PATH);
+    for (const [id, size] of [[small.image_id, 'thumb'], [big.image_id, 'original']] as const) {
+      await rm(path.join(server.dataDir, 'blobs', 'gallery', id, `${size}.jpg`));
+    }
+    const urls = [small.urls.thumb, '/projects/err-gone/thumbnail', big.urls.original];
+    for (const url of urls) {
+      for (const headers of [{}, { range: 'bytes=0-99' }] as Array<Record<string, string>>) {
+        const res = await fetch(`${server.url}${url}`, { headers });
+        expectUncachedError(res, 404);
+        expect(res.headers.get('content-range')).toBeNull();
+        expect(await res.json()).toMatchObject({ status: 404 });
+      }
+    }
+  });
+});
+
+describe('the thumbnail\'s Last-Modified never goes back when the primary changes', () => {
+  let timed: TestServer;
+  let owner: TestUser;
+  /** Moved on by 10 s between steps: HTTP dates have whole seconds. */
+  let offsetMs = 0;
+  const clock: Clock = { now: () => new Date(Date.now() + offsetMs) };
+  const later = (): void => {
+    offsetMs += 10_000;
+  };
+
+  beforeAll(async () => {
+    timed = await startServer({}, { clock });
+    owner = await registerUser(timed.url, 'timed');
+  });
+  afterAll(async () => timed.close());
+
+  const thumbnail = (project: string, headers: Record<string, string> = {}) => fetch(`${timed.url}/projects/${project}/thumbnail`, { headers });
+  const bytesOf = async (res: Response): Promise<Buffer> => Buffer.from(await res.arrayBuffer());
+  async function uploadTimed(project: string, data: Buffer): Promise<Uploaded> {
+    const res = await postMultipart(`${timed.url}/projects/${project}/images`, [{ field: 'file', filename: 'p.jpg', data, type: 'image/jpeg' }], owner.headers);
+    expect(res.status).toBe(201);
+    return (await res.json()) as Uploaded;
+  }
+  /** A (older), then B (newer) made primary: the thumbnail shows B; returns both and the thumbnail's Last-Modified. */
+  async function newerPrimary(project: string): Promise<{ a: Uploaded; b: Uploaded; lastModified: string }> {
+    const a = await uploadTimed(project, ROCKET);
+    later();
+    const b = await uploadTimed(project, PATH);
+    later();
+    expect((await fetch(`${timed.url}/projects/${project}/primary/${b.image_id}`, { method: 'PUT', headers: owner.headers })).status).toBe(200);
+    const shown = await thumbnail(project);
+    expect(shown.status).toBe(200);
+    const bThumb = await bytesOf(await fetch(`${timed.url}${b.urls.thumb}`));
+    expect((await bytesOf(shown)).equals(bThumb)).toBe(true);
+    later();
+    return { a, b, lastModified: shown.headers.get('last-modified') as string };
+  }
+  /** Only If-Modified-Since, as a cache without the ETag would ask: the new primary's bytes, never a 304. */
+  async function expectNewPicture(project: string, since: string, shows: Uploaded): Promise<void> {
+    const res = await thumbnail(project, { 'if-modified-since': since });
+    expect(res.status).toBe(200);
+    expect(Date.parse(res.headers.get('last-modified') as string)).toBeGreaterThan(Date.parse(since));
+    const expected = await bytesOf(await fetch(`${timed.url}${shows.urls.thumb}`));
+    expect((await bytesOf(res)).equals(expected)).toBe(true);
+    // And revalidating with what it just got is a 304 again.
+    const again = await thumbnail(project, { 'if-modified-since': res.headers.get('last-modified') as string });
+    expect(again.status).toBe(304);
+  }
+
+  it('deleting the primary makes an older image primary: If-Modified-Since gets that image, not a 304', async () => {
+    const { a, b, lastModified } = await newerPrimary('lm-delete');
+    expect((await fetch(`${timed.url}/projects/lm-delete/images/${b.image_id}`, { method: 'DELETE', headers: owner.headers })).status).toBe(204);
+    await expectNewPicture('lm-delete', lastModified, a);
+  });
+
+  it('PUT primary back to an older image: If-Modified-Since gets that image, not a 304', async () => {
+    const { a, lastModified } = await newerPrimary('lm-put');
+    expect((await fetch(`${timed.url}/projects/lm-put/primary/${a.image_id}`, { method: 'PUT', headers: owner.headers })).status).toBe(200);
+    await expectNewPicture('lm-put', lastModified, a);
+  });
+});
+
 describe('GALLERY_PUBLIC_READ=false', () => {
   let priv: TestServer;
   let owner: TestUser;
@@ -237,5 +342,93 @@ describe('GALLERY_PUBLIC_READ=false', () => {
     expect(mine.status).toBe(200);
     expect(mine.headers.get('cache-control')).toMatch(/^private/);
     await mine.arrayBuffer();
+    const cover = await fetch(`${priv.url}/projects/secret/thumbnail`, { headers: owner.headers });
+    expect(cover.status).toBe(200);
+    expect(cover.headers.get('cache-control')).toMatch(/^private/);
+    expect(cover.headers.get('cache-control')).toContain('no-cache');
+    await cover.arrayBuffer();
+  });
+
+  it('answers 401 without credentials before looking anything up: a project that exists and one never created answer alike', async () => {
+    const res = await postMultipart(`${priv.url}/projects/exists/images`, [{ field: 'file', filename: 'a.jpg', data: ROCKET }], owner.headers);
+    expect(res.status).toBe(201);
+    const { image_id } = (await res.json()) as Uploaded;
+    // Also once the image's row is cached by a read of its owner.
+    await (await fetch(`${priv.url}/projects/exists/images/${image_id}?size=thumb`, { headers: owner.headers })).arrayBuffer();
+    for (const project of ['exists', 'never-created']) {
+      for (const url of [`/projects/${project}/images`, `/projects/${project}/images/${image_id}?size=thumb`, `/projects/${project}/images/${image_id}`, `/projects/${project}/thumbnail`]) {
+        const anon = await fetch(`${priv.url}${url}`);
+        expect([url, anon.status]).toEqual([url, 401]);
+        expect(anon.headers.get('content-type')).toContain('application/problem+json');
+        expect(anon.headers.get('etag')).toBeNull();
+        await anon.arrayBuffer();
+      }
+    }
+  });
+});
+
+describe('admins act on anyone\'s project', () => {
+  const ADMIN = { ADMIN_EMAIL: 'root@example.com', ADMIN_PASSWORD: 'admin-password-123' };
+  const API_KEY = 'static-service-key-for-the-gallery-tests';
+  let srv: TestServer;
+  let owner: TestUser;
+  let stranger: TestUser;
+  let adminHeaders: Record<string, string>;
+
+  beforeAll(async () => {
+    srv = await startServer({ ...ADMIN, API_KEY, GALLERY_PUBLIC_READ: 'false' });
+    owner = await registerUser(srv.url, 'galleryowner');
+    stranger = await registerUser(srv.url, 'stranger');
+    const login = await fetch(`${srv.url}/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ email: ADMIN.ADMIN_EMAIL, password: ADMIN.ADMIN_PASSWORD }),
+    });
+    expect(login.status).toBe(200);
+    adminHeaders = { authorization: `Bearer ${((await login.json()) as { access_token: string }).access_token}` };
+  });
+  afterAll(async () => srv.close());
+
+  it.each([
+    ['an admin user', () => adminHeaders],
+    ['the static API_KEY', () => ({ 'x-api-key': API_KEY })],
+  ])('%s uploads to, reads, sets the primary of and deletes from another user\'s project, which stays the owner\'s', async (_who, headersOf) => {
+    const headers = headersOf();
+    const project = `owned-${headers['x-api-key'] ? 'key' : 'admin'}`;
+    const post = (h: Record<string, string>) => postMultipart(`${srv.url}/projects/${project}/images`, [{ field: 'file', filename: 'a.jpg', data: ROCKET, type: 'image/jpeg' }], h);
+    const first = await post(owner.headers);
+    expect(first.status).toBe(201);
+    const mine = (await first.json()) as Uploaded;
+    // The rule being tested: a stranger is refused where the admin is let in.
+    expect((await post(stranger.headers)).status).toBe(404);
+
+    const added = await post(headers);
+    expect(added.status).toBe(201);
+    const theirs = (await added.json()) as Uploaded;
+    expect(theirs.is_primary).toBe(false);
+
+    const listing = await fetch(`${srv.url}/projects/${project}/images`, { headers });
+    expect(listing.status).toBe(200);
+    expect(((await listing.json()) as Listing).images.map((i) => i.image_id)).toEqual([mine.image_id, theirs.image_id]);
+    const image = await fetch(`${srv.url}${mine.urls.thumb}`, { headers });
+    expect(image.status).toBe(200);
+    await image.arrayBuffer();
+
+    const put = await fetch(`${srv.url}/projects/${project}/primary/${theirs.image_id}`, { method: 'PUT', headers });
+    expect(put.status).toBe(200);
+    const cover = await fetch(`${srv.url}/projects/${project}/thumbnail`, { headers });
+    expect(cover.status).toBe(200);
+    const theirsThumb = await fetch(`${srv.url}${theirs.urls.thumb}`, { method: 'HEAD', headers });
+    expect(cover.headers.get('etag')).toBe(theirsThumb.headers.get('etag'));
+    await cover.arrayBuffer();
+
+    expect((await fetch(`${srv.url}/projects/${project}/images/${theirs.image_id}`, { method: 'DELETE', headers })).status).toBe(204);
+    expect((await fetch(`${srv.url}/projects/${project}/images/${mine.image_id}`, { method: 'DELETE', headers: stranger.headers })).status).toBe(404);
+
+    // The owner still owns it, and sees what the admin did.
+    const after = await fetch(`${srv.url}/projects/${project}/images`, { headers: owner.headers });
+    expect(after.status).toBe(200);
+    expect((await after.json()) as Listing).toMatchObject({ primary_image_id: mine.image_id, images: [{ image_id: mine.image_id }] });
+    expect((await fetch(`${srv.url}/projects/${project}/images`, { headers: stranger.headers })).status).toBe(404);
   });
 });

@@ -39,7 +39,17 @@ const FASTIFY_CODES: Record<string, { status: number; code: string; detail: stri
   FST_ERR_CTP_INVALID_MEDIA_TYPE: { status: 415, code: 'unsupported_media_type', detail: 'This content type is not accepted here.' },
   FST_ERR_CTP_EMPTY_JSON_BODY: { status: 422, code: 'validation_error', detail: 'The JSON body is empty.' },
   FST_ERR_CTP_INVALID_JSON_BODY: { status: 400, code: 'invalid_json', detail: 'The body is not valid JSON.' },
+  FST_INVALID_JSON_FIELD_ERROR: { status: 422, code: 'validation_error', detail: 'A multipart field declared as application/json is not valid JSON.' },
+  FST_PROTO_VIOLATION: { status: 400, code: 'malformed_multipart', detail: 'A multipart field name is not allowed.' },
+  FST_MP_PREMATURE_CLOSE: { status: 400, code: 'malformed_multipart', detail: 'The multipart body ended before it was complete.' },
 };
+
+/**
+ * busboy's parse failures carry no code, only these messages: a body that is
+ * not the multipart/form-data it says it is (no boundary, cut short). They
+ * are the client's, not a 500.
+ */
+const MALFORMED_MULTIPART = /^Multipart: Boundary not found$|unexpected end of multipart data$/i;
 
 function fieldErrors(error: FastifyError): FieldError[] {
   return (error.validation ?? []).map((v) => {
@@ -62,6 +72,9 @@ export function toProblem(error: unknown): Problem {
   }
   const known = fe.code ? FASTIFY_CODES[fe.code] : undefined;
   if (known) return problem(known.status, known.code, known.detail);
+  if (!fe.code && !fe.statusCode && MALFORMED_MULTIPART.test(fe.message ?? '')) {
+    return problem(400, 'malformed_multipart', 'The multipart/form-data body is malformed or cut short.');
+  }
   if (fe.statusCode === 429) return problem(429, 'rate_limited', 'Too many requests; try again later.');
   if (fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500) {
     return problem(fe.statusCode, 'bad_request', fe.message || 'The request is not valid.');

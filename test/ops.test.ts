@@ -36,6 +36,14 @@ describe('ops routes', () => {
     expect(text).toContain('kiln_http_request_duration_seconds_bucket');
   });
 
+  it('a JSON body over 1 MiB is 413 body_too_large, before any handler sees it', async () => {
+    const body = JSON.stringify({ email: 'a@example.com', password: 'x'.repeat(1024 * 1024) });
+    const res = await fetch(`${server.url}/auth/login`, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
+    expect(res.status).toBe(413);
+    expect(((await res.json()) as { code: string }).code).toBe('body_too_large');
+    expect((await fetch(`${server.url}/health`)).status).toBe(200);
+  });
+
   it('documents every upload route\'s multipart body and its file field', async () => {
     type Body = { content?: Record<string, { schema: { required?: string[]; properties: Record<string, { type: string; format?: string; items?: { format?: string } }> } }> };
     const doc = (await (await fetch(`${server.url}/openapi.json`)).json()) as { paths: Record<string, Record<string, { requestBody?: Body }>> };

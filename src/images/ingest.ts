@@ -26,6 +26,19 @@ export interface StagedUpload {
 export interface StageOptions {
   tmpDir: string;
   maxBytes: number;
+  /**
+   * The sniffed types this caller takes; anything else is 415 `unsupported_image`.
+   * Default: every type the sniffer knows (custom orders narrow it to JPEG, PNG, WebP).
+   */
+  accept?: ReadonlySet<ImageType>;
+}
+
+const TYPE_NAMES: Readonly<Record<ImageType, string>> = { jpeg: 'JPEG', png: 'PNG', webp: 'WebP', avif: 'AVIF', heic: 'HEIC' };
+
+/** "JPEG, PNG or WebP": the accepted types as a person reads them, in the sniffer's order. */
+function acceptedNames(accept: ReadonlySet<ImageType> | undefined): string {
+  const names = (Object.keys(TYPE_NAMES) as ImageType[]).filter((t) => !accept || accept.has(t)).map((t) => TYPE_NAMES[t]);
+  return names.length > 1 ? `${names.slice(0, -1).join(', ')} or ${names.at(-1) ?? ''}` : (names[0] ?? 'none');
 }
 
 function tooLarge(maxBytes: number): TooLarge {
@@ -73,8 +86,8 @@ export async function stageUpload(source: NodeJS.ReadableStream | Readable, opts
     if (endedTruncated(source)) throw tooLarge(opts.maxBytes);
     if (bytes === 0) throw new UnsupportedImage('The file is empty.', 'empty_file');
     const type = sniffImageType(Buffer.concat(headChunks));
-    if (type === null) {
-      throw new UnsupportedImage('The file is not an accepted image (JPEG, PNG, WebP, AVIF or HEIC).', 'unsupported_image');
+    if (type === null || (opts.accept && !opts.accept.has(type))) {
+      throw new UnsupportedImage(`The file is not an accepted image (${acceptedNames(opts.accept)}).`, 'unsupported_image');
     }
     return { path: file, bytes, sha256: hash.digest('hex'), type, mime: IMAGE_MIME[type] };
   } catch (err) {

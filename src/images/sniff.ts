@@ -2,7 +2,8 @@
  * Image type sniffing: the type of an upload is decided from its first bytes
  * (magic numbers) only, never from its name or the client's Content-Type.
  * Accepted: JPEG, PNG, WebP, AVIF and HEIC/HEIF. Everything else (text, SVG,
- * HTML, GIF, PDF, empty) is refused before any decoder sees it.
+ * HTML, GIF, PDF, empty) is refused before any decoder sees it. A caller
+ * may take fewer types (stageUpload's `accept`: custom orders refuse AVIF/HEIC).
  */
 
 export type ImageType = 'jpeg' | 'png' | 'webp' | 'avif' | 'heic';

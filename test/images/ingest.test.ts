@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { constants as perf, PerformanceObserver } from 'node:perf_hooks';
 import { PassThrough, Readable } from 'node:stream';
+import sharp from 'sharp';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { TooLarge, UnsupportedImage } from '../../src/errors.js';
 import { discardStaged, stageUpload } from '../../src/images/ingest.js';
@@ -94,6 +95,18 @@ describe('stageUpload', () => {
     const err = await stageUpload(chunked(body), { tmpDir, maxBytes: 10_000_000 }).catch((e: unknown) => e);
     expect(err).toMatchObject({ status: 415, code: 'unsupported_image' });
     expect(leftovers()).toEqual([]);
+  });
+
+  it('refuses a sniffed type the caller does not accept (AVIF where only JPEG, PNG and WebP are), and removes the temp file', async () => {
+    const avif = await sharp(ROCKET).avif({ effort: 0 }).toBuffer();
+    const err = await stageUpload(chunked(avif), { tmpDir, maxBytes: 10_000_000, accept: new Set(['jpeg', 'png', 'webp']) }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UnsupportedImage);
+    expect(err).toMatchObject({ status: 415, code: 'unsupported_image', message: 'The file is not an accepted image (JPEG, PNG or WebP).' });
+    expect(leftovers()).toEqual([]);
+    // Without `accept` every type the sniffer knows stays accepted (galleries, AI edits, product images).
+    const staged = await stageUpload(chunked(avif), { tmpDir, maxBytes: 10_000_000 });
+    expect(staged).toMatchObject({ type: 'avif', mime: 'image/avif', bytes: avif.length });
+    await discardStaged(staged);
   });
 
   it('never uses anything from the client for the file name', async () => {

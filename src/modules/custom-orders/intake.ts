@@ -6,10 +6,14 @@
  * they come. Any violation throws; the caller owns the staged files handed
  * over so far and removes them.
  */
-import type { Multipart } from '@fastify/multipart';
+import type { Multipart, MultipartValue } from '@fastify/multipart';
 import { ValidationFailed } from '../../errors.js';
 import { stageUpload } from '../../images/ingest.js';
+import type { ImageType } from '../../images/sniff.js';
 import type { IncomingPhoto } from './photos.js';
+
+/** Spec: order photos are JPEG, PNG or WebP by content; AVIF and HEIC, which galleries take, are refused here. */
+export const ORDER_IMAGE_TYPES: ReadonlySet<ImageType> = new Set<ImageType>(['jpeg', 'png', 'webp']);
 
 export const TEXT_LIMITS = { pet_name: 100, pet_type: 100, notes: 2000 } as const;
 type TextField = keyof typeof TEXT_LIMITS;
@@ -31,10 +35,19 @@ function characters(s: string): number {
   return [...s].length;
 }
 
-function checkText(name: TextField, value: unknown, truncated: boolean): string {
-  const text = typeof value === 'string' ? value : String(value);
+/**
+ * Text fields are kept exactly as sent. @fastify/multipart JSON-parses a field
+ * sent as application/json and keeps no raw text, so such a field (whatever
+ * it parsed to: an object, a number, even a string without its quotes) cannot
+ * be kept as given and is refused, naming the field.
+ */
+function checkText(name: TextField, part: MultipartValue): string {
+  const text = part.value;
+  if (typeof text !== 'string' || part.mimetype.toLowerCase().startsWith('application/json')) {
+    throw new ValidationFailed(`Send ${name} as plain text, not as JSON.`, [{ field: `body.${name}`, message: 'must be plain text, not application/json' }]);
+  }
   const max = TEXT_LIMITS[name];
-  if (truncated || characters(text) > max) {
+  if (part.valueTruncated || characters(text) > max) {
     throw new ValidationFailed(`${name} may have at most ${max} characters.`, [{ field: `body.${name}`, message: `must have at most ${max} characters` }]);
   }
   return text;
@@ -71,7 +84,7 @@ async function readParts(iterator: AsyncIterator<Multipart>, opts: IntakeOptions
     const part = next.value;
     if (part.type === 'field') {
       // Unknown text fields are ignored, as the Pet Planter service's form handling did.
-      if (isTextField(part.fieldname)) text[part.fieldname] = checkText(part.fieldname, part.value, part.valueTruncated);
+      if (isTextField(part.fieldname)) text[part.fieldname] = checkText(part.fieldname, part);
       continue;
     }
     files += 1;
@@ -81,7 +94,7 @@ async function readParts(iterator: AsyncIterator<Multipart>, opts: IntakeOptions
       part.file.resume();
       throw refusal;
     }
-    const staged = await stageUpload(part.file, { tmpDir: opts.tmpDir, maxBytes: opts.maxBytes });
+    const staged = await stageUpload(part.file, { tmpDir: opts.tmpDir, maxBytes: opts.maxBytes, accept: ORDER_IMAGE_TYPES });
     onPhoto({ staged, originalFilename: part.filename });
   }
   if (files === 0) {

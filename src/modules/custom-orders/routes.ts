@@ -10,6 +10,7 @@ import { Forbidden } from '../../errors.js';
 import { requireAdmin, requireUser } from '../../auth/guard.js';
 import { jpegVariantFile, sendStoredImage } from '../../images/serve.js';
 import { Type } from '@sinclair/typebox';
+import { toProblem } from '../../platform/http/errors.js';
 import { ProblemSchema, SIGNED_IN, UploadedFile, type MultipartFields } from '../../platform/http/schemas.js';
 import { orderMetrics } from './metrics.js';
 import { OrderService } from './service.js';
@@ -26,6 +27,7 @@ import {
   StatusBody,
   UploadAnswer,
 } from './schemas.js';
+import { emptyQueryValuesAbsent } from '../../platform/http/cursor.js';
 
 const TAGS = ['custom orders'];
 
@@ -35,6 +37,12 @@ function signedLink(query: FileQuery): { expires: number; sig: string } | undefi
   if (query.expires === undefined || query.sig === undefined) throw new Forbidden('This link is not valid.', 'invalid_signature');
   return { expires: query.expires, sig: query.sig };
 }
+
+/**
+ * Refusals of the upload route that are not about the upload: who may call
+ * (401) and how often (429) are the auth layer's, counted in kiln_http_errors_total.
+ */
+const NOT_ABOUT_THE_UPLOAD: ReadonlySet<number> = new Set([401, 429]);
 
 /** The multipart fields of POST /api/images/upload, for the OpenAPI document. */
 const UPLOAD_FIELDS: MultipartFields = Type.Object({
@@ -48,7 +56,7 @@ export async function customOrderRoutes(parent: FastifyInstance, ctx: Context): 
   const app = parent.withTypeProvider<TypeBoxTypeProvider>();
   const orders = new OrderService(ctx);
   // Created now, so /metrics shows every series (orders by status included) before the first upload.
-  orderMetrics(ctx);
+  const metrics = orderMetrics(ctx);
 
   app.post(
     '/api/images/upload',
@@ -63,6 +71,15 @@ export async function customOrderRoutes(parent: FastifyInstance, ctx: Context): 
         security: SIGNED_IN,
         consumes: ['multipart/form-data'],
         response: { 201: UploadAnswer, 401: ProblemSchema, 413: ProblemSchema, 415: ProblemSchema, 422: ProblemSchema },
+      },
+      /**
+       * Every refused upload is counted by reason here, whatever refused it: the
+       * service (bad files, fields), the multipart plugin (not multipart, limits)
+       * or Fastify before the handler (a body of another content type).
+       */
+      onError: async (_request, _reply, error) => {
+        const { status, code } = toProblem(error);
+        if (!NOT_ABOUT_THE_UPLOAD.has(status)) metrics.uploadsRejected.inc({ reason: code });
       },
     },
     async (request, reply) => {
@@ -171,6 +188,7 @@ export async function customOrderRoutes(parent: FastifyInstance, ctx: Context): 
   app.get(
     '/admin/orders',
     {
+      preValidation: emptyQueryValuesAbsent,
       schema: {
         tags: TAGS,
         summary: 'Every customer\'s custom orders, newest first (admin); page with next_cursor',

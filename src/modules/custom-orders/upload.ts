@@ -11,7 +11,6 @@ import type { Context } from '../../context.js';
 import { newId } from '../../ids.js';
 import { discardStaged, type StagedUpload } from '../../images/ingest.js';
 import { BlobBatch } from '../../images/store.js';
-import { toProblem } from '../../platform/http/errors.js';
 import { readOrderUpload, type OrderText } from './intake.js';
 import type { HistoryEntry } from './lifecycle.js';
 import { orderMetrics } from './metrics.js';
@@ -44,8 +43,7 @@ export async function receiveOrder(ctx: Context, principal: Principal, parts: As
     // Photos still rendering would write blobs after the rollback; let them finish first.
     await Promise.allSettled(work);
     await batch.rollback();
-    orderMetrics(ctx).uploadsRejected.inc({ reason: toProblem(err).code });
-    throw err;
+    throw err; // counted by reason where the route answers (routes.ts), with refusals made before this runs
   } finally {
     await Promise.all(staged.map((s) => discardStaged(s)));
   }

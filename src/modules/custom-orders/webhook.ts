@@ -28,6 +28,13 @@ export interface StatusChanged {
 export interface WebhookJobOptions {
   /** Delay before the first retry (doubled for each later one). Tests shorten it; the contract's default is 30 s. */
   firstRetryMs?: number;
+  /** How long one attempt waits for the receiver's answer before it counts as a timeout (retried). Tests shorten it; 10 s by default. */
+  timeoutMs?: number;
+}
+
+/** `status` is null for a 2xx whose body was not read (safeFetch tells the status of a 2xx only with its body). */
+export interface WebhookResult {
+  status: number | null;
 }
 
 export function signBody(secret: string, body: string): string {
@@ -49,7 +56,7 @@ export async function announceStatusChange(ctx: Context, change: Omit<StatusChan
 const PERMANENT: ReadonlySet<FetchErrorCode> = new Set(['bad_url', 'bad_scheme', 'blocked_address']);
 
 /** The job: one delivery attempt. URL and secret are read now, so a corrected configuration helps pending retries. */
-async function deliver(ctx: Context, payload: StatusChanged, job: JobContext): Promise<{ status: number }> {
+async function deliver(ctx: Context, payload: StatusChanged, job: JobContext, timeoutMs: number): Promise<WebhookResult> {
   const { webhookUrl, webhookSecret } = ctx.config;
   if (!webhookUrl || !webhookSecret) throw new PermanentJobError('webhook_not_configured', 'WEBHOOK_URL and WEBHOOK_SECRET are not both set.');
   const body = JSON.stringify(payload);
@@ -61,13 +68,16 @@ async function deliver(ctx: Context, payload: StatusChanged, job: JobContext): P
       body,
       // A redirect is not a delivery: it counts as a non-2xx answer and is retried.
       maxRedirects: 0,
-      maxBytes: 64 * 1024,
-      totalTimeoutMs: WEBHOOK_TIMEOUT_MS,
+      // The answer's body means nothing to us, whatever its size: none of it is read (see too_large below).
+      maxBytes: 0,
+      totalTimeoutMs: timeoutMs,
       signal: job.signal,
     });
     return { status: res.status };
   } catch (err) {
     if (!(err instanceof FetchError)) throw err; // the job's own abort (timeout, shutdown): the runner decides
+    // safeFetch reads a body only after a 2xx, so too_large is a 2xx with a body: delivered (spec: only non-2xx or a timeout is retried).
+    if (err.code === 'too_large') return { status: null };
     if (PERMANENT.has(err.code)) throw new PermanentJobError(`webhook_${err.code}`, `The webhook URL is refused: ${err.message}`);
     // Spec: any non-2xx answer or a timeout is retried, 4xx included.
     throw new TransientJobError(`webhook_${err.code}`, err.message);
@@ -76,14 +86,16 @@ async function deliver(ctx: Context, payload: StatusChanged, job: JobContext): P
 
 /**
  * Registers the `webhook` job kind on this Context's runner. Idempotent per
- * Context, so a test can register first with a short `firstRetryMs` and the
- * app's own registration then leaves it alone.
+ * Context, so a test can register first with a short `firstRetryMs` or
+ * `timeoutMs` and the app's own registration then leaves it alone.
  */
 export function registerCustomOrderJobs(ctx: Context, options: WebhookJobOptions = {}): void {
   if (ctx.jobs.has(WEBHOOK_JOB)) return;
-  ctx.jobs.register<StatusChanged, { status: number }>(WEBHOOK_JOB, (payload, job) => deliver(ctx, payload, job), {
+  const timeoutMs = options.timeoutMs ?? WEBHOOK_TIMEOUT_MS;
+  ctx.jobs.register<StatusChanged, WebhookResult>(WEBHOOK_JOB, (payload, job) => deliver(ctx, payload, job, timeoutMs), {
     maxAttempts: WEBHOOK_MAX_ATTEMPTS,
-    timeoutMs: WEBHOOK_TIMEOUT_MS + 5_000,
+    // The request's own timeout ends an attempt first; this only backs it up.
+    timeoutMs: timeoutMs + 5_000,
     backoff: { delayMs: options.firstRetryMs ?? WEBHOOK_FIRST_RETRY_MS, maxDelayMs: 2 * 60 * 60_000 },
   });
 }

@@ -1,7 +1,8 @@
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type TestServer } from '../../helpers/server.js';
 import { registerUser, type TestUser } from '../../helpers/users.js';
-import { expectNothingStored, expectProblem, filePart, photo, pngBomb, upload, type Part } from './helpers.js';
+import { expectNothingStored, expectProblem, filePart, photo, pngBomb, ROCKET_JPG, upload, type Part } from './helpers.js';
 
 let server: TestServer;
 let user: TestUser;
@@ -53,6 +54,22 @@ describe('a rejected upload stores nothing', () => {
     await expectNothingStored(server);
   });
 
+  it('an AVIF photo: 415 unsupported_image (custom orders take JPEG, PNG or WebP), the good photo is not kept', async () => {
+    const avif = await sharp(ROCKET_JPG).avif({ effort: 0 }).toBuffer();
+    await expectProblem(await send([filePart(jpg), filePart(avif, 'pet.avif', 'image/avif')]), 415, 'unsupported_image');
+    await expectNothingStored(server);
+    await expectProblem(await send([filePart(avif, 'pet.jpg')]), 415, 'unsupported_image');
+    await expectNothingStored(server);
+  });
+
+  it('a HEIC file (by its ftyp brand): 415 unsupported_image before any decoder sees it', async () => {
+    // sharp's prebuilt libvips cannot write HEIC: an ftyp box with the heic brand is what the sniffer reads.
+    const ftyp = Buffer.concat([Buffer.from([0, 0, 0, 24]), Buffer.from('ftypheic'), Buffer.alloc(4), Buffer.from('mif1heic')]);
+    const heic = Buffer.concat([ftyp, Buffer.alloc(4096, 1)]);
+    await expectProblem(await send([filePart(heic, 'IMG_0001.HEIC', 'image/heic'), filePart(jpg)]), 415, 'unsupported_image');
+    await expectNothingStored(server);
+  });
+
   it('an empty file: 415', async () => {
     await expectProblem(await send([filePart(jpg), filePart(Buffer.alloc(0), 'empty.jpg')]), 415);
     await expectNothingStored(server);
@@ -78,6 +95,29 @@ describe('a rejected upload stores nothing', () => {
     await expectNothingStored(server);
   });
 
+  it.each([
+    ['an object', 'pet_name', '{"name": "Rex"}'],
+    ['a string', 'pet_type', '"dog"'],
+    ['a number', 'notes', '42'],
+  ])('a text field sent as application/json (%s): 422 naming the field, never "[object Object]"', async (_kind, field, json) => {
+    // FormData cannot give a text field a Content-Type: the body is written by hand.
+    const boundary = 'kiln-test-boundary';
+    const body = Buffer.concat([
+      Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="${field}"\r\nContent-Type: application/json\r\n\r\n${json}\r\n`),
+      Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="files"; filename="pet.jpg"\r\nContent-Type: image/jpeg\r\n\r\n`),
+      jpg,
+      Buffer.from(`\r\n--${boundary}--\r\n`),
+    ]);
+    const res = await fetch(`${server.url}/api/images/upload`, {
+      method: 'POST',
+      headers: { ...user.headers, 'content-type': `multipart/form-data; boundary=${boundary}` },
+      body,
+    });
+    const problem = await expectProblem(res, 422, 'validation_error');
+    expect(JSON.stringify(problem)).toContain(`body.${field}`);
+    await expectNothingStored(server);
+  });
+
   it('text fields at their limits are kept exactly as given', async () => {
     const pet_name = '🐶'.repeat(100);
     const notes = '<script>alert(1)</script>'.padEnd(2000, 'x');
@@ -96,5 +136,27 @@ describe('a rejected upload stores nothing', () => {
   it('a body that is not multipart: 415', async () => {
     const res = await fetch(`${server.url}/api/images/upload`, { method: 'POST', headers: { ...user.headers, 'content-type': 'application/json' }, body: '{}' });
     await expectProblem(res, 415);
+  });
+});
+
+describe('MAX_FILES_PER_ORDER set to 2', () => {
+  let small: TestServer;
+  let customer: TestUser;
+  beforeAll(async () => {
+    small = await startServer({ MAX_FILES_PER_ORDER: '2' });
+    customer = await registerUser(small.url, 'two-photos');
+  });
+  afterAll(async () => small?.close());
+
+  it('three files: 422 too_many_files, nothing stored', async () => {
+    const res = await upload(small.url, customer.headers, [1, 2, 3].map((i) => filePart(jpg, `p${i}.jpg`)));
+    await expectProblem(res, 422, 'too_many_files');
+    await expectNothingStored(small);
+  });
+
+  it('two files: 201 with both', async () => {
+    const res = await upload(small.url, customer.headers, [filePart(jpg, 'a.jpg'), filePart(ROCKET_JPG, 'b.jpg')]);
+    expect(res.status).toBe(201);
+    expect(((await res.json()) as { files_uploaded: number }).files_uploaded).toBe(2);
   });
 });

@@ -55,4 +55,27 @@ describe('custom-order metrics on /metrics', () => {
     expect(value(text, 'kiln_orders{status="pending"}')).toBe(1);
     expect(value(text, 'kiln_orders{status="cancelled"}')).toBe(1);
   });
+
+  it('count every refused upload by its reason, a body that is not multipart included', async () => {
+    const reject = (reason: string, text: string) => value(text, `kiln_order_uploads_rejected_total{reason="${reason}"}`) ?? 0;
+    const before = await metrics();
+    const post = (contentType: string, body: string) =>
+      fetch(`${server.url}/api/images/upload`, { method: 'POST', headers: { ...user.headers, 'content-type': contentType }, body });
+    // A body the module reads and finds not multipart.
+    const json = await post('application/json', JSON.stringify({ pet_name: 'Rex' }));
+    expect(json.status).toBe(415);
+    expect(((await json.json()) as { code: string }).code).toBe('not_multipart');
+    // Bodies refused by content type before the handler reads them: still uploads refused.
+    const form = await post('application/x-www-form-urlencoded', 'pet_name=Rex');
+    expect(form.status).toBe(415);
+    expect(((await form.json()) as { code: string }).code).toBe('unsupported_media_type');
+    expect((await post('image/jpeg', 'not really a photo')).status).toBe(415);
+    // Who may upload is the auth layer's refusal, counted in kiln_http_errors_total, not here.
+    expect((await fetch(`${server.url}/api/images/upload`, { method: 'POST', body: new FormData() })).status).toBe(401);
+
+    const after = await metrics();
+    expect(reject('not_multipart', after)).toBe(reject('not_multipart', before) + 1);
+    expect(reject('unsupported_media_type', after)).toBe(reject('unsupported_media_type', before) + 2);
+    expect(reject('unauthorized', after)).toBe(0);
+  });
 });

@@ -1,7 +1,9 @@
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type TestServer } from '../../helpers/server.js';
+import { fixture } from '../../helpers/upload.js';
 import { registerUser, type TestUser } from '../../helpers/users.js';
 import { TestClock } from '../../auth/helpers.js';
 import { ADMIN, createOrder, expectProblem, filePart, filesUnder, loginAdmin, photo, ROCKET_JPG, type OrderBody, type UploadBody } from './helpers.js';
@@ -75,6 +77,30 @@ describe('upload', () => {
       const meta = await sharp(Buffer.from(await res.arrayBuffer())).metadata();
       expect(meta.width).toBe(width);
     }
+  });
+});
+
+describe('files as received', () => {
+  it('keep the sha256 and bytes of each upload as sent, and its content_type as sniffed (JPEG, PNG, WebP)', async () => {
+    const png = fixture('chelsea_cat_small_451x300.png');
+    const webp = await sharp(ROCKET_JPG).webp({ quality: 80 }).toBuffer();
+    const sent: Array<[Buffer, string, string]> = [
+      [ROCKET_JPG, 'rocket.jpg', 'image/jpeg'],
+      [png, 'cat.png', 'image/png'],
+      [webp, 'rocket.webp', 'image/webp'],
+    ];
+    // The client claims nothing useful: the type must come from the bytes.
+    const order = await createOrder(server.url, alice.headers, sent.map(([data, name]) => filePart(data, name, 'application/octet-stream')));
+    expect(order.files).toHaveLength(sent.length);
+    order.files.forEach((file, i) => {
+      const [data, name, type] = sent[i] as [Buffer, string, string];
+      expect(file).toMatchObject({
+        original_filename: name,
+        content_type: type,
+        bytes: data.length,
+        sha256: createHash('sha256').update(data).digest('hex'),
+      });
+    });
   });
 });
 

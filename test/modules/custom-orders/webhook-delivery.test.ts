@@ -1,0 +1,134 @@
+/**
+ * What counts as delivered and what is retried: a 2xx is delivered whatever
+ * its body; a 404, a timeout and a 5xx are retried; a job gives up after
+ * WEBHOOK_MAX_ATTEMPTS. Each case runs its own Kiln against its own local
+ * receiver, with the job's delays shortened (registerCustomOrderJobs' test
+ * options) so eight attempts take about a second.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { registerCustomOrderJobs, WEBHOOK_JOB, WEBHOOK_MAX_ATTEMPTS, type WebhookJobOptions } from '../../../src/modules/custom-orders/webhook.js';
+import type { Job } from '../../../src/platform/jobs/types.js';
+import { startServer, type TestServer } from '../../helpers/server.js';
+import { registerUser } from '../../helpers/users.js';
+import { ADMIN, createOrder, filePart, loginAdmin, photo } from './helpers.js';
+
+/** How the receiver answers its n-th request (1-based). */
+type Answer = (res: http.ServerResponse, n: number) => void;
+
+interface Receiver {
+  url: string;
+  /** When each delivery arrived (ms since the epoch). */
+  deliveries: number[];
+  close(): Promise<void>;
+}
+
+function receiver(answer: Answer): Promise<Receiver> {
+  const deliveries: number[] = [];
+  const server = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      deliveries.push(Date.now());
+      answer(res, deliveries.length);
+    });
+  });
+  return new Promise((resolve) => {
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      resolve({
+        url: `http://127.0.0.1:${port}/hooks/kiln`,
+        deliveries,
+        close: () =>
+          new Promise((r) => {
+            server.closeAllConnections(); // a hanging answer must not keep the receiver open
+            server.close(() => r());
+          }),
+      });
+    });
+  });
+}
+
+const open: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const close of open.splice(0).reverse()) await close();
+});
+
+/** A receiver answering as told and a Kiln sending it webhooks with the given (short) job options. */
+async function setUp(answer: Answer, options: WebhookJobOptions): Promise<{ hook: Receiver; server: TestServer }> {
+  const hook = await receiver(answer);
+  open.push(() => hook.close());
+  const server = await startServer(
+    { ...ADMIN, WEBHOOK_URL: hook.url, WEBHOOK_SECRET: 'webhook-secret-for-tests', FETCH_ALLOWED_HOSTS: '127.0.0.1' },
+    { prepare: (ctx) => registerCustomOrderJobs(ctx, options), startJobs: true },
+  );
+  open.push(() => server.close());
+  return { hook, server };
+}
+
+/** Moves a fresh order to in_review through the API and waits for its webhook job to end. */
+async function deliverOneChange(server: TestServer): Promise<Job> {
+  const customer = await registerUser(server.url, 'hooked');
+  const order = await createOrder(server.url, customer.headers, [filePart(await photo(900))]);
+  const res = await fetch(`${server.url}/api/images/orders/${order.order_id}/status`, {
+    method: 'PUT',
+    headers: { ...(await loginAdmin(server.url)), 'content-type': 'application/json' },
+    body: JSON.stringify({ status: 'in_review' }),
+  });
+  expect(res.status).toBe(200);
+  const { jobs } = await server.ctx.jobs.list({ all: true, type: WEBHOOK_JOB });
+  expect(jobs).toHaveLength(1);
+  return server.ctx.jobs.waitFor(jobs[0]?.job_id ?? '', 20_000);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('webhook delivery', () => {
+  it.each([
+    ['with Content-Length', (res: http.ServerResponse) => res.writeHead(200, { 'content-type': 'text/html' }).end(Buffer.alloc(100 * 1024, 'a'))],
+    [
+      'chunked',
+      (res: http.ServerResponse) => {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        for (let i = 0; i < 4; i++) res.write(Buffer.alloc(50 * 1024, 'b'));
+        res.end();
+      },
+    ],
+  ])('counts a 2xx with a 100 KB+ body (%s) as delivered, once, without retrying', async (_kind, answer) => {
+    const { hook, server } = await setUp(answer, { firstRetryMs: 20 });
+    const job = await deliverOneChange(server);
+    expect(job).toMatchObject({ status: 'completed', attempts: 1, error: null });
+    await sleep(200); // a retry, were one scheduled, would have come by now
+    expect(hook.deliveries).toHaveLength(1);
+  });
+
+  it('retries a 404 answer (4xx included) and completes once the receiver accepts', async () => {
+    const { hook, server } = await setUp((res, n) => res.writeHead(n === 1 ? 404 : 204).end(), { firstRetryMs: 50 });
+    const job = await deliverOneChange(server);
+    expect(job).toMatchObject({ status: 'completed', attempts: 2 });
+    expect(hook.deliveries).toHaveLength(2);
+  });
+
+  it('retries a receiver that does not answer within the delivery timeout', async () => {
+    const timeoutMs = 300;
+    // The first request is never answered; the second is.
+    const { hook, server } = await setUp((res, n) => void (n > 1 && res.writeHead(204).end()), { firstRetryMs: 20, timeoutMs });
+    const job = await deliverOneChange(server);
+    expect(job).toMatchObject({ status: 'completed', attempts: 2 });
+    const [first, second] = hook.deliveries as [number, number];
+    expect(hook.deliveries).toHaveLength(2);
+    expect(second - first).toBeGreaterThanOrEqual(timeoutMs);
+  });
+
+  it(`gives up after ${WEBHOOK_MAX_ATTEMPTS} attempts, with doubling delays between them`, async () => {
+    const firstRetryMs = 10;
+    const { hook, server } = await setUp((res) => res.writeHead(500).end(), { firstRetryMs });
+    const job = await deliverOneChange(server);
+    expect(job).toMatchObject({ status: 'failed', attempts: WEBHOOK_MAX_ATTEMPTS, max_attempts: WEBHOOK_MAX_ATTEMPTS, error: { code: 'webhook_http_status' } });
+    await sleep(300); // nothing more comes after giving up
+    expect(hook.deliveries).toHaveLength(WEBHOOK_MAX_ATTEMPTS);
+    // 10, 20, 40 … 640 ms between attempts: the whole series at least their sum.
+    const waited = (hook.deliveries.at(-1) ?? 0) - (hook.deliveries[0] ?? 0);
+    expect(waited).toBeGreaterThanOrEqual(firstRetryMs * (2 ** (WEBHOOK_MAX_ATTEMPTS - 1) - 1));
+  });
+});

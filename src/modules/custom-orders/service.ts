@@ -17,7 +17,8 @@
 import type { Multipart } from '@fastify/multipart';
 import type { Principal } from '../../auth/principal.js';
 import type { Context } from '../../context.js';
-import { NotFound, Unauthorized, ValidationFailed } from '../../errors.js';
+import { NotFound, Unauthorized } from '../../errors.js';
+import { decodeCursor as decodePageCursor, encodeCursor as encodePageCursor, stringPair } from '../../platform/http/cursor.js';
 import { assertDeletable, assertMove, type HistoryEntry, type OrderStatus } from './lifecycle.js';
 import { verifyLink, type OrderSize } from './links.js';
 import { orderPrefix, blobKey, type StoredVariant } from './photos.js';
@@ -138,17 +139,15 @@ export class OrderService {
 }
 
 function encodeCursor(after: repo.PageAfter): string {
-  return Buffer.from(JSON.stringify([after.createdAt, after.orderId])).toString('base64url');
+  return encodePageCursor([after.createdAt, after.orderId]);
 }
 
+/** A cursor `encodeCursor` made, or 422 `invalid_cursor` (platform/http/cursor.ts). */
 function decodeCursor(cursor: string): repo.PageAfter {
-  try {
-    const [createdAt, orderId] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown[];
-    if (typeof createdAt === 'string' && typeof orderId === 'string') return { createdAt, orderId };
-  } catch {
-    // falls through to the 422 below: a cursor we did not make
-  }
-  throw new ValidationFailed('This cursor is not one this listing made.', [{ field: 'querystring.cursor', message: 'is not valid' }], 'invalid_cursor');
+  return decodePageCursor(cursor, (value) => {
+    const pair = stringPair(value);
+    return pair && { createdAt: pair[0], orderId: pair[1] };
+  });
 }
 
 /** Account deletion hook (modules/account-cleanup.ts). */

@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import { requireUser } from '../../auth/guard.js';
 import type { Context } from '../../context.js';
 import { sendStoredImage } from '../../images/serve.js';
+import { emptyQueryValuesAbsent } from '../../platform/http/cursor.js';
 import { authProblems, imageAnswers, ProblemSchema, SIGNED_IN } from '../../platform/http/schemas.js';
 import {
   EanParams,
@@ -59,8 +60,10 @@ export async function productImageRoutes(parent: FastifyInstance, ctx: Context):
         summary: 'Your jobs (every job for an admin), newest first, a page at a time',
         security: SIGNED_IN,
         querystring: JobListQuery,
-        response: { 200: JobListAnswer, 400: ProblemSchema, ...authProblems },
+        response: { 200: JobListAnswer, ...authProblems },
       },
+      // `?status=&type=&limit=&cursor=` as a form sends it: an empty value is a parameter not given.
+      preValidation: emptyQueryValuesAbsent,
     },
     async (request) => products.jobs(requireUser(request), request.query),
   );

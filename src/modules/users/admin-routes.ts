@@ -6,6 +6,7 @@ import type { Context } from '../../context.js';
 import { ProblemSchema } from '../../platform/http/schemas.js';
 import * as admin from './admin.js';
 import { AdminPatchBody, IdParams, SIGNED_IN, User, UserListQuery, UserPage } from './schemas.js';
+import { emptyQueryValuesAbsent } from '../../platform/http/cursor.js';
 
 
 export async function adminRoutes(parent: FastifyInstance, ctx: Context): Promise<void> {
@@ -14,6 +15,7 @@ export async function adminRoutes(parent: FastifyInstance, ctx: Context): Promis
   app.get(
     '/admin/users',
     {
+      preValidation: emptyQueryValuesAbsent,
       schema: {
         tags: ['admin'],
         summary: 'List users, oldest first, a page at a time',

@@ -1,7 +1,8 @@
 /** What admins do to other accounts: list them page by page, deactivate, reactivate, promote, demote. */
 import { isoNow } from '../../clock.js';
 import type { Context } from '../../context.js';
-import { NotFound, ValidationFailed } from '../../errors.js';
+import { NotFound } from '../../errors.js';
+import { decodeCursor, encodeCursor, stringPair } from '../../platform/http/cursor.js';
 import * as repo from './repo.js';
 import { toUserView, type UserView } from './service.js';
 
@@ -10,29 +11,19 @@ export interface UserPage {
   next_cursor: string | null;
 }
 
-function encodeCursor(row: repo.UserRow): string {
-  return Buffer.from(JSON.stringify([row.created_at, row.id])).toString('base64url');
-}
-
-function decodeCursor(cursor: string): repo.UserPosition {
-  try {
-    const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (Array.isArray(value) && value.length === 2 && value.every((v) => typeof v === 'string')) {
-      return { createdAt: value[0] as string, id: value[1] as string };
-    }
-  } catch (err) {
-    if (!(err instanceof SyntaxError)) throw err;
-  }
-  throw new ValidationFailed('The cursor is not one this service gave out.', [{ field: 'querystring.cursor', message: 'is not valid' }]);
+/** A cursor's payload `[created_at, id]` (of the last user of a page) read back as where the next page starts. */
+function positionOf(value: unknown): repo.UserPosition | undefined {
+  const pair = stringPair(value);
+  return pair && { createdAt: pair[0], id: pair[1] };
 }
 
 export async function listUsers(ctx: Context, limit: number, cursor?: string): Promise<UserPage> {
-  const after = cursor ? decodeCursor(cursor) : undefined;
+  const after = cursor ? decodeCursor(cursor, positionOf) : undefined;
   // One extra row tells whether another page exists without a count query.
   const rows = await repo.listUsers(ctx.db.kysely, limit + 1, after);
   const page = rows.slice(0, limit);
   const last = page[page.length - 1];
-  return { users: page.map(toUserView), next_cursor: rows.length > limit && last ? encodeCursor(last) : null };
+  return { users: page.map(toUserView), next_cursor: rows.length > limit && last ? encodeCursor([last.created_at, last.id]) : null };
 }
 
 export interface AdminChanges {

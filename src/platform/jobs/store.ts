@@ -6,10 +6,10 @@
  */
 import { sql, type Kysely, type Selectable } from 'kysely';
 import type { Clock } from '../../clock.js';
-import { BadRequest } from '../../errors.js';
 import { newId } from '../../ids.js';
 import { isUniqueViolation, type DialectName } from '../db/index.js';
 import type { Database, JobsTable } from '../db/schema.js';
+import { decodeCursor, encodeCursor, stringPair } from '../http/cursor.js';
 import type { Job, JobErrorInfo, JobPage, JobStatus, ListQuery } from './types.js';
 
 export type JobRow = Selectable<JobsTable>;
@@ -45,20 +45,6 @@ export function toJob(row: JobRow): Job {
 }
 
 export const isFinished = (status: string): boolean => status === 'completed' || status === 'failed' || status === 'cancelled';
-
-function encodeCursor(row: { created_at: string; job_id: string }): string {
-  return Buffer.from(JSON.stringify([row.created_at, row.job_id])).toString('base64url');
-}
-
-function decodeCursor(cursor: string): [string, string] {
-  try {
-    const v: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && typeof v[1] === 'string') return [v[0], v[1]];
-  } catch {
-    // falls through to the one error below: any malformed cursor is the client's mistake
-  }
-  throw new BadRequest('The cursor is not one this service gave out.', 'invalid_cursor');
-}
 
 export class JobStore {
   private lastCreated = 0;
@@ -140,7 +126,7 @@ export class JobStore {
     if (query.status) q = q.where('status', '=', query.status);
     if (query.type) q = q.where('type', '=', query.type);
     if (query.cursor) {
-      const [createdAt, jobId] = decodeCursor(query.cursor);
+      const [createdAt, jobId] = decodeCursor(query.cursor, stringPair);
       q = q.where((eb) =>
         eb.or([eb('created_at', '<', createdAt), eb.and([eb('created_at', '=', createdAt), eb('job_id', '<', jobId)])]),
       );
@@ -148,7 +134,7 @@ export class JobStore {
     const rows = await q.orderBy('created_at', 'desc').orderBy('job_id', 'desc').limit(limit + 1).execute();
     const page = rows.slice(0, limit);
     const last = page[page.length - 1];
-    return { jobs: page.map(toJob), next_cursor: rows.length > limit && last ? encodeCursor(last) : null };
+    return { jobs: page.map(toJob), next_cursor: rows.length > limit && last ? encodeCursor([last.created_at, last.job_id]) : null };
   }
 
   /**

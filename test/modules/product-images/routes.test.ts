@@ -194,7 +194,22 @@ describe('who sees which job', () => {
     expect((await getJson('/api/v1/jobs?status=exploded', alice.headers)).status).toBe(422);
     expect((await getJson('/api/v1/jobs?limit=0', alice.headers)).status).toBe(422);
     expect((await getJson('/api/v1/jobs?limit=101', alice.headers)).status).toBe(422);
-    const cursor = await getJson('/api/v1/jobs?cursor=bogus', alice.headers);
-    expect([cursor.status, cursor.body.code]).toEqual([400, 'invalid_cursor']);
+    for (const bogus of ['bogus', Buffer.from('{"not":"a page"}').toString('base64url')]) {
+      const cursor = await getJson(`/api/v1/jobs?cursor=${bogus}`, alice.headers);
+      expect(cursor.status).toBe(422);
+      expect(cursor.body).toMatchObject({ status: 422, code: 'invalid_cursor', errors: [{ field: 'querystring.cursor', message: expect.any(String) }] });
+    }
+  });
+
+  it('reads an empty query value as a parameter not given', async () => {
+    const plain = await getJson('/api/v1/jobs', alice.headers);
+    expect(plain.status).toBe(200);
+    const empty = await getJson('/api/v1/jobs?status=&type=&limit=&cursor=', alice.headers);
+    expect(empty.status).toBe(200);
+    expect(empty.body).toEqual(plain.body);
+    // One empty next to real ones: the real ones still count.
+    const failed = await getJson('/api/v1/jobs?status=failed&limit=', bob.headers);
+    expect(failed.status).toBe(200);
+    expect((failed.body.jobs as JobView[]).every((j) => j.status === 'failed')).toBe(true);
   });
 });

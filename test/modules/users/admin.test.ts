@@ -56,9 +56,17 @@ describe('admin routes', () => {
     expect(again.body.next_cursor).toBeNull();
   });
 
-  it('reject a forged cursor (422) and a limit out of range (422)', async () => {
-    expect((await call(server.url, 'GET', '/admin/users?cursor=garbage', { headers: adminHeaders })).status).toBe(422);
+  it('reject a forged cursor (422 invalid_cursor) and a limit out of range (422)', async () => {
+    const forged = await call(server.url, 'GET', '/admin/users?cursor=garbage', { headers: adminHeaders });
+    expect(forged.status).toBe(422);
+    expect(forged.body).toMatchObject({ code: 'invalid_cursor', errors: [{ field: 'querystring.cursor', message: expect.any(String) }] });
     expect((await call(server.url, 'GET', '/admin/users?limit=0', { headers: adminHeaders })).status).toBe(422);
+  });
+
+  it('take empty query values as absent, as the templates write them (?limit=&cursor=)', async () => {
+    const res = await call<Page>(server.url, 'GET', '/admin/users?limit=&cursor=', { headers: adminHeaders });
+    expect(res.status).toBe(200);
+    expect(res.body.users.length).toBeGreaterThan(0);
   });
 
   it('deactivating a user stops its tokens at once; reactivating lets it log in again', async () => {

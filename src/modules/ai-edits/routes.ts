@@ -51,7 +51,7 @@ export async function aiEditRoutes(parent: FastifyInstance, ctx: Context): Promi
           schema: { tags: TAGS, summary: 'Database, blob store, job runner and model provider (no credentials needed)', response: { 200: HealthAnswer, 503: HealthAnswer } },
         },
         async (_request, reply) => {
-          const report = await checkHealth(ctx, { job_runner: async () => void (await ctx.jobs.get('health-probe')) });
+          const report = await checkHealth(ctx, { job_runner: () => ctx.jobs.healthCheck() });
           // The provider is not called (that would cost money on every probe): configured or not is what we know.
           const configured = Boolean(ctx.config.openai.apiKey);
           const checks = { ...report.checks, model_provider: configured ? { ok: true } : { ok: false, error: 'OPENAI_API_KEY is not set' } };

@@ -9,7 +9,7 @@ import type { Job as BullJob, JobsOptions, Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { newId } from '../../ids.js';
 import { executeJob, MAX_RECOVERIES } from './execute.js';
-import { BaseRunner, within, type RunnerDeps } from './runner.js';
+import { BaseRunner, bounded, HEALTH_TIMEOUT_MS, within, type RunnerDeps } from './runner.js';
 import { toJob, type JobRow } from './store.js';
 import type { EnqueueOptions, Job } from './types.js';
 
@@ -175,6 +175,20 @@ export class BullJobRunner extends BaseRunner {
     } catch (err) {
       this.log.warn({ err }, 'could not reconcile jobs with Redis');
     }
+  }
+
+  /**
+   * A PING on the queue's connection, the one every enqueue goes through,
+   * answered within `timeoutMs`. With Redis down, ioredis keeps the command
+   * queued while it reconnects: the bound is what turns that into an answer.
+   */
+  async healthCheck(timeoutMs = HEALTH_TIMEOUT_MS): Promise<void> {
+    if (this.stopped) throw new Error('the job runner is stopped');
+    await bounded(
+      this.opened.then(({ connection }) => connection.ping()),
+      timeoutMs,
+      'Redis did not answer a PING in time',
+    );
   }
 
   async stop(graceMs = 10_000): Promise<void> {

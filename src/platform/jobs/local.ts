@@ -59,6 +59,11 @@ export class LocalJobRunner extends BaseRunner {
     await this.drain(this.active, graceMs);
   }
 
+  /** Started and not stopped: its loop claims due jobs. (A database it cannot reach is the database check's to report.) */
+  async healthCheck(): Promise<void> {
+    if (!this.started) throw new Error('the job runner is not running: jobs would stay queued');
+  }
+
   private wake(): void {
     this.woken = true;
     this.wakeUp?.();

@@ -14,6 +14,19 @@ export async function within(p: Promise<unknown>, ms: number): Promise<void> {
   clearTimeout(timer);
 }
 
+/** `p`, or a rejection with `message` once `ms` have passed; leaves no timer behind. */
+export async function bounded<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** How long a health check waits for the runner's backend by default: well under the health route's own limit. */
+export const HEALTH_TIMEOUT_MS = 2000;
+
 export interface RunnerDeps {
   db: Db;
   log: Logger;
@@ -44,6 +57,7 @@ export abstract class BaseRunner implements JobRunner {
   abstract enqueue<I>(kind: string, input: I, options: EnqueueOptions): Promise<Job<I>>;
   abstract start(): Promise<void>;
   abstract stop(graceMs?: number): Promise<void>;
+  abstract healthCheck(timeoutMs?: number): Promise<void>;
 
   /** Inserts the row; `created` false when a live job with the same dedupe key was returned instead. */
   protected async insert(kind: string, input: unknown, options: EnqueueOptions): Promise<{ row: JobRow; created: boolean }> {

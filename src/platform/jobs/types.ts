@@ -108,7 +108,7 @@ export interface JobRunner {
   has(kind: string): boolean;
   enqueue<I>(kind: string, input: I, options: EnqueueOptions): Promise<Job<I>>;
   get(jobId: string): Promise<Job | null>;
-  /** Newest first; the cursor is opaque. Throws BadRequest(`invalid_cursor`) for a cursor it did not make. */
+  /** Newest first; the cursor is opaque. Throws ValidationFailed (422 `invalid_cursor`) for a cursor it did not make. */
   list(query: ListQuery): Promise<JobPage>;
   /**
    * Cancels a queued or processing job of a cancellable kind. Returns the job
@@ -121,4 +121,10 @@ export interface JobRunner {
   stop(graceMs?: number): Promise<void>;
   /** Resolves with the job once it is completed, failed or cancelled; rejects after `timeoutMs`. */
   waitFor(jobId: string, timeoutMs: number): Promise<Job>;
+  /**
+   * Resolves when this runner can take work now, rejects (within about
+   * `timeoutMs`) saying why not: the local runner is started and not stopped;
+   * BullMQ's Redis connection answers a PING.
+   */
+  healthCheck(timeoutMs?: number): Promise<void>;
 }

@@ -1,8 +1,9 @@
 /** The AI-edit routes: the envelope and codes, credentials, uploads, booking rules and bad input. */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TestServer } from '../../helpers/server.js';
+import { startServer, type TestServer } from '../../helpers/server.js';
 import { registerUser, type TestUser } from '../../helpers/users.js';
 import { startFakeOpenAI, type FakeOpenAI } from './fake-openai.js';
 import { expectFailure, get, JPEG, post, SERVICE, startAiServer, upload, waitForEnd, type StatusData } from './server.js';
@@ -58,6 +59,7 @@ describe('open routes', () => {
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ success: true, code: 1000, message: 'System healthy' });
     expect(Object.keys(res.body.data.checks).sort()).toEqual(['blob_store', 'database', 'job_runner', 'model_provider']);
+    expect(res.body.data.checks.job_runner).toMatchObject({ ok: true });
   });
 
   it('documents every route in the OpenAPI document', async () => {
@@ -243,5 +245,54 @@ describe('without OPENAI_API_KEY', () => {
     expect(res.status).toBe(503);
     expect(res.body).toMatchObject({ success: false, code: 1001 });
     expect(res.body.data.checks.model_provider).toEqual({ ok: false, error: 'OPENAI_API_KEY is not set' });
+  });
+});
+
+describe('the job runner in /api/v1/health', () => {
+  type Health = { status: string; checks: Record<string, { ok: boolean; error?: string }> };
+
+  async function health(env: Record<string, string>, startJobs: boolean): Promise<Awaited<ReturnType<typeof get<Health>>>> {
+    const other = await startServer({ API_KEY: 'k', OPENAI_API_KEY: 'sk-test', OPENAI_BASE_URL: fake.baseUrl, ...env }, { startJobs });
+    try {
+      return await get<Health>(other.url, '/api/v1/health');
+    } finally {
+      await other.close();
+    }
+  }
+
+  it('is unhealthy (503, 1001) when REDIS_URL points at a Redis nobody answers on, though kiln serve starts', async () => {
+    // `kiln serve` with an unreachable Redis starts and serves (it logs and retries): only the health check can tell.
+    const started = Date.now();
+    const res = await health({ REDIS_URL: 'redis://127.0.0.1:1' }, true);
+    expect(res.status).toBe(503);
+    expect(res.body).toMatchObject({ success: false, code: 1001, message: 'System unhealthy', data: { status: 'unhealthy' } });
+    expect(res.body.data.checks.job_runner).toMatchObject({ ok: false, error: expect.any(String) });
+    for (const name of ['database', 'blob_store', 'model_provider']) expect(res.body.data.checks[name]).toMatchObject({ ok: true });
+    // Bounded: the probe does not wait for ioredis to give up reconnecting.
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
+  it('is unhealthy while the in-process runner is not started (jobs would only queue up)', async () => {
+    const res = await health({}, false);
+    expect(res.status).toBe(503);
+    expect(res.body.data.checks.job_runner).toMatchObject({ ok: false });
+    expect(res.body.data.checks.database).toMatchObject({ ok: true });
+  });
+
+  it.skipIf(!process.env.TEST_REDIS_URL)(`is healthy with a Redis that answers${process.env.TEST_REDIS_URL ? '' : ' (skipped: TEST_REDIS_URL is not set)'}`, async () => {
+    const url = process.env.TEST_REDIS_URL as string;
+    // The runner's queue uses the deployment prefix `kiln`: remove the one key it makes unless it was there before.
+    const redis = new Redis(url);
+    const metaKey = 'kiln:jobs:meta';
+    const hadMeta = (await redis.exists(metaKey)) === 1;
+    let res: Awaited<ReturnType<typeof health>>;
+    try {
+      res = await health({ REDIS_URL: url }, true);
+    } finally {
+      if (!hadMeta) await redis.del(metaKey);
+      await redis.quit();
+    }
+    expect(res.status).toBe(200);
+    expect(res.body.data.checks.job_runner).toMatchObject({ ok: true });
   });
 });

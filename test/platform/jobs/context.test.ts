@@ -1,9 +1,11 @@
 // Which runner the Context builds, and that `kiln serve` with REDIS_URL only enqueues.
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createContext, type Context } from '../../../src/context.js';
 import { tempDataDir, testConfig } from '../../helpers/config.js';
 import { dropRedisPrefix, makeRunner, newPrefix, sqliteStore, TEST_REDIS_URL } from './harness.js';
 import { BullJobRunner } from '../../../src/platform/jobs/index.js';
+import { within } from '../../../src/platform/jobs/runner.js';
 import { systemClock } from '../../../src/clock.js';
 import pino from 'pino';
 import { Redis } from 'ioredis';
@@ -61,5 +63,53 @@ describe('the Context job runner', () => {
     await worker.start();
     expect(await serve.waitFor(job.job_id, 10_000)).toMatchObject({ status: 'completed', result: 'worker' });
     expect(ranIn).toBe('worker');
+  });
+});
+
+describe('the job runner health check', () => {
+  it('local: ok only while started', async () => {
+    const store = await sqliteStore();
+    cleanups.push(() => store.close());
+    const runner = makeRunner('local', store.db, newPrefix());
+    await expect(runner.healthCheck()).rejects.toThrow(/not running/);
+    await runner.start();
+    await expect(runner.healthCheck()).resolves.toBeUndefined();
+    await runner.stop(1000);
+    await expect(runner.healthCheck()).rejects.toThrow(/not running/);
+  });
+
+  it('BullMQ: a Redis that accepts connections but never answers fails the check within its bound', async () => {
+    // A TCP port that takes the connection and says nothing: ioredis would wait on it indefinitely.
+    const sockets = new Set<Socket>();
+    const silent = createServer((s) => void sockets.add(s));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    cleanups.push(async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => silent.close(r));
+    });
+    const store = await sqliteStore();
+    const { port } = silent.address() as AddressInfo;
+    const runner = new BullJobRunner({ db: store.db, log: pino({ level: 'silent' }), clock: systemClock }, { redisUrl: `redis://127.0.0.1:${port}`, role: 'serve', concurrency: 1, prefix: newPrefix() });
+    cleanups.push(() => store.close(), () => within(runner.stop(), 2000));
+    const started = Date.now();
+    await expect(runner.healthCheck(300)).rejects.toThrow(/PING/);
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+
+  it('BullMQ: a closed port fails the check', async () => {
+    const store = await sqliteStore();
+    const runner = new BullJobRunner({ db: store.db, log: pino({ level: 'silent' }), clock: systemClock }, { redisUrl: 'redis://127.0.0.1:1', role: 'serve', concurrency: 1, prefix: newPrefix() });
+    cleanups.push(() => store.close(), () => within(runner.stop(), 2000));
+    await expect(runner.healthCheck(1000)).rejects.toThrow();
+  });
+
+  it.skipIf(!TEST_REDIS_URL)(`BullMQ: ok while Redis answers, not once stopped${TEST_REDIS_URL ? '' : ' (skipped: TEST_REDIS_URL is not set)'}`, async () => {
+    const store = await sqliteStore();
+    const prefix = newPrefix();
+    const runner = new BullJobRunner({ db: store.db, log: pino({ level: 'silent' }), clock: systemClock }, { redisUrl: TEST_REDIS_URL as string, role: 'serve', concurrency: 1, prefix });
+    cleanups.push(() => store.close(), () => dropRedisPrefix(TEST_REDIS_URL as string, prefix));
+    await expect(runner.healthCheck()).resolves.toBeUndefined();
+    await runner.stop();
+    await expect(runner.healthCheck()).rejects.toThrow(/stopped/);
   });
 });

@@ -191,7 +191,10 @@ describe.each(ENVS)('jobs: $name', (env) => {
       const all = await jobs.list({ all: true, type: 'listed-other' });
       expect(all.jobs.map((j) => j.job_id)).toEqual([other.job_id]);
       expect((await jobs.list({ userId: 'lister', status: 'completed' })).jobs).toEqual([]);
-      await expect(jobs.list({ userId: 'lister', cursor: 'not-a-cursor' })).rejects.toMatchObject({ status: 400, code: 'invalid_cursor' });
+      const bad = { status: 422, code: 'invalid_cursor', extra: { errors: [{ field: 'querystring.cursor', message: expect.any(String) }] } };
+      await expect(jobs.list({ userId: 'lister', cursor: 'not-a-cursor' })).rejects.toMatchObject(bad);
+      // Valid base64url JSON of the wrong shape is no better than garbage.
+      await expect(jobs.list({ userId: 'lister', cursor: Buffer.from('["only-one"]').toString('base64url') })).rejects.toMatchObject(bad);
     });
 
     it('returns the job in flight for the same dedupe key, and a new one after it finished', async () => {

@@ -1,7 +1,8 @@
 /**
  * The image model: OpenAI's image edit API through the official `openai`
  * client (OPENAI_API_KEY, OPENAI_BASE_URL, OPENAI_IMAGE_MODEL), so any
- * compatible endpoint works. The client's own retries are off: retrying is
+ * compatible endpoint works. Its requests go through Kiln's guarded fetch
+ * (`providerFetch`). The client's own retries are off: retrying is
  * the job system's business, with its backoff and its attempt count. Every
  * failure leaves as a TransientJobError (worth another attempt: 429, 5xx,
  * timeouts, connection failures) or a PermanentJobError (the provider said
@@ -9,6 +10,8 @@
  */
 import type { APIError, OpenAI } from 'openai';
 import type { Config } from '../../config.js';
+import { findFetchError } from '../../platform/fetch/errors.js';
+import { guardedWebFetch, type WebFetch } from '../../platform/fetch/web.js';
 import { PermanentJobError, TransientJobError } from '../../platform/jobs/errors.js';
 
 export interface EditInput {
@@ -33,8 +36,28 @@ const loadOpenAI = (): Promise<OpenAIModule> => import('openai');
 
 export const NO_KEY_MESSAGE = 'AI edits are not configured on this server: set OPENAI_API_KEY (and optionally OPENAI_BASE_URL, OPENAI_IMAGE_MODEL) and restart.';
 
+/** The answer holds the edited image as base64 JSON: room for a result of job.ts's 64 MiB, and the JSON around it. */
+const MAX_ANSWER_BYTES = 96 * 1024 * 1024;
+
+/**
+ * The client's `fetch`: Kiln's guarded fetch, like every other outbound
+ * request. FETCH_ALLOWED_HOSTS, plus the host of OPENAI_BASE_URL when the
+ * operator set one (a compatible endpoint on the private network or the
+ * loopback is their choice to make); a redirect anywhere else private is refused.
+ */
+export function providerFetch(config: Pick<Config, 'openai' | 'fetchAllowedHosts'>): WebFetch {
+  const { baseUrl, timeoutSeconds } = config.openai;
+  const allowedHosts = [...config.fetchAllowedHosts];
+  if (baseUrl) {
+    const host = new URL(baseUrl).hostname.toLowerCase();
+    allowedHosts.push(host, host.replace(/^\[|\]$/g, ''));
+  }
+  // The client's own timeout (its abort) is the one that fires; this one only backs it up.
+  return guardedWebFetch({ allowedHosts, maxBytes: MAX_ANSWER_BYTES, totalTimeoutMs: timeoutSeconds * 1000 + 5_000 });
+}
+
 /** The editor a deployment is configured for, or null when OPENAI_API_KEY is unset. */
-export function createImageEditor(config: Pick<Config, 'openai'>): ImageEditor | null {
+export function createImageEditor(config: Pick<Config, 'openai' | 'fetchAllowedHosts'>): ImageEditor | null {
   const { apiKey, baseUrl, imageModel, timeoutSeconds } = config.openai;
   if (!apiKey) return null;
   let client: OpenAI | undefined;
@@ -47,6 +70,7 @@ export function createImageEditor(config: Pick<Config, 'openai'>): ImageEditor |
         baseURL: baseUrl ?? DEFAULT_BASE_URL,
         timeout: timeoutSeconds * 1000,
         maxRetries: 0,
+        fetch: providerFetch(config),
       });
       let answer: unknown;
       try {
@@ -74,6 +98,13 @@ export function classify(err: unknown, sdk: OpenAIModule): Error {
     return new TransientJobError('provider_timeout', 'The image provider did not answer in time.');
   }
   if (err instanceof APIConnectionError) {
+    // The guard said no (a redirect to a private address, an answer over the cap): another attempt would hear the same.
+    const refused = findFetchError(err);
+    if (refused && !refused.transient) {
+      return refused.code === 'too_large' || refused.code === 'too_many_redirects'
+        ? new PermanentJobError('provider_bad_answer', `The image provider's answer was refused: ${refused.message}`)
+        : new PermanentJobError('provider_blocked', `Kiln may not send the request where the image provider pointed it: ${refused.message}`);
+    }
     return new TransientJobError('provider_unreachable', 'The image provider could not be reached.');
   }
   if (err instanceof APIError) {

@@ -2,7 +2,7 @@
  * Which IP addresses an outbound request may not reach: everything that is
  * not the public internet (loopback, private, link-local, CGNAT, multicast,
  * unspecified, reserved, cloud metadata), including IPv4 addresses wrapped
- * in IPv6 (mapped, compatible, NAT64).
+ * in IPv6 (mapped, compatible, translated, NAT64; local-use NAT64 is refused whole).
  */
 import { BlockList, isIP, isIPv4 } from 'node:net';
 
@@ -29,6 +29,9 @@ for (const [net, bits] of [
   ['::', 128], // unspecified
   ['::1', 128],
   ['100::', 64], // discard
+  // Local-use NAT64 (RFC 8215): the operator's own translator, to any IPv4 behind it (169.254.169.254 included).
+  // Its IPv4 may sit at any RFC 6052 position (prefix /32 to /96), so there is no one place to read it: the whole /48 is refused.
+  ['64:ff9b:1::', 48],
   ['2001:db8::', 32], // documentation
   ['fc00::', 7], // unique local, AWS metadata fd00:ec2::254
   ['fe80::', 10], // link-local
@@ -53,14 +56,19 @@ function ipv6Groups(address: string): number[] {
   return [...h, ...middle, ...t].map((g) => parseInt(g, 16));
 }
 
-/** The IPv4 address an IPv6 address carries (::ffff:a.b.c.d, ::a.b.c.d, 64:ff9b::a.b.c.d), if any. */
+/**
+ * The IPv4 address an IPv6 address carries in its last 32 bits, if any:
+ * mapped ::ffff:a.b.c.d, compatible ::a.b.c.d, translated ::ffff:0:a.b.c.d
+ * (SIIT, RFC 2765) and the well-known NAT64 prefix 64:ff9b::a.b.c.d.
+ */
 function embeddedIPv4(address: string): string | null {
   const g = ipv6Groups(address);
   const zeros = (from: number, to: number) => g.slice(from, to).every((x) => x === 0);
   const mapped = zeros(0, 5) && g[5] === 0xffff;
   const compatible = zeros(0, 6) && (g[6] ?? 0) !== 0;
+  const translated = zeros(0, 4) && g[4] === 0xffff && g[5] === 0;
   const nat64 = g[0] === 0x64 && g[1] === 0xff9b && zeros(2, 6);
-  if (!mapped && !compatible && !nat64) return null;
+  if (!mapped && !compatible && !translated && !nat64) return null;
   const hi = g[6] ?? 0;
   const lo = g[7] ?? 0;
   return `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`;

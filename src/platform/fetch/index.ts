@@ -1,6 +1,7 @@
 /**
  * safeFetch: every outbound HTTP request Kiln makes (product databases,
- * image downloads, webhooks). Only http/https; only public addresses unless
+ * image downloads, webhooks, and through `guardedWebFetch` (web.ts) the
+ * image model). Only http/https; only public addresses unless
  * the host is listed in allowedHosts; the address checked is the address
  * connected to (the check runs inside the socket's DNS lookup, so a name
  * cannot resolve once for the check and again for the connection);
@@ -33,6 +34,12 @@ export interface SafeFetchOptions {
   toFile?: string;
   /** The caller's own abort (a job's signal); its reason is thrown as is. */
   signal?: AbortSignal;
+  /**
+   * Return an answer of any status, body included, instead of throwing
+   * `http_status` for one outside 2xx (a client that reads error bodies
+   * itself, such as the openai SDK through `guardedWebFetch`).
+   */
+  anyStatus?: boolean;
 }
 
 export interface SafeFetchResponse {
@@ -92,7 +99,7 @@ async function follow(start: string, options: SafeFetchOptions, allowed: Set<str
       current = next;
       continue;
     }
-    if (res.statusCode < 200 || res.statusCode > 299) {
+    if (!options.anyStatus && (res.statusCode < 200 || res.statusCode > 299)) {
       await res.body.dump();
       throw new FetchError('http_status', `The server answered ${res.statusCode}.`, res.statusCode);
     }

@@ -11,7 +11,7 @@ import { tempDataDir } from '../../helpers/config.js';
 import type { TestServer } from '../../helpers/server.js';
 import { registerUser } from '../../helpers/users.js';
 import { startFakeOpenAI, type FakeOpenAI } from './fake-openai.js';
-import { countQueries, post, SERVICE, startAiServer, startEdit, waitForEnd, type StatusData } from './server.js';
+import { countQueries, get, post, SERVICE, startAiServer, startEdit, waitForEnd, type StatusData } from './server.js';
 
 const REDIS = process.env.TEST_REDIS_URL;
 
@@ -79,6 +79,49 @@ describe('status through the memory cache', () => {
     expect(stats.evictions).toBeGreaterThan(before);
     expect(stats.entries.map((e) => e.key)).not.toContain(cacheKey(initId));
     expect(await status(server, initId)).toEqual(done);
+  });
+});
+
+describe('CACHE_TTL_SECONDS', () => {
+  let server: TestServer;
+  let queries: ReturnType<typeof countQueries>;
+  let offsetMs = 0;
+  const clock = { now: () => new Date(Date.now() + offsetMs) };
+  beforeAll(async () => {
+    server = await startAiServer(env({ CACHE_TTL_SECONDS: '60' }), { clock, prepare: (ctx) => void (queries = countQueries(ctx)) });
+  });
+  afterAll(async () => server.close());
+
+  async function cacheStatus(): Promise<{ ttl_seconds: number; entries: Array<{ key: string; expires_at: string }> }> {
+    const res = await get<{ ttl_seconds: number; entries: Array<{ key: string; expires_at: string }> }>(server.url, '/api/v1/cache/status', SERVICE);
+    expect(res.status).toBe(200);
+    return res.body.data;
+  }
+
+  it('is the ttl_seconds of /cache/status, and a finished state expires after it', async () => {
+    const { initId } = await startEdit(server.url, SERVICE);
+    const done = await waitForEnd(server.url, SERVICE, initId);
+    expect(done.status).toBe('completed');
+
+    const stats = await cacheStatus();
+    expect(stats.ttl_seconds).toBe(60);
+    const entry = stats.entries.find((e) => e.key === cacheKey(initId));
+    const left = Date.parse(entry?.expires_at ?? '') - clock.now().getTime();
+    expect(left).toBeGreaterThan(50_000);
+    expect(left).toBeLessThanOrEqual(60_000);
+
+    // Still cached a little before the 60 s are up: no query.
+    offsetMs = 55_000;
+    queries.reset();
+    expect(await status(server, initId)).toEqual(done);
+    expect(queries.count).toBe(0);
+
+    // Gone once they are: out of the entry list, and the next read goes to the database (and answers the same).
+    offsetMs = 61_000;
+    expect((await cacheStatus()).entries.map((e) => e.key)).not.toContain(cacheKey(initId));
+    queries.reset();
+    expect(await status(server, initId)).toEqual(done);
+    expect(queries.count).toBeGreaterThan(0);
   });
 });
 

@@ -162,3 +162,52 @@ describe('provider failures', () => {
     expect((await waitForEnd(server.url, SERVICE, initId)).status).toBe('completed');
   });
 });
+
+describe('the outbound guard covers the image model too', () => {
+  const port = () => new URL(fake.baseUrl).port;
+
+  it('follows a redirect that stays on the configured provider host', async () => {
+    fake.script.push({ kind: 'redirect', location: `http://127.0.0.1:${port()}/v1/images/edits` });
+    const { initId } = await startEdit(server.url, SERVICE);
+    expect((await waitForEnd(server.url, SERVICE, initId)).status).toBe('completed');
+    // The 307 and the request it sent the client on to, with the same multipart body.
+    expect(fake.received).toHaveLength(2);
+    expect(fake.received[1]?.images).toHaveLength(2);
+  });
+
+  it('refuses a redirect to a private address the operator did not configure (localhost by name), at once', async () => {
+    // Only OPENAI_BASE_URL's host (127.0.0.1) is allowed; the same loopback reached by another name is not.
+    fake.script.push({ kind: 'redirect', location: `http://localhost:${port()}/v1/images/edits` });
+    const { initId } = await startEdit(server.url, SERVICE);
+    const end = await waitForEnd(server.url, SERVICE, initId);
+    expect(end.status).toBe('failed');
+    expect(end.error).toContain('not a public address');
+    // The redirected request never left Kiln.
+    expect(fake.received).toHaveLength(1);
+    const job = await jobOf(initId);
+    expect([job.status, job.attempts, job.error?.code]).toEqual(['failed', 1, 'provider_blocked']);
+  });
+
+  it('refuses the cloud metadata address behind a redirect', async () => {
+    fake.script.push({ kind: 'redirect', location: 'http://169.254.169.254/latest/meta-data/' });
+    const { initId } = await startEdit(server.url, SERVICE);
+    expect((await waitForEnd(server.url, SERVICE, initId)).status).toBe('failed');
+    expect((await jobOf(initId)).error?.code).toBe('provider_blocked');
+  });
+});
+
+describe('OPENAI_IMAGE_MODEL', () => {
+  let custom: TestServer;
+  beforeAll(async () => {
+    custom = await startAiServer({ OPENAI_API_KEY: 'sk-test-key', OPENAI_BASE_URL: fake.baseUrl, OPENAI_IMAGE_MODEL: 'kiln-test-image-model-2' });
+  });
+  afterAll(async () => custom.close());
+
+  it('is the model sent to the provider, and the one /api/v1/health names', async () => {
+    const { initId } = await startEdit(custom.url, SERVICE);
+    expect((await waitForEnd(custom.url, SERVICE, initId)).status).toBe('completed');
+    expect(fake.received.map((r) => r.model)).toEqual(['kiln-test-image-model-2']);
+    const health = await fetch(`${custom.url}/api/v1/health`);
+    expect(((await health.json()) as { data: { model: string } }).data.model).toBe('kiln-test-image-model-2');
+  });
+});

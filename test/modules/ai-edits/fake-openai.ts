@@ -3,7 +3,7 @@
  * `POST /v1/images/edits` (multipart: model, prompt, image[] files) answering
  * `{created, data: [{b64_json}]}`, and its error shapes
  * `{error: {message, type, code, param}}`. A test scripts the next answers
- * (a 429, a refusal, a hang, malformed bodies); every request is recorded so
+ * (a 429, a refusal, a hang, malformed bodies, a redirect); every request is recorded so
  * a test can check what the model was sent.
  */
 import http from 'node:http';
@@ -17,7 +17,9 @@ export type Answer =
   | { kind: 'hang' }
   | { kind: 'not_json' }
   | { kind: 'no_data' }
-  | { kind: 'not_image' };
+  | { kind: 'not_image' }
+  /** Sends the client elsewhere: a 307 keeps the method and the multipart body. */
+  | { kind: 'redirect'; location: string };
 
 export interface ReceivedEdit {
   path: string;
@@ -100,6 +102,9 @@ export async function startFakeOpenAI(): Promise<FakeOpenAI> {
           return sendJson(res, 200, { created: 1, data: [] });
         case 'not_image':
           return sendJson(res, 200, { created: 1, data: [{ b64_json: Buffer.from('this is not an image at all').toString('base64') }] });
+        case 'redirect':
+          res.writeHead(307, { location: answer.location });
+          return void res.end();
       }
     })().catch((err: unknown) => {
       res.writeHead(500);

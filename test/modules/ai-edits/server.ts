@@ -6,6 +6,7 @@
  */
 import { expect } from 'vitest';
 import type { Kysely, KyselyPlugin } from 'kysely';
+import type { Clock } from '../../../src/clock.js';
 import type { Env } from '../../../src/config.js';
 import type { Context } from '../../../src/context.js';
 import { registerAiEditJobs } from '../../../src/modules/ai-edits/job.js';
@@ -22,6 +23,8 @@ export const JPEG = fixture('rocket_small_640x427.jpg');
 
 export interface AiServerOptions {
   dataDir?: string;
+  /** The server's clock (cache expiry, job times), so a test can move time instead of sleeping. */
+  clock?: Clock;
   jobs?: HandlerOptions;
   /** Called after the Context is made and before the app is built (swap the cache, count queries). */
   prepare?: (ctx: Context) => void | Promise<void>;
@@ -32,6 +35,7 @@ export async function startAiServer(env: Env = {}, options: AiServerOptions = {}
     { API_KEY: STATIC_KEY, OPENAI_TIMEOUT_SECONDS: '1', ...env },
     {
       dataDir: options.dataDir,
+      clock: options.clock,
       startJobs: true,
       prepare: async (ctx) => {
         await options.prepare?.(ctx);

@@ -2,7 +2,8 @@
  * A product database on 127.0.0.1 speaking Open Food Facts' API, with the
  * faults the ean_fetch job must survive: unknown products, products without
  * a picture, pictures that are not images or are huge, redirects to the
- * cloud metadata address or in a loop, slow answers and 503s before success.
+ * cloud metadata address or in a loop, slow answers and 503s before success
+ * (from the product API, and from the picture's host).
  * Counts every request by path so tests can prove the provider was asked once.
  */
 import http from 'node:http';
@@ -126,9 +127,20 @@ export async function startFakeProvider(): Promise<FakeProvider> {
       case '/img/gone.jpg':
         res.writeHead(404, { 'content-type': 'text/plain' });
         return res.end('gone');
-      default:
+      default: {
+        // /img/flaky/<n>/<any>.jpg: 503 for the first n requests of that path, then the picture.
+        const flaky = /^\/img\/flaky\/(\d+)\//.exec(url.pathname);
+        if (flaky) {
+          if ((hits.get(url.pathname) ?? 0) <= Number(flaky[1])) {
+            res.writeHead(503, { 'content-type': 'text/plain', 'retry-after': '1' });
+            return res.end('busy');
+          }
+          res.writeHead(200, { 'content-type': 'image/jpeg' });
+          return res.end(JPEG);
+        }
         res.writeHead(404, { 'content-type': 'text/plain' });
         return res.end('no such path');
+      }
     }
   });
   server.on('connection', (s) => {

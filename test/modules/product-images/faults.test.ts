@@ -113,6 +113,23 @@ describe('transient failures are retried with backoff', () => {
     expect(provider.productHits(code)).toBe(3);
   });
 
+  it('a picture download answering 503 is retried, and completes once the host recovers', async () => {
+    const image = '/img/flaky/1/recovering.jpg';
+    const { job, code } = await fetchProduct({ kind: 'ok', name: 'Busy CDN', image });
+    expect(job).toMatchObject({ status: 'completed', attempts: 2, error: null });
+    expect(provider.hits.get(image)).toBe(2);
+    const res = await fetch(`${server.url}/api/v1/images/${code}`, { headers: alice.headers });
+    expect(res.status).toBe(200);
+  });
+
+  it('a picture download answering 503 every time: failed after max_attempts with source_unreachable', async () => {
+    const image = '/img/flaky/99/down.jpg';
+    const { job, code } = await fetchProduct({ kind: 'ok', name: 'Down CDN', image });
+    expect(job).toMatchObject({ status: 'failed', attempts: 3, error: { code: 'source_unreachable' } });
+    expect(provider.hits.get(image)).toBe(3);
+    await expectNoPicture(code);
+  });
+
   it('429 is retried too', async () => {
     const { job, code } = await fetchProduct({ kind: 'status', status: 429 });
     expect(job).toMatchObject({ status: 'failed', attempts: 3 });

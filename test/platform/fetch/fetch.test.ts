@@ -1,15 +1,18 @@
 // safeFetch against real servers on 127.0.0.1, friendly and hostile.
+import dns, { type LookupAddress } from 'node:dns';
 import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FetchError, isBlockedAddress, safeFetch, type SafeFetchOptions } from '../../../src/platform/fetch/index.js';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { FetchError, findFetchError, isBlockedAddress, safeFetch, type SafeFetchOptions } from '../../../src/platform/fetch/index.js';
+import { guardedWebFetch } from '../../../src/platform/fetch/web.js';
 import { tempDataDir } from '../../helpers/config.js';
 
 let server: Server;
 let base: string;
 let port: number;
+let secretHits = 0;
 const temp = tempDataDir();
 
 function route(req: IncomingMessage, res: ServerResponse): void {
@@ -44,6 +47,10 @@ function route(req: IncomingMessage, res: ServerResponse): void {
     res.write(Buffer.alloc(600, 1));
     res.write(Buffer.alloc(600, 1));
     res.end(Buffer.alloc(600, 1));
+  } else if (p === '/secret') {
+    // What an attacker wants to reach on the loopback: counted, so a test can prove nobody got here.
+    secretHits++;
+    res.end('internal');
   } else if (p === '/status') {
     res.statusCode = Number(url.searchParams.get('code'));
     res.end('nope');
@@ -126,6 +133,8 @@ describe('safeFetch', () => {
     expect((await fetchError(`${base}${to('http://169.254.169.254/latest/meta-data/')}`, opts())).code).toBe('blocked_address');
     expect((await fetchError(`${base}${to('http://[fd00:ec2::254]/')}`, opts())).code).toBe('blocked_address');
     expect((await fetchError(`${base}${to('http://[::ffff:127.0.0.2]/')}`, opts())).code).toBe('blocked_address');
+    expect((await fetchError(`${base}${to('http://[64:ff9b:1::a9fe:a9fe]/latest/meta-data/')}`, opts())).code).toBe('blocked_address');
+    expect((await fetchError(`${base}${to('http://[::ffff:0:a9fe:a9fe]/latest/meta-data/')}`, opts())).code).toBe('blocked_address');
     // Only "localhost" is allowed: its redirect to the IP literal 127.0.0.1 is refused.
     const viaName = `http://localhost:${port}${to(`http://127.0.0.1:${port}/ok`)}`;
     expect((await fetchError(viaName, opts({ allowedHosts: ['localhost'] }))).code).toBe('blocked_address');
@@ -182,6 +191,87 @@ describe('safeFetch', () => {
   });
 });
 
+describe('guardedWebFetch (a fetch for client libraries)', () => {
+  const webFetch = (allowedHosts: string[] = ['127.0.0.1']) => guardedWebFetch({ allowedHosts, maxBytes: 1000, totalTimeoutMs: 5000 });
+
+  it('sends a multipart body and answers every status as a Response, body included', async () => {
+    const form = new FormData();
+    form.append('prompt', 'hello');
+    const echoed = await webFetch()(`${base}/echo`, { method: 'POST', body: form });
+    expect(echoed).toBeInstanceOf(Response);
+    const seen = (await echoed.json()) as { method: string; body: string; type: string };
+    expect(seen.method).toBe('POST');
+    expect(seen.type).toMatch(/^multipart\/form-data; boundary=/);
+    expect(seen.body).toContain('name="prompt"');
+    const refused = await webFetch()(`${base}/status?code=400`);
+    expect([refused.status, refused.ok, await refused.text()]).toEqual([400, false, 'nope']);
+  });
+
+  it('keeps the guard: loopback by another name, redirects to the metadata address, the byte cap', async () => {
+    const reason = (p: Promise<unknown>) => p.then(() => null, (e: unknown) => findFetchError(e)?.code);
+    expect(await reason(webFetch()(`http://localhost:${port}/ok`))).toBe('blocked_address');
+    expect(await reason(webFetch()(`${base}/to?url=${encodeURIComponent('http://169.254.169.254/')}`))).toBe('blocked_address');
+    expect(await reason(webFetch()(`${base}/big`))).toBe('too_large');
+  });
+});
+
+describe('DNS rebinding: the address checked is the address connected to', () => {
+  const host = 'rebind.kiln.test';
+  const PUBLIC: LookupAddress = { address: '93.184.215.14', family: 4 };
+  const LOOPBACK: LookupAddress = { address: '127.0.0.1', family: 4 };
+  type AllCallback = (err: NodeJS.ErrnoException | null, addresses: LookupAddress[]) => void;
+  const realLookup = dns.lookup.bind(dns);
+
+  /**
+   * The name's resolver turns hostile: every resolution made ahead of the
+   * connection (dns.promises.lookup, as a check-then-fetch guard would do)
+   * answers a public address, while the lookup the socket makes answers `atConnect`.
+   * Returns how many times the socket's lookup was asked for the name.
+   */
+  function rebind(atConnect: LookupAddress[]): { readonly connectLookups: number } {
+    let connectLookups = 0;
+    vi.spyOn(dns.promises, 'lookup').mockImplementation((async () => [PUBLIC]) as unknown as typeof dns.promises.lookup);
+    const lookup = (name: string, options: dns.LookupAllOptions, callback: AllCallback): void => {
+      if (name !== host) return realLookup(name, options, callback);
+      connectLookups++;
+      process.nextTick(() => callback(null, options.all ? atConnect : atConnect.slice(0, 1)));
+    };
+    vi.spyOn(dns, 'lookup').mockImplementation(lookup as unknown as typeof dns.lookup);
+    return {
+      get connectLookups() {
+        return connectLookups;
+      },
+    };
+  }
+
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  it('refuses a name that resolves to 127.0.0.1 only when the socket connects', async () => {
+    const before = secretHits;
+    const dnsSeen = rebind([LOOPBACK]);
+    expect((await fetchError(`http://${host}:${port}/secret`, opts({ allowedHosts: [] }))).code).toBe('blocked_address');
+    expect(dnsSeen.connectLookups).toBe(1);
+    expect(secretHits).toBe(before);
+  });
+
+  it('refuses a name with a public and a loopback address (the socket may pick either)', async () => {
+    const before = secretHits;
+    rebind([PUBLIC, LOOPBACK]);
+    expect((await fetchError(`http://${host}:${port}/secret`, opts({ allowedHosts: [] }))).code).toBe('blocked_address');
+    expect(secretHits).toBe(before);
+  });
+
+  it('refuses the same rebinding behind a redirect from an allowed host', async () => {
+    const before = secretHits;
+    rebind([LOOPBACK]);
+    const err = await fetchError(`${base}/to?url=${encodeURIComponent(`http://${host}:${port}/secret`)}`, opts());
+    expect(err.code).toBe('blocked_address');
+    expect(secretHits).toBe(before);
+  });
+});
+
 describe('isBlockedAddress', () => {
   it.each([
     ['127.0.0.1', true], ['127.255.0.9', true], ['10.1.2.3', true], ['172.16.0.1', true], ['172.31.255.255', true],
@@ -189,6 +279,10 @@ describe('isBlockedAddress', () => {
     ['0.0.0.0', true], ['224.0.0.251', true], ['255.255.255.255', true],
     ['::1', true], ['::', true], ['fe80::1', true], ['fc00::1', true], ['fd00:ec2::254', true], ['ff02::1', true],
     ['::ffff:127.0.0.1', true], ['::ffff:7f00:1', true], ['::ffff:169.254.169.254', true], ['64:ff9b::a00:1', true],
+    // Local-use NAT64 (RFC 8215): the metadata address through the operator's translator, and anything else in the /48.
+    ['64:ff9b:1::a9fe:a9fe', true], ['64:ff9b:1::169.254.169.254', true], ['64:ff9b:1:ffff::808:808', true], ['64:ff9b:1:a9fe:a9:fe00::', true],
+    // IPv4-translated (SIIT, RFC 2765): the IPv4 inside decides.
+    ['::ffff:0:127.0.0.1', true], ['::ffff:0:7f00:1', true], ['::ffff:0:a9fe:a9fe', true], ['::ffff:0:10.0.0.1', true], ['::ffff:0:8.8.8.8', false],
     ['8.8.8.8', false], ['1.1.1.1', false], ['172.32.0.1', false], ['100.128.0.1', false], ['93.184.215.14', false],
     ['2606:4700:4700::1111', false], ['::ffff:8.8.8.8', false], ['not-an-ip', true],
   ])('%s blocked: %s', (address, expected) => {

@@ -3,9 +3,9 @@
  * above 268 megapixels): an image declaring more pixels than the setting is
  * 413 image_too_large, from its header alone, and nothing is stored.
  */
-import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { filesUnder } from '../helpers/files.js';
 import { pngBomb } from '../helpers/png.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { fixture, postMultipart } from '../helpers/upload.js';
@@ -26,8 +26,7 @@ async function uploadTo(env: Record<string, string>, data: Buffer, filename: str
 
 async function storedImages(server: TestServer): Promise<number> {
   const rows = await server.ctx.db.kysely.selectFrom('gallery_images').select('image_id').execute();
-  const blobs = await readdir(path.join(server.dataDir, 'blobs'), { recursive: true }).catch(() => []);
-  return rows.length + blobs.filter((name) => name.endsWith('.jpg')).length;
+  return rows.length + (await filesUnder(path.join(server.dataDir, 'blobs'))).length;
 }
 
 describe('MAX_IMAGE_PIXELS', () => {

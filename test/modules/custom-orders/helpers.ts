@@ -1,10 +1,10 @@
 /** Shared pieces of the custom-order tests: photos, uploads, an admin, and "nothing stored" checks. */
-import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
 import { expect } from 'vitest';
 import type { TestServer } from '../../helpers/server.js';
 import { fixture, postMultipart } from '../../helpers/upload.js';
+import { filesUnder } from '../../helpers/files.js';
 
 export const PATH_JPG = fixture('path_2560x1600_olympus_exif.jpg');
 export const ROCKET_JPG = fixture('rocket_small_640x427.jpg');
@@ -92,14 +92,7 @@ export async function createOrder(baseUrl: string, headers: Record<string, strin
   return (JSON.parse(text) as UploadBody).order_metadata;
 }
 
-export async function filesUnder(dir: string): Promise<string[]> {
-  try {
-    const entries = await readdir(dir, { recursive: true, withFileTypes: true });
-    return entries.filter((e) => e.isFile()).map((e) => path.join(e.parentPath, e.name));
-  } catch {
-    return [];
-  }
-}
+export { filesUnder };
 
 /** No order row, no file row, no order blob, no temp file; the server still healthy. */
 export async function expectNothingStored(server: TestServer): Promise<void> {

@@ -1,4 +1,3 @@
-import { readdir } from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,18 +5,10 @@ import { startServer, type TestServer } from '../../helpers/server.js';
 import { registerUser, type TestUser } from '../../helpers/users.js';
 import { fixture, postMultipart } from '../../helpers/upload.js';
 import { pngBomb } from '../../helpers/png.js';
+import { filesUnder } from '../../helpers/files.js';
 
 const ROCKET = fixture('rocket_small_640x427.jpg');
 const PATH = fixture('path_2560x1600_olympus_exif.jpg');
-
-async function filesUnder(dir: string): Promise<string[]> {
-  try {
-    const entries = await readdir(dir, { recursive: true, withFileTypes: true });
-    return entries.filter((e) => e.isFile()).map((e) => path.join(e.parentPath, e.name));
-  } catch {
-    return [];
-  }
-}
 
 let server: TestServer;
 let user: TestUser;

@@ -1,4 +1,3 @@
-import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDataDir } from '../../helpers/config.js';
@@ -7,6 +6,7 @@ import { startKiln, type KilnProcess } from '../../helpers/process.js';
 import { startServer, type TestServer } from '../../helpers/server.js';
 import { registerUser, type TestUser } from '../../helpers/users.js';
 import { fixture, postMultipart } from '../../helpers/upload.js';
+import { filesUnder } from '../../helpers/files.js';
 
 const ROCKET = fixture('rocket_small_640x427.jpg');
 
@@ -105,15 +105,6 @@ function twoServerSuite(name: string, databaseUrl: () => Promise<{ url?: string;
 
 twoServerSuite('one SQLite file (same DATA_DIR)', async () => ({ drop: async () => undefined }));
 twoServerSuite('one PostgreSQL database', async () => createTestDatabase(), !hasPostgres);
-
-async function filesUnder(dir: string): Promise<string[]> {
-  try {
-    const entries = await readdir(dir, { recursive: true, withFileTypes: true });
-    return entries.filter((e) => e.isFile()).map((e) => path.join(e.parentPath, e.name));
-  } catch {
-    return [];
-  }
-}
 
 function claimRaceSuite(name: string, databaseUrl: () => Promise<{ url?: string; drop: () => Promise<void> }>, skip = false): void {
   describe.skipIf(skip)(`two users racing for one free project_id on ${name}`, () => {

@@ -3,9 +3,9 @@
  * and every variant file. Another user's project is untouched, and the
  * deleted user's project_id is free to be taken again.
  */
-import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { filesUnder } from '../../helpers/files.js';
 import { startServer, type TestServer } from '../../helpers/server.js';
 import { fixture, postMultipart } from '../../helpers/upload.js';
 import { registerUser, type TestUser } from '../../helpers/users.js';
@@ -24,13 +24,7 @@ async function upload(user: TestUser, projectId: string): Promise<string> {
   return ((await res.json()) as { image_id: string }).image_id;
 }
 
-async function variantFiles(imageId: string): Promise<string[]> {
-  try {
-    return await readdir(path.join(server.dataDir, 'blobs', 'gallery', imageId));
-  } catch {
-    return [];
-  }
-}
+const variantFiles = (imageId: string): Promise<string[]> => filesUnder(path.join(server.dataDir, 'blobs', 'gallery', imageId));
 
 describe('deleting an account', () => {
   it('removes its projects, images and variant files, and nobody else\'s', async () => {

@@ -60,6 +60,33 @@ describe('ops routes', () => {
     }
   });
 
+  it('documents each answer that is not JSON under its own media type', async () => {
+    type Responses = Record<string, { content?: Record<string, { schema?: { format?: string } }> }>;
+    const doc = (await (await fetch(`${server.url}/openapi.json`)).json()) as { paths: Record<string, Record<string, { responses?: Responses }>> };
+    const mediaTypes = (route: string, status: string): string[] => Object.keys(doc.paths[route]?.get?.responses?.[status]?.content ?? {});
+    for (const route of [
+      '/projects/{project_id}/images/{image_id}',
+      '/projects/{project_id}/thumbnail',
+      '/api/images/orders/{order_id}/files/{file_id}',
+      '/api/v1/images/{ean_code}/file',
+      '/api/v1/files/{file_id}',
+    ]) {
+      expect(mediaTypes(route, '200'), route).toEqual(['image/jpeg']);
+      expect(mediaTypes(route, '206'), route).toEqual(['image/jpeg']);
+    }
+    expect(mediaTypes('/metrics', '200')).toEqual(['text/plain']);
+    expect(mediaTypes('/upload', '200')).toEqual(['text/html']);
+    expect(mediaTypes('/upload.js', '200')).toEqual(['text/javascript']);
+    // Bytes are never described as JSON.
+    for (const [route, methods] of Object.entries(doc.paths)) {
+      for (const operation of Object.values(methods)) {
+        for (const answer of Object.values(operation.responses ?? {})) {
+          expect(answer.content?.['application/json']?.schema?.format, route).not.toBe('binary');
+        }
+      }
+    }
+  });
+
   it('serves the OpenAPI document, Swagger UI and a reference page', async () => {
     const doc = (await (await fetch(`${server.url}/openapi.json`)).json()) as { openapi: string; paths: Record<string, unknown> };
     expect(doc.openapi).toMatch(/^3\./);

@@ -10,6 +10,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Context } from '../context.js';
+import { bytesAnswer } from '../platform/http/schemas.js';
 
 /** src/web when running from source; dist/src/web -> ../../../src/web when running the build. */
 function assetDir(): string {
@@ -32,7 +33,7 @@ export async function webPages(app: FastifyInstance, _ctx: Context): Promise<voi
     const body = await readFile(path.join(dir, asset.file), 'utf8');
     app.get(
       asset.route,
-      { schema: { tags: ['web'], summary: asset.summary, produces: [asset.type.split(';')[0] as string] } },
+      { schema: { tags: ['web'], summary: asset.summary, response: { 200: bytesAnswer(asset.type.split(';')[0] as string, asset.summary, 'text') } } },
       async (_request, reply) => reply.type(asset.type).header('cache-control', 'no-cache').send(body),
     );
   }

@@ -11,13 +11,12 @@ import { requireAdmin, requireUser } from '../../auth/guard.js';
 import { jpegVariantFile, sendStoredImage } from '../../images/serve.js';
 import { Type } from '@sinclair/typebox';
 import { toProblem } from '../../platform/http/errors.js';
-import { ProblemSchema, SIGNED_IN, UploadedFile, type MultipartFields } from '../../platform/http/schemas.js';
+import { imageAnswers, ProblemSchema, SIGNED_IN, UploadedFile, type MultipartFields } from '../../platform/http/schemas.js';
 import { orderMetrics } from './metrics.js';
 import { OrderService } from './service.js';
 import {
   AdminListAnswer,
   AdminQuery,
-  BinaryJpeg,
   DeleteAnswer,
   FileParams,
   FileQuery,
@@ -148,12 +147,11 @@ export async function customOrderRoutes(parent: FastifyInstance, ctx: Context): 
         params: FileParams,
         querystring: FileQuery,
         response: {
-          200: BinaryJpeg,
-          206: BinaryJpeg,
-          304: { type: 'null', description: 'Not modified' },
+          ...imageAnswers,
           401: ProblemSchema,
           403: ProblemSchema,
           404: ProblemSchema,
+          416: ProblemSchema,
           422: ProblemSchema,
         },
       },

@@ -84,5 +84,3 @@ export const AdminListAnswer = Type.Object({
   orders: Type.Array(OrderMetadata),
   next_cursor: Type.Union([Type.String(), Type.Null()]),
 });
-
-export const BinaryJpeg = Type.String({ format: 'binary', description: 'image/jpeg bytes' });

@@ -9,6 +9,7 @@ import type { Context } from '../../context.js';
 import { VERSION } from '../../version.js';
 import { checkHealth } from './health.js';
 import { renderReference } from './reference.js';
+import { bytesAnswer } from '../../platform/http/schemas.js';
 
 const HealthAnswer = Type.Object({
   status: Type.Union([Type.Literal('healthy'), Type.Literal('unhealthy')]),
@@ -65,7 +66,7 @@ export async function opsRoutes(app: FastifyInstance, ctx: Context): Promise<voi
     },
   );
 
-  app.get('/metrics', { config: { rateLimitClass: 'none' }, schema: { tags: ['ops'], summary: 'Prometheus metrics', hide: false } }, async (_request, reply) => {
+  app.get('/metrics', { config: { rateLimitClass: 'none' }, schema: { tags: ['ops'], summary: 'Prometheus metrics', response: { 200: bytesAnswer('text/plain', 'Prometheus text exposition format', 'text') } } }, async (_request, reply) => {
     const body = await ctx.metrics.registry.metrics();
     return reply.type(ctx.metrics.registry.contentType).send(body);
   });

@@ -72,6 +72,3 @@ export const ProductImageAnswer = Type.Object({
   urls: Type.Object({ original: Type.String(), medium: Type.String(), thumb: Type.String() }),
 });
 export type ProductImageAnswer = Static<typeof ProductImageAnswer>;
-
-// The file route answers JPEG bytes exactly as the gallery's does.
-export { BinaryJpeg } from '../../platform/http/schemas.js';

@@ -21,13 +21,22 @@ export const authProblems = {
   422: ProblemSchema,
 } as const;
 
-/** A stored image served as bytes (ETag, 304, Range), for the `response` schema of every image route. */
-export const BinaryJpeg = Type.String({ format: 'binary', description: 'image/jpeg bytes' });
+/**
+ * A success answer that is bytes of `mediaType`, not JSON, for a route's
+ * `response` schema: the OpenAPI document then names the media type (a bare
+ * schema would be listed as `application/json`). Fastify serialises no
+ * Buffer, stream or string a route sends with its own type, so this shapes
+ * the document only.
+ */
+export function bytesAnswer(mediaType: string, description: string, format: 'binary' | 'text' = 'binary') {
+  const schema = format === 'binary' ? { type: 'string', format: 'binary' } : { type: 'string' };
+  return { description, content: { [mediaType]: { schema } } } as const;
+}
 
 /** The success answers of a route served by `sendStoredImage`: whole, partial, or not modified. */
 export const imageAnswers = {
-  200: BinaryJpeg,
-  206: BinaryJpeg,
+  200: bytesAnswer('image/jpeg', 'The image'),
+  206: bytesAnswer('image/jpeg', 'The requested byte range of the image'),
   304: Type.Null({ description: 'Not modified' }),
 } as const;
 

@@ -32,9 +32,9 @@ export interface WebhookJobOptions {
   timeoutMs?: number;
 }
 
-/** `status` is null for a 2xx whose body was not read (safeFetch tells the status of a 2xx only with its body). */
+/** The receiver's 2xx status (its body is never read). */
 export interface WebhookResult {
-  status: number | null;
+  status: number;
 }
 
 export function signBody(secret: string, body: string): string {
@@ -68,16 +68,16 @@ async function deliver(ctx: Context, payload: StatusChanged, job: JobContext, ti
       body,
       // A redirect is not a delivery: it counts as a non-2xx answer and is retried.
       maxRedirects: 0,
-      // The answer's body means nothing to us, whatever its size: none of it is read (see too_large below).
+      // The answer's body means nothing to us, whatever its size or pace: none of it is read, the
+      // status counts as soon as it arrives (a receiver stalling its body is still delivered).
       maxBytes: 0,
+      discardBody: true,
       totalTimeoutMs: timeoutMs,
       signal: job.signal,
     });
     return { status: res.status };
   } catch (err) {
     if (!(err instanceof FetchError)) throw err; // the job's own abort (timeout, shutdown): the runner decides
-    // safeFetch reads a body only after a 2xx, so too_large is a 2xx with a body: delivered (spec: only non-2xx or a timeout is retried).
-    if (err.code === 'too_large') return { status: null };
     if (PERMANENT.has(err.code)) throw new PermanentJobError(`webhook_${err.code}`, `The webhook URL is refused: ${err.message}`);
     // Spec: any non-2xx answer or a timeout is retried, 4xx included.
     throw new TransientJobError(`webhook_${err.code}`, err.message);

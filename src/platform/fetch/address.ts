@@ -2,7 +2,7 @@
  * Which IP addresses an outbound request may not reach: everything that is
  * not the public internet (loopback, private, link-local, CGNAT, multicast,
  * unspecified, reserved, cloud metadata), including IPv4 addresses wrapped
- * in IPv6 (mapped, compatible, translated, NAT64; local-use NAT64 is refused whole).
+ * in IPv6 (mapped, compatible, translated, NAT64, 6to4, Teredo; local-use NAT64 is refused whole).
  */
 import { BlockList, isIP, isIPv4 } from 'node:net';
 
@@ -56,22 +56,34 @@ function ipv6Groups(address: string): number[] {
   return [...h, ...middle, ...t].map((g) => parseInt(g, 16));
 }
 
+/** `hi`.`lo` (two 16-bit groups) as a dotted IPv4 address. */
+function dotted(hi: number, lo: number): string {
+  return `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`;
+}
+
 /**
- * The IPv4 address an IPv6 address carries in its last 32 bits, if any:
+ * The IPv4 addresses an IPv6 address carries, if any: in its last 32 bits,
  * mapped ::ffff:a.b.c.d, compatible ::a.b.c.d, translated ::ffff:0:a.b.c.d
- * (SIIT, RFC 2765) and the well-known NAT64 prefix 64:ff9b::a.b.c.d.
+ * (SIIT, RFC 2765) and the well-known NAT64 prefix 64:ff9b::a.b.c.d; and the
+ * two deprecated tunnels, whose IPv4 sits at a fixed place, so it is read
+ * rather than the whole prefix refused (a public 6to4 or Teredo peer stays
+ * reachable, one that leads to a refused IPv4 does not): 6to4 2002:AABB:CCDD::/48
+ * (RFC 3056) carries AA.BB.CC.DD in bits 16-47, and Teredo 2001:0::/32
+ * (RFC 4380) both its server's IPv4 (bits 32-63) and its client's (the last
+ * 32 bits, inverted).
  */
-function embeddedIPv4(address: string): string | null {
+function embeddedIPv4s(address: string): string[] {
   const g = ipv6Groups(address);
   const zeros = (from: number, to: number) => g.slice(from, to).every((x) => x === 0);
+  const group = (i: number) => g[i] ?? 0;
+  if (g[0] === 0x2002) return [dotted(group(1), group(2))];
+  if (g[0] === 0x2001 && g[1] === 0) return [dotted(group(2), group(3)), dotted(group(6) ^ 0xffff, group(7) ^ 0xffff)];
   const mapped = zeros(0, 5) && g[5] === 0xffff;
-  const compatible = zeros(0, 6) && (g[6] ?? 0) !== 0;
+  const compatible = zeros(0, 6) && group(6) !== 0;
   const translated = zeros(0, 4) && g[4] === 0xffff && g[5] === 0;
   const nat64 = g[0] === 0x64 && g[1] === 0xff9b && zeros(2, 6);
-  if (!mapped && !compatible && !translated && !nat64) return null;
-  const hi = g[6] ?? 0;
-  const lo = g[7] ?? 0;
-  return `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`;
+  if (!mapped && !compatible && !translated && !nat64) return [];
+  return [dotted(group(6), group(7))];
 }
 
 /** True when `address` (an IP literal) is not on the public internet. Anything unparsable is blocked. */
@@ -79,8 +91,8 @@ export function isBlockedAddress(address: string): boolean {
   const ip = address.replace(/^\[|\]$/g, '');
   if (isIPv4(ip)) return blocked.check(ip, 'ipv4');
   if (isIP(ip.replace(/%.*$/, '')) !== 6) return true;
-  const inner = embeddedIPv4(ip);
-  if (inner !== null) return blocked.check(inner, 'ipv4');
+  const inner = embeddedIPv4s(ip);
+  if (inner.length > 0) return inner.some((v4) => blocked.check(v4, 'ipv4'));
   return blocked.check(ip.replace(/%.*$/, ''), 'ipv6');
 }
 

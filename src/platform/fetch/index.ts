@@ -40,6 +40,13 @@ export interface SafeFetchOptions {
    * itself, such as the openai SDK through `guardedWebFetch`).
    */
   anyStatus?: boolean;
+  /**
+   * Read no body at all: answer as soon as the status and headers arrive and
+   * destroy the body unread (a webhook, which needs only the status), so a
+   * server that stalls its body cannot hold the request until the timeout.
+   * `maxBytes` and `toFile` are then ignored; the answer's `bytes` is 0, its `body` null.
+   */
+  discardBody?: boolean;
 }
 
 export interface SafeFetchResponse {
@@ -49,7 +56,7 @@ export interface SafeFetchResponse {
   /** Where the answer finally came from, after redirects. */
   url: string;
   bytes: number;
-  /** null when the body went to `toFile`. */
+  /** null when the body went to `toFile` or was not read (`discardBody`). */
   body: Buffer | null;
 }
 
@@ -86,7 +93,7 @@ async function follow(start: string, options: SafeFetchOptions, allowed: Set<str
     const res = await agent.request({ origin: current.origin, path: current.pathname + current.search, method, headers, body, signal });
     const location = res.headers.location;
     if (REDIRECTS.has(res.statusCode) && typeof location === 'string') {
-      await res.body.dump();
+      await release(res.body, options);
       if (hop >= maxRedirects) throw new FetchError('too_many_redirects', `More than ${maxRedirects} redirects.`);
       const next = parseUrl(location, current);
       // 303 (and 301/302 after a POST, as browsers do) turn into a GET without a body.
@@ -100,8 +107,12 @@ async function follow(start: string, options: SafeFetchOptions, allowed: Set<str
       continue;
     }
     if (!options.anyStatus && (res.statusCode < 200 || res.statusCode > 299)) {
-      await res.body.dump();
+      await release(res.body, options);
       throw new FetchError('http_status', `The server answered ${res.statusCode}.`, res.statusCode);
+    }
+    if (options.discardBody) {
+      discard(res.body);
+      return { status: res.statusCode, headers: flatHeaders(res.headers), url: current.toString(), bytes: 0, body: null };
     }
     return readBody(res, current.toString(), options);
   }
@@ -176,6 +187,12 @@ async function readBody(res: Dispatcher.ResponseData, url: string, options: Safe
     if (bytes > options.maxBytes) discard(res.body);
   }
   return { status: res.statusCode, headers, url, bytes, body: Buffer.concat(chunks) };
+}
+
+/** Ends a body nobody reads: drained (bounded) to keep the connection, or with `discardBody` dropped at once. */
+async function release(body: Dispatcher.ResponseData['body'], options: SafeFetchOptions): Promise<void> {
+  if (options.discardBody) discard(body);
+  else await body.dump();
 }
 
 /** Drops an unread body; undici reports the drop as an error nobody needs to hear. */

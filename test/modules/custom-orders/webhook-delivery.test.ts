@@ -102,6 +102,22 @@ describe('webhook delivery', () => {
     expect(hook.deliveries).toHaveLength(1);
   });
 
+  it('counts a 2xx whose chunked body stalls before its first byte as delivered within the timeout, without retrying', async () => {
+    const timeoutMs = 1000;
+    // 200 and its headers at once; the body never starts and never ends.
+    const stall: Answer = (res) => {
+      res.writeHead(200, { 'content-type': 'text/plain', 'transfer-encoding': 'chunked' });
+      res.flushHeaders();
+    };
+    const { hook, server } = await setUp(stall, { firstRetryMs: 20, timeoutMs });
+    const job = await deliverOneChange(server);
+    const delivered = Date.now();
+    expect(job).toMatchObject({ status: 'completed', attempts: 1, error: null, result: { status: 200 } });
+    expect(delivered - (hook.deliveries[0] ?? 0)).toBeLessThan(timeoutMs);
+    await sleep(200); // a retry, were one scheduled, would have come by now
+    expect(hook.deliveries).toHaveLength(1);
+  });
+
   it('retries a 404 answer (4xx included) and completes once the receiver accepts', async () => {
     const { hook, server } = await setUp((res, n) => res.writeHead(n === 1 ? 404 : 204).end(), { firstRetryMs: 50 });
     const job = await deliverOneChange(server);

@@ -39,6 +39,10 @@ function route(req: IncomingMessage, res: ServerResponse): void {
   } else if (p === '/slow-body') {
     res.write('a');
     setTimeout(() => res.end('b'), 2000);
+  } else if (p === '/stalled-body') {
+    // Status and headers at once, then a chunked body whose first byte never comes.
+    res.writeHead(Number(url.searchParams.get('status') ?? 200), { 'content-type': 'text/plain', 'transfer-encoding': 'chunked' });
+    res.flushHeaders();
   } else if (p === '/big') {
     res.setHeader('content-length', '2000');
     res.end(Buffer.alloc(2000, 1));
@@ -154,6 +158,18 @@ describe('safeFetch', () => {
     expect(slow.code).toBe('timeout');
     expect(slow.transient).toBe(true);
     expect((await fetchError(`${base}/slow-body`, opts({ totalTimeoutMs: 300 }))).code).toBe('timeout');
+  });
+
+  it('with discardBody, answers at the headers and drops a stalled body unread (2xx and error statuses)', async () => {
+    const started = Date.now();
+    const res = await safeFetch(`${base}/stalled-body`, opts({ discardBody: true }));
+    expect([res.status, res.headers['content-type'], res.body, res.bytes]).toEqual([200, 'text/plain', null, 0]);
+    const refused = await fetchError(`${base}/stalled-body?status=503`, opts({ discardBody: true }));
+    expect([refused.code, refused.status]).toEqual(['http_status', 503]);
+    // Both well before the 5 s deadline: neither waited for the body.
+    expect(Date.now() - started).toBeLessThan(2500);
+    // Without it the same body is waited for, until the timeout.
+    expect((await fetchError(`${base}/stalled-body`, opts({ totalTimeoutMs: 300 }))).code).toBe('timeout');
   });
 
   it("throws the caller's own abort reason as is", async () => {
@@ -286,6 +302,16 @@ describe('isBlockedAddress', () => {
     ['8.8.8.8', false], ['1.1.1.1', false], ['172.32.0.1', false], ['100.128.0.1', false], ['93.184.215.14', false],
     ['2606:4700:4700::1111', false], ['::ffff:8.8.8.8', false], ['not-an-ip', true],
   ])('%s blocked: %s', (address, expected) => {
+    expect(isBlockedAddress(address)).toBe(expected);
+  });
+
+  // 6to4 (RFC 3056) carries an IPv4 in bits 16-47; Teredo (RFC 4380) its server's in bits 32-63 and its client's, inverted, in the last 32.
+  it.each([
+    ['2002:7f00:1::1', true], ['2002:a9fe:a9fe::', true], ['2002:a00:1::', true], ['2002:c0a8:101:1::1', true], ['2002:808:808::1', false],
+    // Client 127.0.0.1 and 169.254.169.254 (inverted), public server 65.54.227.120; then a private server 10.0.0.1 with a public client 8.8.8.8.
+    ['2001:0:4136:e378:8000:63bf:80ff:fffe', true], ['2001:0:4136:e378:8000:63bf:5601:5601', true], ['2001:0:a00:1:8000:63bf:f7f7:f7f7', true],
+    ['2001:0:4136:e378:8000:63bf:f7f7:f7f7', false], ['2001:4860:4860::8888', false],
+  ])('6to4 and Teredo: %s blocked: %s', (address, expected) => {
     expect(isBlockedAddress(address)).toBe(expected);
   });
 });

@@ -75,8 +75,7 @@ export async function safeFetch(url: string, options: SafeFetchOptions): Promise
     return await follow(url, options, allowed, agent, signal);
   } catch (err) {
     if (options.signal?.aborted && !deadline.aborted) throw options.signal.reason;
-    // A toFile that already exists is the caller's mistake, not the server's.
-      throw toFetchError(err, deadline.aborted);
+    throw toFetchError(err, deadline.aborted);
   } finally {
     await agent.destroy().catch(() => undefined); // nothing left to release on failure
   }

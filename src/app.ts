@@ -22,6 +22,7 @@ import { KilnServer } from './platform/http/front-door.js';
 import { HotPaths } from './platform/http/hot-path.js';
 import { withMultipartBody } from './platform/http/schemas.js';
 import { RequestRecorder } from './platform/http/requests.js';
+import { AJV_OPTIONS, buildValidator } from './platform/http/validation.js';
 import { lazyChildLogger } from './platform/log/index.js';
 import { VERSION } from './version.js';
 
@@ -44,7 +45,8 @@ export async function buildApp(ctx: Context): Promise<App> {
     // Fastify's own two lines per request are replaced by the one line of the onResponse hook below.
     logController: new LogController({ disableRequestLogging: true }),
     childLoggerFactory: (logger, bindings, options) => lazyChildLogger(logger as Logger, bindings, options) as FastifyBaseLogger,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: true } },
+    ajv: { customOptions: AJV_OPTIONS },
+    schemaController: { compilersFactory: { buildValidator } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.decorate('ctx', ctx);

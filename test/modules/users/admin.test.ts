@@ -94,6 +94,20 @@ describe('admin routes', () => {
     expect((await call(server.url, 'GET', '/admin/users', { headers })).status).toBe(200);
   });
 
+  it('a body value of the wrong type is 422 naming the field, never converted', async () => {
+    const account = await register(server.url);
+    await call(server.url, 'PATCH', `/admin/users/${account.id}`, { headers: adminHeaders, body: { is_admin: true } });
+    for (const body of [{ is_admin: null }, { is_active: 0 }, { is_admin: [false] }, { is_active: 'false' }]) {
+      const res = await call<{ code: string; errors: Array<{ field: string }> }>(server.url, 'PATCH', `/admin/users/${account.id}`, { headers: adminHeaders, body });
+      expect(res.status, JSON.stringify(body)).toBe(422);
+      expect(res.body.errors.map((e) => e.field).join(' '), JSON.stringify(body)).toMatch(/is_admin|is_active/);
+    }
+    const me = await call(server.url, 'GET', '/users/me', { headers: bearer((await login(server.url, account)).access_token) });
+    expect(me.body).toMatchObject({ is_admin: true, is_active: true });
+    // Query values are text, and are still read as the schema's types.
+    expect((await call(server.url, 'GET', '/admin/users?limit=1', { headers: adminHeaders })).status).toBe(200);
+  });
+
   it('an unknown user is 404', async () => {
     expect((await call(server.url, 'PATCH', '/admin/users/nobody', { headers: adminHeaders, body: { is_admin: true } })).status).toBe(404);
   });

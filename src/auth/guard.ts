@@ -5,7 +5,10 @@
  *
  * Bad credentials are recorded in onRequest and rejected in preParsing, so
  * the rate limiter (a route-level onRequest hook, which runs after this
- * app-level one) still counts them, keyed by the caller's address.
+ * app-level one) still counts them, keyed by the caller's address. A missing
+ * caller on a route that needs one (its OpenAPI `security`, or `adminOnly`)
+ * is rejected there too, before validation: the handlers' `requireUser` and
+ * `requireAdmin` then only hand over the principal.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Context } from '../context.js';
@@ -40,10 +43,28 @@ export async function registerAuth(app: FastifyInstance, ctx: Context): Promise<
       },
     );
   });
+  // A route whose OpenAPI `security` has no anonymous entry ({}) needs a caller; `adminOnly`, an admin.
+  app.addHook('onRoute', (route) => {
+    const security = (route.schema as { security?: Array<Record<string, unknown>> } | undefined)?.security;
+    if (security?.length && !security.some((entry) => Object.keys(entry).length === 0)) route.config = { ...route.config, signInRequired: true };
+  });
+  // Before the body is read or anything validated: a caller who may not use the route learns only
+  // that (401, 403), not which of its fields would be wrong.
   app.addHook('preParsing', (request, _reply, payload, done) => {
+    const config = request.routeOptions.config;
     const failure = failures.get(request);
-    if (failure && !request.routeOptions.config.badCredentialsIgnored) done(failure);
-    else done(null, payload);
+    if (failure && !config.badCredentialsIgnored) {
+      done(failure);
+      return;
+    }
+    try {
+      if (config.adminOnly) requireAdmin(request);
+      else if (config.signInRequired) requireUser(request);
+    } catch (err) {
+      done(err as Error);
+      return;
+    }
+    done(null, payload);
   });
 }
 
@@ -67,6 +88,10 @@ declare module 'fastify' {
      * leave `request.principal` null instead of failing the request (logout with an expired token).
      */
     badCredentialsIgnored?: boolean;
+    /** Only admins may use the route: 401 without credentials, 403 for anyone else, before its body is read. */
+    adminOnly?: boolean;
+    /** Set by registerAuth from the route's OpenAPI `security`: the route needs a caller (401 before its body is read). */
+    signInRequired?: boolean;
   }
   interface FastifyRequest {
     /** Set by registerAuth for every request: null when no credentials were sent. */

@@ -124,7 +124,7 @@ export async function aiEditRoutes(parent: FastifyInstance, ctx: Context): Promi
       app.get(
         '/cache/status',
         {
-          config: { envelopeFailure: CODES.cache.failed },
+          config: { envelopeFailure: CODES.cache.failed, adminOnly: true },
           schema: { tags: TAGS, summary: 'The TTL cache: size, counters and entries (admins and the static API_KEY only)', security: SIGNED_IN, response: { 200: CacheAnswer, ...envelopeErrors, 403: ErrorEnvelope } },
         },
         async (request, reply) => {

@@ -168,6 +168,7 @@ export async function customOrderRoutes(parent: FastifyInstance, ctx: Context): 
   app.put(
     '/api/images/orders/:order_id/status',
     {
+      config: { adminOnly: true },
       schema: {
         tags: TAGS,
         summary: 'Move an order along its lifecycle (admin)',
@@ -187,6 +188,7 @@ export async function customOrderRoutes(parent: FastifyInstance, ctx: Context): 
     '/admin/orders',
     {
       preValidation: emptyQueryValuesAbsent,
+      config: { adminOnly: true },
       schema: {
         tags: TAGS,
         summary: 'Every customer\'s custom orders, newest first (admin); page with next_cursor',

@@ -16,6 +16,7 @@ export async function adminRoutes(parent: FastifyInstance, ctx: Context): Promis
     '/admin/users',
     {
       preValidation: emptyQueryValuesAbsent,
+      config: { adminOnly: true },
       schema: {
         tags: ['admin'],
         summary: 'List users, oldest first, a page at a time',
@@ -33,6 +34,7 @@ export async function adminRoutes(parent: FastifyInstance, ctx: Context): Promis
   app.patch(
     '/admin/users/:id',
     {
+      config: { adminOnly: true },
       schema: {
         tags: ['admin'],
         summary: 'Deactivate, reactivate, promote or demote a user',

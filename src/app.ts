@@ -17,7 +17,7 @@ import type { Context } from './context.js';
 import { registerModules } from './modules/index.js';
 import { registerJobHandlers } from './modules/jobs.js';
 import { bootstrapAdmin } from './modules/users/bootstrap.js';
-import { errorHandler, notFoundHandler } from './platform/http/errors.js';
+import { clientErrorHandler, errorHandler, frameworkError, notFoundHandler } from './platform/http/errors.js';
 import { KilnServer } from './platform/http/front-door.js';
 import { HotPaths } from './platform/http/hot-path.js';
 import { withMultipartBody } from './platform/http/schemas.js';
@@ -46,12 +46,24 @@ export async function buildApp(ctx: Context): Promise<App> {
     logController: new LogController({ disableRequestLogging: true }),
     childLoggerFactory: (logger, bindings, options) => lazyChildLogger(logger as Logger, bindings, options) as FastifyBaseLogger,
     ajv: { customOptions: AJV_OPTIONS },
+    // Failures met before routing still leave as problem+json.
+    frameworkErrors: (error, request, reply) => frameworkError(error, reply, { ...recorder.securityHeaders, 'x-request-id': request.id }),
+    clientErrorHandler,
     schemaController: { compilersFactory: { buildValidator } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.decorate('ctx', ctx);
   app.decorate('hotPaths', hotPaths);
   app.setErrorHandler(errorHandler);
+  // An empty body sent as JSON is no body: a DELETE from a client that always sends the type works,
+  // and a route that needs a body names it in its 422 (Fastify's own parser refuses it without a field).
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const text = body.toString(); // a string already: parseAs 'string'
+    if (text === '') done(null, undefined);
+    else parseJson(request, text, done);
+  });
 
   // Hot-path hooks take callbacks, not promises: they run on every request, image GETs included.
   app.addHook('onRequest', (request, reply, done) => {

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RawConnection } from './helpers/raw-http.js';
 import { startServer, type TestServer } from './helpers/server.js';
 
 let server: TestServer;
@@ -107,6 +108,38 @@ describe('ops routes', () => {
     const body = (await res.json()) as Record<string, unknown>;
     expect(body).toMatchObject({ status: 404, code: 'not_found', title: 'Not Found' });
     expect(typeof body.detail).toBe('string');
+  });
+
+  it('answers a URL it cannot route as problem+json, with the usual headers', async () => {
+    for (const [url, status, code] of [
+      ['/users/me%ZZ', 400, 'bad_url'],
+      ['/projects/x%C3/images', 400, 'bad_url'],
+      [`/projects/${'p'.repeat(101)}/images`, 414, 'uri_too_long'],
+    ] as const) {
+      const res = await fetch(`${server.url}${url}`, { headers: { 'x-request-id': 'trace-bad-url' } });
+      expect(res.status, url).toBe(status);
+      expect(res.headers.get('content-type'), url).toContain('application/problem+json');
+      expect(res.headers.get('x-request-id'), url).toBe('trace-bad-url');
+      expect(res.headers.get('x-content-type-options'), url).toBe('nosniff');
+      expect(res.headers.get('cache-control'), url).toBe('no-store');
+      expect(await res.json(), url).toMatchObject({ status, code });
+    }
+  });
+
+  it('answers a request that is not valid HTTP as problem+json, then closes', async () => {
+    for (const head of [
+      'GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n',
+      'GET /health HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n',
+    ]) {
+      const conn = await RawConnection.open(server.url);
+      conn.send(head);
+      const [answer] = await conn.answers(1);
+      expect(answer?.status).toBe(400);
+      expect(answer?.headers['content-type']).toBe('application/problem+json');
+      expect(JSON.parse(answer?.body.toString() ?? '')).toMatchObject({ status: 400, code: 'malformed_request' });
+      await conn.closedWithin(2000);
+    }
+    expect((await fetch(`${server.url}/health`)).status).toBe(200);
   });
 
   it('sends security headers and CORS only for allowed origins', async () => {

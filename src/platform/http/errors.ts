@@ -4,6 +4,7 @@
  * whose detail hides internals; the log keeps the real cause.
  */
 import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { DomainError, type FieldError } from '../../errors.js';
 import { drainUnreadBody } from './drain.js';
@@ -37,11 +38,13 @@ const FASTIFY_CODES: Record<string, { status: number; code: string; detail: stri
   FST_FIELDS_LIMIT: { status: 413, code: 'too_many_fields', detail: 'Too many fields in the multipart body.' },
   FST_INVALID_MULTIPART_CONTENT_TYPE: { status: 415, code: 'not_multipart', detail: 'Send the upload as multipart/form-data.' },
   FST_ERR_CTP_INVALID_MEDIA_TYPE: { status: 415, code: 'unsupported_media_type', detail: 'This content type is not accepted here.' },
-  FST_ERR_CTP_EMPTY_JSON_BODY: { status: 422, code: 'validation_error', detail: 'The JSON body is empty.' },
   FST_ERR_CTP_INVALID_JSON_BODY: { status: 400, code: 'invalid_json', detail: 'The body is not valid JSON.' },
   FST_INVALID_JSON_FIELD_ERROR: { status: 422, code: 'validation_error', detail: 'A multipart field declared as application/json is not valid JSON.' },
   FST_PROTO_VIOLATION: { status: 400, code: 'malformed_multipart', detail: 'A multipart field name is not allowed.' },
   FST_MP_PREMATURE_CLOSE: { status: 400, code: 'malformed_multipart', detail: 'The multipart body ended before it was complete.' },
+  // Met before routing (Fastify's frameworkErrors, below).
+  FST_ERR_BAD_URL: { status: 400, code: 'bad_url', detail: 'The URL is not valid: a % must be followed by two hex digits that make UTF-8.' },
+  FST_ERR_MAX_PARAM_LENGTH: { status: 414, code: 'uri_too_long', detail: 'A part of the URL path is longer than 100 characters.' },
 };
 
 /**
@@ -128,4 +131,40 @@ export function errorHandler(error: FastifyError, request: FastifyRequest, reply
 export function notFoundHandler(request: FastifyRequest, reply: FastifyReply): FastifyReply {
   clearSuccessHeaders(reply, 404);
   return sendProblem(reply, problem(404, 'not_found', `No route for ${request.method} ${request.url.split('?')[0]}.`));
+}
+
+/**
+ * Fastify's `frameworkErrors`: a URL it cannot route (bad percent-encoding, an
+ * over-long path part) is answered before any hook runs, so the answer gets
+ * here what the hooks would have given it (`headers`: security headers and
+ * the request id).
+ */
+export function frameworkError(error: FastifyError, reply: FastifyReply, headers: Record<string, string>): FastifyReply {
+  const p = toProblem(error);
+  clearSuccessHeaders(reply, p.status);
+  return sendProblem(reply.headers(headers), p);
+}
+
+const CLIENT_ERRORS: Record<string, [status: number, code: string, detail: string]> = {
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'request_timeout', 'The request did not arrive in time.'],
+  HPE_HEADER_OVERFLOW: [431, 'headers_too_large', 'The request\'s headers are too large.'],
+};
+
+/**
+ * Fastify's `clientErrorHandler`: a request that is not valid HTTP (two
+ * Content-Lengths, a space in a header name, headers too large) never
+ * becomes a request. Answered on the socket as problem+json, which is then
+ * closed, as Node does.
+ */
+export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, code, detail] = CLIENT_ERRORS[err.code ?? ''] ?? [400, 'malformed_request', 'The request is not valid HTTP/1.1.'];
+  const body = JSON.stringify(problem(status, code, detail));
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+        `Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(err);
 }

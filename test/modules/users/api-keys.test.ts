@@ -59,6 +59,17 @@ describe('API keys', () => {
     expect((await call(server.url, 'GET', '/users/me', { headers: key })).status).toBe(401);
   });
 
+  it('a DELETE that says its empty body is JSON is still a DELETE (204)', async () => {
+    const { headers } = await signedIn();
+    const created = await call(server.url, 'POST', '/auth/api-keys', { headers, body: { name: 'k' } });
+    const res = await fetch(`${server.url}/auth/api-keys/${String(created.body.id)}`, { method: 'DELETE', headers: { ...headers, 'content-type': 'application/json' } });
+    expect(res.status).toBe(204);
+    // A route that needs a body says which: an empty one is a 422 naming it.
+    const empty = await fetch(`${server.url}/auth/api-keys`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' } });
+    expect(empty.status).toBe(422);
+    expect(((await empty.json()) as { errors: Array<{ field: string }> }).errors[0]?.field).toBe('body');
+  });
+
   it("someone else's key answers 404 on delete and keeps working", async () => {
     const owner = await signedIn();
     const other = await signedIn();
@@ -79,6 +90,12 @@ describe('API keys', () => {
   it('need a name (422) and credentials (401)', async () => {
     const { headers } = await signedIn();
     expect((await call(server.url, 'POST', '/auth/api-keys', { headers, body: {} })).status).toBe(422);
+    // A name of spaces only would be stored as no name at all.
+    const blank = await call<{ errors: Array<{ field: string }> }>(server.url, 'POST', '/auth/api-keys', { headers, body: { name: ' \t ' } });
+    expect(blank.status).toBe(422);
+    expect(blank.body.errors[0]?.field).toBe('body.name');
+    const padded = await call(server.url, 'POST', '/auth/api-keys', { headers, body: { name: '  ci  ' } });
+    expect(padded.body.name).toBe('ci');
     expect((await call(server.url, 'POST', '/auth/api-keys', { body: { name: 'k' } })).status).toBe(401);
     expect((await call(server.url, 'GET', '/auth/api-keys')).status).toBe(401);
   });

@@ -41,7 +41,7 @@ export const UpdateMeBody = Type.Object({
   current_password: Type.Optional(Type.String({ maxLength: PASSWORD_MAX, description: 'required to change email or password' })),
 });
 
-export const ApiKeyBody = Type.Object({ name: Type.String({ minLength: 1, maxLength: 100 }) });
+export const ApiKeyBody = Type.Object({ name: Type.String({ minLength: 1, maxLength: 100, pattern: '\\S', description: 'shown in the list; at least one character that is not a space' }) });
 
 export const ApiKey = Type.Object({
   id: Type.String(),

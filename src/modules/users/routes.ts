@@ -5,7 +5,7 @@
  * are in service.ts, sessions.ts, api-keys.ts and admin.ts.
  */
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { requireUser } from '../../auth/guard.js';
 import type { Context } from '../../context.js';
@@ -17,6 +17,12 @@ import * as accounts from './service.js';
 import * as sessions from './sessions.js';
 
 const AUTH = { rateLimitClass: 'auth' as const };
+
+/** An answer that carries a token or a key: no cache may keep it (RFC 6749, section 5.1). */
+function noStore(_request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+  reply.header('cache-control', 'no-store');
+  done();
+}
 
 export async function userRoutes(parent: FastifyInstance, ctx: Context): Promise<void> {
   const app = parent.withTypeProvider<TypeBoxTypeProvider>();
@@ -34,6 +40,7 @@ export async function userRoutes(parent: FastifyInstance, ctx: Context): Promise
     '/auth/login',
     {
       config: AUTH,
+      onRequest: noStore,
       schema: { tags: ['auth'], summary: 'Sign in with email and password', body: LoginBody, response: { 200: TokenPair, 401: ProblemSchema } },
     },
     async (request) => sessions.login(ctx, request.body.email, request.body.password, request.body.remember_me ?? false),
@@ -43,6 +50,7 @@ export async function userRoutes(parent: FastifyInstance, ctx: Context): Promise
     '/auth/refresh',
     {
       config: AUTH,
+      onRequest: noStore,
       schema: { tags: ['auth'], summary: 'Trade a refresh token for a new pair (the old one stops working)', body: RefreshBody, response: { 200: TokenPair, 401: ProblemSchema } },
     },
     async (request) => sessions.refresh(ctx, request.body.refresh_token),
@@ -101,6 +109,7 @@ export async function userRoutes(parent: FastifyInstance, ctx: Context): Promise
     '/auth/api-keys',
     {
       config: AUTH,
+      onRequest: noStore,
       schema: {
         tags: ['auth'],
         summary: 'Create an API key (the key is shown only in this answer)',

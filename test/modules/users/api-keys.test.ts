@@ -21,6 +21,7 @@ describe('API keys', () => {
     const { headers } = await signedIn();
     const created = await call(server.url, 'POST', '/auth/api-keys', { headers, body: { name: 'build server' } });
     expect(created.status).toBe(201);
+    expect(created.headers.get('cache-control')).toBe('no-store');
     expect(Object.keys(created.body).sort()).toEqual(['created_at', 'id', 'key', 'name', 'prefix']);
     const key = String(created.body.key);
     expect(key).toMatch(new RegExp(`^kiln_${String(created.body.prefix)}_`));

@@ -32,6 +32,16 @@ describe('refresh tokens', () => {
     expect(third.status).toBe(200);
   });
 
+  it('no cache may keep an answer that carries tokens (Cache-Control: no-store)', async () => {
+    const account = await register(server.url);
+    const signIn = await call<Pair>(server.url, 'POST', '/auth/login', { body: { email: account.email, password: account.password } });
+    expect(signIn.status).toBe(200);
+    expect(signIn.headers.get('cache-control')).toBe('no-store');
+    const next = await refresh(signIn.body.refresh_token);
+    expect(next.status).toBe(200);
+    expect(next.headers.get('cache-control')).toBe('no-store');
+  });
+
   it('reusing a used refresh token revokes the whole session family (401)', async () => {
     const first = await login(server.url, await register(server.url));
     const second = await refresh(first.refresh_token);

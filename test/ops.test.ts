@@ -17,6 +17,11 @@ describe('ops routes', () => {
     expect(body.service).toBe('Kiln');
     expect(typeof body.version).toBe('string');
     expect(body.endpoints).toMatchObject({ health: '/health', metrics: '/metrics' });
+    // Every endpoint it names exists: a route of the OpenAPI document, or one of the pages about it.
+    const doc = (await (await fetch(`${server.url}/openapi.json`)).json()) as { paths: Record<string, unknown> };
+    for (const endpoint of Object.values(body.endpoints as Record<string, string>)) {
+      expect(endpoint in doc.paths || ['/openapi.json', '/docs', '/redoc'].includes(endpoint), endpoint).toBe(true);
+    }
   });
 
   it('GET /health is healthy with a UTC timestamp', async () => {

@@ -44,7 +44,7 @@ export async function opsRoutes(app: FastifyInstance, ctx: Context): Promise<voi
         openapi: '/openapi.json',
         docs: '/docs',
         redoc: '/redoc',
-        auth: '/auth',
+        auth: '/auth/login',
         users: '/users/me',
         galleries: '/projects/{project_id}/images',
         custom_orders: '/api/images/upload',

@@ -20,7 +20,7 @@ import { bootstrapAdmin } from './modules/users/bootstrap.js';
 import { clientErrorHandler, errorHandler, frameworkError, notFoundHandler } from './platform/http/errors.js';
 import { KilnServer } from './platform/http/front-door.js';
 import { HotPaths } from './platform/http/hot-path.js';
-import { withMultipartBody } from './platform/http/schemas.js';
+import { withCommonFailures, withMultipartBody } from './platform/http/schemas.js';
 import { RequestRecorder } from './platform/http/requests.js';
 import { AJV_OPTIONS, buildValidator } from './platform/http/validation.js';
 import { lazyChildLogger } from './platform/log/index.js';
@@ -95,7 +95,7 @@ export async function buildApp(ctx: Context): Promise<App> {
   });
 
   await app.register(swagger, {
-    transform: withMultipartBody,
+    transform: (route) => withCommonFailures({ ...withMultipartBody(route), route: route.route }),
     openapi: {
       openapi: '3.0.3',
       info: {

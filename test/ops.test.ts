@@ -93,6 +93,24 @@ describe('ops routes', () => {
     }
   });
 
+  it('lists the failures every route of a kind can give', async () => {
+    type Operation = { security?: Array<Record<string, unknown>>; parameters?: unknown[]; requestBody?: unknown; responses: Record<string, unknown> };
+    const doc = (await (await fetch(`${server.url}/openapi.json`)).json()) as { paths: Record<string, Record<string, Operation>> };
+    let checked = 0;
+    for (const [path, operations] of Object.entries(doc.paths)) {
+      for (const [method, op] of Object.entries(operations)) {
+        const where = `${method.toUpperCase()} ${path}`;
+        const statuses = Object.keys(op.responses);
+        if (op.requestBody || op.parameters?.length) expect(statuses, where).toContain('422');
+        if (op.security?.length && !op.security.some((entry) => Object.keys(entry).length === 0)) expect(statuses, where).toContain('401');
+        if (!['/health', '/metrics'].includes(path)) expect(statuses, where).toContain('429');
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThan(30);
+    expect(Object.keys(doc.paths['/admin/users/{id}']?.patch?.responses ?? {})).toEqual(expect.arrayContaining(['401', '403', '404', '422', '429']));
+  });
+
   it('serves the OpenAPI document, Swagger UI and a reference page', async () => {
     const doc = (await (await fetch(`${server.url}/openapi.json`)).json()) as { openapi: string; paths: Record<string, unknown> };
     expect(doc.openapi).toMatch(/^3\./);

@@ -13,6 +13,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Context } from '../context.js';
 import { Forbidden, Unauthorized } from '../errors.js';
+import { needsCaller } from '../platform/http/schemas.js';
 import { resolvePrincipal } from './credentials.js';
 import type { Principal } from './principal.js';
 import { createAccessTokenVerifier } from './tokens.js';
@@ -45,8 +46,7 @@ export async function registerAuth(app: FastifyInstance, ctx: Context): Promise<
   });
   // A route whose OpenAPI `security` has no anonymous entry ({}) needs a caller; `adminOnly`, an admin.
   app.addHook('onRoute', (route) => {
-    const security = (route.schema as { security?: Array<Record<string, unknown>> } | undefined)?.security;
-    if (security?.length && !security.some((entry) => Object.keys(entry).length === 0)) route.config = { ...route.config, signInRequired: true };
+    if (needsCaller((route.schema as { security?: Array<Record<string, unknown>> } | undefined)?.security)) route.config = { ...route.config, signInRequired: true };
   });
   // Before the body is read or anything validated: a caller who may not use the route learns only
   // that (401, 403), not which of its fields would be wrong.

@@ -126,7 +126,7 @@ export async function userRoutes(parent: FastifyInstance, ctx: Context): Promise
 
   app.get(
     '/auth/api-keys',
-    { config: AUTH, schema: { tags: ['auth'], summary: 'Your API keys (never the keys themselves)', security: SIGNED_IN, response: { 200: Type.Array(ApiKey), 401: ProblemSchema } } },
+    { config: AUTH, schema: { tags: ['auth'], summary: 'Your API keys (never the keys themselves)', security: SIGNED_IN, response: { 200: Type.Array(ApiKey), 401: ProblemSchema, 403: ProblemSchema } } },
     async (request) => keys.listApiKeys(ctx, requireUser(request)),
   );
 
@@ -134,7 +134,7 @@ export async function userRoutes(parent: FastifyInstance, ctx: Context): Promise
     '/auth/api-keys/:id',
     {
       config: AUTH,
-      schema: { tags: ['auth'], summary: 'Delete an API key; it stops working at once', security: SIGNED_IN, params: IdParams, response: { 204: NoContent, 401: ProblemSchema, 404: ProblemSchema } },
+      schema: { tags: ['auth'], summary: 'Delete an API key; it stops working at once', security: SIGNED_IN, params: IdParams, response: { 204: NoContent, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema } },
     },
     async (request, reply) => {
       await keys.deleteApiKey(ctx, requireUser(request), request.params.id);

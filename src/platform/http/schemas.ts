@@ -63,6 +63,31 @@ export function withMultipartBody({ schema, url, route }: { schema: FastifySchem
   return { schema: body ? { ...schema, body } : schema, url };
 }
 
+/** A route's OpenAPI `security` with no anonymous entry (`{}`): it needs a caller (auth/guard.ts enforces the same rule). */
+export function needsCaller(security: ReadonlyArray<Record<string, unknown>> | undefined): boolean {
+  return !!security?.length && !security.some((entry) => Object.keys(entry).length === 0);
+}
+
+/**
+ * The failures any route of a kind can give, added to the OpenAPI document
+ * where the route's own `response` does not list them: 422 when it validates
+ * a body, query or path; 401 when it needs a caller and 403 when only admins
+ * may call it; 429 when it is rate limited. A module with an error shape of
+ * its own (ai-edits' envelope) lists these itself, and keeps its own.
+ */
+export function withCommonFailures({ schema, url, route }: { schema: FastifySchema; url: string; route: { config?: unknown } }): { schema: FastifySchema; url: string } {
+  const own = schema as FastifySchema & { hide?: boolean; security?: Array<Record<string, unknown>> };
+  const response = own.response as Record<string, unknown> | undefined;
+  if (!response || own.hide) return { schema, url };
+  const config = (route.config ?? {}) as { rateLimitClass?: string; adminOnly?: boolean; multipartBody?: unknown };
+  const common: Record<string, unknown> = {};
+  if (own.body || own.querystring || own.params || config.multipartBody) common[422] = ProblemSchema;
+  if (needsCaller(own.security) || config.adminOnly) common[401] = ProblemSchema;
+  if (config.adminOnly) common[403] = ProblemSchema;
+  if (config.rateLimitClass !== 'none') common[429] = ProblemSchema;
+  return { schema: { ...schema, response: { ...common, ...response } }, url };
+}
+
 declare module 'fastify' {
   interface FastifyContextConfig {
     /** The multipart fields this route reads, for the OpenAPI document (`withMultipartBody`). */

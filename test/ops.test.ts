@@ -108,6 +108,8 @@ describe('ops routes', () => {
       }
     }
     expect(checked).toBeGreaterThan(30);
+    const notFound = (doc.paths['/projects/{project_id}/images/{image_id}']?.get?.responses['404'] ?? {}) as { content?: Record<string, unknown> };
+    expect(Object.keys(notFound.content ?? {})).toEqual(['application/problem+json']);
     expect(Object.keys(doc.paths['/admin/users/{id}']?.patch?.responses ?? {})).toEqual(expect.arrayContaining(['401', '403', '404', '422', '429']));
   });
 

@@ -85,8 +85,12 @@ export function withCommonFailures({ schema, url, route }: { schema: FastifySche
   if (needsCaller(own.security) || config.adminOnly) common[401] = ProblemSchema;
   if (config.adminOnly) common[403] = ProblemSchema;
   if (config.rateLimitClass !== 'none') common[429] = ProblemSchema;
-  return { schema: { ...schema, response: { ...common, ...response } }, url };
+  // Problems leave as application/problem+json, which is what the document names for them.
+  const answers = Object.entries({ ...common, ...response }).map(([status, answer]) => [status, answer === ProblemSchema ? problemAnswer : answer]);
+  return { schema: { ...schema, response: Object.fromEntries(answers) }, url };
 }
+
+const problemAnswer = { description: 'A problem (RFC 9457)', content: { 'application/problem+json': { schema: ProblemSchema } } };
 
 declare module 'fastify' {
   interface FastifyContextConfig {

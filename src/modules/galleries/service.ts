@@ -72,16 +72,35 @@ function touched(project: { updated_at: string }, now: string): string {
   return project.updated_at > now ? project.updated_at : now;
 }
 
+/**
+ * Rows of images served, one cache per process (per Context), shared by
+ * every GalleryService in it: a delete made through any of them (the routes,
+ * an account's deletion) is seen by the routes and the hot path at once. A
+ * minute's TTL, so that another process's delete is noticed (checked to the
+ * second: see LRU_TTL_RESOLUTION_MS).
+ */
+const servedFiles = new WeakMap<Context, LRUCache<string, ImageFile>>();
+
+function servedFilesOf(ctx: Context): LRUCache<string, ImageFile> {
+  let files = servedFiles.get(ctx);
+  if (!files) {
+    files = new LRUCache<string, ImageFile>({ max: 10_000, ttl: 60_000, ttlResolution: LRU_TTL_RESOLUTION_MS });
+    servedFiles.set(ctx, files);
+  }
+  return files;
+}
+
 export class GalleryService {
   /**
    * Variants never change, so an image's metadata can be cached. Entries
    * live a minute: a delete in another process is then noticed at the
    * latest a minute later, and meanwhile its blobs are gone (404).
    */
-  /** Rows of images served; a minute's TTL so that another process's delete is noticed (checked to the second: see LRU_TTL_RESOLUTION_MS). */
-  private readonly files = new LRUCache<string, ImageFile>({ max: 10_000, ttl: 60_000, ttlResolution: LRU_TTL_RESOLUTION_MS });
+  private readonly files: LRUCache<string, ImageFile>;
 
-  constructor(private readonly ctx: Context) {}
+  constructor(private readonly ctx: Context) {
+    this.files = servedFilesOf(ctx);
+  }
 
   assertProjectId(projectId: string): void {
     if (!PROJECT_ID.test(projectId)) {

@@ -52,4 +52,19 @@ describe('deleting an account', () => {
     const list = (await (await fetch(`${server.url}/projects/garden/images`)).json()) as { images: unknown[] };
     expect(list.images).toHaveLength(1);
   });
+
+  it('stops its images at once, revalidations and HEADs included, though they were just served', async () => {
+    const leaving = await registerUser(server.url, 'leaving2');
+    const id = await upload(leaving, 'porch');
+    const url = `${server.url}/projects/porch/images/${id}?size=thumb`;
+    const served = await fetch(url);
+    expect(served.status).toBe(200);
+    const etag = served.headers.get('etag') ?? '';
+    expect((await fetch(url, { headers: { 'if-none-match': etag } })).status).toBe(304);
+
+    expect((await fetch(`${server.url}/users/me`, { method: 'DELETE', headers: leaving.headers })).status).toBe(204);
+    expect((await fetch(url, { headers: { 'if-none-match': etag } })).status).toBe(404);
+    expect((await fetch(url, { method: 'HEAD' })).status).toBe(404);
+    expect((await fetch(url)).status).toBe(404);
+  });
 });

@@ -79,6 +79,8 @@ function touched(project: { updated_at: string }, now: string): string {
  * minute's TTL, so that another process's delete is noticed (checked to the
  * second: see LRU_TTL_RESOLUTION_MS).
  */
+const imageNotFound = (): NotFound => new NotFound('No such image.', 'image_not_found');
+
 const servedFiles = new WeakMap<Context, LRUCache<string, ImageFile>>();
 
 function servedFilesOf(ctx: Context): LRUCache<string, ImageFile> {
@@ -118,11 +120,15 @@ export class GalleryService {
     if (!this.ctx.config.galleryPublicRead && !principal) throw new Unauthorized('This gallery needs credentials to read.');
   }
 
-  /** Reads are public unless GALLERY_PUBLIC_READ=false; then only the owner or an admin. */
-  private assertCanRead(principal: Principal | null, ownerId: string): void {
+  /**
+   * Reads are public unless GALLERY_PUBLIC_READ=false; then only the owner or
+   * an admin. Anyone else gets the 404 of the thing asked for when it does
+   * not exist (`hidden`), so that the answer tells nothing.
+   */
+  private assertCanRead(principal: Principal | null, ownerId: string, hidden = (): NotFound => new NotFound('No such project.', 'project_not_found')): void {
     if (this.ctx.config.galleryPublicRead) return;
     if (!principal) throw new Unauthorized('This gallery needs credentials to read.');
-    if (!canWrite(principal, ownerId)) throw new NotFound('No such project.', 'project_not_found');
+    if (!canWrite(principal, ownerId)) throw hidden();
   }
 
   get publicRead(): boolean {
@@ -226,11 +232,11 @@ export class GalleryService {
     if (!file) {
       const project = await repo.findProject(this.ctx.db.kysely, projectId);
       const row = project ? await repo.findImage(this.ctx.db.kysely, projectId, imageId) : undefined;
-      if (!project || !row) throw new NotFound('No such image.', 'image_not_found');
+      if (!project || !row) throw imageNotFound();
       file = this.toFile(row, project.owner_id);
       this.files.set(imageId, file);
     }
-    this.assertCanRead(principal, file.ownerId);
+    this.assertCanRead(principal, file.ownerId, imageNotFound);
     return file;
   }
 
@@ -286,9 +292,9 @@ export class GalleryService {
     this.assertProjectId(projectId);
     await ctx.db.kysely.transaction().execute(async (tx) => {
       const project = await repo.lockProject(ctx.db, tx, projectId);
-      if (!project || !canWrite(principal, project.owner_id)) throw new NotFound('No such image.', 'image_not_found');
+      if (!project || !canWrite(principal, project.owner_id)) throw imageNotFound();
       const image = await repo.findImage(tx, projectId, imageId);
-      if (!image) throw new NotFound('No such image.', 'image_not_found');
+      if (!image) throw imageNotFound();
       await repo.deleteImage(tx, imageId);
       const changes: Parameters<typeof repo.updateProject>[2] = { updated_at: touched(project, isoNow(ctx.clock)) };
       if (project.primary_image_id === imageId) changes.primary_image_id = await repo.firstImageId(tx, projectId);
@@ -303,8 +309,8 @@ export class GalleryService {
     this.assertProjectId(projectId);
     await ctx.db.kysely.transaction().execute(async (tx) => {
       const project = await repo.lockProject(ctx.db, tx, projectId);
-      if (!project || !canWrite(principal, project.owner_id)) throw new NotFound('No such image.', 'image_not_found');
-      if (!(await repo.findImage(tx, projectId, imageId))) throw new NotFound('No such image.', 'image_not_found');
+      if (!project || !canWrite(principal, project.owner_id)) throw imageNotFound();
+      if (!(await repo.findImage(tx, projectId, imageId))) throw imageNotFound();
       await repo.updateProject(tx, projectId, { primary_image_id: imageId, updated_at: touched(project, isoNow(ctx.clock)) });
     });
     return { project_id: projectId, primary_image_id: imageId };

@@ -349,6 +349,19 @@ describe('GALLERY_PUBLIC_READ=false', () => {
     await cover.arrayBuffer();
   });
 
+  it('answers someone else\'s image exactly as an image that does not exist', async () => {
+    const res = await postMultipart(`${priv.url}/projects/hidden/images`, [{ field: 'file', filename: 'a.jpg', data: ROCKET }], owner.headers);
+    const { image_id } = (await res.json()) as Uploaded;
+    const bodies: unknown[] = [];
+    for (const url of [`/projects/hidden/images/${image_id}`, `/projects/hidden/images/${'0'.repeat(image_id.length)}`, `/projects/never-made/images/${image_id}`]) {
+      const answer = await fetch(`${priv.url}${url}?size=thumb`, { headers: other.headers });
+      expect(answer.status, url).toBe(404);
+      bodies.push(await answer.json());
+    }
+    expect(bodies[1]).toEqual(bodies[0]);
+    expect(bodies[2]).toEqual(bodies[0]);
+  });
+
   it('answers 401 without credentials before looking anything up: a project that exists and one never created answer alike', async () => {
     const res = await postMultipart(`${priv.url}/projects/exists/images`, [{ field: 'file', filename: 'a.jpg', data: ROCKET }], owner.headers);
     expect(res.status).toBe(201);

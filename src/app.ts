@@ -21,6 +21,7 @@ import { clientErrorHandler, errorHandler, frameworkError, notFoundHandler } fro
 import { KilnServer } from './platform/http/front-door.js';
 import { HotPaths } from './platform/http/hot-path.js';
 import { withCommonFailures, withMultipartBody } from './platform/http/schemas.js';
+import { corsOptions } from './platform/http/cors.js';
 import { RequestRecorder } from './platform/http/requests.js';
 import { AJV_OPTIONS, buildValidator } from './platform/http/validation.js';
 import { lazyChildLogger } from './platform/log/index.js';
@@ -77,12 +78,7 @@ export async function buildApp(ctx: Context): Promise<App> {
   });
 
   if (ctx.config.allowedOrigins.length > 0) {
-    await app.register(cors, {
-      origin: ctx.config.allowedOrigins,
-      credentials: true,
-      methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
-      exposedHeaders: ['ETag', 'Content-Length', 'Content-Range', 'Retry-After', 'X-Request-Id'],
-    });
+    await app.register(cors, corsOptions(ctx.config.allowedOrigins));
   }
   await app.register(multipart, {
     limits: {

@@ -18,6 +18,7 @@
 import type { Context } from '../../context.js';
 import { fileHeaders, notModified, SMALL_FILE_BYTES } from '../../images/serve.js';
 import type { StoredVariant } from '../../images/store.js';
+import { CORS_HEADERS_WITHOUT_ORIGIN } from '../../platform/http/cors.js';
 import type { HotPath, HotReply, HotRequest } from '../../platform/http/hot-path.js';
 import { blobKey, GALLERY_SIZES, type GalleryService, type GallerySize } from './service.js';
 
@@ -36,24 +37,25 @@ interface VariantHeaders {
   ok: string[];
 }
 
-/** A stored size's answer headers never change, so they are built once per cached row. */
-const headerCache = new WeakMap<StoredVariant, VariantHeaders>();
-
-function headersOf(variant: StoredVariant, createdAt: Date): VariantHeaders {
-  let headers = headerCache.get(variant);
-  if (!headers) {
-    const etag = `"${variant.etag}"`;
-    // The same headers sendStoredImage writes for this file.
-    const notModified = fileHeaders({ lastModified: createdAt, cacheControl: PUBLIC_IMAGE_CACHE }, etag);
-    headers = { etag, notModified, ok: [...notModified, 'content-type', 'image/jpeg', 'content-length', String(variant.bytes)] };
-    headerCache.set(variant, headers);
-  }
-  return headers;
-}
-
 export function galleryHotRead(ctx: Context, galleries: GalleryService): HotPath | null {
   if (!galleries.publicRead || ctx.config.rateLimitDefault !== 0) return null;
   const cors = ctx.config.allowedOrigins.length > 0;
+  // What CORS adds to every answer, a request without an Origin included (one with an Origin goes the long way).
+  const corsHeaders = cors ? CORS_HEADERS_WITHOUT_ORIGIN : [];
+
+  /** A stored size's answer headers never change, so they are built once per cached row. */
+  const headerCache = new WeakMap<StoredVariant, VariantHeaders>();
+  const headersOf = (variant: StoredVariant, createdAt: Date): VariantHeaders => {
+    let headers = headerCache.get(variant);
+    if (!headers) {
+      const etag = `"${variant.etag}"`;
+      // The same headers sendStoredImage writes for this file.
+      const notModified = [...corsHeaders, ...fileHeaders({ lastModified: createdAt, cacheControl: PUBLIC_IMAGE_CACHE }, etag)];
+      headers = { etag, notModified, ok: [...notModified, 'content-type', 'image/jpeg', 'content-length', String(variant.bytes)] };
+      headerCache.set(variant, headers);
+    }
+    return headers;
+  };
 
   /** Leaves nothing unsettled: whatever fails here, the route meets again and answers. */
   const warmBytes = (key: string): Promise<void> => ctx.blobs.readAll(key).then(

@@ -195,6 +195,22 @@ describe('when the hot path stays out of the way', () => {
     });
   });
 
+  it('with CORS on, answers a request without an Origin exactly as the route does, Vary: Origin included', async () => {
+    await withThumb({ ALLOWED_ORIGINS: 'https://shop.example', RATE_LIMIT_DEFAULT: '0' }, 'cors-plain', async (server, _user, url) => {
+      const { answer: routed, hot: routedHot } = await countedAnswer(server, `${url}&via=route`);
+      expect(routedHot).toBe(0);
+      expect(routed.headers.vary).toBe('Origin');
+      const { answer: hot, hot: hotCount } = await countedAnswer(server, url);
+      expect(hotCount).toBe(1);
+      expect(hot).toEqual(routed);
+      const etag = routed.headers.etag ?? '';
+      const routed304 = await countedAnswer(server, `${url}&via=route`, { 'if-none-match': etag });
+      const hot304 = await countedAnswer(server, url, { 'if-none-match': etag });
+      expect([routed304.hot, hot304.hot]).toEqual([0, 1]);
+      expect(hot304.answer).toEqual(routed304.answer);
+    });
+  });
+
   it('sends CORS requests the long way, so they get their CORS headers', async () => {
     await withThumb({ ALLOWED_ORIGINS: 'https://shop.example' }, 'cors', async (server, _user, url) => {
       await fetch(url).then((r) => r.arrayBuffer());

@@ -54,6 +54,21 @@ function etagsIn(header: string): string[] {
   return header.split(',').map((t) => t.trim().replace(/^W\//, ''));
 }
 
+const IMF_FIXDATE = /^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$/;
+const RFC_850_DATE = /^[A-Z][a-z]{5,8}, \d{2}-[A-Z][a-z]{2}-\d{2} \d{2}:\d{2}:\d{2} GMT$/;
+const ASCTIME_DATE = /^[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2} \d{4}$/;
+
+/**
+ * An HTTP-date (RFC 9110 5.6.7: the preferred form and the two obsolete
+ * ones) in ms, or NaN. Anything else is not a date, however Date.parse
+ * would read it ("2030" would be a year), and a condition on it is ignored.
+ */
+export function parseHttpDate(value: string): number {
+  if (IMF_FIXDATE.test(value) || RFC_850_DATE.test(value)) return Date.parse(value);
+  if (ASCTIME_DATE.test(value)) return Date.parse(`${value} GMT`); // asctime has no zone: it is UTC
+  return Number.NaN;
+}
+
 /** If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2); HTTP dates have whole seconds. */
 export function notModified(request: { headers: Pick<IncomingHttpHeaders, 'if-none-match' | 'if-modified-since'> }, quotedEtag: string, lastModified: Date): boolean {
   const inm = request.headers['if-none-match'];
@@ -62,7 +77,7 @@ export function notModified(request: { headers: Pick<IncomingHttpHeaders, 'if-no
   if (inm !== undefined) return etagsIn(inm).some((t) => t === '*' || t === quotedEtag);
   const ims = request.headers['if-modified-since'];
   if (ims === undefined) return false;
-  const since = Date.parse(ims);
+  const since = parseHttpDate(ims);
   return !Number.isNaN(since) && Math.floor(lastModified.getTime() / 1000) * 1000 <= since;
 }
 
@@ -72,7 +87,7 @@ function rangeStillValid(request: FastifyRequest, quotedEtag: string, lastModifi
   const ifRange = Array.isArray(raw) ? raw[0] : raw;
   if (ifRange === undefined) return true;
   if (ifRange.startsWith('"') || ifRange.startsWith('W/')) return ifRange === quotedEtag;
-  const date = Date.parse(ifRange);
+  const date = parseHttpDate(ifRange);
   return !Number.isNaN(date) && Math.floor(lastModified.getTime() / 1000) * 1000 === date;
 }
 
@@ -107,7 +122,8 @@ export async function sendStoredImage(
   const common = fileHeaders(file, quotedEtag);
   for (let i = 0; i < common.length; i += 2) reply.header(common[i] as string, common[i + 1]);
 
-  if (notModified(request, quotedEtag, file.lastModified)) return reply.code(304).send();
+  // A HEAD's empty payload would get Content-Length: 0 from Fastify; a 304 carries none (RFC 9110 8.6).
+  if (notModified(request, quotedEtag, file.lastModified)) return reply.code(304).send(request.method === 'HEAD' ? Readable.from([]) : undefined);
 
   // Range handling is defined for GET only; HEAD answers as a full GET would.
   const wantsRange = request.method === 'GET' && rangeStillValid(request, quotedEtag, file.lastModified);

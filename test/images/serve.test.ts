@@ -77,6 +77,17 @@ describe('sendStoredImage over a real server', () => {
     expect((await get({ 'if-modified-since': 'Mon, 06 May 2024 07:08:09 GMT' })).status).toBe(304);
     expect((await get({ 'if-modified-since': 'Mon, 06 May 2024 07:08:08 GMT' })).status).toBe(200);
     expect((await get({ 'if-modified-since': 'Mon, 06 May 2024 07:08:09 GMT', 'if-none-match': '"stale"' })).status).toBe(200);
+    // The two obsolete forms of an HTTP date are dates too (RFC 9110 5.6.7); asctime's is UTC.
+    expect((await get({ 'if-modified-since': 'Monday, 06-May-24 07:08:09 GMT' })).status).toBe(304);
+    expect((await get({ 'if-modified-since': 'Mon May  6 07:08:09 2024' })).status).toBe(304);
+    expect((await get({ 'if-modified-since': 'Mon May  6 07:08:08 2024' })).status).toBe(200);
+  });
+
+  it('ignores an If-Modified-Since or If-Range that is not an HTTP date', async () => {
+    for (const value of ['2030', '2030-01-01', '2030-01-01T00:00:00Z', 'tomorrow', '']) {
+      expect((await get({ 'if-modified-since': value })).status, value).toBe(200);
+      expect((await get({ range: 'bytes=0-9', 'if-range': value })).status, value).toBe(200);
+    }
   });
 
   it.each([
@@ -118,6 +129,16 @@ describe('sendStoredImage over a real server', () => {
     expect(res.headers.get('content-length')).toBe(String(SIZE));
     expect(res.headers.get('etag')).toBe(`"${ETAG}"`);
     expect((await res.arrayBuffer()).byteLength).toBe(0);
+  });
+
+  it('answers a HEAD that revalidates with a 304 that claims no length (RFC 9110 8.6)', async () => {
+    for (const headers of [{ 'if-none-match': `"${ETAG}"` }, { 'if-modified-since': 'Mon, 06 May 2024 07:08:09 GMT' }]) {
+      const res = await get(headers, 'HEAD');
+      expect(res.status).toBe(304);
+      expect(res.headers.get('content-length')).toBeNull();
+      expect(res.headers.get('etag')).toBe(`"${ETAG}"`);
+    }
+    expect((await get({ 'if-none-match': `"${ETAG}"` })).headers.get('content-length')).toBeNull();
   });
 
   it('answers 404 problem+json when the blob is gone, whole or in part, small or streamed', async () => {

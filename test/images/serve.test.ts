@@ -132,7 +132,8 @@ describe('sendStoredImage over a real server', () => {
   });
 
   it('answers a HEAD that revalidates with a 304 that claims no length (RFC 9110 8.6)', async () => {
-    for (const headers of [{ 'if-none-match': `"${ETAG}"` }, { 'if-modified-since': 'Mon, 06 May 2024 07:08:09 GMT' }]) {
+    const revalidations: Array<Record<string, string>> = [{ 'if-none-match': `"${ETAG}"` }, { 'if-modified-since': 'Mon, 06 May 2024 07:08:09 GMT' }];
+    for (const headers of revalidations) {
       const res = await get(headers, 'HEAD');
       expect(res.status).toBe(304);
       expect(res.headers.get('content-length')).toBeNull();

@@ -54,8 +54,30 @@ const FASTIFY_CODES: Record<string, { status: number; code: string; detail: stri
  */
 const MALFORMED_MULTIPART = /^Multipart: Boundary not found$|unexpected end of multipart data$/i;
 
+type ValidationIssue = NonNullable<FastifyError['validation']>[number];
+
+/**
+ * A choice among fixed values (a union of literals, such as `size`) fails
+ * once per value and once as a whole: that is one error, naming the choices.
+ */
+function mergeChoices(issues: readonly ValidationIssue[]): ValidationIssue[] {
+  const choicesOf = (anyOf: ValidationIssue): ValidationIssue[] => issues.filter((v) => v.keyword === 'const' && v.schemaPath.startsWith(`${anyOf.schemaPath}/`));
+  const merged = new Set<ValidationIssue>();
+  const out: ValidationIssue[] = [];
+  for (const v of issues) {
+    if (v.keyword !== 'anyOf') continue;
+    const choices = choicesOf(v);
+    if (choices.length === 0) continue;
+    for (const c of choices) merged.add(c);
+    const allowed = choices.map((c) => JSON.stringify((c.params as { allowedValue?: unknown }).allowedValue)).join(', ');
+    merged.add(v);
+    out.push({ ...v, message: `must be one of ${allowed}` });
+  }
+  return [...issues.filter((v) => !merged.has(v)), ...out];
+}
+
 function fieldErrors(error: FastifyError): FieldError[] {
-  return (error.validation ?? []).map((v) => {
+  return mergeChoices(error.validation ?? []).map((v) => {
     const where = error.validationContext ?? 'body';
     const missing = (v.params as { missingProperty?: string } | undefined)?.missingProperty;
     const pathPart = v.instancePath.replace(/^\//, '').replace(/\//g, '.');

@@ -91,6 +91,10 @@ describe('gallery upload and variants', () => {
     const bad = await fetch(`${server.url}/projects/default-size/images/${image_id}?size=huge`);
     expect(bad.status).toBe(422);
     expect(bad.headers.get('content-type')).toContain('application/problem+json');
+    // One error, naming the sizes there are.
+    const problem = (await bad.json()) as { detail: string; errors: Array<{ field: string; message: string }> };
+    expect(problem.errors).toEqual([{ field: 'querystring.size', message: 'must be one of "original", "medium", "thumb", "game"' }]);
+    expect(problem.detail).toBe('querystring.size must be one of "original", "medium", "thumb", "game".');
   });
 
   it('lists bytes and sha256 of the upload as received', async () => {

@@ -18,6 +18,11 @@ export type RateLimitClass = 'auth' | 'upload' | 'default' | 'none';
 
 export const RATE_LIMIT_NAMESPACE = 'kiln:ratelimit:';
 
+/** The longest a request waits for a Redis that is connected but does not answer. */
+export const REDIS_COMMAND_TIMEOUT_MS = 500;
+/** Failed counter updates are logged at most this often. */
+const REPORT_EVERY_MS = 10_000;
+
 export function rateLimitClassOf(request: FastifyRequest): RateLimitClass {
   const declared = request.routeOptions.config.rateLimitClass;
   if (declared) return declared;
@@ -39,12 +44,22 @@ export async function registerRateLimits(app: FastifyInstance, ctx: Context): Pr
   if (ctx.config.redisUrl) {
     // ioredis is loaded only with REDIS_URL: a single-process deployment never needs it.
     const { Redis } = await import('ioredis');
-    // Fail fast: a request waits at most one retry, then counts as allowed (skipOnError) rather than hanging.
-    redis = new Redis(ctx.config.redisUrl, { maxRetriesPerRequest: 1, connectTimeout: 2000 });
+    // Fail fast, so that skipOnError lets the request through at once rather than after a wait:
+    // - no offline queue: while not connected (Redis down, or the first moments after the start)
+    //   a command fails at once instead of waiting for a reconnect;
+    // - commandTimeout: a Redis that is connected but stops answering costs a request at most that long.
+    redis = new Redis(ctx.config.redisUrl, {
+      enableOfflineQueue: false,
+      commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
+      maxRetriesPerRequest: 1,
+      connectTimeout: 2000,
+    });
     redis.on('error', (err) => ctx.log.warn({ err }, 'rate limit store (Redis) error'));
     const client = redis;
     app.addHook('onClose', async () => {
-      await client.quit();
+      // Without the offline queue a QUIT fails while not connected; then there is nothing to say goodbye to.
+      if (client.status === 'ready') await client.quit().catch(() => client.disconnect());
+      else client.disconnect();
     });
   }
 
@@ -60,10 +75,40 @@ export async function registerRateLimits(app: FastifyInstance, ctx: Context): Pr
     },
     redis,
     nameSpace: RATE_LIMIT_NAMESPACE,
-    // A Redis outage must not take the whole API down with it; the error listener above reports it.
+    // A Redis outage must not take the whole API down with it: the request is let through, the failure logged.
     skipOnError: true,
     errorResponseBuilder: (_request, context) => new TooManyRequests(Math.max(1, Math.ceil(context.ttl / 1000))),
   });
+  if (redis) reportFailedCommands(redis, ctx);
+}
+
+/**
+ * skipOnError swallows a failed counter update without a word, and ioredis
+ * emits 'error' only for the connection, not for a command that timed out or
+ * found no connection. This wraps the store's two Lua commands (defined on
+ * the client by @fastify/rate-limit's Redis store) to log such failures, at
+ * most once every REPORT_EVERY_MS so an outage under load does not flood the log.
+ */
+function reportFailedCommands(redis: Redis, ctx: Context): void {
+  const commands = redis as unknown as Record<string, unknown>;
+  let lastReport = 0;
+  for (const name of ['rateLimit', 'rateLimitRead']) {
+    const send = commands[name];
+    if (typeof send !== 'function') continue;
+    commands[name] = (...args: unknown[]): unknown => {
+      const done = args.at(-1);
+      if (typeof done !== 'function') return send.apply(redis, args);
+      const report = (err: Error | null, result: unknown): void => {
+        const now = Date.now();
+        if (err && now - lastReport >= REPORT_EVERY_MS) {
+          lastReport = now;
+          ctx.log.warn({ err }, 'rate limit store (Redis) failed: request let through uncounted');
+        }
+        (done as (err: Error | null, result: unknown) => void)(err, result);
+      };
+      return send.apply(redis, [...args.slice(0, -1), report]);
+    };
+  }
 }
 
 declare module 'fastify' {

@@ -73,6 +73,20 @@ export interface Config {
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
+/**
+ * Upper bounds for durations. Beyond them a value breaks later, not at the
+ * start: a Date past year 275760 is "Invalid time value", and Node's
+ * setTimeout fires at once for more than 2^31-1 ms (24.8 days).
+ */
+const TEN_YEARS_MIN = 10 * 365 * 24 * 60;
+const TEN_YEARS_S = TEN_YEARS_MIN * 60;
+/** A provider call of a day at most; its job timeout (this plus a minute, in ms) stays well under setTimeout's 2^31-1 ms. */
+const MAX_OPENAI_TIMEOUT_S = 24 * 60 * 60;
+/** lru-cache allocates its index for `max` entries up front: a million is ~50 MB, a billion exhausts the heap. */
+const MAX_CACHE_ITEMS = 1_000_000;
+/** RFC 7518 §3.2: an HS256 key of at least 256 bits. JWT_SECRET is used as UTF-8, so 32 characters are at least 32 bytes. */
+export const MIN_JWT_SECRET_LENGTH = 32;
+
 /** Reads `.env` from `dir` without overriding variables that are already set. */
 export function readDotenv(dir: string): Env {
   const file = path.join(dir, '.env');
@@ -165,6 +179,14 @@ function checkOrigins(name: string, origins: string[]): string[] {
   return origins;
 }
 
+/** JWT_SECRET, when set, must be long enough to be an HS256 key (unset: one is generated, see context.ts). */
+function checkJwtSecret(secret: string | undefined): string | undefined {
+  if (secret !== undefined && secret.length < MIN_JWT_SECRET_LENGTH) {
+    throw new ConfigError('JWT_SECRET', `must be at least ${MIN_JWT_SECRET_LENGTH} characters (an HS256 key of 256 bits or more), got ${secret.length}`);
+  }
+  return secret;
+}
+
 /** Size with an optional k/m/g suffix, as pino-roll takes it ("10m"). */
 function checkSize(name: string, v: string): string {
   if (!/^\d+[kmg]?$/i.test(v)) throw new ConfigError(name, `expected a size such as 10m, got "${v}"`);
@@ -208,7 +230,7 @@ export function loadConfig(processEnv: Env = process.env, cwd = process.cwd()): 
     dataDir: path.resolve(cwd, r.string('DATA_DIR', './data')),
     databaseUrl: r.url('DATABASE_URL', ['postgres:', 'postgresql:', 'sqlite:']),
     redisUrl: r.url('REDIS_URL', ['redis:', 'rediss:']),
-    jwtSecret: r.raw('JWT_SECRET'),
+    jwtSecret: checkJwtSecret(r.raw('JWT_SECRET')),
     jwtJwksUrl: r.url('JWT_JWKS_URL', ['http:', 'https:']),
     adminEmail: r.raw('ADMIN_EMAIL'),
     adminPassword: r.raw('ADMIN_PASSWORD'),
@@ -222,9 +244,9 @@ export function loadConfig(processEnv: Env = process.env, cwd = process.cwd()): 
     logFile: r.raw('LOG_FILE'),
     logMaxSize: checkSize('LOG_MAX_SIZE', r.string('LOG_MAX_SIZE', '10m')),
     logKeep: r.int('LOG_KEEP', 7, 1, 1000),
-    accessTokenLifetimeMin: r.int('ACCESS_TOKEN_LIFETIME', 15, 1),
-    shortRefreshLifetimeMin: r.int('SHORT_REFRESH_TOKEN_LIFETIME', 60, 1),
-    longRefreshLifetimeMin: r.int('LONG_REFRESH_TOKEN_LIFETIME', 43200, 1),
+    accessTokenLifetimeMin: r.int('ACCESS_TOKEN_LIFETIME', 15, 1, TEN_YEARS_MIN),
+    shortRefreshLifetimeMin: r.int('SHORT_REFRESH_TOKEN_LIFETIME', 60, 1, TEN_YEARS_MIN),
+    longRefreshLifetimeMin: r.int('LONG_REFRESH_TOKEN_LIFETIME', 43200, 1, TEN_YEARS_MIN),
     rateLimitAuth: r.int('RATE_LIMIT_AUTH', 5),
     rateLimitUpload: r.int('RATE_LIMIT_UPLOAD', 10),
     rateLimitDefault: r.int('RATE_LIMIT_DEFAULT', 100),
@@ -241,10 +263,10 @@ export function loadConfig(processEnv: Env = process.env, cwd = process.cwd()): 
       apiKey: r.raw('OPENAI_API_KEY'),
       baseUrl: r.url('OPENAI_BASE_URL', ['http:', 'https:']),
       imageModel: r.string('OPENAI_IMAGE_MODEL', 'gpt-image-1'),
-      timeoutSeconds: r.int('OPENAI_TIMEOUT_SECONDS', 120, 1),
+      timeoutSeconds: r.int('OPENAI_TIMEOUT_SECONDS', 120, 1, MAX_OPENAI_TIMEOUT_S),
     },
-    cacheTtlSeconds: r.int('CACHE_TTL_SECONDS', 3600, 1),
-    cacheMaxItems: r.int('CACHE_MAX_ITEMS', 1000, 1),
+    cacheTtlSeconds: r.int('CACHE_TTL_SECONDS', 3600, 1, TEN_YEARS_S),
+    cacheMaxItems: r.int('CACHE_MAX_ITEMS', 1000, 1, MAX_CACHE_ITEMS),
     trustProxy: r.int('TRUST_PROXY', 0, 0, 10),
   };
   if (config.webhookUrl && !config.webhookSecret) {

@@ -59,6 +59,34 @@ describe('config', () => {
     expectConfigError({ [name]: value }, name);
   });
 
+  it.each([
+    ['ACCESS_TOKEN_LIFETIME', '999999999999'],
+    ['SHORT_REFRESH_TOKEN_LIFETIME', '999999999999'],
+    ['LONG_REFRESH_TOKEN_LIFETIME', '999999999999'],
+    ['LONG_REFRESH_TOKEN_LIFETIME', '5256001'],
+    ['OPENAI_TIMEOUT_SECONDS', '2147484'],
+    ['CACHE_TTL_SECONDS', '9007199254740991'],
+    ['CACHE_MAX_ITEMS', '1000000000'],
+  ])('rejects a duration or size that would break later: %s=%s', (name, value) => {
+    expectConfigError({ [name]: value }, name);
+  });
+
+  it('takes token lifetimes up to ten years, in minutes', () => {
+    const tenYears = String(10 * 365 * 24 * 60);
+    const c = loadConfig({ ACCESS_TOKEN_LIFETIME: tenYears, SHORT_REFRESH_TOKEN_LIFETIME: tenYears, LONG_REFRESH_TOKEN_LIFETIME: tenYears }, cwd);
+    expect([c.accessTokenLifetimeMin, c.shortRefreshLifetimeMin, c.longRefreshLifetimeMin]).toEqual([5256000, 5256000, 5256000]);
+    // The furthest expiry is still a valid date.
+    expect(new Date(Date.now() + c.longRefreshLifetimeMin * 60_000).toISOString()).toMatch(/^20\d\d-/);
+  });
+
+  it('rejects a JWT_SECRET shorter than 32 characters, naming it', () => {
+    expectConfigError({ JWT_SECRET: 'abc' }, 'JWT_SECRET');
+    expectConfigError({ JWT_SECRET: 'x'.repeat(31) }, 'JWT_SECRET');
+    expect(() => loadConfig({ JWT_SECRET: 'abc' }, cwd)).toThrow(/at least 32 characters/);
+    expect(loadConfig({ JWT_SECRET: 'x'.repeat(32) }, cwd).jwtSecret).toBe('x'.repeat(32));
+    expect(loadConfig({}, cwd).jwtSecret).toBeUndefined();
+  });
+
   it('takes ALLOWED_ORIGINS as origins exactly as browsers send them', () => {
     const c = loadConfig({ ALLOWED_ORIGINS: 'https://shop.example, http://localhost:5173' }, cwd);
     expect(c.allowedOrigins).toEqual(['https://shop.example', 'http://localhost:5173']);
@@ -105,21 +133,31 @@ describe('config', () => {
     expect(c.host).toBe('127.0.0.2');
   });
 
-  it('stops the process with one line naming the variable', () => {
-    let stderr = '';
-    let status = 0;
+  function startFails(env: Record<string, string>, command: string[]): { status: number; stderr: string } {
     try {
-      execFileSync(process.execPath, ['dist/src/main.js', 'serve'], {
-        env: { ...process.env, PORT: 'abc', DATA_DIR: cwd },
-        stdio: 'pipe',
-      });
+      // A start that is not stopped would serve for ever: the timeout kills it (status null).
+      execFileSync(process.execPath, command, { env: { ...process.env, ...env, DATA_DIR: cwd, PORT: env.PORT ?? '0' }, stdio: 'pipe', timeout: 15_000 });
     } catch (e) {
-      const err = e as { status: number; stderr: Buffer };
-      status = err.status;
-      stderr = err.stderr.toString();
+      const err = e as { status: number | null; stderr: Buffer };
+      return { status: err.status ?? -1, stderr: err.stderr.toString() };
     }
+    return { status: 0, stderr: '' };
+  }
+
+  it('stops the process with one line naming the variable', () => {
+    const { status, stderr } = startFails({ PORT: 'abc' }, ['dist/src/main.js', 'serve']);
     expect(status).toBe(1);
     expect(stderr.trim().split('\n')).toHaveLength(1);
     expect(stderr).toContain('PORT');
+  });
+
+  it.each([
+    ['LONG_REFRESH_TOKEN_LIFETIME', '999999999999'],
+    ['JWT_SECRET', 'abc'],
+  ])('stops the start (from source) with one line naming %s when it is %s', (name, value) => {
+    const { status, stderr } = startFails({ [name]: value }, ['--import', 'tsx', 'src/main.ts', 'serve']);
+    expect(status).toBe(1);
+    expect(stderr.trim().split('\n')).toHaveLength(1);
+    expect(stderr).toContain(`${name}:`);
   });
 });

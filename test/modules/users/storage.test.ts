@@ -28,7 +28,7 @@ async function sqliteBackend(): Promise<Backend> {
   const opened: Context[] = [];
   return {
     async open(env = {}) {
-      const ctx = await createContext(testConfig(dir, { JWT_SECRET: 'storage-test-secret', ...env }));
+      const ctx = await createContext(testConfig(dir, { JWT_SECRET: 'storage-test-secret-of-32-characters', ...env }));
       opened.push(ctx);
       return ctx;
     },
@@ -45,7 +45,7 @@ async function postgresBackend(): Promise<Backend> {
   const opened: Context[] = [];
   return {
     async open(env = {}) {
-      const ctx = await createContext(testConfig(dir, { DATABASE_URL: database.url, JWT_SECRET: 'storage-test-secret', ...env }));
+      const ctx = await createContext(testConfig(dir, { DATABASE_URL: database.url, JWT_SECRET: 'storage-test-secret-of-32-characters', ...env }));
       opened.push(ctx);
       return ctx;
     },

@@ -36,12 +36,16 @@ export async function changeUser(ctx: Context, userId: string, changes: AdminCha
   const user = await repo.findUserById(q, userId);
   if (!user) throw new NotFound('No such user.', 'user_not_found');
   const now = isoNow(ctx.clock);
-  const patch: Parameters<typeof repo.updateUser>[2] = { updated_at: now };
-  if (changes.is_active !== undefined) patch.is_active = changes.is_active ? 1 : 0;
-  if (changes.is_admin !== undefined) patch.is_admin = changes.is_admin ? 1 : 0;
+  const patch: Parameters<typeof repo.updateUser>[2] = {};
+  const flag = (value: boolean | undefined): 0 | 1 | undefined => (value === undefined ? undefined : value ? 1 : 0);
+  if (flag(changes.is_active) !== undefined && flag(changes.is_active) !== Number(user.is_active)) patch.is_active = flag(changes.is_active);
+  if (flag(changes.is_admin) !== undefined && flag(changes.is_admin) !== Number(user.is_admin)) patch.is_admin = flag(changes.is_admin);
+  // Nothing changes (an empty body, or the values it already has): nothing is written, updated_at stays.
+  if (Object.keys(patch).length === 0) return toUserView(user);
+  patch.updated_at = now;
   await repo.updateUser(q, userId, patch);
   // Access tokens and keys stop at once because the guard reads is_active on every request;
   // revoking the sessions too means reactivating the account does not bring old sessions back.
-  if (changes.is_active === false) await repo.revokeUserTokens(q, userId, now);
+  if (patch.is_active === 0) await repo.revokeUserTokens(q, userId, now);
   return toUserView({ ...user, ...patch } as repo.UserRow);
 }

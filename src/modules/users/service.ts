@@ -111,6 +111,8 @@ export async function updateMe(ctx: Context, principal: Principal, changes: Acco
   const usernameChanges = changes.username !== undefined && changes.username !== user.username;
   const passwordChanges = changes.password !== undefined;
   checkAccountFields({ email, username: changes.username, password: changes.password });
+  // Nothing to change (an empty body, or the values it already has): nothing is written, updated_at stays.
+  if (!emailChanges && !usernameChanges && !passwordChanges) return toUserView(user);
 
   if (emailChanges || passwordChanges) {
     if (changes.current_password === undefined) {

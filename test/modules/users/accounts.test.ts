@@ -98,6 +98,19 @@ describe('/users/me', () => {
     expect(res.body.username).toBe(name);
   });
 
+  it('PUT that changes nothing writes nothing: updated_at stays', async () => {
+    const account = await register(server.url);
+    const headers = bearer((await login(server.url, account)).access_token);
+    const before = await call(server.url, 'GET', '/users/me', { headers });
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    for (const body of [{}, { username: account.username }, { email: String(before.body.email) }]) {
+      const res = await call(server.url, 'PUT', '/users/me', { headers, body });
+      expect(res.status, JSON.stringify(body)).toBe(200);
+      expect(res.body.updated_at, JSON.stringify(body)).toBe(before.body.updated_at);
+    }
+    expect((await call(server.url, 'GET', '/users/me', { headers })).body.updated_at).toBe(before.body.updated_at);
+  });
+
   it('PUT of email or password without current_password is 422 and changes nothing', async () => {
     const account = await register(server.url);
     const { access_token } = await login(server.url, account);

@@ -108,6 +108,20 @@ describe('admin routes', () => {
     expect((await call(server.url, 'GET', '/admin/users?limit=1', { headers: adminHeaders })).status).toBe(200);
   });
 
+  it('a change to what a user already is writes nothing: updated_at stays', async () => {
+    const account = await register(server.url);
+    const first = await call(server.url, 'PATCH', `/admin/users/${account.id}`, { headers: adminHeaders, body: {} });
+    expect(first.status).toBe(200);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    for (const body of [{}, { is_active: true }, { is_admin: false }, { is_active: true, is_admin: false }]) {
+      const res = await call(server.url, 'PATCH', `/admin/users/${account.id}`, { headers: adminHeaders, body });
+      expect(res.body.updated_at, JSON.stringify(body)).toBe(first.body.updated_at);
+    }
+    const promoted = await call(server.url, 'PATCH', `/admin/users/${account.id}`, { headers: adminHeaders, body: { is_active: true, is_admin: true } });
+    expect(promoted.body.is_admin).toBe(true);
+    expect(promoted.body.updated_at).not.toBe(first.body.updated_at);
+  });
+
   it('an unknown user is 404', async () => {
     expect((await call(server.url, 'PATCH', '/admin/users/nobody', { headers: adminHeaders, body: { is_admin: true } })).status).toBe(404);
   });

@@ -37,9 +37,10 @@ export async function changeUser(ctx: Context, userId: string, changes: AdminCha
   if (!user) throw new NotFound('No such user.', 'user_not_found');
   const now = isoNow(ctx.clock);
   const patch: Parameters<typeof repo.updateUser>[2] = {};
-  const flag = (value: boolean | undefined): 0 | 1 | undefined => (value === undefined ? undefined : value ? 1 : 0);
-  if (flag(changes.is_active) !== undefined && flag(changes.is_active) !== Number(user.is_active)) patch.is_active = flag(changes.is_active);
-  if (flag(changes.is_admin) !== undefined && flag(changes.is_admin) !== Number(user.is_admin)) patch.is_admin = flag(changes.is_admin);
+  for (const key of ['is_active', 'is_admin'] as const) {
+    const wanted = changes[key];
+    if (wanted !== undefined && Number(wanted) !== Number(user[key])) patch[key] = wanted ? 1 : 0;
+  }
   // Nothing changes (an empty body, or the values it already has): nothing is written, updated_at stays.
   if (Object.keys(patch).length === 0) return toUserView(user);
   patch.updated_at = now;

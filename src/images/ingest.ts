@@ -33,6 +33,14 @@ export interface StageOptions {
   accept?: ReadonlySet<ImageType>;
 }
 
+/**
+ * Stages an upload with the options given and hands it over. A service takes
+ * one instead of a stream so that it decides the options and when the body is
+ * read (after its own early checks), while the route keeps how the body is
+ * framed, and can refuse the body after the file (platform/http/one-file.ts).
+ */
+export type ReceiveUpload = (opts: StageOptions) => Promise<StagedUpload>;
+
 const TYPE_NAMES: Readonly<Record<ImageType, string>> = { jpeg: 'JPEG', png: 'PNG', webp: 'WebP', avif: 'AVIF', heic: 'HEIC' };
 
 /** "JPEG, PNG or WebP": the accepted types as a person reads them, in the sniffer's order. */

@@ -7,13 +7,12 @@
  * Commit order as everywhere: blobs first, then the row; a failure after
  * the first blob removes the blobs again.
  */
-import type { Readable } from 'node:stream';
 import type { Principal } from '../../auth/principal.js';
 import { isoNow } from '../../clock.js';
 import type { Context } from '../../context.js';
 import { NotFound, UnsupportedImage, ValidationFailed } from '../../errors.js';
 import { newId } from '../../ids.js';
-import { discardStaged, stageUpload, type StagedUpload } from '../../images/ingest.js';
+import { discardStaged, type ReceiveUpload, type StagedUpload } from '../../images/ingest.js';
 import { BlobBatch, renderAndStore, type StoredVariant } from '../../images/store.js';
 import * as repo from './repo.js';
 
@@ -79,8 +78,8 @@ export interface UploadedFile {
   url: string;
 }
 
-export async function uploadFile(ctx: Context, principal: Principal, stream: Readable): Promise<UploadedFile> {
-  const staged = await stageUpload(stream, { tmpDir: ctx.tmpDir, maxBytes: ctx.config.maxUploadSize });
+export async function uploadFile(ctx: Context, principal: Principal, receive: ReceiveUpload): Promise<UploadedFile> {
+  const staged = await receive({ tmpDir: ctx.tmpDir, maxBytes: ctx.config.maxUploadSize });
   try {
     if (!UPLOAD_TYPES.has(staged.type)) {
       throw new UnsupportedImage(`Upload a PNG or JPEG image; this file is ${staged.type.toUpperCase()}.`, 'unsupported_image');

@@ -8,8 +8,8 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import { requireAdmin, requireUser } from '../../auth/guard.js';
 import type { Context } from '../../context.js';
-import { ValidationFailed } from '../../errors.js';
 import { jpegVariantFile, sendStoredImage } from '../../images/serve.js';
+import { receiveOneFile } from '../../platform/http/one-file.js';
 import { imageAnswers, SIGNED_IN, singleFileField } from '../../platform/http/schemas.js';
 import { VERSION } from '../../version.js';
 import { checkHealth } from '../ops/health.js';
@@ -77,11 +77,7 @@ export async function aiEditRoutes(parent: FastifyInstance, ctx: Context): Promi
         },
         async (request, reply) => {
           const principal = requireUser(request);
-          const part = await request.file();
-          if (!part || part.fieldname !== 'file') {
-            throw new ValidationFailed('Send the image in the multipart field "file".', [{ field: 'body.file', message: 'is required' }]);
-          }
-          return sendOk(reply, 201, CODES.upload.ok, 'File uploaded successfully', await uploadFile(ctx, principal, part.file));
+          return sendOk(reply, 201, CODES.upload.ok, 'File uploaded successfully', await uploadFile(ctx, principal, receiveOneFile(request, 'file')));
         },
       );
 

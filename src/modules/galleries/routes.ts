@@ -5,9 +5,9 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Context } from '../../context.js';
-import { ValidationFailed } from '../../errors.js';
 import { requireUser } from '../../auth/guard.js';
 import { jpegVariantFile, sendStoredImage } from '../../images/serve.js';
+import { receiveOneFile } from '../../platform/http/one-file.js';
 import { imageAnswers, ProblemSchema, SIGNED_IN, singleFileField } from '../../platform/http/schemas.js';
 import { galleryHotRead, IMAGE_ROUTE, IMMUTABLE, PUBLIC_IMAGE_CACHE } from './hot-read.js';
 import { blobKey, GalleryService, type GallerySize, type ImageFile } from './service.js';
@@ -42,11 +42,7 @@ export async function galleryRoutes(parent: FastifyInstance, ctx: Context): Prom
     async (request, reply) => {
       const principal = requireUser(request);
       galleries.assertProjectId(request.params.project_id);
-      const part = await request.file();
-      if (!part || part.fieldname !== 'file') {
-        throw new ValidationFailed('Send the image in the multipart field "file".', [{ field: 'body.file', message: 'is required' }]);
-      }
-      const image = await galleries.upload(principal, request.params.project_id, part.file);
+      const image = await galleries.upload(principal, request.params.project_id, receiveOneFile(request, 'file'));
       return reply.status(201).send({
         image_id: image.image_id,
         project_id: image.project_id,

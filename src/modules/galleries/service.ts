@@ -8,14 +8,13 @@
  * blobs, never a row without its files; a failure after the blobs were
  * written removes them.
  */
-import type { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
 import { LRU_TTL_RESOLUTION_MS } from '../../platform/cache/index.js';
 import { isoNow } from '../../clock.js';
 import type { Context } from '../../context.js';
 import { NotFound, Unauthorized, ValidationFailed } from '../../errors.js';
 import { newId } from '../../ids.js';
-import { discardStaged, stageUpload } from '../../images/ingest.js';
+import { discardStaged, type ReceiveUpload } from '../../images/ingest.js';
 import { BlobBatch, deleteBlobs, renderAndStore, type StoredVariant } from '../../images/store.js';
 import { SIZE_NAMES, type SizeName } from '../../images/variants.js';
 import type { Principal } from '../../auth/principal.js';
@@ -135,14 +134,14 @@ export class GalleryService {
     return this.ctx.config.galleryPublicRead;
   }
 
-  async upload(principal: Principal, projectId: string, file: Readable): Promise<GalleryImage & { project_id: string }> {
+  async upload(principal: Principal, projectId: string, receive: ReceiveUpload): Promise<GalleryImage & { project_id: string }> {
     const { ctx } = this;
     this.assertProjectId(projectId);
     // Refuse early, before reading the body, when the project is someone else's.
     const existing = await repo.findProject(ctx.db.kysely, projectId);
     if (existing && !canWrite(principal, existing.owner_id)) throw new NotFound('No such project.', 'project_not_found');
 
-    const staged = await stageUpload(file, { tmpDir: ctx.tmpDir, maxBytes: ctx.config.maxUploadSize });
+    const staged = await receive({ tmpDir: ctx.tmpDir, maxBytes: ctx.config.maxUploadSize });
     const imageId = newId();
     const batch = new BlobBatch(ctx.blobs, ctx.log);
     try {

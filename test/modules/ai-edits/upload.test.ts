@@ -85,4 +85,20 @@ describe('POST /api/v1/upload', () => {
     expect(await res.json()).toMatchObject({ success: false, code: 2001 });
     expectFailure(await post(server.url, '/api/v1/upload', alice.headers, { file: 'x' }), 415, 2001);
   });
+
+  it('refuses two files in one upload with 422, storing neither', async () => {
+    const before = await fileRows();
+    const res = await postMultipart(
+      `${server.url}/api/v1/upload`,
+      [
+        { field: 'file', filename: 'a.jpg', data: JPEG, type: 'image/jpeg' },
+        { field: 'file', filename: 'b.jpg', data: JPEG, type: 'image/jpeg' },
+      ],
+      alice.headers,
+    );
+    expect(res.status).toBe(422);
+    expect(await res.json()).toMatchObject({ success: false, code: 2001 });
+    expect(await fileRows()).toBe(before);
+    expect(readdirSync(path.join(server.dataDir, 'tmp'))).toEqual([]);
+  });
 });

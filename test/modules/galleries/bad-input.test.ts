@@ -72,6 +72,33 @@ describe('bad uploads are refused and leave nothing behind', () => {
     await expectNothingStored();
   });
 
+  it('two files, even both in "file": 422 too_many_files, and neither is stored', async () => {
+    const res = await postMultipart(
+      `${server.url}/projects/bad/images`,
+      [
+        { field: 'file', filename: 'a.jpg', data: ROCKET, type: 'image/jpeg' },
+        { field: 'file', filename: 'b.jpg', data: ROCKET, type: 'image/jpeg' },
+      ],
+      user.headers,
+    );
+    await expectProblem(res, 422, 'too_many_files');
+    await expectNothingStored();
+  });
+
+  it('a second file in another field, after the image: 422 naming that field, nothing stored', async () => {
+    const res = await postMultipart(
+      `${server.url}/projects/bad/images`,
+      [
+        { field: 'file', filename: 'a.jpg', data: ROCKET, type: 'image/jpeg' },
+        { field: 'extra', filename: 'b.jpg', data: ROCKET, type: 'image/jpeg' },
+      ],
+      user.headers,
+    );
+    expect(res.status).toBe(422);
+    expect(await res.json()).toMatchObject({ code: 'validation_error', errors: [{ field: 'body.extra', message: 'is not a file field of this upload' }] });
+    await expectNothingStored();
+  });
+
   it('a body that is not multipart', async () => {
     const res = await fetch(`${server.url}/projects/bad/images`, { method: 'POST', headers: { ...user.headers, 'content-type': 'image/jpeg' }, body: ROCKET });
     expect(res.status).toBe(415);

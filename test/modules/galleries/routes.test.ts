@@ -97,6 +97,20 @@ describe('gallery upload and variants', () => {
     expect(problem.detail).toBe('querystring.size must be one of "original", "medium", "thumb", "game".');
   });
 
+  it('ignores text fields beside the one file, before it and after it', async () => {
+    const res = await postMultipart(
+      `${server.url}/projects/captioned/images`,
+      [
+        { field: 'caption', data: 'before' },
+        { field: 'file', filename: 'a.jpg', data: ROCKET, type: 'image/jpeg' },
+        { field: 'note', data: 'after' },
+      ],
+      alice.headers,
+    );
+    expect(res.status).toBe(201);
+    expect((await list('captioned')).images).toHaveLength(1);
+  });
+
   it('lists bytes and sha256 of the upload as received', async () => {
     await uploadOk('hashes', alice, ROCKET);
     const { images } = await list('hashes');

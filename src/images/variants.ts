@@ -2,9 +2,10 @@
  * The variant table and the renderer. SIZES is the one place a size is
  * defined (name -> rule): adding a size is adding one line. renderVariants
  * decodes the upload once and derives every size from pixels already in
- * memory, each from the smallest earlier result still big enough (medium from
- * the full image, thumb from medium, game from thumb), so no size pays for a
- * second decode or a full-resolution resize. Every stage keeps the pixels
+ * memory, each from the smallest stage kept so far that is still big enough:
+ * medium and thumb from the full image (medium resized and encoded in one
+ * pipeline, never written out whole), game from thumb's pixels. No size pays
+ * for a second decode. Every stage keeps the pixels
  * as stored; each output is turned as the EXIF orientation says while it is
  * encoded, so a rotated photo costs no second full-size copy.
  */
@@ -166,6 +167,20 @@ async function orientPixels(p: Pixels, orientation: number): Promise<Pixels> {
   return { data, width: info.width, height: info.height };
 }
 
+/** Pixels of `p` reduced to fit inside max x max, as libvips rounds them. */
+function fitPixels(p: Pixels, max: number): number {
+  const scale = Math.min(max / p.width, max / p.height, 1);
+  return Math.max(1, Math.round(p.width * scale)) * Math.max(1, Math.round(p.height * scale));
+}
+
+/** Reduced to fit and encoded in one pipeline: the reduced pixels are never written out whole. */
+async function encodeResized(p: Pixels, max: number, quality: number, orientation: number): Promise<RenderedVariant> {
+  const { data, info } = await orient(sharp(p.data, rawInput(p)).resize(max, max, { fit: 'inside', withoutEnlargement: true, kernel: RESIZE_KERNEL }), orientation)
+    .jpeg(jpegOptions(quality, fitPixels(p, max)))
+    .toBuffer({ resolveWithObject: true });
+  return { data, width: info.width, height: info.height, bytes: data.length, etag: createHash('sha256').update(data).digest('hex') };
+}
+
 async function resizeToFit(p: Pixels, max: number): Promise<Pixels> {
   const { data, info } = await sharp(p.data, rawInput(p))
     .resize(max, max, { fit: 'inside', withoutEnlargement: true, kernel: RESIZE_KERNEL })
@@ -219,17 +234,38 @@ interface Unturned {
   orientation: number;
 }
 
+/**
+ * Which reduced sizes are kept as pixels: the one a crop is made from (the
+ * smallest reduction before it) and the one the caller asked for. Every other
+ * reduction is resized and encoded in one pipeline straight from the source:
+ * writing a medium's pixels out whole and reading them back cost more than
+ * the box shrink that makes a thumb from the full image (a 4 MP upload 10%
+ * faster, a 20 MP one the same; docs/performance.md, twelfth round).
+ */
+function keptSizes(order: readonly SizeName[], keep: SizeName | undefined): Set<SizeName> {
+  const kept = new Set<SizeName>(keep ? [keep] : []);
+  for (let i = 1; i < order.length; i++) {
+    const name = order[i] as SizeName;
+    const before = order[i - 1] as SizeName;
+    if (SIZES[name].kind === 'square' && SIZES[before].kind === 'fit') kept.add(before);
+  }
+  return kept;
+}
+
 async function renderFromPixels<S extends SizeName>(
   sizes: readonly S[],
   quality: number,
   orientation: number,
   stages: Pixels[],
   pixelsOf: Partial<Record<SizeName, Unturned>>,
+  keep: SizeName | undefined,
 ): Promise<Record<S, RenderedVariant>> {
-  // Encodes run while the next, smaller stage is being resized: the full-size
-  // JPEG encode overlaps the medium resize instead of waiting for it.
+  // Encodes run while the next, smaller size is being made: the full-size
+  // JPEG encode overlaps the other sizes instead of waiting for them.
   const encodes: Array<Promise<[S, RenderedVariant]>> = [];
-  for (const name of renderOrder(sizes)) {
+  const order = renderOrder(sizes);
+  const kept = keptSizes(order, keep);
+  for (const name of order) {
     const rule: SizeRule = SIZES[name];
     const source = pickSource(stages, rule);
     let out: Unturned;
@@ -239,6 +275,10 @@ async function renderFromPixels<S extends SizeName>(
       out = { pixels: await cropSquare(await orientPixels(source, orientation), rule.side), orientation: 1 };
     } else if (rule.max === null || (source.width <= rule.max && source.height <= rule.max)) {
       out = { pixels: source, orientation };
+    } else if (!kept.has(name)) {
+      const max = rule.max;
+      encodes.push(encodeResized(source, max, quality, orientation).then((v) => [name, v]));
+      continue;
     } else {
       const pixels = await resizeToFit(source, rule.max);
       stages.push(pixels);
@@ -288,7 +328,7 @@ async function decodeAndRender<S extends SizeName>(
   lease.shrinkTo(header.heldCost);
   const stages: Pixels[] = [full];
   const kept: Partial<Record<SizeName, Unturned>> = {};
-  const variants = await renderFromPixels(sizes, opts.jpegQuality, header.orientation, stages, kept);
+  const variants = await renderFromPixels(sizes, opts.jpegQuality, header.orientation, stages, kept, opts.keepPixels);
   const keep = opts.keepPixels ? kept[opts.keepPixels] : undefined;
   const image = { ...shown(full, header.orientation), variants, ...(keep ? { pixels: await orientPixels(keep.pixels, keep.orientation) } : {}) };
   return { image, pixelBytes: stages.reduce((sum, p) => sum + p.data.length, 0) };

@@ -154,6 +154,20 @@ describe('renderVariants', () => {
       for (const v of Object.values(out.variants)) expect((await sharp(v.data).metadata()).orientation).toBeUndefined();
     });
 
+    it.each([2, 4, 5, 7, 6])('turns a medium that is resized and encoded in one pipeline as orientation %i says', async (n) => {
+      // 1200x1802: medium is a real reduction here (the rocket above fits 1600 as it is).
+      const file = await tempFile(`portrait_o${n}.jpg`, await sharp(fixture('orient_1.jpg')).withMetadata({ orientation: n }).jpeg({ quality: 95 }).toBuffer());
+      const shown = await sharp(file, { autoOrient: true }).raw().toBuffer({ resolveWithObject: true });
+      const out = await renderVariants({ path: file }, ['original', 'medium'], OPTS);
+      const medium = await sharp(out.variants.medium.data).raw().toBuffer({ resolveWithObject: true });
+      const expected = await sharp(shown.data, { raw: shown.info }).resize(1600, 1600, { fit: 'inside' }).raw().toBuffer({ resolveWithObject: true });
+      expect([medium.info.width, medium.info.height]).toEqual([expected.info.width, expected.info.height]);
+      expect([out.variants.medium.width, out.variants.medium.height]).toEqual([expected.info.width, expected.info.height]);
+      expect(meanDiff(medium.data, expected.data)).toBeLessThan(3);
+      const mirrored = await sharp(expected.data, { raw: expected.info }).flop().raw().toBuffer();
+      expect(meanDiff(medium.data, mirrored)).toBeGreaterThan(10);
+    });
+
     it('budgets a turned photo like an upright one: it is decoded as stored, with no second copy to turn it into', async () => {
       const upright = await inspect(await tagged(1), OPTS.maxImagePixels);
       const turned = await inspect(await tagged(6), OPTS.maxImagePixels);

@@ -239,8 +239,8 @@ interface Unturned {
  * smallest reduction before it) and the one the caller asked for. Every other
  * reduction is resized and encoded in one pipeline straight from the source:
  * writing a medium's pixels out whole and reading them back cost more than
- * the box shrink that makes a thumb from the full image (a 4 MP upload 10%
- * faster, a 20 MP one the same; docs/performance.md, twelfth round).
+ * the box shrink that makes a thumb from the full image (a 4 MP render 8-10%
+ * faster, 14 large photos 3-8%; docs/performance.md, twelfth round).
  */
 function keptSizes(order: readonly SizeName[], keep: SizeName | undefined): Set<SizeName> {
   const kept = new Set<SizeName>(keep ? [keep] : []);
@@ -276,8 +276,7 @@ async function renderFromPixels<S extends SizeName>(
     } else if (rule.max === null || (source.width <= rule.max && source.height <= rule.max)) {
       out = { pixels: source, orientation };
     } else if (!kept.has(name)) {
-      const max = rule.max;
-      encodes.push(encodeResized(source, max, quality, orientation).then((v) => [name, v]));
+      encodes.push(encodeResized(source, rule.max, quality, orientation).then((v) => [name, v]));
       continue;
     } else {
       const pixels = await resizeToFit(source, rule.max);

@@ -36,7 +36,7 @@ function moreThanOneFile(field: string): ValidationFailed {
  * out to be wrong after `take` has run (a second file), `drop` undoes it
  * before the refusal leaves.
  */
-export async function readOneFile<T>(parts: AsyncIterable<Multipart>, field: string, take: (file: Readable) => Promise<T>, drop: (taken: T) => Promise<void>): Promise<T> {
+async function readOneFile<T>(parts: AsyncIterable<Multipart>, field: string, take: (file: Readable) => Promise<T>, drop: (taken: T) => Promise<void>): Promise<T> {
   const iterator = parts[Symbol.asyncIterator]();
   let taken: { value: T } | undefined;
   try {

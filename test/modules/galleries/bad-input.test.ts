@@ -72,28 +72,19 @@ describe('bad uploads are refused and leave nothing behind', () => {
     await expectNothingStored();
   });
 
+  /** The image in `file`, then a second file in `field`. */
+  function twoFiles(field: string): Promise<Response> {
+    const image = { filename: 'a.jpg', data: ROCKET, type: 'image/jpeg' };
+    return postMultipart(`${server.url}/projects/bad/images`, [{ field: 'file', ...image }, { ...image, field, filename: 'b.jpg' }], user.headers);
+  }
+
   it('two files, even both in "file": 422 too_many_files, and neither is stored', async () => {
-    const res = await postMultipart(
-      `${server.url}/projects/bad/images`,
-      [
-        { field: 'file', filename: 'a.jpg', data: ROCKET, type: 'image/jpeg' },
-        { field: 'file', filename: 'b.jpg', data: ROCKET, type: 'image/jpeg' },
-      ],
-      user.headers,
-    );
-    await expectProblem(res, 422, 'too_many_files');
+    await expectProblem(await twoFiles('file'), 422, 'too_many_files');
     await expectNothingStored();
   });
 
   it('a second file in another field, after the image: 422 naming that field, nothing stored', async () => {
-    const res = await postMultipart(
-      `${server.url}/projects/bad/images`,
-      [
-        { field: 'file', filename: 'a.jpg', data: ROCKET, type: 'image/jpeg' },
-        { field: 'extra', filename: 'b.jpg', data: ROCKET, type: 'image/jpeg' },
-      ],
-      user.headers,
-    );
+    const res = await twoFiles('extra');
     expect(res.status).toBe(422);
     expect(await res.json()).toMatchObject({ code: 'validation_error', errors: [{ field: 'body.extra', message: 'is not a file field of this upload' }] });
     await expectNothingStored();

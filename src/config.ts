@@ -50,6 +50,8 @@ export interface Config {
   rateLimitUpload: number;
   rateLimitDefault: number;
   galleryPublicRead: boolean;
+  /** DURABLE_WRITES: stored files and SQLite commits reach the disk before an answer says they are kept. */
+  durableWrites: boolean;
   /** Where blobs live: 'fs', the local disk under DATA_DIR, or 's3', the bucket that `s3` describes (set only then). */
   storage: 'fs' | 's3';
   s3: S3Settings | undefined;
@@ -251,6 +253,7 @@ export function loadConfig(processEnv: Env = process.env, cwd = process.cwd()): 
     rateLimitUpload: r.int('RATE_LIMIT_UPLOAD', 10),
     rateLimitDefault: r.int('RATE_LIMIT_DEFAULT', 100),
     galleryPublicRead: r.bool('GALLERY_PUBLIC_READ', true),
+    durableWrites: r.bool('DURABLE_WRITES', false),
     storage,
     s3: storage === 's3' ? readS3(r) : undefined,
     jobConcurrency: r.int('JOB_CONCURRENCY', 2, 1, 256),

@@ -80,7 +80,7 @@ async function storedSecret(dataDir: string, name: string): Promise<string> {
 
 /** The local disk under DATA_DIR, or the S3 bucket of STORAGE=s3 (its SDK loaded only then). */
 async function openBlobStore(config: Config, tmpDir: string, closers: Array<() => Promise<void> | void>): Promise<BlobStore> {
-  if (!config.s3) return new FsBlobStore(path.join(config.dataDir, 'blobs'), tmpDir);
+  if (!config.s3) return new FsBlobStore(path.join(config.dataDir, 'blobs'), tmpDir, config.durableWrites);
   const { createS3BlobStore } = await import('./platform/blobs/s3.js');
   const store = await createS3BlobStore(config.s3);
   closers.push(() => store.client.destroy());
@@ -100,7 +100,7 @@ export async function createContext(config: Config, options: ContextOptions = {}
   if (!options.log) closers.push(() => closeLogger(log));
   const swept = await sweepStaleFiles(tmpDir, STALE_TEMP_MS);
   if (swept > 0) log.info({ files: swept, dir: tmpDir }, 'removed temp files left by an earlier run');
-  const db = openDatabase(config.databaseUrl, config.dataDir);
+  const db = openDatabase(config.databaseUrl, config.dataDir, { durable: config.durableWrites });
   closers.push(() => db.close());
   if (options.migrate !== false) await migrateToLatest(db);
 

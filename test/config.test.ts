@@ -34,6 +34,7 @@ describe('config', () => {
     expect(c.longRefreshLifetimeMin).toBe(43200);
     expect([c.rateLimitAuth, c.rateLimitUpload, c.rateLimitDefault]).toEqual([5, 10, 100]);
     expect(c.galleryPublicRead).toBe(true);
+    expect(c.durableWrites).toBe(false);
     expect(c.signedUrlTtl).toBe(3600);
     expect(c.cacheTtlSeconds).toBe(3600);
     expect(c.cacheMaxItems).toBe(1000);
@@ -48,6 +49,7 @@ describe('config', () => {
     ['DATABASE_URL', 'mysql://x'],
     ['MAX_UPLOAD_SIZE', '-5'],
     ['GALLERY_PUBLIC_READ', 'maybe'],
+    ['DURABLE_WRITES', 'sometimes'],
     ['LOG_LEVEL', 'loud'],
     ['STORAGE', 'tape'],
     ['ALLOWED_ORIGINS', '*'],

@@ -7,7 +7,7 @@
  * race the open, and the file could appear after its removal.
  */
 import { createWriteStream } from 'node:fs';
-import { readdir, rm, stat } from 'node:fs/promises';
+import { open, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 
@@ -31,6 +31,50 @@ export async function streamToNewFile(source: Source, step: Step, file: string, 
     if (!sink.closed) await new Promise<void>((resolve) => sink.once('close', () => resolve()));
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') await rm(file, { force: true });
     throw err;
+  }
+}
+
+/**
+ * Asks the disk to keep what was written to `file` (fdatasync): its bytes, and
+ * its size, survive a power loss once this returns. What DURABLE_WRITES adds
+ * before a file is renamed into place.
+ */
+export async function syncFile(file: string): Promise<void> {
+  const handle = await open(file, 'r');
+  try {
+    await handle.datasync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Asks the disk to keep the entries of each directory (fsync): a file renamed
+ * into a directory, or a directory made in another, is only there after a
+ * power loss once its parent was synced. One at a time, in the order given.
+ */
+export async function syncDirectories(dirs: Iterable<string>): Promise<void> {
+  for (const dir of dirs) {
+    const handle = await open(dir, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+}
+
+/**
+ * The directories that gained an entry when `mkdir(dir, { recursive: true })`
+ * answered `firstCreated` (the first directory it made): the parent of each
+ * new directory, deepest first. None when nothing was made.
+ */
+export function parentsOfCreated(dir: string, firstCreated: string | undefined): string[] {
+  if (firstCreated === undefined) return [];
+  const parents: string[] = [];
+  for (let d = dir; ; d = path.dirname(d)) {
+    parents.push(path.dirname(d));
+    if (d === firstCreated || path.dirname(d) === d) return parents;
   }
 }
 

@@ -80,12 +80,13 @@ export function reusingStatements(database: SqliteDatabase.Database, max = STATE
   };
 }
 
-function openSqlite(file: string): Kysely<Database> {
+/** `durable`: each commit waits for the disk (synchronous = FULL); otherwise only checkpoints do (NORMAL, WAL's usual setting). */
+function openSqlite(file: string, durable: boolean): Kysely<Database> {
   if (file !== ':memory:') mkdirSync(path.dirname(file), { recursive: true });
   const database = new SqliteDatabase(file);
   database.pragma('journal_mode = WAL');
   database.pragma('busy_timeout = 10000');
-  database.pragma('synchronous = NORMAL');
+  database.pragma(durable ? 'synchronous = FULL' : 'synchronous = NORMAL');
   database.pragma('foreign_keys = ON');
   return new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: reusingStatements(database) }) });
 }
@@ -103,8 +104,16 @@ function openPostgres(url: string): Kysely<Database> {
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool: () => postgresPool(url) }) });
 }
 
+export interface DatabaseOptions {
+  /**
+   * DURABLE_WRITES: an SQLite commit returns once the disk has it. PostgreSQL
+   * keeps its own setting (`synchronous_commit`, on by default).
+   */
+  durable?: boolean;
+}
+
 /** `databaseUrl` undefined or `sqlite:` means the SQLite file in dataDir. */
-export function openDatabase(databaseUrl: string | undefined, dataDir: string): Db {
+export function openDatabase(databaseUrl: string | undefined, dataDir: string, options: DatabaseOptions = {}): Db {
   const isPostgres = databaseUrl !== undefined && /^postgres(ql)?:/.test(databaseUrl);
   let kysely: Kysely<Database>;
   if (isPostgres) {
@@ -113,7 +122,7 @@ export function openDatabase(databaseUrl: string | undefined, dataDir: string): 
     const file = databaseUrl?.startsWith('sqlite:')
       ? databaseUrl.slice('sqlite:'.length).replace(/^\/\//, '') || path.join(dataDir, 'kiln.db')
       : path.join(dataDir, 'kiln.db');
-    kysely = openSqlite(file);
+    kysely = openSqlite(file, options.durable ?? false);
   }
   const dialect: DialectName = isPostgres ? 'postgres' : 'sqlite';
   return {

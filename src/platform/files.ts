@@ -34,18 +34,23 @@ export async function streamToNewFile(source: Source, step: Step, file: string, 
   }
 }
 
+/** Opens `target` read-only, flushes it (`fdatasync` when `dataOnly`, else `fsync`) and closes it. */
+async function flush(target: string, dataOnly: boolean): Promise<void> {
+  const handle = await open(target, 'r');
+  try {
+    await (dataOnly ? handle.datasync() : handle.sync());
+  } finally {
+    await handle.close();
+  }
+}
+
 /**
  * Asks the disk to keep what was written to `file` (fdatasync): its bytes, and
  * its size, survive a power loss once this returns. What DURABLE_WRITES adds
  * before a file is renamed into place.
  */
-export async function syncFile(file: string): Promise<void> {
-  const handle = await open(file, 'r');
-  try {
-    await handle.datasync();
-  } finally {
-    await handle.close();
-  }
+export function syncFile(file: string): Promise<void> {
+  return flush(file, true);
 }
 
 /**
@@ -54,14 +59,7 @@ export async function syncFile(file: string): Promise<void> {
  * power loss once its parent was synced. One at a time, in the order given.
  */
 export async function syncDirectories(dirs: Iterable<string>): Promise<void> {
-  for (const dir of dirs) {
-    const handle = await open(dir, 'r');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  }
+  for (const dir of dirs) await flush(dir, false);
 }
 
 /**

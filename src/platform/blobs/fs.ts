@@ -43,7 +43,7 @@ export class FsBlobStore implements BlobStore {
   constructor(
     private readonly root: string,
     private readonly tmpDir: string,
-    readonly durable = false,
+    private readonly durable = false,
   ) {}
 
   private ensureTmpDir(): Promise<void> {

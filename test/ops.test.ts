@@ -176,6 +176,37 @@ describe('ops routes', () => {
     expect(other.headers.get('access-control-allow-origin')).toBeNull();
   });
 
+  it('answers a preflight from an allowed origin, cacheable for ten minutes, and lets no other origin in', async () => {
+    const preflight = (origin: string) =>
+      fetch(`${server.url}/projects/p/images`, {
+        method: 'OPTIONS',
+        headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, x-api-key' },
+      });
+    const ok = await preflight('https://shop.example');
+    expect(ok.status).toBe(204);
+    expect(ok.headers.get('access-control-allow-origin')).toBe('https://shop.example');
+    expect(ok.headers.get('access-control-allow-credentials')).toBe('true');
+    expect(ok.headers.get('access-control-allow-methods')?.split(/,\s*/)).toContain('POST');
+    expect(ok.headers.get('access-control-allow-headers')).toBe('authorization, x-api-key');
+    expect(ok.headers.get('access-control-max-age')).toBe('600');
+    const other = await preflight('https://evil.example');
+    expect(other.headers.get('access-control-allow-origin')).toBeNull();
+  });
+
+  it('does not count preflights against the rate limit', async () => {
+    const limited = await startServer({ ALLOWED_ORIGINS: 'https://shop.example', RATE_LIMIT_DEFAULT: '2' });
+    try {
+      const headers = { origin: 'https://shop.example', 'access-control-request-method': 'GET', 'access-control-request-headers': 'authorization' };
+      for (let i = 0; i < 5; i++) expect((await fetch(`${limited.url}/users/me`, { method: 'OPTIONS', headers })).status).toBe(204);
+      // The page's own calls still have their whole budget: two answered, the third refused.
+      const statuses = [];
+      for (let i = 0; i < 3; i++) statuses.push((await fetch(`${limited.url}/users/me`, { headers: { origin: 'https://shop.example' } })).status);
+      expect(statuses).toEqual([401, 401, 429]);
+    } finally {
+      await limited.close();
+    }
+  });
+
   it('is unhealthy (503) when the blob store cannot be written', async () => {
     const s = await startServer();
     // A file where the blob directory should be: every write fails, as on a full or read-only disk.

@@ -15,7 +15,12 @@
  * uploads alternate one by one (a render, an upload, a render, …), so that
  * the machine's drift, which moves both by 20% within seconds here, falls
  * on both alike; this runs for BENCH_ROUNDS rounds (default 3) and the
- * verdicts at c=1 are on the medians of the rounds. Each turn also runs the
+ * verdicts at c=1 are on the medians of the rounds. Each round starts a
+ * server and an engine child of its own (and c=4 a server of its own): a
+ * process keeps for its whole life how well its large blocks line up with
+ * 2 MB pages, which put four identical servers' p50s 8 ms apart
+ * (docs/performance.md, thirteenth round), so the rounds' median is taken
+ * over three draws on each side rather than one. Each turn also runs the
  * machine reference once (a fixed memory-bound job with nothing of Kiln in
  * it, bench/lib/engine-child.mjs): its p99 / p50 in the same rounds is what
  * the machine's memory alone does to a tail, printed beside the target's.
@@ -165,39 +170,49 @@ async function main(): Promise<void> {
   if (!files) return;
   const photo = files[0] as string;
   const data = readFileSync(photo);
-  console.log(`# Upload path: ${PHOTO} (${(data.length / 1e6).toFixed(2)} MB, 4.1 MP), 4 variants, JPEG q85; c=1 alternating one by one with the engine alone, ${ROUNDS} rounds of ${fmt(ROUND_SECONDS, 0)} s and at least ${MIN_TAIL_SAMPLES} uploads each; c=4 for ${SECONDS} s; blobs: ${STORAGE === 's3' ? 'S3 (local S3-protocol server, its own process)' : 'local disk'}`);
+  console.log(`# Upload path: ${PHOTO} (${(data.length / 1e6).toFixed(2)} MB, 4.1 MP), 4 variants, JPEG q85; c=1 alternating one by one with the engine alone, ${ROUNDS} rounds (a new server and engine process each) of ${fmt(ROUND_SECONDS, 0)} s and at least ${MIN_TAIL_SAMPLES} uploads each; c=4 for ${SECONDS} s; blobs: ${STORAGE === 's3' ? 'S3 (local S3-protocol server, its own process)' : 'local disk'}`);
   console.log(machineLine());
 
   ensureBuilt();
-  const engine = new Engine(photo);
   const s3 = STORAGE === 's3' ? await startS3Child('kiln-bench') : null;
-  const kiln = await startBenchServer(s3 ? s3.env : {});
-  const turns: Array<{ round: number; engine: number[]; reference: number[]; c1: Phase }> = [];
-  let c4: Phase;
-  let idleRss: number | null = null;
-  try {
-    await engine.renders(WARMUP_UPLOADS);
-    await engine.references(WARMUP_UPLOADS);
+  /** A fresh server, warmed up with a few uploads; its idle RSS after them. */
+  const warmServer = async (): Promise<{ kiln: BenchServer; idleRss: number | null }> => {
+    // The protocol server keeps objects in memory: a long run would measure its heap, not Kiln.
+    await s3?.clear();
+    const kiln = await startBenchServer(s3 ? s3.env : {});
     const warm = uploader(kiln, data, 1);
     for (let i = 0; i < WARMUP_UPLOADS; i++) await uploadOnce(warm);
     warm.close();
-    idleRss = new RssSampler(kiln.pid).start().stop();
+    return { kiln, idleRss: new RssSampler(kiln.pid).start().stop() };
+  };
+  const turns: Array<{ round: number; engine: number[]; reference: number[]; c1: Phase; idleRss: number | null }> = [];
+  let c4: Phase;
+  try {
     for (let round = 1; round <= ROUNDS; round++) {
-      // The protocol server keeps objects in memory: a long run would measure its heap, not Kiln.
-      await s3?.clear();
-      const engineTimes: number[] = [];
-      const referenceTimes: number[] = [];
-      const c1 = await phase(kiln, data, 1, ROUND_SECONDS, async () => {
-        engineTimes.push(...(await engine.renders(1)));
-        referenceTimes.push(...(await engine.references(1)));
-      }, MIN_TAIL_SAMPLES);
-      turns.push({ round, engine: engineTimes, reference: referenceTimes, c1 });
+      const engine = new Engine(photo);
+      const { kiln, idleRss } = await warmServer();
+      try {
+        await engine.renders(WARMUP_UPLOADS);
+        await engine.references(WARMUP_UPLOADS);
+        const engineTimes: number[] = [];
+        const referenceTimes: number[] = [];
+        const c1 = await phase(kiln, data, 1, ROUND_SECONDS, async () => {
+          engineTimes.push(...(await engine.renders(1)));
+          referenceTimes.push(...(await engine.references(1)));
+        }, MIN_TAIL_SAMPLES);
+        turns.push({ round, engine: engineTimes, reference: referenceTimes, c1, idleRss });
+      } finally {
+        engine.close();
+        await kiln.close();
+      }
     }
-    await s3?.clear();
-    c4 = await phase(kiln, data, 4, SECONDS);
+    const { kiln } = await warmServer();
+    try {
+      c4 = await phase(kiln, data, 4, SECONDS);
+    } finally {
+      await kiln.close();
+    }
   } finally {
-    engine.close();
-    await kiln.close();
     await s3?.close();
   }
 
@@ -235,7 +250,7 @@ async function main(): Promise<void> {
   console.log(`  in the same rounds, the engine alone: ${list(engineTails, 2)} (median ${fmt(medianOf(engineTails))}); the machine reference: ${list(referenceTails, 2)} (median ${fmt(medianOf(referenceTails))})`);
   console.log(`c=4: ${fmt(rps(c4), 2)} uploads/s: ${verdict(rps(c4) >= TARGET_RPS_C4)} (target >= ${TARGET_RPS_C4}/s); p99 / p50 ${fmt(tailRatio(c4.latenciesMs))}: ${verdict(tailRatio(c4.latenciesMs) <= TARGET_P99_RATIO)} (target <= ${TARGET_P99_RATIO})`);
   console.log(`\nat c=1, uploads/s is 1000 / p50 for both (the two alternate, so neither runs the whole time).`);
-  console.log(`server RSS after warm-up, idle: ${fmt(idleRss, 0)} MB; peak RSS per level from /proc VmHWM (reset per level) and 50 ms VmRSS samples.`);
+  console.log(`server RSS after warm-up, idle, per round: ${turns.map((t) => fmt(t.idleRss, 0)).join(', ')} MB; peak RSS per level from /proc VmHWM (reset per level) and 50 ms VmRSS samples.`);
   console.log(`reference: the FastAPI + Pillow design Kiln replaces measures ~4.4 uploads/s at c=4 on this machine; c=4 uses ${rps(c4) > 0 ? fmt(rps(c4) / 4.4, 1) + 'x that' : 'n/a'}.`);
 }
 

@@ -88,6 +88,8 @@ export async function registerRateLimits(app: FastifyInstance, ctx: Context): Pr
  * found no connection. This wraps the store's two Lua commands (defined on
  * the client by @fastify/rate-limit's Redis store) to log such failures, at
  * most once every REPORT_EVERY_MS so an outage under load does not flood the log.
+ * Their names are the store's, not a public API: a version that renames them
+ * fails test/auth/ratelimit-redis-outage.test.ts, which reads the log.
  */
 function reportFailedCommands(redis: Redis, ctx: Context): void {
   const commands = redis as unknown as Record<string, unknown>;

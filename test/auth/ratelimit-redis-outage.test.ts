@@ -3,6 +3,9 @@
  * at once, not after ioredis has spent seconds reconnecting.
  */
 import { randomInt } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
@@ -100,6 +103,23 @@ describe('rate limits with Redis unreachable', () => {
       expect(status).toBe(401);
       expect(ms).toBeLessThan(1500);
     }
+  });
+
+  it('says in the log, once for a burst, that requests went through uncounted', async () => {
+    const logDir = mkdtempSync(path.join(os.tmpdir(), 'kiln-ratelimit-log-'));
+    cleanups.push(() => rmSync(logDir, { recursive: true, force: true }));
+    const s = await startServer({ REDIS_URL: `redis://127.0.0.1:${await closedPort()}`, RATE_LIMIT_DEFAULT: '5', LOG_FILE: path.join(logDir, 'kiln.log'), LOG_LEVEL: 'warn' });
+    for (let i = 0; i < 7; i++) expect((await timed(s.url, '/users/me')).status).toBe(401);
+    // pino writes through a worker thread: only after close is every line on disk.
+    await s.close();
+    const lines = readdirSync(logDir)
+      .filter((name) => name.endsWith('.log') && name !== 'current.log')
+      .flatMap((name) => readFileSync(path.join(logDir, name), 'utf8').split('\n'))
+      .filter((line) => line !== '')
+      .map((line) => JSON.parse(line) as { msg: string; level: number });
+    const uncounted = lines.filter((l) => l.msg === 'rate limit store (Redis) failed: request let through uncounted');
+    expect(uncounted).toHaveLength(1);
+    expect(uncounted[0]?.level).toBe(40);
   });
 });
 

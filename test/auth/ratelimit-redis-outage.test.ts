@@ -109,9 +109,14 @@ describe('rate limits with Redis unreachable', () => {
     const logDir = mkdtempSync(path.join(os.tmpdir(), 'kiln-ratelimit-log-'));
     cleanups.push(() => rmSync(logDir, { recursive: true, force: true }));
     const s = await startServer({ REDIS_URL: `redis://127.0.0.1:${await closedPort()}`, RATE_LIMIT_DEFAULT: '5', LOG_FILE: path.join(logDir, 'kiln.log'), LOG_LEVEL: 'warn' });
-    for (let i = 0; i < 7; i++) expect((await timed(s.url, '/users/me')).status).toBe(401);
-    // pino writes through a worker thread: only after close is every line on disk.
-    await s.close();
+    const statuses: number[] = [];
+    try {
+      for (let i = 0; i < 7; i++) statuses.push((await timed(s.url, '/users/me')).status);
+    } finally {
+      // pino writes through a worker thread: only after close is every line on disk.
+      await s.close();
+    }
+    expect(statuses).toEqual(Array(7).fill(401));
     const lines = readdirSync(logDir)
       .filter((name) => name.endsWith('.log') && name !== 'current.log')
       .flatMap((name) => readFileSync(path.join(logDir, name), 'utf8').split('\n'))

@@ -1,11 +1,12 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../src/config.js';
 
 const cwd = mkdtempSync(path.join(os.tmpdir(), 'kiln-config-'));
+afterAll(() => rmSync(cwd, { recursive: true, force: true }));
 
 function expectConfigError(env: Record<string, string>, name: string): void {
   let error: unknown;
@@ -131,6 +132,7 @@ describe('config', () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'kiln-dotenv-'));
     writeFileSync(path.join(dir, '.env'), 'PORT=9001\nHOST=0.0.0.0\n');
     const c = loadConfig({ HOST: '127.0.0.2' }, dir);
+    rmSync(dir, { recursive: true, force: true });
     expect(c.port).toBe(9001);
     expect(c.host).toBe('127.0.0.2');
   });

@@ -229,6 +229,6 @@ describe('ops routes', () => {
     const res = await fetch(`${s.url}/health`);
     expect(res.status).toBe(503);
     expect(((await res.json()) as { status: string }).status).toBe('unhealthy');
-    await s.app.close();
+    await s.close();
   });
 });

@@ -7,7 +7,7 @@
  * race the open, and the file could appear after its removal.
  */
 import { createWriteStream } from 'node:fs';
-import { open, readdir, rm, stat } from 'node:fs/promises';
+import { open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 
@@ -34,14 +34,19 @@ export async function streamToNewFile(source: Source, step: Step, file: string, 
   }
 }
 
-/** Opens `target` read-only, flushes it (`fdatasync` when `dataOnly`, else `fsync`) and closes it. */
-async function flush(target: string, dataOnly: boolean): Promise<void> {
-  const handle = await open(target, 'r');
+/** Opens `target` with `flags`, hands the handle to `use`, and closes it whatever `use` did. */
+export async function withFile<T>(target: string, flags: string, use: (handle: FileHandle) => Promise<T>): Promise<T> {
+  const handle = await open(target, flags);
   try {
-    await (dataOnly ? handle.datasync() : handle.sync());
+    return await use(handle);
   } finally {
     await handle.close();
   }
+}
+
+/** Opens `target` read-only and flushes it: `fdatasync` when `dataOnly`, else `fsync`. */
+function flush(target: string, dataOnly: boolean): Promise<void> {
+  return withFile(target, 'r', (handle) => (dataOnly ? handle.datasync() : handle.sync()));
 }
 
 /**

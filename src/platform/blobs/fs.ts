@@ -1,10 +1,10 @@
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat, unlink, writeFile, copyFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, rmdir, stat, unlink, writeFile, copyFile } from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { NotFound } from '../../errors.js';
-import { isMissing, parentsOfCreated, syncDirectories, syncFile } from '../files.js';
+import { isMissing, parentsOfCreated, syncDirectories, syncFile, withFile } from '../files.js';
 import { assertKey, roundTrip, type BlobInfo, type BlobStore, type ByteRange, type ListedBlob } from './index.js';
 
 /** Runs `write`, which leaves `temp` renamed away when it succeeds; when it fails, `temp` goes too (a full disk leaves half a file). */
@@ -98,13 +98,10 @@ export class FsBlobStore implements BlobStore {
   /** Writes `body` to the new file `temp`, and with `durable` waits for the disk to have it. */
   private async writeTemp(temp: string, body: Buffer): Promise<void> {
     if (!this.durable) return writeFile(temp, body, { flag: 'wx' });
-    const handle = await open(temp, 'wx');
-    try {
+    await withFile(temp, 'wx', async (handle) => {
       await handle.writeFile(body);
       await handle.datasync();
-    } finally {
-      await handle.close();
-    }
+    });
   }
 
   async put(key: string, body: Buffer, _contentType?: string): Promise<void> {

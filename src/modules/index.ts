@@ -9,6 +9,7 @@ import { customOrderRoutes } from './custom-orders/routes.js';
 import { galleryRoutes } from './galleries/routes.js';
 import { opsRoutes } from './ops/routes.js';
 import { productImageRoutes } from './product-images/routes.js';
+import { shopRoutes } from './shop/routes.js';
 import { userRoutes } from './users/routes.js';
 import { webPages } from '../web/pages.js';
 
@@ -19,5 +20,6 @@ export async function registerModules(app: FastifyInstance, ctx: Context): Promi
   await aiEditRoutes(app, ctx);
   await customOrderRoutes(app, ctx);
   await productImageRoutes(app, ctx);
+  await shopRoutes(app, ctx);
   await webPages(app, ctx);
 }

@@ -15,6 +15,7 @@ import { newId } from '../../ids.js';
 import { discardStaged } from '../../images/ingest.js';
 import { BlobBatch, renderAndStore } from '../../images/store.js';
 import { PermanentJobError, type BackoffOptions, type JobContext, type JobErrorInfo } from '../../platform/jobs/index.js';
+import { attachEanPicture } from '../shop/ean-attach.js';
 import { createOutbound, type Outbound, type OutboundTimeouts } from './outbound.js';
 import { createProvider, type ProductProvider } from './providers/index.js';
 import * as repo from './repo.js';
@@ -75,12 +76,20 @@ export class EanFetcher {
   }
 
   async run(input: EanFetchInput, job: JobContext): Promise<EanFetchResult> {
+    const { row, fromProvider } = await this.stored(input, job);
+    // Attaching is idempotent: a retried job whose first run attached it attaches nothing more.
+    if (input.product_id !== undefined) await attachEanPicture(this.ctx, input.product_id, row, job.log);
+    return resultOf(row, fromProvider);
+  }
+
+  /** The barcode's stored picture: found in the store, or fetched now (once for all jobs asking at the same time). */
+  private async stored(input: EanFetchInput, job: JobContext): Promise<{ row: repo.ProductImageRow; fromProvider: boolean }> {
     const { ctx } = this;
     const ean = input.ean_code;
     let waitingOn: string | null = null;
     for (;;) {
       const stored = await repo.findImage(ctx.db.kysely, ean);
-      if (stored) return resultOf(stored, false);
+      if (stored) return { row: stored, fromProvider: false };
       const lease = await repo.findLease(ctx.db.kysely, ean);
       const now = isoNow(ctx.clock);
       if (lease && lease.job_id !== job.jobId) {
@@ -100,12 +109,12 @@ export class EanFetcher {
     const storedMeanwhile = await repo.findImage(ctx.db.kysely, ean);
     if (storedMeanwhile) {
       await repo.releaseLease(ctx.db.kysely, ean, job.jobId);
-      return resultOf(storedMeanwhile, false);
+      return { row: storedMeanwhile, fromProvider: false };
     }
     return this.fetchAndStore(input, job);
   }
 
-  private async fetchAndStore(input: EanFetchInput, job: JobContext): Promise<EanFetchResult> {
+  private async fetchAndStore(input: EanFetchInput, job: JobContext): Promise<{ row: repo.ProductImageRow; fromProvider: boolean }> {
     const { ctx } = this;
     const ean = input.ean_code;
     try {
@@ -136,7 +145,7 @@ export class EanFetcher {
           fetched_at: isoNow(ctx.clock),
         };
         await repo.insertImageAndRelease(ctx.db.kysely, row);
-        return resultOf(row, true);
+        return { row, fromProvider: true };
       } catch (err) {
         await batch.rollback();
         throw imageFailure(err);

@@ -27,6 +27,8 @@ export const EAN_FETCH = 'ean_fetch';
 export interface EanFetchInput {
   ean_code: string;
   description: string | null;
+  /** A shop product (modules/shop) the picture is attached to once it is stored. */
+  product_id?: string;
 }
 
 import type { StoredVariant } from '../../images/store.js';

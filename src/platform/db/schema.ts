@@ -180,6 +180,62 @@ export interface AiProcessesTable {
   updated_at: string;
 }
 
+/** A product of the shop (modules/shop). Money in integer minor units of `currency`; bigint columns arrive as number or string. */
+export interface ProductsTable {
+  product_id: string;
+  name: string;
+  description: string;
+  price_minor: number | string;
+  currency: string;
+  category: string | null;
+  ean_code: string | null;
+  stock_quantity: number;
+  is_active: Flag;
+  next_image_seq: number;
+  created_at: string;
+  updated_at: string;
+}
+
+/** A picture of a product: uploaded (blobs under shop/<image_id>/) or the barcode's shared one (`ean`). `variants` JSON. */
+export interface ShopProductImagesTable {
+  image_id: string;
+  product_id: string;
+  seq: number;
+  source: 'upload' | 'ean';
+  ean_code: string | null;
+  /** The id the blob keys are made of: image_id for an upload, the barcode picture's image_id for 'ean'. */
+  blob_id: string;
+  width: number;
+  height: number;
+  bytes: number;
+  sha256: string;
+  variants: string;
+  created_at: string;
+}
+
+/** An order of products. Status: pending, confirmed, shipped, delivered, cancelled. */
+export interface OrdersTable {
+  order_id: string;
+  user_id: string;
+  total_minor: number | string;
+  currency: string;
+  status: string;
+  stripe_payment_intent_id: string | null;
+  custom_order_id: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+/** One line of an order, as the buyer saw it when ordering. */
+export interface OrderItemsTable {
+  order_id: string;
+  seq: number;
+  product_id: string;
+  name: string;
+  unit_price_minor: number | string;
+  quantity: number;
+}
+
 export interface Database {
   users: UsersTable;
   refresh_tokens: RefreshTokensTable;
@@ -194,6 +250,10 @@ export interface Database {
   ai_processes: AiProcessesTable;
   product_images: ProductImagesTable;
   product_image_fetches: ProductImageFetchesTable;
+  products: ProductsTable;
+  shop_product_images: ShopProductImagesTable;
+  orders: OrdersTable;
+  order_items: OrderItemsTable;
 }
 
 // Generated is re-exported for later tables with database-assigned columns.

@@ -8,6 +8,7 @@ import * as m0003 from './0003_jobs.js';
 import * as m0004 from './0004_custom_orders.js';
 import * as m0005 from './0005_ai_edits.js';
 import * as m0006 from './0006_product_images.js';
+import * as m0007 from './0007_shop.js';
 
 export const migrations: Record<string, Migration> = {
   '0001_core': m0001,
@@ -15,4 +16,5 @@ export const migrations: Record<string, Migration> = {
   '0004_custom_orders': m0004,
   '0005_ai_edits': m0005,
   '0006_product_images': m0006,
+  '0007_shop': m0007,
 };

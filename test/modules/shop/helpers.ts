@@ -1,0 +1,70 @@
+/** Shared pieces of the shop tests: a server with an admin, JSON calls, products made through the API. */
+import type { Env } from '../../../src/config.js';
+import { startServer, type TestServer } from '../../helpers/server.js';
+
+export const ADMIN = { ADMIN_EMAIL: 'shopkeeper@example.com', ADMIN_PASSWORD: 'shopkeeper-password-1' };
+
+export async function startShop(env: Env = {}): Promise<TestServer & { admin: Record<string, string> }> {
+  const server = await startServer({ ...ADMIN, ...env });
+  const res = await fetch(`${server.url}/auth/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ email: ADMIN.ADMIN_EMAIL, password: ADMIN.ADMIN_PASSWORD }),
+  });
+  if (res.status !== 200) throw new Error(`admin login failed: ${res.status}`);
+  const { access_token } = (await res.json()) as { access_token: string };
+  return Object.assign(server, { admin: { authorization: `Bearer ${access_token}` } });
+}
+
+export interface Answer<T = Record<string, unknown>> {
+  status: number;
+  type: string | null;
+  body: T;
+}
+
+/** A JSON request; the answer's body parsed when there is one. */
+export async function call<T = Record<string, unknown>>(base: string, method: string, path: string, headers: Record<string, string> = {}, body?: unknown): Promise<Answer<T>> {
+  const res = await fetch(`${base}${path}`, {
+    method,
+    headers: body === undefined ? headers : { ...headers, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, type: res.headers.get('content-type'), body: (text ? JSON.parse(text) : null) as T };
+}
+
+export interface ProductJson {
+  id: string;
+  name: string;
+  description: string;
+  price: string;
+  currency: string;
+  category: string | null;
+  ean_code: string | null;
+  image_url: string | null;
+  images: Array<{ image_id: string; source: string; ean_code: string | null; width: number; height: number; urls: Record<string, string> }>;
+  stock_quantity: number;
+  is_active: boolean;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface OrderJson {
+  id: string;
+  user_id: string;
+  items: Array<{ product_id: string; name: string; unit_price: string; quantity: number }>;
+  total_amount: string;
+  currency: string;
+  status: string;
+  stripe_payment_intent_id: string | null;
+  custom_order_id: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+/** Creates a product as the admin; throws unless 201. */
+export async function makeProduct(base: string, admin: Record<string, string>, fields: Record<string, unknown> = {}): Promise<ProductJson> {
+  const res = await call<ProductJson>(base, 'POST', '/products', admin, { name: 'Mug', price: '12.50', stock_quantity: 10, ...fields });
+  if (res.status !== 201) throw new Error(`product not created: ${res.status} ${JSON.stringify(res.body)}`);
+  return res.body;
+}

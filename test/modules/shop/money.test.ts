@@ -1,0 +1,38 @@
+import { describe, expect, it } from 'vitest';
+import { formatMoney, MAX_MINOR, MoneyError, parseMoney } from '../../../src/modules/shop/money.js';
+
+describe('money: exact minor units', () => {
+  it('reads decimal strings and JSON numbers as the decimal written, never through float arithmetic', () => {
+    expect(parseMoney('49.90', 'EUR')).toBe(4990);
+    expect(parseMoney('49.9', 'EUR')).toBe(4990);
+    expect(parseMoney('50', 'EUR')).toBe(5000);
+    expect(parseMoney(' 0.07 ', 'EUR')).toBe(7);
+    // 0.29 * 100 is 28.999999999999996 in binary floating point: a float conversion would say 28 or need rounding.
+    expect(parseMoney(0.29, 'EUR')).toBe(29);
+    expect(parseMoney(1.005, 'BHD')).toBe(1005);
+    expect(parseMoney(4.35, 'USD')).toBe(435);
+  });
+
+  it('follows each currency\'s decimals, as Stripe counts them', () => {
+    expect(parseMoney('500', 'JPY')).toBe(500);
+    expect(() => parseMoney('500.5', 'JPY')).toThrow(/no minor unit/);
+    expect(parseMoney('1.250', 'KWD')).toBe(1250);
+    expect(() => parseMoney('1.2345', 'KWD')).toThrow(/3 decimals/);
+    expect(() => parseMoney('49.999', 'EUR')).toThrow(/2 decimals/);
+  });
+
+  it('refuses negatives, exponents, text and amounts past the bound', () => {
+    for (const bad of ['-1.00', '1e3', 'abc', '', '1.', '.5', '1,50', 1e21, -3]) expect(() => parseMoney(bad, 'EUR'), String(bad)).toThrow(MoneyError);
+    expect(parseMoney(formatMoney(MAX_MINOR, 'EUR'), 'EUR')).toBe(MAX_MINOR);
+    expect(() => parseMoney('10000000000.01', 'EUR')).toThrow(/at most/);
+  });
+
+  it('writes minor units back as the decimal string', () => {
+    expect(formatMoney(4990, 'EUR')).toBe('49.90');
+    expect(formatMoney(7, 'EUR')).toBe('0.07');
+    expect(formatMoney(0, 'USD')).toBe('0.00');
+    expect(formatMoney('123456', 'EUR')).toBe('1234.56');
+    expect(formatMoney(500, 'JPY')).toBe('500');
+    expect(formatMoney(1250, 'KWD')).toBe('1.250');
+  });
+});

@@ -1,0 +1,243 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { registerUser, type TestUser } from '../../helpers/users.js';
+import { fixture, postMultipart } from '../../helpers/upload.js';
+import { filesUnder } from '../../helpers/files.js';
+import { call, makeProduct, startShop, type OrderJson, type ProductJson } from './helpers.js';
+
+let shop: Awaited<ReturnType<typeof startShop>>;
+let alice: TestUser;
+
+beforeAll(async () => {
+  shop = await startShop();
+  alice = await registerUser(shop.url, 'alice');
+});
+afterAll(async () => shop?.close());
+
+const ROCKET = fixture('rocket_small_640x427.jpg');
+
+describe('products: who may do what', () => {
+  it('anyone reads; creating, changing and deleting need an admin (401 without credentials, 403 for a user)', async () => {
+    const product = await makeProduct(shop.url, shop.admin);
+    expect((await call(shop.url, 'GET', `/products/${product.id}`)).status).toBe(200);
+    expect((await call(shop.url, 'GET', '/products')).status).toBe(200);
+    for (const [method, path, body] of [
+      ['POST', '/products', { name: 'x', price: '1.00' }],
+      ['PUT', `/products/${product.id}`, { price: '1.00' }],
+      ['DELETE', `/products/${product.id}`, undefined],
+      ['POST', `/products/${product.id}/images/from-ean`, { ean_code: '4006381333931' }],
+    ] as const) {
+      const anonymous = await call(shop.url, method, path, {}, body);
+      expect(anonymous.status, `${method} ${path}`).toBe(401);
+      expect(anonymous.type).toMatch(/^application\/problem\+json/);
+      const user = await call(shop.url, method, path, alice.headers, body);
+      expect(user.status, `${method} ${path}`).toBe(403);
+      expect(user.body).toMatchObject({ code: 'admin_required' });
+    }
+    const upload = await postMultipart(`${shop.url}/products/${product.id}/images`, [{ field: 'file', filename: 'r.jpg', data: ROCKET }], alice.headers);
+    expect(upload.status).toBe(403);
+    // Nothing of the refused calls happened.
+    expect((await call<ProductJson>(shop.url, 'GET', `/products/${product.id}`)).body).toEqual(product);
+  });
+});
+
+describe('products: the record and its money', () => {
+  it('creates a product with every field, the price an exact decimal string', async () => {
+    const res = await call<ProductJson>(shop.url, 'POST', '/products', shop.admin, {
+      name: '  Custom pet portrait ',
+      description: 'Oil on canvas',
+      price: '49.90',
+      currency: 'EUR',
+      category: 'portraits',
+      ean_code: '4006381333931',
+      stock_quantity: 3,
+    });
+    expect(res.status).toBe(201);
+    expect(res.body).toEqual({
+      id: expect.stringMatching(/^[A-Za-z0-9_-]{22}$/),
+      name: 'Custom pet portrait',
+      description: 'Oil on canvas',
+      price: '49.90',
+      currency: 'EUR',
+      category: 'portraits',
+      ean_code: '4006381333931',
+      image_url: null,
+      images: [],
+      stock_quantity: 3,
+      is_active: true,
+      created_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
+      updated_at: res.body.created_at,
+    });
+    expect(await call(shop.url, 'GET', `/products/${res.body.id}`)).toMatchObject({ status: 200, body: res.body });
+  });
+
+  it('takes a JSON number as the decimal it was written as, and defaults to EUR, no stock, active', async () => {
+    const p = await makeProduct(shop.url, shop.admin, { price: 0.29, stock_quantity: undefined });
+    expect(p).toMatchObject({ price: '0.29', currency: 'EUR', stock_quantity: 0, is_active: true, description: '', category: null, ean_code: null });
+    const yen = await makeProduct(shop.url, shop.admin, { price: '1500', currency: 'JPY' });
+    expect(yen.price).toBe('1500');
+  });
+
+  it('refuses a bad price, currency, barcode or field with a 422 naming it, storing nothing', async () => {
+    const before = (await call<{ products: ProductJson[] }>(shop.url, 'GET', '/products?limit=100', shop.admin)).body.products.length;
+    const cases: Array<[Record<string, unknown>, string, string]> = [
+      [{ name: 'x', price: '-1.00' }, 'invalid_price', 'body.price'],
+      [{ name: 'x', price: '12.345' }, 'invalid_price', 'body.price'],
+      [{ name: 'x', price: '12.5', currency: 'JPY' }, 'invalid_price', 'body.price'],
+      [{ name: 'x', price: '1e3' }, 'invalid_price', 'body.price'],
+      [{ name: 'x', price: '1.00', currency: 'eur' }, 'validation_error', 'body.currency'],
+      [{ name: 'x', price: '1.00', ean_code: '4006381333932' }, 'invalid_ean', 'body.ean_code'],
+      [{ name: '', price: '1.00' }, 'validation_error', 'body.name'],
+      [{ name: 'x' }, 'validation_error', 'body.price'],
+      [{ name: 'x', price: '1.00', stock_quantity: -1 }, 'validation_error', 'body.stock_quantity'],
+      [{ name: 'x', price: '1.00', colour: 'red' }, 'validation_error', 'body'],
+    ];
+    for (const [body, code, field] of cases) {
+      const res = await call<{ code: string; errors: Array<{ field: string }> }>(shop.url, 'POST', '/products', shop.admin, body);
+      expect(res.status, JSON.stringify(body)).toBe(422);
+      expect(res.body.code, JSON.stringify(body)).toBe(code);
+      expect(res.body.errors.map((e) => e.field).join(' '), JSON.stringify(body)).toContain(field);
+    }
+    expect((await call<{ products: ProductJson[] }>(shop.url, 'GET', '/products?limit=100', shop.admin)).body.products.length).toBe(before);
+  });
+
+  it('PUT changes the fields given and keeps the rest; a new currency needs its price', async () => {
+    const p = await makeProduct(shop.url, shop.admin, { name: 'Frame', price: '20.00', category: 'frames' });
+    const changed = await call<ProductJson>(shop.url, 'PUT', `/products/${p.id}`, shop.admin, { price: '24.99', stock_quantity: 7 });
+    expect(changed.status).toBe(200);
+    expect(changed.body).toMatchObject({ id: p.id, name: 'Frame', price: '24.99', stock_quantity: 7, category: 'frames', created_at: p.created_at });
+    expect(changed.body.updated_at >= p.updated_at).toBe(true);
+
+    const noPrice = await call(shop.url, 'PUT', `/products/${p.id}`, shop.admin, { currency: 'JPY' });
+    expect(noPrice).toMatchObject({ status: 422, body: { code: 'price_required' } });
+    const yen = await call<ProductJson>(shop.url, 'PUT', `/products/${p.id}`, shop.admin, { currency: 'JPY', price: 3000 });
+    expect(yen.body).toMatchObject({ currency: 'JPY', price: '3000' });
+
+    expect((await call(shop.url, 'PUT', `/products/${p.id}`, shop.admin, {})).status).toBe(422);
+    expect((await call(shop.url, 'PUT', '/products/nope', shop.admin, { price: '1.00' })).status).toBe(404);
+  });
+});
+
+describe('products: listing', () => {
+  let tag: string;
+  const made: ProductJson[] = [];
+
+  beforeAll(async () => {
+    tag = `cat${Date.now()}`;
+    made.push(await makeProduct(shop.url, shop.admin, { name: 'Blue vase', category: tag, description: 'glazed' }));
+    made.push(await makeProduct(shop.url, shop.admin, { name: 'Red bowl', category: tag, description: 'Blue rim, 100% stoneware' }));
+    made.push(await makeProduct(shop.url, shop.admin, { name: 'Hidden plate', category: tag, is_active: false }));
+    made.push(await makeProduct(shop.url, shop.admin, { name: 'Green cup', category: tag }));
+  });
+
+  const list = async (query: string, headers: Record<string, string> = {}) =>
+    call<{ products: ProductJson[]; next_cursor: string | null }>(shop.url, 'GET', `/products?category=${tag}&${query}`, headers);
+
+  it('shows active products newest first to everyone, and inactive ones to admins', async () => {
+    const anyone = await list('');
+    expect(anyone.body.products.map((p) => p.name)).toEqual(['Green cup', 'Red bowl', 'Blue vase']);
+    expect((await list('', alice.headers)).body.products.map((p) => p.name)).toEqual(['Green cup', 'Red bowl', 'Blue vase']);
+    expect((await list('', shop.admin)).body.products.map((p) => p.name)).toEqual(['Green cup', 'Hidden plate', 'Red bowl', 'Blue vase']);
+  });
+
+  it('hides an inactive product from everyone but admins (404 as if it did not exist)', async () => {
+    const hidden = made[2] as ProductJson;
+    expect((await call(shop.url, 'GET', `/products/${hidden.id}`)).status).toBe(404);
+    expect((await call(shop.url, 'GET', `/products/${hidden.id}`, alice.headers)).body).toMatchObject({ code: 'product_not_found' });
+    expect((await call(shop.url, 'GET', `/products/${hidden.id}`, shop.admin)).status).toBe(200);
+  });
+
+  it('finds text in the name or description, case-insensitively, with % and _ taken literally', async () => {
+    expect((await list('q=blue')).body.products.map((p) => p.name)).toEqual(['Red bowl', 'Blue vase']);
+    expect((await list('q=100%25')).body.products.map((p) => p.name)).toEqual(['Red bowl']);
+    expect((await list('q=10_%25')).body.products).toEqual([]);
+    expect((await list('q=_')).body.products).toEqual([]);
+  });
+
+  it('pages with next_cursor until it is null, each product once', async () => {
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const page: { body: { products: ProductJson[]; next_cursor: string | null } } = await list(`limit=1${cursor ? `&cursor=${cursor}` : ''}`, shop.admin);
+      expect(page.body.products.length).toBeLessThanOrEqual(1);
+      seen.push(...page.body.products.map((p) => p.name));
+      cursor = page.body.next_cursor;
+    } while (cursor);
+    expect(seen).toEqual(['Green cup', 'Hidden plate', 'Red bowl', 'Blue vase']);
+    const bad = await list('cursor=not-a-cursor');
+    expect(bad).toMatchObject({ status: 422, body: { code: 'invalid_cursor' } });
+    expect((await list('limit=0')).status).toBe(422);
+  });
+});
+
+describe('products: delete', () => {
+  it('removes a product no order refers to, with its pictures; one an order refers to becomes inactive', async () => {
+    const lone = await makeProduct(shop.url, shop.admin, { name: 'Lone' });
+    const pic = await postMultipart(`${shop.url}/products/${lone.id}/images`, [{ field: 'file', filename: 'r.jpg', data: ROCKET }], shop.admin);
+    expect(pic.status).toBe(201);
+    const { image_id } = (await pic.json()) as { image_id: string };
+    expect((await filesUnder(shop.dataDir)).filter((f) => f.includes(image_id))).toHaveLength(4);
+
+    expect((await call(shop.url, 'DELETE', `/products/${lone.id}`, shop.admin)).status).toBe(204);
+    expect((await call(shop.url, 'GET', `/products/${lone.id}`, shop.admin)).status).toBe(404);
+    expect((await filesUnder(shop.dataDir)).filter((f) => f.includes(image_id))).toEqual([]);
+    expect((await call(shop.url, 'DELETE', `/products/${lone.id}`, shop.admin)).status).toBe(404);
+
+    const sold = await makeProduct(shop.url, shop.admin, { name: 'Sold once', stock_quantity: 5 });
+    const order = await call<OrderJson>(shop.url, 'POST', '/orders', alice.headers, { items: [{ product_id: sold.id, quantity: 1 }] });
+    expect(order.status).toBe(201);
+    expect((await call(shop.url, 'DELETE', `/products/${sold.id}`, shop.admin)).status).toBe(204);
+    const after = await call<ProductJson>(shop.url, 'GET', `/products/${sold.id}`, shop.admin);
+    expect(after.body).toMatchObject({ id: sold.id, is_active: false });
+    expect((await call(shop.url, 'GET', `/products/${sold.id}`, alice.headers)).status).toBe(404);
+    // The order still names what was bought.
+    expect((await call<OrderJson>(shop.url, 'GET', `/orders/${order.body.id}`, alice.headers)).body.items).toEqual([{ product_id: sold.id, name: 'Sold once', unit_price: '12.50', quantity: 1 }]);
+  });
+});
+
+describe('products: pictures', () => {
+  it('stores an uploaded picture in the four sizes and serves each with ETag and 304', async () => {
+    const p = await makeProduct(shop.url, shop.admin, { name: 'Pictured' });
+    const res = await postMultipart(`${shop.url}/products/${p.id}/images`, [{ field: 'file', filename: 'r.jpg', data: ROCKET }], shop.admin);
+    expect(res.status).toBe(201);
+    const image = (await res.json()) as { product_id: string; image_id: string; source: string; width: number; height: number; urls: Record<string, string> };
+    expect(image).toMatchObject({ product_id: p.id, source: 'upload', ean_code: null, width: 640, height: 427 });
+    expect(Object.keys(image.urls)).toEqual(['original', 'medium', 'thumb', 'game']);
+
+    const product = (await call<ProductJson>(shop.url, 'GET', `/products/${p.id}`)).body;
+    expect(product.images.map((i) => i.image_id)).toEqual([image.image_id]);
+    expect(product.image_url).toBe(image.urls.medium);
+
+    const thumb = await fetch(`${shop.url}${image.urls.thumb}`);
+    expect(thumb.status).toBe(200);
+    expect(thumb.headers.get('content-type')).toBe('image/jpeg');
+    const etag = thumb.headers.get('etag') as string;
+    expect(etag).toMatch(/^"[0-9a-f]{64}"$/);
+    const again = await fetch(`${shop.url}${image.urls.thumb}`, { headers: { 'if-none-match': etag } });
+    expect(again.status).toBe(304);
+    const game = await fetch(`${shop.url}${image.urls.game}`);
+    expect(game.status).toBe(200);
+    expect((await game.arrayBuffer()).byteLength).toBeGreaterThan(100);
+
+    expect((await fetch(`${shop.url}/products/${p.id}/images/${image.image_id}?size=huge`)).status).toBe(422);
+    expect((await fetch(`${shop.url}/products/${p.id}/images/nope`)).status).toBe(404);
+    // The picture of an inactive product is hidden with it.
+    await call(shop.url, 'PUT', `/products/${p.id}`, shop.admin, { is_active: false });
+    expect((await fetch(`${shop.url}${image.urls.thumb}`)).status).toBe(404);
+    expect((await fetch(`${shop.url}${image.urls.thumb}`, { headers: shop.admin })).status).toBe(200);
+  });
+
+  it('refuses what is not an image (415) or to a missing product (404), storing nothing', async () => {
+    const p = await makeProduct(shop.url, shop.admin, { name: 'Bare' });
+    const before = (await filesUnder(shop.dataDir)).length;
+    expect(before).toBeGreaterThan(0);
+    const text = await postMultipart(`${shop.url}/products/${p.id}/images`, [{ field: 'file', filename: 'x.jpg', data: 'hello, not a picture', type: 'image/jpeg' }], shop.admin);
+    expect(text.status).toBe(415);
+    expect(text.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+    const empty = await postMultipart(`${shop.url}/products/${p.id}/images`, [{ field: 'file', filename: 'x.jpg', data: Buffer.alloc(0) }], shop.admin);
+    expect(empty.status).toBe(415);
+    const missing = await postMultipart(`${shop.url}/products/nope/images`, [{ field: 'file', filename: 'r.jpg', data: ROCKET }], shop.admin);
+    expect(missing.status).toBe(404);
+    expect((await filesUnder(shop.dataDir)).length).toBe(before);
+    expect((await call<ProductJson>(shop.url, 'GET', `/products/${p.id}`)).body.images).toEqual([]);
+  });
+});

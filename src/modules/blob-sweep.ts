@@ -38,6 +38,8 @@ export const BLOB_OWNERS: readonly BlobOwner[] = [
   { namespace: 'product', depth: 1, existing: rowsIn('product_images', 'image_id') },
   { namespace: 'ai-edits', depth: 1, existing: rowsIn('ai_files', 'file_id') },
   { namespace: 'orders', depth: 2, existing: rowsIn('custom_order_files', 'file_id') },
+  // Uploaded product pictures; a barcode's picture attached to a product lives under `product/`, owned above.
+  { namespace: 'shop', depth: 1, existing: rowsIn('shop_product_images', 'image_id') },
 ];
 
 /** The owner's prefix of `key` and the id that ends it, or null for a key not deep enough to have an owner. */

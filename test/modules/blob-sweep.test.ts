@@ -8,6 +8,7 @@ import { BLOB_OWNERS, ownerOf, sweepOrphanBlobs, type BlobOwner } from '../../sr
 import { blobKey as orderKey } from '../../src/modules/custom-orders/photos.js';
 import { blobKey as galleryKey } from '../../src/modules/galleries/service.js';
 import { productBlobKey } from '../../src/modules/product-images/service.js';
+import { shopBlobKey } from '../../src/modules/shop/products.js';
 import { createTestDatabase, hasPostgres } from '../helpers/pg.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { fixture, postMultipart } from '../helpers/upload.js';
@@ -68,10 +69,23 @@ describe.each([
       .execute();
     await ctx.blobs.put(productBlobKey(productImageId, 'thumb'), Buffer.from('p'), 'image/jpeg');
     owned.push(productBlobKey(productImageId, 'thumb'));
+    const now = new Date().toISOString();
+    const productId = newId();
+    const shopImageId = newId();
+    await ctx.db.kysely
+      .insertInto('products')
+      .values({ product_id: productId, name: 'p', description: '', price_minor: 100, currency: 'EUR', category: null, ean_code: null, stock_quantity: 0, is_active: 1, next_image_seq: 2, created_at: now, updated_at: now })
+      .execute();
+    await ctx.db.kysely
+      .insertInto('shop_product_images')
+      .values({ image_id: shopImageId, product_id: productId, seq: 1, source: 'upload', ean_code: null, blob_id: shopImageId, width: 1, height: 1, bytes: 1, sha256: 'x', variants: '{}', created_at: now })
+      .execute();
+    await ctx.blobs.put(shopBlobKey(shopImageId, 'thumb'), Buffer.from('s'), 'image/jpeg');
+    owned.push(shopBlobKey(shopImageId, 'thumb'));
     for (const key of owned) expect(await ctx.blobs.stat(key)).not.toBeNull();
 
     // What a crash between blobs and rows, or a failed blob delete, leaves behind.
-    orphans.push(galleryKey(newId(), 'original'), productBlobKey(newId(), 'thumb'), aiEditKey(newId(), 'original'), orderKey(order.order_id, newId(), 'medium'), orderKey(newId(), newId(), 'thumb'));
+    orphans.push(galleryKey(newId(), 'original'), productBlobKey(newId(), 'thumb'), aiEditKey(newId(), 'original'), orderKey(order.order_id, newId(), 'medium'), orderKey(newId(), newId(), 'thumb'), shopBlobKey(newId(), 'medium'));
     for (const key of orphans) await ctx.blobs.put(key, Buffer.from('orphan'), 'image/jpeg');
   });
 

@@ -37,7 +37,7 @@ export async function opsRoutes(app: FastifyInstance, ctx: Context): Promise<voi
     async () => ({
       service: 'Kiln',
       version: VERSION,
-      description: 'Self-hosted image service for shops: galleries, custom orders, product images by barcode, AI edits.',
+      description: 'Self-hosted image service for shops: galleries, custom orders, product images by barcode, AI edits, products and orders.',
       endpoints: {
         health: '/health',
         metrics: '/metrics',
@@ -51,6 +51,8 @@ export async function opsRoutes(app: FastifyInstance, ctx: Context): Promise<voi
         product_images: '/api/v1/fetch-image',
         jobs: '/api/v1/jobs',
         ai_edits: '/api/v1/process/book',
+        products: '/products',
+        orders: '/orders',
         upload_page: '/upload',
       },
     }),

@@ -103,7 +103,7 @@ export class OrderService {
         order_id: orderId,
         user_id: principal.userId,
         total_minor: total,
-        currency: priced[0]?.row.currency ?? 'EUR',
+        currency: (priced[0] as (typeof priced)[number]).row.currency,
         status: 'pending',
         stripe_payment_intent_id: null,
         custom_order_id: customOrderId,
@@ -146,8 +146,8 @@ export class OrderService {
     return ctx.db.kysely.transaction().execute(async (tx) => {
       const order = await repo.lockOrder(ctx.db, tx, orderId);
       if (!order) throw orderNotFound();
-      const from = order.status as OrderStatus;
-      if (!canMove(from, status)) {
+      const from = order.status;
+      if (!isOrderStatus(from) || !canMove(from, status)) {
         throw new Conflict(`An order that is ${from} cannot become ${status}.`, 'invalid_status_transition');
       }
       const items = await repo.itemsOf(tx, [orderId]);

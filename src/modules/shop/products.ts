@@ -119,6 +119,13 @@ function priceOf(value: string | number, currency: string): number {
   }
 }
 
+/** The name as shown, trimmed; one of spaces only is a 422. */
+function nameOf(value: string): string {
+  const name = value.trim();
+  if (!name) throw new ValidationFailed('name must not be blank.', [{ field: 'body.name', message: 'is blank' }]);
+  return name;
+}
+
 function eanOf(value: string | null | undefined): string | null {
   return value === null || value === undefined ? null : parseEan(value, 'body.ean_code');
 }
@@ -168,7 +175,7 @@ export class ProductService {
     const now = isoNow(this.ctx.clock);
     const row: repo.ProductRow = {
       product_id: newId(),
-      name: body.name.trim(),
+      name: nameOf(body.name),
       description: body.description ?? '',
       price_minor: priceOf(body.price, currency),
       currency,
@@ -196,7 +203,7 @@ export class ProductService {
       }
       const next: repo.ProductRow = {
         ...current,
-        ...(changes.name !== undefined ? { name: changes.name.trim() } : {}),
+        ...(changes.name !== undefined ? { name: nameOf(changes.name) } : {}),
         ...(changes.description !== undefined ? { description: changes.description } : {}),
         ...(changes.price !== undefined ? { price_minor: priceOf(changes.price, currency) } : {}),
         currency,

@@ -87,6 +87,7 @@ describe('products: the record and its money', () => {
       [{ name: 'x', price: '1.00', currency: 'eur' }, 'validation_error', 'body.currency'],
       [{ name: 'x', price: '1.00', ean_code: '4006381333932' }, 'invalid_ean', 'body.ean_code'],
       [{ name: '', price: '1.00' }, 'validation_error', 'body.name'],
+      [{ name: '   ', price: '1.00' }, 'validation_error', 'body.name'],
       [{ name: 'x' }, 'validation_error', 'body.price'],
       [{ name: 'x', price: '1.00', stock_quantity: -1 }, 'validation_error', 'body.stock_quantity'],
       [{ name: 'x', price: '1.00', colour: 'red' }, 'validation_error', 'body'],

@@ -67,10 +67,21 @@ export interface Config {
     imageModel: string;
     timeoutSeconds: number;
   };
+  /** Payments (modules/payments): off while `key` is unset. */
+  stripe: StripeSettings;
   cacheTtlSeconds: number;
   cacheMaxItems: number;
   /** Number of reverse proxies in front of Kiln whose X-Forwarded-For is trusted (0: none). */
   trustProxy: number;
+}
+
+export interface StripeSettings {
+  /** STRIPE_KEY: a secret (sk_) or restricted (rk_) key; undefined turns payments off (their routes answer 503). */
+  key: string | undefined;
+  /** STRIPE_API_BASE: scheme://host[:port] of a Stripe-compatible API (a test server); undefined: Stripe's own. */
+  apiBase: string | undefined;
+  /** STRIPE_WEBHOOK_SECRET: the webhook endpoint's signing secret (whsec_); undefined: the webhook answers 503. */
+  webhookSecret: string | undefined;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -189,6 +200,27 @@ function checkJwtSecret(secret: string | undefined): string | undefined {
   return secret;
 }
 
+/**
+ * The STRIPE_* variables. A publishable key (pk_) is the usual mistake: it
+ * cannot create payment intents, so it is refused here rather than at the
+ * first payment. The client appends /v1/ to STRIPE_API_BASE itself, so a
+ * path there would be silently dropped: it is refused too.
+ */
+function readStripe(r: Reader): StripeSettings {
+  const key = r.raw('STRIPE_KEY');
+  if (key !== undefined && !/^(sk|rk)_[A-Za-z0-9_]+$/.test(key)) {
+    throw new ConfigError('STRIPE_KEY', 'expected a secret key (sk_test_…, sk_live_…) or a restricted key (rk_…), not a publishable key');
+  }
+  const apiBase = r.url('STRIPE_API_BASE', ['http:', 'https:']);
+  if (apiBase !== undefined) {
+    const u = new URL(apiBase);
+    if ((u.pathname !== '/' && u.pathname !== '') || u.search !== '' || u.username !== '') {
+      throw new ConfigError('STRIPE_API_BASE', `expected scheme://host[:port] only (the client adds /v1/), got "${apiBase}"`);
+    }
+  }
+  return { key, apiBase, webhookSecret: r.raw('STRIPE_WEBHOOK_SECRET') };
+}
+
 /** Size with an optional k/m/g suffix, as pino-roll takes it ("10m"). */
 function checkSize(name: string, v: string): string {
   if (!/^\d+[kmg]?$/i.test(v)) throw new ConfigError(name, `expected a size such as 10m, got "${v}"`);
@@ -268,6 +300,7 @@ export function loadConfig(processEnv: Env = process.env, cwd = process.cwd()): 
       imageModel: r.string('OPENAI_IMAGE_MODEL', 'gpt-image-1'),
       timeoutSeconds: r.int('OPENAI_TIMEOUT_SECONDS', 120, 1, MAX_OPENAI_TIMEOUT_S),
     },
+    stripe: readStripe(r),
     cacheTtlSeconds: r.int('CACHE_TTL_SECONDS', 3600, 1, TEN_YEARS_S),
     cacheMaxItems: r.int('CACHE_MAX_ITEMS', 1000, 1, MAX_CACHE_ITEMS),
     trustProxy: r.int('TRUST_PROXY', 0, 0, 10),

@@ -8,6 +8,7 @@ import { aiEditRoutes } from './ai-edits/routes.js';
 import { customOrderRoutes } from './custom-orders/routes.js';
 import { galleryRoutes } from './galleries/routes.js';
 import { opsRoutes } from './ops/routes.js';
+import { paymentRoutes } from './payments/routes.js';
 import { productImageRoutes } from './product-images/routes.js';
 import { shopRoutes } from './shop/routes.js';
 import { userRoutes } from './users/routes.js';
@@ -21,5 +22,6 @@ export async function registerModules(app: FastifyInstance, ctx: Context): Promi
   await customOrderRoutes(app, ctx);
   await productImageRoutes(app, ctx);
   await shopRoutes(app, ctx);
+  await paymentRoutes(app, ctx);
   await webPages(app, ctx);
 }

@@ -236,6 +236,32 @@ export interface OrderItemsTable {
   quantity: number;
 }
 
+/**
+ * A Stripe PaymentIntent made for an order (modules/payments). `status` is
+ * the intent's as Stripe last told us; `amount_minor` is the order's total
+ * when it was made (bigint: number or string).
+ */
+export interface PaymentsTable {
+  payment_id: string;
+  order_id: string;
+  user_id: string;
+  intent_id: string;
+  amount_minor: number | string;
+  currency: string;
+  status: string;
+  last_error_code: string | null;
+  last_error_message: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+/** Stripe webhook events already applied: the same event delivered again changes nothing. */
+export interface PaymentEventsTable {
+  event_id: string;
+  type: string;
+  received_at: string;
+}
+
 export interface Database {
   users: UsersTable;
   refresh_tokens: RefreshTokensTable;
@@ -254,6 +280,8 @@ export interface Database {
   shop_product_images: ShopProductImagesTable;
   orders: OrdersTable;
   order_items: OrderItemsTable;
+  payments: PaymentsTable;
+  payment_events: PaymentEventsTable;
 }
 
 // Generated is re-exported for later tables with database-assigned columns.

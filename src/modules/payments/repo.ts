@@ -1,0 +1,105 @@
+/**
+ * SQL of payments. Orders are the shop's (modules/shop): read here, and
+ * changed only in their `stripe_payment_intent_id`; confirming one is the
+ * shop's `confirmPaidOrder`.
+ */
+import type { Kysely, Transaction } from 'kysely';
+import type { Database, PaymentsTable } from '../../platform/db/schema.js';
+
+export type PaymentRow = PaymentsTable;
+type Q = Transaction<Database> | Kysely<Database>;
+
+/** Intent statuses that never change again at Stripe: a row in one of them is never rewritten. */
+export const FINAL_STATUSES = ['succeeded', 'canceled'] as const;
+
+export interface OrderFacts {
+  order_id: string;
+  user_id: string;
+  total_minor: number | string;
+  currency: string;
+  status: string;
+}
+
+export async function findOrder(q: Q, orderId: string): Promise<OrderFacts | undefined> {
+  return q.selectFrom('orders').select(['order_id', 'user_id', 'total_minor', 'currency', 'status']).where('order_id', '=', orderId).executeTakeFirst();
+}
+
+/** A payment with its order's status now (every payment has its order: the foreign key takes it with the order). */
+export type PaymentWithOrder = PaymentRow & { order_status: string };
+
+export async function findPayment(q: Q, paymentId: string): Promise<PaymentWithOrder | undefined> {
+  return q
+    .selectFrom('payments as p')
+    .innerJoin('orders as o', 'o.order_id', 'p.order_id')
+    .selectAll('p')
+    .select('o.status as order_status')
+    .where('p.payment_id', '=', paymentId)
+    .executeTakeFirst();
+}
+
+export async function findPaymentByIntent(q: Q, intentId: string): Promise<PaymentRow | undefined> {
+  return q.selectFrom('payments').selectAll().where('intent_id', '=', intentId).executeTakeFirst();
+}
+
+/** The order's newest payment whose intent can still be paid or has been (not canceled), if any. */
+export async function livePaymentOf(q: Q, orderId: string): Promise<PaymentRow | undefined> {
+  return q
+    .selectFrom('payments')
+    .selectAll()
+    .where('order_id', '=', orderId)
+    .where('status', '!=', 'canceled')
+    .orderBy('created_at', 'desc')
+    .orderBy('payment_id', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+}
+
+/**
+ * How many of the order's intents were canceled. Only those: a payment
+ * another request records meanwhile (it is live, not canceled) must not
+ * change the count this request builds its idempotency key from.
+ */
+export async function countCanceledPayments(q: Q, orderId: string): Promise<number> {
+  const row = await q
+    .selectFrom('payments')
+    .select((eb) => eb.fn.countAll<number | string>().as('n'))
+    .where('order_id', '=', orderId)
+    .where('status', '=', 'canceled')
+    .executeTakeFirstOrThrow();
+  return Number(row.n);
+}
+
+/**
+ * Records a payment and names its intent on the order. An intent already
+ * recorded (a concurrent request that got the same intent from Stripe) is
+ * left as it is. True when this call inserted the row.
+ */
+export async function insertPayment(tx: Q, row: PaymentRow): Promise<boolean> {
+  const result = await tx.insertInto('payments').values(row).onConflict((oc) => oc.column('intent_id').doNothing()).executeTakeFirst();
+  if (Number(result.numInsertedOrUpdatedRows ?? 0n) !== 1) return false;
+  await tx.updateTable('orders').set({ stripe_payment_intent_id: row.intent_id, updated_at: row.created_at }).where('order_id', '=', row.order_id).execute();
+  return true;
+}
+
+export type PaymentChanges = Pick<PaymentRow, 'status' | 'last_error_code' | 'last_error_message' | 'updated_at'>;
+
+/** Writes what Stripe now says of the intent, unless the row is already final. True when a row changed. */
+export async function updatePayment(tx: Q, paymentId: string, changes: PaymentChanges): Promise<boolean> {
+  const result = await tx
+    .updateTable('payments')
+    .set(changes)
+    .where('payment_id', '=', paymentId)
+    .where('status', 'not in', FINAL_STATUSES)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}
+
+/** Marks a webhook event as applied. False when it already was: the caller then changes nothing. */
+export async function recordEvent(tx: Q, eventId: string, type: string, now: string): Promise<boolean> {
+  const result = await tx
+    .insertInto('payment_events')
+    .values({ event_id: eventId, type, received_at: now })
+    .onConflict((oc) => oc.column('event_id').doNothing())
+    .executeTakeFirst();
+  return Number(result.numInsertedOrUpdatedRows ?? 0n) === 1;
+}

@@ -1,0 +1,167 @@
+/**
+ * Kiln's side of Stripe, through the official `stripe` client: make a
+ * PaymentIntent, read one back, and verify a webhook delivery. Everything
+ * leaves here in Kiln's terms (`Intent`, `StripeEvent`, DomainErrors), so
+ * the service never sees the client's types or its errors.
+ *
+ * STRIPE_API_BASE points the client at another server (a test double): the
+ * client takes protocol, host and port apart and adds `/v1/` itself.
+ */
+import type Stripe from 'stripe';
+import type { StripeSettings } from '../../config.js';
+import { BadRequest, DomainError, ServiceUnavailable } from '../../errors.js';
+
+/** A PaymentIntent as Kiln uses it. `currency` upper case, like an order's (Stripe writes it lower case). */
+export interface Intent {
+  id: string;
+  status: string;
+  amountMinor: number;
+  currency: string;
+  /** What the browser needs to pay (Stripe.js); Stripe gives it to secret-key reads only. */
+  clientSecret: string | null;
+  /** Why the last attempt failed (a declined card), or null. */
+  lastError: { code: string; message: string | null } | null;
+}
+
+/** A verified webhook event; `intent` is its PaymentIntent for payment_intent.* events. */
+export interface StripeEvent {
+  id: string;
+  type: string;
+  intent: Intent | null;
+}
+
+export interface NewIntent {
+  amountMinor: number;
+  currency: string;
+  orderId: string;
+  userId: string;
+}
+
+export interface PaymentGateway {
+  /** Same `idempotencyKey`, same intent: Stripe answers a repeated create with the first one's result. */
+  createIntent(input: NewIntent, idempotencyKey: string): Promise<Intent>;
+  retrieveIntent(intentId: string): Promise<Intent>;
+  /** The event a delivery carries, once its Stripe-Signature matches `rawBody` under `secret`; else a 400. */
+  verifyEvent(rawBody: Buffer, signature: string | undefined, secret: string, now: Date): Promise<StripeEvent>;
+}
+
+/** Stripe could not be reached, or failed: the request may be tried again later. */
+export class PaymentProviderFailed extends DomainError {
+  constructor(detail: string, code = 'payment_provider_error') {
+    super(502, code, detail);
+  }
+}
+
+/** A payment call waits this long for Stripe (the buyer is waiting too). */
+const TIMEOUT_MS = 20_000;
+
+type StripeModule = typeof import('stripe');
+
+// Loaded by the first payment, not at start: most Kiln processes never take one.
+let loaded: Promise<StripeModule> | undefined;
+const loadStripe = (): Promise<StripeModule> => (loaded ??= import('stripe'));
+
+/** The client's host options for STRIPE_API_BASE (a bracketed IPv6 literal loses its brackets: Node's http wants it bare). */
+function hostOptions(apiBase: string): Pick<Stripe.StripeConfig, 'protocol' | 'host' | 'port'> {
+  const u = new URL(apiBase);
+  const protocol = u.protocol === 'http:' ? 'http' : 'https';
+  return { protocol, host: u.hostname.replace(/^\[|\]$/g, ''), port: u.port || (protocol === 'http' ? 80 : 443) };
+}
+
+function intentOf(pi: Stripe.PaymentIntent): Intent {
+  const err = pi.last_payment_error;
+  return {
+    id: pi.id,
+    status: pi.status,
+    amountMinor: pi.amount,
+    currency: pi.currency.toUpperCase(),
+    clientSecret: pi.client_secret,
+    lastError: err ? { code: err.decline_code ?? err.code ?? err.type, message: err.message ?? null } : null,
+  };
+}
+
+/** A payment_intent.* event's object, checked: the type names what data.object is, but a signed body is still only JSON. */
+function eventIntent(event: Stripe.Event): Intent | null {
+  if (!event.type.startsWith('payment_intent.')) return null;
+  const object = event.data.object as { object?: unknown };
+  return object.object === 'payment_intent' ? intentOf(object as Stripe.PaymentIntent) : null;
+}
+
+/** The client's failure as Kiln answers it. Anything that is not the client's stays as it is (a 500). */
+function providerFailure(err: unknown, sdk: StripeModule): unknown {
+  const { errors } = sdk.default;
+  if (err instanceof errors.StripeAuthenticationError || err instanceof errors.StripePermissionError) {
+    return new ServiceUnavailable('Stripe did not accept STRIPE_KEY for this request: check the key (and its permissions) and restart.', 'payments_misconfigured');
+  }
+  if (err instanceof errors.StripeInvalidRequestError || err instanceof errors.StripeCardError) {
+    return new PaymentProviderFailed(`Stripe refused the request: ${err.message}`);
+  }
+  if (err instanceof errors.StripeError) return new PaymentProviderFailed('Stripe could not be reached or failed to answer; try again later.');
+  return err;
+}
+
+/** The gateway of a deployment, or null when STRIPE_KEY is unset. */
+export function createStripeGateway(settings: StripeSettings): PaymentGateway | null {
+  const { key, apiBase } = settings;
+  if (!key) return null;
+  let client: Stripe | undefined;
+  const connect = async (): Promise<{ sdk: StripeModule; client: Stripe }> => {
+    const sdk = await loadStripe();
+    client ??= new sdk.default(key, {
+      // One retry (a dropped connection, or Stripe asking for it); a create carries its idempotency key, so a retry never makes a second intent.
+      maxNetworkRetries: 1,
+      timeout: TIMEOUT_MS,
+      // A self-hosted service tells Stripe nothing beyond the requests themselves.
+      telemetry: false,
+      ...(apiBase ? hostOptions(apiBase) : {}),
+    });
+    return { sdk, client };
+  };
+
+  return {
+    async createIntent(input, idempotencyKey) {
+      const { sdk, client } = await connect();
+      try {
+        const pi = await client.paymentIntents.create(
+          {
+            amount: input.amountMinor,
+            currency: input.currency.toLowerCase(),
+            automatic_payment_methods: { enabled: true },
+            // What a person reading Stripe's dashboard (or a webhook) needs to find the order.
+            metadata: { kiln_order_id: input.orderId, kiln_user_id: input.userId },
+          },
+          { idempotencyKey },
+        );
+        return intentOf(pi);
+      } catch (err) {
+        throw providerFailure(err, sdk);
+      }
+    },
+
+    async retrieveIntent(intentId) {
+      const { sdk, client } = await connect();
+      try {
+        return intentOf(await client.paymentIntents.retrieve(intentId));
+      } catch (err) {
+        throw providerFailure(err, sdk);
+      }
+    },
+
+    async verifyEvent(rawBody, signature, secret, now) {
+      const sdk = await loadStripe();
+      let event: Stripe.Event;
+      try {
+        // The age check (Stripe's 5 minutes) uses Kiln's clock, like every other time here.
+        event = sdk.default.webhooks.constructEvent(rawBody, signature ?? '', secret, undefined, undefined, now.getTime());
+      } catch (err) {
+        if (err instanceof sdk.default.errors.StripeSignatureVerificationError) {
+          throw new BadRequest('The Stripe-Signature header is missing, too old, or does not match this body and STRIPE_WEBHOOK_SECRET.', 'invalid_signature');
+        }
+        // Signed, yet not JSON: nothing Stripe sends.
+        throw new BadRequest('The webhook body is not a Stripe event.', 'invalid_event');
+      }
+      if (typeof event.id !== 'string' || typeof event.type !== 'string') throw new BadRequest('The webhook body is not a Stripe event.', 'invalid_event');
+      return { id: event.id, type: event.type, intent: eventIntent(event) };
+    },
+  };
+}

@@ -73,6 +73,13 @@ export interface Config {
   cacheMaxItems: number;
   /** Number of reverse proxies in front of Kiln whose X-Forwarded-For is trusted (0: none). */
   trustProxy: number;
+  /** Photogrammetry pipeline (modules/pipeline, docs/pipeline.md). */
+  pipeline: {
+    /** COLMAP_BIN: a command name looked up on PATH (default `colmap`) or an absolute path. */
+    colmapBin: string;
+    /** PIPELINE_TIMEOUT_MINUTES: the most one reconstruction may run before it is stopped. */
+    timeoutMinutes: number;
+  };
 }
 
 export interface StripeSettings {
@@ -221,6 +228,17 @@ function readStripe(r: Reader): StripeSettings {
   return { key, apiBase, webhookSecret: r.raw('STRIPE_WEBHOOK_SECRET') };
 }
 
+/**
+ * COLMAP_BIN: a bare command name (found on PATH when run) or an absolute
+ * path. A relative path would depend on the directory Kiln was started from.
+ */
+function checkColmapBin(bin: string): string {
+  if (bin.includes('/') && !path.isAbsolute(bin)) {
+    throw new ConfigError('COLMAP_BIN', `expected a command name such as colmap or an absolute path, got "${bin}"`);
+  }
+  return bin;
+}
+
 /** Size with an optional k/m/g suffix, as pino-roll takes it ("10m"). */
 function checkSize(name: string, v: string): string {
   if (!/^\d+[kmg]?$/i.test(v)) throw new ConfigError(name, `expected a size such as 10m, got "${v}"`);
@@ -304,6 +322,11 @@ export function loadConfig(processEnv: Env = process.env, cwd = process.cwd()): 
     cacheTtlSeconds: r.int('CACHE_TTL_SECONDS', 3600, 1, TEN_YEARS_S),
     cacheMaxItems: r.int('CACHE_MAX_ITEMS', 1000, 1, MAX_CACHE_ITEMS),
     trustProxy: r.int('TRUST_PROXY', 0, 0, 10),
+    pipeline: {
+      colmapBin: checkColmapBin(r.string('COLMAP_BIN', 'colmap')),
+      // A day at most: the job's timer is a setTimeout, which fires at once past 2^31-1 ms.
+      timeoutMinutes: r.int('PIPELINE_TIMEOUT_MINUTES', 120, 1, 24 * 60),
+    },
   };
   if (config.webhookUrl && !config.webhookSecret) {
     throw new ConfigError('WEBHOOK_SECRET', 'must be set when WEBHOOK_URL is set');

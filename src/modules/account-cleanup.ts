@@ -8,6 +8,7 @@ import type { Context } from '../context.js';
 import { deleteUserAiEdits } from './ai-edits/service.js';
 import { deleteUserOrders } from './custom-orders/service.js';
 import { deleteUserGalleries } from './galleries/service.js';
+import { deleteUserPipelines } from './pipeline/service.js';
 
 export type AccountCleanup = (ctx: Context, userId: string) => Promise<void>;
 
@@ -15,4 +16,5 @@ export const accountCleanups: AccountCleanup[] = [
   deleteUserAiEdits,
   deleteUserOrders,
   deleteUserGalleries,
+  deleteUserPipelines,
 ];

@@ -16,6 +16,7 @@ import type { Config } from '../config.js';
 import { createContext, type Context } from '../context.js';
 import { UsageError } from '../errors.js';
 import type { Database } from '../platform/db/schema.js';
+import { existingUploads } from './pipeline/service.js';
 
 export interface BlobOwner {
   /** The first key segment, as the module's blobKey writes it. */
@@ -40,6 +41,8 @@ export const BLOB_OWNERS: readonly BlobOwner[] = [
   { namespace: 'orders', depth: 2, existing: rowsIn('custom_order_files', 'file_id') },
   // Uploaded product pictures; a barcode's picture attached to a product lives under `product/`, owned above.
   { namespace: 'shop', depth: 1, existing: rowsIn('shop_product_images', 'image_id') },
+  // Pipeline photos and models: `pipeline/<upload_id>/…`, owned by the photogrammetry job whose dedupe key names the upload.
+  { namespace: 'pipeline', depth: 1, existing: existingUploads },
 ];
 
 /** The owner's prefix of `key` and the id that ends it, or null for a key not deep enough to have an owner. */

@@ -9,6 +9,7 @@ import { customOrderRoutes } from './custom-orders/routes.js';
 import { galleryRoutes } from './galleries/routes.js';
 import { opsRoutes } from './ops/routes.js';
 import { paymentRoutes } from './payments/routes.js';
+import { pipelineRoutes } from './pipeline/routes.js';
 import { productImageRoutes } from './product-images/routes.js';
 import { shopRoutes } from './shop/routes.js';
 import { userRoutes } from './users/routes.js';
@@ -23,5 +24,6 @@ export async function registerModules(app: FastifyInstance, ctx: Context): Promi
   await productImageRoutes(app, ctx);
   await shopRoutes(app, ctx);
   await paymentRoutes(app, ctx);
+  await pipelineRoutes(app, ctx);
   await webPages(app, ctx);
 }

@@ -6,6 +6,7 @@
 import type { Context } from '../context.js';
 import { registerAiEditJobs } from './ai-edits/job.js';
 import { registerCustomOrderJobs } from './custom-orders/webhook.js';
+import { registerPipelineJobs } from './pipeline/job.js';
 import { registerProductImageJobs } from './product-images/fetch-job.js';
 
 type JobRegistration = (ctx: Context) => void;
@@ -14,6 +15,7 @@ const registrations: readonly JobRegistration[] = [
   (ctx) => registerAiEditJobs(ctx),
   (ctx) => registerCustomOrderJobs(ctx),
   (ctx) => registerProductImageJobs(ctx),
+  (ctx) => registerPipelineJobs(ctx),
 ];
 
 export function registerJobHandlers(ctx: Context): void {

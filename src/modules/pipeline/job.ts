@@ -1,0 +1,387 @@
+/**
+ * The `photogrammetry` job: from stored photos to a stored model. The photos
+ * are copied from the blob store into a workspace of this run under
+ * DATA_DIR/tmp (the job may run in a `kiln worker` on another machine), then
+ * COLMAP runs there on CPU, step by step, each step's output read for
+ * progress:
+ *
+ *   features  0.00-0.30  feature_extractor (copying the photos first)
+ *   matching  0.30-0.55  exhaustive_matcher, or sequential_matcher past 50 photos
+ *   mapping   0.55-0.85  mapper (sparse reconstruction)
+ *   meshing   0.85-0.90  nothing yet: see below
+ *   export    0.90-1.00  model_converter to PLY, then our own GLB from it
+ *
+ * Meshing: a surface needs dense stereo (CUDA) and a mesher (Poisson on the
+ * dense cloud, or delaunay_mesher with CGAL). The Debian build this was
+ * written against has neither, so the model is the sparse, coloured point
+ * cloud, and this stage only says so. docs/pipeline.md has the details.
+ *
+ * The workspace is removed when the run ends, whatever happened. When the
+ * job will not run again (done, failed, timed out), its photos go too.
+ */
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, mkdtemp, open, readdir, readFile, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { Context } from '../../context.js';
+import { DomainError } from '../../errors.js';
+import { PermanentJobError, type JobContext } from '../../platform/jobs/index.js';
+import { checkColmap, ColmapNotFound, runColmap, type RunResult } from './colmap.js';
+import { pointCloudToGlb } from './glb.js';
+import { parsePly, PlyError, type PointCloud } from './ply.js';
+import {
+  MODEL_FORMATS,
+  MODEL_TYPES,
+  modelKey,
+  PHOTOGRAMMETRY,
+  photoKey,
+  resultKey,
+  uploadPrefix,
+  type ModelFile,
+  type ModelFormat,
+  type PipelineInput,
+  type PipelineResult,
+  type Stage,
+} from './service.js';
+
+/** Exhaustive matching compares every pair (n²/2); past this many photos, each photo is matched with its neighbours in upload order. */
+export const EXHAUSTIVE_MAX_PHOTOS = 50;
+/** Neighbours each photo is matched with by the sequential matcher. */
+const SEQUENTIAL_OVERLAP = 10;
+
+const WORKSPACE_PREFIX = 'pipeline-';
+
+export interface PipelineJobOptions {
+  /** Per-run limit (default PIPELINE_TIMEOUT_MINUTES). */
+  timeoutMs?: number;
+  /** Tests lower it to drive the sequential matcher with few photos. */
+  exhaustiveMaxPhotos?: number;
+}
+
+/** Progress range of each stage. */
+const RANGES: Readonly<Record<Stage, readonly [number, number]>> = {
+  features: [0, 0.3],
+  matching: [0.3, 0.55],
+  mapping: [0.55, 0.85],
+  meshing: [0.85, 0.9],
+  export: [0.9, 1],
+};
+
+/**
+ * Writes progress without holding COLMAP's output up: reports are chained,
+ * and skipped unless they move the bar by a percent or change the stage.
+ */
+class Progress {
+  private last = { stage: '', value: -1 };
+  private chain: Promise<void> = Promise.resolve();
+  private failure: unknown = null;
+
+  constructor(private readonly job: JobContext) {}
+
+  /** `fraction` (0-1) of the way through `stage`. */
+  set(stage: Stage, fraction: number): void {
+    const [from, to] = RANGES[stage];
+    const value = from + (to - from) * Math.min(1, Math.max(0, fraction));
+    if (stage === this.last.stage && value - this.last.value < 0.01) return;
+    this.last = { stage, value };
+    this.chain = this.chain.then(() => this.job.report(value, { stage })).catch((err: unknown) => {
+      this.failure ??= err;
+    });
+  }
+
+  /** Waits for the reports sent so far; a failed write (lease lost) fails the run. */
+  async flush(): Promise<void> {
+    await this.chain;
+    if (this.failure !== null) throw this.failure;
+  }
+}
+
+function sha256(data: Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** The abort reason's name (platform/jobs/execute.ts aborts with an Error named by why). */
+function abortReason(signal: AbortSignal): string {
+  return signal.reason instanceof Error ? signal.reason.message : String(signal.reason);
+}
+
+/**
+ * Whether this run's ending is the job's last: then its photos can go. A
+ * shutdown puts the job back in the queue and a lost lease means another
+ * runner has it; both still need the photos, as does a retry.
+ */
+function isFinal(err: unknown, job: JobContext): boolean {
+  if (job.signal.aborted) {
+    const why = abortReason(job.signal);
+    if (why === 'shutdown' || why === 'lost') return false;
+    if (why === 'cancelled') return true;
+    return job.attempt >= job.maxAttempts;
+  }
+  if (err instanceof PermanentJobError) return true;
+  return job.attempt >= job.maxAttempts;
+}
+
+class Reconstruction {
+  private readonly progress: Progress;
+  private readonly bin: string;
+
+  constructor(
+    private readonly ctx: Context,
+    private readonly input: PipelineInput,
+    private readonly job: JobContext,
+    private readonly workspace: string,
+    private readonly exhaustiveMaxPhotos: number,
+  ) {
+    this.progress = new Progress(job);
+    this.bin = ctx.config.pipeline.colmapBin;
+  }
+
+  async run(): Promise<PipelineResult> {
+    const { input } = this;
+    const earlier = await this.finishedEarlier();
+    if (earlier) return earlier;
+    const check = await checkColmap(this.bin);
+    if (!check.ok) throw new PermanentJobError('colmap_unavailable', 'COLMAP is not installed where this job ran: install the Debian package colmap, or set COLMAP_BIN.');
+    this.progress.set('features', 0);
+    const images = path.join(this.workspace, 'images');
+    await mkdir(images);
+    await this.copyPhotos(images);
+
+    const n = input.photos.length;
+    const db = path.join(this.workspace, 'database.db');
+    await this.step('features', 'feature_extractor', ['--database_path', db, '--image_path', images, '--SiftExtraction.use_gpu', '0', '--ImageReader.single_camera', '1'], (line) => {
+      const m = /Processed file \[(\d+)\/(\d+)\]/.exec(line);
+      return m ? Number(m[1]) / Number(m[2]) : null;
+    });
+
+    const sequential = n > this.exhaustiveMaxPhotos;
+    const matcher = sequential
+      ? ['sequential_matcher', '--database_path', db, '--SiftMatching.use_gpu', '0', '--SequentialMatching.overlap', String(SEQUENTIAL_OVERLAP)]
+      : ['exhaustive_matcher', '--database_path', db, '--SiftMatching.use_gpu', '0'];
+    await this.step('matching', matcher[0] as string, matcher.slice(1), (line) => {
+      const block = /Matching block \[(\d+)\/(\d+), (\d+)\/(\d+)\]/.exec(line);
+      if (block) return ((Number(block[1]) - 1) * Number(block[4]) + Number(block[3])) / (Number(block[2]) * Number(block[4]));
+      const image = /Matching image \[(\d+)\/(\d+)\]/.exec(line);
+      return image ? Number(image[1]) / Number(image[2]) : null;
+    });
+
+    const sparse = path.join(this.workspace, 'sparse');
+    await mkdir(sparse);
+    // A lower initial triangulation angle than COLMAP's 16°: photos taken close together (a short
+    // walk around an object) have small baselines, and with 16° no initial pair is found at all.
+    const mapped = await this.step(
+      'mapping',
+      'mapper',
+      ['--database_path', db, '--image_path', images, '--output_path', sparse, '--Mapper.init_min_tri_angle', '4'],
+      (line) => {
+        const m = /Registering image #\d+ \((\d+)\)/.exec(line);
+        return m ? Number(m[1]) / n : null;
+      },
+      true,
+    );
+    const model = await this.largestModel(sparse);
+    if (!model) {
+      const why = mapped.tail.find((l) => /No good initial image pair found/i.test(l)) ? ' No pair of photos overlapped enough to start from.' : '';
+      throw new PermanentJobError(
+        'reconstruction_failed',
+        `COLMAP could not reconstruct a model from these ${n} photos.${why} Take the photos around the object with plenty of overlap (each part seen in 3 or more photos) and some sideways movement between them.`,
+      );
+    }
+
+    // No surface with this build (no CUDA for dense stereo, no CGAL for delaunay_mesher): the point cloud is the model.
+    this.progress.set('meshing', 0);
+    this.progress.set('meshing', 1);
+
+    this.progress.set('export', 0);
+    const plyPath = path.join(this.workspace, 'model.ply');
+    await this.step('export', 'model_converter', ['--input_path', model.dir, '--output_path', plyPath, '--output_type', 'PLY'], () => null);
+    const ply = await readFile(plyPath);
+    let cloud: PointCloud;
+    try {
+      cloud = parsePly(ply);
+    } catch (err) {
+      if (err instanceof PlyError) throw new PermanentJobError('export_failed', `COLMAP wrote a model this server cannot read: ${err.message}.`);
+      throw err;
+    }
+    if (cloud.count === 0) throw new PermanentJobError('reconstruction_failed', `COLMAP placed ${model.registered} photos but triangulated no points from them.`);
+    this.progress.set('export', 0.5);
+    const glb = pointCloudToGlb(cloud, `Kiln photogrammetry (${check.version})`);
+    const files = await this.store({ ply, glb });
+    const result: PipelineResult = {
+      stage: 'export',
+      upload_id: input.upload_id,
+      name: input.name,
+      photos: n,
+      registered_photos: model.registered,
+      points: cloud.count,
+      model: 'point_cloud',
+      colmap: check.version,
+      files,
+      finished_model_at: this.ctx.clock.now().toISOString(),
+    };
+    await this.ctx.blobs.put(resultKey(input.upload_id), Buffer.from(JSON.stringify(result)), 'application/json');
+    this.progress.set('export', 1);
+    await this.progress.flush();
+    // The model is stored: the photos have done their work.
+    await this.ctx.blobs.deletePrefix(`${uploadPrefix(input.upload_id)}/photos`);
+    return result;
+  }
+
+  /**
+   * A run that stored the model and removed the photos, then died before its
+   * job was marked completed (a crash, a shutdown in that instant), is run
+   * again with no photos: it completes from what the first run kept.
+   */
+  private async finishedEarlier(): Promise<PipelineResult | null> {
+    const key = resultKey(this.input.upload_id);
+    if (!(await this.ctx.blobs.stat(key))) return null;
+    this.job.log.info('the model of this job was stored by an earlier run');
+    return JSON.parse((await this.ctx.blobs.readAll(key)).toString('utf8')) as PipelineResult;
+  }
+
+  private async copyPhotos(images: string): Promise<void> {
+    const { input } = this;
+    for (const [i, name] of input.photos.entries()) {
+      let source;
+      try {
+        source = await this.ctx.blobs.read(photoKey(input.upload_id, name));
+      } catch (err) {
+        if (err instanceof DomainError && err.status === 404) {
+          throw new PermanentJobError('photos_missing', 'The photos of this upload are no longer stored; upload them again.');
+        }
+        throw err;
+      }
+      // Our own names (0001.jpg …), never a client's.
+      await pipeline(source, createWriteStream(path.join(images, name), { flags: 'wx' }), { signal: this.job.signal });
+      this.progress.set('features', (0.15 * (i + 1)) / input.photos.length);
+    }
+  }
+
+  /**
+   * Runs one COLMAP command. `fraction` turns an output line into how far the
+   * step is (or null). A non-zero exit fails the job, unless `mayFail`: the
+   * mapper exits 1 when it finds no model, which the caller explains better.
+   */
+  private async step(stage: Stage, command: string, args: string[], fraction: (line: string) => number | null, mayFail = false): Promise<RunResult> {
+    this.progress.set(stage, 0);
+    // The first 15% of `features` was copying the photos in.
+    const from = stage === 'features' ? 0.15 : 0;
+    let result: RunResult;
+    try {
+      result = await runColmap(this.bin, [command, ...args], {
+        cwd: this.workspace,
+        signal: this.job.signal,
+        onLine: (line) => {
+          const f = fraction(line);
+          if (f !== null) this.progress.set(stage, from + (1 - from) * f);
+        },
+      });
+    } catch (err) {
+      if (err instanceof ColmapNotFound) throw new PermanentJobError('colmap_unavailable', 'COLMAP could not be started where this job ran: install the Debian package colmap, or set COLMAP_BIN.');
+      throw err;
+    }
+    // Killed on abort: the runner has already ended the attempt (timeout, shutdown); say so for the log.
+    if (this.job.signal.aborted) throw new Error(`COLMAP ${command} stopped: ${abortReason(this.job.signal)}`);
+    if (result.signal !== null || (result.code !== 0 && !mayFail)) {
+      this.job.log.warn({ command, code: result.code, signal: result.signal, output: result.tail }, 'COLMAP step failed');
+      const how = result.signal ? `was killed by ${result.signal}` : `exited with code ${result.code}`;
+      throw new PermanentJobError('colmap_failed', `COLMAP ${command} ${how} at the ${stage} stage.`);
+    }
+    if (result.code !== 0) this.job.log.info({ command, code: result.code, output: result.tail.slice(-5) }, 'COLMAP step ended without a result');
+    await this.progress.flush();
+    return result;
+  }
+
+  /** The mapper may make several models (sparse/0, sparse/1, …): the one with most photos placed. */
+  private async largestModel(sparse: string): Promise<{ dir: string; registered: number } | null> {
+    let best: { dir: string; registered: number } | null = null;
+    for (const entry of await readdir(sparse, { withFileTypes: true })) {
+      if (!entry.isDirectory() || !/^\d+$/.test(entry.name)) continue;
+      const dir = path.join(sparse, entry.name);
+      const registered = await registeredImages(path.join(dir, 'images.bin'));
+      if (registered > 0 && (!best || registered > best.registered)) best = { dir, registered };
+    }
+    return best;
+  }
+
+  private async store(models: Record<ModelFormat, Buffer>): Promise<Record<ModelFormat, ModelFile>> {
+    const files = {} as Record<ModelFormat, ModelFile>;
+    for (const format of MODEL_FORMATS) {
+      const data = models[format];
+      await this.ctx.blobs.put(modelKey(this.input.upload_id, format), data, MODEL_TYPES[format]);
+      files[format] = { bytes: data.length, etag: sha256(data) };
+    }
+    return files;
+  }
+}
+
+/** images.bin begins with the number of registered images, a little-endian uint64 (COLMAP's binary model format). */
+async function registeredImages(file: string): Promise<number> {
+  try {
+    const handle = await open(file, 'r');
+    try {
+      const head = Buffer.alloc(8);
+      const { bytesRead } = await handle.read(head, 0, 8, 0);
+      return bytesRead === 8 ? Number(head.readBigUInt64LE(0)) : 0;
+    } finally {
+      await handle.close();
+    }
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Workspaces of runs whose process died (a crash, SIGKILL) are never removed
+ * by their own run. No run outlives its timeout, so one untouched for longer
+ * than that (plus an hour's margin) belongs to no live run.
+ */
+async function sweepStaleWorkspaces(tmpDir: string, olderThanMs: number, log: JobContext['log']): Promise<void> {
+  const now = Date.now();
+  for (const entry of await readdir(tmpDir, { withFileTypes: true })) {
+    if (!entry.isDirectory() || !entry.name.startsWith(WORKSPACE_PREFIX)) continue;
+    const dir = path.join(tmpDir, entry.name);
+    try {
+      if (now - (await stat(dir)).mtimeMs < olderThanMs) continue;
+      await rm(dir, { recursive: true, force: true });
+      log.info({ dir }, 'removed a pipeline workspace left by an earlier run');
+    } catch (err) {
+      log.warn({ err, dir }, 'could not remove a stale pipeline workspace');
+    }
+  }
+}
+
+export async function runPhotogrammetry(ctx: Context, input: PipelineInput, job: JobContext, options: Required<PipelineJobOptions>): Promise<PipelineResult> {
+  await sweepStaleWorkspaces(ctx.tmpDir, options.timeoutMs + 60 * 60 * 1000, job.log);
+  const workspace = await mkdtemp(path.join(ctx.tmpDir, WORKSPACE_PREFIX));
+  try {
+    return await new Reconstruction(ctx, input, job, workspace, options.exhaustiveMaxPhotos).run();
+  } catch (err) {
+    if (isFinal(err, job)) {
+      await ctx.blobs.deletePrefix(`${uploadPrefix(input.upload_id)}/photos`).catch((cleanup: unknown) => job.log.warn({ err: cleanup }, 'could not remove the photos of a finished pipeline job'));
+    }
+    throw err;
+  } finally {
+    // The child is gone by now (runColmap resolves only once it has exited), so nothing writes here any more.
+    await rm(workspace, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Registers `photogrammetry` on the Context's job runner, once per Context
+ * (a test registers first with a short timeout). One attempt: a
+ * reconstruction is deterministic, so the same photos fail the same way
+ * again, and a run that timed out would time out again.
+ */
+export function registerPipelineJobs(ctx: Context, options: PipelineJobOptions = {}): void {
+  if (ctx.jobs.has(PHOTOGRAMMETRY)) return;
+  const resolved: Required<PipelineJobOptions> = {
+    timeoutMs: options.timeoutMs ?? ctx.config.pipeline.timeoutMinutes * 60_000,
+    exhaustiveMaxPhotos: options.exhaustiveMaxPhotos ?? EXHAUSTIVE_MAX_PHOTOS,
+  };
+  ctx.jobs.register<PipelineInput, PipelineResult>(PHOTOGRAMMETRY, (input, job) => runPhotogrammetry(ctx, input, job, resolved), {
+    maxAttempts: 1,
+    timeoutMs: resolved.timeoutMs,
+  });
+}

@@ -97,7 +97,7 @@ export async function buildApp(ctx: Context): Promise<App> {
       info: {
         title: 'Kiln',
         version: VERSION,
-        description: 'Self-hosted image service for shops: galleries, custom orders, product images by barcode, AI edits, products and orders.',
+        description: 'Self-hosted image service for shops: galleries, custom orders, product images by barcode, AI edits, products, orders, payments and 3D models from photos.',
       },
       components: {
         securitySchemes: {

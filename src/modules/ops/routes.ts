@@ -37,7 +37,7 @@ export async function opsRoutes(app: FastifyInstance, ctx: Context): Promise<voi
     async () => ({
       service: 'Kiln',
       version: VERSION,
-      description: 'Self-hosted image service for shops: galleries, custom orders, product images by barcode, AI edits, products and orders.',
+      description: 'Self-hosted image service for shops: galleries, custom orders, product images by barcode, AI edits, products, orders, payments and 3D models from photos.',
       endpoints: {
         health: '/health',
         metrics: '/metrics',
@@ -53,6 +53,8 @@ export async function opsRoutes(app: FastifyInstance, ctx: Context): Promise<voi
         ai_edits: '/api/v1/process/book',
         products: '/products',
         orders: '/orders',
+        payments: '/payments/create-intent',
+        pipeline: '/pipeline/upload',
         upload_page: '/upload',
       },
     }),

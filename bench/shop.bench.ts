@@ -17,11 +17,11 @@
  *
  *   npm run bench -- shop        (BENCH_SECONDS=10; CONNECTIONS=16)
  */
-import { createRequire } from 'node:module';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fixture, postMultipart } from '../test/helpers/upload.js';
-import { registerUser } from '../test/helpers/users.js';
+import { loginHeaders, registerUser } from '../test/helpers/users.js';
 import { startBenchServer, type BenchServer } from './lib/kiln-server.js';
+import { autocannon, statusesOf, type CannonOptions, type CannonRequest, type CannonResult } from './lib/load.js';
 import { fmt, table } from './lib/measure.js';
 import { machineLine } from './lib/report.js';
 
@@ -32,34 +32,6 @@ const PICTURED = 20;
 const SELL_OUT_STOCK = 2000;
 const ADMIN = { ADMIN_EMAIL: 'bench-admin@example.com', ADMIN_PASSWORD: 'bench-admin-password-1' };
 
-interface CannonRequest {
-  method?: string;
-  path?: string;
-  headers?: Record<string, string>;
-  body?: string;
-}
-interface CannonResult {
-  requests: { total: number };
-  latency: { p50: number; p99: number };
-  duration: number;
-  errors: number;
-  timeouts: number;
-  statusCodeStats?: Record<string, { count: number | string }>;
-}
-interface CannonOptions {
-  url: string;
-  connections: number;
-  duration?: number;
-  amount?: number;
-  method?: string;
-  headers?: Record<string, string>;
-  body?: string;
-  requests?: CannonRequest[];
-  idReplacement?: boolean;
-}
-// autocannon ships no types; this is the part of its API used here.
-const autocannon = createRequire(import.meta.url)('autocannon') as (opts: CannonOptions) => Promise<CannonResult>;
-
 interface Row {
   name: string;
   rps: number;
@@ -67,10 +39,6 @@ interface Row {
   p99: number;
   statuses: Record<string, number>;
   note: string;
-}
-
-function statusesOf(r: CannonResult): Record<string, number> {
-  return Object.fromEntries(Object.entries(r.statusCodeStats ?? {}).map(([code, s]) => [code, Number(s.count)]));
 }
 
 async function json<T>(res: Response): Promise<T> {
@@ -83,10 +51,7 @@ async function main(): Promise<void> {
   console.log(machineLine());
   const kiln: BenchServer = await startBenchServer(ADMIN);
   try {
-    const login = await json<{ access_token: string }>(
-      await fetch(`${kiln.url}/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email: ADMIN.ADMIN_EMAIL, password: ADMIN.ADMIN_PASSWORD }) }),
-    );
-    const admin = { authorization: `Bearer ${login.access_token}`, 'content-type': 'application/json' };
+    const admin = { ...(await loginHeaders(kiln.url, ADMIN.ADMIN_EMAIL, ADMIN.ADMIN_PASSWORD)), 'content-type': 'application/json' };
     const create = async (body: Record<string, unknown>) => json<{ id: string }>(await fetch(`${kiln.url}/products`, { method: 'POST', headers: admin, body: JSON.stringify(body) }));
     const stockOf = async (id: string) => (await json<{ stock_quantity: number }>(await fetch(`${kiln.url}/products/${id}`, { headers: admin }))).stock_quantity;
 

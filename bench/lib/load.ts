@@ -20,7 +20,7 @@ export interface LoadResult {
   errors: number;
 }
 
-interface CannonResult {
+export interface CannonResult {
   requests: { average: number; total: number };
   latency: { p50: number; p99: number };
   duration: number;
@@ -28,15 +28,30 @@ interface CannonResult {
   timeouts: number;
   statusCodeStats?: Record<string, { count: number | string }>;
 }
-interface CannonOptions {
+/** One request of a sequence each connection sends in turn. */
+export interface CannonRequest {
+  method?: string;
+  path?: string;
+  headers?: Record<string, string>;
+  body?: string;
+}
+export interface CannonOptions {
   url: string;
   connections: number;
-  duration: number;
+  duration?: number;
   amount?: number;
+  method?: string;
   headers?: Record<string, string>;
+  body?: string;
+  requests?: CannonRequest[];
 }
 // autocannon ships no types; this is the part of its API used here.
-const autocannon = createRequire(import.meta.url)('autocannon') as (opts: CannonOptions) => Promise<CannonResult>;
+export const autocannon = createRequire(import.meta.url)('autocannon') as (opts: CannonOptions) => Promise<CannonResult>;
+
+/** Answers per status code of a run. */
+export function statusesOf(r: Pick<CannonResult, 'statusCodeStats'>): Record<string, number> {
+  return Object.fromEntries(Object.entries(r.statusCodeStats ?? {}).map(([code, s]) => [code, Number(s.count)]));
+}
 
 export interface LoadOptions {
   url: string;
@@ -49,7 +64,7 @@ export interface LoadOptions {
 
 export async function runAutocannon(opts: LoadOptions): Promise<LoadResult> {
   const r = await autocannon({ url: opts.url, connections: opts.connections, duration: opts.seconds, amount: opts.requests, headers: opts.headers ?? {} });
-  const statuses = Object.fromEntries(Object.entries(r.statusCodeStats ?? {}).map(([code, s]) => [code, Number(s.count)]));
+  const statuses = statusesOf(r);
   return {
     tool: 'autocannon',
     rps: r.requests.total / r.duration,

@@ -29,3 +29,15 @@ export async function registerUser(baseUrl: string, name = `u${randomBytes(4).to
   const { access_token } = (await login.json()) as { access_token: string };
   return { id: user.id, email, username: name, password, token: access_token, headers: { authorization: `Bearer ${access_token}` } };
 }
+
+/** Logs an existing account in (an admin from ADMIN_EMAIL / ADMIN_PASSWORD, say) and returns its bearer header. */
+export async function loginHeaders(baseUrl: string, email: string, password: string): Promise<{ authorization: string }> {
+  const res = await fetch(`${baseUrl}/auth/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ email, password }),
+  });
+  if (res.status !== 200) throw new Error(`login of ${email} failed: ${res.status} ${await res.text()}`);
+  const { access_token } = (await res.json()) as { access_token: string };
+  return { authorization: `Bearer ${access_token}` };
+}

@@ -5,21 +5,15 @@ import { expect } from 'vitest';
 import type { TestServer } from '../../helpers/server.js';
 import { fixture, postMultipart } from '../../helpers/upload.js';
 import { filesUnder } from '../../helpers/files.js';
+import { loginHeaders } from '../../helpers/users.js';
 
 export const PATH_JPG = fixture('path_2560x1600_olympus_exif.jpg');
 export const ROCKET_JPG = fixture('rocket_small_640x427.jpg');
 
 export const ADMIN = { ADMIN_EMAIL: 'boss@example.com', ADMIN_PASSWORD: 'admin-password-123' };
 
-export async function loginAdmin(baseUrl: string): Promise<{ authorization: string }> {
-  const res = await fetch(`${baseUrl}/auth/login`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ email: ADMIN.ADMIN_EMAIL, password: ADMIN.ADMIN_PASSWORD }),
-  });
-  if (res.status !== 200) throw new Error(`admin login failed: ${res.status} ${await res.text()}`);
-  const { access_token } = (await res.json()) as { access_token: string };
-  return { authorization: `Bearer ${access_token}` };
+export function loginAdmin(baseUrl: string): Promise<{ authorization: string }> {
+  return loginHeaders(baseUrl, ADMIN.ADMIN_EMAIL, ADMIN.ADMIN_PASSWORD);
 }
 
 /** A smaller real photo (1280x800) for tests that need many quick uploads. */
@@ -103,15 +97,6 @@ export async function expectNothingStored(server: TestServer): Promise<void> {
   expect((await fetch(`${server.url}/health`)).status).toBe(200);
 }
 
-export async function expectProblem(res: Response, status: number, code?: string): Promise<{ code: string; detail: string }> {
-  const text = await res.text();
-  expect(res.status, text).toBe(status);
-  expect(res.headers.get('content-type')).toContain('application/problem+json');
-  const body = JSON.parse(text) as { detail: string; code: string; status: number };
-  expect(body.status).toBe(status);
-  expect(body.detail).not.toMatch(/\/tmp|\/work|node_modules|at .*\.ts/);
-  if (code) expect(body.code).toBe(code);
-  return body;
-}
+export { expectProblem } from '../../helpers/problem.js';
 
 export { pngBomb } from '../../helpers/png.js';

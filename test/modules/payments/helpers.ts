@@ -5,6 +5,7 @@ import { newId } from '../../../src/ids.js';
 import { createTestDatabase, hasPostgres } from '../../helpers/pg.js';
 import { startServer, type TestServer } from '../../helpers/server.js';
 import type { FakeStripe } from '../../helpers/stripe.js';
+import { loginHeaders } from '../../helpers/users.js';
 
 export const ADMIN = { ADMIN_EMAIL: 'cashier@example.com', ADMIN_PASSWORD: 'cashier-password-123' };
 
@@ -36,14 +37,7 @@ export async function startPayments(stripe: FakeStripe | null, env: Env = {}, da
     },
   };
   try {
-    const res = await fetch(`${server.url}/auth/login`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ email: ADMIN.ADMIN_EMAIL, password: ADMIN.ADMIN_PASSWORD }),
-    });
-    if (res.status !== 200) throw new Error(`admin login failed: ${res.status} ${await res.text()}`);
-    const { access_token } = (await res.json()) as { access_token: string };
-    return Object.assign(server, { admin: { authorization: `Bearer ${access_token}` } });
+    return Object.assign(server, { admin: await loginHeaders(server.url, ADMIN.ADMIN_EMAIL, ADMIN.ADMIN_PASSWORD) });
   } catch (err) {
     await server.close();
     throw err;

@@ -8,6 +8,7 @@ import type { Env } from '../../../src/config.js';
 import { filesUnder } from '../../helpers/files.js';
 import { startServer, type StartOptions, type TestServer } from '../../helpers/server.js';
 import { fixture, postMultipart } from '../../helpers/upload.js';
+import { loginHeaders } from '../../helpers/users.js';
 
 export const ADMIN = { ADMIN_EMAIL: 'maker@example.com', ADMIN_PASSWORD: 'maker-password-123' };
 
@@ -53,14 +54,7 @@ export interface PipelineServer extends TestServer {
 /** A real server with the in-process job runner and an admin. */
 export async function startPipeline(env: Env = {}, options: StartOptions = {}): Promise<PipelineServer> {
   const server = await startServer({ ...ADMIN, ...env }, { startJobs: true, ...options });
-  const res = await fetch(`${server.url}/auth/login`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ email: ADMIN.ADMIN_EMAIL, password: ADMIN.ADMIN_PASSWORD }),
-  });
-  if (res.status !== 200) throw new Error(`admin login failed: ${res.status}`);
-  const { access_token } = (await res.json()) as { access_token: string };
-  return Object.assign(server, { admin: { authorization: `Bearer ${access_token}` } });
+  return Object.assign(server, { admin: await loginHeaders(server.url, ADMIN.ADMIN_EMAIL, ADMIN.ADMIN_PASSWORD) });
 }
 
 export interface PipelineJobBody {
@@ -119,16 +113,7 @@ export async function pollUntilDone(
   }
 }
 
-export async function expectProblem(res: Response, status: number, code?: string): Promise<{ code: string; detail: string }> {
-  const text = await res.text();
-  expect(res.status, text).toBe(status);
-  expect(res.headers.get('content-type')).toContain('application/problem+json');
-  const body = JSON.parse(text) as { detail: string; code: string; status: number };
-  expect(body.status).toBe(status);
-  expect(body.detail).toMatch(/\.$/);
-  if (code) expect(body.code).toBe(code);
-  return body;
-}
+export { expectProblem } from '../../helpers/problem.js';
 
 /** Entries directly in DATA_DIR/tmp: staged uploads and job workspaces (directories) alike. */
 export async function tmpEntries(server: TestServer): Promise<string[]> {

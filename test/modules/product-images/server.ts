@@ -8,6 +8,7 @@ import type { Context } from '../../../src/context.js';
 import type { JobRunner } from '../../../src/platform/jobs/index.js';
 import { registerProductImageJobs, type EanFetchOptions } from '../../../src/modules/product-images/fetch-job.js';
 import { startServer, type TestServer } from '../../helpers/server.js';
+import { loginHeaders } from '../../helpers/users.js';
 
 export const FAST: EanFetchOptions = {
   connectTimeoutMs: 1_000,
@@ -87,9 +88,6 @@ export async function waitForJob(baseUrl: string, headers: Record<string, string
 export const ADMIN = { email: 'admin@example.com', password: 'admin-password-1' };
 
 /** Logs the admin (from ADMIN_EMAIL / ADMIN_PASSWORD) in and returns its headers. */
-export async function adminHeaders(baseUrl: string): Promise<{ authorization: string }> {
-  const res = await fetch(`${baseUrl}/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(ADMIN) });
-  if (res.status !== 200) throw new Error(`admin login failed: ${res.status} ${await res.text()}`);
-  const { access_token } = (await res.json()) as { access_token: string };
-  return { authorization: `Bearer ${access_token}` };
+export function adminHeaders(baseUrl: string): Promise<{ authorization: string }> {
+  return loginHeaders(baseUrl, ADMIN.email, ADMIN.password);
 }

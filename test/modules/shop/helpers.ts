@@ -1,19 +1,13 @@
 /** Shared pieces of the shop tests: a server with an admin, JSON calls, products made through the API. */
 import type { Env } from '../../../src/config.js';
 import { startServer, type TestServer } from '../../helpers/server.js';
+import { loginHeaders } from '../../helpers/users.js';
 
 export const ADMIN = { ADMIN_EMAIL: 'shopkeeper@example.com', ADMIN_PASSWORD: 'shopkeeper-password-1' };
 
 export async function startShop(env: Env = {}): Promise<TestServer & { admin: Record<string, string> }> {
   const server = await startServer({ ...ADMIN, ...env });
-  const res = await fetch(`${server.url}/auth/login`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ email: ADMIN.ADMIN_EMAIL, password: ADMIN.ADMIN_PASSWORD }),
-  });
-  if (res.status !== 200) throw new Error(`admin login failed: ${res.status}`);
-  const { access_token } = (await res.json()) as { access_token: string };
-  return Object.assign(server, { admin: { authorization: `Bearer ${access_token}` } });
+  return Object.assign(server, { admin: await loginHeaders(server.url, ADMIN.ADMIN_EMAIL, ADMIN.ADMIN_PASSWORD) });
 }
 
 export interface Answer<T = Record<string, unknown>> {

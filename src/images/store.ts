@@ -68,6 +68,30 @@ export interface StoredImage<S extends SizeName> {
 }
 
 /**
+ * An upload stored whole or not at all, as every module stores one: its
+ * sizes rendered into blobs (renderAndStore), then `commit` writes the rows.
+ * When rendering, a write or the commit fails, every blob written so far
+ * goes again before the error goes on. Removing the staged file is the
+ * caller's, who may still need it.
+ */
+export async function storeRendered<S extends SizeName, T>(
+  deps: { blobs: BlobStore; log: Logger },
+  staged: Pick<StagedUpload, 'path'>,
+  sizes: readonly S[],
+  keyOf: (size: S) => string,
+  options: RenderOptions,
+  commit: (stored: StoredImage<S>) => Promise<T>,
+): Promise<T> {
+  const batch = new BlobBatch(deps.blobs, deps.log);
+  try {
+    return await commit(await renderAndStore(batch, staged, sizes, keyOf, options));
+  } catch (err) {
+    await batch.rollback();
+    throw err;
+  }
+}
+
+/**
  * The upload path every module shares: render `sizes` from a staged upload
  * in one decode, write each into `batch` under `keyOf(size)`, and return what
  * the row stores. On failure the caller rolls the batch back.

@@ -13,7 +13,7 @@ import type { Context } from '../../context.js';
 import { NotFound, UnsupportedImage, ValidationFailed } from '../../errors.js';
 import { newId } from '../../ids.js';
 import { discardStaged, type ReceiveUpload, type StagedUpload } from '../../images/ingest.js';
-import { BlobBatch, renderAndStore, type StoredVariant } from '../../images/store.js';
+import { storeRendered, type StoredVariant } from '../../images/store.js';
 import * as repo from './repo.js';
 
 export const UPLOAD_SIZES = ['original'] as const;
@@ -48,12 +48,8 @@ export async function storeImage(
   commit: (row: repo.FileRow) => Promise<void>,
 ): Promise<repo.FileRow> {
   const fileId = newId();
-  const batch = new BlobBatch(ctx.blobs, ctx.log);
-  try {
-    const stored = await renderAndStore(batch, staged, sizes, (size) => blobKey(fileId, size), {
-      maxImagePixels: ctx.config.maxImagePixels,
-      jpegQuality: ctx.config.jpegQuality,
-    });
+  const options = { maxImagePixels: ctx.config.maxImagePixels, jpegQuality: ctx.config.jpegQuality };
+  return storeRendered(ctx, staged, sizes, (size) => blobKey(fileId, size), options, async (stored) => {
     const row: repo.FileRow = {
       file_id: fileId,
       ...file,
@@ -66,10 +62,7 @@ export async function storeImage(
     };
     await commit(row);
     return row;
-  } catch (err) {
-    await batch.rollback();
-    throw err;
-  }
+  });
 }
 
 export interface UploadedFile {

@@ -15,7 +15,7 @@ import type { Context } from '../../context.js';
 import { NotFound, Unauthorized, ValidationFailed } from '../../errors.js';
 import { newId } from '../../ids.js';
 import { discardStaged, type ReceiveUpload } from '../../images/ingest.js';
-import { BlobBatch, deleteBlobs, renderAndStore, type StoredVariant } from '../../images/store.js';
+import { deleteBlobs, storeRendered, type StoredVariant } from '../../images/store.js';
 import { SIZE_NAMES, type SizeName } from '../../images/variants.js';
 import type { Principal } from '../../auth/principal.js';
 import * as repo from './repo.js';
@@ -143,49 +143,44 @@ export class GalleryService {
 
     const staged = await receive({ tmpDir: ctx.tmpDir, maxBytes: ctx.config.maxUploadSize });
     const imageId = newId();
-    const batch = new BlobBatch(ctx.blobs, ctx.log);
+    const options = { maxImagePixels: ctx.config.maxImagePixels, jpegQuality: ctx.config.jpegQuality };
     try {
-      const stored = await renderAndStore(batch, staged, GALLERY_SIZES, (size) => blobKey(imageId, size), {
-        maxImagePixels: ctx.config.maxImagePixels,
-        jpegQuality: ctx.config.jpegQuality,
-      });
-      const now = isoNow(ctx.clock);
-      const isPrimary = await ctx.db.kysely.transaction().execute(async (tx) => {
-        const project = await repo.claimAndLockProject(ctx.db, tx, projectId, principal.userId, now);
-        if (!canWrite(principal, project.owner_id)) throw new NotFound('No such project.', 'project_not_found');
-        await repo.insertImage(tx, {
+      return await storeRendered(ctx, staged, GALLERY_SIZES, (size) => blobKey(imageId, size), options, async (stored) => {
+        const now = isoNow(ctx.clock);
+        const isPrimary = await ctx.db.kysely.transaction().execute(async (tx) => {
+          const project = await repo.claimAndLockProject(ctx.db, tx, projectId, principal.userId, now);
+          if (!canWrite(principal, project.owner_id)) throw new NotFound('No such project.', 'project_not_found');
+          await repo.insertImage(tx, {
+            image_id: imageId,
+            project_id: projectId,
+            seq: project.next_seq,
+            width: stored.width,
+            height: stored.height,
+            bytes: staged.bytes,
+            sha256: staged.sha256,
+            variants: JSON.stringify(stored.variants),
+            created_at: now,
+          });
+          const becomesPrimary = project.primary_image_id === null;
+          await repo.updateProject(tx, projectId, {
+            next_seq: project.next_seq + 1,
+            updated_at: touched(project, now),
+            ...(becomesPrimary ? { primary_image_id: imageId } : {}),
+          });
+          return becomesPrimary;
+        });
+        return {
           image_id: imageId,
           project_id: projectId,
-          seq: project.next_seq,
+          is_primary: isPrimary,
+          created_at: now,
           width: stored.width,
           height: stored.height,
           bytes: staged.bytes,
           sha256: staged.sha256,
-          variants: JSON.stringify(stored.variants),
-          created_at: now,
-        });
-        const becomesPrimary = project.primary_image_id === null;
-        await repo.updateProject(tx, projectId, {
-          next_seq: project.next_seq + 1,
-          updated_at: touched(project, now),
-          ...(becomesPrimary ? { primary_image_id: imageId } : {}),
-        });
-        return becomesPrimary;
+          urls: imageUrls(projectId, imageId),
+        };
       });
-      return {
-        image_id: imageId,
-        project_id: projectId,
-        is_primary: isPrimary,
-        created_at: now,
-        width: stored.width,
-        height: stored.height,
-        bytes: staged.bytes,
-        sha256: staged.sha256,
-        urls: imageUrls(projectId, imageId),
-      };
-    } catch (err) {
-      await batch.rollback();
-      throw err;
     } finally {
       await discardStaged(staged);
     }

@@ -14,7 +14,7 @@ import type { Context } from '../../context.js';
 import { NotFound, ValidationFailed } from '../../errors.js';
 import { newId } from '../../ids.js';
 import { discardStaged, type ReceiveUpload } from '../../images/ingest.js';
-import { BlobBatch, deleteBlobs, renderAndStore, type StoredVariant } from '../../images/store.js';
+import { deleteBlobs, storeRendered, type StoredVariant } from '../../images/store.js';
 import { SIZE_NAMES, type SizeName } from '../../images/variants.js';
 import type { Principal } from '../../auth/principal.js';
 import { decodeCursor, encodeCursor, stringPair } from '../../platform/http/cursor.js';
@@ -249,39 +249,34 @@ export class ProductService {
     if (!(await repo.findProduct(ctx.db.kysely, productId))) throw productNotFound();
     const staged = await receive({ tmpDir: ctx.tmpDir, maxBytes: ctx.config.maxUploadSize });
     const imageId = newId();
-    const batch = new BlobBatch(ctx.blobs, ctx.log);
+    const options = { maxImagePixels: ctx.config.maxImagePixels, jpegQuality: ctx.config.jpegQuality };
     try {
-      const stored = await renderAndStore(batch, staged, SIZE_NAMES, (size) => shopBlobKey(imageId, size), {
-        maxImagePixels: ctx.config.maxImagePixels,
-        jpegQuality: ctx.config.jpegQuality,
+      return await storeRendered(ctx, staged, SIZE_NAMES, (size) => shopBlobKey(imageId, size), options, async (stored) => {
+        const now = isoNow(ctx.clock);
+        const row = await ctx.db.kysely.transaction().execute(async (tx) => {
+          // Deleted while its picture was being made: the blobs go with the error below.
+          const product = await repo.lockProduct(ctx.db, tx, productId);
+          if (!product) throw productNotFound();
+          const image: repo.ProductImageRow = {
+            image_id: imageId,
+            product_id: productId,
+            seq: Number(product.next_image_seq),
+            source: 'upload',
+            ean_code: null,
+            blob_id: imageId,
+            width: stored.width,
+            height: stored.height,
+            bytes: staged.bytes,
+            sha256: staged.sha256,
+            variants: JSON.stringify(stored.variants),
+            created_at: now,
+          };
+          await repo.insertProductImage(tx, image);
+          await repo.updateProduct(tx, productId, { next_image_seq: image.seq + 1, updated_at: now });
+          return image;
+        });
+        return { product_id: productId, ...imageView(row) };
       });
-      const now = isoNow(ctx.clock);
-      const row = await ctx.db.kysely.transaction().execute(async (tx) => {
-        // Deleted while its picture was being made: the blobs go with the error below.
-        const product = await repo.lockProduct(ctx.db, tx, productId);
-        if (!product) throw productNotFound();
-        const image: repo.ProductImageRow = {
-          image_id: imageId,
-          product_id: productId,
-          seq: Number(product.next_image_seq),
-          source: 'upload',
-          ean_code: null,
-          blob_id: imageId,
-          width: stored.width,
-          height: stored.height,
-          bytes: staged.bytes,
-          sha256: staged.sha256,
-          variants: JSON.stringify(stored.variants),
-          created_at: now,
-        };
-        await repo.insertProductImage(tx, image);
-        await repo.updateProduct(tx, productId, { next_image_seq: image.seq + 1, updated_at: now });
-        return image;
-      });
-      return { product_id: productId, ...imageView(row) };
-    } catch (err) {
-      await batch.rollback();
-      throw err;
     } finally {
       await discardStaged(staged);
     }

@@ -7,6 +7,8 @@
  *   idempotency: the same Idempotency-Key and parameters answer the first
  *   result again, other parameters a 400 `idempotency_error`;
  * - `GET /v1/payment_intents/:id`, 404 `resource_missing` for an unknown id;
+ * - `POST /v1/payment_intents/:id/cancel`, refused with
+ *   `payment_intent_unexpected_state` once the intent succeeded or was canceled;
  * - `Authorization: Bearer <key>` checked on each (401 otherwise);
  * - Stripe's object and error shapes (`{error: {type, code, message}}`).
  *
@@ -180,6 +182,21 @@ export async function startFakeStripe(apiKey = FAKE_STRIPE_KEY): Promise<FakeStr
         const answer = createIntent(form);
         if (idempotencyKey !== undefined) idempotent.set(idempotencyKey, { params: text, ...answer });
         sendJson(res, answer.status, answer.body);
+        return;
+      }
+      const cancel = /^\/v1\/payment_intents\/([^/]+)\/cancel$/.exec(path);
+      if (req.method === 'POST' && cancel?.[1]) {
+        const intent = intents.get(decodeURIComponent(cancel[1]));
+        if (!intent) {
+          stripeError(res, 404, 'invalid_request_error', `No such payment_intent: '${cancel[1]}'`, { code: 'resource_missing', param: 'intent' });
+          return;
+        }
+        if (intent.status === 'succeeded' || intent.status === 'canceled') {
+          stripeError(res, 400, 'invalid_request_error', `You cannot cancel this PaymentIntent because it has a status of ${intent.status}. Only a PaymentIntent with one of the following statuses may be canceled: requires_payment_method, requires_capture, requires_confirmation, requires_action, processing.`, { code: 'payment_intent_unexpected_state' });
+          return;
+        }
+        Object.assign(intent, { status: 'canceled', canceled_at: Math.floor(Date.now() / 1000), cancellation_reason: form.cancellation_reason ?? null });
+        sendJson(res, 200, intent);
         return;
       }
       const one = /^\/v1\/payment_intents\/([^/]+)$/.exec(path);

@@ -200,6 +200,24 @@ export class PaymentService {
     return { event, outcome };
   }
 
+  /**
+   * The order was cancelled: its intent that can still be paid is canceled at
+   * Stripe, so the buyer cannot pay for what will not be sent. Best effort
+   * and never throws: the order is cancelled already, and a payment that
+   * slips through is recorded and logged for a refund (confirmOrder). Without
+   * STRIPE_KEY there is nothing to cancel.
+   */
+  async releaseCancelledOrder(orderId: string): Promise<void> {
+    if (!this.gateway) return;
+    const live = await repo.livePaymentOf(this.ctx.db.kysely, orderId);
+    if (!live || live.status === 'succeeded') return;
+    try {
+      await this.applyIntent(live, await this.gateway.cancelIntent(live.intent_id));
+    } catch (err) {
+      this.ctx.log.warn({ err, orderId, intentId: live.intent_id }, 'could not cancel the payment intent of a cancelled order: cancel it in Stripe');
+    }
+  }
+
   /** The payment when the caller is its buyer or an admin; a 404 for anyone else. */
   private async visiblePayment(principal: Principal, paymentId: string): Promise<repo.PaymentWithOrder> {
     const payment = await repo.findPayment(this.ctx.db.kysely, paymentId);

@@ -41,6 +41,8 @@ export interface PaymentGateway {
   /** Same `idempotencyKey`, same intent: Stripe answers a repeated create with the first one's result. */
   createIntent(input: NewIntent, idempotencyKey: string): Promise<Intent>;
   retrieveIntent(intentId: string): Promise<Intent>;
+  /** Cancels an intent that can still be paid; one Stripe will not cancel any more (it succeeded meanwhile) comes back as it is. */
+  cancelIntent(intentId: string): Promise<Intent>;
   /** The event a delivery carries, once its Stripe-Signature matches `rawBody` under `secret`; else a 400. */
   verifyEvent(rawBody: Buffer, signature: string | undefined, secret: string, now: Date): Promise<StripeEvent>;
 }
@@ -143,6 +145,18 @@ export function createStripeGateway(settings: StripeSettings): PaymentGateway | 
       try {
         return intentOf(await client.paymentIntents.retrieve(intentId));
       } catch (err) {
+        throw providerFailure(err, sdk);
+      }
+    },
+
+    async cancelIntent(intentId) {
+      const { sdk, client } = await connect();
+      try {
+        // 'abandoned': the shop cancelled the order, so nobody will pay this intent.
+        return intentOf(await client.paymentIntents.cancel(intentId, { cancellation_reason: 'abandoned' }));
+      } catch (err) {
+        // Too late to cancel (it succeeded, or was canceled already): what it is now is the answer.
+        if (err instanceof sdk.default.errors.StripeInvalidRequestError && err.code === 'payment_intent_unexpected_state') return this.retrieveIntent(intentId);
         throw providerFailure(err, sdk);
       }
     },

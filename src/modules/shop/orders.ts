@@ -63,7 +63,11 @@ function mergedLines(items: OrderBody['items']): Array<{ productId: string; quan
 }
 
 export class OrderService {
-  constructor(private readonly ctx: Context) {}
+  /** `onCancelled` runs once an order's cancel is committed (payments cancel its open intent); it must not throw. */
+  constructor(
+    private readonly ctx: Context,
+    private readonly onCancelled: (orderId: string) => Promise<void> = async () => undefined,
+  ) {}
 
   async create(principal: Principal, body: OrderBody): Promise<OrderView> {
     const { ctx } = this;
@@ -143,7 +147,7 @@ export class OrderService {
   /** An admin moves an order along its life; cancelling returns its stock. Any other move: 409. */
   async setStatus(orderId: string, status: OrderStatus): Promise<OrderView> {
     const { ctx } = this;
-    return ctx.db.kysely.transaction().execute(async (tx) => {
+    const view = await ctx.db.kysely.transaction().execute(async (tx) => {
       const order = await repo.lockOrder(ctx.db, tx, orderId);
       if (!order) throw orderNotFound();
       const from = order.status;
@@ -158,5 +162,7 @@ export class OrderService {
       await repo.setOrderStatus(tx, orderId, status, now);
       return orderView({ ...order, status, updated_at: now }, items);
     });
+    if (status === 'cancelled') await this.onCancelled(orderId);
+    return view;
   }
 }

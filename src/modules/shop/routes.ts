@@ -10,6 +10,7 @@ import { jpegVariantFile, sendStoredImage } from '../../images/serve.js';
 import { emptyQueryValuesAbsent } from '../../platform/http/cursor.js';
 import { receiveOneFile } from '../../platform/http/one-file.js';
 import { authProblems, imageAnswers, ProblemSchema, SIGNED_IN, singleFileField } from '../../platform/http/schemas.js';
+import { PaymentService } from '../payments/service.js';
 import { OrderService } from './orders.js';
 import { ProductService } from './products.js';
 import {
@@ -40,7 +41,8 @@ const adminProblems = { ...authProblems, 403: ProblemSchema } as const;
 export async function shopRoutes(parent: FastifyInstance, ctx: Context): Promise<void> {
   const app = parent.withTypeProvider<TypeBoxTypeProvider>();
   const products = new ProductService(ctx);
-  const orders = new OrderService(ctx);
+  const payments = new PaymentService(ctx);
+  const orders = new OrderService(ctx, (orderId) => payments.releaseCancelledOrder(orderId));
 
   app.get(
     '/products',

@@ -51,4 +51,41 @@ describe('a purchase through the shop', () => {
     const after = await call<OrderJson>(server, 'GET', `/orders/${order.body.id}`, buyer.headers);
     expect(after.body).toMatchObject({ status: 'confirmed', stripe_payment_intent_id: intentId });
   });
+
+  /** A pending order of one mug, with an intent made for it; its ids. */
+  async function orderWithIntent(): Promise<{ orderId: string; paymentId: string; intentId: string }> {
+    const product = await call<{ id: string }>(server, 'POST', '/products', server.admin, { name: 'Bowl', price: '12.00', stock_quantity: 5 });
+    const order = await call<OrderJson>(server, 'POST', '/orders', buyer.headers, { items: [{ product_id: product.body.id, quantity: 1 }] });
+    const intent = await call<IntentJson>(server, 'POST', '/payments/create-intent', buyer.headers, { order_id: order.body.id });
+    expect(intent.status).toBe(201);
+    return { orderId: order.body.id, paymentId: intent.body.payment_id, intentId: await intentIdOf(server, intent.body.payment_id) };
+  }
+
+  it('cancelling an order cancels its open intent at Stripe, so it cannot be paid any more', async () => {
+    const { orderId, paymentId, intentId } = await orderWithIntent();
+    const cancelled = await call<OrderJson>(server, 'PUT', `/orders/${orderId}/status`, server.admin, { status: 'cancelled' });
+    expect(cancelled).toMatchObject({ status: 200, body: { status: 'cancelled' } });
+    expect(stripe.intents.get(intentId)).toMatchObject({ status: 'canceled', cancellation_reason: 'abandoned' });
+    const payment = await call<{ status: string; order_status: string }>(server, 'GET', `/payments/${paymentId}`, buyer.headers);
+    expect(payment.body).toMatchObject({ status: 'canceled', order_status: 'cancelled' });
+  });
+
+  it('an order whose intent Stripe will not cancel (paid meanwhile) is cancelled all the same; the payment says succeeded', async () => {
+    const { orderId, paymentId, intentId } = await orderWithIntent();
+    stripe.succeed(intentId); // paid at Stripe, and no webhook has told Kiln yet
+    const cancelled = await call<OrderJson>(server, 'PUT', `/orders/${orderId}/status`, server.admin, { status: 'cancelled' });
+    expect(cancelled).toMatchObject({ status: 200, body: { status: 'cancelled' } });
+    expect(stripe.intents.get(intentId)?.status).toBe('succeeded');
+    const payment = await call<{ status: string; order_status: string }>(server, 'GET', `/payments/${paymentId}`, buyer.headers);
+    expect(payment.body).toMatchObject({ status: 'succeeded', order_status: 'cancelled' });
+  });
+
+  it('Stripe failing to cancel leaves the order cancelled (the cancel is logged for a person)', async () => {
+    const { orderId, paymentId, intentId } = await orderWithIntent();
+    stripe.failNext.push({ status: 500, type: 'api_error', message: 'Something went wrong on Stripe\'s end.' });
+    const cancelled = await call<OrderJson>(server, 'PUT', `/orders/${orderId}/status`, server.admin, { status: 'cancelled' });
+    expect(cancelled).toMatchObject({ status: 200, body: { status: 'cancelled' } });
+    expect(stripe.intents.get(intentId)?.status).toBe('requires_payment_method');
+    expect((await call<{ status: string }>(server, 'GET', `/payments/${paymentId}`, buyer.headers)).body.status).toBe('requires_payment_method');
+  });
 });

@@ -34,7 +34,14 @@ export interface StartOptions {
 export async function startServer(env: Env = {}, options: StartOptions = {}): Promise<TestServer> {
   const temp = options.dataDir ? null : tempDataDir();
   const dataDir = options.dataDir ?? (temp as { dir: string }).dir;
-  const made = await createContext(testConfig(dataDir, env), { clock: options.clock });
+  let made: Context;
+  try {
+    made = await createContext(testConfig(dataDir, env), { clock: options.clock });
+  } catch (err) {
+    // A test of a bad setting ends here: its temp directory goes with it.
+    temp?.cleanup();
+    throw err;
+  }
   const ctx = (await options.prepare?.(made)) ?? made;
   const app = await buildApp(ctx);
   await app.listen({ host: '127.0.0.1', port: 0 });

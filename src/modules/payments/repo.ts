@@ -1,7 +1,7 @@
 /**
- * SQL of payments. Orders are the shop's (modules/shop): read here, and
- * changed only in their `stripe_payment_intent_id`; confirming one is the
- * shop's `confirmPaidOrder`.
+ * SQL of payments. Orders are the shop's (modules/shop): read through its
+ * repo, changed here only in their `stripe_payment_intent_id`; confirming
+ * one is the shop's `confirmPaidOrder`.
  */
 import type { Kysely, Transaction } from 'kysely';
 import type { Database, PaymentsTable } from '../../platform/db/schema.js';
@@ -11,18 +11,6 @@ type Q = Transaction<Database> | Kysely<Database>;
 
 /** Intent statuses that never change again at Stripe: a row in one of them is never rewritten. */
 export const FINAL_STATUSES = ['succeeded', 'canceled'] as const;
-
-export interface OrderFacts {
-  order_id: string;
-  user_id: string;
-  total_minor: number | string;
-  currency: string;
-  status: string;
-}
-
-export async function findOrder(q: Q, orderId: string): Promise<OrderFacts | undefined> {
-  return q.selectFrom('orders').select(['order_id', 'user_id', 'total_minor', 'currency', 'status']).where('order_id', '=', orderId).executeTakeFirst();
-}
 
 /** A payment with its order's status now (every payment has its order: the foreign key takes it with the order). */
 export type PaymentWithOrder = PaymentRow & { order_status: string };

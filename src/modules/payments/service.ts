@@ -26,6 +26,7 @@ import type { Principal } from '../../auth/principal.js';
 import type { Database } from '../../platform/db/schema.js';
 import { formatMoney } from '../shop/money.js';
 import { confirmPaidOrder } from '../shop/order-status.js';
+import * as orders from '../shop/repo.js';
 import * as repo from './repo.js';
 import { createStripeGateway, type Intent, type PaymentGateway, type StripeEvent } from './stripe.js';
 
@@ -125,7 +126,7 @@ export class PaymentService {
   async createIntent(principal: Principal, orderId: string): Promise<{ view: IntentView; created: boolean }> {
     const gateway = this.assertConfigured();
     const { ctx } = this;
-    const order = await repo.findOrder(ctx.db.kysely, orderId);
+    const order = await orders.findOrder(ctx.db.kysely, orderId);
     // A payment is the buyer's own act: anyone else, admins included, finds no such order.
     if (!order || order.user_id !== principal.userId) throw orderNotFound();
     if (order.status !== 'pending') throw new Conflict(`Only a pending order can be paid; this one is ${order.status}.`, 'order_not_payable');
@@ -275,7 +276,7 @@ export class PaymentService {
       return;
     }
     if (await confirmPaidOrder(tx, payment.order_id, now)) return;
-    const order = await repo.findOrder(tx, payment.order_id);
+    const order = await orders.findOrder(tx, payment.order_id);
     // Paid after the order was cancelled: the order stays cancelled, the money is the buyer's, and Kiln does not refund by itself.
     if (justSucceeded && order?.status === 'cancelled') log.warn(facts, 'payment succeeded for a cancelled order: refund it in Stripe');
   }

@@ -26,7 +26,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Context } from '../../context.js';
 import { DomainError } from '../../errors.js';
-import { PermanentJobError, type JobContext } from '../../platform/jobs/index.js';
+import { abortWhy, PermanentJobError, type JobContext } from '../../platform/jobs/index.js';
 import { checkColmap, ColmapNotFound, runColmap, type RunResult } from './colmap.js';
 import { pointCloudToGlb } from './glb.js';
 import { parsePly, PlyError, type PointCloud } from './ply.js';
@@ -101,11 +101,6 @@ function sha256(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
-/** The abort reason's name (platform/jobs/execute.ts aborts with an Error named by why). */
-function abortReason(signal: AbortSignal): string {
-  return signal.reason instanceof Error ? signal.reason.message : String(signal.reason);
-}
-
 /**
  * Whether this run's ending is the job's last: then its photos can go. A
  * shutdown puts the job back in the queue and a lost lease means another
@@ -113,7 +108,7 @@ function abortReason(signal: AbortSignal): string {
  */
 function isFinal(err: unknown, job: JobContext): boolean {
   if (job.signal.aborted) {
-    const why = abortReason(job.signal);
+    const why = abortWhy(job.signal);
     if (why === 'shutdown' || why === 'lost') return false;
     if (why === 'cancelled') return true;
     return job.attempt >= job.maxAttempts;
@@ -282,7 +277,7 @@ class Reconstruction {
       throw err;
     }
     // Killed on abort: the runner has already ended the attempt (timeout, shutdown); say so for the log.
-    if (this.job.signal.aborted) throw new Error(`COLMAP ${command} stopped: ${abortReason(this.job.signal)}`);
+    if (this.job.signal.aborted) throw new Error(`COLMAP ${command} stopped: ${abortWhy(this.job.signal) ?? 'aborted'}`);
     if (result.signal !== null || (result.code !== 0 && !mayFail)) {
       this.job.log.warn({ command, code: result.code, signal: result.signal, output: result.tail }, 'COLMAP step failed');
       const how = result.signal ? `was killed by ${result.signal}` : `exited with code ${result.code}`;

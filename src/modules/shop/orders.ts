@@ -10,7 +10,7 @@ import type { Context } from '../../context.js';
 import { Conflict, Forbidden, NotFound, ValidationFailed } from '../../errors.js';
 import { newId } from '../../ids.js';
 import type { Principal } from '../../auth/principal.js';
-import { decodeCursor, encodeCursor, stringPair } from '../../platform/http/cursor.js';
+import { decodePosition, encodePosition } from '../../platform/http/cursor.js';
 import { formatMoney } from './money.js';
 import { canMove, isOrderStatus, type OrderStatus } from './order-status.js';
 import * as repo from './repo.js';
@@ -45,11 +45,6 @@ function orderView(order: repo.OrderRow, items: readonly repo.OrderItemRow[]): O
 }
 
 const orderNotFound = (): NotFound => new NotFound('No such order.', 'order_not_found');
-
-function positionOf(value: unknown): repo.PageAfter | undefined {
-  const pair = stringPair(value);
-  return pair && { createdAt: pair[0], id: pair[1] };
-}
 
 /** One line per product, in the order first named; quantities of a product named twice add up. */
 function mergedLines(items: OrderBody['items']): Array<{ productId: string; quantity: number; field: string }> {
@@ -131,7 +126,7 @@ export class OrderService {
   async list(principal: Principal, query: OrderListQuery): Promise<{ orders: OrderView[]; next_cursor: string | null }> {
     if (query.all && !principal.isAdmin) throw new Forbidden('Only admins may list every customer\'s orders.', 'admin_required');
     const q = this.ctx.db.kysely;
-    const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor, positionOf);
+    const after = query.cursor === undefined ? undefined : decodePosition(query.cursor);
     const rows = await repo.listOrders(q, query.all ? undefined : principal.userId, query.limit + 1, after);
     const page = rows.slice(0, query.limit);
     const items = await repo.itemsOf(q, page.map((o) => o.order_id));
@@ -140,7 +135,7 @@ export class OrderService {
     const last = page[page.length - 1];
     return {
       orders: page.map((o) => orderView(o, byOrder.get(o.order_id) ?? [])),
-      next_cursor: rows.length > query.limit && last ? encodeCursor([last.created_at, last.order_id]) : null,
+      next_cursor: rows.length > query.limit && last ? encodePosition({ createdAt: last.created_at, id: last.order_id }) : null,
     };
   }
 

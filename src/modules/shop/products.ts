@@ -17,7 +17,7 @@ import { discardStaged, type ReceiveUpload } from '../../images/ingest.js';
 import { deleteBlobs, storeRendered, type StoredVariant } from '../../images/store.js';
 import { SIZE_NAMES, type SizeName } from '../../images/variants.js';
 import type { Principal } from '../../auth/principal.js';
-import { decodeCursor, encodeCursor, stringPair } from '../../platform/http/cursor.js';
+import { decodePosition, encodePosition } from '../../platform/http/cursor.js';
 import { EAN_FETCH, parseEan, productBlobKey, type EanFetchInput } from '../product-images/service.js';
 import { PRODUCT_SIZES } from '../product-images/schemas.js';
 import type { JobStatus } from '../../platform/jobs/index.js';
@@ -130,12 +130,6 @@ function eanOf(value: string | null | undefined): string | null {
   return value === null || value === undefined ? null : parseEan(value, 'body.ean_code');
 }
 
-/** A cursor's payload `[created_at, id]` read back as where the next page starts. */
-function positionOf(value: unknown): repo.PageAfter | undefined {
-  const pair = stringPair(value);
-  return pair && { createdAt: pair[0], id: pair[1] };
-}
-
 export class ProductService {
   constructor(private readonly ctx: Context) {}
 
@@ -155,7 +149,7 @@ export class ProductService {
   }
 
   async list(principal: Principal | null, query: ProductListQuery): Promise<{ products: ProductView[]; next_cursor: string | null }> {
-    const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor, positionOf);
+    const after = query.cursor === undefined ? undefined : decodePosition(query.cursor);
     const filter: repo.ProductFilter = { activeOnly: !principal?.isAdmin, category: query.category, text: query.q };
     // One row more than the page says whether another page follows, without a count.
     const rows = await repo.listProducts(this.ctx.db.kysely, filter, query.limit + 1, after);
@@ -166,7 +160,7 @@ export class ProductService {
     const last = page[page.length - 1];
     return {
       products: page.map((r) => productView(r, byProduct.get(r.product_id) ?? [])),
-      next_cursor: rows.length > query.limit && last ? encodeCursor([last.created_at, last.product_id]) : null,
+      next_cursor: rows.length > query.limit && last ? encodePosition({ createdAt: last.created_at, id: last.product_id }) : null,
     };
   }
 

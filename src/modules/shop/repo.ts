@@ -6,6 +6,7 @@
  */
 import { sql, type Insertable, type Kysely, type Transaction } from 'kysely';
 import { lockForUpdate, type Db } from '../../platform/db/index.js';
+import type { Position } from '../../platform/http/cursor.js';
 import type { Database, OrderItemsTable, OrdersTable, ProductsTable, ShopProductImagesTable } from '../../platform/db/schema.js';
 
 export type ProductRow = ProductsTable;
@@ -15,10 +16,7 @@ export type OrderItemRow = OrderItemsTable;
 type Q = Transaction<Database> | Kysely<Database>;
 
 /** Where a newest-first page starts: after the row with this (created_at, id). */
-export interface PageAfter {
-  createdAt: string;
-  id: string;
-}
+export type PageAfter = Position;
 
 // ---- products
 

@@ -2,7 +2,7 @@
 import { isoNow } from '../../clock.js';
 import type { Context } from '../../context.js';
 import { NotFound } from '../../errors.js';
-import { decodeCursor, encodeCursor, stringPair } from '../../platform/http/cursor.js';
+import { decodePosition, encodePosition } from '../../platform/http/cursor.js';
 import * as repo from './repo.js';
 import { toUserView, type UserView } from './service.js';
 
@@ -11,19 +11,13 @@ export interface UserPage {
   next_cursor: string | null;
 }
 
-/** A cursor's payload `[created_at, id]` (of the last user of a page) read back as where the next page starts. */
-function positionOf(value: unknown): repo.UserPosition | undefined {
-  const pair = stringPair(value);
-  return pair && { createdAt: pair[0], id: pair[1] };
-}
-
 export async function listUsers(ctx: Context, limit: number, cursor?: string): Promise<UserPage> {
-  const after = cursor ? decodeCursor(cursor, positionOf) : undefined;
+  const after = cursor ? decodePosition(cursor) : undefined;
   // One extra row tells whether another page exists without a count query.
   const rows = await repo.listUsers(ctx.db.kysely, limit + 1, after);
   const page = rows.slice(0, limit);
   const last = page[page.length - 1];
-  return { users: page.map(toUserView), next_cursor: rows.length > limit && last ? encodeCursor([last.created_at, last.id]) : null };
+  return { users: page.map(toUserView), next_cursor: rows.length > limit && last ? encodePosition({ createdAt: last.created_at, id: last.id }) : null };
 }
 
 export interface AdminChanges {

@@ -4,6 +4,7 @@
  */
 import type { Insertable, Kysely, Selectable, Updateable } from 'kysely';
 import type { Database } from '../../platform/db/index.js';
+import type { Position } from '../../platform/http/cursor.js';
 
 type Q = Kysely<Database>;
 export type UserRow = Selectable<Database['users']>;
@@ -55,10 +56,8 @@ export async function deleteUser(q: Q, id: string): Promise<void> {
   });
 }
 
-export interface UserPosition {
-  createdAt: string;
-  id: string;
-}
+/** Where a page of users starts: after the user with this (created_at, id). */
+export type UserPosition = Position;
 
 /** Users in creation order (id breaks ties), `limit` of them after `after`. */
 export async function listUsers(q: Q, limit: number, after?: UserPosition): Promise<UserRow[]> {

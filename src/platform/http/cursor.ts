@@ -41,6 +41,25 @@ export function stringPair(value: unknown): [string, string] | undefined {
   return Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'string' ? [value[0], value[1]] : undefined;
 }
 
+/** Where a page ordered by (created_at, id) stops: the last row's two values. */
+export interface Position {
+  createdAt: string;
+  id: string;
+}
+
+/** The cursor of the page after `last`. */
+export function encodePosition(last: Position): string {
+  return encodeCursor([last.createdAt, last.id]);
+}
+
+/** The position an `encodePosition` cursor carries, or 422 `invalid_cursor`. */
+export function decodePosition(cursor: string): Position {
+  return decodeCursor(cursor, (value) => {
+    const pair = stringPair(value);
+    return pair && { createdAt: pair[0], id: pair[1] };
+  });
+}
+
 /**
  * A list route's `preValidation` hook: query parameters sent empty are
  * dropped before the schema sees them, so they take their defaults exactly

@@ -28,10 +28,18 @@ export interface ExecuteDeps {
   leaseMs: number;
 }
 
+/** Why a running job's signal was aborted. */
+export type AbortWhy = 'timeout' | 'lost' | 'cancelled' | 'shutdown';
+
 class AbortReason extends Error {
-  constructor(readonly why: 'timeout' | 'lost' | 'cancelled' | 'shutdown') {
+  constructor(readonly why: AbortWhy) {
     super(why);
   }
+}
+
+/** Why `signal` (a JobContext's) was aborted, or null while it is not: for a job that cleans up differently on a shutdown than on a timeout. */
+export function abortWhy(signal: AbortSignal): AbortWhy | null {
+  return signal.aborted && signal.reason instanceof AbortReason ? signal.reason.why : null;
 }
 
 export const INTERRUPTED: JobErrorInfo = { code: 'interrupted', detail: 'The job was interrupted too many times.' };

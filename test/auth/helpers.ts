@@ -10,6 +10,9 @@ export class TestClock implements Clock {
   advanceMinutes(minutes: number): void {
     this.offsetMs += minutes * 60_000;
   }
+  advanceSeconds(seconds: number): void {
+    this.offsetMs += seconds * 1000;
+  }
 }
 
 export interface Answer<T = Record<string, unknown>> {

@@ -2,13 +2,18 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectProblem } from '../helpers/problem.js';
 import { startServer, type TestServer } from '../helpers/server.js';
-import { bearer, call, register, type Account } from './helpers.js';
+import { bearer, call, login, register, TestClock, type Account } from './helpers.js';
 
 const SHARED_SECRET = 'shared-secret-between-kiln-and-the-auth-service';
 const secretKey = new TextEncoder().encode(SHARED_SECRET);
 
 let jwks: Server;
+let jwksUrl: string;
+/** Requests the JWKS server has answered. */
+let jwksRequests = 0;
+const clock = new TestClock();
 let server: TestServer;
 let account: Account;
 let rsa: { privateKey: CryptoKey; jwk: JWK };
@@ -24,12 +29,15 @@ beforeAll(async () => {
   ec = await keyPair('ES256', 'ec-1');
   // The external issuer's key set, served the way an identity provider serves it.
   jwks = createServer((_req, res) => {
+    jwksRequests++;
     res.setHeader('content-type', 'application/json');
     res.end(JSON.stringify({ keys: [rsa.jwk, ec.jwk] }));
   });
   await new Promise<void>((resolve) => jwks.listen(0, '127.0.0.1', resolve));
   const { port } = jwks.address() as AddressInfo;
-  server = await startServer({ JWT_SECRET: SHARED_SECRET, JWT_JWKS_URL: `http://127.0.0.1:${port}/.well-known/jwks.json` });
+  jwksUrl = `http://127.0.0.1:${port}/.well-known/jwks.json`;
+  // The JWKS fetch goes through the outbound guard: a loopback issuer must be allowed.
+  server = await startServer({ JWT_SECRET: SHARED_SECRET, JWT_JWKS_URL: jwksUrl, FETCH_ALLOWED_HOSTS: '127.0.0.1' }, { clock });
   account = await register(server.url);
 });
 afterAll(async () => {
@@ -38,7 +46,10 @@ afterAll(async () => {
 });
 
 const now = () => Math.floor(Date.now() / 1000);
+/** Kiln's own idea of now, in seconds: the clock it was given. */
+const kilnNow = () => Math.floor(clock.now().getTime() / 1000);
 const me = (token: string) => call(server.url, 'GET', '/users/me', { headers: bearer(token) });
+const meRaw = (baseUrl: string, token: string) => fetch(`${baseUrl}/users/me`, { headers: bearer(token) });
 
 function claims(sub: string) {
   return new SignJWT({ role: 'customer' }).setSubject(sub).setIssuedAt().setExpirationTime('10m');
@@ -98,6 +109,25 @@ describe('tokens from another service', () => {
     expect((await me(token)).status).toBe(401);
   });
 
+  it('expiry is exact: a token expired a few seconds ago (by Kiln\'s clock) is 401 token_expired, HS256 and RS256', async () => {
+    const t = kilnNow();
+    const hs = await new SignJWT({}).setSubject(account.id).setProtectedHeader({ alg: 'HS256' }).setIssuedAt(t - 600).setExpirationTime(t - 3).sign(secretKey);
+    const rs = await new SignJWT({}).setSubject(account.id).setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' }).setIssuedAt(t - 600).setExpirationTime(t - 3).sign(rsa.privateKey);
+    for (const token of [hs, rs]) await expectProblem(await meRaw(server.url, token), 401, 'token_expired');
+    // The same token a few seconds before its exp still works: the 401 above is the expiry, not something else.
+    const fresh = await new SignJWT({}).setSubject(account.id).setProtectedHeader({ alg: 'HS256' }).setIssuedAt(t - 600).setExpirationTime(t + 5).sign(secretKey);
+    expect((await me(fresh)).status).toBe(200);
+  });
+
+  it('nbf is exact: a token valid from a few seconds from now is 401 (HS256 and RS256)', async () => {
+    const t = kilnNow();
+    const hs = await claims(account.id).setProtectedHeader({ alg: 'HS256' }).setNotBefore(t + 5).sign(secretKey);
+    const rs = await claims(account.id).setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' }).setNotBefore(t + 5).sign(rsa.privateKey);
+    for (const token of [hs, rs]) await expectProblem(await meRaw(server.url, token), 401);
+    const started = await claims(account.id).setProtectedHeader({ alg: 'HS256' }).setNotBefore(t - 5).sign(secretKey);
+    expect((await me(started)).status).toBe(200);
+  });
+
   it('a valid token whose sub is not a local user is 401', async () => {
     const token = await claims('user-of-another-service').setProtectedHeader({ alg: 'HS256' }).sign(secretKey);
     expect((await me(token)).status).toBe(401);
@@ -107,6 +137,39 @@ describe('tokens from another service', () => {
     const pem = new TextEncoder().encode(JSON.stringify(rsa.jwk));
     const token = await claims(account.id).setProtectedHeader({ alg: 'HS256', kid: 'rsa-1' }).sign(pem);
     expect((await me(token)).status).toBe(401);
+  });
+});
+
+describe("Kiln's own access token", () => {
+  let own: TestServer;
+  const ownClock = new TestClock();
+  beforeAll(async () => {
+    own = await startServer({ ACCESS_TOKEN_LIFETIME: '1' }, { clock: ownClock });
+  });
+  afterAll(async () => own.close());
+
+  it('works until ACCESS_TOKEN_LIFETIME and is 401 token_expired just after', async () => {
+    const pair = await login(own.url, await register(own.url));
+    expect(pair.expires_in).toBe(60);
+    ownClock.advanceSeconds(55);
+    expect((await meRaw(own.url, pair.access_token)).status).toBe(200);
+    ownClock.advanceSeconds(8);
+    await expectProblem(await meRaw(own.url, pair.access_token), 401, 'token_expired');
+  });
+});
+
+describe('the JWKS fetch goes through the outbound guard', () => {
+  it('without FETCH_ALLOWED_HOSTS a JWKS on 127.0.0.1 is not fetched: RS256 tokens are 401', async () => {
+    const guarded = await startServer({ JWT_JWKS_URL: jwksUrl });
+    try {
+      const user = await register(guarded.url);
+      const before = jwksRequests;
+      const token = await claims(user.id).setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' }).sign(rsa.privateKey);
+      await expectProblem(await meRaw(guarded.url, token), 401, 'invalid_token');
+      expect(jwksRequests).toBe(before);
+    } finally {
+      await guarded.close();
+    }
   });
 });
 

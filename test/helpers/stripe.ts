@@ -61,8 +61,12 @@ export interface ReceivedRequest {
 export interface FakeStripe {
   /** What STRIPE_API_BASE should be. */
   baseUrl: string;
-  /** The env that points a Kiln at this server. */
-  env: { STRIPE_KEY: string; STRIPE_API_BASE: string; STRIPE_WEBHOOK_SECRET: string };
+  /**
+   * The env that points a Kiln at this server. It lists 127.0.0.1 in
+   * FETCH_ALLOWED_HOSTS: Kiln's calls to Stripe go through the outbound
+   * guard, which refuses a loopback STRIPE_API_BASE that is not listed.
+   */
+  env: { STRIPE_KEY: string; STRIPE_API_BASE: string; STRIPE_WEBHOOK_SECRET: string; FETCH_ALLOWED_HOSTS: string };
   intents: Map<string, FakeIntent>;
   received: ReceivedRequest[];
   /** The next API requests answer this Stripe error instead (in order), with `Stripe-Should-Retry: false`. */
@@ -226,7 +230,7 @@ export async function startFakeStripe(apiKey = FAKE_STRIPE_KEY): Promise<FakeStr
 
   return {
     baseUrl,
-    env: { STRIPE_KEY: apiKey, STRIPE_API_BASE: baseUrl, STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET },
+    env: { STRIPE_KEY: apiKey, STRIPE_API_BASE: baseUrl, STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET, FETCH_ALLOWED_HOSTS: '127.0.0.1' },
     intents,
     received,
     failNext,

@@ -41,19 +41,15 @@ const MAX_ANSWER_BYTES = 96 * 1024 * 1024;
 
 /**
  * The client's `fetch`: Kiln's guarded fetch, like every other outbound
- * request. FETCH_ALLOWED_HOSTS, plus the host of OPENAI_BASE_URL when the
- * operator set one (a compatible endpoint on the private network or the
- * loopback is their choice to make); a redirect anywhere else private is refused.
+ * request. Only FETCH_ALLOWED_HOSTS may be private: an OPENAI_BASE_URL on the
+ * private network or the loopback (a compatible endpoint of the operator's)
+ * must be listed there like any other private host, and a redirect anywhere
+ * else private is refused.
  */
 export function providerFetch(config: Pick<Config, 'openai' | 'fetchAllowedHosts'>): WebFetch {
-  const { baseUrl, timeoutSeconds } = config.openai;
-  const allowedHosts = [...config.fetchAllowedHosts];
-  if (baseUrl) {
-    const host = new URL(baseUrl).hostname.toLowerCase();
-    allowedHosts.push(host, host.replace(/^\[|\]$/g, ''));
-  }
+  const { timeoutSeconds } = config.openai;
   // The client's own timeout (its abort) is the one that fires; this one only backs it up.
-  return guardedWebFetch({ allowedHosts, maxBytes: MAX_ANSWER_BYTES, totalTimeoutMs: timeoutSeconds * 1000 + 5_000 });
+  return guardedWebFetch({ allowedHosts: config.fetchAllowedHosts, maxBytes: MAX_ANSWER_BYTES, totalTimeoutMs: timeoutSeconds * 1000 + 5_000 });
 }
 
 /** The editor a deployment is configured for, or null when OPENAI_API_KEY is unset. */
@@ -98,12 +94,14 @@ export function classify(err: unknown, sdk: OpenAIModule): Error {
     return new TransientJobError('provider_timeout', 'The image provider did not answer in time.');
   }
   if (err instanceof APIConnectionError) {
-    // The guard said no (a redirect to a private address, an answer over the cap): another attempt would hear the same.
+    // The guard said no (a private OPENAI_BASE_URL not listed, a redirect to a private address, an answer over the cap): another attempt would hear the same.
     const refused = findFetchError(err);
     if (refused && !refused.transient) {
-      return refused.code === 'too_large' || refused.code === 'too_many_redirects'
-        ? new PermanentJobError('provider_bad_answer', `The image provider's answer was refused: ${refused.message}`)
-        : new PermanentJobError('provider_blocked', `Kiln may not send the request where the image provider pointed it: ${refused.message}`);
+      if (refused.code === 'too_large' || refused.code === 'too_many_redirects') {
+        return new PermanentJobError('provider_bad_answer', `The image provider's answer was refused: ${refused.message}`);
+      }
+      const hint = refused.code === 'blocked_address' ? ' A private or loopback host is reached only when it is listed in FETCH_ALLOWED_HOSTS.' : '';
+      return new PermanentJobError('provider_blocked', `Kiln's outbound guard refused the request to the image provider: ${refused.message}${hint}`);
     }
     return new TransientJobError('provider_unreachable', 'The image provider could not be reached.');
   }

@@ -4,7 +4,10 @@
  * `X-Kiln-Signature: sha256=<hex HMAC-SHA256 of the raw body>` keyed by
  * WEBHOOK_SECRET, and delivered by the `webhook` job: a non-2xx answer or a
  * timeout is retried (first retry after 30 s, then doubling), giving up
- * after 8 attempts. The request goes through the SSRF-guarded safeFetch.
+ * after 8 attempts. The request goes through the SSRF-guarded safeFetch: a
+ * receiver on a private or loopback address is reached only when its host is
+ * in FETCH_ALLOWED_HOSTS; otherwise the job fails at once
+ * (`webhook_blocked_address`, logged as a warning) and nothing is sent.
  */
 import { createHmac } from 'node:crypto';
 import type { Context } from '../../context.js';
@@ -78,7 +81,12 @@ async function deliver(ctx: Context, payload: StatusChanged, job: JobContext, ti
     return { status: res.status };
   } catch (err) {
     if (!(err instanceof FetchError)) throw err; // the job's own abort (timeout, shutdown): the runner decides
-    if (PERMANENT.has(err.code)) throw new PermanentJobError(`webhook_${err.code}`, `The webhook URL is refused: ${err.message}`);
+    if (PERMANENT.has(err.code)) {
+      const hint = err.code === 'blocked_address' ? ' A private or loopback receiver must be listed in FETCH_ALLOWED_HOSTS.' : '';
+      // Nothing was sent, and no retry will send it: the operator has to change WEBHOOK_URL or FETCH_ALLOWED_HOSTS.
+      job.log.warn({ code: `webhook_${err.code}`, orderId: payload.order_id }, `status webhook not sent: ${err.message}${hint}`);
+      throw new PermanentJobError(`webhook_${err.code}`, `The webhook URL is refused: ${err.message}${hint}`);
+    }
     // Spec: any non-2xx answer or a timeout is retried, 4xx included.
     throw new TransientJobError(`webhook_${err.code}`, err.message);
   }

@@ -106,7 +106,7 @@ export class PaymentService {
   private readonly gateway: PaymentGateway | null;
 
   constructor(private readonly ctx: Context) {
-    this.gateway = createStripeGateway(ctx.config.stripe);
+    this.gateway = createStripeGateway(ctx.config.stripe, ctx.config.fetchAllowedHosts);
   }
 
   /** The gateway, or the 503 that says what to set. Routes call it before reading a body. */

@@ -4,12 +4,19 @@
  * leaves here in Kiln's terms (`Intent`, `StripeEvent`, DomainErrors), so
  * the service never sees the client's types or its errors.
  *
+ * The client's requests go through Kiln's guarded fetch (`guardedWebFetch`),
+ * like every other outbound request: Stripe's API is public, and a
+ * STRIPE_API_BASE on a loopback or private address is reached only when its
+ * host is in FETCH_ALLOWED_HOSTS.
+ *
  * STRIPE_API_BASE points the client at another server (a test double): the
  * client takes protocol, host and port apart and adds `/v1/` itself.
  */
 import type Stripe from 'stripe';
 import type { StripeSettings } from '../../config.js';
 import { BadRequest, DomainError, ServiceUnavailable } from '../../errors.js';
+import { findFetchError } from '../../platform/fetch/errors.js';
+import { guardedWebFetch } from '../../platform/fetch/web.js';
 
 /** A PaymentIntent as Kiln uses it. `currency` upper case, like an order's (Stripe writes it lower case). */
 export interface Intent {
@@ -49,13 +56,18 @@ export interface PaymentGateway {
 
 /** Stripe could not be reached, or failed: the request may be tried again later. */
 export class PaymentProviderFailed extends DomainError {
-  constructor(detail: string, code = 'payment_provider_error') {
+  constructor(detail: string, code = 'payment_provider_error', cause?: unknown) {
     super(502, code, detail);
+    // For the log of the failed request (the guard's refusal, say); the answer shows only `detail`.
+    if (cause !== undefined) this.cause = cause;
   }
 }
 
 /** A payment call waits this long for Stripe (the buyer is waiting too). */
 const TIMEOUT_MS = 20_000;
+
+/** Stripe's answers are JSON objects of a few KiB; anything near this is not one. */
+const MAX_ANSWER_BYTES = 4 * 1024 * 1024;
 
 type StripeModule = typeof import('stripe');
 
@@ -63,11 +75,14 @@ type StripeModule = typeof import('stripe');
 let loaded: Promise<StripeModule> | undefined;
 const loadStripe = (): Promise<StripeModule> => (loaded ??= import('stripe'));
 
-/** The client's host options for STRIPE_API_BASE (a bracketed IPv6 literal loses its brackets: Node's http wants it bare). */
+/**
+ * The client's host options for STRIPE_API_BASE. An IPv6 literal keeps its
+ * brackets: the fetch client writes `protocol://host` + path into a URL.
+ */
 function hostOptions(apiBase: string): Pick<Stripe.StripeConfig, 'protocol' | 'host' | 'port'> {
   const u = new URL(apiBase);
   const protocol = u.protocol === 'http:' ? 'http' : 'https';
-  return { protocol, host: u.hostname.replace(/^\[|\]$/g, ''), port: u.port || (protocol === 'http' ? 80 : 443) };
+  return { protocol, host: u.hostname, port: u.port || (protocol === 'http' ? 80 : 443) };
 }
 
 function intentOf(pi: Stripe.PaymentIntent): Intent {
@@ -98,12 +113,19 @@ function providerFailure(err: unknown, sdk: StripeModule): unknown {
   if (err instanceof errors.StripeInvalidRequestError || err instanceof errors.StripeCardError) {
     return new PaymentProviderFailed(`Stripe refused the request: ${err.message}`);
   }
-  if (err instanceof errors.StripeError) return new PaymentProviderFailed('Stripe could not be reached or failed to answer; try again later.');
+  if (err instanceof errors.StripeError) {
+    // A connection error carries what the fetch threw (the guard's refusal of a private STRIPE_API_BASE, say) as its detail.
+    const cause = findFetchError((err as { detail?: unknown }).detail) ?? err;
+    return new PaymentProviderFailed('Stripe could not be reached or failed to answer; try again later.', undefined, cause);
+  }
   return err;
 }
 
-/** The gateway of a deployment, or null when STRIPE_KEY is unset. */
-export function createStripeGateway(settings: StripeSettings): PaymentGateway | null {
+/**
+ * The gateway of a deployment, or null when STRIPE_KEY is unset.
+ * `allowedHosts` is FETCH_ALLOWED_HOSTS: the only private hosts the client may reach.
+ */
+export function createStripeGateway(settings: StripeSettings, allowedHosts: readonly string[]): PaymentGateway | null {
   const { key, apiBase } = settings;
   if (!key) return null;
   let client: Stripe | undefined;
@@ -112,7 +134,9 @@ export function createStripeGateway(settings: StripeSettings): PaymentGateway | 
     client ??= new sdk.default(key, {
       // One retry (a dropped connection, or Stripe asking for it); a create carries its idempotency key, so a retry never makes a second intent.
       maxNetworkRetries: 1,
+      // The whole request, body included (the fetch client's abort); the guard's own deadline only backs it up.
       timeout: TIMEOUT_MS,
+      httpClient: sdk.default.createFetchHttpClient(guardedWebFetch({ allowedHosts, maxBytes: MAX_ANSWER_BYTES, connectTimeoutMs: 5_000, totalTimeoutMs: TIMEOUT_MS + 5_000 })),
       // A self-hosted service tells Stripe nothing beyond the requests themselves.
       telemetry: false,
       ...(apiBase ? hostOptions(apiBase) : {}),

@@ -1,12 +1,16 @@
 /**
- * safeFetch: every outbound HTTP request Kiln makes (product databases,
- * image downloads, webhooks, and through `guardedWebFetch` (web.ts) the
- * image model). Only http/https; only public addresses unless
- * the host is listed in allowedHosts; the address checked is the address
- * connected to (the check runs inside the socket's DNS lookup, so a name
- * cannot resolve once for the check and again for the connection);
- * redirects followed by hand and checked hop by hop; connect and total
- * timeouts; a byte cap enforced while streaming.
+ * safeFetch: every outbound HTTP request Kiln makes: the product database
+ * (EAN_PROVIDER_URL) and image downloads, custom-order webhooks
+ * (WEBHOOK_URL), the JWKS key set (JWT_JWKS_URL), and through
+ * `guardedWebFetch` (web.ts) the clients that take a `fetch` of their own:
+ * the image model (openai, OPENAI_BASE_URL) and Stripe (STRIPE_API_BASE).
+ * Callers pass FETCH_ALLOWED_HOSTS as allowedHosts and nothing else: a
+ * configured URL is not trusted by itself. Only http/https; only public
+ * addresses unless the host is listed in allowedHosts; the address checked
+ * is the address connected to (the check runs inside the socket's DNS
+ * lookup, so a name cannot resolve once for the check and again for the
+ * connection); redirects followed by hand and checked hop by hop; connect
+ * and total timeouts; a byte cap enforced while streaming.
  */
 import { Transform } from 'node:stream';
 import type { Agent, Dispatcher } from 'undici';

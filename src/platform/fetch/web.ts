@@ -1,6 +1,6 @@
 /**
  * safeFetch behind the WHATWG `fetch` signature, for a client library that
- * takes a `fetch` of its own (the openai SDK): the same guard (public
+ * takes a `fetch` of its own (the openai and stripe clients): the same guard (public
  * addresses only unless allowed, checked at connect time and on every
  * redirect, at most `maxRedirects` hops, credentials dropped across origins),
  * the same timeouts and byte cap. The request body is read whole first (a

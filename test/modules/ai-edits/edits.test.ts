@@ -176,7 +176,7 @@ describe('the outbound guard covers the image model too', () => {
   });
 
   it('refuses a redirect to a private address the operator did not configure (localhost by name), at once', async () => {
-    // Only OPENAI_BASE_URL's host (127.0.0.1) is allowed; the same loopback reached by another name is not.
+    // Only 127.0.0.1 is in FETCH_ALLOWED_HOSTS; the same loopback reached by another name is not.
     fake.script.push({ kind: 'redirect', location: `http://localhost:${port()}/v1/images/edits` });
     const { initId } = await startEdit(server.url, SERVICE);
     const end = await waitForEnd(server.url, SERVICE, initId);
@@ -193,6 +193,27 @@ describe('the outbound guard covers the image model too', () => {
     const { initId } = await startEdit(server.url, SERVICE);
     expect((await waitForEnd(server.url, SERVICE, initId)).status).toBe('failed');
     expect((await jobOf(initId)).error?.code).toBe('provider_blocked');
+  });
+
+  it('does not allow a loopback OPENAI_BASE_URL by itself: without FETCH_ALLOWED_HOSTS the edit fails at once, and nothing is sent', async () => {
+    const unlisted = await startAiServer({ OPENAI_API_KEY: 'sk-test-key', OPENAI_BASE_URL: fake.baseUrl, FETCH_ALLOWED_HOSTS: '' });
+    try {
+      expect(unlisted.ctx.config.fetchAllowedHosts).toEqual([]);
+      const { initId, book } = await startEdit(unlisted.url, SERVICE);
+      expect(book.status).toBe(202);
+      const end = await waitForEnd(unlisted.url, SERVICE, initId);
+      expect(end.status).toBe('failed');
+      // A clear reason: the refused address, and the setting that would allow it.
+      expect(end.error).toContain('127.0.0.1 is not a public address');
+      expect(end.error).toContain('FETCH_ALLOWED_HOSTS');
+      const row = await unlisted.ctx.db.kysely.selectFrom('ai_processes').select('job_id').where('init_id', '=', initId).executeTakeFirstOrThrow();
+      const job = await unlisted.ctx.jobs.waitFor(row.job_id as string, 20_000);
+      // Permanent: one attempt, no retries against an address that will stay refused.
+      expect([job.status, job.attempts, job.error?.code]).toEqual(['failed', 1, 'provider_blocked']);
+      expect(fake.received).toEqual([]);
+    } finally {
+      await unlisted.close();
+    }
   });
 });
 

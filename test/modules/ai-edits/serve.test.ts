@@ -11,7 +11,7 @@ const data = tempDataDir();
 
 beforeAll(async () => {
   fake = await startFakeOpenAI();
-  kiln = await startKiln({ DATA_DIR: data.dir, API_KEY: STATIC_KEY, OPENAI_API_KEY: 'sk-test', OPENAI_BASE_URL: fake.baseUrl });
+  kiln = await startKiln({ DATA_DIR: data.dir, API_KEY: STATIC_KEY, OPENAI_API_KEY: 'sk-test', OPENAI_BASE_URL: fake.baseUrl, FETCH_ALLOWED_HOSTS: '127.0.0.1' });
 });
 afterAll(async () => {
   await kiln.stop();

@@ -1,6 +1,7 @@
 /**
  * A listening Kiln for the AI-edit tests: the static API_KEY set, the model
- * provider pointed at a fake on 127.0.0.1, the `ai_edit` kind registered
+ * provider pointed at a fake on 127.0.0.1 (listed in FETCH_ALLOWED_HOSTS, as
+ * the outbound guard wants a loopback OPENAI_BASE_URL), the `ai_edit` kind registered
  * with short backoff (injected here, before the app is built), jobs running.
  * Plus small clients for the envelope routes and a database query counter.
  */
@@ -32,7 +33,7 @@ export interface AiServerOptions {
 
 export async function startAiServer(env: Env = {}, options: AiServerOptions = {}): Promise<TestServer> {
   return startServer(
-    { API_KEY: STATIC_KEY, OPENAI_TIMEOUT_SECONDS: '1', ...env },
+    { API_KEY: STATIC_KEY, OPENAI_TIMEOUT_SECONDS: '1', FETCH_ALLOWED_HOSTS: '127.0.0.1', ...env },
     {
       dataDir: options.dataDir,
       clock: options.clock,

@@ -102,3 +102,26 @@ describe('POST /api/v1/upload', () => {
     expect(readdirSync(path.join(server.dataDir, 'tmp'))).toEqual([]);
   });
 });
+
+describe('POST /api/v1/upload past RATE_LIMIT_UPLOAD', () => {
+  let limited: TestServer;
+  beforeAll(async () => {
+    limited = await startAiServer({ RATE_LIMIT_UPLOAD: '2' });
+  });
+  afterAll(async () => limited.close());
+
+  it('answers 429 in the AI-edit envelope (code 2001, data.error rate_limited), not problem+json, and stores nothing', async () => {
+    const carol = await registerUser(limited.url, 'carol');
+    const send = () => postMultipart(`${limited.url}/api/v1/upload`, [{ field: 'file', filename: 'photo', data: JPEG, type: 'image/jpeg' }], carol.headers);
+    expect((await send()).status).toBe(201);
+    expect((await send()).status).toBe(201);
+    const res = await send();
+    expect(res.status).toBe(429);
+    expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+    expect(Number(res.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    // The spec's failure envelope, member for member: {success: false, code: <route's x001>, message: <a sentence>, data: {error: <machine code>}}.
+    const body = (await res.json()) as Record<string, unknown>;
+    expect(body).toEqual({ success: false, code: 2001, message: expect.stringMatching(/^[A-Z].*\.$/), data: { error: 'rate_limited' } });
+    expect((await limited.ctx.db.kysely.selectFrom('ai_files').select('file_id').execute()).length).toBe(2);
+  });
+});

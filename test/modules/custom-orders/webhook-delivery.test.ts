@@ -1,12 +1,16 @@
 /**
  * What counts as delivered and what is retried: a 2xx is delivered whatever
  * its body; a 404, a timeout and a 5xx are retried; a job gives up after
- * WEBHOOK_MAX_ATTEMPTS. Each case runs its own Kiln against its own local
+ * WEBHOOK_MAX_ATTEMPTS; a receiver on the loopback not listed in
+ * FETCH_ALLOWED_HOSTS is never contacted. Each case runs its own Kiln against its own local
  * receiver, with the job's delays shortened (registerCustomOrderJobs' test
  * options) so eight attempts take about a second.
  */
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { registerCustomOrderJobs, WEBHOOK_JOB, WEBHOOK_MAX_ATTEMPTS, type WebhookJobOptions } from '../../../src/modules/custom-orders/webhook.js';
 import type { Job } from '../../../src/platform/jobs/types.js';
@@ -21,11 +25,14 @@ interface Receiver {
   url: string;
   /** When each delivery arrived (ms since the epoch). */
   deliveries: number[];
+  /** Connections opened to the receiver, complete requests or not. */
+  readonly connections: number;
   close(): Promise<void>;
 }
 
 function receiver(answer: Answer): Promise<Receiver> {
   const deliveries: number[] = [];
+  let connections = 0;
   const server = http.createServer((req, res) => {
     req.resume();
     req.on('end', () => {
@@ -33,12 +40,16 @@ function receiver(answer: Answer): Promise<Receiver> {
       answer(res, deliveries.length);
     });
   });
+  server.on('connection', () => connections++);
   return new Promise((resolve) => {
     server.listen(0, '127.0.0.1', () => {
       const { port } = server.address() as AddressInfo;
       resolve({
         url: `http://127.0.0.1:${port}/hooks/kiln`,
         deliveries,
+        get connections() {
+          return connections;
+        },
         close: () =>
           new Promise((r) => {
             server.closeAllConnections(); // a hanging answer must not keep the receiver open
@@ -54,16 +65,23 @@ afterEach(async () => {
   for (const close of open.splice(0).reverse()) await close();
 });
 
-/** A receiver answering as told and a Kiln sending it webhooks with the given (short) job options. */
-async function setUp(answer: Answer, options: WebhookJobOptions): Promise<{ hook: Receiver; server: TestServer }> {
+/**
+ * A receiver answering as told and a Kiln sending it webhooks with the given
+ * (short) job options; `env` adds to or overrides the Kiln's (127.0.0.1 is in
+ * FETCH_ALLOWED_HOSTS unless it says otherwise).
+ */
+async function setUp(answer: Answer, options: WebhookJobOptions, env: Record<string, string> = {}): Promise<{ hook: Receiver; server: TestServer }> {
   const hook = await receiver(answer);
   open.push(() => hook.close());
   const server = await startServer(
-    { ...ADMIN, WEBHOOK_URL: hook.url, WEBHOOK_SECRET: 'webhook-secret-for-tests', FETCH_ALLOWED_HOSTS: '127.0.0.1' },
+    { ...ADMIN, WEBHOOK_URL: hook.url, WEBHOOK_SECRET: 'webhook-secret-for-tests', FETCH_ALLOWED_HOSTS: '127.0.0.1', ...env },
     { prepare: (ctx) => registerCustomOrderJobs(ctx, options), startJobs: true },
   );
-  open.push(() => server.close());
-  return { hook, server };
+  let closed: Promise<void> | undefined;
+  // Closing twice (a test that closes early to read its log, then afterEach) closes once.
+  const close = () => (closed ??= server.close());
+  open.push(close);
+  return { hook, server: { ...server, close } };
 }
 
 /** Moves a fresh order to in_review through the API and waits for its webhook job to end. */
@@ -146,5 +164,31 @@ describe('webhook delivery', () => {
     // 10, 20, 40 … 640 ms between attempts: the whole series at least their sum.
     const waited = (hook.deliveries.at(-1) ?? 0) - (hook.deliveries[0] ?? 0);
     expect(waited).toBeGreaterThanOrEqual(firstRetryMs * (2 ** (WEBHOOK_MAX_ATTEMPTS - 1) - 1));
+  });
+
+  it('sends nothing to a receiver on 127.0.0.1 that FETCH_ALLOWED_HOSTS does not list: the job fails at once as webhook_blocked_address, with a warning', async () => {
+    const logDir = mkdtempSync(path.join(os.tmpdir(), 'kiln-webhook-log-'));
+    open.push(async () => rmSync(logDir, { recursive: true, force: true }));
+    const { hook, server } = await setUp((res) => res.writeHead(204).end(), { firstRetryMs: 10 }, { FETCH_ALLOWED_HOSTS: '', LOG_FILE: path.join(logDir, 'kiln.log'), LOG_LEVEL: 'warn' });
+    expect(server.ctx.config.fetchAllowedHosts).toEqual([]);
+    // The status change itself stands (deliverOneChange checks its 200); only the notification is refused.
+    const job = await deliverOneChange(server);
+    expect(job).toMatchObject({ status: 'failed', attempts: 1, error: { code: 'webhook_blocked_address' } });
+    expect(job.error?.detail).toContain('127.0.0.1 is not a public address');
+    expect(job.error?.detail).toContain('FETCH_ALLOWED_HOSTS');
+    await sleep(200); // a retry, were one scheduled, would have come by now
+    expect(hook.deliveries).toEqual([]);
+    expect(hook.connections).toBe(0);
+    // pino writes through a worker thread: only after close is every line on disk.
+    await server.close();
+    const warnings = readdirSync(logDir)
+      .filter((name) => name.endsWith('.log') && name !== 'current.log')
+      .flatMap((name) => readFileSync(path.join(logDir, name), 'utf8').split('\n'))
+      .filter((line) => line !== '')
+      .map((line) => JSON.parse(line) as { msg: string; level: number; code?: string; jobId?: string })
+      .filter((l) => l.code === 'webhook_blocked_address');
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatchObject({ level: 40, jobId: job.job_id });
+    expect(warnings[0]?.msg).toContain('FETCH_ALLOWED_HOSTS');
   });
 });

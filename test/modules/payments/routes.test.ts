@@ -1,6 +1,10 @@
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { registerUser, type TestUser } from '../../helpers/users.js';
 import { startFakeStripe, type FakeStripe } from '../../helpers/stripe.js';
+import { createStripeGateway, PaymentProviderFailed } from '../../../src/modules/payments/stripe.js';
 import {
   DATABASES,
   call,
@@ -347,6 +351,61 @@ describe('payments with a key Stripe does not accept', () => {
       expect(await paymentRows(server)).toEqual([]);
     } finally {
       await server.close();
+      await stripe.close();
+    }
+  });
+});
+
+describe('payments through the outbound guard', () => {
+  it('refuse a loopback STRIPE_API_BASE that FETCH_ALLOWED_HOSTS does not list: 502, nothing recorded, nothing sent, the refusal logged', async () => {
+    const stripe = await startFakeStripe();
+    const logDir = mkdtempSync(path.join(os.tmpdir(), 'kiln-payments-log-'));
+    // The fake Stripe listens on 127.0.0.1; without the allow-list the guard must not connect to it.
+    const server = await startPayments(stripe, { FETCH_ALLOWED_HOSTS: '', LOG_FILE: path.join(logDir, 'kiln.log'), LOG_LEVEL: 'error' });
+    let closed = false;
+    try {
+      expect(server.ctx.config.fetchAllowedHosts).toEqual([]);
+      const user = await registerUser(server.url);
+      const orderId = await insertOrder(server, user.id);
+      const problem = expectProblem(await call(server, 'POST', '/payments/create-intent', user.headers, { order_id: orderId }), 502, 'payment_provider_error');
+      expect(problem.detail).toMatch(/could not be reached/);
+      expect(await paymentRows(server)).toEqual([]);
+      expect((await orderRow(server, orderId)).stripe_payment_intent_id).toBeNull();
+      expect(stripe.received).toEqual([]);
+      // pino writes through a worker thread: only after close is every line on disk.
+      await server.close();
+      closed = true;
+      const failed = readdirSync(logDir)
+        .filter((name) => name.endsWith('.log') && name !== 'current.log')
+        .flatMap((name) => readFileSync(path.join(logDir, name), 'utf8').split('\n'))
+        .filter((line) => line !== '')
+        .map((line) => JSON.parse(line) as { msg: string; err?: { message?: string } })
+        .filter((l) => l.msg === 'request failed');
+      expect(failed).toHaveLength(1);
+      // The operator's log says why: the guard refused the address.
+      expect(failed[0]?.err?.message).toContain('127.0.0.1 is not a public address');
+    } finally {
+      if (!closed) await server.close();
+      await stripe.close();
+      rmSync(logDir, { recursive: true, force: true });
+    }
+  });
+
+  it("says why in the failure's cause: the guard's blocked_address, for create and retrieve alike", async () => {
+    const stripe = await startFakeStripe();
+    try {
+      const gateway = createStripeGateway({ key: stripe.env.STRIPE_KEY, apiBase: stripe.baseUrl, webhookSecret: undefined }, []);
+      const create = gateway?.createIntent({ amountMinor: 100, currency: 'EUR', orderId: 'o', userId: 'u' }, 'key-1');
+      await expect(create).rejects.toBeInstanceOf(PaymentProviderFailed);
+      await expect(create).rejects.toMatchObject({ status: 502, cause: { name: 'FetchError', code: 'blocked_address' } });
+      await expect(gateway?.retrieveIntent('pi_x')).rejects.toMatchObject({ status: 502, cause: { code: 'blocked_address' } });
+      expect(stripe.received).toEqual([]);
+      // Listed, the same server is reached.
+      const allowed = createStripeGateway({ key: stripe.env.STRIPE_KEY, apiBase: stripe.baseUrl, webhookSecret: undefined }, ['127.0.0.1']);
+      const intent = await allowed?.createIntent({ amountMinor: 100, currency: 'EUR', orderId: 'o', userId: 'u' }, 'key-1');
+      expect(intent).toMatchObject({ amountMinor: 100, currency: 'EUR', status: 'requires_payment_method' });
+      expect(stripe.received).toHaveLength(1);
+    } finally {
       await stripe.close();
     }
   });

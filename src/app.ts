@@ -16,6 +16,7 @@ import { registerRateLimits } from './auth/ratelimit.js';
 import type { Context } from './context.js';
 import { registerModules } from './modules/index.js';
 import { registerJobHandlers } from './modules/jobs.js';
+import { SWAGGER_UI_PATH, withSwaggerUiPage } from './modules/ops/docs.js';
 import { bootstrapAdmin } from './modules/users/bootstrap.js';
 import { clientErrorHandler, errorHandler, frameworkError, notFoundHandler } from './platform/http/errors.js';
 import { KilnServer } from './platform/http/front-door.js';
@@ -91,7 +92,7 @@ export async function buildApp(ctx: Context): Promise<App> {
   });
 
   await app.register(swagger, {
-    transform: (route) => withCommonFailures({ ...withMultipartBody(route), route: route.route }),
+    transform: (route) => withCommonFailures({ ...withMultipartBody(withSwaggerUiPage(route)), route: route.route }),
     openapi: {
       openapi: '3.0.3',
       info: {
@@ -114,7 +115,7 @@ export async function buildApp(ctx: Context): Promise<App> {
   await registerAuth(app, ctx);
   await registerRateLimits(app, ctx);
   app.setNotFoundHandler(app.hasDecorator('rateLimit') ? { preHandler: app.rateLimit() } : {}, notFoundHandler);
-  await app.register(swaggerUi, { routePrefix: '/docs' });
+  await app.register(swaggerUi, { routePrefix: SWAGGER_UI_PATH });
   await registerModules(app, ctx);
   // Job kinds exist wherever an app is built: `kiln serve`, and `kiln worker` which builds one without listening.
   registerJobHandlers(ctx);

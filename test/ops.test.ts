@@ -16,12 +16,48 @@ describe('ops routes', () => {
     const body = (await res.json()) as Record<string, unknown>;
     expect(body.service).toBe('Kiln');
     expect(typeof body.version).toBe('string');
-    expect(body.endpoints).toMatchObject({ health: '/health', metrics: '/metrics' });
-    // Every endpoint it names exists: a route of the OpenAPI document, or one of the pages about it.
+    expect(typeof body.description).toBe('string');
+    expect((body.description as string).trim()).not.toBe('');
+    expect(body.endpoints).toMatchObject({ health: '/health', metrics: '/metrics', openapi: '/openapi.json', docs: '/docs', redoc: '/redoc' });
+    // Every endpoint it names is a route of the OpenAPI document, the document and its pages included.
     const doc = (await (await fetch(`${server.url}/openapi.json`)).json()) as { paths: Record<string, unknown> };
     for (const endpoint of Object.values(body.endpoints as Record<string, string>)) {
-      expect(endpoint in doc.paths || ['/openapi.json', '/docs', '/redoc'].includes(endpoint), endpoint).toBe(true);
+      expect(doc.paths, endpoint).toHaveProperty([endpoint]);
     }
+  });
+
+  it('documents the OpenAPI document, Swagger UI and the reference page themselves', async () => {
+    type Responses = Record<string, { content?: Record<string, { schema?: { type?: string; properties?: Record<string, unknown> } }> }>;
+    const doc = (await (await fetch(`${server.url}/openapi.json`)).json()) as { paths: Record<string, Record<string, { responses?: Responses }>> };
+    const ok = (route: string) => doc.paths[route]?.get?.responses?.['200']?.content;
+    expect(ok('/openapi.json')?.['application/json']?.schema?.properties).toHaveProperty('paths');
+    expect(Object.keys(ok('/docs') ?? {})).toEqual(['text/html']);
+    expect(Object.keys(ok('/redoc') ?? {})).toEqual(['text/html']);
+    // The document's own route serialises it unchanged: the same document Swagger UI reads.
+    const json = await (await fetch(`${server.url}/docs/json`)).json();
+    expect(doc).toEqual(json);
+  });
+
+  it('documents the gallery routes with their answers', async () => {
+    type Schema = { type?: string; properties?: Record<string, Schema>; items?: Schema };
+    type Operation = { responses?: Record<string, { content?: Record<string, { schema?: Schema }> }> };
+    const doc = (await (await fetch(`${server.url}/openapi.json`)).json()) as { paths: Record<string, Record<string, Operation>> };
+    const list = doc.paths['/projects/{project_id}/images']?.get?.responses;
+    const listing = list?.['200']?.content?.['application/json']?.schema;
+    expect(Object.keys(listing?.properties ?? {})).toEqual(expect.arrayContaining(['project_id', 'primary_image_id', 'images']));
+    expect(Object.keys(listing?.properties?.images?.items?.properties ?? {})).toEqual(
+      expect.arrayContaining(['image_id', 'is_primary', 'created_at', 'width', 'height', 'bytes', 'sha256', 'urls']),
+    );
+    expect(list?.['404']?.content).toHaveProperty(['application/problem+json']);
+    const remove = doc.paths['/projects/{project_id}/images/{image_id}']?.delete?.responses;
+    expect(remove, 'DELETE /projects/{project_id}/images/{image_id}').toBeDefined();
+    expect(remove).toHaveProperty(['204']);
+    expect(remove?.['404']?.content).toHaveProperty(['application/problem+json']);
+    const primary = doc.paths['/projects/{project_id}/primary/{image_id}']?.put?.responses;
+    expect(Object.keys(primary?.['200']?.content?.['application/json']?.schema?.properties ?? {})).toEqual(
+      expect.arrayContaining(['project_id', 'primary_image_id']),
+    );
+    expect(primary?.['404']?.content).toHaveProperty(['application/problem+json']);
   });
 
   it('GET /health is healthy with a UTC timestamp', async () => {
@@ -81,6 +117,8 @@ describe('ops routes', () => {
       expect(mediaTypes(route, '206'), route).toEqual(['image/jpeg']);
     }
     expect(mediaTypes('/metrics', '200')).toEqual(['text/plain']);
+    expect(mediaTypes('/redoc', '200')).toEqual(['text/html']);
+    expect(mediaTypes('/docs', '200')).toEqual(['text/html']);
     expect(mediaTypes('/upload', '200')).toEqual(['text/html']);
     expect(mediaTypes('/upload.js', '200')).toEqual(['text/javascript']);
     // Bytes are never described as JSON.

@@ -1,12 +1,14 @@
 /**
  * Operations: what the service is (`/`), whether it is well (`/health`),
  * how it is doing (`/metrics`), and what it offers (`/openapi.json`, `/redoc`;
- * Swagger UI at `/docs` is registered in app.ts).
+ * Swagger UI at `/docs` is registered in app.ts, its page documented in docs.ts).
+ * The document lists itself and its pages too: every route is in it.
  */
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { Context } from '../../context.js';
 import { VERSION } from '../../version.js';
+import { SWAGGER_UI_PATH } from './docs.js';
 import { checkHealth } from './health.js';
 import { renderReference } from './reference.js';
 import { bytesAnswer } from '../../platform/http/schemas.js';
@@ -16,6 +18,16 @@ const HealthAnswer = Type.Object({
   timestamp: Type.String({ format: 'date-time' }),
   checks: Type.Record(Type.String(), Type.Object({ ok: Type.Boolean(), ms: Type.Number(), error: Type.Optional(Type.String()) })),
 });
+
+/** The outline of an OpenAPI 3 document; every other member passes through as it is. */
+const OpenApiDocument = Type.Object(
+  {
+    openapi: Type.String(),
+    info: Type.Object({ title: Type.String(), version: Type.String() }, { additionalProperties: true }),
+    paths: Type.Record(Type.String(), Type.Unknown()),
+  },
+  { additionalProperties: true, description: 'The OpenAPI 3 document' },
+);
 
 export async function opsRoutes(app: FastifyInstance, ctx: Context): Promise<void> {
   app.get(
@@ -42,7 +54,7 @@ export async function opsRoutes(app: FastifyInstance, ctx: Context): Promise<voi
         health: '/health',
         metrics: '/metrics',
         openapi: '/openapi.json',
-        docs: '/docs',
+        docs: SWAGGER_UI_PATH,
         redoc: '/redoc',
         auth: '/auth/login',
         users: '/users/me',
@@ -75,9 +87,9 @@ export async function opsRoutes(app: FastifyInstance, ctx: Context): Promise<voi
     return reply.type(ctx.metrics.registry.contentType).send(body);
   });
 
-  app.get('/openapi.json', { schema: { tags: ['ops'], summary: 'The OpenAPI 3 document', hide: true } }, async () => app.swagger());
+  app.get('/openapi.json', { schema: { tags: ['ops'], summary: 'The OpenAPI 3 document', response: { 200: OpenApiDocument } } }, async () => app.swagger());
 
-  app.get('/redoc', { schema: { tags: ['ops'], summary: 'API reference page', hide: true } }, async (_request, reply) =>
+  app.get('/redoc', { schema: { tags: ['ops'], summary: 'API reference page', response: { 200: bytesAnswer('text/html', 'The API reference page', 'text') } } }, async (_request, reply) =>
     reply.type('text/html; charset=utf-8').send(renderReference(app.swagger() as unknown as Parameters<typeof renderReference>[0])),
   );
 }

@@ -16,12 +16,14 @@ export function gs1CheckDigit(body: string): number {
 
 /**
  * The normalised barcode, or null when `input` is not a valid GTIN.
- * Spaces and hyphens are removed first. UPC-A becomes EAN-13 with a leading
- * 0 and a GTIN-14 starting with 0 becomes EAN-13 (the same product, as GS1
- * pads); GTIN-8 stays 8 digits and any other GTIN-14 stays 14.
+ * Spaces (U+0020) and hyphens (U+002D) are removed first, and nothing else:
+ * a tab, a line break or a no-break space makes the code invalid. UPC-A
+ * becomes EAN-13 with a leading 0 and a GTIN-14 starting with 0 becomes
+ * EAN-13 (the same product, as GS1 pads); GTIN-8 stays 8 digits and any
+ * other GTIN-14 stays 14.
  */
 export function normalizeBarcode(input: string): string | null {
-  const digits = input.replace(/[\s-]/g, '');
+  const digits = input.replace(/[ -]/g, '');
   if (!/^\d+$/.test(digits) || ![8, 12, 13, 14].includes(digits.length)) return null;
   // Leading zeros do not change the check digit, so it is checked on the code as given.
   if (gs1CheckDigit(digits.slice(0, -1)) !== Number(digits[digits.length - 1])) return null;

@@ -52,6 +52,14 @@ describe('normalizeBarcode', () => {
     ['', 'empty'],
     ['   ', 'only spaces'],
     ['--', 'only hyphens'],
+    // only spaces and hyphens are removed: other white space is not part of a barcode
+    ['4006381\t333931', 'a tab'],
+    ['4006381333931\n', 'a trailing line break'],
+    ['4006381\r\n333931', 'a CR LF'],
+    ['4006381\u00a0333931', 'a no-break space'],
+    ['4006381\u3000333931', 'an ideographic space'],
+    ['\u20094006381333931', 'a thin space'],
+    ['4006381\u2010333931', 'a Unicode hyphen'],
   ])('%s is refused (%s)', (input) => {
     expect(normalizeBarcode(input)).toBeNull();
   });

@@ -117,6 +117,12 @@ describe('fetching a product picture by barcode', () => {
     const invalid = await getJson('/api/v1/images/4006381333932', alice.headers);
     expect(invalid.status).toBe(422);
     expect(invalid.body.code).toBe('invalid_ean');
+    // In the path too, only spaces and hyphens are removed: a tab or a no-break space is not a barcode.
+    expect((await getJson('/api/v1/images/4006381%20333931', alice.headers)).body.code).toBe('image_not_found');
+    for (const spelled of ['4006381%09333931', '4006381%C2%A0333931']) {
+      const res = await getJson(`/api/v1/images/${spelled}`, alice.headers);
+      expect([res.status, res.body.code]).toEqual([422, 'invalid_ean']);
+    }
   });
 
   it('stores a UPC-A as its EAN-13', async () => {

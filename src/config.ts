@@ -311,7 +311,8 @@ export function loadConfig(processEnv: Env = process.env, cwd = process.cwd()): 
     eanProviderUrl: r.url('EAN_PROVIDER_URL', ['http:', 'https:']) ?? 'https://world.openfoodfacts.org',
     webhookUrl: r.url('WEBHOOK_URL', ['http:', 'https:']),
     webhookSecret: r.raw('WEBHOOK_SECRET'),
-    signedUrlTtl: r.int('SIGNED_URL_TTL', 3600, 1),
+    // Ten years at most: a link's `expires` (unix seconds) stays a safe integer that URLs and JSON carry exactly.
+    signedUrlTtl: r.int('SIGNED_URL_TTL', 3600, 1, TEN_YEARS_S),
     openai: {
       apiKey: r.raw('OPENAI_API_KEY'),
       baseUrl: r.url('OPENAI_BASE_URL', ['http:', 'https:']),

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../src/config.js';
+import { ConfigError, loadConfig, type Config } from '../src/config.js';
 
 const cwd = mkdtempSync(path.join(os.tmpdir(), 'kiln-config-'));
 afterAll(() => rmSync(cwd, { recursive: true, force: true }));
@@ -41,6 +41,29 @@ describe('config', () => {
     expect(c.cacheMaxItems).toBe(1000);
     expect(c.openai.imageModel).toBe('gpt-image-1');
     expect(c.allowedOrigins).toEqual([]);
+    expect(c.jpegQuality).toBe(85);
+    expect(c.logLevel).toBe('info');
+    expect(c.logFile).toBeUndefined();
+    expect(c.logMaxSize).toBe('10m');
+    expect(c.logKeep).toBe(7);
+    expect(c.openai.timeoutSeconds).toBe(120);
+    expect(c.jobConcurrency).toBe(2);
+  });
+
+  // Each variable set in the environment reaches its typed field: a misspelt name in config.ts reads the default instead.
+  it.each<[string, string, (c: Config) => unknown, unknown]>([
+    ['JPEG_QUALITY', '70', (c) => c.jpegQuality, 70],
+    ['LOG_LEVEL', 'debug', (c) => c.logLevel, 'debug'],
+    ['LOG_LEVEL', 'WARN', (c) => c.logLevel, 'warn'],
+    ['LOG_FILE', '/var/log/kiln/kiln.log', (c) => c.logFile, '/var/log/kiln/kiln.log'],
+    ['LOG_MAX_SIZE', '5M', (c) => c.logMaxSize, '5m'],
+    ['LOG_MAX_SIZE', '512k', (c) => c.logMaxSize, '512k'],
+    ['LOG_KEEP', '3', (c) => c.logKeep, 3],
+    ['OPENAI_TIMEOUT_SECONDS', '30', (c) => c.openai.timeoutSeconds, 30],
+    ['SIGNED_URL_TTL', '60', (c) => c.signedUrlTtl, 60],
+    ['JOB_CONCURRENCY', '5', (c) => c.jobConcurrency, 5],
+  ])('reads %s=%s', (name, value, field, expected) => {
+    expect(field(loadConfig({ [name]: value }, cwd))).toEqual(expected);
   });
 
   it.each([
@@ -58,6 +81,20 @@ describe('config', () => {
     ['ALLOWED_ORIGINS', 'https://shop.example/'],
     ['ALLOWED_ORIGINS', 'https://shop.example,ftp://files.example'],
     ['ALLOWED_ORIGINS', 'https://Shop.Example'],
+    ['JPEG_QUALITY', '0'],
+    ['JPEG_QUALITY', '101'],
+    ['JPEG_QUALITY', 'high'],
+    ['LOG_MAX_SIZE', '10 MB'],
+    ['LOG_MAX_SIZE', 'big'],
+    ['LOG_MAX_SIZE', '-1m'],
+    ['LOG_KEEP', '0'],
+    ['LOG_KEEP', 'all'],
+    ['OPENAI_TIMEOUT_SECONDS', '0'],
+    ['OPENAI_TIMEOUT_SECONDS', '2m'],
+    ['SIGNED_URL_TTL', '0'],
+    ['SIGNED_URL_TTL', '-60'],
+    ['SIGNED_URL_TTL', 'an hour'],
+    ['JOB_CONCURRENCY', '0'],
   ])('rejects %s=%s naming the variable', (name, value) => {
     expectConfigError({ [name]: value }, name);
   });
@@ -70,6 +107,9 @@ describe('config', () => {
     ['OPENAI_TIMEOUT_SECONDS', '2147484'],
     ['CACHE_TTL_SECONDS', '9007199254740991'],
     ['CACHE_MAX_ITEMS', '1000000000'],
+    // Past ten years a link's `expires` would leave the integers a URL and a JSON number hold exactly.
+    ['SIGNED_URL_TTL', '9007199254740991'],
+    ['SIGNED_URL_TTL', String(10 * 365 * 24 * 3600 + 1)],
   ])('rejects a duration or size that would break later: %s=%s', (name, value) => {
     expectConfigError({ [name]: value }, name);
   });
@@ -158,6 +198,7 @@ describe('config', () => {
   it.each([
     ['LONG_REFRESH_TOKEN_LIFETIME', '999999999999'],
     ['JWT_SECRET', 'abc'],
+    ['SIGNED_URL_TTL', 'an hour'],
   ])('stops the start (from source) with one line naming %s when it is %s', (name, value) => {
     const { status, stderr } = startFails({ [name]: value }, ['--import', 'tsx', 'src/main.ts', 'serve']);
     expect(status).toBe(1);

@@ -3,7 +3,7 @@
  * service, shape the answer in the Pet Planter service's `{success: true, …}` envelope;
  * the rules live in service.ts.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Context } from '../../context.js';
 import { Forbidden } from '../../errors.js';
@@ -30,11 +30,29 @@ import { emptyQueryValuesAbsent } from '../../platform/http/cursor.js';
 
 const TAGS = ['custom orders'];
 
-/** A signed link is both query parameters or neither; half of one is an altered link. */
+function alteredLink(): Forbidden {
+  return new Forbidden('This link is not valid.', 'invalid_signature');
+}
+
+/**
+ * A signed link is both query parameters or neither; half of one is an
+ * altered link. `expires` must read exactly as signedUrls writes it (unix
+ * seconds in plain decimal): anything else (empty, a sign, a fraction, a
+ * number too large to be exact, leading zeros) was altered, and fails as an
+ * altered signature does, with 403 `invalid_signature`.
+ */
 function signedLink(query: FileQuery): { expires: number; sig: string } | undefined {
   if (query.expires === undefined && query.sig === undefined) return undefined;
-  if (query.expires === undefined || query.sig === undefined) throw new Forbidden('This link is not valid.', 'invalid_signature');
-  return { expires: query.expires, sig: query.sig };
+  if (query.expires === undefined || query.sig === undefined) throw alteredLink();
+  const expires = /^(0|[1-9][0-9]{0,15})$/.test(query.expires) ? Number(query.expires) : Number.NaN;
+  if (!Number.isSafeInteger(expires)) throw alteredLink();
+  return { expires, sig: query.sig };
+}
+
+/** A signed-link parameter given twice is an altered link too; without this it would fail the query schema (422). */
+async function repeatedLinkParameter(request: FastifyRequest): Promise<void> {
+  const query = request.query as Record<string, unknown> | null;
+  if (Array.isArray(query?.expires) || Array.isArray(query?.sig)) throw alteredLink();
 }
 
 /**
@@ -140,6 +158,7 @@ export async function customOrderRoutes(parent: FastifyInstance, ctx: Context): 
   app.get(
     '/api/images/orders/:order_id/files/:file_id',
     {
+      preValidation: repeatedLinkParameter,
       schema: {
         tags: TAGS,
         summary: 'One photo of an order in one size: with a signed link from the order, or as its owner or an admin',

@@ -55,7 +55,9 @@ export const FileParams = Type.Object({ order_id: Type.String(), file_id: Type.S
 
 export const FileQuery = Type.Object({
   size: Type.Optional(Type.Union(ORDER_SIZES.map((s) => Type.Literal(s)), { default: 'original' })),
-  expires: Type.Optional(Type.Integer({ minimum: 0, description: 'signed links: unix time the link ends' })),
+  // Text, not an integer: a link whose `expires` was altered into something that is not a number is an
+  // altered link (403 `invalid_signature`, routes.ts), not a validation error.
+  expires: Type.Optional(Type.String({ description: 'signed links: unix time the link ends, in seconds', examples: ['1767225600'] })),
   sig: Type.Optional(Type.String({ description: 'signed links: the signature' })),
 });
 export type FileQuery = Static<typeof FileQuery>;

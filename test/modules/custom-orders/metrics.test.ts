@@ -78,4 +78,42 @@ describe('custom-order metrics on /metrics', () => {
     expect(reject('unsupported_media_type', after)).toBe(reject('unsupported_media_type', before) + 2);
     expect(reject('unauthorized', after)).toBe(0);
   });
+
+  it('count error answers by route pattern and code in kiln_http_errors_total, beside requests by status', async () => {
+    const errors = (text: string, route: string, code: string) => value(text, `kiln_http_errors_total{route="${route}",code="${code}"}`) ?? 0;
+    const requests = (text: string, route: string, status: number) =>
+      value(text, `kiln_http_requests_total{method="GET",route="${route}",status="${status}"}`) ?? 0;
+    const ORDER = '/api/images/orders/:order_id';
+    const FILE = '/api/images/orders/:order_id/files/:file_id';
+    const order = await createOrder(server.url, user.headers, [filePart(await photo(900))]);
+    const link = new URL(order.files[0]?.urls.thumb ?? '', server.url);
+    const before = await metrics();
+
+    // An order nobody has, twice, and one without credentials.
+    for (const id of ['no-such-order', 'another-missing-order']) {
+      expect((await fetch(`${server.url}/api/images/orders/${id}`, { headers: user.headers })).status).toBe(404);
+    }
+    expect((await fetch(`${server.url}/api/images/orders/${order.order_id}`)).status).toBe(401);
+    // A signed link altered, and the same link unaltered (a success, not an error).
+    link.searchParams.set('sig', '0'.repeat(64));
+    expect((await fetch(link)).status).toBe(403);
+    expect((await fetch(new URL(order.files[0]?.urls.thumb ?? '', server.url))).status).toBe(200);
+
+    const after = await metrics();
+    // The pattern, never the path asked for: an id does not make a series of its own.
+    expect(after).not.toContain('no-such-order');
+    expect(errors(after, ORDER, 'order_not_found')).toBe(errors(before, ORDER, 'order_not_found') + 2);
+    expect(errors(after, ORDER, 'unauthorized')).toBe(errors(before, ORDER, 'unauthorized') + 1);
+    expect(errors(after, FILE, 'invalid_signature')).toBe(errors(before, FILE, 'invalid_signature') + 1);
+    expect(requests(after, ORDER, 404)).toBe(requests(before, ORDER, 404) + 2);
+    expect(requests(after, FILE, 403)).toBe(requests(before, FILE, 403) + 1);
+    // The photo served is a request, not an error.
+    expect(requests(after, FILE, 200)).toBe(requests(before, FILE, 200) + 1);
+    const fileErrors = (text: string) =>
+      text
+        .split('\n')
+        .filter((l) => l.startsWith(`kiln_http_errors_total{route="${FILE}"`))
+        .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+    expect(fileErrors(after)).toBe(fileErrors(before) + 1);
+  });
 });

@@ -167,6 +167,56 @@ describe('signed links', () => {
     for (const t of tampered) await expectProblem(await get(t), 403);
   });
 
+  it('fail with 403 invalid_signature, as an altered signature does, whatever expires or sig is altered into', async () => {
+    const link = new URL(file.urls.thumb, server.url);
+    const expires = link.searchParams.get('expires') ?? '';
+    const sig = link.searchParams.get('sig') ?? '';
+    const withParams = (params: Array<[string, string]>) => {
+      const u = new URL(link.pathname, server.url);
+      for (const [name, value] of params) u.searchParams.append(name, value);
+      return u.toString();
+    };
+    const otherSig = `${sig[0] === '0' ? '1' : '0'}${sig.slice(1)}`;
+    const { code } = await expectProblem(await get(withParams([['size', 'thumb'], ['expires', expires], ['sig', otherSig]])), 403);
+    expect(code).toBe('invalid_signature');
+    const alteredExpires = [
+      'soon', // not a number
+      '', // empty
+      '-1', // negative
+      `-${expires}`,
+      `${expires}.5`, // a fraction
+      `${expires}.0`,
+      '1e10',
+      `+${expires}`,
+      ` ${expires}`,
+      `0${expires}`, // the same number, spelt otherwise
+      '0x1',
+      '99999999999999999999999', // huge
+      '9007199254740993', // past the integers a number holds exactly
+      String(Number.MAX_SAFE_INTEGER),
+      '0',
+    ];
+    for (const e of alteredExpires) {
+      const res = await get(withParams([['size', 'thumb'], ['expires', e], ['sig', sig]]));
+      expect(`${e}: ${res.status}`).toBe(`${e}: 403`);
+      await expectProblem(res, 403, code);
+    }
+    const alteredLinks: Array<Array<[string, string]>> = [
+      [['size', 'thumb'], ['expires', expires], ['sig', '']],
+      [['size', 'thumb'], ['expires', expires], ['sig', 'not hex at all']],
+      [['size', 'thumb'], ['expires', expires], ['sig', `${sig}00`]],
+      [['size', 'thumb'], ['expires', ''], ['sig', '']],
+      [['size', 'thumb'], ['expires', '']],
+      [['size', 'thumb'], ['sig', sig]],
+      // a parameter given twice
+      [['size', 'thumb'], ['expires', expires], ['expires', expires], ['sig', sig]],
+      [['size', 'thumb'], ['expires', expires], ['sig', sig], ['sig', sig]],
+    ];
+    for (const params of alteredLinks) await expectProblem(await get(withParams(params)), 403, code);
+    // Unaltered, the same link still works.
+    expect((await get(withParams([['size', 'thumb'], ['expires', expires], ['sig', sig]]))).status).toBe(200);
+  });
+
   it('fail with 403 once SIGNED_URL_TTL has passed', async () => {
     const fresh = (await (await get(`/api/images/orders/${(await createOrder(server.url, alice.headers, [filePart(jpg)])).order_id}`, alice.headers)).json()) as { order: OrderBody };
     const url = fresh.order.files[0]?.urls.original ?? '';
@@ -176,6 +226,48 @@ describe('signed links', () => {
       await expectProblem(await get(url), 403, 'link_expired');
     } finally {
       clock.advanceMinutes(-61);
+    }
+  });
+});
+
+describe('signed links with SIGNED_URL_TTL=60', () => {
+  let short: TestServer;
+  const shortClock = new TestClock();
+  beforeAll(async () => {
+    short = await startServer({ SIGNED_URL_TTL: '60' }, { clock: shortClock });
+  });
+  afterAll(async () => short?.close());
+
+  /** Moves the server's clock so that it reads `at` (ms since the epoch). */
+  function setClock(at: number): void {
+    shortClock.advanceMinutes((at - shortClock.now().getTime()) / 60_000);
+  }
+
+  it('expire 60 seconds after the order was read, and fail with 403 link_expired from then on', async () => {
+    const user = await registerUser(short.url, 'carol');
+    const before = Math.floor(shortClock.now().getTime() / 1000);
+    const order = await createOrder(short.url, user.headers, [filePart(jpg)]);
+    const after = Math.floor(shortClock.now().getTime() / 1000);
+    const links = Object.values(order.files[0]?.urls ?? {}).map((u) => new URL(u, short.url));
+    expect(links).toHaveLength(3);
+    const expires = Number(links[0]?.searchParams.get('expires'));
+    expect(expires).toBeGreaterThanOrEqual(before + 60);
+    expect(expires).toBeLessThanOrEqual(after + 60);
+    for (const link of links) expect(link.searchParams.get('expires')).toBe(String(expires));
+
+    const start = shortClock.now().getTime();
+    try {
+      // Two seconds before `expires`: every link works without credentials.
+      setClock(expires * 1000 - 2000);
+      for (const link of links) expect((await fetch(link)).status).toBe(200);
+      // A second after: every link is expired.
+      setClock(expires * 1000 + 1000);
+      for (const link of links) await expectProblem(await fetch(link), 403, 'link_expired');
+      // The owner still gets the photo unsigned.
+      const plain = new URL(links[0]!.pathname, short.url);
+      expect((await fetch(plain, { headers: user.headers })).status).toBe(200);
+    } finally {
+      setClock(start);
     }
   });
 });

@@ -2,8 +2,9 @@
 import dns, { type LookupAddress } from 'node:dns';
 import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { FetchError, findFetchError, isBlockedAddress, safeFetch, type SafeFetchOptions } from '../../../src/platform/fetch/index.js';
 import { guardedWebFetch } from '../../../src/platform/fetch/web.js';
@@ -85,6 +86,54 @@ async function fetchError(url: string, options: SafeFetchOptions): Promise<Fetch
   );
   expect(err).toBeInstanceOf(FetchError);
   return err as FetchError;
+}
+
+/**
+ * A loopback port whose TCP handshake never completes. A worker thread
+ * listens with a backlog of 1 and then blocks its own event loop, so it never
+ * accepts; the connections opened here fill the kernel's accept queue, and
+ * from then on the kernel drops every SYN to the port. A client's connect
+ * then hangs in SYN_SENT, as it does to a host that does not answer: the
+ * connect timeout, not a server that is slow to answer, is what ends it.
+ */
+async function unansweredPort(): Promise<{ port: number; close(): Promise<void> }> {
+  const hold = new Int32Array(new SharedArrayBuffer(4));
+  const worker = new Worker(
+    `const { parentPort, workerData } = require('node:worker_threads');
+     const server = require('node:net').createServer();
+     server.listen(0, '127.0.0.1', 1, () => {
+       parentPort.postMessage(server.address().port);
+       Atomics.wait(workerData, 0, 0); // blocks this thread's event loop: nothing is accepted until released
+       server.close();
+     });`,
+    { eval: true, workerData: hold },
+  );
+  const port = await new Promise<number>((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+  });
+  const fillers: net.Socket[] = [];
+  const close = async () => {
+    for (const socket of fillers) socket.destroy();
+    Atomics.store(hold, 0, 1);
+    Atomics.notify(hold, 0);
+    await worker.terminate();
+  };
+  // Connections complete until the accept queue is full; the first that does not shows it is.
+  for (let i = 0; i < 64; i++) {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    fillers.push(socket);
+    let timer: NodeJS.Timeout | undefined;
+    const connected = await new Promise<boolean>((resolve) => {
+      socket.once('connect', () => resolve(true));
+      timer = setTimeout(() => resolve(false), 500);
+    });
+    clearTimeout(timer);
+    if (!connected) return { port, close };
+  }
+  await close();
+  throw new Error('the accept queue never filled: this system answers every connection');
 }
 
 describe('safeFetch', () => {
@@ -170,6 +219,22 @@ describe('safeFetch', () => {
     expect(Date.now() - started).toBeLessThan(2500);
     // Without it the same body is waited for, until the timeout.
     expect((await fetchError(`${base}/stalled-body`, opts({ totalTimeoutMs: 300 }))).code).toBe('timeout');
+  });
+
+  it('gives up a connection that is never accepted at the connect timeout, long before the total timeout', async () => {
+    const silent = await unansweredPort();
+    try {
+      const started = Date.now();
+      // The total timeout is far away: only the connect timeout can end this within a few seconds
+      // (the kernel itself would keep retrying the SYN for about two minutes).
+      const err = await fetchError(`http://127.0.0.1:${silent.port}/ok`, opts({ connectTimeoutMs: 400, totalTimeoutMs: 25_000 }));
+      const took = Date.now() - started;
+      expect([err.code, err.transient]).toEqual(['timeout', true]);
+      expect(took).toBeGreaterThanOrEqual(350);
+      expect(took).toBeLessThan(4000);
+    } finally {
+      await silent.close();
+    }
   });
 
   it("throws the caller's own abort reason as is", async () => {

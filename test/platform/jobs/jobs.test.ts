@@ -1,7 +1,9 @@
 // The one job suite, run against every runner and database (see harness.ts).
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { PermanentJobError, TransientJobError, type JobRunner } from '../../../src/platform/jobs/index.js';
-import { dropRedisPrefix, ENVS, makeRunner, newPrefix, TEST_REDIS_URL, type Store } from './harness.js';
+import { systemClock } from '../../../src/clock.js';
+import { createJobRunner, PermanentJobError, TransientJobError, type JobRunner } from '../../../src/platform/jobs/index.js';
+import { testConfig } from '../../helpers/config.js';
+import { dropRedisPrefix, ENVS, makeRunner, newPrefix, silentLog, sqliteStore, TEST_REDIS_URL, type Store } from './harness.js';
 
 const JOB_KEYS = [
   'attempts', 'created_at', 'error', 'finished_at', 'input', 'job_id', 'max_attempts',
@@ -18,6 +20,65 @@ async function until<T>(check: () => Promise<T | undefined | false>, timeoutMs =
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/**
+ * Runs `total` jobs that each wait at a gate of their own and opens the gates
+ * one at a time. Before each opening, after the runner had time to start more
+ * (several poll intervals), exactly min(limit, jobs left) are running.
+ */
+async function expectBoundedRuns(jobs: JobRunner, limit: number, total: number, settleMs: number): Promise<void> {
+  let running = 0;
+  let most = 0;
+  const gates = new Map<string, () => void>();
+  jobs.register('gated', async (input: { i: number }, job) => {
+    running += 1;
+    most = Math.max(most, running);
+    await new Promise<void>((open) => gates.set(job.jobId, open));
+    running -= 1;
+    return input.i;
+  });
+  await jobs.start();
+  const ids: string[] = [];
+  for (let i = 0; i < total; i++) ids.push((await jobs.enqueue('gated', { i }, { userId: 'u1' })).job_id);
+  for (let left = total; left > 0; left--) {
+    const expected = Math.min(limit, left);
+    await until(async () => gates.size >= expected);
+    await new Promise((r) => setTimeout(r, settleMs));
+    expect([running, gates.size]).toEqual([expected, expected]);
+    if (left === total) {
+      const statuses = await Promise.all(ids.map(async (id) => (await jobs.get(id))?.status));
+      expect(statuses.filter((st) => st === 'processing')).toHaveLength(limit);
+      expect(statuses.filter((st) => st === 'queued')).toHaveLength(total - limit);
+    }
+    const [id, open] = gates.entries().next().value as [string, () => void];
+    gates.delete(id);
+    open();
+  }
+  for (const [i, id] of ids.entries()) expect(await jobs.waitFor(id, 10_000)).toMatchObject({ status: 'completed', result: i });
+  expect(most).toBe(limit);
+}
+
+describe('JOB_CONCURRENCY bounds the local runner kiln serve makes', () => {
+  let store: Store;
+  let jobs: JobRunner | undefined;
+  beforeAll(async () => {
+    store = await sqliteStore();
+  });
+  afterAll(async () => {
+    await jobs?.stop(1000);
+    await store?.close();
+  });
+
+  it.each([2, 3])('JOB_CONCURRENCY=%i: at most that many of 6 jobs run at once, and all 6 complete', async (limit) => {
+    await jobs?.stop(1000);
+    // As context.ts makes it: from the configuration read from the environment.
+    const config = testConfig(store.dataDir, { JOB_CONCURRENCY: String(limit) });
+    jobs = createJobRunner(config, { db: store.db, log: silentLog, clock: systemClock });
+    expect(jobs.mode).toBe('local');
+    // Longer than the runner's idle poll (250 ms), so a runner that would start more has had its chance.
+    await expectBoundedRuns(jobs, limit, 6, 400);
+  });
+});
 
 describe.each(ENVS)('jobs: $name', (env) => {
   const title = env.skip ? `skipped: ${env.skip}` : 'runs';
@@ -265,6 +326,10 @@ describe.each(ENVS)('jobs: $name', (env) => {
       for (const id of ids) expect(await a.waitFor(id, 20_000)).toMatchObject({ status: 'completed', attempts: 1 });
       expect([...runs.values()].every((n) => n === 1)).toBe(true);
       expect(runs.size).toBe(40);
+    });
+
+    it('runs at most `concurrency` jobs at a time, and all of them', async () => {
+      await expectBoundedRuns(runner(newPrefix(), 2), 2, 6, 150);
     });
 
     it('stops gracefully: a running job finishes, queued ones wait for the next start', async () => {

@@ -1,4 +1,5 @@
-import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -34,6 +35,63 @@ async function writeLines(log: ReturnType<typeof createLogger>, count: number, t
     log.info({ i, tag, filler: 'x'.repeat(100) }, 'line');
     if (i % 10 === 9) await new Promise((resolve) => setTimeout(resolve, 5));
   }
+}
+
+/**
+ * A `--require` preload (preloads of that kind run in worker threads too,
+ * `--import` ones do not) that sets the clock of every worker thread, the
+ * log transport's among them, to today at KILN_FAKE_TIME (local HH:MM:SS)
+ * when the thread starts; from there it runs at the normal pace. The main
+ * thread keeps the real time.
+ */
+const CLOCK_PRELOAD = `
+const { isMainThread } = require('node:worker_threads');
+const at = /^(\\d\\d):(\\d\\d):(\\d\\d)$/.exec(process.env.KILN_FAKE_TIME || '');
+if (!isMainThread && at) {
+  const RealDate = Date;
+  const target = new RealDate();
+  target.setHours(Number(at[1]), Number(at[2]), Number(at[3]), 0);
+  const offset = target.getTime() - RealDate.now();
+  globalThis.Date = class extends RealDate {
+    constructor(...args) {
+      if (args.length === 0) super(RealDate.now() + offset);
+      else super(...args);
+    }
+    static now() {
+      return RealDate.now() + offset;
+    }
+  };
+}
+`;
+const LOG_FOR = path.join(import.meta.dirname, 'fixtures', 'log-for.ts');
+
+/** Runs fixtures/log-for.ts: `kiln.log` in `dir`, its log thread starting at `fakeTime`, logging for `ms`. */
+async function logAcross(dir: string, clockFile: string, fakeTime: string, ms: number): Promise<void> {
+  // Through NODE_OPTIONS, which pino hands on to its transport's worker thread (a --require on the command line it does not).
+  const child = spawn(process.execPath, ['--import', 'tsx', LOG_FOR, path.join(dir, 'kiln.log'), String(ms)], {
+    env: { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${JSON.stringify(clockFile)}`.trim(), TZ: 'UTC', KILN_FAKE_TIME: fakeTime },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  expect(code, stderr).toBe(0);
+}
+
+/** `kiln.<date>.<n>.log` files of `dir` in the order they were written, with their lines' numbers. */
+function datedFiles(dir: string): { name: string; date: string; ticks: number[] }[] {
+  return readdirSync(dir)
+    .map((name) => ({ name, match: /^kiln\.(\d{4}-\d\d-\d\d)\.(\d+)\.log$/.exec(name) }))
+    .filter((f) => f.match !== null)
+    .sort((a, b) => a.match![1]!.localeCompare(b.match![1]!) || Number(a.match![2]) - Number(b.match![2]))
+    .map((f) => ({
+      name: f.name,
+      date: f.match![1]!,
+      ticks: readFileSync(path.join(dir, f.name), 'utf8')
+        .split('\n')
+        .filter((l) => l !== '')
+        .map((l) => (JSON.parse(l) as { i: number }).i),
+    }));
 }
 
 describe('LOG_FILE rotation', () => {
@@ -91,6 +149,33 @@ describe('LOG_FILE rotation', () => {
     expect(files.length).toBe(2);
     const text = files.map((f) => readFileSync(path.join(dir, f.name), 'utf8')).join('');
     expect(text).toContain('"tag":"second"');
+  });
+
+  it('rolls to a new file at midnight, and not at any other hour', async () => {
+    const dir = tempDir();
+    const clockFile = path.join(dir, 'clock.cjs');
+    writeFileSync(clockFile, CLOCK_PRELOAD);
+    const [beforeMidnight, beforeEleven] = [path.join(dir, 'midnight'), path.join(dir, 'eleven')];
+    // Both log for 5 s from a clock 3 s before the hour: past midnight in one, past 23:00 in the other.
+    await Promise.all([logAcross(beforeMidnight, clockFile, '23:59:57', 5000), logAcross(beforeEleven, clockFile, '22:59:57', 5000)]);
+
+    const days = datedFiles(beforeMidnight);
+    expect(days.map((f) => f.name)).toHaveLength(2);
+    const [first, second] = days as [(typeof days)[0], (typeof days)[0]];
+    // The day's file, then the next day's, numbered from 1 again.
+    expect(Date.parse(`${second.date}T00:00:00Z`) - Date.parse(`${first.date}T00:00:00Z`)).toBe(24 * 3600_000);
+    expect(second.name).toBe(`kiln.${second.date}.1.log`);
+    // Each line in exactly one of them, none lost, the earlier ones in the earlier day.
+    expect(first.ticks.length).toBeGreaterThan(0);
+    expect(second.ticks.length).toBeGreaterThan(0);
+    const all = [...first.ticks, ...second.ticks];
+    expect(all).toEqual(all.map((_, i) => i));
+    expect(readlinkSync(path.join(beforeMidnight, 'current.log'))).toBe(second.name);
+
+    // 23:00 is not a new day: one file with every line.
+    const hours = datedFiles(beforeEleven);
+    expect(hours.map((f) => f.name)).toEqual([`kiln.${hours[0]?.date}.1.log`]);
+    expect(hours[0]!.ticks.length).toBeGreaterThan(100);
   });
 
   it('closing flushes every line written just before', async () => {

@@ -100,8 +100,7 @@ export function classify(err: unknown, sdk: OpenAIModule): Error {
       if (refused.code === 'too_large' || refused.code === 'too_many_redirects') {
         return new PermanentJobError('provider_bad_answer', `The image provider's answer was refused: ${refused.message}`);
       }
-      const hint = refused.code === 'blocked_address' ? ' A private or loopback host is reached only when it is listed in FETCH_ALLOWED_HOSTS.' : '';
-      return new PermanentJobError('provider_blocked', `Kiln's outbound guard refused the request to the image provider: ${refused.message}${hint}`);
+      return new PermanentJobError('provider_blocked', `Kiln's outbound guard refused the request to the image provider: ${refused.message}`);
     }
     return new TransientJobError('provider_unreachable', 'The image provider could not be reached.');
   }

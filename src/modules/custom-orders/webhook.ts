@@ -82,10 +82,9 @@ async function deliver(ctx: Context, payload: StatusChanged, job: JobContext, ti
   } catch (err) {
     if (!(err instanceof FetchError)) throw err; // the job's own abort (timeout, shutdown): the runner decides
     if (PERMANENT.has(err.code)) {
-      const hint = err.code === 'blocked_address' ? ' A private or loopback receiver must be listed in FETCH_ALLOWED_HOSTS.' : '';
       // Nothing was sent, and no retry will send it: the operator has to change WEBHOOK_URL or FETCH_ALLOWED_HOSTS.
-      job.log.warn({ code: `webhook_${err.code}`, orderId: payload.order_id }, `status webhook not sent: ${err.message}${hint}`);
-      throw new PermanentJobError(`webhook_${err.code}`, `The webhook URL is refused: ${err.message}${hint}`);
+      job.log.warn({ code: `webhook_${err.code}`, orderId: payload.order_id }, `status webhook not sent: ${err.message}`);
+      throw new PermanentJobError(`webhook_${err.code}`, `The webhook URL is refused: ${err.message}`);
     }
     // Spec: any non-2xx answer or a timeout is retried, 4xx included.
     throw new TransientJobError(`webhook_${err.code}`, err.message);

@@ -28,6 +28,11 @@ export class FetchError extends Error {
   }
 }
 
+/** The one way the guard refuses an address, naming the setting that would allow it. */
+export function blockedAddress(what: string): FetchError {
+  return new FetchError('blocked_address', `${what} is not a public address; a private or loopback host is reached only when it is listed in FETCH_ALLOWED_HOSTS.`);
+}
+
 /** Our FetchError when `err` is one or wraps one (undici wraps connect failures), else null. */
 export function findFetchError(err: unknown): FetchError | null {
   for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {

@@ -16,7 +16,7 @@ import { Transform } from 'node:stream';
 import type { Agent, Dispatcher } from 'undici';
 import { ipLiteral, isBlockedAddress } from './address.js';
 import { streamToNewFile } from '../files.js';
-import { FetchError, findFetchError } from './errors.js';
+import { blockedAddress, FetchError, findFetchError } from './errors.js';
 import { guardedLookup } from './lookup.js';
 
 export { FetchError, findFetchError, type FetchErrorCode } from './errors.js';
@@ -51,6 +51,12 @@ export interface SafeFetchOptions {
    * `maxBytes` and `toFile` are then ignored; the answer's `bytes` is 0, its `body` null.
    */
   discardBody?: boolean;
+  /**
+   * A long-lived pool from `guardedAgent` (made with the same allowedHosts and
+   * connect timeout) whose connections stay open between requests; it is not
+   * closed after this one. Without it each request has a pool of its own.
+   */
+  agent?: Agent;
 }
 
 export interface SafeFetchResponse {
@@ -66,22 +72,31 @@ export interface SafeFetchResponse {
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
-export async function safeFetch(url: string, options: SafeFetchOptions): Promise<SafeFetchResponse> {
-  // undici is loaded by the first outbound request, not at server start (before the deadline starts counting).
+/**
+ * A connection pool whose every new connection goes through the guarded
+ * lookup. A connection is checked when it opens, so keeping it open for the
+ * next request to the same origin checks nothing less.
+ */
+export async function guardedAgent(options: Pick<SafeFetchOptions, 'allowedHosts' | 'connectTimeoutMs'>): Promise<Agent> {
+  // undici is loaded by the first outbound request, not at server start.
   const { Agent } = await import('undici');
+  const allowed = new Set(options.allowedHosts.map((h) => h.toLowerCase()));
+  return new Agent({ connect: { timeout: options.connectTimeoutMs ?? 5000, lookup: guardedLookup(allowed) } });
+}
+
+export async function safeFetch(url: string, options: SafeFetchOptions): Promise<SafeFetchResponse> {
   const allowed = new Set(options.allowedHosts.map((h) => h.toLowerCase()));
   const deadline = AbortSignal.timeout(options.totalTimeoutMs ?? 30_000);
   const signal = options.signal ? AbortSignal.any([deadline, options.signal]) : deadline;
-  const agent = new Agent({
-    connect: { timeout: options.connectTimeoutMs ?? 5000, lookup: guardedLookup(allowed) },
-  });
+  const agent = options.agent ?? (await guardedAgent(options));
   try {
     return await follow(url, options, allowed, agent, signal);
   } catch (err) {
     if (options.signal?.aborted && !deadline.aborted) throw options.signal.reason;
     throw toFetchError(err, deadline.aborted);
   } finally {
-    await agent.destroy().catch(() => undefined); // nothing left to release on failure
+    // A request's own pool goes with it; a shared one keeps its connections for the next request.
+    if (!options.agent) await agent.destroy().catch(() => undefined); // nothing left to release on failure
   }
 }
 
@@ -137,7 +152,7 @@ function checkTarget(url: URL, allowed: Set<string>): void {
   const host = url.hostname.toLowerCase();
   const ip = ipLiteral(host);
   if (ip !== null && !allowed.has(host) && !allowed.has(ip) && isBlockedAddress(ip)) {
-    throw new FetchError('blocked_address', `${host} is not a public address.`);
+    throw blockedAddress(host);
   }
 }
 

@@ -7,7 +7,7 @@
 import dns from 'node:dns';
 import type { LookupFunction } from 'node:net';
 import { isBlockedAddress } from './address.js';
-import { FetchError } from './errors.js';
+import { blockedAddress } from './errors.js';
 
 export function guardedLookup(allowed: Set<string>): LookupFunction {
   return (hostname, options, callback) => {
@@ -17,7 +17,7 @@ export function guardedLookup(allowed: Set<string>): LookupFunction {
       if (!first) return callback(Object.assign(new Error(`no address for ${hostname}`), { code: 'ENOTFOUND' }), '', 0);
       if (!allowed.has(hostname.toLowerCase())) {
         const bad = addresses.find((a) => isBlockedAddress(a.address));
-        if (bad) return callback(new FetchError('blocked_address', `${hostname} resolves to ${bad.address}, which is not a public address.`), '', 0);
+        if (bad) return callback(blockedAddress(`${hostname} resolves to ${bad.address}, which`), '', 0);
       }
       if (options.all) callback(null, addresses);
       else callback(null, first.address, first.family);

@@ -8,7 +8,8 @@
  * answer is buffered up to `maxBytes`, so nothing streams either way: fine
  * for request/response APIs, not for a streamed answer.
  */
-import { safeFetch } from './index.js';
+import type { Agent } from 'undici';
+import { guardedAgent, safeFetch } from './index.js';
 
 export interface WebFetchOptions {
   /** Host names or IP literals that may be private (exact, case-insensitive). */
@@ -28,6 +29,9 @@ export type WebFetch = ((input: string | URL | Request, init?: RequestInit) => P
 const NULL_BODY = new Set([204, 205, 304]);
 
 export function guardedWebFetch(options: WebFetchOptions): WebFetch {
+  // One pool for the client's requests, made at the first: a client talks to one API, and a kept-alive
+  // connection saves a TCP and TLS handshake per call (Stripe's while a buyer waits).
+  let pool: Promise<Agent> | undefined;
   async function guardedFetch(input: string | URL | Request, init?: RequestInit): Promise<Response> {
     // A Request settles what the body is (a FormData becomes multipart bytes with its boundary in Content-Type).
     const request = new Request(input, init);
@@ -42,6 +46,7 @@ export function guardedWebFetch(options: WebFetchOptions): WebFetch {
       body,
       signal: init?.signal ?? request.signal,
       anyStatus: true,
+      agent: await (pool ??= guardedAgent(options)),
     });
     return new Response(NULL_BODY.has(answer.status) ? null : answer.body, { status: answer.status, headers: answer.headers });
   }

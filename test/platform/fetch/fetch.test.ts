@@ -288,6 +288,26 @@ describe('guardedWebFetch (a fetch for client libraries)', () => {
     expect([refused.status, refused.ok, await refused.text()]).toEqual([400, false, 'nope']);
   });
 
+  it("keeps one client's connection open between its requests, and checks a new one as it opens", async () => {
+    let connections = 0;
+    const count = () => connections++;
+    server.on('connection', count);
+    try {
+      const client = webFetch();
+      for (let i = 0; i < 3; i++) {
+        expect(await (await client(`${base}/ok`)).text()).toBe('hello');
+        // The connection goes back to the pool once undici is done with the answer, a turn after its last byte.
+        await new Promise(setImmediate);
+      }
+      expect(connections).toBe(1);
+      // Another name for the same server is a new origin, so a new connection: refused at its lookup.
+      await expect(client(`http://localhost:${port}/ok`).then(() => null, (e: unknown) => findFetchError(e)?.code)).resolves.toBe('blocked_address');
+      expect(connections).toBe(1);
+    } finally {
+      server.off('connection', count);
+    }
+  });
+
   it('keeps the guard: loopback by another name, redirects to the metadata address, the byte cap', async () => {
     const reason = (p: Promise<unknown>) => p.then(() => null, (e: unknown) => findFetchError(e)?.code);
     expect(await reason(webFetch()(`http://localhost:${port}/ok`))).toBe('blocked_address');

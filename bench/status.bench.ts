@@ -80,6 +80,8 @@ async function startServer(mode: 'cached' | 'uncached', openaiBase: string): Pro
       API_KEY: KEY,
       OPENAI_API_KEY: 'sk-bench',
       OPENAI_BASE_URL: openaiBase,
+      // The fake model listens on the loopback, which the outbound guard refuses unless listed.
+      FETCH_ALLOWED_HOSTS: '127.0.0.1',
       LOG_LEVEL: 'silent',
       RATE_LIMIT_AUTH: '0',
       RATE_LIMIT_UPLOAD: '0',

@@ -311,7 +311,7 @@ export function loadConfig(processEnv: Env = process.env, cwd = process.cwd()): 
     eanProviderUrl: r.url('EAN_PROVIDER_URL', ['http:', 'https:']) ?? 'https://world.openfoodfacts.org',
     webhookUrl: r.url('WEBHOOK_URL', ['http:', 'https:']),
     webhookSecret: r.raw('WEBHOOK_SECRET'),
-    // Ten years at most: a link's `expires` (unix seconds) stays a safe integer that URLs and JSON carry exactly.
+    // Ten years at most, a bound like CACHE_TTL_SECONDS's: a link's `expires` (unix seconds) stays far below 2^53, where the strict check of a link would refuse it.
     signedUrlTtl: r.int('SIGNED_URL_TTL', 3600, 1, TEN_YEARS_S),
     openai: {
       apiKey: r.raw('OPENAI_API_KEY'),

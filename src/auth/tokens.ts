@@ -62,7 +62,7 @@ export function createAccessTokenVerifier(ctx: Context): AccessTokenVerifier {
       throw new Unauthorized('The bearer token is not a JWT.', 'invalid_token');
     }
     // A token with no `exp` would never expire: one leaked from the issuer would work for ever.
-    // No clock tolerance: `exp` and `nbf` hold to the second, as the spec asks.
+    // No clock tolerance: a token that has expired, or is not valid yet, is a 401 from its first second.
     const options = { currentDate: ctx.clock.now(), requiredClaims: ['exp', 'sub'] };
     try {
       const { payload } =

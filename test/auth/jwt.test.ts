@@ -1,7 +1,11 @@
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readLogLines } from '../helpers/logs.js';
 import { expectProblem } from '../helpers/problem.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { bearer, call, login, register, TestClock, type Account } from './helpers.js';
@@ -114,15 +118,18 @@ describe('tokens from another service', () => {
     const hs = await new SignJWT({}).setSubject(account.id).setProtectedHeader({ alg: 'HS256' }).setIssuedAt(t - 600).setExpirationTime(t - 3).sign(secretKey);
     const rs = await new SignJWT({}).setSubject(account.id).setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' }).setIssuedAt(t - 600).setExpirationTime(t - 3).sign(rsa.privateKey);
     for (const token of [hs, rs]) await expectProblem(await meRaw(server.url, token), 401, 'token_expired');
-    // The same token a few seconds before its exp still works: the 401 above is the expiry, not something else.
-    const fresh = await new SignJWT({}).setSubject(account.id).setProtectedHeader({ alg: 'HS256' }).setIssuedAt(t - 600).setExpirationTime(t + 5).sign(secretKey);
+    // The same token with its exp still ahead works: the 401 above is the expiry, not something else.
+    // (Ten minutes ahead: Kiln's clock follows real time, and signing and the calls above take some of it.)
+    const fresh = await new SignJWT({}).setSubject(account.id).setProtectedHeader({ alg: 'HS256' }).setIssuedAt(t - 600).setExpirationTime(t + 600).sign(secretKey);
     expect((await me(fresh)).status).toBe(200);
   });
 
-  it('nbf is exact: a token valid from a few seconds from now is 401 (HS256 and RS256)', async () => {
+  it('nbf is exact: a token valid from twenty seconds from now is 401 (HS256 and RS256)', async () => {
     const t = kilnNow();
-    const hs = await claims(account.id).setProtectedHeader({ alg: 'HS256' }).setNotBefore(t + 5).sign(secretKey);
-    const rs = await claims(account.id).setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' }).setNotBefore(t + 5).sign(rsa.privateKey);
+    // 20 s: within a clock tolerance of 30 s these would pass, and Kiln's clock (which follows real time)
+    // has room for the signing, the JWKS fetch and the calls before it reaches nbf.
+    const hs = await claims(account.id).setProtectedHeader({ alg: 'HS256' }).setNotBefore(t + 20).sign(secretKey);
+    const rs = await claims(account.id).setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' }).setNotBefore(t + 20).sign(rsa.privateKey);
     for (const token of [hs, rs]) await expectProblem(await meRaw(server.url, token), 401);
     const started = await claims(account.id).setProtectedHeader({ alg: 'HS256' }).setNotBefore(t - 5).sign(secretKey);
     expect((await me(started)).status).toBe(200);
@@ -151,24 +158,38 @@ describe("Kiln's own access token", () => {
   it('works until ACCESS_TOKEN_LIFETIME and is 401 token_expired just after', async () => {
     const pair = await login(own.url, await register(own.url));
     expect(pair.expires_in).toBe(60);
-    ownClock.advanceSeconds(55);
+    // Half-way through its 60 s it works; 61 s on (plus whatever real time passed) it has expired.
+    ownClock.advanceSeconds(30);
     expect((await meRaw(own.url, pair.access_token)).status).toBe(200);
-    ownClock.advanceSeconds(8);
+    ownClock.advanceSeconds(31);
     await expectProblem(await meRaw(own.url, pair.access_token), 401, 'token_expired');
   });
 });
 
 describe('the JWKS fetch goes through the outbound guard', () => {
-  it('without FETCH_ALLOWED_HOSTS a JWKS on 127.0.0.1 is not fetched: RS256 tokens are 401', async () => {
-    const guarded = await startServer({ JWT_JWKS_URL: jwksUrl });
+  it('without FETCH_ALLOWED_HOSTS a JWKS on 127.0.0.1 is not fetched: RS256 tokens are 401, and the warning says why', async () => {
+    const logDir = mkdtempSync(path.join(os.tmpdir(), 'kiln-jwks-log-'));
+    const guarded = await startServer({ JWT_JWKS_URL: jwksUrl, LOG_FILE: path.join(logDir, 'kiln.log'), LOG_LEVEL: 'warn' });
+    let closed = false;
     try {
       const user = await register(guarded.url);
       const before = jwksRequests;
       const token = await claims(user.id).setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' }).sign(rsa.privateKey);
       await expectProblem(await meRaw(guarded.url, token), 401, 'invalid_token');
       expect(jwksRequests).toBe(before);
-    } finally {
+      // pino writes through a worker thread: only after close is every line on disk.
       await guarded.close();
+      closed = true;
+      // The operator learns why: the guard's refusal of the address, not just a failed verification.
+      const warnings = readLogLines<{ msg: string; level: number; err?: { code?: string; message?: string } }>(logDir).filter(
+        (l) => l.msg === 'could not verify an external token',
+      );
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toMatchObject({ level: 40, err: { code: 'blocked_address' } });
+      expect(warnings[0]?.err?.message).toContain('127.0.0.1 is not a public address');
+    } finally {
+      if (!closed) await guarded.close();
+      rmSync(logDir, { recursive: true, force: true });
     }
   });
 });

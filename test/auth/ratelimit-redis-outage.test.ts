@@ -3,7 +3,7 @@
  * at once, not after ioredis has spent seconds reconnecting.
  */
 import { randomInt } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createServer, connect, type Server, type Socket } from 'node:net';
@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RATE_LIMIT_NAMESPACE } from '../../src/auth/ratelimit.js';
+import { readLogLines } from '../helpers/logs.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { call } from './helpers.js';
 
@@ -117,11 +118,7 @@ describe('rate limits with Redis unreachable', () => {
       await s.close();
     }
     expect(statuses).toEqual(Array(7).fill(401));
-    const lines = readdirSync(logDir)
-      .filter((name) => name.endsWith('.log') && name !== 'current.log')
-      .flatMap((name) => readFileSync(path.join(logDir, name), 'utf8').split('\n'))
-      .filter((line) => line !== '')
-      .map((line) => JSON.parse(line) as { msg: string; level: number });
+    const lines = readLogLines<{ msg: string; level: number }>(logDir);
     const uncounted = lines.filter((l) => l.msg === 'rate limit store (Redis) failed: request let through uncounted');
     expect(uncounted).toHaveLength(1);
     expect(uncounted[0]?.level).toBe(40);

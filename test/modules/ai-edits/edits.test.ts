@@ -166,7 +166,8 @@ describe('provider failures', () => {
 describe('the outbound guard covers the image model too', () => {
   const port = () => new URL(fake.baseUrl).port;
 
-  it('follows a redirect that stays on the configured provider host', async () => {
+  it('follows a redirect to a private address the operator allowed (127.0.0.1, listed in FETCH_ALLOWED_HOSTS)', async () => {
+    // Allowed by the list, not by being the provider's host: the next test sends the same loopback by another name.
     fake.script.push({ kind: 'redirect', location: `http://127.0.0.1:${port()}/v1/images/edits` });
     const { initId } = await startEdit(server.url, SERVICE);
     expect((await waitForEnd(server.url, SERVICE, initId)).status).toBe('completed');

@@ -6,7 +6,7 @@
  * receiver, with the job's delays shortened (registerCustomOrderJobs' test
  * options) so eight attempts take about a second.
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -14,6 +14,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { registerCustomOrderJobs, WEBHOOK_JOB, WEBHOOK_MAX_ATTEMPTS, type WebhookJobOptions } from '../../../src/modules/custom-orders/webhook.js';
 import type { Job } from '../../../src/platform/jobs/types.js';
+import { readLogLines } from '../../helpers/logs.js';
 import { startServer, type TestServer } from '../../helpers/server.js';
 import { registerUser } from '../../helpers/users.js';
 import { ADMIN, createOrder, filePart, loginAdmin, photo } from './helpers.js';
@@ -181,12 +182,7 @@ describe('webhook delivery', () => {
     expect(hook.connections).toBe(0);
     // pino writes through a worker thread: only after close is every line on disk.
     await server.close();
-    const warnings = readdirSync(logDir)
-      .filter((name) => name.endsWith('.log') && name !== 'current.log')
-      .flatMap((name) => readFileSync(path.join(logDir, name), 'utf8').split('\n'))
-      .filter((line) => line !== '')
-      .map((line) => JSON.parse(line) as { msg: string; level: number; code?: string; jobId?: string })
-      .filter((l) => l.code === 'webhook_blocked_address');
+    const warnings = readLogLines<{ msg: string; level: number; code?: string; jobId?: string }>(logDir).filter((l) => l.code === 'webhook_blocked_address');
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toMatchObject({ level: 40, jobId: job.job_id });
     expect(warnings[0]?.msg).toContain('FETCH_ALLOWED_HOSTS');

@@ -1,7 +1,8 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readLogLines } from '../../helpers/logs.js';
 import { registerUser, type TestUser } from '../../helpers/users.js';
 import { startFakeStripe, type FakeStripe } from '../../helpers/stripe.js';
 import { createStripeGateway, PaymentProviderFailed } from '../../../src/modules/payments/stripe.js';
@@ -375,12 +376,7 @@ describe('payments through the outbound guard', () => {
       // pino writes through a worker thread: only after close is every line on disk.
       await server.close();
       closed = true;
-      const failed = readdirSync(logDir)
-        .filter((name) => name.endsWith('.log') && name !== 'current.log')
-        .flatMap((name) => readFileSync(path.join(logDir, name), 'utf8').split('\n'))
-        .filter((line) => line !== '')
-        .map((line) => JSON.parse(line) as { msg: string; err?: { message?: string } })
-        .filter((l) => l.msg === 'request failed');
+      const failed = readLogLines<{ msg: string; err?: { message?: string } }>(logDir).filter((l) => l.msg === 'request failed');
       expect(failed).toHaveLength(1);
       // The operator's log says why: the guard refused the address.
       expect(failed[0]?.err?.message).toContain('127.0.0.1 is not a public address');

@@ -4,13 +4,13 @@
  * credential sent with a request (headers, JSON bodies, error objects)
  * appears anywhere in the file.
  */
-import { readdirSync, readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp, type App } from '../../../src/app.js';
 import { createContext, type Context } from '../../../src/context.js';
 import { tempDataDir, testConfig } from '../../helpers/config.js';
+import { readLogLines, readLogText } from '../../helpers/logs.js';
 
 const SECRETS = ['sekrit-token-123', 'sekrit-key-456', 'hunter2-password', 'refresh-sekrit-789', 'sid-sekrit-000'];
 
@@ -76,14 +76,8 @@ describe('request logs in LOG_FILE', () => {
     await app.close();
     await ctx.close();
 
-    text = readdirSync(logDir)
-      .filter((name) => name.endsWith('.log') && name !== 'current.log')
-      .map((name) => readFileSync(path.join(logDir, name), 'utf8'))
-      .join('');
-    lines = text
-      .split('\n')
-      .filter((l) => l !== '')
-      .map((l) => JSON.parse(l) as Line);
+    text = readLogText(logDir);
+    lines = readLogLines<Line>(logDir);
   });
 
   afterAll(() => temp.cleanup());

@@ -152,7 +152,8 @@ describe('webhook delivery', () => {
     expect(job).toMatchObject({ status: 'completed', attempts: 2 });
     const [first, second] = hook.deliveries as [number, number];
     expect(hook.deliveries).toHaveLength(2);
-    expect(second - first).toBeGreaterThanOrEqual(timeoutMs);
+    // The timeout starts before the first request arrives (connect, a loaded machine), so its arrival can be a little late.
+    expect(second - first).toBeGreaterThanOrEqual(timeoutMs - 50);
   });
 
   it(`gives up after ${WEBHOOK_MAX_ATTEMPTS} attempts, with doubling delays between them`, async () => {

@@ -5,7 +5,6 @@
  * `kiln blobs sweep`.
  */
 import './threadpool.js';
-import { parseArgs } from 'node:util';
 import { buildApp, type App } from './app.js';
 import { collectStartupGarbage } from './images/release.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
@@ -117,8 +116,6 @@ async function main(argv: string[]): Promise<void> {
     case 'blobs':
       return blobs(config, rest);
     default:
-      void parseArgs;
-      void rest;
       fail(`unknown command "${command}"\n${USAGE}`);
   }
 }

@@ -26,6 +26,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Context } from '../../context.js';
 import { DomainError } from '../../errors.js';
+import { isMissing } from '../../platform/files.js';
 import { abortWhy, PermanentJobError, type JobContext } from '../../platform/jobs/index.js';
 import { checkColmap, ColmapNotFound, runColmap, type RunResult } from './colmap.js';
 import { pointCloudToGlb } from './glb.js';
@@ -322,8 +323,10 @@ async function registeredImages(file: string): Promise<number> {
     } finally {
       await handle.close();
     }
-  } catch {
-    return 0;
+  } catch (err) {
+    // No images.bin: the mapper left an empty model directory. Any other failure (permissions, no descriptors) fails the job.
+    if (isMissing(err)) return 0;
+    throw err;
   }
 }
 

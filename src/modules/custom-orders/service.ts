@@ -154,3 +154,8 @@ function decodeCursor(cursor: string): repo.PageAfter {
 export async function deleteUserOrders(ctx: Context, userId: string): Promise<void> {
   await new OrderService(ctx).deleteAllOf(userId);
 }
+
+/** Whether `userId` placed the order: the shop links a buyer's order only to their own (modules/shop). */
+export async function ownsCustomOrder(ctx: Context, userId: string, orderId: string): Promise<boolean> {
+  return (await repo.findOrder(ctx.db.kysely, orderId))?.user_id === userId;
+}

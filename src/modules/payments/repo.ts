@@ -1,7 +1,6 @@
 /**
- * SQL of payments. Orders are the shop's (modules/shop): read through its
- * repo, changed here only in their `stripe_payment_intent_id`; confirming
- * one is the shop's `confirmPaidOrder`.
+ * SQL of payments, and of nothing else: orders are the shop's (modules/shop),
+ * read and changed through its functions (orders.ts, order-status.ts).
  */
 import type { Kysely, Transaction } from 'kysely';
 import type { Database, PaymentsTable } from '../../platform/db/schema.js';
@@ -12,17 +11,8 @@ type Q = Transaction<Database> | Kysely<Database>;
 /** Intent statuses that never change again at Stripe: a row in one of them is never rewritten. */
 export const FINAL_STATUSES = ['succeeded', 'canceled'] as const;
 
-/** A payment with its order's status now (every payment has its order: the foreign key takes it with the order). */
-export type PaymentWithOrder = PaymentRow & { order_status: string };
-
-export async function findPayment(q: Q, paymentId: string): Promise<PaymentWithOrder | undefined> {
-  return q
-    .selectFrom('payments as p')
-    .innerJoin('orders as o', 'o.order_id', 'p.order_id')
-    .selectAll('p')
-    .select('o.status as order_status')
-    .where('p.payment_id', '=', paymentId)
-    .executeTakeFirst();
+export async function findPayment(q: Q, paymentId: string): Promise<PaymentRow | undefined> {
+  return q.selectFrom('payments').selectAll().where('payment_id', '=', paymentId).executeTakeFirst();
 }
 
 export async function findPaymentByIntent(q: Q, intentId: string): Promise<PaymentRow | undefined> {
@@ -58,15 +48,13 @@ export async function countCanceledPayments(q: Q, orderId: string): Promise<numb
 }
 
 /**
- * Records a payment and names its intent on the order. An intent already
- * recorded (a concurrent request that got the same intent from Stripe) is
- * left as it is. True when this call inserted the row.
+ * Records a payment. An intent already recorded (a concurrent request that
+ * got the same intent from Stripe) is left as it is. True when this call
+ * inserted the row.
  */
 export async function insertPayment(tx: Q, row: PaymentRow): Promise<boolean> {
   const result = await tx.insertInto('payments').values(row).onConflict((oc) => oc.column('intent_id').doNothing()).executeTakeFirst();
-  if (Number(result.numInsertedOrUpdatedRows ?? 0n) !== 1) return false;
-  await tx.updateTable('orders').set({ stripe_payment_intent_id: row.intent_id, updated_at: row.created_at }).where('order_id', '=', row.order_id).execute();
-  return true;
+  return Number(result.numInsertedOrUpdatedRows ?? 0n) === 1;
 }
 
 export type PaymentChanges = Pick<PaymentRow, 'status' | 'last_error_code' | 'last_error_message' | 'updated_at'>;

@@ -26,11 +26,14 @@ import type { Principal } from '../../auth/principal.js';
 import type { Database } from '../../platform/db/schema.js';
 import { formatMoney } from '../shop/money.js';
 import { confirmPaidOrder } from '../shop/order-status.js';
-import * as orders from '../shop/repo.js';
+import { findOrderOfBuyer, orderStatusOf, recordPaymentIntent } from '../shop/orders.js';
 import * as repo from './repo.js';
 import { createStripeGateway, type Intent, type PaymentGateway, type StripeEvent } from './stripe.js';
 
 type Q = Transaction<Database> | Kysely<Database>;
+
+/** A payment with its order's status now. */
+type PaymentWithOrder = repo.PaymentRow & { order_status: string };
 
 export const NOT_CONFIGURED = 'Payments are not configured on this server: set STRIPE_KEY (a Stripe secret key, sk_…) and restart.';
 export const WEBHOOK_NOT_CONFIGURED = "Stripe webhooks are not configured on this server: set STRIPE_WEBHOOK_SECRET (the endpoint's signing secret, whsec_…) and restart.";
@@ -75,7 +78,7 @@ export type WebhookOutcome = 'applied' | 'duplicate' | 'ignored';
 const paymentNotFound = (): NotFound => new NotFound('No such payment.', 'payment_not_found');
 const orderNotFound = (): NotFound => new NotFound('No such order.', 'order_not_found');
 
-function paymentView(row: repo.PaymentWithOrder): PaymentView {
+function paymentView(row: PaymentWithOrder): PaymentView {
   return {
     payment_id: row.payment_id,
     order_id: row.order_id,
@@ -89,6 +92,14 @@ function paymentView(row: repo.PaymentWithOrder): PaymentView {
     created_at: row.created_at,
     updated_at: row.updated_at,
   };
+}
+
+/** The payment with its order's status, asked of the shop. */
+async function findPaymentWithOrder(q: Q, paymentId: string): Promise<PaymentWithOrder | undefined> {
+  const payment = await repo.findPayment(q, paymentId);
+  const orderStatus = payment && (await orderStatusOf(q, payment.order_id));
+  // The foreign key takes a payment with its order: an order gone meanwhile means its payment is gone too.
+  return payment && orderStatus !== undefined ? { ...payment, order_status: orderStatus } : undefined;
 }
 
 /**
@@ -126,9 +137,9 @@ export class PaymentService {
   async createIntent(principal: Principal, orderId: string): Promise<{ view: IntentView; created: boolean }> {
     const gateway = this.assertConfigured();
     const { ctx } = this;
-    const order = await orders.findOrder(ctx.db.kysely, orderId);
     // A payment is the buyer's own act: anyone else, admins included, finds no such order.
-    if (!order || order.user_id !== principal.userId) throw orderNotFound();
+    const order = await findOrderOfBuyer(ctx.db.kysely, principal.userId, orderId);
+    if (!order) throw orderNotFound();
     if (order.status !== 'pending') throw new Conflict(`Only a pending order can be paid; this one is ${order.status}.`, 'order_not_payable');
     const amountMinor = Number(order.total_minor);
     if (amountMinor <= 0) throw new Conflict('This order has nothing to pay.', 'order_not_payable');
@@ -159,7 +170,12 @@ export class PaymentService {
       created_at: now,
       updated_at: now,
     };
-    const inserted = await ctx.db.kysely.transaction().execute((tx) => repo.insertPayment(tx, row));
+    const inserted = await ctx.db.kysely.transaction().execute(async (tx) => {
+      if (!(await repo.insertPayment(tx, row))) return false;
+      // In the same transaction: the order never names an intent without its payment row, nor the reverse.
+      await recordPaymentIntent(tx, orderId, intent.id, now);
+      return true;
+    });
     // Lost the race to a concurrent request with the same key: answer with the row it made.
     const stored = inserted ? row : await repo.findPaymentByIntent(ctx.db.kysely, intent.id);
     if (!stored) throw new Error(`payment of intent ${intent.id} is neither inserted nor found`);
@@ -220,8 +236,8 @@ export class PaymentService {
   }
 
   /** The payment when the caller is its buyer or an admin; a 404 for anyone else. */
-  private async visiblePayment(principal: Principal, paymentId: string): Promise<repo.PaymentWithOrder> {
-    const payment = await repo.findPayment(this.ctx.db.kysely, paymentId);
+  private async visiblePayment(principal: Principal, paymentId: string): Promise<PaymentWithOrder> {
+    const payment = await findPaymentWithOrder(this.ctx.db.kysely, paymentId);
     if (!payment || (payment.user_id !== principal.userId && !principal.isAdmin)) throw paymentNotFound();
     return payment;
   }
@@ -239,7 +255,7 @@ export class PaymentService {
     };
   }
 
-  private applyIntent(payment: repo.PaymentRow, intent: Intent): Promise<repo.PaymentWithOrder> {
+  private applyIntent(payment: repo.PaymentRow, intent: Intent): Promise<PaymentWithOrder> {
     return this.ctx.db.kysely.transaction().execute((tx) => this.applyIntentIn(tx, payment, intent));
   }
 
@@ -249,7 +265,7 @@ export class PaymentService {
    * final payment (succeeded, canceled) is never rewritten: an older event
    * that arrives late cannot undo it. Returns the row as it now is.
    */
-  private async applyIntentIn(tx: Q, payment: repo.PaymentRow, intent: Intent): Promise<repo.PaymentWithOrder> {
+  private async applyIntentIn(tx: Q, payment: repo.PaymentRow, intent: Intent): Promise<PaymentWithOrder> {
     const now = isoNow(this.ctx.clock);
     const changes: repo.PaymentChanges = {
       status: intent.status,
@@ -261,7 +277,7 @@ export class PaymentService {
     const differs = changes.status !== payment.status || changes.last_error_code !== payment.last_error_code || changes.last_error_message !== payment.last_error_message;
     const changed = differs && (await repo.updatePayment(tx, payment.payment_id, changes));
     if (intent.status === 'succeeded') await this.confirmOrder(tx, payment, intent, now, changed);
-    const row = await repo.findPayment(tx, payment.payment_id);
+    const row = await findPaymentWithOrder(tx, payment.payment_id);
     if (!row) throw new Error(`payment ${payment.payment_id} vanished while it was updated`);
     return row;
   }
@@ -276,8 +292,7 @@ export class PaymentService {
       return;
     }
     if (await confirmPaidOrder(tx, payment.order_id, now)) return;
-    const order = await orders.findOrder(tx, payment.order_id);
     // Paid after the order was cancelled: the order stays cancelled, the money is the buyer's, and Kiln does not refund by itself.
-    if (justSucceeded && order?.status === 'cancelled') log.warn(facts, 'payment succeeded for a cancelled order: refund it in Stripe');
+    if (justSucceeded && (await orderStatusOf(tx, payment.order_id)) === 'cancelled') log.warn(facts, 'payment succeeded for a cancelled order: refund it in Stripe');
   }
 }

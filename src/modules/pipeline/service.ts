@@ -18,7 +18,7 @@ import { Conflict, NotFound } from '../../errors.js';
 import { newId } from '../../ids.js';
 import type { StoredFile } from '../../images/serve.js';
 import type { Database } from '../../platform/db/schema.js';
-import type { Job } from '../../platform/jobs/index.js';
+import { dedupeKeysWithJobs, type Job } from '../../platform/jobs/index.js';
 import { requireColmap } from './colmap.js';
 import { readPipelineUpload } from './intake.js';
 
@@ -91,8 +91,8 @@ export function dedupeKeyOf(uploadId: string): string {
 /** For the orphan sweep (blob-sweep.ts): of `uploadIds`, those a job row still owns. */
 export async function existingUploads(db: Kysely<Database>, uploadIds: string[]): Promise<string[]> {
   const prefix = dedupeKeyOf('');
-  const rows = await db.selectFrom('jobs').select('dedupe_key').where('dedupe_key', 'in', uploadIds.map(dedupeKeyOf)).execute();
-  return rows.flatMap((r) => (r.dedupe_key?.startsWith(prefix) ? [r.dedupe_key.slice(prefix.length)] : []));
+  const keys = await dedupeKeysWithJobs(db, uploadIds.map(dedupeKeyOf));
+  return keys.map((key) => key.slice(prefix.length));
 }
 
 function isStage(value: unknown): value is Stage {

@@ -5,12 +5,15 @@
  * buyers racing for the last item: one order, one 409 `out_of_stock`.
  * Cancelling (before shipping) gives the stock back.
  */
+import type { Kysely, Transaction } from 'kysely';
 import { isoNow } from '../../clock.js';
 import type { Context } from '../../context.js';
 import { Conflict, Forbidden, NotFound, ValidationFailed } from '../../errors.js';
 import { newId } from '../../ids.js';
 import type { Principal } from '../../auth/principal.js';
+import type { Database } from '../../platform/db/schema.js';
 import { decodePosition, encodePosition } from '../../platform/http/cursor.js';
+import { ownsCustomOrder } from '../custom-orders/service.js';
 import { formatMoney } from './money.js';
 import { canMove, isOrderStatus, type OrderStatus } from './order-status.js';
 import * as repo from './repo.js';
@@ -44,6 +47,8 @@ function orderView(order: repo.OrderRow, items: readonly repo.OrderItemRow[]): O
   };
 }
 
+type Q = Kysely<Database> | Transaction<Database>;
+
 const orderNotFound = (): NotFound => new NotFound('No such order.', 'order_not_found');
 
 /** One line per product, in the order first named; quantities of a product named twice add up. */
@@ -68,7 +73,7 @@ export class OrderService {
     const { ctx } = this;
     const customOrderId = body.custom_order_id ?? null;
     // Linking someone else's custom order is refused as if it did not exist.
-    if (customOrderId !== null && !principal.isAdmin && !(await repo.ownsCustomOrder(ctx.db.kysely, principal.userId, customOrderId))) {
+    if (customOrderId !== null && !principal.isAdmin && !(await ownsCustomOrder(ctx, principal.userId, customOrderId))) {
       throw new NotFound('No such custom order.', 'custom_order_not_found');
     }
     const lines = mergedLines(body.items);
@@ -160,4 +165,22 @@ export class OrderService {
     if (status === 'cancelled') await this.onCancelled(orderId);
     return view;
   }
+}
+
+// What payments (modules/payments) need of an order: plain reads and writes, in the caller's transaction when it passes one.
+
+/** The order if `userId` placed it; anyone else's is as good as missing. */
+export async function findOrderOfBuyer(q: Q, userId: string, orderId: string): Promise<repo.OrderRow | undefined> {
+  const order = await repo.findOrder(q, orderId);
+  return order?.user_id === userId ? order : undefined;
+}
+
+/** The order's status now; undefined when there is no such order. */
+export async function orderStatusOf(q: Q, orderId: string): Promise<string | undefined> {
+  return (await repo.findOrder(q, orderId))?.status;
+}
+
+/** Names the intent that pays the order: its `stripe_payment_intent_id` from now on. */
+export async function recordPaymentIntent(q: Q, orderId: string, intentId: string, now: string): Promise<void> {
+  await repo.setPaymentIntent(q, orderId, intentId, now);
 }

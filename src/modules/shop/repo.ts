@@ -150,6 +150,10 @@ export async function setOrderStatus(q: Q, orderId: string, status: string, now:
   await q.updateTable('orders').set({ status, updated_at: now }).where('order_id', '=', orderId).execute();
 }
 
+export async function setPaymentIntent(q: Q, orderId: string, intentId: string, now: string): Promise<void> {
+  await q.updateTable('orders').set({ stripe_payment_intent_id: intentId, updated_at: now }).where('order_id', '=', orderId).execute();
+}
+
 /** Newest first: one user's orders, or everyone's when `userId` is undefined. */
 export async function listOrders(q: Q, userId: string | undefined, limit: number, after?: PageAfter): Promise<OrderRow[]> {
   let query = q.selectFrom('orders').selectAll().orderBy('created_at', 'desc').orderBy('order_id', 'desc').limit(limit);
@@ -166,10 +170,4 @@ export async function listOrders(q: Q, userId: string | undefined, limit: number
 export async function itemsOf(q: Q, orderIds: readonly string[]): Promise<OrderItemRow[]> {
   if (orderIds.length === 0) return [];
   return q.selectFrom('order_items').selectAll().where('order_id', 'in', orderIds).orderBy('order_id').orderBy('seq').execute();
-}
-
-/** Whether `userId` owns the custom order (custom-orders.md) an order links to. */
-export async function ownsCustomOrder(q: Q, userId: string, customOrderId: string): Promise<boolean> {
-  const row = await q.selectFrom('custom_orders').select('order_id').where('order_id', '=', customOrderId).where('user_id', '=', userId).executeTakeFirst();
-  return row !== undefined;
 }

@@ -30,5 +30,6 @@ export { BullJobRunner, type BullRunnerOptions } from './bullmq.js';
 export { LocalJobRunner, type LocalRunnerOptions } from './local.js';
 export { JobError, PermanentJobError, TransientJobError } from './errors.js';
 export { abortWhy, type AbortWhy } from './execute.js';
+export { dedupeKeysWithJobs } from './store.js';
 export type * from './types.js';
 export { JOB_STATUSES } from './types.js';

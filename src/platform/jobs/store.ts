@@ -46,6 +46,18 @@ export function toJob(row: JobRow): Job {
 
 export const isFinished = (status: string): boolean => status === 'completed' || status === 'failed' || status === 'cancelled';
 
+/**
+ * Of `keys`, those some job carries as its dedupe key, whatever its status.
+ * Over the database alone, not a runner: both runners keep their rows in
+ * this table, and the orphan sweep that asks (through the pipeline) has
+ * the database but no runner.
+ */
+export async function dedupeKeysWithJobs(db: Kysely<Database>, keys: readonly string[]): Promise<string[]> {
+  if (keys.length === 0) return [];
+  const rows = await db.selectFrom('jobs').select('dedupe_key').distinct().where('dedupe_key', 'in', keys).execute();
+  return rows.flatMap((r) => (r.dedupe_key === null ? [] : [r.dedupe_key]));
+}
+
 export class JobStore {
   private lastCreated = 0;
 

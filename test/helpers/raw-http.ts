@@ -94,6 +94,16 @@ export class RawConnection {
     return { status, head, headers, body };
   }
 
+  /**
+   * Resolves when the connection is closed, however long that takes. A test
+   * that waits so gives the server a keep-alive timeout far past the test's
+   * own (Node's default is 5 s): a connection the server should have closed
+   * and did not then fails the test by timing it out, not by a measured duration.
+   */
+  whenClosed(): Promise<void> {
+    return this.closed;
+  }
+
   /** Resolves when the connection is closed, or rejects after `timeoutMs`. */
   async closedWithin(timeoutMs: number): Promise<void> {
     let timer: NodeJS.Timeout | undefined;

@@ -125,14 +125,14 @@ describe('provider failures', () => {
 
   it('fails with provider_timeout when every attempt hangs', async () => {
     fake.script.push({ kind: 'hang' }, { kind: 'hang' }, { kind: 'hang' });
-    const started = Date.now();
     const { initId } = await startEdit(server.url, SERVICE);
     const end = await waitForEnd(server.url, SERVICE, initId);
     expect(end).toMatchObject({ status: 'failed', error: 'The image provider did not answer in time.' });
     const job = await jobOf(initId);
+    // provider_timeout is the client's own timeout (OPENAI_TIMEOUT_SECONDS): the guarded fetch's backstop
+    // would end an attempt as provider_unreachable, the job's limit (a minute more) as timeout.
     expect([job.attempts, job.error?.code]).toEqual([3, 'provider_timeout']);
-    // Three attempts of one second each: the client's timeout, not the job's ten minutes.
-    expect(Date.now() - started).toBeLessThan(15_000);
+    expect(fake.received).toHaveLength(3);
   });
 
   it.each([

@@ -262,14 +262,13 @@ describe('the job runner in /api/v1/health', () => {
 
   it('is unhealthy (503, 1001) when REDIS_URL points at a Redis nobody answers on, though kiln serve starts', async () => {
     // `kiln serve` with an unreachable Redis starts and serves (it logs and retries): only the health check can tell.
-    const started = Date.now();
     const res = await health({ REDIS_URL: 'redis://127.0.0.1:1' }, true);
     expect(res.status).toBe(503);
     expect(res.body).toMatchObject({ success: false, code: 1001, message: 'System unhealthy', data: { status: 'unhealthy' } });
-    expect(res.body.data.checks.job_runner).toMatchObject({ ok: false, error: expect.any(String) });
+    // Bounded by the runner's own check: it answers `unreachable`, where a probe that waited on ioredis
+    // reconnecting would be cut off by the health route's limit and answer `timed out`.
+    expect(res.body.data.checks.job_runner).toMatchObject({ ok: false, error: 'unreachable' });
     for (const name of ['database', 'blob_store', 'model_provider']) expect(res.body.data.checks[name]).toMatchObject({ ok: true });
-    // Bounded: the probe does not wait for ioredis to give up reconnecting.
-    expect(Date.now() - started).toBeLessThan(10_000);
   });
 
   it('is unhealthy while the in-process runner is not started (jobs would only queue up)', async () => {

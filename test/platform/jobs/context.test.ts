@@ -91,9 +91,9 @@ describe('the job runner health check', () => {
     const { port } = silent.address() as AddressInfo;
     const runner = new BullJobRunner({ db: store.db, log: pino({ level: 'silent' }), clock: systemClock }, { redisUrl: `redis://127.0.0.1:${port}`, role: 'serve', concurrency: 1, prefix: newPrefix() });
     cleanups.push(() => store.close(), () => within(runner.stop(), 2000));
-    const started = Date.now();
-    await expect(runner.healthCheck(300)).rejects.toThrow(/PING/);
-    expect(Date.now() - started).toBeLessThan(2000);
+    // Only the check's own bound says this; without it the PING would wait on the silent port for good,
+    // far past this test's timeout, so a check that is not bounded fails here by timing out.
+    await expect(runner.healthCheck(300)).rejects.toThrow('Redis did not answer a PING in time');
   });
 
   it('BullMQ: a closed port fails the check', async () => {

@@ -67,6 +67,19 @@ export interface StoredImage<S extends SizeName> {
   rendered: RenderedImage<S>;
 }
 
+/** The columns every image row keeps of its upload and its stored sizes (variants as JSON). */
+export interface ImageRowFields {
+  width: number;
+  height: number;
+  bytes: number;
+  sha256: string;
+  variants: string;
+}
+
+export function imageRowFields<S extends SizeName>(staged: Pick<StagedUpload, 'bytes' | 'sha256'>, stored: StoredImage<S>): ImageRowFields {
+  return { width: stored.width, height: stored.height, bytes: staged.bytes, sha256: staged.sha256, variants: JSON.stringify(stored.variants) };
+}
+
 /**
  * An upload stored whole or not at all, as every module stores one: its
  * sizes rendered into blobs (renderAndStore), then `commit` writes the rows.

@@ -13,7 +13,7 @@ import type { Context } from '../../context.js';
 import { NotFound, UnsupportedImage, ValidationFailed } from '../../errors.js';
 import { newId } from '../../ids.js';
 import { discardStaged, type ReceiveUpload, type StagedUpload } from '../../images/ingest.js';
-import { storeRendered, type StoredVariant } from '../../images/store.js';
+import { imageRowFields, storeRendered, type StoredVariant } from '../../images/store.js';
 import * as repo from './repo.js';
 
 export const UPLOAD_SIZES = ['original'] as const;
@@ -53,11 +53,7 @@ export async function storeImage(
     const row: repo.FileRow = {
       file_id: fileId,
       ...file,
-      width: stored.width,
-      height: stored.height,
-      bytes: staged.bytes,
-      sha256: staged.sha256,
-      variants: JSON.stringify(stored.variants),
+      ...imageRowFields(staged, stored),
       created_at: isoNow(ctx.clock),
     };
     await commit(row);

@@ -15,7 +15,7 @@ import type { Context } from '../../context.js';
 import { NotFound, Unauthorized, ValidationFailed } from '../../errors.js';
 import { newId } from '../../ids.js';
 import { discardStaged, type ReceiveUpload } from '../../images/ingest.js';
-import { deleteBlobs, storeRendered, type StoredVariant } from '../../images/store.js';
+import { deleteBlobs, imageRowFields, storeRendered, type StoredVariant } from '../../images/store.js';
 import { SIZE_NAMES, type SizeName } from '../../images/variants.js';
 import type { Principal } from '../../auth/principal.js';
 import * as repo from './repo.js';
@@ -154,11 +154,7 @@ export class GalleryService {
             image_id: imageId,
             project_id: projectId,
             seq: project.next_seq,
-            width: stored.width,
-            height: stored.height,
-            bytes: staged.bytes,
-            sha256: staged.sha256,
-            variants: JSON.stringify(stored.variants),
+            ...imageRowFields(staged, stored),
             created_at: now,
           });
           const becomesPrimary = project.primary_image_id === null;

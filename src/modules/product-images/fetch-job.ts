@@ -13,7 +13,7 @@ import type { Context } from '../../context.js';
 import { DomainError } from '../../errors.js';
 import { newId } from '../../ids.js';
 import { discardStaged } from '../../images/ingest.js';
-import { BlobBatch, renderAndStore } from '../../images/store.js';
+import { BlobBatch, imageRowFields, renderAndStore } from '../../images/store.js';
 import { PermanentJobError, type BackoffOptions, type JobContext, type JobErrorInfo } from '../../platform/jobs/index.js';
 import { attachEanPicture } from '../shop/ean-attach.js';
 import { createOutbound, type Outbound, type OutboundTimeouts } from './outbound.js';
@@ -136,11 +136,7 @@ export class EanFetcher {
           provider: this.provider.name,
           product_name: product.productName,
           source_url: product.imageUrl,
-          width: stored.width,
-          height: stored.height,
-          bytes: staged.bytes,
-          sha256: staged.sha256,
-          variants: JSON.stringify(stored.variants),
+          ...imageRowFields(staged, stored),
           job_id: job.jobId,
           fetched_at: isoNow(ctx.clock),
         };

@@ -14,7 +14,7 @@ import type { Context } from '../../context.js';
 import { NotFound, ValidationFailed } from '../../errors.js';
 import { newId } from '../../ids.js';
 import { discardStaged, type ReceiveUpload } from '../../images/ingest.js';
-import { deleteBlobs, storeRendered, type StoredVariant } from '../../images/store.js';
+import { deleteBlobs, imageRowFields, storeRendered, type StoredVariant } from '../../images/store.js';
 import { SIZE_NAMES, type SizeName } from '../../images/variants.js';
 import type { Principal } from '../../auth/principal.js';
 import { decodePosition, encodePosition } from '../../platform/http/cursor.js';
@@ -258,11 +258,7 @@ export class ProductService {
             source: 'upload',
             ean_code: null,
             blob_id: imageId,
-            width: stored.width,
-            height: stored.height,
-            bytes: staged.bytes,
-            sha256: staged.sha256,
-            variants: JSON.stringify(stored.variants),
+            ...imageRowFields(staged, stored),
             created_at: now,
           };
           await repo.insertProductImage(tx, image);

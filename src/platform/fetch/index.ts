@@ -77,18 +77,23 @@ const REDIRECTS = new Set([301, 302, 303, 307, 308]);
  * lookup. A connection is checked when it opens, so keeping it open for the
  * next request to the same origin checks nothing less.
  */
-export async function guardedAgent(options: Pick<SafeFetchOptions, 'allowedHosts' | 'connectTimeoutMs'>): Promise<Agent> {
-  // undici is loaded by the first outbound request, not at server start.
-  const { Agent } = await import('undici');
-  const allowed = new Set(options.allowedHosts.map((h) => h.toLowerCase()));
-  return new Agent({ connect: { timeout: options.connectTimeoutMs ?? 5000, lookup: guardedLookup(allowed) } });
+export function guardedAgent(options: Pick<SafeFetchOptions, 'allowedHosts' | 'connectTimeoutMs'>): Promise<Agent> {
+  return agentFor(allowedSet(options.allowedHosts), options.connectTimeoutMs);
 }
 
+async function agentFor(allowed: Set<string>, connectTimeoutMs = 5000): Promise<Agent> {
+  // undici is loaded by the first outbound request, not at server start.
+  const { Agent } = await import('undici');
+  return new Agent({ connect: { timeout: connectTimeoutMs, lookup: guardedLookup(allowed) } });
+}
+
+const allowedSet = (hosts: readonly string[]): Set<string> => new Set(hosts.map((h) => h.toLowerCase()));
+
 export async function safeFetch(url: string, options: SafeFetchOptions): Promise<SafeFetchResponse> {
-  const allowed = new Set(options.allowedHosts.map((h) => h.toLowerCase()));
+  const allowed = allowedSet(options.allowedHosts);
   const deadline = AbortSignal.timeout(options.totalTimeoutMs ?? 30_000);
   const signal = options.signal ? AbortSignal.any([deadline, options.signal]) : deadline;
-  const agent = options.agent ?? (await guardedAgent(options));
+  const agent = options.agent ?? (await agentFor(allowed, options.connectTimeoutMs));
   try {
     return await follow(url, options, allowed, agent, signal);
   } catch (err) {

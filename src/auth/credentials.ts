@@ -7,7 +7,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Context } from '../context.js';
 import { Unauthorized } from '../errors.js';
-import { findActiveUser, findKeyOwner, markKeyUsed } from './lookup.js';
+import { findKeyOwner, findUser, markKeyUsed } from './lookup.js';
 import { SERVICE_PRINCIPAL_ID, type Principal } from './principal.js';
 import { looksLikeApiKey, sameSecret, sha256Hex } from './secrets.js';
 import type { AccessTokenVerifier } from './tokens.js';
@@ -34,13 +34,28 @@ async function principalForKey(ctx: Context, key: string): Promise<Principal> {
   return { userId: owner.id, isAdmin: owner.isAdmin, via: 'api_key' };
 }
 
+/**
+ * What another issuer's subject may be when it names no Kiln account: it becomes an owner id, so
+ * printable ASCII of a sane length, and never the static key's id (which would hand over its things).
+ */
+const EXTERNAL_SUBJECT = /^[\x21-\x7e]{1,255}$/;
+
 async function principalForBearer(ctx: Context, verify: AccessTokenVerifier, token: string): Promise<Principal> {
   if (looksLikeApiKey(token)) return principalForKey(ctx, token);
-  const userId = await verify(token);
-  // An external token's subject must name a local, active user: Kiln keeps ownership and admin rights itself.
-  const user = await findActiveUser(ctx.db, userId);
-  if (!user) throw new Unauthorized('The token does not belong to an active account.', 'invalid_token');
-  return { userId: user.id, isAdmin: user.isAdmin, via: 'jwt' };
+  const { subject, ours } = await verify(token);
+  const user = await findUser(ctx.db, subject);
+  if (user) {
+    if (!user.isActive) throw new Unauthorized('The token belongs to a deactivated account.', 'invalid_token');
+    return { userId: user.id, isAdmin: user.isAdmin, via: 'jwt' };
+  }
+  // Kiln's own token for an account that is gone (deleted since it was issued) stops working with it.
+  if (ours) throw new Unauthorized('The token does not belong to an active account.', 'invalid_token');
+  // Another service's user: the issuer vouches for them, so they act as `sub` and own what they
+  // create, without a Kiln account and never as an admin (admin rights live in Kiln's user table).
+  if (!EXTERNAL_SUBJECT.test(subject) || subject === SERVICE_PRINCIPAL_ID) {
+    throw new Unauthorized('The token\'s subject cannot name an owner in Kiln.', 'invalid_token');
+  }
+  return { userId: subject, isAdmin: false, via: 'external_jwt' };
 }
 
 export async function resolvePrincipal(

@@ -10,20 +10,19 @@ export interface ActiveUser {
   isAdmin: boolean;
 }
 
+export interface KnownUser extends ActiveUser {
+  isActive: boolean;
+}
+
 export interface KeyOwner extends ActiveUser {
   keyId: string;
   lastUsedAt: string | null;
 }
 
-/** The user with this id when it exists and is active; otherwise undefined. */
-export async function findActiveUser(db: Db, userId: string): Promise<ActiveUser | undefined> {
-  const row = await db.kysely
-    .selectFrom('users')
-    .select(['id', 'is_admin'])
-    .where('id', '=', userId)
-    .where('is_active', '=', 1)
-    .executeTakeFirst();
-  return row && { id: row.id, isAdmin: row.is_admin === 1 };
+/** The user with this id, active or not; undefined when there is none. */
+export async function findUser(db: Db, userId: string): Promise<KnownUser | undefined> {
+  const row = await db.kysely.selectFrom('users').select(['id', 'is_admin', 'is_active']).where('id', '=', userId).executeTakeFirst();
+  return row && { id: row.id, isAdmin: row.is_admin === 1, isActive: row.is_active === 1 };
 }
 
 /** The active owner of the API key whose SHA-256 is `keyHash`. */

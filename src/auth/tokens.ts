@@ -15,6 +15,12 @@ const JWKS_TIMEOUT_MS = 5000;
 /** A key set is a few keys; anything much larger is not one. */
 const JWKS_MAX_BYTES = 256 * 1024;
 
+/**
+ * The `iss` of the tokens Kiln signs. A verified token without it came from another service, whose
+ * users may have no account here (see credentials.ts); one with it must name a live Kiln account.
+ */
+export const KILN_ISSUER = 'kiln';
+
 export interface AccessToken {
   token: string;
   /** Seconds until it expires. */
@@ -27,14 +33,21 @@ export async function issueAccessToken(ctx: Context, userId: string): Promise<Ac
   const token = await new SignJWT({})
     .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
     .setSubject(userId)
+    .setIssuer(KILN_ISSUER)
     .setIssuedAt(now)
     .setExpirationTime(now + expiresIn)
     .sign(ctx.secrets.jwtSecret);
   return { token, expiresIn };
 }
 
-/** Verifies a bearer JWT and returns its subject; any failure is a 401. */
-export type AccessTokenVerifier = (token: string) => Promise<string>;
+export interface VerifiedToken {
+  subject: string;
+  /** Signed by Kiln itself (`iss` is KILN_ISSUER), not by another service. */
+  ours: boolean;
+}
+
+/** Verifies a bearer JWT and returns who it names; any failure is a 401. */
+export type AccessTokenVerifier = (token: string) => Promise<VerifiedToken>;
 
 /** One verifier per app: the remote key set caches the JWKS it fetched, so it lives as long as the app. */
 export function createAccessTokenVerifier(ctx: Context): AccessTokenVerifier {
@@ -73,7 +86,8 @@ export function createAccessTokenVerifier(ctx: Context): AccessTokenVerifier {
             : { payload: null };
       if (payload === null) throw new Unauthorized(`Tokens signed with "${alg ?? 'no algorithm'}" are not accepted.`, 'invalid_token');
       if (typeof payload.sub !== 'string' || payload.sub === '') throw new Unauthorized('The token names no subject.', 'invalid_token');
-      return payload.sub;
+      // Kiln signs only HS256: a JWKS issuer that happens to call itself "kiln" is still another service.
+      return { subject: payload.sub, ours: alg === 'HS256' && payload.iss === KILN_ISSUER };
     } catch (err) {
       if (err instanceof Unauthorized) throw err;
       const code = (err as { code?: string }).code;

@@ -3,13 +3,16 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
+import { randomUUID } from 'node:crypto';
+import { decodeJwt, exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readLogLines } from '../helpers/logs.js';
 import { expectProblem } from '../helpers/problem.js';
 import { startServer, type TestServer } from '../helpers/server.js';
+import { fixture, postMultipart } from '../helpers/upload.js';
 import { bearer, call, login, register, TestClock, type Account } from './helpers.js';
 
+const CAT = fixture('chelsea_cat_small_451x300.png');
 const SHARED_SECRET = 'shared-secret-between-kiln-and-the-auth-service';
 const secretKey = new TextEncoder().encode(SHARED_SECRET);
 
@@ -135,15 +138,82 @@ describe('tokens from another service', () => {
     expect((await me(started)).status).toBe(200);
   });
 
-  it('a valid token whose sub is not a local user is 401', async () => {
-    const token = await claims('user-of-another-service').setProtectedHeader({ alg: 'HS256' }).sign(secretKey);
-    expect((await me(token)).status).toBe(401);
-  });
 
   it('HS256 with the public key as secret (algorithm confusion) is 401', async () => {
     const pem = new TextEncoder().encode(JSON.stringify(rsa.jwk));
     const token = await claims(account.id).setProtectedHeader({ alg: 'HS256', kid: 'rsa-1' }).sign(pem);
     expect((await me(token)).status).toBe(401);
+  });
+});
+
+describe("another service's user with no Kiln account", () => {
+  const upload = (project: string, token: string) =>
+    postMultipart(`${server.url}/projects/${project}/images`, [{ field: 'file', filename: 'cat.png', data: CAT, type: 'image/png' }], bearer(token));
+  const remove = (project: string, imageId: string, token: string) =>
+    fetch(`${server.url}/projects/${project}/images/${imageId}`, { method: 'DELETE', headers: bearer(token) });
+
+  it('acts as its `sub` and owns what it uploads (HS256 and RS256), and no one else may delete it', async () => {
+    const alice = `auth-service|${randomUUID()}`;
+    const hs = await claims(alice).setProtectedHeader({ alg: 'HS256' }).sign(secretKey);
+    const rs = await claims(alice).setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' }).sign(rsa.privateKey);
+    const project = `ext-${randomUUID().slice(0, 8)}`;
+    const first = await upload(project, hs);
+    expect(first.status).toBe(201);
+    const { image_id: imageId } = (await first.json()) as { image_id: string };
+    // The same subject from the JWKS issuer is the same owner.
+    expect((await upload(project, rs)).status).toBe(201);
+
+    // Another subject of the same issuer is someone else: the project is not theirs.
+    const bob = await claims(`auth-service|${randomUUID()}`).setProtectedHeader({ alg: 'HS256' }).sign(secretKey);
+    expect((await upload(project, bob)).status).toBe(404);
+    expect((await remove(project, imageId, bob)).status).toBe(404);
+    // Nor is it a Kiln user's whose id differs.
+    expect((await remove(project, imageId, (await login(server.url, account)).access_token)).status).toBe(404);
+
+    expect((await remove(project, imageId, rs)).status).toBe(204);
+    const listing = (await (await fetch(`${server.url}/projects/${project}/images`)).json()) as { images: unknown[] };
+    expect(listing.images).toHaveLength(1);
+  });
+
+  it('has no account: /users/me is 404 no_account, API keys 403 no_account, admin routes 403', async () => {
+    const token = await claims(`auth-service|${randomUUID()}`).setProtectedHeader({ alg: 'HS256' }).sign(secretKey);
+    await expectProblem(await meRaw(server.url, token), 404, 'no_account');
+    const key = await fetch(`${server.url}/auth/api-keys`, { method: 'POST', headers: { ...bearer(token), 'content-type': 'application/json' }, body: JSON.stringify({ name: 'ci' }) });
+    await expectProblem(key, 403, 'no_account');
+    await expectProblem(await fetch(`${server.url}/auth/api-keys`, { headers: bearer(token) }), 403, 'no_account');
+    await expectProblem(await fetch(`${server.url}/admin/users`, { headers: bearer(token) }), 403, 'admin_required');
+    expect(await server.ctx.db.kysely.selectFrom('users').select('id').where('id', 'like', 'auth-service|%').execute()).toEqual([]);
+  });
+
+  it("a subject that cannot be an owner id is 401: the static key's id, a space or control character, over 255 characters", async () => {
+    for (const sub of ['service', 'two words', 'tab\there', 'x'.repeat(256), 'café']) {
+      const token = await claims(sub).setProtectedHeader({ alg: 'HS256' }).sign(secretKey);
+      await expectProblem(await meRaw(server.url, token), 401, 'invalid_token');
+    }
+    // 255 printable characters are an owner id like any other.
+    const longest = await claims('x'.repeat(255)).setProtectedHeader({ alg: 'HS256' }).sign(secretKey);
+    await expectProblem(await meRaw(server.url, longest), 404, 'no_account');
+  });
+
+  it("a token naming a deactivated Kiln account is 401, from another issuer as from Kiln", async () => {
+    const user = await register(server.url);
+    const own = (await login(server.url, user)).access_token;
+    const external = await claims(user.id).setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' }).sign(rsa.privateKey);
+    expect((await me(external)).status).toBe(200);
+    await server.ctx.db.kysely.updateTable('users').set({ is_active: 0 }).where('id', '=', user.id).execute();
+    for (const token of [own, external]) await expectProblem(await meRaw(server.url, token), 401, 'invalid_token');
+  });
+
+  it("Kiln's own token for a deleted account is 401 everywhere, not taken for another service's user", async () => {
+    const user = await register(server.url);
+    const token = (await login(server.url, user)).access_token;
+    expect(decodeJwt(token).iss).toBe('kiln');
+    expect((await call(server.url, 'DELETE', '/users/me', { headers: bearer(token) })).status).toBe(204);
+    await expectProblem(await meRaw(server.url, token), 401, 'invalid_token');
+    await expectProblem(await upload(`gone-${randomUUID().slice(0, 8)}`, token), 401, 'invalid_token');
+    // Another issuer's token calling itself "kiln" is still another issuer's (Kiln signs only HS256).
+    const mimic = await claims(`auth-service|${randomUUID()}`).setIssuer('kiln').setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' }).sign(rsa.privateKey);
+    await expectProblem(await meRaw(server.url, mimic), 404, 'no_account');
   });
 });
 

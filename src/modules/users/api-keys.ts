@@ -1,5 +1,5 @@
 /** API keys: a user makes, lists and deletes their own; the key itself is shown once and stored hashed. */
-import type { Principal } from '../../auth/principal.js';
+import { hasAccount, type Principal } from '../../auth/principal.js';
 import { newApiKey } from '../../auth/secrets.js';
 import { isoNow } from '../../clock.js';
 import type { Context } from '../../context.js';
@@ -16,8 +16,11 @@ export interface ApiKeyView {
 }
 
 function assertHasAccount(principal: Principal): void {
-  // The static API_KEY is configuration, not an account: its keys would have no owner row.
-  if (principal.via === 'static_key') throw new Forbidden('The static API key cannot manage API keys.', 'no_account');
+  // The static API_KEY is configuration and another issuer's user has no account here: their keys would have no owner row.
+  if (!hasAccount(principal)) {
+    const who = principal.via === 'static_key' ? 'The static API key' : 'A token from another service for someone with no Kiln account';
+    throw new Forbidden(`${who} cannot manage API keys.`, 'no_account');
+  }
 }
 
 export async function createApiKey(ctx: Context, principal: Principal, name: string): Promise<ApiKeyView & { key: string }> {

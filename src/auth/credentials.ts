@@ -1,8 +1,8 @@
 /**
  * Turns the credentials a request presents into a Principal: a bearer JWT
- * (ours or an external issuer's), a user's API key (in X-API-Key, or as a
- * bearer token), or the static API_KEY. Absent credentials give null;
- * presented but bad ones throw Unauthorized.
+ * (ours, or an external issuer's, naming a Kiln user or one of its own), a
+ * user's API key (in X-API-Key, or as a bearer token), or the static API_KEY.
+ * Absent credentials give null; presented but bad ones throw Unauthorized.
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Context } from '../context.js';

@@ -2,13 +2,17 @@
  * COLMAP as a child process: whether the configured binary runs at all
  * (checked once and remembered, so an upload can be refused with 503 before
  * its body is read), and running one COLMAP command with its output read
- * line by line for progress and killed when the job's signal aborts.
+ * line by line for progress and killed when the job's signal aborts; and
+ * reading how many photos a model the mapper wrote has placed.
  *
  * Only arguments this module builds are passed: option names of our own and
  * paths inside the job's workspace. Nothing a user sent reaches a command line.
  */
 import { execFile, spawn } from 'node:child_process';
+import { open, readdir } from 'node:fs/promises';
+import path from 'node:path';
 import { ServiceUnavailable } from '../../errors.js';
+import { isMissing } from '../../platform/files.js';
 
 export interface ColmapCheck {
   ok: boolean;
@@ -125,4 +129,40 @@ export function runColmap(bin: string, args: readonly string[], opts: { cwd: str
       resolve({ code, signal, tail });
     });
   });
+}
+
+/** One of the mapper's models: its directory under sparse/ and how many photos it placed. */
+export interface SparseModel {
+  dir: string;
+  registered: number;
+}
+
+/** The mapper may make several models (sparse/0, sparse/1, …): the one with most photos placed. */
+export async function largestSparseModel(sparse: string): Promise<SparseModel | null> {
+  let best: SparseModel | null = null;
+  for (const entry of await readdir(sparse, { withFileTypes: true })) {
+    if (!entry.isDirectory() || !/^\d+$/.test(entry.name)) continue;
+    const dir = path.join(sparse, entry.name);
+    const registered = await registeredImages(path.join(dir, 'images.bin'));
+    if (registered > 0 && (!best || registered > best.registered)) best = { dir, registered };
+  }
+  return best;
+}
+
+/** images.bin begins with the number of registered images, a little-endian uint64 (COLMAP's binary model format). */
+async function registeredImages(file: string): Promise<number> {
+  try {
+    const handle = await open(file, 'r');
+    try {
+      const head = Buffer.alloc(8);
+      const { bytesRead } = await handle.read(head, 0, 8, 0);
+      return bytesRead === 8 ? Number(head.readBigUInt64LE(0)) : 0;
+    } finally {
+      await handle.close();
+    }
+  } catch (err) {
+    // No images.bin: the mapper left an empty model directory. Any other failure (permissions, no descriptors) fails the job.
+    if (isMissing(err)) return 0;
+    throw err;
+  }
 }

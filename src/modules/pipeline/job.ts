@@ -21,16 +21,16 @@
  */
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, open, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Context } from '../../context.js';
 import { DomainError } from '../../errors.js';
-import { isMissing } from '../../platform/files.js';
 import { abortWhy, PermanentJobError, type JobContext } from '../../platform/jobs/index.js';
-import { checkColmap, ColmapNotFound, runColmap, type RunResult } from './colmap.js';
+import { checkColmap, ColmapNotFound, largestSparseModel, runColmap, type RunResult, type SparseModel } from './colmap.js';
 import { pointCloudToGlb } from './glb.js';
 import { parsePly, PlyError, type PointCloud } from './ply.js';
+import { Progress } from './progress.js';
 import {
   MODEL_FORMATS,
   MODEL_TYPES,
@@ -58,44 +58,6 @@ export interface PipelineJobOptions {
   timeoutMs?: number;
   /** Tests lower it to drive the sequential matcher with few photos. */
   exhaustiveMaxPhotos?: number;
-}
-
-/** Progress range of each stage. */
-const RANGES: Readonly<Record<Stage, readonly [number, number]>> = {
-  features: [0, 0.3],
-  matching: [0.3, 0.55],
-  mapping: [0.55, 0.85],
-  meshing: [0.85, 0.9],
-  export: [0.9, 1],
-};
-
-/**
- * Writes progress without holding COLMAP's output up: reports are chained,
- * and skipped unless they move the bar by a percent or change the stage.
- */
-class Progress {
-  private last = { stage: '', value: -1 };
-  private chain: Promise<void> = Promise.resolve();
-  private failure: unknown = null;
-
-  constructor(private readonly job: JobContext) {}
-
-  /** `fraction` (0-1) of the way through `stage`. */
-  set(stage: Stage, fraction: number): void {
-    const [from, to] = RANGES[stage];
-    const value = from + (to - from) * Math.min(1, Math.max(0, fraction));
-    if (stage === this.last.stage && value - this.last.value < 0.01) return;
-    this.last = { stage, value };
-    this.chain = this.chain.then(() => this.job.report(value, { stage })).catch((err: unknown) => {
-      this.failure ??= err;
-    });
-  }
-
-  /** Waits for the reports sent so far; a failed write (lease lost) fails the run. */
-  async flush(): Promise<void> {
-    await this.chain;
-    if (this.failure !== null) throw this.failure;
-  }
 }
 
 function sha256(data: Buffer): string {
@@ -134,7 +96,6 @@ class Reconstruction {
   }
 
   async run(): Promise<PipelineResult> {
-    const { input } = this;
     const earlier = await this.finishedEarlier();
     if (earlier) return earlier;
     const check = await checkColmap(this.bin);
@@ -144,14 +105,31 @@ class Reconstruction {
     await mkdir(images);
     await this.copyPhotos(images);
 
-    const n = input.photos.length;
     const db = path.join(this.workspace, 'database.db');
+    await this.extractFeatures(db, images);
+    await this.matchFeatures(db);
+    const model = await this.mapModel(db, images);
+
+    // No surface with this build (no CUDA for dense stereo, no CGAL for delaunay_mesher): the point cloud is the model.
+    this.progress.set('meshing', 0);
+    this.progress.set('meshing', 1);
+
+    const result = await this.exportModel(model, check.version);
+    // The model is stored: the photos have done their work.
+    await this.ctx.blobs.deletePrefix(`${uploadPrefix(this.input.upload_id)}/photos`);
+    return result;
+  }
+
+  private async extractFeatures(db: string, images: string): Promise<void> {
     await this.step('features', 'feature_extractor', ['--database_path', db, '--image_path', images, '--SiftExtraction.use_gpu', '0', '--ImageReader.single_camera', '1'], (line) => {
       const m = /Processed file \[(\d+)\/(\d+)\]/.exec(line);
       return m ? Number(m[1]) / Number(m[2]) : null;
     });
+  }
 
-    const sequential = n > this.exhaustiveMaxPhotos;
+  /** Every pair of photos up to exhaustiveMaxPhotos; beyond that each photo with its SEQUENTIAL_OVERLAP neighbours. */
+  private async matchFeatures(db: string): Promise<void> {
+    const sequential = this.input.photos.length > this.exhaustiveMaxPhotos;
     const matcher = sequential
       ? ['sequential_matcher', '--database_path', db, '--SiftMatching.use_gpu', '0', '--SequentialMatching.overlap', String(SEQUENTIAL_OVERLAP)]
       : ['exhaustive_matcher', '--database_path', db, '--SiftMatching.use_gpu', '0'];
@@ -161,7 +139,11 @@ class Reconstruction {
       const image = /Matching image \[(\d+)\/(\d+)\]/.exec(line);
       return image ? Number(image[1]) / Number(image[2]) : null;
     });
+  }
 
+  /** The sparse reconstruction; its largest model, or a permanent failure that says why when there is none. */
+  private async mapModel(db: string, images: string): Promise<SparseModel> {
+    const n = this.input.photos.length;
     const sparse = path.join(this.workspace, 'sparse');
     await mkdir(sparse);
     // A lower initial triangulation angle than COLMAP's 16°: photos taken close together (a short
@@ -176,19 +158,18 @@ class Reconstruction {
       },
       true,
     );
-    const model = await this.largestModel(sparse);
-    if (!model) {
-      const why = mapped.tail.find((l) => /No good initial image pair found/i.test(l)) ? ' No pair of photos overlapped enough to start from.' : '';
-      throw new PermanentJobError(
-        'reconstruction_failed',
-        `COLMAP could not reconstruct a model from these ${n} photos.${why} Take the photos around the object with plenty of overlap (each part seen in 3 or more photos) and some sideways movement between them.`,
-      );
-    }
+    const model = await largestSparseModel(sparse);
+    if (model) return model;
+    const why = mapped.tail.find((l) => /No good initial image pair found/i.test(l)) ? ' No pair of photos overlapped enough to start from.' : '';
+    throw new PermanentJobError(
+      'reconstruction_failed',
+      `COLMAP could not reconstruct a model from these ${n} photos.${why} Take the photos around the object with plenty of overlap (each part seen in 3 or more photos) and some sideways movement between them.`,
+    );
+  }
 
-    // No surface with this build (no CUDA for dense stereo, no CGAL for delaunay_mesher): the point cloud is the model.
-    this.progress.set('meshing', 0);
-    this.progress.set('meshing', 1);
-
+  /** The model as PLY and GLB in the blob store, and the job's result beside them. */
+  private async exportModel(model: SparseModel, colmapVersion: string): Promise<PipelineResult> {
+    const { input } = this;
     this.progress.set('export', 0);
     const plyPath = path.join(this.workspace, 'model.ply');
     await this.step('export', 'model_converter', ['--input_path', model.dir, '--output_path', plyPath, '--output_type', 'PLY'], () => null);
@@ -202,25 +183,23 @@ class Reconstruction {
     }
     if (cloud.count === 0) throw new PermanentJobError('reconstruction_failed', `COLMAP placed ${model.registered} photos but triangulated no points from them.`);
     this.progress.set('export', 0.5);
-    const glb = pointCloudToGlb(cloud, `Kiln photogrammetry (${check.version})`);
+    const glb = pointCloudToGlb(cloud, `Kiln photogrammetry (${colmapVersion})`);
     const files = await this.store({ ply, glb });
     const result: PipelineResult = {
       stage: 'export',
       upload_id: input.upload_id,
       name: input.name,
-      photos: n,
+      photos: input.photos.length,
       registered_photos: model.registered,
       points: cloud.count,
       model: 'point_cloud',
-      colmap: check.version,
+      colmap: colmapVersion,
       files,
       finished_model_at: this.ctx.clock.now().toISOString(),
     };
     await this.ctx.blobs.put(resultKey(input.upload_id), Buffer.from(JSON.stringify(result)), 'application/json');
     this.progress.set('export', 1);
     await this.progress.flush();
-    // The model is stored: the photos have done their work.
-    await this.ctx.blobs.deletePrefix(`${uploadPrefix(input.upload_id)}/photos`);
     return result;
   }
 
@@ -289,18 +268,6 @@ class Reconstruction {
     return result;
   }
 
-  /** The mapper may make several models (sparse/0, sparse/1, …): the one with most photos placed. */
-  private async largestModel(sparse: string): Promise<{ dir: string; registered: number } | null> {
-    let best: { dir: string; registered: number } | null = null;
-    for (const entry of await readdir(sparse, { withFileTypes: true })) {
-      if (!entry.isDirectory() || !/^\d+$/.test(entry.name)) continue;
-      const dir = path.join(sparse, entry.name);
-      const registered = await registeredImages(path.join(dir, 'images.bin'));
-      if (registered > 0 && (!best || registered > best.registered)) best = { dir, registered };
-    }
-    return best;
-  }
-
   private async store(models: Record<ModelFormat, Buffer>): Promise<Record<ModelFormat, ModelFile>> {
     const files = {} as Record<ModelFormat, ModelFile>;
     for (const format of MODEL_FORMATS) {
@@ -309,24 +276,6 @@ class Reconstruction {
       files[format] = { bytes: data.length, etag: sha256(data) };
     }
     return files;
-  }
-}
-
-/** images.bin begins with the number of registered images, a little-endian uint64 (COLMAP's binary model format). */
-async function registeredImages(file: string): Promise<number> {
-  try {
-    const handle = await open(file, 'r');
-    try {
-      const head = Buffer.alloc(8);
-      const { bytesRead } = await handle.read(head, 0, 8, 0);
-      return bytesRead === 8 ? Number(head.readBigUInt64LE(0)) : 0;
-    } finally {
-      await handle.close();
-    }
-  } catch (err) {
-    // No images.bin: the mapper left an empty model directory. Any other failure (permissions, no descriptors) fails the job.
-    if (isMissing(err)) return 0;
-    throw err;
   }
 }
 

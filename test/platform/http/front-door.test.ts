@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseHead, type KilnServer } from '../../../src/platform/http/front-door.js';
+import type { KilnServer } from '../../../src/platform/http/front-door.js';
+import { parseHead } from '../../../src/platform/http/request-head.js';
 import { startServer, type TestServer } from '../../helpers/server.js';
 import { registerUser, type TestUser } from '../../helpers/users.js';
 import { fixture, postMultipart } from '../../helpers/upload.js';

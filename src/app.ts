@@ -50,7 +50,7 @@ export async function buildApp(ctx: Context): Promise<App> {
     ajv: { customOptions: AJV_OPTIONS },
     // Failures met before routing still leave as problem+json.
     frameworkErrors: (error, request, reply) => frameworkError(error, reply, { ...recorder.securityHeaders, 'x-request-id': request.id }),
-    clientErrorHandler,
+    clientErrorHandler: clientErrorHandler(() => recorder.newRequestId()),
     schemaController: { compilersFactory: { buildValidator } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 

@@ -189,7 +189,8 @@ describe('ops routes', () => {
     }
   });
 
-  it('answers a request that is not valid HTTP as problem+json, then closes', async () => {
+  it('answers a request that is not valid HTTP as problem+json with a request id, then closes', async () => {
+    const ids = new Set<string>();
     for (const head of [
       'GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n',
       'GET /health HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n',
@@ -200,8 +201,12 @@ describe('ops routes', () => {
       expect(answer?.status).toBe(400);
       expect(answer?.headers['content-type']).toBe('application/problem+json');
       expect(JSON.parse(answer?.body.toString() ?? '')).toMatchObject({ status: 400, code: 'malformed_request' });
+      // Every answer has a request id, this one too: a new one, each its own.
+      expect(answer?.headers['x-request-id']).toMatch(/^[A-Za-z0-9_-]{9,}$/);
+      ids.add(answer?.headers['x-request-id'] as string);
       await conn.closedWithin(2000);
     }
+    expect(ids.size).toBe(2);
     expect((await fetch(`${server.url}/health`)).status).toBe(200);
   });
 

@@ -16,12 +16,14 @@ const haveChromium = existsSync(CHROMIUM);
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run', '--host-resolver-rules=MAP kiln.test 127.0.0.1'];
 
 describe('the CSP', () => {
-  it('does not tell browsers to upgrade requests to https', async () => {
+  it('does not tell browsers to upgrade requests to https, and runs no inline script', async () => {
     const server = await startServer();
     try {
       const csp = (await fetch(`${server.url}/docs/`)).headers.get('content-security-policy') ?? '';
       expect(csp).toContain("default-src 'self'");
       expect(csp).not.toContain('upgrade-insecure-requests');
+      expect(csp.split(';').map((d) => d.trim())).toContain("script-src 'self'");
+      expect(csp).toContain("script-src-attr 'none'");
     } finally {
       await server.close();
     }
@@ -43,10 +45,15 @@ describe.skipIf(!haveChromium)('Kiln pages over plain HTTP on a non-loopback nam
     await server?.close();
   });
 
+  /** The page loaded; `failed` lists the requests that failed and anything the CSP refused or a script threw. */
   async function open(pathname: string): Promise<{ failed: string[]; page: import('playwright-core').Page }> {
     const page = await browser.newPage();
     const failed: string[] = [];
     page.on('requestfailed', (request) => failed.push(request.url()));
+    page.on('pageerror', (err) => failed.push(`pageerror: ${err.message}`));
+    page.on('console', (msg) => {
+      if (msg.type() === 'error' && /Content Security Policy/i.test(msg.text())) failed.push(`csp: ${msg.text()}`);
+    });
     await page.goto(`${base}${pathname}`, { waitUntil: 'networkidle' });
     return { failed, page };
   }

@@ -34,6 +34,11 @@ export class RequestRecorder {
     return typeof given === 'string' && REQUEST_ID.test(given) ? given : this.ids.next();
   }
 
+  /** A new id, for an answer to something that never became a request (not valid HTTP). */
+  newRequestId(): string {
+    return this.ids.next();
+  }
+
   /** One metrics sample and, at level info, one access line with what an operator needs and nothing secret. */
   record(reqId: string, method: string, route: string, url: string, status: number, ms: number): void {
     this.metrics.http.series(method, route, status).observe(ms / 1000);

@@ -15,7 +15,16 @@ const THREE_DECIMAL = new Set(['BHD', 'JOD', 'KWD', 'OMR', 'TND']);
 /** The largest amount of minor units kept, so that every sum stays an exact integer in a JavaScript number. */
 export const MAX_MINOR = 1_000_000_000_000;
 
-export const CURRENCY = /^[A-Z]{3}$/;
+/**
+ * The ISO 4217 codes in use, as Node's ICU knows them (about 160). A build
+ * without them (a Node compiled with no ICU data) falls back to the shape.
+ */
+const ISO_4217: ReadonlySet<string> = new Set(Intl.supportedValuesOf('currency'));
+
+/** True for an ISO 4217 code in upper case ("EUR"); "eur" and "XYZ" are not. */
+export function isCurrency(code: string): boolean {
+  return /^[A-Z]{3}$/.test(code) && (ISO_4217.size === 0 || ISO_4217.has(code));
+}
 
 export function decimalsOf(currency: string): number {
   if (ZERO_DECIMAL.has(currency)) return 0;

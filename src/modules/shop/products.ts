@@ -21,7 +21,7 @@ import { decodePosition, encodePosition } from '../../platform/http/cursor.js';
 import { EAN_FETCH, parseEan, productBlobKey, type EanFetchInput } from '../product-images/service.js';
 import { PRODUCT_SIZES } from '../product-images/schemas.js';
 import type { JobStatus } from '../../platform/jobs/index.js';
-import { formatMoney, MoneyError, parseMoney } from './money.js';
+import { formatMoney, isCurrency, MoneyError, parseMoney } from './money.js';
 import * as repo from './repo.js';
 import type { ProductBody, ProductChanges, ProductListQuery } from './schemas.js';
 
@@ -109,6 +109,13 @@ export function productView(row: repo.ProductRow, images: readonly repo.ProductI
 
 const productNotFound = (): NotFound => new NotFound('No such product.', 'product_not_found');
 
+/** The currency a request names, or 422 naming the field when it is not an ISO 4217 code. */
+function currencyOf(code: string | undefined, fallback: string): string {
+  if (code === undefined) return fallback;
+  if (!isCurrency(code)) throw new ValidationFailed(`currency "${code}" is not an ISO 4217 code.`, [{ field: 'body.currency', message: 'must be an ISO 4217 code such as "EUR"' }], 'invalid_currency');
+  return code;
+}
+
 /** Minor units of a price from a request, or 422 naming the field. */
 function priceOf(value: string | number, currency: string): number {
   try {
@@ -165,7 +172,7 @@ export class ProductService {
   }
 
   async create(body: ProductBody): Promise<ProductView> {
-    const currency = body.currency ?? DEFAULT_CURRENCY;
+    const currency = currencyOf(body.currency, DEFAULT_CURRENCY);
     const now = isoNow(this.ctx.clock);
     const row: repo.ProductRow = {
       product_id: newId(),
@@ -190,7 +197,7 @@ export class ProductService {
     const row = await ctx.db.kysely.transaction().execute(async (tx) => {
       const current = await repo.lockProduct(ctx.db, tx, productId);
       if (!current) throw productNotFound();
-      const currency = changes.currency ?? current.currency;
+      const currency = currencyOf(changes.currency, current.currency);
       // A price is a number of minor units of its currency: a new currency needs its price with it.
       if (currency !== current.currency && changes.price === undefined) {
         throw new ValidationFailed('A new currency needs the price in it: send price with currency.', [{ field: 'body.price', message: 'is required when currency changes' }], 'price_required');

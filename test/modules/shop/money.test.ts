@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatMoney, MAX_MINOR, MoneyError, parseMoney } from '../../../src/modules/shop/money.js';
+import { formatMoney, isCurrency, MAX_MINOR, MoneyError, parseMoney } from '../../../src/modules/shop/money.js';
 
 describe('money: exact minor units', () => {
   it('reads decimal strings and JSON numbers as the decimal written, never through float arithmetic', () => {
@@ -25,6 +25,22 @@ describe('money: exact minor units', () => {
     for (const bad of ['-1.00', '1e3', 'abc', '', '1.', '.5', '1,50', 1e21, -3]) expect(() => parseMoney(bad, 'EUR'), String(bad)).toThrow(MoneyError);
     expect(parseMoney(formatMoney(MAX_MINOR, 'EUR'), 'EUR')).toBe(MAX_MINOR);
     expect(() => parseMoney('10000000000.01', 'EUR')).toThrow(/at most/);
+  });
+
+  it('reads a JSON number as the shortest decimal that is that number: trailing zeros and an exponent are the same number', () => {
+    // JSON.parse has already made 49.90000 into 49.9 and 1e3 into 1000: these are those numbers.
+    expect(parseMoney(49.9, 'EUR')).toBe(4990);
+    expect(parseMoney(JSON.parse('49.90000') as number, 'EUR')).toBe(4990);
+    expect(parseMoney(JSON.parse('1e3') as number, 'EUR')).toBe(100000);
+    expect(parseMoney(JSON.parse('1e-2') as number, 'EUR')).toBe(1);
+    // A number with more decimals than the currency has is still refused, whichever way it was written.
+    expect(() => parseMoney(JSON.parse('4.9999e1') as number, 'EUR')).toThrow(/2 decimals/);
+    expect(() => parseMoney(JSON.parse('1e-7') as number, 'EUR')).toThrow(MoneyError);
+  });
+
+  it('knows the ISO 4217 codes', () => {
+    for (const code of ['EUR', 'USD', 'JPY', 'KWD', 'CHF']) expect(isCurrency(code), code).toBe(true);
+    for (const code of ['XYZ', 'EUX', 'eur', 'EURO', '', 'E1R']) expect(isCurrency(code), code).toBe(false);
   });
 
   it('writes minor units back as the decimal string', () => {

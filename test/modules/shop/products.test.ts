@@ -86,6 +86,8 @@ describe('products: the record and its money', () => {
       [{ name: 'x', price: '12.5', currency: 'JPY' }, 'invalid_price', 'body.price'],
       [{ name: 'x', price: '1e3' }, 'invalid_price', 'body.price'],
       [{ name: 'x', price: '1.00', currency: 'eur' }, 'validation_error', 'body.currency'],
+      [{ name: 'x', price: '1.00', currency: 'XYZ' }, 'invalid_currency', 'body.currency'],
+      [{ name: 'x', price: '1.00', currency: 'EUX' }, 'invalid_currency', 'body.currency'],
       [{ name: 'x', price: '1.00', ean_code: '4006381333932' }, 'invalid_ean', 'body.ean_code'],
       [{ name: '', price: '1.00' }, 'validation_error', 'body.name'],
       [{ name: '   ', price: '1.00' }, 'validation_error', 'body.name'],
@@ -109,6 +111,8 @@ describe('products: the record and its money', () => {
     expect(changed.body).toMatchObject({ id: p.id, name: 'Frame', price: '24.99', stock_quantity: 7, category: 'frames', created_at: p.created_at });
     expect(changed.body.updated_at >= p.updated_at).toBe(true);
 
+    const made = await call(shop.url, 'PUT', `/products/${p.id}`, shop.admin, { currency: 'XYZ', price: '20' });
+    expect([made.status, (made.body as { code?: string }).code]).toEqual([422, 'invalid_currency']);
     const noPrice = await call(shop.url, 'PUT', `/products/${p.id}`, shop.admin, { currency: 'JPY' });
     expect(noPrice).toMatchObject({ status: 422, body: { code: 'price_required' } });
     const yen = await call<ProductJson>(shop.url, 'PUT', `/products/${p.id}`, shop.admin, { currency: 'JPY', price: 3000 });

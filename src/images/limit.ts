@@ -1,8 +1,17 @@
 /**
- * Admission control for decodes: at most `slots` images are decoded at once
- * in this process, and together they may hold at most `budgetBytes` of
- * estimated pixel memory. Twenty concurrent uploads therefore queue here
- * instead of holding twenty 60 MB pixel buffers.
+ * Admission control for decodes: the images decoded at once in this process
+ * take at most `slots` cores between them, and together they may hold at
+ * most `budgetBytes` of estimated pixel memory. Twenty concurrent uploads
+ * therefore queue here instead of holding twenty 60 MB pixel buffers.
+ *
+ * An image takes a whole core, or half of one when it is small (the caller
+ * says: `run`'s `share`). Two small renders sharing a core finish together
+ * instead of one after the other, so at a few uploads per core each takes
+ * its own work's time rather than that plus a whole render's wait: the
+ * upload bench's c=4 p99 / p50 went from 1.44-1.61 to 1.20-1.25 at the same
+ * throughput (docs/performance.md, sixteenth round). A large image keeps a
+ * core to itself: two of them on one core would hold twice the memory for
+ * no more photos a second.
  *
  * First come, first served, with bounded passing: when the image at the head
  * of the queue does not fit beside those running, a later one that does fit
@@ -28,6 +37,8 @@ export interface Lease {
 
 interface Waiter {
   cost: number;
+  /** The part of a core it takes: 1, or 0.5 for a small image. */
+  share: number;
   admit: () => void;
   /** Later waiters admitted before this one. */
   passed: number;
@@ -35,6 +46,8 @@ interface Waiter {
 
 export class DecodeLimiter {
   private running = 0;
+  /** The cores the running tasks take, summed. */
+  private taken = 0;
   private used = 0;
   private readonly queue: Waiter[] = [];
 
@@ -50,13 +63,14 @@ export class DecodeLimiter {
   }
 
   /**
-   * Runs `task` once a slot and `cost` bytes of the budget are free. The task
-   * may give part of its share back early (Lease.shrinkTo), when the part of
-   * its work that needed it is over; the rest goes back when it ends.
+   * Runs `task` once `share` of a core (1, or 0.5 for a small image) and
+   * `cost` bytes of the budget are free. The task may give part of its
+   * memory back early (Lease.shrinkTo), when the part of its work that needed
+   * it is over; the rest goes back when it ends.
    */
-  async run<T>(cost: number, task: (lease: Lease) => Promise<T>): Promise<T> {
+  async run<T>(cost: number, task: (lease: Lease) => Promise<T>, share: 1 | 0.5 = 1): Promise<T> {
     await new Promise<void>((admit) => {
-      this.queue.push({ cost, admit, passed: 0 });
+      this.queue.push({ cost, share, admit, passed: 0 });
       this.drain();
     });
     let held = cost;
@@ -74,6 +88,7 @@ export class DecodeLimiter {
     } finally {
       ended = true;
       this.running -= 1;
+      this.taken -= share;
       this.used -= held;
       this.drain();
     }
@@ -84,17 +99,19 @@ export class DecodeLimiter {
   }
 
   private fits(w: Waiter): boolean {
-    // An image bigger than the whole budget still runs, but only alone.
-    return this.running === 0 || this.used + w.cost <= this.budgetBytes;
+    // An image bigger than the whole budget still runs, but only alone. Shares are halves and
+    // wholes: their sums are exact in binary, so the comparison with slots is too.
+    return this.running === 0 || (this.taken + w.share <= this.slots && this.used + w.cost <= this.budgetBytes);
   }
 
   private drain(): void {
-    while (this.running < this.slots) {
+    while (this.taken < this.slots) {
       const i = this.nextAdmissible();
       if (i < 0) return;
       const [next] = this.queue.splice(i, 1) as [Waiter];
       for (let j = 0; j < i; j++) (this.queue[j] as Waiter).passed += 1;
       this.running += 1;
+      this.taken += next.share;
       this.used += next.cost;
       next.admit();
     }

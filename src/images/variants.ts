@@ -71,6 +71,12 @@ export interface RenderOptions {
  * 240, whose peaks were 244-276 MB). docs/performance.md, eighth and ninth rounds.
  */
 const DECODE_BUDGET_BYTES = 240 * 1024 * 1024;
+/**
+ * Images up to this many pixels (a 4K frame) take half a core in the limiter:
+ * two of them render side by side on one (limit.ts says why). Their pixels
+ * are at most 25 MB each, so two hold what one 17 MP photo does.
+ */
+const HALF_CORE_PIXELS = 3840 * 2160;
 const limiter = new DecodeLimiter(os.availableParallelism(), DECODE_BUDGET_BYTES);
 
 export function configureImageEngine(opts: { concurrency?: number; memoryBudgetBytes?: number }): void {
@@ -307,11 +313,16 @@ export async function renderVariants<S extends SizeName>(
   // (decodeAndRender). It keeps that place until the pixels' memory is back: a progressive JPEG
   // admitted a moment earlier fills tens of MB of coefficients at once, and on top of a finished
   // photo not yet collected that made the variants bench's highest peaks.
-  return limiter.run(header.decodeCost, async (lease) => {
-    const { image, pixelBytes } = await decodeAndRender(input.path, header, sizes, opts, lease);
-    await pixelsDropped(pixelBytes);
-    return image;
-  });
+  const share = header.width * header.height <= HALF_CORE_PIXELS ? 0.5 : 1;
+  return limiter.run(
+    header.decodeCost,
+    async (lease) => {
+      const { image, pixelBytes } = await decodeAndRender(input.path, header, sizes, opts, lease);
+      await pixelsDropped(pixelBytes);
+      return image;
+    },
+    share,
+  );
 }
 
 /** The one decode and every size from it; the pixel buffers die with this call's frame. */

@@ -29,12 +29,16 @@ describe('DecodeLimiter', () => {
   });
 
   /** Starts a task of `cost` that records its start in `order` and runs until its gate opens. */
-  function gated(limiter: DecodeLimiter, order: string[], name: string, cost: number): { done: Promise<void>; finish: () => Promise<void> } {
+  function gated(limiter: DecodeLimiter, order: string[], name: string, cost: number, share: 1 | 0.5 = 1): { done: Promise<void>; finish: () => Promise<void> } {
     const gate = deferred();
-    const done = limiter.run(cost, async () => {
-      order.push(name);
-      await gate.promise;
-    });
+    const done = limiter.run(
+      cost,
+      async () => {
+        order.push(name);
+        await gate.promise;
+      },
+      share,
+    );
     return {
       done,
       finish: async () => {
@@ -44,6 +48,28 @@ describe('DecodeLimiter', () => {
       },
     };
   }
+
+  it('runs two half-core jobs per slot, and a whole-core job only where a whole core is free', async () => {
+    const limiter = new DecodeLimiter(2, 1000);
+    const order: string[] = [];
+    const halves = ['h1', 'h2', 'h3'].map((name) => gated(limiter, order, name, 10, 0.5));
+    const whole = gated(limiter, order, 'whole', 10);
+    const h4 = gated(limiter, order, 'h4', 10, 0.5);
+    await tick();
+    // Three halves take 1.5 cores: the whole job does not fit in the half left, a fourth half does (it passes).
+    expect(order).toEqual(['h1', 'h2', 'h3', 'h4']);
+    expect(limiter.stats).toEqual({ running: 4, queued: 1, usedBytes: 40 });
+    await halves[0]?.finish();
+    // Half a core free again: still not enough for the whole job.
+    expect(order).toEqual(['h1', 'h2', 'h3', 'h4']);
+    await halves[1]?.finish();
+    expect(order).toEqual(['h1', 'h2', 'h3', 'h4', 'whole']);
+    expect(limiter.stats).toEqual({ running: 3, queued: 0, usedBytes: 30 });
+    await halves[2]?.finish();
+    await h4.finish();
+    await whole.finish();
+    expect(limiter.stats).toEqual({ running: 0, queued: 0, usedBytes: 0 });
+  });
 
   it('keeps the memory budget and runs an over-budget job alone', async () => {
     const limiter = new DecodeLimiter(4, 100);

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { pngBomb } from '../helpers/png.js';
 import { inspect } from '../../src/images/decode.js';
 import { DecodeLimiter } from '../../src/images/limit.js';
-import { decodeLoad, isSizeName, renderVariants, SIZE_NAMES, SIZES, type RenderedImage } from '../../src/images/variants.js';
+import { configureImageEngine, decodeLoad, isSizeName, renderVariants, SIZE_NAMES, SIZES, type RenderedImage } from '../../src/images/variants.js';
 
 const FIXTURES = path.join(import.meta.dirname, '..', 'fixtures');
 const fixture = (name: string): string => path.join(FIXTURES, name);
@@ -96,6 +96,32 @@ describe('renderVariants', () => {
     }
     await rendering;
     expect([...held]).toEqual([header.decodeCost, header.heldCost]);
+  });
+
+  it('renders images up to a 4K frame two to a core, and larger ones one to a core', async () => {
+    configureImageEngine({ concurrency: 2 });
+    try {
+      /** The most renders running at once while three of one image render together. */
+      const peakOfThree = async (file: string): Promise<number> => {
+        let peak = 0;
+        let done = false;
+        const all = Promise.all([render(file), render(file), render(file)]).finally(() => (done = true));
+        while (!done) {
+          peak = Math.max(peak, decodeLoad().running);
+          await new Promise((r) => setImmediate(r));
+        }
+        await all;
+        return peak;
+      };
+      const noise = (width: number, height: number): Promise<Buffer> =>
+        sharp({ create: { width, height, channels: 3, background: '#808080', noise: { type: 'gaussian', mean: 128, sigma: 40 } } }).jpeg({ quality: 80 }).toBuffer();
+      // 3840x2160 takes half a core: on two cores all three run at once (a render of it lasts far longer than the others take to start).
+      expect(await peakOfThree(tempFile('uhd.jpg', await noise(3840, 2160)))).toBe(3);
+      // One row more takes a whole core: never more than two at once.
+      expect(await peakOfThree(tempFile('uhd-plus.jpg', await noise(3840, 2161)))).toBe(2);
+    } finally {
+      configureImageEngine({});
+    }
   });
 
   it('makes only the sizes asked for', async () => {

@@ -33,9 +33,11 @@ function twoServerSuite(name: string, databaseUrl: () => Promise<{ url?: string;
     let b: KilnProcess;
     let user: TestUser;
     let drop: () => Promise<void>;
-    const data = tempDataDir();
+    // Made in beforeAll: a skipped suite's body still runs, and its afterAll would not remove it.
+    let data: ReturnType<typeof tempDataDir>;
 
     beforeAll(async () => {
+      data = tempDataDir();
       const db = await databaseUrl();
       drop = db.drop;
       const env = { DATA_DIR: data.dir, JWT_SECRET: 'shared-secret-for-both-processes', ...(db.url ? { DATABASE_URL: db.url } : {}) };
@@ -48,8 +50,8 @@ function twoServerSuite(name: string, databaseUrl: () => Promise<{ url?: string;
     afterAll(async () => {
       await a?.stop();
       await b?.stop();
-      await drop();
-      data.cleanup();
+      await drop?.();
+      data?.cleanup();
     });
 
     const servers = () => [a, b];

@@ -8,8 +8,8 @@
  * says: `run`'s `share`). Two small renders sharing a core finish together
  * instead of one after the other, so at a few uploads per core each takes
  * its own work's time rather than that plus a whole render's wait: the
- * upload bench's c=4 p99 / p50 went from 1.44-1.61 to 1.20-1.25 at the same
- * throughput (docs/performance.md, sixteenth round). A large image keeps a
+ * upload bench's c=4 p99 / p50 went from 1.37-1.59 to 1.24-1.42 at the same
+ * rate (docs/performance.md, sixteenth round). A large image keeps a
  * core to itself: two of them on one core would hold twice the memory for
  * no more photos a second.
  *

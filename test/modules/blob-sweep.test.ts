@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { blobKey as aiEditKey } from '../../src/modules/ai-edits/files.js';
 import { BLOB_OWNERS, ownerOf, sweepOrphanBlobs, type BlobOwner } from '../../src/modules/blob-sweep.js';
 import { blobKey as orderKey } from '../../src/modules/custom-orders/photos.js';
-import { blobKey as galleryKey } from '../../src/modules/galleries/service.js';
+import { blobKey as galleryKey } from '../../src/modules/galleries/images.js';
 import { productBlobKey } from '../../src/modules/product-images/service.js';
 import { shopBlobKey } from '../../src/modules/shop/products.js';
 import { createTestDatabase, hasPostgres } from '../helpers/pg.js';

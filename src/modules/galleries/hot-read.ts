@@ -20,7 +20,8 @@ import { fileHeaders, notModified, SMALL_FILE_BYTES } from '../../images/serve.j
 import type { StoredVariant } from '../../images/store.js';
 import { CORS_HEADERS_WITHOUT_ORIGIN } from '../../platform/http/cors.js';
 import type { HotPath, HotReply, HotRequest } from '../../platform/http/hot-path.js';
-import { blobKey, GALLERY_SIZES, type GalleryService, type GallerySize } from './service.js';
+import { blobKey, GALLERY_SIZES, type GallerySize } from './images.js';
+import type { GalleryService } from './service.js';
 
 export const IMAGE_ROUTE = '/projects/:project_id/images/:image_id';
 /** Stored sizes never change under their URL. */

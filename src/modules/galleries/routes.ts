@@ -10,7 +10,8 @@ import { jpegVariantFile, sendStoredImage } from '../../images/serve.js';
 import { receiveOneFile } from '../../platform/http/one-file.js';
 import { imageAnswers, ProblemSchema, SIGNED_IN, singleFileField } from '../../platform/http/schemas.js';
 import { galleryHotRead, IMAGE_ROUTE, IMMUTABLE, PUBLIC_IMAGE_CACHE } from './hot-read.js';
-import { blobKey, GalleryService, type GallerySize, type ImageFile } from './service.js';
+import { blobKey, type GallerySize, type ImageFile } from './images.js';
+import { GalleryService } from './service.js';
 import { ImageParams, ListAnswer, PrimaryAnswer, ProjectParams, SizeQuery, UploadAnswer } from './schemas.js';
 
 const TAGS = ['galleries'];

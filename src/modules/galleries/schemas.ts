@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { GALLERY_SIZES } from './service.js';
+import { GALLERY_SIZES } from './images.js';
 
 const Urls = Type.Object(Object.fromEntries(GALLERY_SIZES.map((s) => [s, Type.String()])) as Record<(typeof GALLERY_SIZES)[number], ReturnType<typeof Type.String>>);
 

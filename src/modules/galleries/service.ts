@@ -8,59 +8,17 @@
  * blobs, never a row without its files; a failure after the blobs were
  * written removes them.
  */
-import { LRUCache } from 'lru-cache';
-import { LRU_TTL_RESOLUTION_MS } from '../../platform/cache/index.js';
+import type { LRUCache } from 'lru-cache';
 import { isoNow } from '../../clock.js';
 import type { Context } from '../../context.js';
-import { NotFound, Unauthorized, ValidationFailed } from '../../errors.js';
+import { NotFound } from '../../errors.js';
 import { newId } from '../../ids.js';
 import { discardStaged, type ReceiveUpload } from '../../images/ingest.js';
-import { deleteBlobs, imageRowFields, storeRendered, type StoredVariant } from '../../images/store.js';
-import { SIZE_NAMES, type SizeName } from '../../images/variants.js';
+import { deleteBlobs, imageRowFields, storeRendered } from '../../images/store.js';
 import type { Principal } from '../../auth/principal.js';
+import { assertCanRead, assertMayAskToRead, assertProjectId, canWrite, imageNotFound, projectNotFound } from './access.js';
+import { blobKey, GALLERY_SIZES, imageFileOf, imageUrls, servedFilesOf, type GalleryImage, type ImageFile } from './images.js';
 import * as repo from './repo.js';
-
-/**
- * The sizes a gallery image is stored in, in the order of `urls`: every size
- * of the one table (images/variants.ts), so a size added there is stored,
- * listed and served here too.
- */
-export const GALLERY_SIZES: readonly SizeName[] = SIZE_NAMES;
-export type GallerySize = SizeName;
-
-export const PROJECT_ID = /^[A-Za-z0-9_-]{1,64}$/;
-
-export interface GalleryImage {
-  image_id: string;
-  is_primary: boolean;
-  created_at: string;
-  width: number;
-  height: number;
-  bytes: number;
-  sha256: string;
-  urls: Record<GallerySize, string>;
-}
-
-/** What the image routes need to answer a GET without a query (cached per image). */
-export interface ImageFile {
-  projectId: string;
-  ownerId: string;
-  createdAt: Date;
-  variants: Record<GallerySize, StoredVariant>;
-}
-
-export function blobKey(imageId: string, size: GallerySize): string {
-  return `gallery/${imageId}/${size}.jpg`;
-}
-
-export function imageUrls(projectId: string, imageId: string): Record<GallerySize, string> {
-  const base = `/projects/${encodeURIComponent(projectId)}/images/${encodeURIComponent(imageId)}`;
-  return Object.fromEntries(GALLERY_SIZES.map((s) => [s, `${base}?size=${s}`])) as Record<GallerySize, string>;
-}
-
-function canWrite(principal: Principal, ownerId: string): boolean {
-  return principal.isAdmin || principal.userId === ownerId;
-}
 
 /**
  * A project's new updated_at: now, or the one it has when that is later (a
@@ -69,26 +27,6 @@ function canWrite(principal: Principal, ownerId: string): boolean {
  */
 function touched(project: { updated_at: string }, now: string): string {
   return project.updated_at > now ? project.updated_at : now;
-}
-
-/**
- * Rows of images served, one cache per process (per Context), shared by
- * every GalleryService in it: a delete made through any of them (the routes,
- * an account's deletion) is seen by the routes and the hot path at once. A
- * minute's TTL, so that another process's delete is noticed (checked to the
- * second: see LRU_TTL_RESOLUTION_MS).
- */
-const imageNotFound = (): NotFound => new NotFound('No such image.', 'image_not_found');
-
-const servedFiles = new WeakMap<Context, LRUCache<string, ImageFile>>();
-
-function servedFilesOf(ctx: Context): LRUCache<string, ImageFile> {
-  let files = servedFiles.get(ctx);
-  if (!files) {
-    files = new LRUCache<string, ImageFile>({ max: 10_000, ttl: 60_000, ttlResolution: LRU_TTL_RESOLUTION_MS });
-    servedFiles.set(ctx, files);
-  }
-  return files;
 }
 
 export class GalleryService {
@@ -104,30 +42,15 @@ export class GalleryService {
   }
 
   assertProjectId(projectId: string): void {
-    if (!PROJECT_ID.test(projectId)) {
-      throw new ValidationFailed('project_id must be 1 to 64 letters, digits, "_" or "-".', [
-        { field: 'params.project_id', message: 'must match ^[A-Za-z0-9_-]{1,64}$' },
-      ]);
-    }
+    assertProjectId(projectId);
   }
 
-  /**
-   * With private reads, no credentials is a 401 before anything is looked
-   * up: a 404 for a project that does not exist would tell which exist.
-   */
   private assertMayAskToRead(principal: Principal | null): void {
-    if (!this.ctx.config.galleryPublicRead && !principal) throw new Unauthorized('This gallery needs credentials to read.');
+    assertMayAskToRead(this.publicRead, principal);
   }
 
-  /**
-   * Reads are public unless GALLERY_PUBLIC_READ=false; then only the owner or
-   * an admin. Anyone else gets the 404 of the thing asked for when it does
-   * not exist (`hidden`), so that the answer tells nothing.
-   */
-  private assertCanRead(principal: Principal | null, ownerId: string, hidden = (): NotFound => new NotFound('No such project.', 'project_not_found')): void {
-    if (this.ctx.config.galleryPublicRead) return;
-    if (!principal) throw new Unauthorized('This gallery needs credentials to read.');
-    if (!canWrite(principal, ownerId)) throw hidden();
+  private assertCanRead(principal: Principal | null, ownerId: string, hidden = projectNotFound): void {
+    assertCanRead(this.publicRead, principal, ownerId, hidden);
   }
 
   get publicRead(): boolean {
@@ -139,7 +62,7 @@ export class GalleryService {
     this.assertProjectId(projectId);
     // Refuse early, before reading the body, when the project is someone else's.
     const existing = await repo.findProject(ctx.db.kysely, projectId);
-    if (existing && !canWrite(principal, existing.owner_id)) throw new NotFound('No such project.', 'project_not_found');
+    if (existing && !canWrite(principal, existing.owner_id)) throw projectNotFound();
 
     const staged = await receive({ tmpDir: ctx.tmpDir, maxBytes: ctx.config.maxUploadSize });
     const imageId = newId();
@@ -149,7 +72,7 @@ export class GalleryService {
         const now = isoNow(ctx.clock);
         const isPrimary = await ctx.db.kysely.transaction().execute(async (tx) => {
           const project = await repo.claimAndLockProject(ctx.db, tx, projectId, principal.userId, now);
-          if (!canWrite(principal, project.owner_id)) throw new NotFound('No such project.', 'project_not_found');
+          if (!canWrite(principal, project.owner_id)) throw projectNotFound();
           await repo.insertImage(tx, {
             image_id: imageId,
             project_id: projectId,
@@ -186,7 +109,7 @@ export class GalleryService {
     this.assertMayAskToRead(principal);
     this.assertProjectId(projectId);
     const listing = await repo.listProject(this.ctx.db.kysely, projectId);
-    if (!listing) throw new NotFound('No such project.', 'project_not_found');
+    if (!listing) throw projectNotFound();
     this.assertCanRead(principal, listing.project.owner_id);
     const primary = listing.project.primary_image_id;
     return {
@@ -205,15 +128,6 @@ export class GalleryService {
     };
   }
 
-  private toFile(row: repo.ImageRow, ownerId: string): ImageFile {
-    return {
-      projectId: row.project_id,
-      ownerId,
-      createdAt: new Date(row.created_at),
-      variants: JSON.parse(row.variants) as Record<GallerySize, StoredVariant>,
-    };
-  }
-
   /** The stored file of one image, for serving; cached so a hot GET costs no query. */
   async imageFile(principal: Principal | null, projectId: string, imageId: string): Promise<ImageFile> {
     this.assertMayAskToRead(principal);
@@ -223,7 +137,7 @@ export class GalleryService {
       const project = await repo.findProject(this.ctx.db.kysely, projectId);
       const row = project ? await repo.findImage(this.ctx.db.kysely, projectId, imageId) : undefined;
       if (!project || !row) throw imageNotFound();
-      file = this.toFile(row, project.owner_id);
+      file = imageFileOf(row, project.owner_id);
       this.files.set(imageId, file);
     }
     this.assertCanRead(principal, file.ownerId, imageNotFound);
@@ -269,10 +183,10 @@ export class GalleryService {
     this.assertMayAskToRead(principal);
     this.assertProjectId(projectId);
     const found = await repo.findPrimaryImage(this.ctx.db.kysely, projectId);
-    if (!found) throw new NotFound('No such project.', 'project_not_found');
+    if (!found) throw projectNotFound();
     this.assertCanRead(principal, found.owner_id);
     if (!found.image) throw new NotFound('This project has no image.', 'no_image');
-    const file = this.toFile(found.image, found.owner_id);
+    const file = imageFileOf(found.image, found.owner_id);
     const changed = new Date(found.updated_at);
     return { imageId: found.image.image_id, file, lastModified: changed > file.createdAt ? changed : file.createdAt };
   }

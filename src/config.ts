@@ -2,24 +2,16 @@
  * Every setting Kiln reads, parsed and validated once from the environment
  * (and a `.env` file in the working directory), then passed around typed.
  * A bad value throws ConfigError naming the variable; `main.ts` prints that
- * one line and exits.
+ * one line and exits. How one variable is read is config/env.ts; the rules
+ * of the settings that have more than a type and a range, config/checks.ts.
  */
-import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { S3Settings } from './platform/blobs/s3.js';
-import { parse as parseDotenv } from 'dotenv';
+import { checkColmapBin, checkJwtSecret, checkOrigins, checkSize, readS3, readStripe, type StripeSettings } from './config/checks.js';
+import { ConfigError, readDotenv, Reader, type Env } from './config/env.js';
 
-export class ConfigError extends Error {
-  constructor(
-    readonly variable: string,
-    message: string,
-  ) {
-    super(`${variable}: ${message}`);
-    this.name = 'ConfigError';
-  }
-}
-
-export type Env = Record<string, string | undefined>;
+export { MIN_JWT_SECRET_LENGTH, type StripeSettings } from './config/checks.js';
+export { ConfigError, readDotenv, type Env } from './config/env.js';
 
 export interface Config {
   host: string;
@@ -82,15 +74,6 @@ export interface Config {
   };
 }
 
-export interface StripeSettings {
-  /** STRIPE_KEY: a secret (sk_) or restricted (rk_) key; undefined turns payments off (their routes answer 503). */
-  key: string | undefined;
-  /** STRIPE_API_BASE: scheme://host[:port] of a Stripe-compatible API (a test server); undefined: Stripe's own. */
-  apiBase: string | undefined;
-  /** STRIPE_WEBHOOK_SECRET: the webhook endpoint's signing secret (whsec_); undefined: the webhook answers 503. */
-  webhookSecret: string | undefined;
-}
-
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /**
@@ -104,173 +87,6 @@ const TEN_YEARS_S = TEN_YEARS_MIN * 60;
 const MAX_OPENAI_TIMEOUT_S = 24 * 60 * 60;
 /** lru-cache allocates its index for `max` entries up front: a million is ~50 MB, a billion exhausts the heap. */
 const MAX_CACHE_ITEMS = 1_000_000;
-/** RFC 7518 §3.2: an HS256 key of at least 256 bits. JWT_SECRET is used as UTF-8, so 32 characters are at least 32 bytes. */
-export const MIN_JWT_SECRET_LENGTH = 32;
-
-/** Reads `.env` from `dir` without overriding variables that are already set. */
-export function readDotenv(dir: string): Env {
-  const file = path.join(dir, '.env');
-  if (!existsSync(file)) return {};
-  return parseDotenv(readFileSync(file));
-}
-
-class Reader {
-  constructor(private readonly env: Env) {}
-
-  raw(name: string): string | undefined {
-    const v = this.env[name];
-    return v === undefined || v.trim() === '' ? undefined : v.trim();
-  }
-
-  string(name: string, fallback: string): string {
-    return this.raw(name) ?? fallback;
-  }
-
-  int(name: string, fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
-    const v = this.raw(name);
-    if (v === undefined) return fallback;
-    if (!/^\d+$/.test(v)) throw new ConfigError(name, `expected a whole number, got "${v}"`);
-    const n = Number(v);
-    if (n < min || n > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${n}`);
-    return n;
-  }
-
-  bool(name: string, fallback: boolean): boolean {
-    const v = this.raw(name)?.toLowerCase();
-    if (v === undefined) return fallback;
-    if (['1', 'true', 'yes', 'on'].includes(v)) return true;
-    if (['0', 'false', 'no', 'off'].includes(v)) return false;
-    throw new ConfigError(name, `expected true or false, got "${v}"`);
-  }
-
-  list(name: string): string[] {
-    const v = this.raw(name);
-    if (v === undefined) return [];
-    return v
-      .split(',')
-      .map((s) => s.trim())
-      .filter((s) => s !== '');
-  }
-
-  url(name: string, protocols: string[]): string | undefined {
-    const v = this.raw(name);
-    if (v === undefined) return undefined;
-    let u: URL;
-    try {
-      u = new URL(v);
-    } catch {
-      throw new ConfigError(name, 'is not a valid URL');
-    }
-    if (!protocols.includes(u.protocol)) {
-      throw new ConfigError(name, `must start with ${protocols.map((p) => p + '//').join(' or ')}`);
-    }
-    return v;
-  }
-
-  oneOf<T extends string>(name: string, allowed: readonly T[], fallback: T): T {
-    const v = this.raw(name)?.toLowerCase();
-    if (v === undefined) return fallback;
-    if (!(allowed as readonly string[]).includes(v)) {
-      throw new ConfigError(name, `must be one of ${allowed.join(', ')}, got "${v}"`);
-    }
-    return v as T;
-  }
-}
-
-/**
- * Browser origins as CORS compares them: exactly `scheme://host[:port]`. CORS
- * matches the Origin header as a string, so `*`, a bare host or a trailing
- * slash would match nothing and quietly leave CORS off.
- */
-function checkOrigins(name: string, origins: string[]): string[] {
-  for (const origin of origins) {
-    let canonical: string | undefined;
-    try {
-      const u = new URL(origin);
-      if (u.protocol === 'http:' || u.protocol === 'https:') canonical = u.origin;
-    } catch {
-      canonical = undefined;
-    }
-    if (canonical !== origin) {
-      const hint = canonical ? `; write "${canonical}"` : '';
-      throw new ConfigError(name, `expected origins such as https://shop.example (scheme, host, optional port; no path or "*"), got "${origin}"${hint}`);
-    }
-  }
-  return origins;
-}
-
-/** JWT_SECRET, when set, must be long enough to be an HS256 key (unset: one is generated, see context.ts). */
-function checkJwtSecret(secret: string | undefined): string | undefined {
-  if (secret !== undefined && secret.length < MIN_JWT_SECRET_LENGTH) {
-    throw new ConfigError('JWT_SECRET', `must be at least ${MIN_JWT_SECRET_LENGTH} characters (an HS256 key of 256 bits or more), got ${secret.length}`);
-  }
-  return secret;
-}
-
-/**
- * The STRIPE_* variables. A publishable key (pk_) is the usual mistake: it
- * cannot create payment intents, so it is refused here rather than at the
- * first payment. The client appends /v1/ to STRIPE_API_BASE itself, so a
- * path there would be silently dropped: it is refused too.
- */
-function readStripe(r: Reader): StripeSettings {
-  const key = r.raw('STRIPE_KEY');
-  if (key !== undefined && !/^(sk|rk)_[A-Za-z0-9_]+$/.test(key)) {
-    throw new ConfigError('STRIPE_KEY', 'expected a secret key (sk_test_…, sk_live_…) or a restricted key (rk_…), not a publishable key');
-  }
-  const apiBase = r.url('STRIPE_API_BASE', ['http:', 'https:']);
-  if (apiBase !== undefined) {
-    const u = new URL(apiBase);
-    if ((u.pathname !== '/' && u.pathname !== '') || u.search !== '' || u.username !== '') {
-      throw new ConfigError('STRIPE_API_BASE', `expected scheme://host[:port] only (the client adds /v1/), got "${apiBase}"`);
-    }
-  }
-  return { key, apiBase, webhookSecret: r.raw('STRIPE_WEBHOOK_SECRET') };
-}
-
-/**
- * COLMAP_BIN: a bare command name (found on PATH when run) or an absolute
- * path. A relative path would depend on the directory Kiln was started from.
- */
-function checkColmapBin(bin: string): string {
-  if (bin.includes('/') && !path.isAbsolute(bin)) {
-    throw new ConfigError('COLMAP_BIN', `expected a command name such as colmap or an absolute path, got "${bin}"`);
-  }
-  return bin;
-}
-
-/** Size with an optional k/m/g suffix, as pino-roll takes it ("10m"). */
-function checkSize(name: string, v: string): string {
-  if (!/^\d+[kmg]?$/i.test(v)) throw new ConfigError(name, `expected a size such as 10m, got "${v}"`);
-  return v.toLowerCase();
-}
-
-/** The S3_* variables; read only when STORAGE=s3, where S3_BUCKET is required. */
-function readS3(r: Reader): S3Settings {
-  const bucket = r.raw('S3_BUCKET');
-  if (!bucket) throw new ConfigError('S3_BUCKET', 'is required when STORAGE=s3');
-  // S3's own rule for bucket names (3-63 characters, lower case, digits, dots and hyphens).
-  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) throw new ConfigError('S3_BUCKET', `is not a valid bucket name: "${bucket}"`);
-  const endpoint = r.url('S3_ENDPOINT', ['http:', 'https:']);
-  const accessKeyId = r.raw('S3_ACCESS_KEY_ID');
-  const secretAccessKey = r.raw('S3_SECRET_ACCESS_KEY');
-  if ((accessKeyId === undefined) !== (secretAccessKey === undefined)) {
-    throw new ConfigError(accessKeyId === undefined ? 'S3_ACCESS_KEY_ID' : 'S3_SECRET_ACCESS_KEY', 'must be set together with its pair, or neither for the AWS credential chain');
-  }
-  const prefix = r.string('S3_PREFIX', '').replace(/^\/+|\/+$/g, '');
-  const segmentsOk = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/.test(prefix) && !prefix.split('/').some((seg) => seg === '.' || seg === '..');
-  if (prefix !== '' && !segmentsOk) throw new ConfigError('S3_PREFIX', `expected path segments of letters, digits, '.', '_' and '-', got "${prefix}"`);
-  return {
-    bucket,
-    region: r.string('S3_REGION', 'us-east-1'),
-    endpoint,
-    accessKeyId,
-    secretAccessKey,
-    // An S3-compatible store behind its own endpoint almost always wants the bucket in the path.
-    forcePathStyle: r.bool('S3_FORCE_PATH_STYLE', endpoint !== undefined),
-    prefix: prefix === '' ? '' : `${prefix}/`,
-  };
-}
 
 export function loadConfig(processEnv: Env = process.env, cwd = process.cwd()): Config {
   const env: Env = { ...readDotenv(cwd), ...processEnv };

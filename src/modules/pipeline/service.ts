@@ -79,7 +79,7 @@ export function modelKey(uploadId: string, format: ModelFormat): string {
   return `${uploadPrefix(uploadId)}/model.${format}`;
 }
 
-/** The finished job's result, kept beside the model so a run repeated after the photos went can still complete (job.ts). */
+/** The finished job's result, kept beside the model so a run repeated after the photos went can still complete (reconstruction.ts). */
 export function resultKey(uploadId: string): string {
   return `${uploadPrefix(uploadId)}/result.json`;
 }

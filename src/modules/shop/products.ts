@@ -8,6 +8,9 @@
  * sizes, blobs first, then the row under the product's lock); a barcode's
  * picture is fetched by an `ean_fetch` job (modules/product-images) and
  * attached when it completes (ean-attach.ts).
+ *
+ * What a client sees of them is shaped in product-views.ts; a request's
+ * fields are read in product-fields.ts.
  */
 import { isoNow } from '../../clock.js';
 import type { Context } from '../../context.js';
@@ -18,41 +21,17 @@ import { deleteBlobs, imageRowFields, storeRendered, type StoredVariant } from '
 import { SIZE_NAMES, type SizeName } from '../../images/variants.js';
 import type { Principal } from '../../auth/principal.js';
 import { decodePosition, encodePosition } from '../../platform/http/cursor.js';
-import { EAN_FETCH, parseEan, productBlobKey, type EanFetchInput } from '../product-images/service.js';
-import { PRODUCT_SIZES } from '../product-images/schemas.js';
+import { EAN_FETCH, parseEan, type EanFetchInput } from '../product-images/service.js';
 import type { JobStatus } from '../../platform/jobs/index.js';
-import { formatMoney, isCurrency, MoneyError, parseMoney } from './money.js';
+import { currencyOf, eanOf, nameOf, priceOf } from './product-fields.js';
+import { blobKeyOf, imageView, productView, shopBlobKey, sizesOf, type ProductImageView, type ProductView } from './product-views.js';
 import * as repo from './repo.js';
 import type { ProductBody, ProductChanges, ProductListQuery } from './schemas.js';
 
+export { productView, shopBlobKey, type ProductImageView, type ProductView } from './product-views.js';
+
 /** The currency of a product created without one. */
 export const DEFAULT_CURRENCY = 'EUR';
-
-export interface ProductImageView {
-  image_id: string;
-  source: 'upload' | 'ean';
-  ean_code: string | null;
-  width: number;
-  height: number;
-  created_at: string;
-  urls: Partial<Record<SizeName, string>>;
-}
-
-export interface ProductView {
-  id: string;
-  name: string;
-  description: string;
-  price: string;
-  currency: string;
-  category: string | null;
-  ean_code: string | null;
-  image_url: string | null;
-  images: ProductImageView[];
-  stock_quantity: number;
-  is_active: boolean;
-  created_at: string;
-  updated_at: string;
-}
 
 /** What the picture route needs to send one size. */
 export interface ProductImageFile {
@@ -61,81 +40,7 @@ export interface ProductImageFile {
   createdAt: Date;
 }
 
-/** Blob key of an uploaded product picture's size. */
-export function shopBlobKey(imageId: string, size: SizeName): string {
-  return `shop/${imageId}/${size}.jpg`;
-}
-
-/** The sizes a picture has: all four for an upload; a barcode's picture is stored without `game`. */
-function sizesOf(source: repo.ProductImageRow['source']): readonly SizeName[] {
-  return source === 'upload' ? SIZE_NAMES : PRODUCT_SIZES;
-}
-
-function blobKeyOf(row: Pick<repo.ProductImageRow, 'source' | 'blob_id'>, size: SizeName): string {
-  return row.source === 'upload' ? shopBlobKey(row.blob_id, size) : productBlobKey(row.blob_id, size as (typeof PRODUCT_SIZES)[number]);
-}
-
-function imageView(row: repo.ProductImageRow): ProductImageView {
-  const base = `/products/${encodeURIComponent(row.product_id)}/images/${encodeURIComponent(row.image_id)}`;
-  return {
-    image_id: row.image_id,
-    source: row.source,
-    ean_code: row.ean_code,
-    width: Number(row.width),
-    height: Number(row.height),
-    created_at: row.created_at,
-    urls: Object.fromEntries(sizesOf(row.source).map((s) => [s, `${base}?size=${s}`])),
-  };
-}
-
-export function productView(row: repo.ProductRow, images: readonly repo.ProductImageRow[]): ProductView {
-  const views = images.map(imageView);
-  return {
-    id: row.product_id,
-    name: row.name,
-    description: row.description,
-    price: formatMoney(row.price_minor, row.currency),
-    currency: row.currency,
-    category: row.category,
-    ean_code: row.ean_code,
-    image_url: views[0]?.urls.medium ?? null,
-    images: views,
-    stock_quantity: Number(row.stock_quantity),
-    is_active: row.is_active === 1,
-    created_at: row.created_at,
-    updated_at: row.updated_at,
-  };
-}
-
 const productNotFound = (): NotFound => new NotFound('No such product.', 'product_not_found');
-
-/** The currency a request names, or 422 naming the field when it is not an ISO 4217 code. */
-function currencyOf(code: string | undefined, fallback: string): string {
-  if (code === undefined) return fallback;
-  if (!isCurrency(code)) throw new ValidationFailed(`currency "${code}" is not an ISO 4217 code.`, [{ field: 'body.currency', message: 'must be an ISO 4217 code such as "EUR"' }], 'invalid_currency');
-  return code;
-}
-
-/** Minor units of a price from a request, or 422 naming the field. */
-function priceOf(value: string | number, currency: string): number {
-  try {
-    return parseMoney(value, currency);
-  } catch (err) {
-    if (!(err instanceof MoneyError)) throw err;
-    throw new ValidationFailed(`price ${err.message}.`, [{ field: 'body.price', message: err.message }], 'invalid_price');
-  }
-}
-
-/** The name as shown, trimmed; one of spaces only is a 422. */
-function nameOf(value: string): string {
-  const name = value.trim();
-  if (!name) throw new ValidationFailed('name must not be blank.', [{ field: 'body.name', message: 'is blank' }]);
-  return name;
-}
-
-function eanOf(value: string | null | undefined): string | null {
-  return value === null || value === undefined ? null : parseEan(value, 'body.ean_code');
-}
 
 export class ProductService {
   constructor(private readonly ctx: Context) {}

@@ -18,7 +18,7 @@ import type { Multipart } from '@fastify/multipart';
 import type { Principal } from '../../auth/principal.js';
 import type { Context } from '../../context.js';
 import { NotFound, Unauthorized } from '../../errors.js';
-import { decodeCursor as decodePageCursor, encodeCursor as encodePageCursor, stringPair } from '../../platform/http/cursor.js';
+import { decodeCursor as decodePageCursor, encodeCursor as encodePageCursor, timeAndId } from '../../platform/http/cursor.js';
 import { assertDeletable, assertMove, type HistoryEntry, type OrderStatus } from './lifecycle.js';
 import { verifyLink, type OrderSize } from './links.js';
 import { orderPrefix, blobKey, type StoredVariant } from './photos.js';
@@ -145,7 +145,7 @@ function encodeCursor(after: repo.PageAfter): string {
 /** A cursor `encodeCursor` made, or 422 `invalid_cursor` (platform/http/cursor.ts). */
 function decodeCursor(cursor: string): repo.PageAfter {
   return decodePageCursor(cursor, (value) => {
-    const pair = stringPair(value);
+    const pair = timeAndId(value);
     return pair && { createdAt: pair[0], orderId: pair[1] };
   });
 }

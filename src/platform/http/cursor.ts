@@ -36,9 +36,25 @@ export function decodeCursor<T>(cursor: string, read: (value: unknown) => T | un
   return position;
 }
 
-/** `read` for the usual position, `[created_at, id]`: exactly two strings. */
-export function stringPair(value: unknown): [string, string] | undefined {
-  return Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'string' ? [value[0], value[1]] : undefined;
+/** A time as Kiln stores it: `Date.toISOString()`, to the millisecond, in UTC. */
+function isStoredTime(value: unknown): value is string {
+  if (typeof value !== 'string' || !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/.test(value)) return false;
+  const time = new Date(value);
+  return !Number.isNaN(time.getTime()) && time.toISOString() === value;
+}
+
+/** An id as Kiln makes them (ids.ts: base64url), with room for longer ones. */
+const ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+/**
+ * `read` for the usual position, `[created_at, id]`: a stored time and an
+ * id, as encodePosition writes them. Anything else (`["not a date", "x"]`)
+ * is not a cursor a listing gave out.
+ */
+export function timeAndId(value: unknown): [string, string] | undefined {
+  if (!Array.isArray(value) || value.length !== 2) return undefined;
+  const [time, id] = value as unknown[];
+  return isStoredTime(time) && typeof id === 'string' && ID.test(id) ? [time, id] : undefined;
 }
 
 /** Where a page ordered by (created_at, id) stops: the last row's two values. */
@@ -55,7 +71,7 @@ export function encodePosition(last: Position): string {
 /** The position an `encodePosition` cursor carries, or 422 `invalid_cursor`. */
 export function decodePosition(cursor: string): Position {
   return decodeCursor(cursor, (value) => {
-    const pair = stringPair(value);
+    const pair = timeAndId(value);
     return pair && { createdAt: pair[0], id: pair[1] };
   });
 }

@@ -9,7 +9,7 @@ import type { Clock } from '../../clock.js';
 import { newId } from '../../ids.js';
 import { isUniqueViolation, type DialectName } from '../db/index.js';
 import type { Database, JobsTable } from '../db/schema.js';
-import { decodeCursor, encodeCursor, stringPair } from '../http/cursor.js';
+import { decodeCursor, encodeCursor, timeAndId } from '../http/cursor.js';
 import type { Job, JobErrorInfo, JobPage, JobStatus, ListQuery } from './types.js';
 
 export type JobRow = Selectable<JobsTable>;
@@ -138,7 +138,7 @@ export class JobStore {
     if (query.status) q = q.where('status', '=', query.status);
     if (query.type) q = q.where('type', '=', query.type);
     if (query.cursor) {
-      const [createdAt, jobId] = decodeCursor(query.cursor, stringPair);
+      const [createdAt, jobId] = decodeCursor(query.cursor, timeAndId);
       q = q.where((eb) =>
         eb.or([eb('created_at', '<', createdAt), eb.and([eb('created_at', '=', createdAt), eb('job_id', '<', jobId)])]),
       );

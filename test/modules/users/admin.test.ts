@@ -63,6 +63,19 @@ describe('admin routes', () => {
     expect((await call(server.url, 'GET', '/admin/users?limit=0', { headers: adminHeaders })).status).toBe(422);
   });
 
+  it('reject a cursor that decodes but is not a position Kiln writes: a bad time, a time not in its stored form, an id with a slash', async () => {
+    const forge = (position: unknown): string => Buffer.from(JSON.stringify(position)).toString('base64url');
+    for (const position of [['not a date', 'x'], ['2026-13-01T00:00:00.000Z', 'x'], ['2026-11-24T00:00:00Z', 'x'], ['2026-11-24T00:00:00.000Z', 'a/b'], ['2026-11-24T00:00:00.000Z', ''], ['2026-11-24T00:00:00.000Z', 'x', 'y'], { createdAt: '2026-11-24T00:00:00.000Z', id: 'x' }]) {
+      const res = await call(server.url, 'GET', `/admin/users?cursor=${forge(position)}`, { headers: adminHeaders });
+      expect(res.status, JSON.stringify(position)).toBe(422);
+      expect(res.body).toMatchObject({ code: 'invalid_cursor' });
+    }
+    // The shape Kiln writes is read as a position: paging after a time later than every user gives an empty page.
+    const later = await call<Page>(server.url, 'GET', `/admin/users?cursor=${forge(['2999-01-01T00:00:00.000Z', 'zzzzzzzzzzzzzzzzzzzzzz'])}`, { headers: adminHeaders });
+    expect(later.status).toBe(200);
+    expect(later.body).toEqual({ users: [], next_cursor: null });
+  });
+
   it('take empty query values as absent, as the templates write them (?limit=&cursor=)', async () => {
     const res = await call<Page>(server.url, 'GET', '/admin/users?limit=&cursor=', { headers: adminHeaders });
     expect(res.status).toBe(200);

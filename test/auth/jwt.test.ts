@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { decodeJwt, exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
+import { decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readLogLines } from '../helpers/logs.js';
 import { expectProblem } from '../helpers/problem.js';
@@ -65,6 +65,21 @@ function claims(sub: string) {
 function b64(value: object): string {
   return Buffer.from(JSON.stringify(value)).toString('base64url');
 }
+
+describe("Kiln's own access token", () => {
+  it('is an HS256 JWT signed with JWT_SECRET whose sub is the user id, issued by kiln, living ACCESS_TOKEN_LIFETIME (15 minutes)', async () => {
+    const issued = await login(server.url, account);
+    const token = issued.access_token;
+    expect(decodeProtectedHeader(token).alg).toBe('HS256');
+    const payload = decodeJwt(token);
+    expect(payload).toMatchObject({ sub: account.id, iss: 'kiln' });
+    expect((payload.exp ?? 0) - (payload.iat ?? 0)).toBe(15 * 60);
+    expect(issued.expires_in).toBe(15 * 60);
+    // Signed with the shared secret: another service holding it can verify Kiln's tokens too.
+    const { jwtVerify } = await import('jose');
+    await expect(jwtVerify(token, secretKey, { algorithms: ['HS256'], currentDate: clock.now() })).resolves.toMatchObject({ payload: { sub: account.id } });
+  });
+});
 
 describe('tokens from another service', () => {
   it('HS256 signed with the shared JWT_SECRET is accepted', async () => {

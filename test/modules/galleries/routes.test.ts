@@ -30,11 +30,12 @@ let server: TestServer;
 let alice: TestUser;
 let bob: TestUser;
 
-async function upload(project: string, user: TestUser, data: Buffer = ROCKET): Promise<Response> {
+/** `user`: whose credentials go with the upload, in any of the headers Kiln takes. */
+async function upload(project: string, user: { headers: Record<string, string> }, data: Buffer = ROCKET): Promise<Response> {
   return postMultipart(`${server.url}/projects/${project}/images`, [{ field: 'file', filename: 'photo.jpg', data, type: 'image/jpeg' }], user.headers);
 }
 
-async function uploadOk(project: string, user: TestUser, data: Buffer = ROCKET): Promise<Uploaded> {
+async function uploadOk(project: string, user: { headers: Record<string, string> }, data: Buffer = ROCKET): Promise<Uploaded> {
   const res = await upload(project, user, data);
   expect(res.status).toBe(201);
   return (await res.json()) as Uploaded;
@@ -109,6 +110,42 @@ describe('gallery upload and variants', () => {
     );
     expect(res.status).toBe(201);
     expect((await list('captioned')).images).toHaveLength(1);
+  });
+
+  it('takes PNG, WebP and AVIF uploads by their bytes and stores every size as JPEG', async () => {
+    const pixels = sharp(ROCKET);
+    const kinds: Array<[string, Buffer]> = [
+      ['png', await pixels.clone().png().toBuffer()],
+      ['webp', await pixels.clone().webp().toBuffer()],
+      ['avif', await pixels.clone().avif().toBuffer()],
+    ];
+    for (const [kind, data] of kinds) {
+      // Named .jpg and sent as image/jpeg on purpose: the type is read from the bytes.
+      const body = await uploadOk(`kind-${kind}`, alice, data);
+      expect([body.width, body.height], kind).toEqual([640, 427]);
+      const original = await sharp(Buffer.from(await (await fetch(`${server.url}${body.urls.original}`)).arrayBuffer())).metadata();
+      expect([original.format, original.width, original.height], kind).toEqual(['jpeg', 640, 427]);
+    }
+  });
+
+  it('answers and lists the size as shown: a photo stored sideways (EXIF orientation 6) is portrait', async () => {
+    const stored = await sharp(fixture('orient_6.jpg')).metadata();
+    expect(stored.orientation).toBe(6);
+    const body = await uploadOk('sideways', alice, fixture('orient_6.jpg'));
+    expect([body.width, body.height]).toEqual([stored.height, stored.width]);
+    const [listed] = (await list('sideways')).images;
+    expect([listed?.width, listed?.height]).toEqual([stored.height, stored.width]);
+    const thumb = await sharp(Buffer.from(await (await fetch(`${server.url}${body.urls.thumb}`)).arrayBuffer())).metadata();
+    expect(thumb.height).toBe(400);
+    expect(thumb.width).toBeLessThan(400);
+  });
+
+  it('lists each image\'s created_at as an ISO 8601 UTC time', async () => {
+    const before = Date.now();
+    await uploadOk('times', alice);
+    const [image] = (await list('times')).images;
+    expect(image?.created_at).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
+    expect(Math.abs(Date.parse(image?.created_at ?? '') - before)).toBeLessThan(60_000);
   });
 
   it('lists bytes and sha256 of the upload as received', async () => {
@@ -207,6 +244,20 @@ describe('ownership', () => {
     } finally {
       conn.destroy();
     }
+  });
+
+  it('takes a user\'s own API key wherever a bearer token works: it writes as its owner, and is 404 on someone else\'s project', async () => {
+    const created = await fetch(`${server.url}/auth/api-keys`, { method: 'POST', headers: { ...alice.headers, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'gallery sync' }) });
+    expect(created.status).toBe(201);
+    const { key } = (await created.json()) as { key: string };
+    const first = await uploadOk('keyed', { ...alice, headers: { 'x-api-key': key } });
+    expect(first.is_primary).toBe(true);
+    // Alice's bearer token sees the key's upload as hers: she deletes it.
+    const second = await uploadOk('keyed', { ...alice, headers: { authorization: `Bearer ${key}` } });
+    expect((await fetch(`${server.url}/projects/keyed/images/${second.image_id}`, { method: 'DELETE', headers: alice.headers })).status).toBe(204);
+    await uploadOk('bobs-keyed', bob);
+    expect((await upload('bobs-keyed', { ...alice, headers: { 'x-api-key': key } })).status).toBe(404);
+    expect((await list('bobs-keyed')).images).toHaveLength(1);
   });
 
   it('answers 404 for an image of another project', async () => {

@@ -148,6 +148,23 @@ describe('/users/me', () => {
     expect(old.status).toBe(401);
   });
 
+  it('a new password ends every session (each refresh token is 401); a change of username alone ends none', async () => {
+    const account = await register(server.url);
+    const phone = await login(server.url, account);
+    const laptop = await login(server.url, account);
+    const renamed = await call(server.url, 'PUT', '/users/me', { headers: bearer(laptop.access_token), body: { username: `r${account.username}`.slice(0, 30) } });
+    expect(renamed.status).toBe(200);
+    const stillOn = await call<{ refresh_token: string }>(server.url, 'POST', '/auth/refresh', { body: { refresh_token: phone.refresh_token } });
+    expect(stillOn.status).toBe(200);
+    const changed = await call(server.url, 'PUT', '/users/me', { headers: bearer(laptop.access_token), body: { password: 'another-password-1', current_password: account.password } });
+    expect(changed.status).toBe(200);
+    for (const token of [stillOn.body.refresh_token, laptop.refresh_token]) {
+      const res = await call(server.url, 'POST', '/auth/refresh', { body: { refresh_token: token } });
+      expect(res.status).toBe(401);
+      expect(res.body.code).toBe('invalid_refresh_token');
+    }
+  });
+
   it('PUT to an email someone else has, in another case, is 409 email_taken', async () => {
     const other = await register(server.url);
     const account = await register(server.url);

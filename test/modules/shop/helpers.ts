@@ -2,6 +2,7 @@
 import type { Env } from '../../../src/config.js';
 import { startServer, type TestServer } from '../../helpers/server.js';
 import { loginHeaders } from '../../helpers/users.js';
+import type { ProductView } from '../../../src/modules/shop/product-views.js';
 
 export const ADMIN = { ADMIN_EMAIL: 'shopkeeper@example.com', ADMIN_PASSWORD: 'shopkeeper-password-1' };
 
@@ -27,21 +28,8 @@ export async function call<T = Record<string, unknown>>(base: string, method: st
   return { status: res.status, type: res.headers.get('content-type'), body: (text ? JSON.parse(text) : null) as T };
 }
 
-export interface ProductJson {
-  id: string;
-  name: string;
-  description: string;
-  price: string;
-  currency: string;
-  category: string | null;
-  ean_code: string | null;
-  image_url: string | null;
-  images: Array<{ image_id: string; source: string; ean_code: string | null; width: number; height: number; urls: Record<string, string> }>;
-  stock_quantity: number;
-  is_active: boolean;
-  created_at: string;
-  updated_at: string;
-}
+/** A product as the API answers it: the server's own view type. */
+export type ProductJson = ProductView;
 
 export interface OrderJson {
   id: string;

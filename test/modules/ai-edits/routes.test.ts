@@ -169,11 +169,19 @@ describe('POST /api/v1/process/book', () => {
     ['empty', ''],
     ['4001 characters', 'x'.repeat(4001)],
     ['10,000 characters', 'y'.repeat(10_000)],
+    ['4001 code points of an emoji (8002 UTF-16 units)', '\u{1F3F0}'.repeat(4001)],
   ])('refuses a prompt that is %s (422, 4001)', async (_what, prompt) => {
     const initId = await initiate(alice.headers);
     const res = await book(alice.headers, { init_id: initId, source_url: await uploadUrl(alice.headers), target_url: await uploadUrl(alice.headers), prompt });
     expectFailure(res, 422, 4001, 'validation_error');
     expect((res.body.data as { errors: Array<{ field: string }> }).errors[0]?.field).toBe('body.prompt');
+  });
+
+  it('counts a prompt in code points: 4000 emoji (8000 UTF-16 units) are accepted', async () => {
+    const initId = await initiate(alice.headers);
+    const res = await book(alice.headers, { init_id: initId, source_url: await uploadUrl(alice.headers), target_url: await uploadUrl(alice.headers), prompt: '\u{1F3F0}'.repeat(4000) });
+    expect(res.status).toBe(202);
+    expect((await waitForEnd(server.url, alice.headers, initId)).status).toBe('completed');
   });
 
   it('refuses a missing field (422) and a second booking of a busy or finished process (409)', async () => {

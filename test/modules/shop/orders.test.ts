@@ -86,6 +86,26 @@ describe('placing an order', () => {
     expect(await stockOf(yen.id)).toBe(10);
   });
 
+  it('refuses more than 100 lines and a quantity over 10000 (422), and takes no stock', async () => {
+    const products = await Promise.all(Array.from({ length: 101 }, (_, i) => makeProduct(shop.url, shop.admin, { name: `Line ${i}`, stock_quantity: 1 })));
+    const lines = products.map((p) => ({ product_id: p.id, quantity: 1 }));
+    expect((await order(alice, { items: lines })).status).toBe(422);
+    expect((await order(alice, { items: lines.slice(0, 100) })).status).toBe(201);
+    const big = await makeProduct(shop.url, shop.admin, { name: 'Pallet', stock_quantity: 20000 });
+    expect((await order(alice, { items: [{ product_id: big.id, quantity: 10001 }] })).status).toBe(422);
+    expect(await stockOf(big.id)).toBe(20000);
+    expect((await order(alice, { items: [{ product_id: big.id, quantity: 10000 }] })).status).toBe(201);
+    expect(await stockOf(big.id)).toBe(10000);
+  });
+
+  it('refuses an order whose total in minor units is past a safe integer: 422 total_too_large, no stock taken', async () => {
+    const dear = await makeProduct(shop.url, shop.admin, { name: 'Yacht', price: '9999999999.99', stock_quantity: 20000 });
+    const res = await order(alice, { items: [{ product_id: dear.id, quantity: 10000 }] });
+    expect(res).toMatchObject({ status: 422, body: { code: 'total_too_large', errors: [{ field: 'body.items' }] } });
+    expect(await stockOf(dear.id)).toBe(20000);
+    expect((await order(alice, { items: [{ product_id: dear.id, quantity: 900 }] })).status).toBe(201);
+  });
+
   it('links the buyer\'s own custom order, and answers 404 for someone else\'s', async () => {
     const p = await makeProduct(shop.url, shop.admin, { name: 'Portrait' });
     const upload = await postMultipart(`${shop.url}/api/images/upload`, [{ field: 'files', filename: 'pet.jpg', data: ROCKET_JPG, type: 'image/jpeg' }], alice.headers);
@@ -126,6 +146,9 @@ describe('reading orders', () => {
     expect(seen.slice(0, 3)).toEqual([d1.id, c2.id, c1.id]);
     expect(new Set(seen).size).toBe(seen.length);
     expect((await call(shop.url, 'GET', '/orders')).status).toBe(401);
+    for (const cursor of ['garbage', Buffer.from(JSON.stringify(['not a date', 'x'])).toString('base64url')]) {
+      expect(await call(shop.url, 'GET', `/orders?cursor=${cursor}`, alice.headers)).toMatchObject({ status: 422, body: { code: 'invalid_cursor' } });
+    }
   });
 });
 
@@ -174,6 +197,15 @@ describe('an order\'s status', () => {
     // Cancelled is the end: a second cancel would return the stock twice.
     expect((await setStatus(pending.id, 'cancelled')).status).toBe(409);
     expect(await stockOf(p.id)).toBe(3);
+  });
+
+  it('three cancels at once: one succeeds, two are 409, and the stock comes back once', async () => {
+    const p = await makeProduct(shop.url, shop.admin, { name: 'Lamp', stock_quantity: 10 });
+    const placed = (await order(alice, { items: [{ product_id: p.id, quantity: 3 }] })).body;
+    expect(await stockOf(p.id)).toBe(7);
+    const answers = await Promise.all([1, 2, 3].map(() => setStatus(placed.id, 'cancelled')));
+    expect(answers.map((a) => a.status).sort()).toEqual([200, 409, 409]);
+    expect(await stockOf(p.id)).toBe(10);
   });
 
   it('is an admin\'s move: 403 for the buyer, 404 for an order that does not exist', async () => {

@@ -188,6 +188,7 @@ describe.each([
     const bad = await list('cursor=not-a-cursor');
     expect(bad).toMatchObject({ status: 422, body: { code: 'invalid_cursor' } });
     expect((await list('limit=0')).status).toBe(422);
+    expect((await list('limit=101')).status).toBe(422);
   });
 });
 
@@ -236,6 +237,13 @@ describe('products: pictures', () => {
     expect(etag).toMatch(/^"[0-9a-f]{64}"$/);
     const again = await fetch(`${shop.url}${image.urls.thumb}`, { headers: { 'if-none-match': etag } });
     expect(again.status).toBe(304);
+    expect(thumb.headers.get('cache-control')).toBe('public, max-age=300');
+    const length = Number(thumb.headers.get('content-length'));
+    const part = await fetch(`${shop.url}${image.urls.thumb}`, { headers: { range: 'bytes=0-99' } });
+    expect(part.status).toBe(206);
+    expect(part.headers.get('content-range')).toBe(`bytes 0-99/${length}`);
+    expect(part.headers.get('cache-control')).toBe('public, max-age=300');
+    expect((await part.arrayBuffer()).byteLength).toBe(100);
     const game = await fetch(`${shop.url}${image.urls.game}`);
     expect(game.status).toBe(200);
     expect((await game.arrayBuffer()).byteLength).toBeGreaterThan(100);
@@ -261,5 +269,25 @@ describe('products: pictures', () => {
     expect(missing.status).toBe(404);
     expect((await filesUnder(shop.dataDir)).length).toBe(before);
     expect((await call<ProductJson>(shop.url, 'GET', `/products/${p.id}`)).body.images).toEqual([]);
+  });
+
+  it('refuses a file over MAX_UPLOAD_SIZE and an image over MAX_IMAGE_PIXELS with 413, storing nothing', async () => {
+    // ROCKET: 112525 bytes, 640 x 427 = 273280 pixels.
+    const small = await startShop({ MAX_UPLOAD_SIZE: '100000', MAX_IMAGE_PIXELS: '1000000' });
+    const tight = await startShop({ MAX_IMAGE_PIXELS: '200000' });
+    try {
+      for (const [server, code] of [[small, 'file_too_large'], [tight, 'image_too_large']] as const) {
+        const p = await makeProduct(server.url, server.admin, { name: 'Limited' });
+        const before = (await filesUnder(server.dataDir)).length;
+        const res = await postMultipart(`${server.url}/products/${p.id}/images`, [{ field: 'file', filename: 'r.jpg', data: ROCKET }], server.admin);
+        expect(res.status, code).toBe(413);
+        expect(((await res.json()) as { code: string }).code).toBe(code);
+        expect((await filesUnder(server.dataDir)).length).toBe(before);
+        expect((await call<ProductJson>(server.url, 'GET', `/products/${p.id}`)).body.images).toEqual([]);
+      }
+    } finally {
+      await small.close();
+      await tight.close();
+    }
   });
 });

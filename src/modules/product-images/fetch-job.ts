@@ -3,9 +3,10 @@
  * complete from the store. Otherwise take the barcode's single-flight lease
  * (repo.ts), ask the provider, download the picture through the guarded
  * fetch, run it through the upload checks and variants, store blobs then
- * the row. A job that finds the lease held waits for its holder and then
- * completes from the store, or ends with the holder's permanent error, so
- * the provider is asked once however many users ask at once.
+ * the row. A job that finds the lease held waits for its holder, through
+ * the holder's retries, and then completes from the store or ends with the
+ * holder's last error, so the provider is asked by one job however many
+ * users ask at once.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isoNow } from '../../clock.js';
@@ -14,7 +15,7 @@ import { DomainError } from '../../errors.js';
 import { newId } from '../../ids.js';
 import { discardStaged } from '../../images/ingest.js';
 import { BlobBatch, imageRowFields, renderAndStore } from '../../images/store.js';
-import { PermanentJobError, type BackoffOptions, type JobContext, type JobErrorInfo } from '../../platform/jobs/index.js';
+import { JobError, PermanentJobError, TransientJobError, type BackoffOptions, type JobContext, type JobErrorInfo } from '../../platform/jobs/index.js';
 import { attachEanPicture } from '../shop/ean-attach.js';
 import { createOutbound, type Outbound, type OutboundTimeouts } from './outbound.js';
 import { createProvider, type ProductProvider } from './providers/index.js';
@@ -154,14 +155,26 @@ export class EanFetcher {
     }
   }
 
-  /** A permanent failure stays on the lease for the jobs waiting on it; anything else frees the barcode for a retry. */
+  /**
+   * What the lease says after a failed attempt. A transient failure with
+   * attempts left keeps the lease through the backoff: the holder asks again
+   * itself, and the jobs waiting on it go on waiting instead of asking the
+   * provider in its place. A permanent failure, or the last attempt's, stays
+   * on the lease, so the waiting jobs end the same way. Anything else (a
+   * bug) frees the barcode.
+   */
   private async letGo(ean: string, job: JobContext, err: unknown): Promise<void> {
+    const { ctx } = this;
     try {
-      if (err instanceof PermanentJobError) {
+      const retried = err instanceof TransientJobError && job.attempt < job.maxAttempts;
+      if (retried) {
+        const until = new Date(ctx.clock.now().getTime() + this.leaseMs).toISOString();
+        await repo.tryTakeLease(ctx.db.kysely, ean, job.jobId, isoNow(ctx.clock), until);
+      } else if (err instanceof JobError) {
         const info: JobErrorInfo = { code: err.code, detail: err.detail };
-        await repo.failLease(this.ctx.db.kysely, ean, job.jobId, JSON.stringify(info), isoNow(this.ctx.clock));
+        await repo.failLease(ctx.db.kysely, ean, job.jobId, JSON.stringify(info), isoNow(ctx.clock));
       } else {
-        await repo.releaseLease(this.ctx.db.kysely, ean, job.jobId);
+        await repo.releaseLease(ctx.db.kysely, ean, job.jobId);
       }
     } catch (cleanup) {
       // The lease runs out on its own; the job's own error is the one worth reporting.

@@ -43,7 +43,7 @@ export async function tryTakeLease(db: Kysely<Database>, eanCode: string, jobId:
   return Number(r.numUpdatedRows) > 0;
 }
 
-/** Records the holder's permanent failure so the jobs waiting on it end the same way. */
+/** Records the holder's failure (permanent, or its last attempt's) so the jobs waiting on it end the same way. */
 export async function failLease(db: Kysely<Database>, eanCode: string, jobId: string, error: string, now: string): Promise<void> {
   await db
     .updateTable('product_image_fetches')

@@ -14,8 +14,8 @@ export type Product =
   | { kind: 'ok'; name: string | null; image: string }
   | { kind: 'missing' }
   | { kind: 'no_image'; name: string }
-  /** Answers 503 this many times, then like `ok`. */
-  | { kind: 'flaky'; failures: number; name: string; image: string }
+  /** Answers 503 this many times, then like `ok`; each answer after `delayMs` when given, so several jobs are in flight together. */
+  | { kind: 'flaky'; failures: number; name: string; image: string; delayMs?: number }
   /** Holds the product answer this long before sending it (past the test's timeout). */
   | { kind: 'slow'; delayMs: number; name: string; image: string }
   /** Answers 404 after this long, so several jobs are in flight together. */
@@ -86,12 +86,18 @@ export async function startFakeProvider(): Promise<FakeProvider> {
         case 'status':
           return sendJson(res, p.status, { status: 0 });
         case 'flaky': {
-          const left = failuresLeft.get(code) ?? p.failures;
-          if (left > 0) {
-            failuresLeft.set(code, left - 1);
-            return sendJson(res, 503, { error: 'busy' });
-          }
-          return found(p.name, p.image);
+          const answer = (): void => {
+            const left = failuresLeft.get(code) ?? p.failures;
+            if (left > 0) {
+              failuresLeft.set(code, left - 1);
+              return sendJson(res, 503, { error: 'busy' });
+            }
+            return found(p.name, p.image);
+          };
+          if (!p.delayMs) return answer();
+          const timer = setTimeout(answer, p.delayMs);
+          res.on('close', () => clearTimeout(timer));
+          return;
         }
         case 'slow_missing': {
           const timer = setTimeout(() => sendJson(res, 404, { code, status: 0 }), p.delayMs);

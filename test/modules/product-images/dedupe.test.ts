@@ -52,6 +52,24 @@ for (const database of DATABASES) {
       expect(provider.productHits(code)).toBe(1);
     });
 
+    it('a new job answers queued; asking again once it runs answers the same job as processing', async () => {
+      const [, bob] = users as [TestUser, TestUser];
+      const code = ean13(next++);
+      provider.products.set(code, { kind: 'slow', delayMs: 800, name: 'Slow', image: '/img/rocket.jpg' });
+      const first = await requestFetch(server.url, bob.headers, { ean_code: code });
+      expect(first).toMatchObject({ status: 202, body: { status: 'queued', ean_code: code } });
+      const jobId = first.body.job_id as string;
+      for (let i = 0; ; i++) {
+        const job = (await (await fetch(`${server.url}/api/v1/jobs/${jobId}`, { headers: bob.headers })).json()) as { status: string };
+        if (job.status === 'processing') break;
+        expect(i, 'the job never started').toBeLessThan(400);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      const again = await requestFetch(second.url, bob.headers, { ean_code: code });
+      expect(again).toMatchObject({ status: 202, body: { job_id: jobId, status: 'processing', ean_code: code } });
+      expect((await waitForJob(server.url, bob.headers, jobId)).status).toBe('completed');
+    });
+
     it('different users asking at once get jobs of their own, and the provider is asked once', async () => {
       const code = ean13(next++);
       provider.products.set(code, { kind: 'slow', delayMs: 600, name: 'Shared', image: '/img/rocket.jpg' });

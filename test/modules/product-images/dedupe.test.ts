@@ -103,13 +103,18 @@ for (const database of DATABASES) {
       expect(provider.hits.get('/img/rocket.jpg')).toBe(downloads);
     });
 
+    /** Three users ask for `code` at once, across both servers; their jobs once finished. */
+    async function threeAskAtOnce(code: string) {
+      const askers = users.slice(0, 3);
+      const answers = await Promise.all(askers.map((u, i) => requestFetch(i % 2 ? second.url : server.url, u.headers, { ean_code: code })));
+      return Promise.all(askers.map((u, i) => waitForJob(server.url, u.headers, answers[i]?.body.job_id as string)));
+    }
+
     it('a holder that meets a 503 keeps the barcode through its retries: the provider is asked by one job only', async () => {
       const code = ean13(next++);
       // Each provider answer takes 300 ms, so every job is waiting before the first 503.
       provider.products.set(code, { kind: 'flaky', failures: 2, delayMs: 300, name: 'Busy', image: '/img/rocket.jpg' });
-      const askers = users.slice(0, 3);
-      const answers = await Promise.all(askers.map((u, i) => requestFetch(i % 2 ? second.url : server.url, u.headers, { ean_code: code })));
-      const jobs = await Promise.all(askers.map((u, i) => waitForJob(server.url, u.headers, answers[i]?.body.job_id as string)));
+      const jobs = await threeAskAtOnce(code);
       expect(jobs.map((j) => j.status)).toEqual(['completed', 'completed', 'completed']);
       expect(jobs.filter((j) => j.result?.fetched_from_provider).map((j) => j.attempts)).toEqual([3]);
       expect(provider.productHits(code)).toBe(3);
@@ -118,9 +123,7 @@ for (const database of DATABASES) {
     it('when the holder\'s last attempt fails too, the jobs waiting on it end with its error without asking', async () => {
       const code = ean13(next++);
       provider.products.set(code, { kind: 'flaky', failures: 99, delayMs: 300, name: 'Down', image: '/img/rocket.jpg' });
-      const askers = users.slice(0, 3);
-      const answers = await Promise.all(askers.map((u, i) => requestFetch(i % 2 ? second.url : server.url, u.headers, { ean_code: code })));
-      const jobs = await Promise.all(askers.map((u, i) => waitForJob(server.url, u.headers, answers[i]?.body.job_id as string)));
+      const jobs = await threeAskAtOnce(code);
       for (const job of jobs) expect(job).toMatchObject({ status: 'failed', error: { code: 'source_unreachable' } });
       expect(jobs.map((j) => j.attempts).sort()).toEqual([1, 1, 3]);
       expect(provider.productHits(code)).toBe(3);

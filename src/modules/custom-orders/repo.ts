@@ -5,6 +5,7 @@
 import { sql, type Kysely, type Transaction } from 'kysely';
 import { lockForUpdate, type Db } from '../../platform/db/index.js';
 import type { CustomOrderFilesTable, CustomOrdersTable, Database } from '../../platform/db/schema.js';
+import type { Position } from '../../platform/http/cursor.js';
 
 export type OrderRow = CustomOrdersTable;
 export type FileRow = CustomOrderFilesTable;
@@ -73,18 +74,14 @@ export async function orderIdsOf(db: Tx, userId: string): Promise<string[]> {
 }
 
 /** Where a page of the admin listing starts: after this (created_at, order_id), newest first. */
-export interface PageAfter {
-  createdAt: string;
-  orderId: string;
-}
-
-export async function pageOfOrders(db: Tx, query: { status?: string; limit: number; after?: PageAfter }): Promise<OrderRow[]> {
+/** Orders newest first, `limit` of them after `after` (its id an order_id). */
+export async function pageOfOrders(db: Tx, query: { status?: string; limit: number; after?: Position }): Promise<OrderRow[]> {
   let q = db.selectFrom('custom_orders').selectAll();
   if (query.status !== undefined) q = q.where('status', '=', query.status);
   const after = query.after;
   if (after) {
     q = q.where((eb) =>
-      eb.or([eb('created_at', '<', after.createdAt), eb.and([eb('created_at', '=', after.createdAt), eb('order_id', '<', after.orderId)])]),
+      eb.or([eb('created_at', '<', after.createdAt), eb.and([eb('created_at', '=', after.createdAt), eb('order_id', '<', after.id)])]),
     );
   }
   return q.orderBy('created_at', 'desc').orderBy('order_id', 'desc').limit(query.limit).execute();

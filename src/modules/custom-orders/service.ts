@@ -18,7 +18,7 @@ import type { Multipart } from '@fastify/multipart';
 import type { Principal } from '../../auth/principal.js';
 import type { Context } from '../../context.js';
 import { NotFound, Unauthorized } from '../../errors.js';
-import { decodeCursor as decodePageCursor, encodeCursor as encodePageCursor, timeAndId } from '../../platform/http/cursor.js';
+import { decodePosition, encodePosition } from '../../platform/http/cursor.js';
 import { assertDeletable, assertMove, type HistoryEntry, type OrderStatus } from './lifecycle.js';
 import { verifyLink, type OrderSize } from './links.js';
 import { orderPrefix, blobKey, type StoredVariant } from './photos.js';
@@ -96,12 +96,12 @@ export class OrderService {
 
   /** Every customer's orders, newest first, optionally of one status; keyset pages. */
   async adminPage(query: { status?: OrderStatus; limit: number; cursor?: string }): Promise<AdminPage> {
-    const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
+    const after = query.cursor === undefined ? undefined : decodePosition(query.cursor);
     const rows = await repo.pageOfOrders(this.ctx.db.kysely, { status: query.status, limit: query.limit + 1, after });
     const page = rows.slice(0, query.limit);
     const last = page[page.length - 1];
     const more = rows.length > query.limit && last !== undefined;
-    return { orders: await this.present(page), next_cursor: more ? encodeCursor({ createdAt: last.created_at, orderId: last.order_id }) : null };
+    return { orders: await this.present(page), next_cursor: more ? encodePosition({ createdAt: last.created_at, id: last.order_id }) : null };
   }
 
   /**
@@ -136,18 +136,6 @@ export class OrderService {
     // The rows are gone already: a blob left behind is an orphan that no row points at (harmless, see docs/architecture.md), not an error for the caller.
     await this.ctx.blobs.deletePrefix(orderPrefix(orderId)).catch((err: unknown) => this.ctx.log.warn({ err, orderId }, 'order blob delete failed'));
   }
-}
-
-function encodeCursor(after: repo.PageAfter): string {
-  return encodePageCursor([after.createdAt, after.orderId]);
-}
-
-/** A cursor `encodeCursor` made, or 422 `invalid_cursor` (platform/http/cursor.ts). */
-function decodeCursor(cursor: string): repo.PageAfter {
-  return decodePageCursor(cursor, (value) => {
-    const pair = timeAndId(value);
-    return pair && { createdAt: pair[0], orderId: pair[1] };
-  });
 }
 
 /** Account deletion hook (modules/account-cleanup.ts). */

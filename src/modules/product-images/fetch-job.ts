@@ -71,6 +71,11 @@ export class EanFetcher {
     this.waitPollMs = options.waitPollMs ?? 250;
   }
 
+  /** When a lease taken or renewed now runs out. */
+  private leaseUntil(): string {
+    return new Date(this.ctx.clock.now().getTime() + this.leaseMs).toISOString();
+  }
+
   /** Per-attempt limit for the runner: longer than a lease, so a waiting job outlives the holder it waits on. */
   get timeoutMs(): number {
     return this.leaseMs + 30_000;
@@ -103,8 +108,7 @@ export class EanFetcher {
           continue;
         }
       }
-      const until = new Date(ctx.clock.now().getTime() + this.leaseMs).toISOString();
-      if (await repo.tryTakeLease(ctx.db.kysely, ean, job.jobId, now, until)) break;
+      if (await repo.tryTakeLease(ctx.db.kysely, ean, job.jobId, now, this.leaseUntil())) break;
     }
     // The holder may have stored the picture and let go between our two reads above: look once more under the lease.
     const storedMeanwhile = await repo.findImage(ctx.db.kysely, ean);
@@ -168,8 +172,8 @@ export class EanFetcher {
     try {
       const retried = err instanceof TransientJobError && job.attempt < job.maxAttempts;
       if (retried) {
-        const until = new Date(ctx.clock.now().getTime() + this.leaseMs).toISOString();
-        await repo.tryTakeLease(ctx.db.kysely, ean, job.jobId, isoNow(ctx.clock), until);
+        // Taking a lease this job holds renews it.
+        await repo.tryTakeLease(ctx.db.kysely, ean, job.jobId, isoNow(ctx.clock), this.leaseUntil());
       } else if (err instanceof JobError) {
         const info: JobErrorInfo = { code: err.code, detail: err.detail };
         await repo.failLease(ctx.db.kysely, ean, job.jobId, JSON.stringify(info), isoNow(ctx.clock));

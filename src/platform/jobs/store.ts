@@ -9,7 +9,7 @@ import type { Clock } from '../../clock.js';
 import { newId } from '../../ids.js';
 import { isUniqueViolation, type DialectName } from '../db/index.js';
 import type { Database, JobsTable } from '../db/schema.js';
-import { decodeCursor, encodeCursor, timeAndId } from '../http/cursor.js';
+import { decodePosition, encodePosition } from '../http/cursor.js';
 import type { Job, JobErrorInfo, JobPage, JobStatus, ListQuery } from './types.js';
 
 export type JobRow = Selectable<JobsTable>;
@@ -138,7 +138,7 @@ export class JobStore {
     if (query.status) q = q.where('status', '=', query.status);
     if (query.type) q = q.where('type', '=', query.type);
     if (query.cursor) {
-      const [createdAt, jobId] = decodeCursor(query.cursor, timeAndId);
+      const { createdAt, id: jobId } = decodePosition(query.cursor);
       q = q.where((eb) =>
         eb.or([eb('created_at', '<', createdAt), eb.and([eb('created_at', '=', createdAt), eb('job_id', '<', jobId)])]),
       );
@@ -146,7 +146,7 @@ export class JobStore {
     const rows = await q.orderBy('created_at', 'desc').orderBy('job_id', 'desc').limit(limit + 1).execute();
     const page = rows.slice(0, limit);
     const last = page[page.length - 1];
-    return { jobs: page.map(toJob), next_cursor: rows.length > limit && last ? encodeCursor([last.created_at, last.job_id]) : null };
+    return { jobs: page.map(toJob), next_cursor: rows.length > limit && last ? encodePosition({ createdAt: last.created_at, id: last.job_id }) : null };
   }
 
   /**

@@ -250,13 +250,13 @@ describe('ownership', () => {
     const created = await fetch(`${server.url}/auth/api-keys`, { method: 'POST', headers: { ...alice.headers, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'gallery sync' }) });
     expect(created.status).toBe(201);
     const { key } = (await created.json()) as { key: string };
-    const first = await uploadOk('keyed', { ...alice, headers: { 'x-api-key': key } });
+    const first = await uploadOk('keyed', { headers: { 'x-api-key': key } });
     expect(first.is_primary).toBe(true);
     // Alice's bearer token sees the key's upload as hers: she deletes it.
-    const second = await uploadOk('keyed', { ...alice, headers: { authorization: `Bearer ${key}` } });
+    const second = await uploadOk('keyed', { headers: { authorization: `Bearer ${key}` } });
     expect((await fetch(`${server.url}/projects/keyed/images/${second.image_id}`, { method: 'DELETE', headers: alice.headers })).status).toBe(204);
     await uploadOk('bobs-keyed', bob);
-    expect((await upload('bobs-keyed', { ...alice, headers: { 'x-api-key': key } })).status).toBe(404);
+    expect((await upload('bobs-keyed', { headers: { 'x-api-key': key } })).status).toBe(404);
     expect((await list('bobs-keyed')).images).toHaveLength(1);
   });
 

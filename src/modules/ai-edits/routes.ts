@@ -40,7 +40,7 @@ export async function aiEditRoutes(parent: FastifyInstance, ctx: Context): Promi
 
       app.get(
         '/',
-        { config: { envelopeFailure: CODES.root.failed }, schema: { tags: TAGS, summary: 'Welcome (no credentials needed)', response: { 200: WelcomeAnswer } } },
+        { config: { envelopeFailure: CODES.root.failed }, schema: { tags: TAGS, summary: 'Welcome (no credentials needed)', response: { 200: WelcomeAnswer, 401: ErrorEnvelope, 429: ErrorEnvelope } } },
         async (_request, reply) => sendOk(reply, 200, CODES.root.ok, 'Welcome to the Kiln AI edit API', { service: 'Kiln', version: VERSION, docs: '/docs' }),
       );
 
@@ -48,7 +48,7 @@ export async function aiEditRoutes(parent: FastifyInstance, ctx: Context): Promi
         '/health',
         {
           config: { envelopeFailure: CODES.health.failed },
-          schema: { tags: TAGS, summary: 'Database, blob store, job runner and model provider (no credentials needed)', response: { 200: HealthAnswer, 503: HealthAnswer } },
+          schema: { tags: TAGS, summary: 'Database, blob store, job runner and model provider (no credentials needed)', response: { 200: HealthAnswer, 401: ErrorEnvelope, 429: ErrorEnvelope, 503: HealthAnswer } },
         },
         async (_request, reply) => {
           const report = await checkHealth(ctx, { job_runner: () => ctx.jobs.healthCheck() });
@@ -72,7 +72,7 @@ export async function aiEditRoutes(parent: FastifyInstance, ctx: Context): Promi
             summary: 'Upload a PNG or JPEG (multipart field `file`, at most MAX_UPLOAD_SIZE); its `url` is what /process/book takes',
             security: SIGNED_IN,
             consumes: ['multipart/form-data'],
-            response: { 201: UploadAnswer, ...envelopeErrors, 413: ErrorEnvelope, 415: ErrorEnvelope },
+            response: { 201: UploadAnswer, ...envelopeErrors, 400: ErrorEnvelope, 413: ErrorEnvelope, 415: ErrorEnvelope },
           },
         },
         async (request, reply) => {

@@ -70,10 +70,13 @@ export function needsCaller(security: ReadonlyArray<Record<string, unknown>> | u
 
 /**
  * The failures any route of a kind can give, added to the OpenAPI document
- * where the route's own `response` does not list them: 422 when it validates
- * a body, query or path; 401 when it needs a caller and 403 when only admins
- * may call it; 429 when it is rate limited. A module with an error shape of
- * its own (ai-edits' envelope) lists these itself, and keeps its own.
+ * where the route's own `response` does not list them: 401 on every route
+ * (credentials that are sent but bad are refused everywhere, public routes
+ * included: docs/auth.md), 403 when only admins may call it; 422 when it
+ * validates a body, query or path; 400 (`malformed_multipart`) and 413 when
+ * it reads a multipart body; 429 when it is rate limited. A module with an
+ * error shape of its own (ai-edits' envelope) lists these itself, and keeps
+ * its own.
  */
 export function withCommonFailures({ schema, url, route }: { schema: FastifySchema; url: string; route: { config?: unknown } }): { schema: FastifySchema; url: string } {
   const own = schema as FastifySchema & { hide?: boolean; security?: Array<Record<string, unknown>> };
@@ -81,9 +84,13 @@ export function withCommonFailures({ schema, url, route }: { schema: FastifySche
   if (!response || own.hide) return { schema, url };
   const config = (route.config ?? {}) as { rateLimitClass?: string; adminOnly?: boolean; multipartBody?: unknown };
   const common: Record<string, unknown> = {};
-  if (own.body || own.querystring || own.params || config.multipartBody) common[422] = ProblemSchema;
-  if (needsCaller(own.security) || config.adminOnly) common[401] = ProblemSchema;
+  common[401] = ProblemSchema;
   if (config.adminOnly) common[403] = ProblemSchema;
+  if (own.body || own.querystring || own.params || config.multipartBody) common[422] = ProblemSchema;
+  if (config.multipartBody) {
+    common[400] = ProblemSchema;
+    common[413] = ProblemSchema;
+  }
   if (config.rateLimitClass !== 'none') common[429] = ProblemSchema;
   // Problems leave as application/problem+json, which is what the document names for them.
   const answers = Object.entries({ ...common, ...response }).map(([status, answer]) => [status, answer === ProblemSchema ? problemAnswer : answer]);

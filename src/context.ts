@@ -51,6 +51,8 @@ export interface Context {
 export interface ContextOptions {
   clock?: Clock;
   log?: Logger;
+  /** Where the context's own logger writes when LOG_FILE is not set (createLogger); default stdout. */
+  logTo?: 'stdout' | 'stderr';
   /** Skip migrations (the `migrate` command runs them itself). */
   migrate?: boolean;
   /** `worker`: with REDIS_URL, this process runs jobs from Redis once `jobs.start()` is called. */
@@ -95,7 +97,7 @@ export async function createContext(config: Config, options: ContextOptions = {}
   const tmpDir = path.join(config.dataDir, 'tmp');
   await mkdir(tmpDir, { recursive: true });
 
-  const log = options.log ?? createLogger(config);
+  const log = options.log ?? createLogger(config, options.logTo);
   // Registered first so it runs last: every other closer may still log. A logger passed in is its owner's to close.
   if (!options.log) closers.push(() => closeLogger(log));
   const swept = await sweepStaleFiles(tmpDir, STALE_TEMP_MS);

@@ -68,6 +68,16 @@ describe('kiln blobs sweep', () => {
     expect(existsSync(file)).toBe(false);
   });
 
+  it('writes only its result to standard output; its log goes to standard error', async () => {
+    const env = { ...process.env, LOG_LEVEL: 'info', DATA_DIR: data.dir };
+    const { stdout, stderr } = await run(process.execPath, [MAIN, 'blobs', 'sweep'], { env });
+    expect(stdout.trim().split('\n')).toHaveLength(1);
+    expect(JSON.parse(stdout)).toMatchObject({ dry_run: false, orphans: 0 });
+    expect(stderr).toContain('"msg":"orphan blob sweep"');
+    const migrated = await run(process.execPath, [MAIN, 'migrate'], { env });
+    expect(migrated.stdout).toBe('database is up to date\n');
+  });
+
   it.each([
     [['blobs'], /usage: kiln blobs sweep/],
     [['blobs', 'sweep', '--older-than', '5'], /--older-than: expected whole minutes, at least 10, got "5"/],

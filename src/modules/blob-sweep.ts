@@ -126,7 +126,7 @@ export async function runBlobsCommand(config: Config, args: string[]): Promise<S
   const minutes = Number(values['older-than']);
   if (!Number.isInteger(minutes) || minutes < 10) throw new UsageError(`--older-than: expected whole minutes, at least 10, got "${values['older-than']}"`);
   const dryRun = values['dry-run'] === true;
-  const ctx = await createContext(config);
+  const ctx = await createContext(config, { logTo: 'stderr' });
   try {
     return { ...(await sweepOrphanBlobs(ctx, { olderThanMs: minutes * 60_000, dryRun })), dryRun };
   } finally {

@@ -30,7 +30,7 @@ export async function runUsersCommand(config: Config, args: string[], env: NodeJ
   if (!values.email || !values.username) throw new UsageError(`--email and --username are required\nusage: ${USERS_USAGE}`);
   if (!password) throw new UsageError('give --password or set KILN_PASSWORD');
 
-  const ctx = await createContext(config);
+  const ctx = await createContext(config, { logTo: 'stderr' });
   try {
     return await createUser(ctx, { email: values.email, username: values.username, password, isAdmin: values.admin });
   } catch (err) {

@@ -112,9 +112,14 @@ function rollOptions(config: LogConfig & { logFile: string }): Record<string, un
   };
 }
 
-export function createLogger(config: LogConfig): Logger {
+/**
+ * `stderr`: a one-shot command (`kiln migrate`, `users create`, `blobs
+ * sweep`), whose standard output is its result for a script to read. With
+ * LOG_FILE set, every process logs to the file.
+ */
+export function createLogger(config: LogConfig, to: 'stdout' | 'stderr' = 'stdout'): Logger {
   const options = loggerOptions(config);
-  if (!config.logFile) return pino(options);
+  if (!config.logFile) return to === 'stderr' ? pino(options, pino.destination({ fd: 2, sync: true })) : pino(options);
   const transport = pino.transport({ target: 'pino-roll', options: rollOptions({ ...config, logFile: config.logFile }) });
   const stream = transport as unknown as TransportStream;
   // Without a listener a write after close (or a full disk) would be an uncaught exception.

@@ -6,6 +6,7 @@ import type { TestServer } from '../../helpers/server.js';
 import { fixture, postMultipart } from '../../helpers/upload.js';
 import { filesUnder } from '../../helpers/files.js';
 import { loginHeaders } from '../../helpers/users.js';
+import type { OrderMetadata as OrderBody } from '../../../src/modules/custom-orders/present.js';
 
 export const PATH_JPG = fixture('path_2560x1600_olympus_exif.jpg');
 export const ROCKET_JPG = fixture('rocket_small_640x427.jpg');
@@ -36,39 +37,8 @@ export function upload(baseUrl: string, headers: Record<string, string>, parts: 
   return postMultipart(`${baseUrl}/api/images/upload`, parts, headers);
 }
 
-export interface QualityFacts {
-  width: number;
-  height: number;
-  too_small: boolean;
-  blurry: boolean;
-  duplicate_of: string | null;
-}
-
-export interface OrderFileBody {
-  file_id: string;
-  original_filename: string;
-  stored_filename: string;
-  content_type: string;
-  bytes: number;
-  width: number;
-  height: number;
-  sha256: string;
-  quality: QualityFacts;
-  urls: { original: string; medium: string; thumb: string };
-}
-
-export interface OrderBody {
-  order_id: string;
-  user_id: string;
-  pet_name: string | null;
-  pet_type: string | null;
-  notes: string | null;
-  status: string;
-  upload_timestamp: string;
-  updated_at: string;
-  history: Array<{ status: string; at: string; by: string }>;
-  files: OrderFileBody[];
-}
+/** An order as the server shows it (`order_metadata`). */
+export type { OrderBody };
 
 export interface UploadBody {
   success: true;

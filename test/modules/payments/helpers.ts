@@ -125,19 +125,8 @@ export interface IntentJson {
   status: string;
 }
 
-export interface PaymentJson {
-  payment_id: string;
-  order_id: string;
-  user_id: string;
-  stripe_payment_intent_id: string;
-  amount: string;
-  currency: string;
-  status: string;
-  last_error: { code: string; message: string | null } | null;
-  order_status: string;
-  created_at: string;
-  updated_at: string;
-}
+/** A payment as the server shows it. */
+export type { PaymentView as PaymentJson } from '../../../src/modules/payments/service.js';
 
 /** The stored intent id of a payment. */
 export async function intentIdOf(server: TestServer, paymentId: string): Promise<string> {

@@ -54,8 +54,8 @@ export function sendOk(reply: FastifyReply, status: number, code: number, messag
  * `config.envelopeFailure`; a request that matched no route of ours never
  * gets here (the not-found handler stays the app's).
  */
-export function envelopeErrorHandler(error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  const p = recordFailure(error, request, reply);
+export async function envelopeErrorHandler(error: FastifyError, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+  const p = await recordFailure(error, request, reply);
   const code = request.routeOptions.config.envelopeFailure ?? CODES.root.failed;
   const data: { error: string; errors?: unknown } = { error: p.code };
   if (Array.isArray(p.errors)) data.errors = p.errors;

@@ -1,28 +1,58 @@
 /**
  * Reading out a request body that a route refused before reading it (401,
- * 404, 413, 429 on an upload). Answering and leaving the body unread makes
- * the client's still-sending socket see a reset instead of our answer. So the
- * rest is read and dropped, up to a bound; past it the connection is closed,
- * as a web server's lingering close does.
+ * 403, 404, 413, 429 on an upload). Answering while the client is still
+ * sending, and closing, makes the client's next writes meet a reset, and a
+ * client that reads only once it has sent everything (most do) never sees
+ * the answer. So the rest is read and dropped first, and the answer goes
+ * after it. Past a bound of bytes, or when the client sends nothing for a
+ * while, the connection is closed instead, as a web server's lingering close
+ * does.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 
-export function drainUnreadBody(request: FastifyRequest, reply: FastifyReply, maxBytes: number): void {
+/** A client that sends nothing for this long while its body is read out is cut off. */
+const DRAIN_IDLE_MS = 10_000;
+
+/**
+ * Resolves once the unread rest of the body has arrived and been dropped, at
+ * once when there is none; when it gives up it destroys the connection and
+ * resolves too. The answer carries `Connection: close` whenever a body was
+ * left unread.
+ */
+export function drainUnreadBody(request: FastifyRequest, reply: FastifyReply, maxBytes: number, idleMs = DRAIN_IDLE_MS): Promise<void> {
   const raw = request.raw;
   // A request without a body (a GET), or whose body has all arrived, leaves nothing to read out:
   // Node drops what is unread, and the connection can serve the next request.
-  if (raw.complete || raw.readableEnded || raw.destroyed) return;
-  let seen = 0;
-  const onData = (chunk: Buffer) => {
-    seen += chunk.length;
-    if (seen > maxBytes) {
-      raw.off('data', onData);
-      raw.socket?.destroy();
-    }
-  };
-  raw.on('data', onData);
-  raw.once('end', () => raw.off('data', onData));
-  raw.resume();
+  if (raw.complete || raw.readableEnded || raw.destroyed) return Promise.resolve();
   // A partly read body cannot be followed by another request on this connection.
   reply.header('connection', 'close');
+  return new Promise((resolve) => {
+    let seen = 0;
+    const done = (): void => {
+      clearTimeout(idle);
+      raw.off('data', onData);
+      raw.off('end', done);
+      raw.off('close', done);
+      raw.off('error', done);
+      resolve();
+    };
+    const giveUp = (): void => {
+      done();
+      raw.socket?.destroy();
+    };
+    const idle = setTimeout(giveUp, idleMs);
+    const onData = (chunk: Buffer): void => {
+      seen += chunk.length;
+      if (seen > maxBytes) giveUp();
+      else idle.refresh();
+    };
+    // A multipart parser still piped from the request would hold the flow back as soon as a part
+    // nobody reads fills its buffer (the parts after a refused photo): cut it loose, what is left is dropped.
+    raw.unpipe();
+    raw.on('data', onData);
+    raw.once('end', done);
+    raw.once('close', done);
+    raw.once('error', done);
+    raw.resume();
+  });
 }

@@ -129,25 +129,27 @@ function clearSuccessHeaders(reply: FastifyReply, status: number): void {
  * Classifies a failure, logs and counts it, sets Retry-After and clears what
  * was set for a success; the caller only chooses the body's shape
  * (problem+json here, a module's own envelope in a module's scoped handler).
+ * Resolves once the request's unread body, if any, has been read out
+ * (drain.ts): the answer goes after it.
  */
-export function recordFailure(error: FastifyError, request: FastifyRequest, reply: FastifyReply): Problem {
+export async function recordFailure(error: FastifyError, request: FastifyRequest, reply: FastifyReply): Promise<Problem> {
   const p = toProblem(error);
   clearSuccessHeaders(reply, p.status);
   if (p.status >= 500) request.log.error({ err: error }, 'request failed');
   else request.log.debug({ code: p.code }, 'request rejected');
   const { ctx } = request.server;
   ctx.metrics.httpErrors.inc({ route: request.routeOptions.url ?? 'unmatched', code: p.code });
-  // An upload refused before its body was read: read it out so the client gets this answer.
-  drainUnreadBody(request, reply, ctx.config.maxUploadSize * (ctx.config.maxFilesPerOrder + 1));
   if (error instanceof DomainError && p.status === 429) {
     const retry = (error as { retryAfterSeconds?: number }).retryAfterSeconds;
     if (retry !== undefined) reply.header('retry-after', String(retry));
   }
+  // An upload refused before its body was read: read it out so the client gets this answer.
+  await drainUnreadBody(request, reply, ctx.config.maxUploadSize * (ctx.config.maxFilesPerOrder + 1));
   return p;
 }
 
-export function errorHandler(error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  return sendProblem(reply, recordFailure(error, request, reply));
+export async function errorHandler(error: FastifyError, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+  return sendProblem(reply, await recordFailure(error, request, reply));
 }
 
 export function notFoundHandler(request: FastifyRequest, reply: FastifyReply): FastifyReply {

@@ -86,6 +86,11 @@ function fieldErrors(error: FastifyError): FieldError[] {
   });
 }
 
+/** A plugin's own 4xx with no code of ours: the status's name as a code (403 `forbidden`, 405 `method_not_allowed`). */
+function statusCode(status: number): string {
+  return (STATUS_CODES[status] ?? 'Bad Request').toLowerCase().replace(/[^a-z0-9]+/g, '_');
+}
+
 export function toProblem(error: unknown): Problem {
   if (error instanceof DomainError) return problem(error.status, error.code, error.detail, error.extra);
   const fe = error as FastifyError;
@@ -102,7 +107,7 @@ export function toProblem(error: unknown): Problem {
   }
   if (fe.statusCode === 429) return problem(429, 'rate_limited', 'Too many requests; try again later.');
   if (fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500) {
-    return problem(fe.statusCode, 'bad_request', fe.message || 'The request is not valid.');
+    return problem(fe.statusCode, statusCode(fe.statusCode), fe.message || 'The request is not valid.');
   }
   return problem(500, 'internal_error', 'Something went wrong on our side; it has been logged.');
 }

@@ -23,6 +23,41 @@ export const buildValidator: BuildCompiler = (externalSchemas, options) => {
   // Fastify calls the compiler with the route's part ({ schema, httpPart, … }); the package's
   // type declares Ajv's own compile signature instead, so this one call is typed by hand.
   type PartCompiler = (route: { schema: unknown; httpPart?: string }) => unknown;
-  const byPart: PartCompiler = (route) => ((route.httpPart === 'body' ? exact : coercing) as unknown as PartCompiler)(route);
+  const byPart: PartCompiler = (route) =>
+    route.httpPart === 'body' ? (exact as unknown as PartCompiler)(route) : finiteOnly((coercing as unknown as PartCompiler)(route) as Validate);
   return byPart as unknown as ReturnType<BuildCompiler>;
 };
+
+/** A compiled Ajv validator, as Fastify calls it: true or false, with `errors` set on false. */
+type Validate = ((data: unknown) => boolean) & { errors?: unknown[] | null };
+
+/**
+ * Ajv coerces the text `Infinity` (or `1e309`) to a number that passes
+ * `integer` and skips `minimum`/`maximum`, which it checks only on finite
+ * numbers: `?limit=Infinity` would reach the database. No query, path or
+ * header value of Kiln's stands for an infinite number, so a coerced part
+ * holding one is refused like any other bad value.
+ */
+function finiteOnly(validate: Validate): Validate {
+  const checked: Validate = (data) => {
+    if (!validate(data)) {
+      checked.errors = validate.errors;
+      return false;
+    }
+    const where = nonFinite(data, '', 0);
+    checked.errors = where === null ? null : [{ instancePath: where, schemaPath: '#', keyword: 'type', params: {}, message: 'must be a finite number' }];
+    return where === null;
+  };
+  return checked;
+}
+
+/** The JSON pointer of the first non-finite number in `value` (query, params and headers are shallow), or null. */
+function nonFinite(value: unknown, at: string, depth: number): string | null {
+  if (typeof value === 'number') return Number.isFinite(value) ? null : at;
+  if (value === null || typeof value !== 'object' || depth > 2) return null;
+  for (const [key, item] of Object.entries(value)) {
+    const found = nonFinite(item, `${at}/${key}`, depth + 1);
+    if (found !== null) return found;
+  }
+  return null;
+}

@@ -7,6 +7,7 @@
  * Commit order as everywhere: blobs first, then the row; a failure after
  * the first blob removes the blobs again.
  */
+import { holdAccount } from '../../auth/account-hold.js';
 import type { Principal } from '../../auth/principal.js';
 import { isoNow } from '../../clock.js';
 import type { Context } from '../../context.js';
@@ -73,7 +74,12 @@ export async function uploadFile(ctx: Context, principal: Principal, receive: Re
     if (!UPLOAD_TYPES.has(staged.type)) {
       throw new UnsupportedImage(`Upload a PNG or JPEG image; this file is ${staged.type.toUpperCase()}.`, 'unsupported_image');
     }
-    const row = await storeImage(ctx, staged, { owner_id: principal.userId, kind: 'upload' }, UPLOAD_SIZES, (r) => repo.insertFile(ctx.db.kysely, r));
+    const row = await storeImage(ctx, staged, { owner_id: principal.userId, kind: 'upload' }, UPLOAD_SIZES, (r) =>
+      ctx.db.kysely.transaction().execute(async (tx) => {
+        await holdAccount(ctx.db, tx, principal);
+        await repo.insertFile(tx, r);
+      }),
+    );
     return { file_id: row.file_id, path: blobKey(row.file_id, 'original'), url: fileUrl(row.file_id) };
   } finally {
     await discardStaged(staged);

@@ -6,6 +6,7 @@
  * far and every temp file, so a rejected upload leaves nothing behind.
  */
 import type { Multipart } from '@fastify/multipart';
+import { holdAccount } from '../../auth/account-hold.js';
 import type { Principal } from '../../auth/principal.js';
 import type { Context } from '../../context.js';
 import { newId } from '../../ids.js';
@@ -76,6 +77,9 @@ async function commitOrder(ctx: Context, principal: Principal, orderId: string, 
     quality: JSON.stringify(p.quality),
     created_at: now,
   }));
-  await ctx.db.kysely.transaction().execute((tx) => repo.insertOrder(tx, order, files));
+  await ctx.db.kysely.transaction().execute(async (tx) => {
+    await holdAccount(ctx.db, tx, principal);
+    await repo.insertOrder(tx, order, files);
+  });
   return presentOrder(ctx, order, files);
 }

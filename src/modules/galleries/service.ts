@@ -15,6 +15,7 @@ import { NotFound } from '../../errors.js';
 import { newId } from '../../ids.js';
 import { discardStaged, type ReceiveUpload } from '../../images/ingest.js';
 import { deleteBlobs, imageRowFields, storeRendered } from '../../images/store.js';
+import { holdAccount } from '../../auth/account-hold.js';
 import type { Principal } from '../../auth/principal.js';
 import { assertCanRead, assertMayAskToRead, assertProjectId, canWrite, imageNotFound, projectNotFound } from './access.js';
 import { blobKey, GALLERY_SIZES, imageFileOf, imageUrls, servedFilesOf, type GalleryImage, type ImageFile } from './images.js';
@@ -71,6 +72,7 @@ export class GalleryService {
       return await storeRendered(ctx, staged, GALLERY_SIZES, (size) => blobKey(imageId, size), options, async (stored) => {
         const now = isoNow(ctx.clock);
         const isPrimary = await ctx.db.kysely.transaction().execute(async (tx) => {
+          await holdAccount(ctx.db, tx, principal);
           const project = await repo.claimAndLockProject(ctx.db, tx, projectId, principal.userId, now);
           if (!canWrite(principal, project.owner_id)) throw projectNotFound();
           await repo.insertImage(tx, {

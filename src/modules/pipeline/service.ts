@@ -12,6 +12,7 @@
  */
 import type { Multipart } from '@fastify/multipart';
 import type { Kysely } from 'kysely';
+import { holdAccount } from '../../auth/account-hold.js';
 import type { Principal } from '../../auth/principal.js';
 import type { Context } from '../../context.js';
 import { Conflict, NotFound } from '../../errors.js';
@@ -130,6 +131,9 @@ export class PipelineService {
         await ctx.blobs.putFile(photoKey(uploadId, photo.fileName), photo.staged.path, photo.staged.mime);
       });
       const input: PipelineInput = { upload_id: uploadId, name, photos };
+      // The job is enqueued outside any transaction of ours: this narrows, without closing, the
+      // window in which an account deleted meanwhile keeps a job (docs/pipeline.md).
+      await holdAccount(ctx.db, ctx.db.kysely, principal);
       return present(await ctx.jobs.enqueue(PHOTOGRAMMETRY, input, { userId: principal.userId, dedupeKey: dedupeKeyOf(uploadId) }));
     } catch (err) {
       if (photos.length > 0) await this.removeUpload(uploadId);

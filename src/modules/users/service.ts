@@ -146,9 +146,20 @@ export async function updateMe(ctx: Context, principal: Principal, changes: Acco
   return toUserView({ ...user, ...patch } as repo.UserRow);
 }
 
-/** Deletes the account: first what other modules keep for it (uploads), then its sessions, keys and row. */
+/**
+ * Deletes the account: first what other modules keep for it (uploads), then
+ * its sessions, keys and row, then the modules' clean-ups once more. An
+ * upload that was already past its checks when the delete began commits
+ * either before the row goes (it holds the row: auth/account-hold.ts), and
+ * the second pass removes it, or after, and is refused. A failure in the
+ * first pass leaves the account in place, so the delete can be asked again;
+ * one in the second is logged (the account is gone by then).
+ */
 export async function deleteMe(ctx: Context, principal: Principal): Promise<void> {
   const user = await ownAccount(ctx, principal);
   for (const cleanup of accountCleanups) await cleanup(ctx, user.id);
   await repo.deleteUser(ctx.db.kysely, user.id);
+  for (const cleanup of accountCleanups) {
+    await cleanup(ctx, user.id).catch((err: unknown) => ctx.log.error({ err, userId: user.id }, 'account clean-up after the delete failed'));
+  }
 }

@@ -162,6 +162,18 @@ export function lockForUpdate<DB, TB extends keyof DB, O>(
   return dialect === 'postgres' ? query.forUpdate() : query;
 }
 
+/**
+ * Adds `FOR KEY SHARE` on PostgreSQL: the row cannot be deleted until the
+ * transaction ends, while other updates of it go on. SQLite needs nothing,
+ * as for lockForUpdate.
+ */
+export function lockAgainstDelete<DB, TB extends keyof DB, O>(
+  dialect: DialectName,
+  query: SelectQueryBuilder<DB, TB, O>,
+): SelectQueryBuilder<DB, TB, O> {
+  return dialect === 'postgres' ? query.forKeyShare() : query;
+}
+
 /** True when `error` is a unique-constraint violation, on either dialect. */
 export function isUniqueViolation(error: unknown): boolean {
   if (typeof error !== 'object' || error === null) return false;

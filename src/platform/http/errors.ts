@@ -91,9 +91,20 @@ function statusCode(status: number): string {
   return (STATUS_CODES[status] ?? 'Bad Request').toLowerCase().replace(/[^a-z0-9]+/g, '_');
 }
 
+/**
+ * Node's error on a request whose client closed the connection (or that its
+ * request timeout ended) before the body had all arrived. Matched exactly:
+ * an outbound call's reset says `read ECONNRESET` or `socket hang up`.
+ */
+function clientWentAway(error: FastifyError): boolean {
+  return error.code === 'ECONNRESET' && error.message === 'aborted';
+}
+
 export function toProblem(error: unknown): Problem {
   if (error instanceof DomainError) return problem(error.status, error.code, error.detail, error.extra);
   const fe = error as FastifyError;
+  // Nobody is left to read the answer; the code keeps it out of the 5xx logs and counts.
+  if (clientWentAway(fe)) return problem(400, 'client_aborted', 'The client closed the connection before the request was complete.');
   if (fe.validation) {
     const errors = fieldErrors(fe);
     const first = errors[0];

@@ -5,6 +5,8 @@
  * cut off. The client here sends its body slowly, as a browser on a slow
  * link does, so the refusal comes while most of it has yet to arrive.
  */
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type TestServer } from '../../helpers/server.js';
@@ -74,3 +76,31 @@ describe('a refused upload that is still being sent', () => {
     expect((await fetch(`${server.url}/health`)).status).toBe(200);
   });
 });
+
+describe('a client that goes away mid-body', () => {
+  it('is counted as client_aborted, not as a server error, and leaves no temp file', async () => {
+    const errors = async (code: string): Promise<number> => {
+      const line = (await (await fetch(`${server.url}/metrics`)).text()).split('\n').find((l) => l.startsWith(`kiln_http_errors_total{route="/api/images/upload",code="${code}"} `));
+      return line === undefined ? 0 : Number(line.split(' ')[1]);
+    };
+    const conn = await RawConnection.open(server.url);
+    conn.send(`POST /api/images/upload HTTP/1.1\r\nhost: kiln.test\r\nauthorization: ${alice.headers.authorization}\r\ncontent-type: multipart/form-data; boundary=kiln\r\ncontent-length: 100000\r\n\r\n`);
+    conn.send(`--kiln\r\nContent-Disposition: form-data; name="files"; filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n`);
+    conn.send(fixture('rocket_small_640x427.jpg').subarray(0, 20_000));
+    const tmp = path.join(server.dataDir, 'tmp');
+    await until(async () => (await readdir(tmp)).some((name) => name.startsWith('upload-')));
+    conn.destroy();
+    await until(async () => (await errors('client_aborted')) === 1);
+    expect(await errors('internal_error')).toBe(0);
+    await until(async () => (await readdir(tmp)).length === 0);
+  });
+});
+
+/** Polls `check` every 10 ms for up to 5 s. */
+async function until(check: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    if (await check()) return;
+    await delay(10);
+  }
+  throw new Error('timed out waiting');
+}

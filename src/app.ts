@@ -25,6 +25,7 @@ import { withCommonFailures, withMultipartBody } from './platform/http/schemas.j
 import { corsOptions } from './platform/http/cors.js';
 import { RequestRecorder } from './platform/http/requests.js';
 import { AJV_OPTIONS, buildValidator } from './platform/http/validation.js';
+import { InFlight } from './platform/inflight.js';
 import { lazyChildLogger } from './platform/log/index.js';
 import { VERSION } from './version.js';
 
@@ -56,6 +57,16 @@ export async function buildApp(ctx: Context): Promise<App> {
 
   app.decorate('ctx', ctx);
   app.decorate('hotPaths', hotPaths);
+  const inflight = new InFlight();
+  app.decorate('inflight', inflight);
+  // Every route added from here on is tracked until its handler settles, so that a stop lets an
+  // upload that is rendering commit or roll back before the process exits (main.ts).
+  app.addHook('onRoute', (route) => {
+    const handler = route.handler;
+    route.handler = function tracked(this: FastifyInstance, request, reply) {
+      return inflight.track(handler.call(this, request, reply));
+    } as typeof handler;
+  });
   app.setErrorHandler(errorHandler);
   // An empty body sent as JSON is no body: a DELETE from a client that always sends the type works,
   // and a route that needs a body names it in its 422 (Fastify's own parser refuses it without a field).
@@ -128,5 +139,7 @@ declare module 'fastify' {
     ctx: Context;
     /** Where a module adds a hot path for a read it can answer from memory. */
     hotPaths: HotPaths;
+    /** Route handlers still running (the onRoute hook in buildApp). */
+    inflight: InFlight;
   }
 }

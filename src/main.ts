@@ -32,6 +32,13 @@ function fail(message: string): never {
 
 /** Requests in flight get this long to finish on SIGTERM; a client that stops reading must not hold the process. */
 const SHUTDOWN_GRACE_MS = 10_000;
+/**
+ * Then, with every connection closed, route handlers still at work get this
+ * long to end by themselves: an upload cut off mid-body removes its temp
+ * file, one rendering commits (or rolls back) rather than leave blobs
+ * without a row.
+ */
+const HANDLER_GRACE_MS = 30_000;
 
 function closeOnSignals(app: App, ctx: Context, role: string): void {
   const shutdown = async (signal: string) => {
@@ -39,6 +46,7 @@ function closeOnSignals(app: App, ctx: Context, role: string): void {
     const force = setTimeout(() => app.server.closeAllConnections(), SHUTDOWN_GRACE_MS);
     await app.close();
     clearTimeout(force);
+    if (!(await app.inflight.settled(HANDLER_GRACE_MS))) ctx.log.warn({ handlers: app.inflight.size }, 'request handlers still running at exit');
     await ctx.close();
     process.exit(0);
   };

@@ -9,7 +9,8 @@ import type { Job as BullJob, JobsOptions, Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { newId } from '../../ids.js';
 import { executeJob, MAX_RECOVERIES } from './execute.js';
-import { BaseRunner, bounded, HEALTH_TIMEOUT_MS, within, type RunnerDeps } from './runner.js';
+import { within } from '../inflight.js';
+import { BaseRunner, bounded, HEALTH_TIMEOUT_MS, type RunnerDeps } from './runner.js';
 import { toJob, type JobRow } from './store.js';
 import type { EnqueueOptions, Job } from './types.js';
 
@@ -155,7 +156,7 @@ export class BullJobRunner extends BaseRunner {
     if (!row) return;
     const controller = new AbortController();
     this.running.set(row.job_id, controller);
-    const deps = { store: this.store, registry: this.registry, log: this.log, workerId: this.workerId, leaseMs: this.lockDurationMs };
+    const deps = { store: this.store, registry: this.registry, log: this.log, workerId: this.workerId, leaseMs: this.lockDurationMs, handlers: this.handlers };
     const run = executeJob(row, deps, controller);
     this.active.add(run);
     try {

@@ -4,6 +4,7 @@
  * while it runs, and the ending is classified and written to the row.
  */
 import type { Logger } from 'pino';
+import type { InFlight } from '../inflight.js';
 import { INTERNAL_ERROR, JobError, PermanentJobError, TransientJobError } from './errors.js';
 import { backoffDelay, type HandlerRegistry } from './registry.js';
 import { toJob, type JobRow, type JobStore } from './store.js';
@@ -26,6 +27,8 @@ export interface ExecuteDeps {
   log: Logger;
   workerId: string;
   leaseMs: number;
+  /** Where the handler's own promise is tracked until it settles, past the attempt's end (runner.ts). */
+  handlers: InFlight;
 }
 
 /** Why a running job's signal was aborted. */
@@ -86,7 +89,7 @@ export async function executeJob(row: JobRow, deps: ExecuteDeps, controller: Abo
 
   try {
     // The race lets a handler that ignores its signal still end its job on time.
-    const result = await Promise.race([spec.handler(job.input, ctx), aborted]);
+    const result = await Promise.race([deps.handlers.track(spec.handler(job.input, ctx)), aborted]);
     return (await store.complete(job.job_id, workerId, result)) ? { kind: 'completed' } : { kind: 'lost' };
   } catch (err) {
     const error = classify(err, spec.timeoutMs);

@@ -124,7 +124,7 @@ export class LocalJobRunner extends BaseRunner {
   private launch(row: JobRow): void {
     const controller = new AbortController();
     this.running.set(row.job_id, controller);
-    const deps = { store: this.store, registry: this.registry, log: this.log, workerId: this.workerId, leaseMs: this.leaseMs };
+    const deps = { store: this.store, registry: this.registry, log: this.log, workerId: this.workerId, leaseMs: this.leaseMs, handlers: this.handlers };
     const run = executeJob(row, deps, controller)
       .then((outcome) => {
         // The poll would find the retry too; the timer makes it start on time.

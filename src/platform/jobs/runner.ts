@@ -2,17 +2,12 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../../clock.js';
 import type { Db } from '../db/index.js';
+import { InFlight, within } from '../inflight.js';
 import { abortFor } from './execute.js';
 import { HandlerRegistry } from './registry.js';
 import { isFinished, JobStore, toJob, type JobRow } from './store.js';
 import type { EnqueueOptions, HandlerOptions, Job, JobHandler, JobPage, JobRunner, ListQuery } from './types.js';
 
-/** Waits for `p` at most `ms`, leaving no timer behind to hold the process open. */
-export async function within(p: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([p.then(() => undefined, () => undefined), new Promise((r) => (timer = setTimeout(r, ms)))]);
-  clearTimeout(timer);
-}
 
 /** `p`, or a rejection with `message` once `ms` have passed; leaves no timer behind. */
 export async function bounded<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
@@ -40,6 +35,12 @@ export abstract class BaseRunner implements JobRunner {
   protected readonly log: Logger;
   /** Jobs running in this process, so cancel and shutdown can abort them at once. */
   protected readonly running = new Map<string, AbortController>();
+  /**
+   * Their handlers. An aborted attempt ends at once (executeJob races the
+   * handler against its signal), but the handler may still be cleaning up
+   * (killing a child, removing its workspace): a stop waits for that too.
+   */
+  protected readonly handlers = new InFlight();
 
   constructor(deps: RunnerDeps) {
     this.store = new JobStore(deps.db.kysely, deps.db.dialect, deps.clock);
@@ -111,5 +112,6 @@ export abstract class BaseRunner implements JobRunner {
     this.log.warn({ jobs: [...this.running.keys()] }, 'jobs still running at shutdown: giving them back to the queue');
     for (const controller of this.running.values()) abortFor(controller, 'shutdown');
     await settled(5000);
+    await this.handlers.settled(5000);
   }
 }

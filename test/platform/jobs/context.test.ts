@@ -5,7 +5,7 @@ import { createContext, type Context } from '../../../src/context.js';
 import { tempDataDir, testConfig } from '../../helpers/config.js';
 import { dropRedisPrefix, makeRunner, newPrefix, sqliteStore, TEST_REDIS_URL } from './harness.js';
 import { BullJobRunner } from '../../../src/platform/jobs/index.js';
-import { within } from '../../../src/platform/jobs/runner.js';
+import { within } from '../../../src/platform/inflight.js';
 import { systemClock } from '../../../src/clock.js';
 import pino from 'pino';
 import { Redis } from 'ioredis';

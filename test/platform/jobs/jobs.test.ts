@@ -294,6 +294,25 @@ describe.each(ENVS)('jobs: $name', (env) => {
       expect(await jobs.get(queued.job_id)).toMatchObject({ status: 'cancelled', attempts: 0 });
     });
 
+    it('stops only once a job aborted by the stop has cleaned up after itself, and gives the job back', async () => {
+      const prefix = newPrefix();
+      const jobs = runner(prefix);
+      let cleanedUp = false;
+      jobs.register('tidy', async (_input, job) => {
+        await new Promise<void>((resolve) => job.signal.addEventListener('abort', () => resolve(), { once: true }));
+        // Clean-up that takes a while after the abort, as killing a child and removing its workspace does.
+        await new Promise((r) => setTimeout(r, 300));
+        cleanedUp = true;
+        return 'never';
+      });
+      await jobs.start();
+      const job = await jobs.enqueue('tidy', {}, { userId: 'u1' });
+      await until(async () => (await jobs.get(job.job_id))?.status === 'processing');
+      await jobs.stop(50);
+      expect(cleanedUp).toBe(true);
+      expect(await jobs.get(job.job_id)).toMatchObject({ status: 'queued', attempts: 0 });
+    });
+
     it('loses nothing across a restart: jobs enqueued before are run by the next process', async () => {
       const prefix = newPrefix();
       const before = runner(prefix);

@@ -14,7 +14,7 @@ import { lockAgainstDelete, type Db } from '../platform/db/index.js';
 import type { Database } from '../platform/db/schema.js';
 import { hasAccount, type Principal } from './principal.js';
 
-export function accountDeleted(): Unauthorized {
+function accountDeleted(): Unauthorized {
   return new Unauthorized('The account was deleted while this request ran; nothing was stored.', 'account_deleted');
 }
 

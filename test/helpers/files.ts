@@ -1,5 +1,6 @@
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 
 /** Every file under `dir`, recursively, as full paths; none when `dir` does not exist (nothing was written). */
 export async function filesUnder(dir: string): Promise<string[]> {
@@ -9,4 +10,22 @@ export async function filesUnder(dir: string): Promise<string[]> {
   } catch {
     return [];
   }
+}
+
+/** Polls `check` every 10 ms until it holds; throws after `timeoutMs`. */
+export async function until(check: () => Promise<boolean>, timeoutMs = 5000, what = 'a condition'): Promise<void> {
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await delay(10)) {
+    if (await check()) return;
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** The upload temp files (`upload-*`) a server over `dataDir` is staging now. */
+export async function stagedUploads(dataDir: string): Promise<string[]> {
+  return (await readdir(path.join(dataDir, 'tmp'))).filter((name) => name.startsWith('upload-'));
+}
+
+/** Resolves once a server over `dataDir` is staging an upload (its temp file exists): it has passed every early check. */
+export async function uploadStaging(dataDir: string): Promise<void> {
+  await until(async () => (await stagedUploads(dataDir)).length > 0, 5000, 'an upload to begin staging');
 }

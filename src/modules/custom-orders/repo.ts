@@ -73,7 +73,6 @@ export async function orderIdsOf(db: Tx, userId: string): Promise<string[]> {
   return rows.map((r) => r.order_id);
 }
 
-/** Where a page of the admin listing starts: after this (created_at, order_id), newest first. */
 /** Orders newest first, `limit` of them after `after` (its id an order_id). */
 export async function pageOfOrders(db: Tx, query: { status?: string; limit: number; after?: Position }): Promise<OrderRow[]> {
   let q = db.selectFrom('custom_orders').selectAll();

@@ -8,7 +8,6 @@ import { HandlerRegistry } from './registry.js';
 import { isFinished, JobStore, toJob, type JobRow } from './store.js';
 import type { EnqueueOptions, HandlerOptions, Job, JobHandler, JobPage, JobRunner, ListQuery } from './types.js';
 
-
 /** `p`, or a rejection with `message` once `ms` have passed; leaves no timer behind. */
 export async function bounded<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;

@@ -10,9 +10,8 @@
  */
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { filesUnder } from '../../helpers/files.js';
+import { filesUnder, uploadStaging } from '../../helpers/files.js';
 import { createTestDatabase, hasPostgres } from '../../helpers/pg.js';
 import { RawConnection } from '../../helpers/raw-http.js';
 import { startServer, type TestServer } from '../../helpers/server.js';
@@ -51,16 +50,6 @@ describe.each(dialects)('an upload still arriving when its account is deleted ($
     await drop?.();
   });
 
-  /** Resolves once the server is staging an upload (its temp file exists): it has passed every early check. */
-  async function staging(): Promise<void> {
-    const tmp = path.join(server.dataDir, 'tmp');
-    for (let i = 0; i < 500; i++) {
-      if ((await readdir(tmp)).some((name) => name.startsWith('upload-'))) return;
-      await delay(10);
-    }
-    throw new Error('the upload never began staging');
-  }
-
   it.each([
     ['a gallery upload', '/projects/race/images', 'file'],
     ['a custom order', '/api/images/upload', 'files'],
@@ -73,7 +62,7 @@ describe.each(dialects)('an upload still arriving when its account is deleted ($
       const head = [`POST ${route} HTTP/1.1`, 'Host: kiln.test', user.headers.authorization && `Authorization: ${user.headers.authorization}`];
       conn.send(`${[...head, `Content-Type: multipart/form-data; boundary=${BOUNDARY}`, `Content-Length: ${body.length}`].join('\r\n')}\r\n\r\n`);
       conn.send(body.subarray(0, body.length - HELD_BACK));
-      await staging();
+      await uploadStaging(server.dataDir);
 
       expect((await fetch(`${server.url}/users/me`, { method: 'DELETE', headers: user.headers })).status).toBe(204);
       conn.send(body.subarray(body.length - HELD_BACK));

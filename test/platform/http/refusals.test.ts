@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type TestServer } from '../../helpers/server.js';
 import { fixture, postMultipart } from '../../helpers/upload.js';
 import { registerUser, type TestUser } from '../../helpers/users.js';
+import { until, uploadStaging } from '../../helpers/files.js';
 import { RawConnection, type RawAnswer } from '../../helpers/raw-http.js';
 
 let server: TestServer;
@@ -87,20 +88,10 @@ describe('a client that goes away mid-body', () => {
     conn.send(`POST /api/images/upload HTTP/1.1\r\nhost: kiln.test\r\nauthorization: ${alice.headers.authorization}\r\ncontent-type: multipart/form-data; boundary=kiln\r\ncontent-length: 100000\r\n\r\n`);
     conn.send(`--kiln\r\nContent-Disposition: form-data; name="files"; filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n`);
     conn.send(fixture('rocket_small_640x427.jpg').subarray(0, 20_000));
-    const tmp = path.join(server.dataDir, 'tmp');
-    await until(async () => (await readdir(tmp)).some((name) => name.startsWith('upload-')));
+    await uploadStaging(server.dataDir);
     conn.destroy();
     await until(async () => (await errors('client_aborted')) === 1);
     expect(await errors('internal_error')).toBe(0);
-    await until(async () => (await readdir(tmp)).length === 0);
+    await until(async () => (await readdir(path.join(server.dataDir, 'tmp'))).length === 0);
   });
 });
-
-/** Polls `check` every 10 ms for up to 5 s. */
-async function until(check: () => Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    if (await check()) return;
-    await delay(10);
-  }
-  throw new Error('timed out waiting');
-}

@@ -7,9 +7,9 @@
  */
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { tempDataDir } from '../../helpers/config.js';
+import { stagedUploads, uploadStaging } from '../../helpers/files.js';
 import { startKiln } from '../../helpers/process.js';
 import { RawConnection } from '../../helpers/raw-http.js';
 import { fixture } from '../../helpers/upload.js';
@@ -28,8 +28,8 @@ describe('a stop with an upload half sent', () => {
       conn.send(`POST /projects/halfway/images HTTP/1.1\r\nhost: kiln.test\r\nauthorization: ${user.headers.authorization}\r\ncontent-type: multipart/form-data; boundary=kiln\r\ncontent-length: 200000\r\n\r\n`);
       conn.send('--kiln\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n');
       conn.send(fixture('rocket_small_640x427.jpg').subarray(0, 50_000));
-      for (let i = 0; i < 500 && !(await readdir(tmp)).some((name) => name.startsWith('upload-')); i++) await delay(10);
-      expect((await readdir(tmp)).filter((name) => name.startsWith('upload-'))).toHaveLength(1);
+      await uploadStaging(data.dir);
+      expect(await stagedUploads(data.dir)).toHaveLength(1);
 
       await kiln.stop('SIGTERM');
     } finally {

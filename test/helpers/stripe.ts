@@ -71,6 +71,12 @@ export interface FakeStripe {
   received: ReceivedRequest[];
   /** The next API requests answer this Stripe error instead (in order), with `Stripe-Should-Retry: false`. */
   failNext: Array<{ status: number; type: string; message: string; code?: string }>;
+  /**
+   * Holds the next `POST /v1/payment_intents` before it is answered, as a
+   * slow Stripe would: `arrived` resolves once it is in, and it is answered
+   * once `release` is called.
+   */
+  holdNextCreate(): { arrived: Promise<void>; release: () => void };
   /** The buyer paid: succeeded, with a charge. */
   succeed(intentId: string): FakeIntent;
   /** A declined attempt: back to requires_payment_method, with the decline as last_payment_error. */
@@ -113,6 +119,7 @@ export async function startFakeStripe(apiKey = FAKE_STRIPE_KEY): Promise<FakeStr
   const failNext: FakeStripe['failNext'] = [];
   /** Idempotency-Key -> the parameters it was first used with and the answer given. */
   const idempotent = new Map<string, { params: string; status: number; body: unknown }>();
+  let createHold: { arrive: () => void; released: Promise<void> } | null = null;
 
   function createIntent(form: Record<string, string>): { status: number; body: unknown } {
     const amount = Number(form.amount);
@@ -172,6 +179,12 @@ export async function startFakeStripe(apiKey = FAKE_STRIPE_KEY): Promise<FakeStr
         return;
       }
       if (req.method === 'POST' && path === '/v1/payment_intents') {
+        const hold = createHold;
+        createHold = null;
+        if (hold) {
+          hold.arrive();
+          await hold.released;
+        }
         if (idempotencyKey !== undefined) {
           const earlier = idempotent.get(idempotencyKey);
           if (earlier && earlier.params !== text) {
@@ -234,6 +247,13 @@ export async function startFakeStripe(apiKey = FAKE_STRIPE_KEY): Promise<FakeStr
     intents,
     received,
     failNext,
+    holdNextCreate() {
+      let arrive = (): void => {};
+      let release = (): void => {};
+      const arrived = new Promise<void>((resolve) => (arrive = resolve));
+      createHold = { arrive, released: new Promise<void>((resolve) => (release = resolve)) };
+      return { arrived, release };
+    },
     succeed(id) {
       const intent = intentOf(id);
       Object.assign(intent, { status: 'succeeded', amount_received: intent.amount, latest_charge: stripeId('ch'), payment_method: stripeId('pm'), last_payment_error: null });

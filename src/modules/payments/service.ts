@@ -170,12 +170,19 @@ export class PaymentService {
       created_at: now,
       updated_at: now,
     };
-    const inserted = await ctx.db.kysely.transaction().execute(async (tx) => {
-      if (!(await repo.insertPayment(tx, row))) return false;
+    const outcome = await ctx.db.kysely.transaction().execute(async (tx) => {
+      // The order first: an admin may have cancelled it while Stripe was making the intent.
+      if (!(await recordPaymentIntent(tx, orderId, intent.id, now))) return 'not_payable' as const;
       // In the same transaction: the order never names an intent without its payment row, nor the reverse.
-      await recordPaymentIntent(tx, orderId, intent.id, now);
-      return true;
+      return (await repo.insertPayment(tx, row)) ? ('inserted' as const) : ('lost' as const);
     });
+    if (outcome === 'not_payable') {
+      // The cancel found no payment to cancel at Stripe, so this one cancels the intent it has just made.
+      await this.cancelUnrecorded(orderId, intent.id);
+      const status = (await orderStatusOf(ctx.db.kysely, orderId)) ?? 'gone';
+      throw new Conflict(`Only a pending order can be paid; this one is ${status}.`, 'order_not_payable');
+    }
+    const inserted = outcome === 'inserted';
     // Lost the race to a concurrent request with the same key: answer with the row it made.
     const stored = inserted ? row : await repo.findPaymentByIntent(ctx.db.kysely, intent.id);
     if (!stored) throw new Error(`payment of intent ${intent.id} is neither inserted nor found`);
@@ -232,6 +239,15 @@ export class PaymentService {
       await this.applyIntent(live, await this.gateway.cancelIntent(live.intent_id));
     } catch (err) {
       this.ctx.log.warn({ err, orderId, intentId: live.intent_id }, 'could not cancel the payment intent of a cancelled order: cancel it in Stripe');
+    }
+  }
+
+  /** Cancels an intent no payment row names (its order stopped being payable meanwhile). Best effort, like releaseCancelledOrder. */
+  private async cancelUnrecorded(orderId: string, intentId: string): Promise<void> {
+    try {
+      await this.assertConfigured().cancelIntent(intentId);
+    } catch (err) {
+      this.ctx.log.warn({ err, orderId, intentId }, 'could not cancel the payment intent of an order cancelled meanwhile: cancel it in Stripe');
     }
   }
 

@@ -180,7 +180,12 @@ export async function orderStatusOf(q: Q, orderId: string): Promise<string | und
   return (await repo.findOrder(q, orderId))?.status;
 }
 
-/** Names the intent that pays the order: its `stripe_payment_intent_id` from now on. */
-export async function recordPaymentIntent(q: Q, orderId: string, intentId: string, now: string): Promise<void> {
-  await repo.setPaymentIntent(q, orderId, intentId, now);
+/**
+ * Names the intent that pays the order: its `stripe_payment_intent_id` from
+ * now on. False, and nothing written, when the order is no longer pending
+ * (cancelled while Stripe was making the intent): the row's own status
+ * decides, under the lock the update takes.
+ */
+export async function recordPaymentIntent(q: Q, orderId: string, intentId: string, now: string): Promise<boolean> {
+  return repo.setPaymentIntent(q, orderId, intentId, now);
 }

@@ -150,8 +150,15 @@ export async function setOrderStatus(q: Q, orderId: string, status: string, now:
   await q.updateTable('orders').set({ status, updated_at: now }).where('order_id', '=', orderId).execute();
 }
 
-export async function setPaymentIntent(q: Q, orderId: string, intentId: string, now: string): Promise<void> {
-  await q.updateTable('orders').set({ stripe_payment_intent_id: intentId, updated_at: now }).where('order_id', '=', orderId).execute();
+/** Names the intent of a pending order; false when the order is not pending (any more). */
+export async function setPaymentIntent(q: Q, orderId: string, intentId: string, now: string): Promise<boolean> {
+  const result = await q
+    .updateTable('orders')
+    .set({ stripe_payment_intent_id: intentId, updated_at: now })
+    .where('order_id', '=', orderId)
+    .where('status', '=', 'pending')
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
 }
 
 /** Newest first: one user's orders, or everyone's when `userId` is undefined. */

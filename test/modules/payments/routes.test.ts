@@ -146,6 +146,24 @@ for (const { name, skip } of DATABASES) describe.skipIf(skip)(`payments (${name}
       }
     });
 
+    it('refuses an order cancelled while Stripe was making its intent (409), and cancels that intent at Stripe', async () => {
+      const orderId = await insertOrder(server, buyer.id);
+      const hold = stripe.holdNextCreate();
+      const paying = createIntent(orderId);
+      await hold.arrived;
+      const cancelled = await call(server, 'PUT', `/orders/${orderId}/status`, server.admin, { status: 'cancelled' });
+      expect(cancelled.status).toBe(200);
+      hold.release();
+
+      const problem = expectProblem(await paying, 409, 'order_not_payable');
+      expect(problem.detail).toContain('cancelled');
+      // Nobody was handed a client secret, and the one intent made can no longer be paid.
+      const made = [...stripe.intents.values()].filter((intent) => intent.metadata.kiln_order_id === orderId);
+      expect(made.map((intent) => intent.status)).toEqual(['canceled']);
+      expect((await paymentRows(server)).filter((p) => p.order_id === orderId)).toEqual([]);
+      expect(await orderRow(server, orderId)).toMatchObject({ status: 'cancelled', stripe_payment_intent_id: null });
+    });
+
     it('answers the live intent again (200) rather than making a second, and a new one once that is canceled', async () => {
       const orderId = await insertOrder(server, buyer.id);
       const first = await createIntent(orderId);

@@ -88,6 +88,8 @@ function openSqlite(file: string, durable: boolean): Kysely<Database> {
   database.pragma('busy_timeout = 10000');
   database.pragma(durable ? 'synchronous = FULL' : 'synchronous = NORMAL');
   database.pragma('foreign_keys = ON');
+  // SQLite's own lower() folds ASCII letters only; this one folds as JavaScript and PostgreSQL do (Ö to ö), for case-blind search.
+  database.function('lower', { deterministic: true }, (text: unknown) => (text === null ? null : String(text).toLowerCase()));
   return new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: reusingStatements(database) }) });
 }
 

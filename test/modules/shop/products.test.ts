@@ -175,6 +175,15 @@ describe.each([
     expect((await list('q=_')).body.products).toEqual([]);
   });
 
+  it.skipIf(skip)('ignores case beyond ASCII: Ö and É as well as O and E', async () => {
+    const category = `${tag}u`;
+    await makeProduct(shop.url, shop.admin, { name: 'ÖLKANNE', category, description: 'Émail bleu' });
+    const found = async (q: string) =>
+      (await call<{ products: ProductJson[] }>(shop.url, 'GET', `/products?category=${category}&q=${encodeURIComponent(q)}`)).body.products.map((p) => p.name);
+    for (const q of ['ölkanne', 'ÖLKANNE', 'Ölk', 'émail', 'ÉMAIL', 'kanne']) expect(await found(q), q).toEqual(['ÖLKANNE']);
+    expect(await found('olkanne')).toEqual([]);
+  });
+
   it.skipIf(skip)('pages with next_cursor until it is null, each product once', async () => {
     const seen: string[] = [];
     let cursor: string | null = null;

@@ -143,7 +143,8 @@ export async function deleteUserOrders(ctx: Context, userId: string): Promise<vo
   await new OrderService(ctx).deleteAllOf(userId);
 }
 
-/** Whether `userId` placed the order: the shop links a buyer's order only to their own (modules/shop). */
-export async function ownsCustomOrder(ctx: Context, userId: string, orderId: string): Promise<boolean> {
-  return (await repo.findOrder(ctx.db.kysely, orderId))?.user_id === userId;
+/** Whether a shop order of `principal` may name this custom order (modules/shop): their own, or any that exists for an admin. */
+export async function customOrderLinkable(ctx: Context, principal: Principal, orderId: string): Promise<boolean> {
+  const order = await repo.findOrder(ctx.db.kysely, orderId);
+  return order !== undefined && (principal.isAdmin || order.user_id === principal.userId);
 }

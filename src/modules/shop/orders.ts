@@ -13,11 +13,11 @@ import { newId } from '../../ids.js';
 import type { Principal } from '../../auth/principal.js';
 import type { Database } from '../../platform/db/schema.js';
 import { decodePosition, encodePosition } from '../../platform/http/cursor.js';
-import { ownsCustomOrder } from '../custom-orders/service.js';
+import { customOrderLinkable } from '../custom-orders/service.js';
 import { formatMoney } from './money.js';
 import { canMove, isOrderStatus, type OrderStatus } from './order-status.js';
 import * as repo from './repo.js';
-import type { OrderBody, OrderListQuery } from './schemas.js';
+import { MAX_LINE_QUANTITY, type OrderBody, type OrderListQuery } from './schemas.js';
 
 export interface OrderView {
   id: string;
@@ -58,6 +58,13 @@ function mergedLines(items: OrderBody['items']): Array<{ productId: string; quan
     const line = lines.get(item.product_id);
     if (line) line.quantity += item.quantity;
     else lines.set(item.product_id, { productId: item.product_id, quantity: item.quantity, field: `body.items.${i}.product_id` });
+    // The limit is per product: splitting a quantity over several lines does not get past it.
+    if ((line?.quantity ?? item.quantity) > MAX_LINE_QUANTITY) {
+      throw new ValidationFailed(
+        `One order takes at most ${MAX_LINE_QUANTITY} of a product; the lines naming ${item.product_id} add up to more.`,
+        [{ field: `body.items.${i}.quantity`, message: `adds up to more than ${MAX_LINE_QUANTITY} of this product` }],
+      );
+    }
   });
   return [...lines.values()];
 }
@@ -72,8 +79,8 @@ export class OrderService {
   async create(principal: Principal, body: OrderBody): Promise<OrderView> {
     const { ctx } = this;
     const customOrderId = body.custom_order_id ?? null;
-    // Linking someone else's custom order is refused as if it did not exist.
-    if (customOrderId !== null && !principal.isAdmin && !(await ownsCustomOrder(ctx, principal.userId, customOrderId))) {
+    // Linking someone else's custom order is refused as if it did not exist; an admin may link anyone's, but only one that exists.
+    if (customOrderId !== null && !(await customOrderLinkable(ctx, principal, customOrderId))) {
       throw new NotFound('No such custom order.', 'custom_order_not_found');
     }
     const lines = mergedLines(body.items);

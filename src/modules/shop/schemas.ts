@@ -91,10 +91,13 @@ export const EanJobAnswer = Type.Object({
 
 export const OrderStatus = Type.Union(ORDER_STATUSES.map((s) => Type.Literal(s)));
 
+/** The most of one product one order takes, whether named once or on several lines. */
+export const MAX_LINE_QUANTITY = 10_000;
+
 export const OrderBody = Type.Object(
   {
     items: Type.Array(
-      Type.Object({ product_id: Type.String({ minLength: 1, maxLength: 64 }), quantity: Type.Integer({ minimum: 1, maximum: 10_000 }) }, { additionalProperties: false }),
+      Type.Object({ product_id: Type.String({ minLength: 1, maxLength: 64 }), quantity: Type.Integer({ minimum: 1, maximum: MAX_LINE_QUANTITY }) }, { additionalProperties: false }),
       { minItems: 1, maxItems: 100 },
     ),
     custom_order_id: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 64 }), Type.Null()])),

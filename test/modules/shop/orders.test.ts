@@ -93,6 +93,9 @@ describe('placing an order', () => {
     expect((await order(alice, { items: lines.slice(0, 100) })).status).toBe(201);
     const big = await makeProduct(shop.url, shop.admin, { name: 'Pallet', stock_quantity: 20000 });
     expect((await order(alice, { items: [{ product_id: big.id, quantity: 10001 }] })).status).toBe(422);
+    // Named on two lines, the quantities add up past the limit all the same.
+    const split = await order(alice, { items: [{ product_id: big.id, quantity: 5000 }, { product_id: big.id, quantity: 5001 }] });
+    expect(split).toMatchObject({ status: 422, body: { code: 'validation_error', errors: [{ field: 'body.items.1.quantity' }] } });
     expect(await stockOf(big.id)).toBe(20000);
     expect((await order(alice, { items: [{ product_id: big.id, quantity: 10000 }] })).status).toBe(201);
     expect(await stockOf(big.id)).toBe(10000);
@@ -106,7 +109,7 @@ describe('placing an order', () => {
     expect((await order(alice, { items: [{ product_id: dear.id, quantity: 900 }] })).status).toBe(201);
   });
 
-  it('links the buyer\'s own custom order, and answers 404 for someone else\'s', async () => {
+  it('links the buyer\'s own custom order, and answers 404 for someone else\'s (an admin links any that exists)', async () => {
     const p = await makeProduct(shop.url, shop.admin, { name: 'Portrait' });
     const upload = await postMultipart(`${shop.url}/api/images/upload`, [{ field: 'files', filename: 'pet.jpg', data: ROCKET_JPG, type: 'image/jpeg' }], alice.headers);
     expect(upload.status).toBe(201);
@@ -117,6 +120,12 @@ describe('placing an order', () => {
     const stolen = await order(bob, { items: [{ product_id: p.id, quantity: 1 }], custom_order_id: customOrderId });
     expect(stolen).toMatchObject({ status: 404, body: { code: 'custom_order_not_found' } });
     expect(await stockOf(p.id)).toBe(9);
+    // An admin may link anyone's custom order, but not one that does not exist.
+    const linked = await call<OrderJson>(shop.url, 'POST', '/orders', shop.admin, { items: [{ product_id: p.id, quantity: 1 }], custom_order_id: customOrderId });
+    expect(linked).toMatchObject({ status: 201, body: { custom_order_id: customOrderId } });
+    const madeUp = await call(shop.url, 'POST', '/orders', shop.admin, { items: [{ product_id: p.id, quantity: 1 }], custom_order_id: 'no-such-custom-order' });
+    expect(madeUp).toMatchObject({ status: 404, body: { code: 'custom_order_not_found' } });
+    expect(await stockOf(p.id)).toBe(8);
   });
 });
 

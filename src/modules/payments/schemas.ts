@@ -40,7 +40,8 @@ export const PaymentAnswer = Type.Object({
 export const WebhookAnswer = Type.Object({
   received: Type.Literal(true),
   event_id: Type.String(),
-  outcome: Type.Union([Type.Literal('applied'), Type.Literal('duplicate'), Type.Literal('ignored')], {
-    description: 'applied: the payment (and order) were updated; duplicate: this event was applied before; ignored: a type or an intent Kiln does not follow',
+  outcome: Type.Union([Type.Literal('applied'), Type.Literal('unchanged'), Type.Literal('duplicate'), Type.Literal('ignored')], {
+    description:
+      'applied: the payment (and order) were updated; unchanged: a new event that said nothing new, or would have moved a final payment back (a failure after a success); duplicate: this event was delivered before; ignored: a type or an intent Kiln does not follow',
   }),
 });

@@ -73,7 +73,7 @@ export interface PaymentView {
   updated_at: string;
 }
 
-export type WebhookOutcome = 'applied' | 'duplicate' | 'ignored';
+export type WebhookOutcome = 'applied' | 'unchanged' | 'duplicate' | 'ignored';
 
 const paymentNotFound = (): NotFound => new NotFound('No such payment.', 'payment_not_found');
 const orderNotFound = (): NotFound => new NotFound('No such order.', 'order_not_found');
@@ -217,8 +217,7 @@ export class PaymentService {
       if (!(await repo.recordEvent(tx, event.id, event.type, isoNow(ctx.clock)))) return 'duplicate';
       const payment = await repo.findPaymentByIntent(tx, intent.id);
       if (!payment) return 'ignored';
-      await this.applyIntentIn(tx, payment, intent);
-      return 'applied';
+      return (await this.writeIntent(tx, payment, intent)) ? 'applied' : 'unchanged';
     });
     if (outcome === 'ignored') ctx.log.info({ eventId: event.id, intentId: intent.id }, 'stripe event for an intent Kiln did not make: ignored');
     return { event, outcome };
@@ -282,6 +281,14 @@ export class PaymentService {
    * that arrives late cannot undo it. Returns the row as it now is.
    */
   private async applyIntentIn(tx: Q, payment: repo.PaymentRow, intent: Intent): Promise<PaymentWithOrder> {
+    await this.writeIntent(tx, payment, intent);
+    const row = await findPaymentWithOrder(tx, payment.payment_id);
+    if (!row) throw new Error(`payment ${payment.payment_id} vanished while it was updated`);
+    return row;
+  }
+
+  /** What applyIntentIn writes; true when the payment or its order changed. */
+  private async writeIntent(tx: Q, payment: repo.PaymentRow, intent: Intent): Promise<boolean> {
     const now = isoNow(this.ctx.clock);
     const changes: repo.PaymentChanges = {
       status: intent.status,
@@ -292,23 +299,25 @@ export class PaymentService {
     // Nothing new (a second confirm, say): the row, and its updated_at, stay as they are.
     const differs = changes.status !== payment.status || changes.last_error_code !== payment.last_error_code || changes.last_error_message !== payment.last_error_message;
     const changed = differs && (await repo.updatePayment(tx, payment.payment_id, changes));
-    if (intent.status === 'succeeded') await this.confirmOrder(tx, payment, intent, now, changed);
-    const row = await findPaymentWithOrder(tx, payment.payment_id);
-    if (!row) throw new Error(`payment ${payment.payment_id} vanished while it was updated`);
-    return row;
+    const confirmed = intent.status === 'succeeded' && (await this.confirmOrder(tx, payment, intent, now, changed));
+    return changed || confirmed;
   }
 
-  /** The order of a succeeded intent becomes confirmed, if it is still pending and was paid as priced. Logs what needs a person. */
-  private async confirmOrder(tx: Q, payment: repo.PaymentRow, intent: Intent, now: string, justSucceeded: boolean): Promise<void> {
+  /**
+   * The order of a succeeded intent becomes confirmed, if it is still pending
+   * and was paid as priced; true when it did. Logs what needs a person.
+   */
+  private async confirmOrder(tx: Q, payment: repo.PaymentRow, intent: Intent, now: string, justSucceeded: boolean): Promise<boolean> {
     const { log } = this.ctx;
     const facts = { paymentId: payment.payment_id, orderId: payment.order_id, intentId: intent.id };
     if (intent.amountMinor !== Number(payment.amount_minor) || intent.currency !== payment.currency) {
       // Someone with the secret key changed the intent's amount: the order was not paid as priced.
       if (justSucceeded) log.error({ ...facts, paid: `${intent.amountMinor} ${intent.currency}`, asked: `${Number(payment.amount_minor)} ${payment.currency}` }, 'a payment succeeded for another amount than its order: the order is not confirmed');
-      return;
+      return false;
     }
-    if (await confirmPaidOrder(tx, payment.order_id, now)) return;
+    if (await confirmPaidOrder(tx, payment.order_id, now)) return true;
     // Paid after the order was cancelled: the order stays cancelled, the money is the buyer's, and Kiln does not refund by itself.
     if (justSucceeded && (await orderStatusOf(tx, payment.order_id)) === 'cancelled') log.warn(facts, 'payment succeeded for a cancelled order: refund it in Stripe');
+    return false;
   }
 }

@@ -6,16 +6,16 @@
  * the row. A job that finds the lease held waits for its holder, through
  * the holder's retries, and then completes from the store or ends with the
  * holder's last error, so the provider is asked by one job however many
- * users ask at once.
+ * users ask at once. It waits in the queue (DeferJob), not in a runner's
+ * slot: the holder's retry must find a slot free.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import { isoNow } from '../../clock.js';
 import type { Context } from '../../context.js';
 import { DomainError } from '../../errors.js';
 import { newId } from '../../ids.js';
 import { discardStaged } from '../../images/ingest.js';
 import { BlobBatch, imageRowFields, renderAndStore } from '../../images/store.js';
-import { JobError, PermanentJobError, TransientJobError, type BackoffOptions, type JobContext, type JobErrorInfo } from '../../platform/jobs/index.js';
+import { DeferJob, JobError, PermanentJobError, TransientJobError, type BackoffOptions, type JobContext, type JobErrorInfo } from '../../platform/jobs/index.js';
 import { attachEanPicture } from '../shop/ean-attach.js';
 import { createOutbound, type Outbound, type OutboundTimeouts } from './outbound.js';
 import { createProvider, type ProductProvider } from './providers/index.js';
@@ -27,7 +27,7 @@ export interface EanFetchOptions extends Partial<OutboundTimeouts> {
   /** Retry delay before the second attempt, doubled after (default 2 s, at most 1 min). */
   backoff?: BackoffOptions;
   maxAttempts?: number;
-  /** How often a job waiting on another job's lease looks again (default 250 ms). */
+  /** How often a job waiting on another job's lease looks again, from the queue (default 500 ms). */
   waitPollMs?: number;
   /** Replaces the configured provider (tests, a second provider). */
   provider?: (ctx: Context, outbound: Outbound) => ProductProvider;
@@ -68,7 +68,7 @@ export class EanFetcher {
     this.provider = options.provider ? options.provider(ctx, this.outbound) : createProvider(ctx.config, (url, signal) => this.outbound.getJson(url, signal));
     // Two bounded requests plus the image work; a holder that died frees the barcode after this.
     this.leaseMs = 2 * timeouts.totalTimeoutMs + 60_000;
-    this.waitPollMs = options.waitPollMs ?? 250;
+    this.waitPollMs = options.waitPollMs ?? 500;
   }
 
   /** When a lease taken or renewed now runs out. */
@@ -76,7 +76,7 @@ export class EanFetcher {
     return new Date(this.ctx.clock.now().getTime() + this.leaseMs).toISOString();
   }
 
-  /** Per-attempt limit for the runner: longer than a lease, so a waiting job outlives the holder it waits on. */
+  /** Per-attempt limit for the runner: longer than a lease, which covers the holder's own work. */
   get timeoutMs(): number {
     return this.leaseMs + 30_000;
   }
@@ -92,20 +92,17 @@ export class EanFetcher {
   private async stored(input: EanFetchInput, job: JobContext): Promise<{ row: repo.ProductImageRow; fromProvider: boolean }> {
     const { ctx } = this;
     const ean = input.ean_code;
-    let waitingOn: string | null = null;
     for (;;) {
       const stored = await repo.findImage(ctx.db.kysely, ean);
       if (stored) return { row: stored, fromProvider: false };
       const lease = await repo.findLease(ctx.db.kysely, ean);
       const now = isoNow(ctx.clock);
       if (lease && lease.job_id !== job.jobId) {
-        // The holder we waited for failed for good: this job ends the same way, without asking again.
-        if (lease.error !== null && lease.job_id === waitingOn) throw new PermanentJobError(...adopted(lease.error));
+        // The holder failed for good after this job was asked for: asked at the same time, it ends the same way, without asking again.
+        if (lease.error !== null && lease.updated_at >= job.createdAt) throw new PermanentJobError(...adopted(lease.error));
         if (lease.error === null && lease.locked_until > now) {
-          if (waitingOn !== lease.job_id) job.log.debug({ holder: lease.job_id }, 'waiting for the job already fetching this barcode');
-          waitingOn = lease.job_id;
-          await sleep(this.waitPollMs, undefined, { signal: job.signal });
-          continue;
+          job.log.debug({ holder: lease.job_id }, 'waiting in the queue for the job already fetching this barcode');
+          throw new DeferJob(this.waitPollMs);
         }
       }
       if (await repo.tryTakeLease(ctx.db.kysely, ean, job.jobId, now, this.leaseUntil())) break;

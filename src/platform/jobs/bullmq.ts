@@ -38,8 +38,8 @@ interface Payload {
 
 // bullmq and ioredis are loaded only by a deployment with REDIS_URL: the local runner never needs them.
 async function loadBullmq() {
-  const [{ Queue, Worker }, { Redis }] = await Promise.all([import('bullmq'), import('ioredis')]);
-  return { Queue, Worker, Redis };
+  const [{ Queue, Worker, DelayedError }, { Redis }] = await Promise.all([import('bullmq'), import('ioredis')]);
+  return { Queue, Worker, DelayedError, Redis };
 }
 
 /** Thrown to BullMQ so it schedules the retry; carries the delay the row got. */
@@ -56,6 +56,8 @@ export class BullJobRunner extends BaseRunner {
   private readonly opened: Promise<{ queue: Queue<Payload>; connection: Redis }>;
   private stopped = false;
   private worker: Worker<Payload> | null = null;
+  /** BullMQ's DelayedError: a processor that moved its job to delayed itself throws it. */
+  private delayedError: (new () => Error) | null = null;
   private workerConnection: Redis | null = null;
   private reconcileTimer: NodeJS.Timeout | null = null;
   private readonly active = new Set<Promise<unknown>>();
@@ -127,13 +129,14 @@ export class BullJobRunner extends BaseRunner {
 
   async start(): Promise<void> {
     if (this.options.role !== 'worker' || this.worker) return;
-    const { Worker, Redis } = await loadBullmq();
+    const { Worker, DelayedError, Redis } = await loadBullmq();
     // Another start() won the race, or stop() came while bullmq was loading.
     if (this.worker || this.stopped) return;
+    this.delayedError = DelayedError;
     const connection = new Redis(this.options.redisUrl, { maxRetriesPerRequest: null });
     connection.on('error', (err: Error) => this.log.warn({ err: err.message }, 'redis connection error (worker)'));
     this.workerConnection = connection;
-    this.worker = new Worker<Payload>(QUEUE, (job) => this.process(job), {
+    this.worker = new Worker<Payload>(QUEUE, (job, token) => this.process(job, token), {
       connection,
       prefix: this.options.prefix ?? 'kiln',
       concurrency: this.options.concurrency,
@@ -150,7 +153,7 @@ export class BullJobRunner extends BaseRunner {
     void this.reconcile(reconcileMs);
   }
 
-  private async process(bull: BullJob<Payload>): Promise<void> {
+  private async process(bull: BullJob<Payload>, token: string | undefined): Promise<void> {
     const row = await this.store.claimById(bull.data.jobId, this.workerId, this.lockDurationMs);
     // Finished, cancelled or gone: the row says there is nothing left to do.
     if (!row) return;
@@ -163,6 +166,11 @@ export class BullJobRunner extends BaseRunner {
       const outcome = await run;
       if (outcome.kind === 'retry') throw new RetryLater(outcome.delayMs);
       if (outcome.kind === 'released') throw new RetryLater(0);
+      if (outcome.kind === 'deferred' && this.delayedError) {
+        // Delayed by the job itself: BullMQ counts no attempt, however often a job waits.
+        await bull.moveToDelayed(Date.now() + outcome.delayMs, token);
+        throw new this.delayedError();
+      }
     } finally {
       this.running.delete(row.job_id);
       this.active.delete(run);

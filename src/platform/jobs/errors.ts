@@ -18,4 +18,16 @@ export class TransientJobError extends JobError {}
 /** Trying again will not help (404, not an image): the job fails at once. */
 export class PermanentJobError extends JobError {}
 
+/**
+ * Not done and not failed: the job waits on something else (another job's
+ * work) and asks to run again in `delayMs`. It goes back to `queued` without
+ * spending an attempt, so it holds no runner slot while it waits.
+ */
+export class DeferJob extends Error {
+  constructor(readonly delayMs: number) {
+    super(`deferred for ${delayMs} ms`);
+    this.name = 'DeferJob';
+  }
+}
+
 export const INTERNAL_ERROR = { code: 'internal_error', detail: 'The job failed unexpectedly.' } as const;

@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import type { InFlight } from '../inflight.js';
-import { INTERNAL_ERROR, JobError, PermanentJobError, TransientJobError } from './errors.js';
+import { DeferJob, INTERNAL_ERROR, JobError, PermanentJobError, TransientJobError } from './errors.js';
 import { backoffDelay, type HandlerRegistry } from './registry.js';
 import { toJob, type JobRow, type JobStore } from './store.js';
 import type { JobContext, JobErrorInfo } from './types.js';
@@ -16,6 +16,8 @@ export const MAX_RECOVERIES = 5;
 export type Outcome =
   | { kind: 'completed' }
   | { kind: 'retry'; delayMs: number }
+  /** Back in the queue for `delayMs`, its attempt not spent (DeferJob). */
+  | { kind: 'deferred'; delayMs: number }
   | { kind: 'failed' }
   | { kind: 'released' }
   /** Someone else holds the row now (lease lost, cancelled): nothing was written. */
@@ -77,6 +79,7 @@ export async function executeJob(row: JobRow, deps: ExecuteDeps, controller: Abo
     jobId: job.job_id,
     type: job.type,
     userId: job.user_id,
+    createdAt: job.created_at,
     attempt: job.attempts,
     maxAttempts: job.max_attempts,
     signal: controller.signal,
@@ -92,6 +95,9 @@ export async function executeJob(row: JobRow, deps: ExecuteDeps, controller: Abo
     const result = await Promise.race([deps.handlers.track(spec.handler(job.input, ctx)), aborted]);
     return (await store.complete(job.job_id, workerId, result)) ? { kind: 'completed' } : { kind: 'lost' };
   } catch (err) {
+    if (err instanceof DeferJob) {
+      return (await store.defer(job.job_id, workerId, err.delayMs)) ? { kind: 'deferred', delayMs: err.delayMs } : { kind: 'lost' };
+    }
     const error = classify(err, spec.timeoutMs);
     if (error === 'lost') return { kind: 'lost' };
     // Shutting down is not the job's fault: it goes back to the queue without spending an attempt.

@@ -28,7 +28,7 @@ export function createJobRunner(
 
 export { BullJobRunner, type BullRunnerOptions } from './bullmq.js';
 export { LocalJobRunner, type LocalRunnerOptions } from './local.js';
-export { JobError, PermanentJobError, TransientJobError } from './errors.js';
+export { DeferJob, JobError, PermanentJobError, TransientJobError } from './errors.js';
 export { abortWhy, type AbortWhy } from './execute.js';
 export { dedupeKeysWithJobs } from './store.js';
 export type * from './types.js';

@@ -128,7 +128,7 @@ export class LocalJobRunner extends BaseRunner {
     const run = executeJob(row, deps, controller)
       .then((outcome) => {
         // The poll would find the retry too; the timer makes it start on time.
-        if (outcome.kind === 'retry') setTimeout(() => this.wake(), outcome.delayMs + 5).unref();
+        if (outcome.kind === 'retry' || outcome.kind === 'deferred') setTimeout(() => this.wake(), outcome.delayMs + 5).unref();
       })
       .catch((err: unknown) => {
         // The row keeps its lease and is taken over when it runs out: nothing is lost.

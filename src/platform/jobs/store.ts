@@ -236,6 +236,13 @@ export class JobStore {
     return Number(r.numUpdatedRows) > 0;
   }
 
+  /** Back to queued until `delayMs` from now, its attempt not spent; progress and what it reported stay. */
+  async defer(jobId: string, workerId: string, delayMs: number): Promise<boolean> {
+    const set = { status: 'queued', attempts: sql<number>`attempts - 1`, run_after: this.now(delayMs), locked_by: null, locked_until: null };
+    const r = await this.held(this.kysely.updateTable('jobs').set(set), jobId, workerId).executeTakeFirst();
+    return Number(r.numUpdatedRows) > 0;
+  }
+
   /** `workerId` null: fail whoever holds it (BullMQ gave up on a job whose workers kept dying). */
   async fail(jobId: string, workerId: string | null, error: JobErrorInfo): Promise<boolean> {
     const set = { status: 'failed', error: JSON.stringify(error), finished_at: this.now(), locked_by: null, locked_until: null };

@@ -36,6 +36,8 @@ export interface JobContext {
   jobId: string;
   type: string;
   userId: string | null;
+  /** When the job was asked for (its `created_at`). */
+  createdAt: string;
   /** 1 on the first run, 2 on the first retry, … */
   attempt: number;
   maxAttempts: number;
@@ -52,7 +54,8 @@ export interface JobContext {
 /**
  * A kind's work. Return the result (JSON-serialisable). Throw
  * TransientJobError to be retried with backoff, PermanentJobError to fail at
- * once; anything else is a bug and fails at once as `internal_error`.
+ * once, DeferJob to run again later without spending an attempt; anything
+ * else is a bug and fails at once as `internal_error`.
  */
 export type JobHandler<I = unknown, R = unknown> = (input: I, job: JobContext) => Promise<R>;
 

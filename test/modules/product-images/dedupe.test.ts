@@ -144,3 +144,50 @@ for (const database of DATABASES) {
     });
   });
 }
+
+/**
+ * One process with few runner slots: jobs waiting on a barcode's holder wait
+ * in the queue, not in a slot, and jobs asked for while the holder ran share
+ * its failure even when they had not started yet.
+ */
+describe('jobs waiting on a barcode hold no runner slot (SQLite, one process)', () => {
+  let provider: FakeProvider;
+  const servers: TestServer[] = [];
+  let next = 900;
+
+  beforeAll(async () => {
+    provider = await startFakeProvider();
+  });
+  afterAll(async () => {
+    for (const s of servers) await s.close();
+    await provider?.close();
+  });
+
+  async function askAtOnce(concurrency: number, code: string) {
+    const server = await startProductServer(provider.url, { JOB_CONCURRENCY: String(concurrency) });
+    servers.push(server);
+    const askers = await Promise.all(['erin', 'frank', 'grace'].map((n) => registerUser(server.url, n)));
+    const answers = await Promise.all(askers.map((u) => requestFetch(server.url, u.headers, { ean_code: code })));
+    // Well inside the barcode's lease (over a minute): a holder whose retry waits for a free slot would not finish in time.
+    return Promise.all(askers.map((u, i) => waitForJob(server.url, u.headers, answers[i]?.body.job_id as string, 15_000)));
+  }
+
+  it("the holder's retry finds a slot while two jobs wait on it (JOB_CONCURRENCY=2)", async () => {
+    const code = ean13(next++);
+    provider.products.set(code, { kind: 'flaky', failures: 1, delayMs: 300, name: 'Busy', image: '/img/rocket.jpg' });
+    const jobs = await askAtOnce(2, code);
+    expect(jobs.map((j) => j.status)).toEqual(['completed', 'completed', 'completed']);
+    expect(jobs.filter((j) => j.result?.fetched_from_provider).map((j) => j.attempts)).toEqual([2]);
+    // The waiters spent no attempt of their own while they waited.
+    expect(jobs.filter((j) => !j.result?.fetched_from_provider).map((j) => j.attempts)).toEqual([1, 1]);
+    expect(provider.productHits(code)).toBe(2);
+  });
+
+  it('jobs asked for while the holder ran end with its failure, even those that had not started (JOB_CONCURRENCY=1)', async () => {
+    const code = ean13(next++);
+    provider.products.set(code, { kind: 'slow_missing', delayMs: 300 });
+    const jobs = await askAtOnce(1, code);
+    for (const job of jobs) expect(job).toMatchObject({ status: 'failed', attempts: 1, error: { code: 'not_found' } });
+    expect(provider.productHits(code)).toBe(1);
+  });
+});

@@ -1,7 +1,7 @@
 // The one job suite, run against every runner and database (see harness.ts).
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../../src/clock.js';
-import { createJobRunner, PermanentJobError, TransientJobError, type JobRunner } from '../../../src/platform/jobs/index.js';
+import { createJobRunner, DeferJob, PermanentJobError, TransientJobError, type JobRunner } from '../../../src/platform/jobs/index.js';
 import { testConfig } from '../../helpers/config.js';
 import { dropRedisPrefix, ENVS, makeRunner, newPrefix, silentLog, sqliteStore, TEST_REDIS_URL, type Store } from './harness.js';
 
@@ -170,6 +170,35 @@ describe.each(ENVS)('jobs: $name', (env) => {
       // Backoff: 60 ms before the second run, 120 ms before the third (lower bounds only).
       expect(calls[1]! - calls[0]!).toBeGreaterThanOrEqual(55);
       expect(calls[2]! - calls[1]!).toBeGreaterThanOrEqual(115);
+    });
+
+    it('gives a deferring job back to the queue, its attempt not spent and its slot free for another job', async () => {
+      const jobs = runner(undefined, 1);
+      let runs = 0;
+      const finished: string[] = [];
+      // More runs than max_attempts (and than BullMQ's own attempt budget), none of them counted.
+      jobs.register('waiter', async () => {
+        runs++;
+        if (runs < 12) throw new DeferJob(20);
+        finished.push('waiter');
+        return runs;
+      }, { maxAttempts: 2 });
+      jobs.register('other', async () => {
+        finished.push('other');
+        return 'ran';
+      });
+      await jobs.start();
+      const waiter = await jobs.enqueue('waiter', {}, { userId: 'u1' });
+      const between = await until(async () => {
+        const j = await jobs.get(waiter.job_id);
+        return runs >= 2 && j?.status === 'queued' ? j : undefined;
+      });
+      expect(between).toMatchObject({ attempts: 0, error: null });
+      // One slot, and the waiter is not in it while it waits.
+      const other = await jobs.enqueue('other', {}, { userId: 'u1' });
+      expect(await jobs.waitFor(other.job_id, 10_000)).toMatchObject({ status: 'completed', result: 'ran' });
+      expect(await jobs.waitFor(waiter.job_id, 10_000)).toMatchObject({ status: 'completed', attempts: 1, result: 12, error: null });
+      expect(finished).toEqual(['other', 'waiter']);
     });
 
     it('fails with the last transient error once max_attempts are spent', async () => {

@@ -192,6 +192,8 @@ describe("another service's user with no Kiln account", () => {
   it('has no account: /users/me is 404 no_account, API keys 403 no_account, admin routes 403', async () => {
     const token = await claims(`auth-service|${randomUUID()}`).setProtectedHeader({ alg: 'HS256' }).sign(secretKey);
     await expectProblem(await meRaw(server.url, token), 404, 'no_account');
+    const update = await fetch(`${server.url}/users/me`, { method: 'PUT', headers: { ...bearer(token), 'content-type': 'application/json' }, body: JSON.stringify({ username: 'renamed' }) });
+    await expectProblem(update, 404, 'no_account');
     const key = await fetch(`${server.url}/auth/api-keys`, { method: 'POST', headers: { ...bearer(token), 'content-type': 'application/json' }, body: JSON.stringify({ name: 'ci' }) });
     await expectProblem(key, 403, 'no_account');
     await expectProblem(await fetch(`${server.url}/auth/api-keys`, { headers: bearer(token) }), 403, 'no_account');

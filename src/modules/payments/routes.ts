@@ -11,7 +11,7 @@ import type { Context } from '../../context.js';
 import { requireUser } from '../../auth/guard.js';
 import { authProblems, ProblemSchema, SIGNED_IN } from '../../platform/http/schemas.js';
 import { PaymentService } from './service.js';
-import { ConfirmBody, CreateIntentBody, IntentAnswer, PaymentAnswer, PaymentParams, WebhookAnswer } from './schemas.js';
+import { ConfirmBody, CreateIntentBody, IntentAnswer, PaymentAnswer, PaymentParams, StripeEventBody, WebhookAnswer, WebhookHeaders } from './schemas.js';
 
 const TAGS = ['payments'];
 
@@ -97,6 +97,7 @@ export async function paymentRoutes(parent: FastifyInstance, ctx: Context): Prom
       '/payments/webhook',
       {
         preParsing: before(() => payments.assertWebhookConfigured()),
+        config: { rawBody: StripeEventBody },
         // Rate limited like any route (per address, RATE_LIMIT_DEFAULT): Stripe delivers a 429'd event again later.
         schema: {
           tags: TAGS,
@@ -104,6 +105,7 @@ export async function paymentRoutes(parent: FastifyInstance, ctx: Context): Prom
           description:
             "The body is Stripe's event JSON, read as raw bytes (at most 256 KiB), signed in the `Stripe-Signature` header (`t=<unix time>,v1=<hex HMAC-SHA256 of \"t.body\">` under STRIPE_WEBHOOK_SECRET). A bad or missing signature is a 400 and changes nothing; event types Kiln does not follow are answered 200 and ignored.",
           consumes: ['application/json'],
+          headers: WebhookHeaders,
           response: { 200: WebhookAnswer, 400: ProblemSchema, 413: ProblemSchema, 415: ProblemSchema, 503: ProblemSchema },
         },
       },

@@ -45,3 +45,17 @@ export const WebhookAnswer = Type.Object({
       'applied: the payment (and order) were updated; unchanged: a new event that said nothing new, or would have moved a final payment back (a failure after a success); duplicate: this event was delivered before; ignored: a type or an intent Kiln does not follow',
   }),
 });
+
+/** A Stripe event as the document shows it: Kiln reads the raw bytes (the signature is over them) and checks only what it uses. */
+export const StripeEventBody = Type.Object(
+  {
+    id: Type.String({ description: 'evt_…' }),
+    type: Type.String({ description: 'payment_intent.succeeded, payment_intent.payment_failed, …' }),
+    data: Type.Object({ object: Type.Object({}, { additionalProperties: true, description: 'the PaymentIntent' }) }),
+  },
+  { additionalProperties: true },
+);
+
+export const WebhookHeaders = Type.Object({
+  'stripe-signature': Type.Optional(Type.String({ description: 't=<unix time>,v1=<hex HMAC-SHA256 of "t.body"> under STRIPE_WEBHOOK_SECRET' })),
+});

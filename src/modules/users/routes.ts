@@ -83,7 +83,7 @@ export async function userRoutes(parent: FastifyInstance, ctx: Context): Promise
         summary: 'Change your username, email or password (email and password need current_password)',
         security: SIGNED_IN,
         body: UpdateMeBody,
-        response: { 200: User, 401: ProblemSchema, 403: ProblemSchema, 409: ProblemSchema, 422: ProblemSchema },
+        response: { 200: User, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema, 409: ProblemSchema, 422: ProblemSchema },
       },
     },
     async (request) => accounts.updateMe(ctx, requireUser(request), request.body),

@@ -56,10 +56,12 @@ export const singleFileField: MultipartFields = Type.Object({ file: UploadedFile
  * The OpenAPI document's picture of a route's multipart body (route
  * `config.multipartBody`). Only the document gets it: a multipart body is
  * read as a stream of parts by the route (never buffered into
- * `request.body`), so it is not a schema Fastify could validate.
+ * `request.body`), so it is not a schema Fastify could validate. The same
+ * for `config.rawBody`: a body the route reads as bytes (a signed webhook).
  */
 export function withMultipartBody({ schema, url, route }: { schema: FastifySchema; url: string; route: { config?: unknown } }): { schema: FastifySchema; url: string } {
-  const body = (route.config as { multipartBody?: MultipartFields } | undefined)?.multipartBody;
+  const config = route.config as { multipartBody?: MultipartFields; rawBody?: MultipartFields } | undefined;
+  const body = config?.multipartBody ?? config?.rawBody;
   return { schema: body ? { ...schema, body } : schema, url };
 }
 
@@ -73,8 +75,9 @@ export function needsCaller(security: ReadonlyArray<Record<string, unknown>> | u
  * where the route's own `response` does not list them: 401 on every route
  * (credentials that are sent but bad are refused everywhere, public routes
  * included: docs/auth.md), 403 when only admins may call it; 422 when it
- * validates a body, query or path; 400 (`malformed_multipart`) and 413 when
- * it reads a multipart body; 429 when it is rate limited. A module with an
+ * validates a body, query or path; 400 (`invalid_json`,
+ * `malformed_multipart`), 413 and 415 when it reads a JSON or multipart body;
+ * 429 when it is rate limited. A module with an
  * error shape of its own (ai-edits' envelope) lists these itself, and keeps
  * its own.
  */
@@ -87,9 +90,11 @@ export function withCommonFailures({ schema, url, route }: { schema: FastifySche
   common[401] = ProblemSchema;
   if (config.adminOnly) common[403] = ProblemSchema;
   if (own.body || own.querystring || own.params || config.multipartBody) common[422] = ProblemSchema;
-  if (config.multipartBody) {
+  // A body can be malformed (invalid JSON, a broken multipart stream), over its limit, or of another media type.
+  if (own.body || config.multipartBody) {
     common[400] = ProblemSchema;
     common[413] = ProblemSchema;
+    common[415] = ProblemSchema;
   }
   if (config.rateLimitClass !== 'none') common[429] = ProblemSchema;
   // Problems leave as application/problem+json, which is what the document names for them.
@@ -103,5 +108,7 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** The multipart fields this route reads, for the OpenAPI document (`withMultipartBody`). */
     multipartBody?: MultipartFields;
+    /** The body a route reads as raw bytes, for the OpenAPI document only (`withMultipartBody`). */
+    rawBody?: MultipartFields;
   }
 }

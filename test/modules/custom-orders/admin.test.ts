@@ -85,6 +85,15 @@ describe.each(dialects)('admin listing of every customer\'s orders ($name)', ({ 
     await expectProblem(await page('?cursor=not-a-cursor'), 422, 'invalid_cursor');
   });
 
+  it('refuses a status body that is not JSON (415) or is broken JSON (400), changing nothing', async () => {
+    const id = made[4]?.order_id ?? '';
+    const put = (type: string, body: string) => fetch(`${server.url}/api/images/orders/${id}/status`, { method: 'PUT', headers: { ...admin, 'content-type': type }, body });
+    await expectProblem(await put('application/x-www-form-urlencoded', 'status=in_review'), 415);
+    await expectProblem(await put('application/json', '{"status":'), 400, 'invalid_json');
+    const order = await fetch(`${server.url}/api/images/orders/${id}`, { headers: admin });
+    expect(((await order.json()) as { order: { status: string } }).order.status).toBe('pending');
+  });
+
   it('deletes under the row lock: a pending order goes, one in review stays (409)', async () => {
     const del = (id: string) => fetch(`${server.url}/api/images/orders/${id}`, { method: 'DELETE', headers: ann.headers });
     await expectProblem(await del(made[0]?.order_id ?? ''), 409, 'order_not_deletable');

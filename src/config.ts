@@ -7,7 +7,7 @@
  */
 import path from 'node:path';
 import type { S3Settings } from './platform/blobs/s3.js';
-import { checkColmapBin, checkJwtSecret, checkOrigins, checkSize, readS3, readStripe, type StripeSettings } from './config/checks.js';
+import { checkColmapBin, checkJwtSecret, checkOrigins, checkRedisPrefix, checkSize, readS3, readStripe, type StripeSettings } from './config/checks.js';
 import { ConfigError, readDotenv, Reader, type Env } from './config/env.js';
 
 export { MIN_JWT_SECRET_LENGTH, type StripeSettings } from './config/checks.js';
@@ -20,6 +20,8 @@ export interface Config {
   /** undefined: SQLite file `kiln.db` in dataDir. */
   databaseUrl: string | undefined;
   redisUrl: string | undefined;
+  /** The first part of every Redis key (jobs, rate limits, cache): one Redis may serve several deployments. */
+  redisPrefix: string;
   /** undefined: generated once and kept in dataDir (see context.ts). */
   jwtSecret: string | undefined;
   jwtJwksUrl: string | undefined;
@@ -98,6 +100,7 @@ export function loadConfig(processEnv: Env = process.env, cwd = process.cwd()): 
     dataDir: path.resolve(cwd, r.string('DATA_DIR', './data')),
     databaseUrl: r.url('DATABASE_URL', ['postgres:', 'postgresql:', 'sqlite:']),
     redisUrl: r.url('REDIS_URL', ['redis:', 'rediss:']),
+    redisPrefix: checkRedisPrefix('REDIS_PREFIX', r.string('REDIS_PREFIX', 'kiln')),
     jwtSecret: checkJwtSecret(r.raw('JWT_SECRET')),
     jwtJwksUrl: r.url('JWT_JWKS_URL', ['http:', 'https:']),
     adminEmail: r.raw('ADMIN_EMAIL'),

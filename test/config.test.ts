@@ -39,6 +39,7 @@ describe('config', () => {
     expect(c.signedUrlTtl).toBe(3600);
     expect(c.cacheTtlSeconds).toBe(3600);
     expect(c.cacheMaxItems).toBe(1000);
+    expect(c.redisPrefix).toBe('kiln');
     expect(c.openai.imageModel).toBe('gpt-image-1');
     expect(c.allowedOrigins).toEqual([]);
     expect(c.jpegQuality).toBe(85);
@@ -121,6 +122,11 @@ describe('config', () => {
     expect([c.accessTokenLifetimeMin, c.shortRefreshLifetimeMin, c.longRefreshLifetimeMin]).toEqual([5256000, 5256000, 5256000]);
     // The furthest expiry is still a valid date.
     expect(new Date(Date.now() + c.longRefreshLifetimeMin * 60_000).toISOString()).toMatch(/^20\d\d-/);
+  });
+
+  it('takes a REDIS_PREFIX of plain characters, and refuses one with glob or key syntax, naming it', () => {
+    expect(loadConfig({ REDIS_PREFIX: 'shop-staging_2.eu' }, cwd).redisPrefix).toBe('shop-staging_2.eu');
+    for (const bad of ['a:b', 'a*', 'a{b}', 'x'.repeat(65), 'büro']) expectConfigError({ REDIS_PREFIX: bad }, 'REDIS_PREFIX');
   });
 
   it('rejects a JWT_SECRET shorter than 32 characters, naming it', () => {

@@ -16,7 +16,10 @@ import { TooManyRequests } from '../errors.js';
 
 export type RateLimitClass = 'auth' | 'upload' | 'default' | 'none';
 
-export const RATE_LIMIT_NAMESPACE = 'kiln:ratelimit:';
+/** Where the counters live in Redis, under REDIS_PREFIX. */
+export function rateLimitNamespace(redisPrefix: string): string {
+  return `${redisPrefix}:ratelimit:`;
+}
 
 /** The longest a request waits for a Redis that is connected but does not answer. */
 export const REDIS_COMMAND_TIMEOUT_MS = 500;
@@ -74,7 +77,7 @@ export async function registerRateLimits(app: FastifyInstance, ctx: Context): Pr
       return `${cls}:${who}`;
     },
     redis,
-    nameSpace: RATE_LIMIT_NAMESPACE,
+    nameSpace: rateLimitNamespace(ctx.config.redisPrefix),
     // A Redis outage must not take the whole API down with it: the request is let through, the failure logged.
     skipOnError: true,
     errorResponseBuilder: (_request, context) => new TooManyRequests(Math.max(1, Math.ceil(context.ttl / 1000))),

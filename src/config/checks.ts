@@ -88,6 +88,12 @@ export function checkSize(name: string, v: string): string {
   return v.toLowerCase();
 }
 
+/** A Redis key prefix: letters, digits, `_`, `.` and `-`, so that keys stay plain and globs match only it. */
+export function checkRedisPrefix(name: string, v: string): string {
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(v)) throw new ConfigError(name, `expected 1-64 letters, digits, "_", "." or "-", got "${v}"`);
+  return v;
+}
+
 /** The S3_* variables; read only when STORAGE=s3, where S3_BUCKET is required. */
 export function readS3(r: Reader): S3Settings {
   const bucket = r.raw('S3_BUCKET');

@@ -9,12 +9,11 @@ import { randomInt } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createServer, connect, type Server, type Socket } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
-import { RATE_LIMIT_NAMESPACE } from '../../src/auth/ratelimit.js';
+import { rateLimitNamespace } from '../../src/auth/ratelimit.js';
 import { readLogLines } from '../helpers/logs.js';
+import { closedPort, relayTo } from '../helpers/redis-relay.js';
 import { startServer } from '../helpers/server.js';
 import { call } from './helpers.js';
 
@@ -24,15 +23,6 @@ const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0)) await cleanup();
 });
-
-/** A port nothing listens on: bound for a moment, then released. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 /** One GET: its status and the requests its rate-limit window has left (the whole limit when it went through uncounted). */
 async function get(url: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number; remaining: string | null }> {
@@ -55,55 +45,6 @@ function logDirectory(): { env: Record<string, string>; lines(): LogLine[] } {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'kiln-ratelimit-log-'));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   return { env: { LOG_FILE: path.join(dir, 'kiln.log'), LOG_LEVEL: 'warn' }, lines: () => readLogLines<LogLine>(dir) };
-}
-
-/**
- * A TCP relay to a real Redis. It starts holding back what clients send (a
- * connection that is not ready yet) until release(); once frozen it passes
- * nothing on any more, like a Redis that hangs or a network that drops packets.
- */
-async function relayTo(target: URL): Promise<{ url: string; release(): void; freeze(): void; close(): Promise<void> }> {
-  let held: Array<() => void> | null = [];
-  let frozen = false;
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((client) => {
-    const upstream = connect(Number(target.port || 6379), target.hostname);
-    sockets.add(client).add(upstream);
-    client.on('data', (chunk) => {
-      if (frozen) return;
-      if (held) held.push(() => upstream.write(chunk));
-      else upstream.write(chunk);
-    });
-    upstream.on('data', (chunk) => {
-      if (!frozen) client.write(chunk);
-    });
-    const end = () => {
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('close', end).on('error', end);
-    upstream.on('close', end).on('error', end);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  const url = new URL(target);
-  url.hostname = '127.0.0.1';
-  url.port = String(port);
-  return {
-    url: url.toString(),
-    release: () => {
-      const waiting = held ?? [];
-      held = null;
-      for (const send of waiting) send();
-    },
-    freeze: () => {
-      frozen = true;
-    },
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
 }
 
 /** Seven requests, more than the limit of 5, to a Kiln whose REDIS_URL is a closed port: their statuses and the log's uncounted lines. */
@@ -143,7 +84,7 @@ describe.skipIf(!REDIS_URL)('rate limits with a Redis that stops answering', () 
     const from = { 'x-forwarded-for': `10.${randomInt(256)}.${randomInt(256)}.${randomInt(1, 255)}` };
     cleanups.push(async () => {
       const redis = new Redis(REDIS_URL as string);
-      const keys = await redis.keys(`${RATE_LIMIT_NAMESPACE}*${from['x-forwarded-for']}`);
+      const keys = await redis.keys(`${rateLimitNamespace('kiln')}*${from['x-forwarded-for']}`);
       if (keys.length > 0) await redis.del(...keys);
       await redis.quit();
     });

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
-import { RATE_LIMIT_NAMESPACE } from '../../src/auth/ratelimit.js';
+import { rateLimitNamespace } from '../../src/auth/ratelimit.js';
 import { requireUser } from '../../src/auth/guard.js';
 import { createContext } from '../../src/context.js';
 import { tempDataDir, testConfig } from '../helpers/config.js';
@@ -117,7 +117,7 @@ describe.skipIf(!REDIS_URL)('rate limits shared through Redis', () => {
 
   afterAll(async () => {
     if (!redis) return;
-    const keys = await redis.keys(`${RATE_LIMIT_NAMESPACE}*${clientIp}`);
+    const keys = await redis.keys(`${rateLimitNamespace('kiln')}*${clientIp}`);
     if (keys.length > 0) await redis.del(...keys);
     await redis.quit();
   });
@@ -132,6 +132,6 @@ describe.skipIf(!REDIS_URL)('rate limits shared through Redis', () => {
     expect(sixth.status).toBe(429);
     expect(Number(sixth.headers.get('retry-after'))).toBeGreaterThan(0);
     expect((await badLogin(one.url, from)).status).toBe(429);
-    expect(await redis?.keys(`${RATE_LIMIT_NAMESPACE}*${clientIp}`)).toHaveLength(1);
+    expect(await redis?.keys(`${rateLimitNamespace('kiln')}*${clientIp}`)).toHaveLength(1);
   });
 });

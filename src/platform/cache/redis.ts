@@ -1,7 +1,7 @@
 /**
  * TtlCache in Redis, shared by every Kiln process on the same REDIS_URL.
  *
- * Layout under the prefix `kiln:cache:{<namespace>}:` (the braces are a
+ * Layout under the prefix `<REDIS_PREFIX>:cache:{<namespace>}:` (the braces are a
  * cluster hash tag, so one namespace lives in one slot and its scripts may
  * touch all its keys):
  *   v:<key>  the value, JSON text, SET with PX (its TTL)
@@ -32,6 +32,8 @@ export interface RedisCacheOptions extends CacheOptions {
   client?: Redis;
   /** Where connection errors go (ioredis reconnects by itself). */
   log?: Pick<Logger, 'warn'>;
+  /** The first part of every key (REDIS_PREFIX). Default `kiln`. */
+  keyPrefix?: string;
 }
 
 const NAMESPACE = /^[A-Za-z0-9_.:-]{1,100}$/;
@@ -74,12 +76,28 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 return redis.call('DEL', KEYS[1])`;
 
+/** The longest one cache call waits for Redis before it counts as failed. */
+export const CACHE_COMMAND_TIMEOUT_MS = 500;
+
+/** How long the first calls wait for a new connection to be ready; later calls never wait for one. */
+const CONNECT_WAIT_MS = 2000;
+
 // ioredis is loaded only when a cache opens its own Redis connection (REDIS_URL), not by every server.
 async function connect(url: string, log: Pick<Logger, 'warn'> | undefined): Promise<Redis> {
   const { Redis } = await import('ioredis');
-  // Few retries per command: a cache that waits minutes for Redis is worse than an error.
-  const client = new Redis(url, { maxRetriesPerRequest: 2 });
+  // A cache that waits for Redis is worse than a miss (the database has every value), so it fails fast:
+  // no offline queue (while not connected a command fails at once instead of waiting for a reconnect),
+  // and a command timeout (a Redis that is connected but stops answering costs a call at most that long).
+  const client = new Redis(url, { enableOfflineQueue: false, commandTimeout: CACHE_COMMAND_TIMEOUT_MS, maxRetriesPerRequest: 1, connectTimeout: 2000 });
   client.on('error', (err: Error) => log?.warn({ err }, 'cache: redis connection error'));
+  // The first calls wait for the connection (bounded), so a cache that has just opened is not a run of misses.
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, CONNECT_WAIT_MS);
+    client.once('ready', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
   return client;
 }
 
@@ -109,7 +127,7 @@ export class RedisCache implements TtlCache {
     } else {
       throw new TypeError('RedisCache needs a url or a client');
     }
-    this.prefix = `kiln:cache:{${namespace}}:`;
+    this.prefix = `${options.keyPrefix ?? 'kiln'}:cache:{${namespace}}:`;
     this.ttlSeconds = options.ttlSeconds;
     this.maxItems = options.maxItems;
   }

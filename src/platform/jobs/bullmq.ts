@@ -20,7 +20,7 @@ export interface BullRunnerOptions {
   role: 'serve' | 'worker';
   /** Jobs one worker process runs at a time. */
   concurrency: number;
-  /** Redis key prefix (tests use one of their own). Default `kiln`. */
+  /** Redis key prefix (REDIS_PREFIX; tests use one of their own). Default `kiln`. */
   prefix?: string;
   /** BullMQ lock: a worker silent this long is presumed dead. Default 30 s. */
   lockDurationMs?: number;
@@ -31,6 +31,9 @@ export interface BullRunnerOptions {
 }
 
 const QUEUE = 'jobs';
+
+/** How long an enqueue waits for Redis to take the job before leaving it to the reconcile. */
+const ENQUEUE_TIMEOUT_MS = 2000;
 
 interface Payload {
   jobId: string;
@@ -88,7 +91,9 @@ export class BullJobRunner extends BaseRunner {
     const { row, created } = await this.insert(kind, input, options);
     if (created) {
       try {
-        await this.addToQueue(row);
+        // Bounded: a Redis that stops answering must not hold the request. The row is written, and a
+        // worker's reconcile adds the job later (an add that lands meanwhile is then a no-op).
+        await bounded(this.addToQueue(row), ENQUEUE_TIMEOUT_MS, 'Redis did not take the job in time');
       } catch (err) {
         this.log.error({ err, jobId: row.job_id }, 'could not hand the job to Redis; a worker will pick it up from the database');
       }

@@ -16,12 +16,12 @@ import type { JobRunner } from './types.js';
 export type JobRole = 'serve' | 'worker';
 
 export function createJobRunner(
-  config: Pick<Config, 'redisUrl' | 'jobConcurrency'>,
+  config: Pick<Config, 'redisUrl' | 'redisPrefix' | 'jobConcurrency'>,
   deps: { db: Db; log: Logger; clock: Clock },
   role: JobRole = 'serve',
 ): JobRunner {
   if (config.redisUrl) {
-    return new BullJobRunner(deps, { redisUrl: config.redisUrl, role, concurrency: config.jobConcurrency });
+    return new BullJobRunner(deps, { redisUrl: config.redisUrl, role, concurrency: config.jobConcurrency, prefix: config.redisPrefix });
   }
   return new LocalJobRunner(deps, { concurrency: config.jobConcurrency });
 }

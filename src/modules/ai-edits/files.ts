@@ -11,9 +11,10 @@ import { holdAccount } from '../../auth/account-hold.js';
 import type { Principal } from '../../auth/principal.js';
 import { isoNow } from '../../clock.js';
 import type { Context } from '../../context.js';
-import { NotFound, UnsupportedImage, ValidationFailed } from '../../errors.js';
+import { NotFound, ValidationFailed } from '../../errors.js';
 import { newId } from '../../ids.js';
 import { discardStaged, type ReceiveUpload, type StagedUpload } from '../../images/ingest.js';
+import type { ImageType } from '../../images/sniff.js';
 import { imageRowFields, storeRendered, type StoredVariant } from '../../images/store.js';
 import * as repo from './repo.js';
 
@@ -21,8 +22,8 @@ export const UPLOAD_SIZES = ['original'] as const;
 export const RESULT_SIZES = ['original', 'medium', 'thumb'] as const;
 export type FileSize = (typeof RESULT_SIZES)[number];
 
-/** The types the image model takes and Pictoora accepted; WebP and the rest are refused here. */
-const UPLOAD_TYPES = new Set(['png', 'jpeg']);
+/** The types the image model takes and Pictoora accepted; WebP and the rest are refused, and the refusal names these two. */
+const UPLOAD_TYPES: ReadonlySet<ImageType> = new Set<ImageType>(['png', 'jpeg']);
 
 export type { StoredVariant };
 
@@ -69,11 +70,8 @@ export interface UploadedFile {
 }
 
 export async function uploadFile(ctx: Context, principal: Principal, receive: ReceiveUpload): Promise<UploadedFile> {
-  const staged = await receive({ tmpDir: ctx.tmpDir, maxBytes: ctx.config.maxUploadSize });
+  const staged = await receive({ tmpDir: ctx.tmpDir, maxBytes: ctx.config.maxUploadSize, accept: UPLOAD_TYPES });
   try {
-    if (!UPLOAD_TYPES.has(staged.type)) {
-      throw new UnsupportedImage(`Upload a PNG or JPEG image; this file is ${staged.type.toUpperCase()}.`, 'unsupported_image');
-    }
     const row = await storeImage(ctx, staged, { owner_id: principal.userId, kind: 'upload' }, UPLOAD_SIZES, (r) =>
       ctx.db.kysely.transaction().execute(async (tx) => {
         await holdAccount(ctx.db, tx, principal);

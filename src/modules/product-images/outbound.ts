@@ -45,8 +45,9 @@ export function jobErrorOf(err: FetchError, what: string): TransientJobError | P
     case 'too_many_redirects':
       return new PermanentJobError('source_unreachable', `The ${what} redirects too often: ${err.message}`);
     default:
+      // The job's status says whether it will be tried again; the detail says only what happened.
       return err.transient
-        ? new TransientJobError('source_unreachable', `The ${what} could not be fetched; trying again later: ${err.message}`)
+        ? new TransientJobError('source_unreachable', `The ${what} could not be fetched: ${err.message}`)
         : new PermanentJobError('source_unreachable', `The ${what} could not be fetched: ${err.message}`);
   }
 }
@@ -67,16 +68,18 @@ export function createOutbound(config: Pick<Config, 'fetchAllowedHosts' | 'maxUp
     async getJson(url, signal) {
       try {
         const res = await safeFetch(url, { ...base(signal, MAX_JSON_BYTES), headers: { ...base(signal, 0).headers, accept: 'application/json' } });
-        let body: unknown = null;
         try {
-          body = JSON.parse((res.body ?? Buffer.alloc(0)).toString('utf8'));
+          return { status: res.status, body: JSON.parse((res.body ?? Buffer.alloc(0)).toString('utf8')) as unknown };
         } catch {
-          body = null; // not JSON: the provider reads a null body as "no such product"
+          // A success that is not JSON is a broken or busy provider (a maintenance page), not an answer about the product.
+          throw new TransientJobError('source_unreachable', `The product database answered ${res.status} with something that is not JSON.`);
         }
-        return { status: res.status, body };
       } catch (err) {
         const fe = findFetchError(err);
         if (fe?.code === 'http_status' && fe.status !== undefined) return { status: fe.status, body: null };
+        if (fe?.code === 'too_large') {
+          throw new PermanentJobError('source_unreachable', `The product database answer is larger than ${MAX_JSON_BYTES} bytes: not a product record.`);
+        }
         throw fe ? jobErrorOf(fe, 'product database answer') : err;
       }
     },

@@ -20,7 +20,9 @@ export type Product =
   | { kind: 'slow'; delayMs: number; name: string; image: string }
   /** Answers 404 after this long, so several jobs are in flight together. */
   | { kind: 'slow_missing'; delayMs: number }
-  | { kind: 'status'; status: number };
+  | { kind: 'status'; status: number }
+  /** Answers exactly this (a maintenance page, a broken answer). */
+  | { kind: 'raw'; status: number; type: string; body: string };
 
 export interface FakeProvider {
   url: string;
@@ -85,6 +87,9 @@ export async function startFakeProvider(): Promise<FakeProvider> {
           return sendJson(res, 200, { code, status: 1, product: { product_name: p.name } });
         case 'status':
           return sendJson(res, p.status, { status: 0 });
+        case 'raw':
+          res.writeHead(p.status, { 'content-type': p.type });
+          return res.end(p.body);
         case 'flaky': {
           const answer = (): void => {
             const left = failuresLeft.get(code) ?? p.failures;

@@ -45,6 +45,27 @@ async function expectNoPicture(code: string): Promise<void> {
   expect(res.status).toBe(404);
 }
 
+describe('a product database answer that is not a product record', () => {
+  it('a 200 that is not JSON (a maintenance page) is the source failing, retried, and not "no such product"', async () => {
+    const { job, code } = await fetchProduct({ kind: 'raw', status: 200, type: 'text/html', body: '<html><body>Back soon</body></html>' });
+    expect(job).toMatchObject({ status: 'failed', attempts: 3, error: { code: 'source_unreachable', detail: 'The product database answered 200 with something that is not JSON.' } });
+    expect(provider.productHits(code)).toBe(3);
+    await expectNoPicture(code);
+  });
+
+  it('an answer of megabytes is cut off and fails at once as the source, not as a picture too large', async () => {
+    const { job, code } = await fetchProduct({ kind: 'raw', status: 200, type: 'application/json', body: JSON.stringify({ status: 1, padding: 'x'.repeat(3 * 1024 * 1024) }) });
+    expect(job).toMatchObject({ status: 'failed', attempts: 1, error: { code: 'source_unreachable' } });
+    expect(job.error?.detail).toMatch(/larger than 2097152 bytes/);
+    await expectNoPicture(code);
+  });
+
+  it('a job that failed for good does not say it will try again', async () => {
+    const { job } = await fetchProduct({ kind: 'status', status: 503 });
+    expect(job).toMatchObject({ status: 'failed', attempts: 3, error: { code: 'source_unreachable', detail: 'The product database answered 503.' } });
+  });
+});
+
 describe('permanent failures fail at once, after one attempt, storing nothing', () => {
   it('the provider has no such product (404): not_found', async () => {
     const { job, code } = await fetchProduct({ kind: 'missing' });

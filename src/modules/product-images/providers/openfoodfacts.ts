@@ -54,7 +54,7 @@ export class OpenFoodFactsProvider implements ProductProvider {
     const { status, body } = await this.getJson(this.productUrl(eanCode), signal);
     if (status === 404) throw new PermanentJobError('not_found', `The product database has no product with barcode ${eanCode}.`);
     if (status === 408 || status === 429 || status >= 500) {
-      throw new TransientJobError('source_unreachable', `The product database answered ${status}; trying again later.`);
+      throw new TransientJobError('source_unreachable', `The product database answered ${status}.`);
     }
     if (status < 200 || status >= 300) throw new PermanentJobError('source_unreachable', `The product database answered ${status}.`);
     const answer = (typeof body === 'object' && body !== null ? body : {}) as OffAnswer;

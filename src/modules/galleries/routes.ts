@@ -9,6 +9,7 @@ import { requireUser } from '../../auth/guard.js';
 import { jpegVariantFile, sendStoredImage } from '../../images/serve.js';
 import { receiveOneFile } from '../../platform/http/one-file.js';
 import { imageAnswers, ProblemSchema, SIGNED_IN, singleFileField } from '../../platform/http/schemas.js';
+import { assertMayAskToRead } from './access.js';
 import { galleryHotRead, IMAGE_ROUTE, IMMUTABLE, PUBLIC_IMAGE_CACHE } from './hot-read.js';
 import { blobKey, type GallerySize, type ImageFile } from './images.js';
 import { GalleryService } from './service.js';
@@ -21,6 +22,9 @@ export async function galleryRoutes(parent: FastifyInstance, ctx: Context): Prom
   const galleries = new GalleryService(ctx);
   const hotRead = galleryHotRead(ctx, galleries);
   if (hotRead) parent.hotPaths.add(hotRead);
+
+  // With private reads, no credentials is a 401 before Fastify validates the query: a caller who may not read is not told which field is wrong.
+  const mayAskToRead = async (request: FastifyRequest): Promise<void> => assertMayAskToRead(galleries.publicRead, request.principal);
 
   /** `lastModified`: the image's upload time, or for the thumbnail a time that moves on whenever the primary changes (service.ts). */
   function serve(request: FastifyRequest, reply: FastifyReply, imageId: string, file: ImageFile, size: GallerySize, cacheControl: string, lastModified = file.createdAt) {
@@ -58,6 +62,7 @@ export async function galleryRoutes(parent: FastifyInstance, ctx: Context): Prom
   app.get(
     '/projects/:project_id/images',
     {
+      preValidation: mayAskToRead,
       schema: {
         tags: TAGS,
         summary: 'List a project\'s images in upload order',
@@ -71,6 +76,7 @@ export async function galleryRoutes(parent: FastifyInstance, ctx: Context): Prom
   app.get(
     IMAGE_ROUTE,
     {
+      preValidation: mayAskToRead,
       schema: {
         tags: TAGS,
         summary: 'One image in one size (default original); ETag, 304 and Range supported',
@@ -90,6 +96,7 @@ export async function galleryRoutes(parent: FastifyInstance, ctx: Context): Prom
   app.get(
     '/projects/:project_id/thumbnail',
     {
+      preValidation: mayAskToRead,
       schema: {
         tags: TAGS,
         summary: 'The primary image\'s thumb; follows the primary, so clients revalidate',

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type TestServer } from '../../helpers/server.js';
 import { registerUser, type TestUser } from '../../helpers/users.js';
 import { fixture, postMultipart } from '../../helpers/upload.js';
+import { expectProblem } from '../../helpers/problem.js';
 import { getRequest, RawConnection } from '../../helpers/raw-http.js';
 import type { Clock } from '../../../src/clock.js';
 
@@ -416,6 +417,16 @@ describe('GALLERY_PUBLIC_READ=false', () => {
     expect(cover.headers.get('cache-control')).toMatch(/^private/);
     expect(cover.headers.get('cache-control')).toContain('no-cache');
     await cover.arrayBuffer();
+  });
+
+  it('answers 401 without credentials before it validates anything (a bad size is not told apart)', async () => {
+    const res = await postMultipart(`${priv.url}/projects/quiet/images`, [{ field: 'file', filename: 'a.jpg', data: ROCKET }], owner.headers);
+    const { image_id } = (await res.json()) as Uploaded;
+    for (const url of [`/projects/quiet/images/${image_id}?size=huge`, `/projects/quiet/images/${image_id}?size=thumb`, '/projects/a.b/images', '/projects/quiet/thumbnail']) {
+      await expectProblem(await fetch(`${priv.url}${url}`), 401);
+    }
+    // With credentials, the bad size is what it is.
+    await expectProblem(await fetch(`${priv.url}/projects/quiet/images/${image_id}?size=huge`, { headers: owner.headers }), 422);
   });
 
   it('answers someone else\'s image exactly as an image that does not exist', async () => {

@@ -7,6 +7,7 @@ import { rateLimitNamespace } from '../../src/auth/ratelimit.js';
 import { requireUser } from '../../src/auth/guard.js';
 import { createContext } from '../../src/context.js';
 import { tempDataDir, testConfig } from '../helpers/config.js';
+import { dropRedisPrefix, newPrefix } from '../helpers/redis.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { bearer, call, login, register } from './helpers.js';
 
@@ -114,16 +115,17 @@ describe.skipIf(!REDIS_URL)('rate limits shared through Redis', () => {
   // A made-up client address, unique to this run, keeps its counters apart from any other run's (TRUST_PROXY=1 reads it from X-Forwarded-For).
   const clientIp = `10.${randomInt(256)}.${randomInt(256)}.${randomInt(1, 255)}`;
   const redis = REDIS_URL ? new Redis(REDIS_URL) : undefined;
+  // One prefix for both servers, so that they share their counters.
+  const prefix = newPrefix();
 
   afterAll(async () => {
     if (!redis) return;
-    const keys = await redis.keys(`${rateLimitNamespace('kiln')}*${clientIp}`);
-    if (keys.length > 0) await redis.del(...keys);
+    await dropRedisPrefix(REDIS_URL as string, prefix);
     await redis.quit();
   });
 
   it('two processes share one count', async () => {
-    const env = { REDIS_URL: REDIS_URL as string, RATE_LIMIT_AUTH: '5', TRUST_PROXY: '1' };
+    const env = { REDIS_URL: REDIS_URL as string, REDIS_PREFIX: prefix, RATE_LIMIT_AUTH: '5', TRUST_PROXY: '1' };
     const [one, two] = [await serve(env), await serve(env)];
     const from = { 'x-forwarded-for': clientIp };
     for (let i = 0; i < 3; i++) expect((await badLogin(one.url, from)).status).toBe(401);
@@ -132,6 +134,6 @@ describe.skipIf(!REDIS_URL)('rate limits shared through Redis', () => {
     expect(sixth.status).toBe(429);
     expect(Number(sixth.headers.get('retry-after'))).toBeGreaterThan(0);
     expect((await badLogin(one.url, from)).status).toBe(429);
-    expect(await redis?.keys(`${rateLimitNamespace('kiln')}*${clientIp}`)).toHaveLength(1);
+    expect(await redis?.keys(`${rateLimitNamespace(prefix)}*${clientIp}`)).toHaveLength(1);
   });
 });

@@ -4,6 +4,7 @@ import type { Env } from '../../src/config.js';
 import { createContext, type Context } from '../../src/context.js';
 import type { Clock } from '../../src/clock.js';
 import { tempDataDir, testConfig } from './config.js';
+import { dropRedisPrefix, newPrefix } from './redis.js';
 
 export interface TestServer {
   url: string;
@@ -34,9 +35,11 @@ export interface StartOptions {
 export async function startServer(env: Env = {}, options: StartOptions = {}): Promise<TestServer> {
   const temp = options.dataDir ? null : tempDataDir();
   const dataDir = options.dataDir ?? (temp as { dir: string }).dir;
+  // With REDIS_URL, keys of the server's own (unless the test names a prefix, to share one): removed when it closes.
+  const ownPrefix = env.REDIS_URL && !env.REDIS_PREFIX ? newPrefix() : undefined;
   let made: Context;
   try {
-    made = await createContext(testConfig(dataDir, env), { clock: options.clock });
+    made = await createContext(testConfig(dataDir, ownPrefix ? { ...env, REDIS_PREFIX: ownPrefix } : env), { clock: options.clock });
   } catch (err) {
     // A test of a bad setting ends here: its temp directory goes with it.
     temp?.cleanup();
@@ -58,6 +61,8 @@ export async function startServer(env: Env = {}, options: StartOptions = {}): Pr
       await app.close();
       await ctx.close();
       temp?.cleanup();
+      // From the real Redis: REDIS_URL may be a relay a test froze, or a closed port (then nothing was written).
+      if (ownPrefix && process.env.TEST_REDIS_URL) await dropRedisPrefix(process.env.TEST_REDIS_URL, ownPrefix);
       if (unlisted.length > 0) throw new Error(`/openapi.json does not list what the server answered:\n${unlisted.join('\n')}`);
     },
   };

@@ -9,7 +9,7 @@
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CACHE_COMMAND_TIMEOUT_MS } from '../../src/platform/cache/redis.js';
-import { closedPort, relayTo } from '../helpers/redis-relay.js';
+import { closedPort, relayTo } from '../helpers/redis.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { registerUser } from '../helpers/users.js';
 import { dropRedisPrefix, newPrefix } from './jobs/harness.js';

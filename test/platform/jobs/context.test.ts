@@ -8,7 +8,6 @@ import { BullJobRunner } from '../../../src/platform/jobs/index.js';
 import { within } from '../../../src/platform/inflight.js';
 import { systemClock } from '../../../src/clock.js';
 import pino from 'pino';
-import { Redis } from 'ioredis';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -38,14 +37,10 @@ describe('the Context job runner', () => {
   });
 
   it.skipIf(!TEST_REDIS_URL)(`is BullMQ with REDIS_URL; serve only enqueues, a worker runs${TEST_REDIS_URL ? '' : ' (skipped: TEST_REDIS_URL is not set)'}`, async () => {
-    // The Context's runner uses the deployment prefix `kiln`: remove the one key it makes once the Context is closed.
-    // Always: another test file does the same at the same time, and a key "there before" may be its runner's.
-    const redis = new Redis(TEST_REDIS_URL as string);
-    cleanups.push(async () => {
-      await redis.del('kiln:jobs:meta');
-      await redis.quit();
-    });
-    const ctx = await context({ REDIS_URL: TEST_REDIS_URL as string });
+    // The Context's runner writes under REDIS_PREFIX: one of the test's own, removed once the Context is closed.
+    const own = newPrefix();
+    cleanups.push(() => dropRedisPrefix(TEST_REDIS_URL as string, own));
+    const ctx = await context({ REDIS_URL: TEST_REDIS_URL as string, REDIS_PREFIX: own });
     expect(ctx.jobs.mode).toBe('bullmq');
     const store = await sqliteStore();
     const prefix = newPrefix();

@@ -2,8 +2,6 @@
  * The environments the job suite runs in: the local runner over SQLite and
  * PostgreSQL, and BullMQ over Redis (a prefix of its own per run, removed after).
  */
-import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
 import pino from 'pino';
 import { systemClock } from '../../../src/clock.js';
 import { migrateToLatest, openDatabase, type Db } from '../../../src/platform/db/index.js';
@@ -49,24 +47,7 @@ export async function postgresStore(): Promise<Store> {
   };
 }
 
-export function newPrefix(): string {
-  return `kiln-test-${randomBytes(5).toString('hex')}`;
-}
-
-/** Deletes every Redis key under `prefix`. */
-export async function dropRedisPrefix(url: string, prefix: string): Promise<void> {
-  const redis = new Redis(url);
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 500);
-      cursor = next;
-      if (keys.length > 0) await redis.del(...keys);
-    } while (cursor !== '0');
-  } finally {
-    redis.disconnect();
-  }
-}
+export { dropRedisPrefix, newPrefix } from '../../helpers/redis.js';
 
 export type RunnerKind = 'local' | 'bullmq';
 

@@ -1,6 +1,30 @@
-/** Redis made unreachable or unresponsive on purpose, for tests of what Kiln does then. */
+/**
+ * Redis for tests: a key prefix of a test's own and its removal, and Redis
+ * made unreachable or unresponsive on purpose, for tests of what Kiln does then.
+ */
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
+
+export function newPrefix(): string {
+  return `kiln-test-${randomBytes(5).toString('hex')}`;
+}
+
+/** Deletes every Redis key under `prefix`. */
+export async function dropRedisPrefix(url: string, prefix: string): Promise<void> {
+  const redis = new Redis(url);
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 500);
+      cursor = next;
+      if (keys.length > 0) await redis.del(...keys);
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
+  }
+}
 
 /** A port nothing listens on: bound for a moment, then released. */
 export async function closedPort(): Promise<number> {

@@ -16,6 +16,7 @@ import { FsBlobStore } from './platform/blobs/fs.js';
 import { sweepStaleFiles } from './platform/files.js';
 import { SMALL_FILE_BYTES } from './images/serve.js';
 import { migrateToLatest, openDatabase, type Db } from './platform/db/index.js';
+import { localBroadcast, redisBroadcast, type Broadcast } from './platform/broadcast.js';
 import { createCache, type TtlCache } from './platform/cache/index.js';
 import { createJobRunner, type JobRole, type JobRunner } from './platform/jobs/index.js';
 import { closeLogger, createLogger } from './platform/log/index.js';
@@ -40,6 +41,8 @@ export interface Context {
   secrets: Secrets;
   /** Background jobs; modules register their kinds at startup, `kiln serve` / `kiln worker` start it. */
   jobs: JobRunner;
+  /** Tells every process of the deployment (Redis pub/sub with REDIS_URL) that something it may keep in memory is gone. */
+  broadcast: Broadcast;
   /** DATA_DIR/tmp: uploads stream here before they are validated and moved. */
   tmpDir: string;
   /** Runs every registered closer in reverse order of registration. */
@@ -119,6 +122,8 @@ export async function createContext(config: Config, options: ContextOptions = {}
   closers.push(() => jobs.stop());
   const cache = createCache(config, { clock: options.clock, log });
   closers.push(() => cache.close());
+  const broadcast = config.redisUrl ? await redisBroadcast(config.redisUrl, config.redisPrefix, log) : localBroadcast(log);
+  closers.push(() => broadcast.close());
 
   return {
     config,
@@ -130,6 +135,7 @@ export async function createContext(config: Config, options: ContextOptions = {}
     clock,
     secrets: { jwtSecret, linkSecret },
     jobs,
+    broadcast,
     tmpDir,
     onClose(closer) {
       closers.push(closer);

@@ -59,18 +59,27 @@ export function imageFileOf(row: ImageRow, ownerId: string): ImageFile {
 
 const servedFiles = new WeakMap<Context, LRUCache<string, ImageFile>>();
 
+/** The broadcast topic of a deleted gallery image; the message is its image id. */
+export const IMAGE_GONE = 'gallery-image-gone';
+
 /**
  * Rows of images served, one cache per process (per Context), shared by
- * every GalleryService in it: a delete made through any of them (the routes,
- * an account's deletion) is seen by the routes and the hot path at once. A
- * minute's TTL, so that another process's delete is noticed (checked to the
- * second: see LRU_TTL_RESOLUTION_MS).
+ * every GalleryService in it. A delete anywhere (the routes, an account's
+ * deletion, in this process or another) is broadcast as IMAGE_GONE, which
+ * drops the row and the small variants' bytes here at once: across
+ * processes through Redis with REDIS_URL. A minute's TTL bounds what a lost
+ * message costs (checked to the second: see LRU_TTL_RESOLUTION_MS).
  */
 export function servedFilesOf(ctx: Context): LRUCache<string, ImageFile> {
   let files = servedFiles.get(ctx);
   if (!files) {
-    files = new LRUCache<string, ImageFile>({ max: 10_000, ttl: 60_000, ttlResolution: LRU_TTL_RESOLUTION_MS });
-    servedFiles.set(ctx, files);
+    const made = new LRUCache<string, ImageFile>({ max: 10_000, ttl: 60_000, ttlResolution: LRU_TTL_RESOLUTION_MS });
+    ctx.broadcast.listen(IMAGE_GONE, (imageId) => {
+      made.delete(imageId);
+      for (const size of GALLERY_SIZES) ctx.blobs.forget?.(blobKey(imageId, size));
+    });
+    servedFiles.set(ctx, made);
+    files = made;
   }
   return files;
 }

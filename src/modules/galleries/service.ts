@@ -18,7 +18,7 @@ import { deleteBlobs, imageRowFields, storeRendered } from '../../images/store.j
 import { holdAccount } from '../../auth/account-hold.js';
 import type { Principal } from '../../auth/principal.js';
 import { assertCanRead, assertMayAskToRead, assertProjectId, canWrite, imageNotFound, projectNotFound } from './access.js';
-import { blobKey, GALLERY_SIZES, imageFileOf, imageUrls, servedFilesOf, type GalleryImage, type ImageFile } from './images.js';
+import { blobKey, GALLERY_SIZES, IMAGE_GONE, imageFileOf, imageUrls, servedFilesOf, type GalleryImage, type ImageFile } from './images.js';
 import * as repo from './repo.js';
 
 /**
@@ -206,7 +206,7 @@ export class GalleryService {
       if (project.primary_image_id === imageId) changes.primary_image_id = await repo.firstImageId(tx, projectId);
       await repo.updateProject(tx, projectId, changes);
     });
-    this.files.delete(imageId);
+    await ctx.broadcast.publish(IMAGE_GONE, imageId);
     await this.deleteBlobs(imageId);
   }
 
@@ -237,7 +237,7 @@ export class GalleryService {
         return ids;
       });
       for (const id of imageIds) {
-        this.files.delete(id);
+        await ctx.broadcast.publish(IMAGE_GONE, id);
         await this.deleteBlobs(id);
       }
     }

@@ -69,6 +69,10 @@ export class CachingBlobStore implements BlobStore {
     return data;
   }
 
+  forget(key: string): void {
+    this.bytes.delete(key);
+  }
+
   async delete(key: string): Promise<void> {
     this.bytes.delete(key);
     await this.inner.delete(key);

@@ -35,6 +35,8 @@ export interface BlobStore {
   readAll(key: string): Promise<Buffer>;
   /** The blob's bytes when this store already holds them in memory; never does I/O. */
   peek?(key: string): Buffer | undefined;
+  /** Drops what `peek` would give for `key` (another process deleted the blob); the blob itself is left alone. */
+  forget?(key: string): void;
   delete(key: string): Promise<void>;
   /** Removes every blob whose key starts with `prefix` + '/'. */
   deletePrefix(prefix: string): Promise<void>;

@@ -1,0 +1,98 @@
+/**
+ * Telling the other processes of a deployment that something they may keep
+ * in memory is gone (a deleted gallery image's row and bytes). With
+ * REDIS_URL, through Redis pub/sub on `<REDIS_PREFIX>:broadcast`; without it
+ * there is no other process that could hear, and a message reaches only
+ * this one's own listeners.
+ *
+ * Best effort by design: what a process keeps in memory expires on its own
+ * (a minute at most), so a message that is lost (Redis down, a process
+ * reconnecting) costs only that minute. Publishing never waits on Redis
+ * for long and never throws.
+ */
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+
+export type BroadcastListener = (message: string) => void;
+
+export interface Broadcast {
+  /** Delivers `message` on `topic` to every process's listeners, this one's included. */
+  publish(topic: string, message: string): Promise<void>;
+  /** Listens on `topic` for as long as the process runs. */
+  listen(topic: string, listener: BroadcastListener): void;
+  close(): Promise<void>;
+}
+
+/** How long a publish waits for Redis before it gives up (the memory expires on its own anyway). */
+const PUBLISH_TIMEOUT_MS = 500;
+
+class Listeners {
+  private readonly byTopic = new Map<string, BroadcastListener[]>();
+
+  constructor(private readonly log: Pick<Logger, 'warn'>) {}
+
+  add(topic: string, listener: BroadcastListener): void {
+    this.byTopic.set(topic, [...(this.byTopic.get(topic) ?? []), listener]);
+  }
+
+  deliver(topic: string, message: string): void {
+    for (const listener of this.byTopic.get(topic) ?? []) {
+      try {
+        listener(message);
+      } catch (err) {
+        this.log.warn({ err, topic }, 'a broadcast listener failed');
+      }
+    }
+  }
+}
+
+/** One process: a message reaches this process's own listeners. */
+export function localBroadcast(log: Pick<Logger, 'warn'>): Broadcast {
+  const listeners = new Listeners(log);
+  return {
+    async publish(topic, message) {
+      listeners.deliver(topic, message);
+    },
+    listen: (topic, listener) => listeners.add(topic, listener),
+    async close() {},
+  };
+}
+
+/** Every process on one Redis under one REDIS_PREFIX. */
+export async function redisBroadcast(url: string, prefix: string, log: Pick<Logger, 'warn'>): Promise<Broadcast> {
+  const { Redis } = await import('ioredis');
+  const channel = `${prefix}:broadcast`;
+  const listeners = new Listeners(log);
+  // The publisher fails fast (no offline queue, a command timeout); the subscriber, a connection of its
+  // own as Redis requires, reconnects and subscribes again by itself (ioredis's autoResubscribe).
+  const publisher: Redis = new Redis(url, { enableOfflineQueue: false, commandTimeout: PUBLISH_TIMEOUT_MS, maxRetriesPerRequest: 1, connectTimeout: 2000 });
+  const subscriber: Redis = new Redis(url, { connectTimeout: 2000 });
+  publisher.on('error', (err: Error) => log.warn({ err: err.message }, 'broadcast: redis connection error (publish)'));
+  subscriber.on('error', (err: Error) => log.warn({ err: err.message }, 'broadcast: redis connection error (subscribe)'));
+  subscriber.on('message', (_channel: string, text: string) => {
+    let parsed: { topic?: unknown; message?: unknown };
+    try {
+      parsed = JSON.parse(text) as typeof parsed;
+    } catch {
+      return; // not ours
+    }
+    if (typeof parsed.topic === 'string' && typeof parsed.message === 'string') listeners.deliver(parsed.topic, parsed.message);
+  });
+  subscriber.subscribe(channel).catch((err: unknown) => log.warn({ err }, 'broadcast: could not subscribe; other processes\' deletes are seen when their entries expire'));
+  return {
+    async publish(topic, message) {
+      // This process's own listeners hear it at once, whatever Redis does; Redis brings it back to them too (harmless: deletes).
+      listeners.deliver(topic, message);
+      try {
+        await publisher.publish(channel, JSON.stringify({ topic, message }));
+      } catch (err) {
+        log.warn({ err, topic }, 'broadcast: could not publish; other processes see it when their entries expire');
+      }
+    },
+    listen: (topic, listener) => listeners.add(topic, listener),
+    async close() {
+      subscriber.disconnect();
+      publisher.disconnect();
+    },
+  };
+}

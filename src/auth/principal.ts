@@ -1,3 +1,5 @@
+import { Forbidden } from '../errors.js';
+
 /** Who is making a request, once credentials have been checked (see guard.ts). */
 export interface Principal {
   userId: string;
@@ -16,4 +18,13 @@ export const SERVICE_PRINCIPAL_ID = 'service';
 /** True when the caller has a row in `users` (a profile, sessions, API keys). */
 export function hasAccount(principal: Principal): boolean {
   return principal.via === 'jwt' || principal.via === 'api_key';
+}
+
+/**
+ * Minting a credential and deleting the account take a signed-in session (an
+ * access token), not an API key: a leaked key must not be able to make
+ * another that outlives it, or take the account with it.
+ */
+export function assertSession(principal: Principal, what: string): void {
+  if (principal.via === 'api_key') throw new Forbidden(`${what} needs a signed-in session: log in and send the access token, not an API key.`, 'session_required');
 }

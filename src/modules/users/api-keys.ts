@@ -1,5 +1,5 @@
 /** API keys: a user makes, lists and deletes their own; the key itself is shown once and stored hashed. */
-import { hasAccount, type Principal } from '../../auth/principal.js';
+import { assertSession, hasAccount, type Principal } from '../../auth/principal.js';
 import { newApiKey } from '../../auth/secrets.js';
 import { isoNow } from '../../clock.js';
 import type { Context } from '../../context.js';
@@ -25,6 +25,7 @@ function assertHasAccount(principal: Principal): void {
 
 export async function createApiKey(ctx: Context, principal: Principal, name: string): Promise<ApiKeyView & { key: string }> {
   assertHasAccount(principal);
+  assertSession(principal, 'Creating an API key');
   const { key, prefix, hash } = newApiKey();
   const row = { id: newId(), user_id: principal.userId, name: name.trim(), prefix, key_hash: hash, created_at: isoNow(ctx.clock), last_used_at: null };
   await repo.insertApiKey(ctx.db.kysely, row);

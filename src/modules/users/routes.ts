@@ -96,7 +96,7 @@ export async function userRoutes(parent: FastifyInstance, ctx: Context): Promise
         tags: ['users'],
         summary: 'Delete your account with its sessions, API keys and uploads',
         security: SIGNED_IN,
-        response: { 204: NoContent, 401: ProblemSchema, 404: ProblemSchema },
+        response: { 204: NoContent, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema },
       },
     },
     async (request, reply) => {

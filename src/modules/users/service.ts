@@ -4,7 +4,7 @@
  * actions in admin.ts.
  */
 import { hashPassword, verifyPassword } from '../../auth/passwords.js';
-import type { Principal } from '../../auth/principal.js';
+import { assertSession, type Principal } from '../../auth/principal.js';
 import { isoNow } from '../../clock.js';
 import type { Context } from '../../context.js';
 import { Conflict, Forbidden, NotFound, ValidationFailed } from '../../errors.js';
@@ -157,6 +157,7 @@ export async function updateMe(ctx: Context, principal: Principal, changes: Acco
  */
 export async function deleteMe(ctx: Context, principal: Principal): Promise<void> {
   const user = await ownAccount(ctx, principal);
+  assertSession(principal, 'Deleting the account');
   for (const cleanup of accountCleanups) await cleanup(ctx, user.id);
   await repo.deleteUser(ctx.db.kysely, user.id);
   for (const cleanup of accountCleanups) {

@@ -88,6 +88,24 @@ describe('API keys', () => {
     }
   });
 
+  it('cannot make another key, nor delete the account: that takes a session (403 session_required)', async () => {
+    const { headers } = await signedIn();
+    const created = await call(server.url, 'POST', '/auth/api-keys', { headers, body: { name: 'leaky' } });
+    const key = { 'x-api-key': String(created.body.key) };
+    for (const credentials of [key, bearer(String(created.body.key))]) {
+      const minted = await call(server.url, 'POST', '/auth/api-keys', { headers: credentials, body: { name: 'backup' } });
+      expect(minted).toMatchObject({ status: 403, body: { code: 'session_required' } });
+      const gone = await call(server.url, 'DELETE', '/users/me', { headers: credentials });
+      expect(gone).toMatchObject({ status: 403, body: { code: 'session_required' } });
+    }
+    // Nothing was made or removed: one key, and the account answers.
+    expect((await call<unknown[]>(server.url, 'GET', '/auth/api-keys', { headers })).body).toHaveLength(1);
+    expect((await call(server.url, 'GET', '/users/me', { headers: key })).status).toBe(200);
+    // With the session, both work.
+    expect((await call(server.url, 'POST', '/auth/api-keys', { headers, body: { name: 'second' } })).status).toBe(201);
+    expect((await call(server.url, 'DELETE', '/users/me', { headers })).status).toBe(204);
+  });
+
   it('need a name (422) and credentials (401)', async () => {
     const { headers } = await signedIn();
     expect((await call(server.url, 'POST', '/auth/api-keys', { headers, body: {} })).status).toBe(422);

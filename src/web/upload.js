@@ -5,7 +5,10 @@
 
 const TOKEN_KEY = 'kiln.access_token';
 const EMAIL_KEY = 'kiln.email';
-const POLL_MS = 500;
+/** A job is looked at after 0.5 s, then less and less often, up to every 4 s: a long job stays well inside the rate limit. */
+const POLL_FIRST_MS = 500;
+const POLL_MAX_MS = 4000;
+const UNREACHABLE = 'Kiln could not be reached. Check your connection.';
 
 const $ = (id) => document.getElementById(id);
 const store = window.sessionStorage;
@@ -20,7 +23,7 @@ const MESSAGES = {
   empty_file: 'That file is empty.',
   corrupt_image: 'That image is damaged and cannot be read.',
   file_too_large: 'That file is larger than the upload limit.',
-  image_too_large: 'That image has too many pixels.',
+  image_too_large: 'That image is too large (in bytes or in pixels).',
   project_not_found: 'That gallery belongs to someone else; choose another name.',
   not_found: 'The product database has no product with this barcode.',
   no_image: 'The product database has no picture of this product.',
@@ -83,16 +86,33 @@ function setSignedIn(email) {
   $('login-form').hidden = on;
   $('signed-in').hidden = !on;
   $('signed-in-as').textContent = on ? email || '' : '';
-  $('upload-button').disabled = !on;
-  $('fetch-button').disabled = !on;
+  // Signed out, the two forms' controls are disabled: not focusable, and announced as such.
+  for (const control of document.querySelectorAll('#upload-form input, #upload-form button, #barcode-form input, #barcode-form button')) control.disabled = !on;
   $('upload').setAttribute('aria-disabled', String(!on));
   $('barcode').setAttribute('aria-disabled', String(!on));
 }
 
+/** Hides a figure and lets go of its picture. */
+function clearFigure(figureId, imgId) {
+  $(figureId).hidden = true;
+  const img = $(imgId);
+  if (img.dataset.blobUrl) URL.revokeObjectURL(img.dataset.blobUrl);
+  delete img.dataset.blobUrl;
+  img.removeAttribute('src');
+}
+
+/** Forgets the session and everything the page showed of it (a shared screen shows nothing of the last user). */
 function signOut() {
   store.removeItem(TOKEN_KEY);
   store.removeItem(EMAIL_KEY);
+  clearFigure('upload-figure', 'upload-thumb');
+  clearFigure('product-figure', 'product-image');
+  $('upload-progress-row').hidden = true;
+  say('upload-message', '');
+  say('barcode-message', '');
+  $('job-status').textContent = 'none yet';
   setSignedIn(null);
+  $('email').focus();
 }
 
 async function login(event) {
@@ -121,8 +141,10 @@ async function login(event) {
     $('password').value = '';
     setSignedIn(email);
     say('login-message', 'Signed in.', 'ok');
+    // The form that had the focus is hidden now: the first field of what the page is for takes it.
+    $('project').focus();
   } catch {
-    say('login-message', 'Kiln could not be reached. Check your connection.', 'error');
+    say('login-message', UNREACHABLE, 'error');
   } finally {
     $('login-button').disabled = false;
   }
@@ -187,14 +209,21 @@ function upload(event) {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function watchJob(jobId) {
+  let wait = POLL_FIRST_MS;
   for (;;) {
     const response = await api(`/api/v1/jobs/${encodeURIComponent(jobId)}`);
     const job = await readJson(response);
+    if (response.status === 429) {
+      // Rate limited: the job goes on regardless; look again when the server says.
+      await sleep(Math.max(1, Number(response.headers.get('retry-after')) || 5) * 1000);
+      continue;
+    }
     if (!response.ok) throw new Error(describe(job, `The job could not be read (${response.status}).`));
     const retry = job.status === 'queued' && job.attempts > 0 ? ` (attempt ${job.attempts + 1} of ${job.max_attempts} soon)` : '';
     $('job-status').textContent = `${job.status}${retry}`;
     if (job.status === 'completed' || job.status === 'failed' || job.status === 'cancelled') return job;
-    await sleep(POLL_MS);
+    await sleep(wait);
+    wait = Math.min(POLL_MAX_MS, Math.round(wait * 1.5));
   }
 }
 
@@ -227,7 +256,9 @@ async function fetchProduct(event) {
     $('product-figure').hidden = false;
     say('barcode-message', 'Picture fetched.', 'ok');
   } catch (err) {
-    say('barcode-message', err instanceof Error && err.message ? err.message : 'Something went wrong.', 'error');
+    // fetch's own TypeError ("Failed to fetch") means the server could not be reached.
+    const text = err instanceof TypeError ? UNREACHABLE : err instanceof Error && err.message ? err.message : 'Something went wrong.';
+    say('barcode-message', text, 'error');
   } finally {
     $('fetch-button').disabled = !token();
   }

@@ -25,6 +25,12 @@ const loadedWidth = (el: unknown): number | false => {
   return img.complete && img.naturalWidth;
 };
 
+/** A form control's own `disabled` property, read in the page. */
+const isDisabledControl = (el: unknown): boolean => (el as { disabled: boolean }).disabled;
+
+/** The id of the element with the focus, read in the page. */
+const focusedId = (): string | undefined => (globalThis as unknown as { document: { activeElement: { id?: string } | null } }).document.activeElement?.id;
+
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'];
 export const SCREENSHOT = path.join(os.tmpdir(), 'kiln-upload-page.png');
 
@@ -39,6 +45,8 @@ describe.skipIf(!haveChromium)('the upload page in a browser', () => {
   beforeAll(async () => {
     provider = await startFakeProvider();
     provider.products.set('3017620422003', { kind: 'slow', delayMs: 400, name: 'Nutella', image: '/img/rocket.jpg' });
+    // Three answers 1 s apart (two 503s, then the product): a job of about 3.5 s.
+    provider.products.set('4000000000006', { kind: 'flaky', failures: 2, delayMs: 1000, name: 'Slow tea', image: '/img/rocket.jpg' });
     server = await startProductServer(provider.url);
     user = await registerUser(server.url, 'shopkeeper');
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
@@ -66,8 +74,11 @@ describe.skipIf(!haveChromium)('the upload page in a browser', () => {
     expect(res.headers.get('content-type')).toMatch(/^text\/html/);
     expect(res.headers.get('content-security-policy')).toContain("script-src 'self'");
     expect((await fetch(`${server.url}/upload.js`)).headers.get('content-type')).toMatch(/javascript/);
-    // Nothing to do before signing in.
-    expect(await page.getByRole('button', { name: 'Upload' }).isDisabled()).toBe(true);
+    // Nothing to do before signing in: every control of the two forms is disabled (not focusable).
+    // (The DOM's own `disabled`: Playwright's isDisabled also counts the section's aria-disabled, which leaves fields focusable.)
+    for (const id of ['upload-button', 'project', 'photo', 'ean', 'fetch-button']) {
+      expect(await page.locator(`#${id}`).evaluate(isDisabledControl), id).toBe(true);
+    }
   });
 
   it('says so when the password is wrong', async () => {
@@ -83,6 +94,8 @@ describe.skipIf(!haveChromium)('the upload page in a browser', () => {
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.locator('#signed-in').waitFor({ state: 'visible' });
     expect(await page.locator('#signed-in-as').textContent()).toBe(user.email);
+    // The form that had the focus is gone: the gallery name has it now.
+    expect(await page.evaluate(focusedId)).toBe('project');
     expect(await page.evaluate(() => (globalThis as unknown as { sessionStorage: { getItem(k: string): string | null } }).sessionStorage.getItem('kiln.access_token'))).toMatch(/^ey/);
   });
 
@@ -150,5 +163,38 @@ describe.skipIf(!haveChromium)('the upload page in a browser', () => {
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
     expect(existsSync(SCREENSHOT)).toBe(true);
     expect(problems).toEqual([]);
+  });
+
+  it('watches a long job less and less often, so that it stays well inside the rate limit', async () => {
+    const polls: number[] = [];
+    const onRequest = (request: { url(): string }) => {
+      if (new URL(request.url()).pathname.startsWith('/api/v1/jobs/')) polls.push(Date.now());
+    };
+    page.on('request', onRequest);
+    try {
+      await page.getByLabel(/^Barcode/).fill('4000000000006');
+      await page.getByRole('button', { name: 'Fetch picture' }).click();
+      await expect.poll(() => page.locator('#barcode-message').textContent(), { timeout: 20_000 }).toBe('Picture fetched.');
+    } finally {
+      page.off('request', onRequest);
+    }
+    // Over the job's 3.5 s: 0.5, 0.75, 1.1, 1.7 s apart, not seven polls 0.5 s apart.
+    expect(polls.length).toBeGreaterThanOrEqual(3);
+    expect(polls.length).toBeLessThanOrEqual(5);
+    const gaps = polls.slice(1).map((t, i) => t - (polls[i] as number));
+    expect(gaps.at(-1)).toBeGreaterThan(1000);
+  });
+
+  it('signing out clears the pictures and messages, disables the forms and moves the focus to the email field', async () => {
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.locator('#login-form').waitFor({ state: 'visible' });
+    expect(await page.locator('#upload-figure').isHidden()).toBe(true);
+    expect(await page.locator('#product-figure').isHidden()).toBe(true);
+    expect(await page.locator('#product-image').getAttribute('src')).toBeNull();
+    expect(await page.locator('#upload-message').textContent()).toBe('');
+    expect(await page.locator('#barcode-message').textContent()).toBe('');
+    expect(await page.locator('#job-status').textContent()).toBe('none yet');
+    expect(await page.locator('#project').evaluate(isDisabledControl)).toBe(true);
+    expect(await page.evaluate(focusedId)).toBe('email');
   });
 });

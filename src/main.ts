@@ -58,9 +58,10 @@ async function serve(config: Config): Promise<void> {
   const ctx = await createContext(config);
   const app = await buildApp(ctx);
   closeOnSignals(app, ctx, 'serve');
+  // Listening first: a start that cannot have its port (EADDRINUSE) must not have claimed jobs it then leaves behind.
+  const address = await app.listen({ host: config.host, port: config.port });
   // Modules registered their job kinds while the app was built; without REDIS_URL this process runs them.
   await ctx.jobs.start();
-  const address = await app.listen({ host: config.host, port: config.port });
   collectStartupGarbage();
   ctx.log.info({ address }, 'kiln is serving');
 }
@@ -101,9 +102,14 @@ async function blobs(config: Config, args: string[]): Promise<void> {
 
 async function main(argv: string[]): Promise<void> {
   const [command = 'serve', ...rest] = argv;
-  if (command === 'help' || command === '--help' || command === '-h') {
+  // Help is asked for before anything runs: `kiln migrate --help` must not migrate.
+  if (command === 'help' || [command, ...rest].some((a) => a === '--help' || a === '-h')) {
     process.stdout.write(USAGE);
     return;
+  }
+  // These three read everything from the environment; an option given to them would be silently ignored.
+  if (['serve', 'worker', 'migrate'].includes(command) && rest.length > 0) {
+    fail(`"${command}" takes no arguments (its settings come from the environment and .env: see README): got "${rest.join(' ')}"\n${USAGE}`);
   }
   let config: Config;
   try {

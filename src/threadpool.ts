@@ -4,7 +4,10 @@
  * touches it. Image work wants one thread per core plus room for file I/O.
  */
 import os from 'node:os';
+import { readDotenv } from './config/env.js';
 
+// The environment wins over .env, as for every other setting (read synchronously: the pool must not start first).
+const fromDotenv = readDotenv(process.cwd()).UV_THREADPOOL_SIZE?.trim();
 if (!process.env.UV_THREADPOOL_SIZE) {
-  process.env.UV_THREADPOOL_SIZE = String(Math.max(4, os.availableParallelism() + 2));
+  process.env.UV_THREADPOOL_SIZE = fromDotenv || String(Math.max(4, os.availableParallelism() + 2));
 }

@@ -1,9 +1,12 @@
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, utimesSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
-import { tempDataDir } from './helpers/config.js';
+import { createContext } from '../src/context.js';
+import { registerProductImageJobs } from '../src/modules/product-images/fetch-job.js';
+import { tempDataDir, testConfig } from './helpers/config.js';
 import { createTestDatabase, hasPostgres } from './helpers/pg.js';
 import { MAIN } from './helpers/process.js';
 
@@ -39,6 +42,78 @@ describe('kiln migrate', () => {
     expect(stdout).toContain('usage: kiln <command>');
     expect(stdout).toContain('migrate');
     expect(stdout).toContain('blobs sweep [--dry-run] [--older-than MINUTES]');
+  });
+});
+
+describe('arguments', () => {
+  it('prints the usage for --help after any command, and runs nothing: `migrate --help` makes no database', async () => {
+    const fresh = tempDataDir();
+    try {
+      for (const command of ['migrate', 'serve', 'worker', 'users']) {
+        const { stdout } = await run(process.execPath, [MAIN, command, '--help'], { env: { ...process.env, DATA_DIR: fresh.dir } });
+        expect(stdout, command).toContain('usage: kiln <command>');
+      }
+      expect(existsSync(path.join(fresh.dir, 'kiln.db'))).toBe(false);
+    } finally {
+      fresh.cleanup();
+    }
+  });
+
+  it('refuses an option serve, worker or migrate would ignore, naming it', async () => {
+    for (const command of ['serve', 'worker', 'migrate']) {
+      const failed = await run(process.execPath, [MAIN, command, '--port', '9999'], { env: { ...process.env, DATA_DIR: data.dir } }).then(
+        () => null,
+        (err: { code: number; stderr: string }) => err,
+      );
+      expect(failed?.code, command).toBe(1);
+      expect(failed?.stderr.split('\n')[0]).toBe(`kiln: "${command}" takes no arguments (its settings come from the environment and .env: see README): got "--port 9999"`);
+    }
+  });
+
+  it('reads UV_THREADPOOL_SIZE from .env too, the environment first', async () => {
+    const dir = tempDataDir();
+    try {
+      writeFileSync(path.join(dir.dir, '.env'), 'UV_THREADPOOL_SIZE=13\n');
+      const threadpool = path.join(path.dirname(MAIN), 'threadpool.js');
+      const size = async (env: Record<string, string>) =>
+        (await run(process.execPath, ['--input-type=module', '-e', `await import(${JSON.stringify(threadpool)}); console.log(process.env.UV_THREADPOOL_SIZE)`], { cwd: dir.dir, env: { ...process.env, UV_THREADPOOL_SIZE: '', ...env } })).stdout.trim();
+      expect(await size({})).toBe('13');
+      expect(await size({ UV_THREADPOOL_SIZE: '7' })).toBe('7');
+    } finally {
+      dir.cleanup();
+    }
+  });
+});
+
+describe('kiln serve that cannot have its port', () => {
+  it('exits 1 naming the failure, and leaves the queued jobs of its database queued for the server that runs', async () => {
+    const dir = tempDataDir();
+    const busy = net.createServer();
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+    try {
+      const ctx = await createContext(testConfig(dir.dir));
+      registerProductImageJobs(ctx);
+      const job = await ctx.jobs.enqueue('ean_fetch', { ean_code: '4006381333931' }, { userId: null });
+      await ctx.close();
+
+      const port = (busy.address() as net.AddressInfo).port;
+      const failed = await run(process.execPath, [MAIN, 'serve'], { env: { ...process.env, LOG_LEVEL: 'silent', DATA_DIR: dir.dir, HOST: '127.0.0.1', PORT: String(port) } }).then(
+        () => null,
+        (err: { code: number; stderr: string }) => err,
+      );
+      expect(failed?.code).toBe(1);
+      expect(failed?.stderr).toContain('EADDRINUSE');
+
+      const after = await createContext(testConfig(dir.dir));
+      try {
+        expect(await after.jobs.get(job.job_id)).toMatchObject({ status: 'queued', attempts: 0, started_at: null });
+      } finally {
+        await after.close();
+      }
+    } finally {
+      await new Promise<void>((resolve) => busy.close(() => resolve()));
+      dir.cleanup();
+    }
   });
 });
 

@@ -3,10 +3,12 @@
  * script and the Dockerfile must carry the same ones, and the tests and
  * benchmarks read them from there (test/helpers/start-command.ts).
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { tempDataDir } from './helpers/config.js';
+import { freePort } from './helpers/process.js';
 import { parseStartScript, startCommand } from './helpers/start-command.js';
 
 const ROOT = path.join(import.meta.dirname, '..');
@@ -28,6 +30,28 @@ function newerThanRuntime(version: string | undefined): boolean {
 }
 
 describe('the start command', () => {
+  it('execs node, so that `npm start` stopped with SIGTERM stops the server gracefully, not leaving it orphaned', async () => {
+    const script = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts;
+    for (const name of ['start', 'worker']) expect(script[name]).toMatch(/^(\S+=\S+ )*exec node /);
+    const data = tempDataDir();
+    const port = await freePort();
+    const npm = spawn('npm', ['start'], { cwd: ROOT, env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: data.dir, LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    npm.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((resolve) => npm.once('exit', (code) => resolve(code)));
+    try {
+      await expect.poll(() => out.includes('kiln is serving'), { timeout: 20_000 }).toBe(true);
+      npm.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      expect(out).toContain('"signal":"SIGTERM"');
+      // Nothing listens any more: the server went with npm.
+      await expect(fetch(`http://127.0.0.1:${port}/health`)).rejects.toThrow();
+    } finally {
+      npm.kill('SIGKILL');
+      data.cleanup();
+    }
+  });
+
   it('parses the environment, node flags and script of an npm script', () => {
     expect(parseStartScript('A=1 B_2=x:y=z node --flag=4 --other dist/main.js serve')).toEqual({
       env: { A: '1', B_2: 'x:y=z' },

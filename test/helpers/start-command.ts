@@ -19,7 +19,7 @@ export interface StartCommand {
 
 const ROOT = path.join(import.meta.dirname, '..', '..');
 
-/** Parses one `NAME=value ... node --flag ... script args` npm script. */
+/** Parses one `NAME=value ... [exec] node --flag ... script args` npm script. */
 export function parseStartScript(script: string): StartCommand {
   const words = script.trim().split(/\s+/);
   const env: Record<string, string> = {};
@@ -29,6 +29,8 @@ export function parseStartScript(script: string): StartCommand {
     if (!m) break;
     env[m[1] as string] = m[2] as string;
   }
+  // `exec`: the shell npm runs the script in becomes node, so a signal sent to npm's child reaches the server.
+  if (words[i] === 'exec') i++;
   if (words[i] !== 'node') throw new Error(`expected "node" after the environment in: ${script}`);
   const rest = words.slice(i + 1);
   const firstArg = rest.findIndex((w) => !w.startsWith('-'));

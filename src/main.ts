@@ -59,11 +59,20 @@ async function serve(config: Config): Promise<void> {
   const app = await buildApp(ctx);
   closeOnSignals(app, ctx, 'serve');
   // Listening first: a start that cannot have its port (EADDRINUSE) must not have claimed jobs it then leaves behind.
-  const address = await app.listen({ host: config.host, port: config.port });
+  const address = await app.listen({ host: config.host, port: config.port }).catch((err: unknown) => fail(listenFailure(err, config)));
   // Modules registered their job kinds while the app was built; without REDIS_URL this process runs them.
   await ctx.jobs.start();
   collectStartupGarbage();
   ctx.log.info({ address }, 'kiln is serving');
+}
+
+/** Why the server could not listen, as one line naming the variable to change, like a bad setting's. */
+function listenFailure(err: unknown, config: Config): string {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'EADDRINUSE') return `PORT: ${config.host}:${config.port} is already in use (EADDRINUSE); stop what listens there or choose another PORT`;
+  if (code === 'EACCES') return `PORT: no permission to listen on port ${config.port} (EACCES); ports below 1024 need privileges`;
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EADDRNOTAVAIL') return `HOST: cannot listen on "${config.host}" (${code}); use an address of this machine, such as 127.0.0.1 or 0.0.0.0`;
+  return err instanceof Error ? err.message : String(err);
 }
 
 async function worker(config: Config): Promise<void> {

@@ -102,7 +102,7 @@ describe('kiln serve that cannot have its port', () => {
         (err: { code: number; stderr: string }) => err,
       );
       expect(failed?.code).toBe(1);
-      expect(failed?.stderr).toContain('EADDRINUSE');
+      expect(failed?.stderr).toBe(`kiln: PORT: 127.0.0.1:${port} is already in use (EADDRINUSE); stop what listens there or choose another PORT\n`);
 
       const after = await createContext(testConfig(dir.dir));
       try {
@@ -112,6 +112,22 @@ describe('kiln serve that cannot have its port', () => {
       }
     } finally {
       await new Promise<void>((resolve) => busy.close(() => resolve()));
+      dir.cleanup();
+    }
+  });
+});
+
+describe('kiln serve on a host it cannot have', () => {
+  it('stops with one line naming HOST', async () => {
+    const dir = tempDataDir();
+    try {
+      const failed = await run(process.execPath, [MAIN, 'serve'], { env: { ...process.env, LOG_LEVEL: 'silent', DATA_DIR: dir.dir, HOST: 'no-such-host.invalid', PORT: '0' } }).then(
+        () => null,
+        (err: { code: number; stderr: string }) => err,
+      );
+      expect(failed?.code).toBe(1);
+      expect(failed?.stderr).toMatch(/^kiln: HOST: cannot listen on "no-such-host\.invalid" \((ENOTFOUND|EAI_AGAIN)\); use an address of this machine, such as 127\.0\.0\.1 or 0\.0\.0\.0\n$/);
+    } finally {
       dir.cleanup();
     }
   });

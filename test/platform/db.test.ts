@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import SqliteDatabase from 'better-sqlite3';
+import { Migrator, sql, type Kysely } from 'kysely';
 import { migrateToLatest, openDatabase, reusingStatements, type Db } from '../../src/platform/db/index.js';
 import { tempDataDir } from '../helpers/config.js';
 import { createTestDatabase, hasPostgres } from '../helpers/pg.js';
@@ -94,5 +95,83 @@ describe('reusingStatements (SQLite)', () => {
     raw.exec("alter table t add column colour text default 'red'");
     expect(db.prepare('select * from t where id = ?').all([1])).toEqual([{ id: 1, name: 'a', colour: 'red' }]);
     raw.close();
+  });
+});
+
+/**
+ * Each dialect applies pending migrations in one transaction: a migration
+ * that fails halfway (or a `kiln migrate` killed halfway) leaves none of its
+ * tables behind, so the next run starts it again from the beginning.
+ */
+function failingMigrationSuite(name: string, open: () => Promise<{ db: Db; cleanup: () => Promise<void> }>, skip = false) {
+  describe.skipIf(skip)(`migrations on ${name}`, () => {
+    it('a migration that fails halfway leaves none of its tables, and nothing recorded', async () => {
+      const { db, cleanup } = await open();
+      try {
+        const migrator = new Migrator({
+          db: db.kysely,
+          provider: {
+            getMigrations: async () => ({
+              '0001_half': {
+                async up(k: Kysely<unknown>) {
+                  await k.schema.createTable('first_half').addColumn('id', 'text').execute();
+                  throw new Error('killed here');
+                },
+              },
+            }),
+          },
+        });
+        const { error } = await migrator.migrateToLatest();
+        expect(String(error)).toContain('killed here');
+        const tables = await db.kysely.introspection.getTables();
+        expect(tables.map((t) => t.name)).not.toContain('first_half');
+        expect(await db.kysely.selectFrom('kysely_migration' as never).selectAll().execute()).toEqual([]);
+      } finally {
+        await db.close();
+        await cleanup();
+      }
+    });
+  });
+}
+
+failingMigrationSuite('SQLite', async () => {
+  const data = tempDataDir();
+  return { db: openDatabase(undefined, data.dir), cleanup: async () => data.cleanup() };
+});
+failingMigrationSuite(
+  'PostgreSQL',
+  async () => {
+    const pg = await createTestDatabase();
+    return { db: openDatabase(pg.url, '/nonexistent'), cleanup: () => pg.drop() };
+  },
+  !hasPostgres,
+);
+
+describe('a transaction SQLite rolled back by itself (SQLite)', () => {
+  it('fails with the error that made SQLite roll it back (a full database), not with the ROLLBACK after it', async () => {
+    const data = tempDataDir();
+    const db = openDatabase(undefined, data.dir);
+    try {
+      await sql`create table t (b blob)`.execute(db.kysely);
+      const { rows } = await sql<{ page_count: number }>`pragma page_count`.execute(db.kysely);
+      // Room for a few more pages only: the big insert fills the database.
+      await sql.raw(`pragma max_page_count = ${(rows[0]?.page_count ?? 2) + 2}`).execute(db.kysely);
+      const failed = await db.kysely
+        .transaction()
+        .execute(async (tx) => {
+          await sql`insert into t values (randomblob(10))`.execute(tx);
+          await sql`insert into t values (randomblob(1000000))`.execute(tx);
+        })
+        .then(
+          () => null,
+          (err: unknown) => err as { code?: string },
+        );
+      expect(failed?.code).toBe('SQLITE_FULL');
+      // And the database goes on: a small write works.
+      await sql`insert into t values (randomblob(10))`.execute(db.kysely);
+    } finally {
+      await db.close();
+      data.cleanup();
+    }
   });
 });

@@ -15,8 +15,10 @@ import {
   Kysely,
   Migrator,
   PostgresDialect,
+  SqliteAdapter,
   SqliteDialect,
   type DatabaseConnection,
+  type SqliteDialectConfig,
   type SqliteDatabase as KyselySqliteDatabase,
   type Driver,
   type MigrationProvider,
@@ -36,11 +38,40 @@ export interface Db {
   close(): Promise<void>;
 }
 
+/**
+ * SQLite's DDL is transactional, though Kysely's adapter says otherwise to be
+ * safe: saying so makes the Migrator apply pending migrations inside one
+ * transaction, so a `kiln migrate` (or a start) killed halfway leaves the
+ * database as it was, not with half a migration's tables and no record of it.
+ */
+class TransactionalDdlSqliteAdapter extends SqliteAdapter {
+  override get supportsTransactionalDdl(): boolean {
+    return true;
+  }
+}
+
 class ImmediateSqliteDialect extends SqliteDialect {
+  constructor(
+    config: SqliteDialectConfig,
+    private readonly raw: SqliteDatabase.Database,
+  ) {
+    super(config);
+  }
+
+  override createAdapter(): SqliteAdapter {
+    return new TransactionalDdlSqliteAdapter();
+  }
+
   override createDriver(): Driver {
     const driver = super.createDriver();
+    const rollback = driver.rollbackTransaction.bind(driver);
     driver.beginTransaction = async (connection: DatabaseConnection) => {
       await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+    };
+    // SQLite rolls a transaction back by itself on some failures (a full disk: SQLITE_FULL). A ROLLBACK then
+    // fails with "no transaction is active", and that error would replace the one that says what happened.
+    driver.rollbackTransaction = async (connection: DatabaseConnection) => {
+      if (this.raw.inTransaction) await rollback(connection);
     };
     return driver;
   }
@@ -90,7 +121,7 @@ function openSqlite(file: string, durable: boolean): Kysely<Database> {
   database.pragma('foreign_keys = ON');
   // SQLite's own lower() folds ASCII letters only; this one folds as JavaScript and PostgreSQL do (Ö to ö), for case-blind search.
   database.function('lower', { deterministic: true }, (text: unknown) => (text === null ? null : String(text).toLowerCase()));
-  return new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: reusingStatements(database) }) });
+  return new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: reusingStatements(database) }, database) });
 }
 
 // pg is loaded only by a postgres:// deployment (SQLite ones never need it); Kysely calls this on the first query.

@@ -13,6 +13,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { Context } from '../context.js';
 import { TooManyRequests } from '../errors.js';
+import { failFastRedis } from '../platform/redis.js';
 
 export type RateLimitClass = 'auth' | 'upload' | 'default' | 'none';
 
@@ -21,8 +22,6 @@ export function rateLimitNamespace(redisPrefix: string): string {
   return `${redisPrefix}:ratelimit:`;
 }
 
-/** The longest a request waits for a Redis that is connected but does not answer. */
-export const REDIS_COMMAND_TIMEOUT_MS = 500;
 /** Failed counter updates are logged at most this often. */
 const REPORT_EVERY_MS = 10_000;
 
@@ -45,18 +44,8 @@ export async function registerRateLimits(app: FastifyInstance, ctx: Context): Pr
 
   let redis: Redis | undefined;
   if (ctx.config.redisUrl) {
-    // ioredis is loaded only with REDIS_URL: a single-process deployment never needs it.
-    const { Redis } = await import('ioredis');
-    // Fail fast, so that skipOnError lets the request through at once rather than after a wait:
-    // - no offline queue: while not connected (Redis down, or the first moments after the start)
-    //   a command fails at once instead of waiting for a reconnect;
-    // - commandTimeout: a Redis that is connected but stops answering costs a request at most that long.
-    redis = new Redis(ctx.config.redisUrl, {
-      enableOfflineQueue: false,
-      commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
-      maxRetriesPerRequest: 1,
-      connectTimeout: 2000,
-    });
+    // Fail fast, so that skipOnError lets the request through at once rather than after a wait.
+    redis = await failFastRedis(ctx.config.redisUrl);
     redis.on('error', (err) => ctx.log.warn({ err }, 'rate limit store (Redis) error'));
     const client = redis;
     app.addHook('onClose', async () => {

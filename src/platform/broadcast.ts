@@ -12,6 +12,7 @@
  */
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { failFastRedis } from './redis.js';
 
 export type BroadcastListener = (message: string) => void;
 
@@ -22,9 +23,6 @@ export interface Broadcast {
   listen(topic: string, listener: BroadcastListener): void;
   close(): Promise<void>;
 }
-
-/** How long a publish waits for Redis before it gives up (the memory expires on its own anyway). */
-const PUBLISH_TIMEOUT_MS = 500;
 
 class Listeners {
   private readonly byTopic = new Map<string, BroadcastListener[]>();
@@ -63,9 +61,9 @@ export async function redisBroadcast(url: string, prefix: string, log: Pick<Logg
   const { Redis } = await import('ioredis');
   const channel = `${prefix}:broadcast`;
   const listeners = new Listeners(log);
-  // The publisher fails fast (no offline queue, a command timeout); the subscriber, a connection of its
-  // own as Redis requires, reconnects and subscribes again by itself (ioredis's autoResubscribe).
-  const publisher: Redis = new Redis(url, { enableOfflineQueue: false, commandTimeout: PUBLISH_TIMEOUT_MS, maxRetriesPerRequest: 1, connectTimeout: 2000 });
+  // The publisher fails fast; the subscriber, a connection of its own as Redis requires, reconnects
+  // and subscribes again by itself (ioredis's autoResubscribe).
+  const publisher: Redis = await failFastRedis(url);
   const subscriber: Redis = new Redis(url, { connectTimeout: 2000 });
   publisher.on('error', (err: Error) => log.warn({ err: err.message }, 'broadcast: redis connection error (publish)'));
   subscriber.on('error', (err: Error) => log.warn({ err: err.message }, 'broadcast: redis connection error (subscribe)'));

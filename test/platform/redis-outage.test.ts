@@ -8,7 +8,7 @@
  */
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CACHE_COMMAND_TIMEOUT_MS } from '../../src/platform/cache/redis.js';
+import { REDIS_COMMAND_TIMEOUT_MS } from '../../src/platform/redis.js';
 import { closedPort, relayTo } from '../helpers/redis.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { registerUser } from '../helpers/users.js';
@@ -58,7 +58,7 @@ describe.skipIf(!REDIS_URL)('jobs and the cache with a Redis that stops answerin
     relay.freeze();
     const started = Date.now();
     await expect(server.ctx.cache.get('probe')).rejects.toThrow(/timed out/i);
-    expect(Date.now() - started).toBeLessThan(CACHE_COMMAND_TIMEOUT_MS + 2000);
+    expect(Date.now() - started).toBeLessThan(REDIS_COMMAND_TIMEOUT_MS + 2000);
     const asked = await askForPicture(server);
     expect(asked).toMatchObject({ status: 202, jobStatus: 'queued' });
   });

@@ -44,11 +44,11 @@ export function jobErrorOf(err: FetchError, what: string): TransientJobError | P
       return new PermanentJobError('image_too_large', `The ${what} is too large: ${err.message}`);
     case 'too_many_redirects':
       return new PermanentJobError('source_unreachable', `The ${what} redirects too often: ${err.message}`);
-    default:
+    default: {
       // The job's status says whether it will be tried again; the detail says only what happened.
-      return err.transient
-        ? new TransientJobError('source_unreachable', `The ${what} could not be fetched: ${err.message}`)
-        : new PermanentJobError('source_unreachable', `The ${what} could not be fetched: ${err.message}`);
+      const detail = `The ${what} could not be fetched: ${err.message}`;
+      return err.transient ? new TransientJobError('source_unreachable', detail) : new PermanentJobError('source_unreachable', detail);
+    }
   }
 }
 

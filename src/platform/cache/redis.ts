@@ -23,6 +23,7 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { CacheEntryInfo, CacheOptions, CacheStats, TtlCache } from './index.js';
+import { failFastRedis } from '../redis.js';
 import { encodeValue, ttlMilliseconds } from './values.js';
 
 export interface RedisCacheOptions extends CacheOptions {
@@ -76,19 +77,12 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 return redis.call('DEL', KEYS[1])`;
 
-/** The longest one cache call waits for Redis before it counts as failed. */
-export const CACHE_COMMAND_TIMEOUT_MS = 500;
-
 /** How long the first calls wait for a new connection to be ready; later calls never wait for one. */
 const CONNECT_WAIT_MS = 2000;
 
-// ioredis is loaded only when a cache opens its own Redis connection (REDIS_URL), not by every server.
+/** A cache that waits for Redis is worse than a miss (the database has every value), so it fails fast. */
 async function connect(url: string, log: Pick<Logger, 'warn'> | undefined): Promise<Redis> {
-  const { Redis } = await import('ioredis');
-  // A cache that waits for Redis is worse than a miss (the database has every value), so it fails fast:
-  // no offline queue (while not connected a command fails at once instead of waiting for a reconnect),
-  // and a command timeout (a Redis that is connected but stops answering costs a call at most that long).
-  const client = new Redis(url, { enableOfflineQueue: false, commandTimeout: CACHE_COMMAND_TIMEOUT_MS, maxRetriesPerRequest: 1, connectTimeout: 2000 });
+  const client = await failFastRedis(url);
   client.on('error', (err: Error) => log?.warn({ err }, 'cache: redis connection error'));
   // The first calls wait for the connection (bounded), so a cache that has just opened is not a run of misses.
   await new Promise<void>((resolve) => {

@@ -9,7 +9,7 @@ import { requireUser } from '../../auth/guard.js';
 import type { Context } from '../../context.js';
 import { sendStoredImage } from '../../images/serve.js';
 import { authProblems, bytesAnswer, imageAnswers, ProblemSchema, SIGNED_IN } from '../../platform/http/schemas.js';
-import { PIPELINE_MULTIPART_LIMITS } from './intake.js';
+import { MAX_PHOTOS, PIPELINE_MULTIPART_LIMITS } from './intake.js';
 import { DownloadQuery, PipelineJobParams, PipelineJobSchema, UPLOAD_FIELDS } from './schemas.js';
 import { MODEL_TYPES, PipelineService } from './service.js';
 
@@ -22,7 +22,7 @@ export async function pipelineRoutes(parent: FastifyInstance, ctx: Context): Pro
   app.post(
     '/pipeline/upload',
     {
-      config: { rateLimitClass: 'upload', multipartBody: UPLOAD_FIELDS },
+      config: { rateLimitClass: 'upload', multipartBody: UPLOAD_FIELDS, mostFiles: MAX_PHOTOS },
       schema: {
         tags: TAGS,
         summary: 'Upload 8 to 200 photos of an object (repeated multipart field `files`, optional `name`): a photogrammetry job makes a 3D model of it',

@@ -9,6 +9,25 @@
  * does.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Config } from '../../config.js';
+
+/**
+ * The most a refused body may still send before the connection is closed
+ * instead: the largest body the route takes, its files at MAX_UPLOAD_SIZE each
+ * and as much again for the rest. A route says how many files it takes
+ * (`config.mostFiles`: the pipeline's 200 photos); every other route is
+ * bounded as the custom-order upload, the largest of them.
+ */
+export function readOutBound(config: Pick<Config, 'maxUploadSize' | 'maxFilesPerOrder'>, mostFiles: number | undefined): number {
+  return config.maxUploadSize * (Math.max(mostFiles ?? 0, config.maxFilesPerOrder) + 1);
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The most files one body of this upload route carries, when more than MAX_FILES_PER_ORDER (readOutBound). */
+    mostFiles?: number;
+  }
+}
 
 /** A client that sends nothing for this long while its body is read out is cut off. */
 const DRAIN_IDLE_MS = 10_000;

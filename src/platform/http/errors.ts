@@ -7,7 +7,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { DomainError, type FieldError } from '../../errors.js';
-import { drainUnreadBody } from './drain.js';
+import { drainUnreadBody, readOutBound } from './drain.js';
 
 export interface Problem {
   type: string;
@@ -160,7 +160,7 @@ export async function recordFailure(error: FastifyError, request: FastifyRequest
     if (retry !== undefined) reply.header('retry-after', String(retry));
   }
   // An upload refused before its body was read: read it out so the client gets this answer.
-  await drainUnreadBody(request, reply, ctx.config.maxUploadSize * (ctx.config.maxFilesPerOrder + 1));
+  await drainUnreadBody(request, reply, readOutBound(ctx.config, request.routeOptions.config.mostFiles));
   return p;
 }
 

@@ -71,6 +71,16 @@ describe('a refused upload that is still being sent', () => {
     await conn.closedWithin(5000);
   });
 
+  it('takes a pipeline upload (up to 200 photos) past the custom-order bound, then answers', async () => {
+    // 48 x 8 KiB is past MAX_UPLOAD_SIZE x (MAX_FILES_PER_ORDER + 1) but far below 201 photos' worth.
+    const { answer, errors, conn } = await slowUpload('/pipeline/upload', {}, 48);
+    expect(errors).toEqual([]);
+    expect(answer).not.toBeInstanceOf(Error);
+    const { status, body } = answer as RawAnswer;
+    expect({ status, code: (JSON.parse(body.toString()) as { code: unknown }).code }).toEqual({ status: 401, code: 'unauthorized' });
+    await conn.closedWithin(5000);
+  });
+
   it('cuts a body off past the bound: the connection closes, and the server carries on', async () => {
     const { conn } = await slowUpload('/projects/refused/images', {}, 48);
     await conn.closedWithin(5000);

@@ -93,6 +93,9 @@ export async function buildApp(ctx: Context): Promise<App> {
     await app.register(cors, corsOptions(ctx.config.allowedOrigins));
   }
   await app.register(multipart, {
+    // A part's file name as the client sent it, path and all: custom orders show it as
+    // `original_filename` "as received" (spec); no route builds a path from it.
+    preservePath: true,
     limits: {
       fileSize: ctx.config.maxUploadSize,
       files: Math.max(ctx.config.maxFilesPerOrder, 1) + 1,

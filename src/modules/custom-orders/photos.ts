@@ -113,11 +113,14 @@ export function markDuplicates(photos: StoredPhoto[]): void {
 }
 
 /**
- * The client's file name for display: its last path segment, control
- * characters removed, at most 255 characters. It is never used to build a path.
+ * The client's file name as received, for display: only control characters
+ * are removed (PostgreSQL's text cannot hold NUL, and none of them can be
+ * shown) and it is cut at 255 characters. A name with a path in it
+ * (`../../etc/passwd`, `C:\\Users\\me\\Max.jpg`) is kept as it is: it is
+ * never used to build a path, the spec's "describe the upload as received".
  */
 export function displayName(name: string): string {
   // eslint-disable-next-line no-control-regex -- control characters are exactly what is being removed
-  const base = name.split(/[/\\]/).pop()?.replace(/[\u0000-\u001f\u007f]/g, '').trim() ?? '';
-  return [...base].slice(0, 255).join('') || 'upload';
+  const shown = name.replace(/[\u0000-\u001f\u007f]/g, '');
+  return [...shown].slice(0, 255).join('') || 'upload';
 }

@@ -24,7 +24,7 @@ const Quality = Type.Object(
 
 export const OrderFile = Type.Object({
   file_id: Type.String(),
-  original_filename: Type.String({ description: 'as sent by the client, for display only' }),
+  original_filename: Type.String({ description: 'as sent by the client (control characters removed, at most 255 characters), for display only; never a path' }),
   stored_filename: Type.String({ description: 'YYYYMMDD_HHMMSS_<random>.jpg' }),
   content_type: Type.String({ description: 'sniffed from the bytes' }),
   bytes: Type.Integer(),

@@ -59,7 +59,7 @@ describe('upload', () => {
     expect(order.upload_timestamp).toMatch(/Z$/);
     expect(order.history).toEqual([{ status: 'pending', at: order.upload_timestamp, by: alice.id }]);
     const [first, second] = order.files;
-    expect(first).toMatchObject({ original_filename: 'passwd.jpg', content_type: 'image/jpeg', bytes: jpg.length, width: 1280, height: 800 });
+    expect(first).toMatchObject({ original_filename: '../../etc/passwd.jpg', content_type: 'image/jpeg', bytes: jpg.length, width: 1280, height: 800 });
     expect(first?.stored_filename).toMatch(/^\d{8}_\d{6}_[0-9a-f]+\.jpg$/);
     expect(first?.sha256).toMatch(/^[0-9a-f]{64}$/);
     expect(second).toMatchObject({ original_filename: 'rocket.jpg', width: 640, height: 427 });

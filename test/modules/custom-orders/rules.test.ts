@@ -76,9 +76,11 @@ describe('file names', () => {
     expect(storedFilename(new Date('2025-10-05T12:03:09.123Z'))).toMatch(/^20251005_120309_[0-9a-f]{12}\.jpg$/);
   });
 
-  it('original_filename keeps only a display name, never a path', () => {
-    expect(displayName('../../etc/passwd')).toBe('passwd');
-    expect(displayName('C:\\Users\\me\\Max.jpg')).toBe('Max.jpg');
+  it('original_filename is the name as received, control characters removed, at most 255 characters', () => {
+    expect(displayName('../../etc/passwd')).toBe('../../etc/passwd');
+    expect(displayName('C:\\Users\\me\\Max.jpg')).toBe('C:\\Users\\me\\Max.jpg');
+    expect(displayName(' Max .jpg ')).toBe(' Max .jpg ');
+    expect(displayName('é'.repeat(300))).toBe('é'.repeat(255));
     expect(displayName('a\u0000b\nc.jpg')).toBe('abc.jpg');
     expect(displayName('')).toBe('upload');
   });

@@ -3,7 +3,7 @@
  * `{event:"order.status_changed", order_id, status, at}`, signed with
  * `X-Kiln-Signature: sha256=<hex HMAC-SHA256 of the raw body>` keyed by
  * WEBHOOK_SECRET, and delivered by the `webhook` job: a non-2xx answer or a
- * timeout is retried (first retry after 30 s, then doubling), giving up
+ * timeout is retried (first retry 20 s after the failure, then doubling), giving up
  * after 8 attempts. The request goes through the SSRF-guarded safeFetch: a
  * receiver on a private or loopback address is reached only when its host is
  * in FETCH_ALLOWED_HOSTS; otherwise the job fails at once
@@ -18,7 +18,11 @@ import type { OrderStatus } from './lifecycle.js';
 
 export const WEBHOOK_JOB = 'webhook';
 export const WEBHOOK_MAX_ATTEMPTS = 8;
-export const WEBHOOK_FIRST_RETRY_MS = 30_000;
+/**
+ * The spec's "first retry within 30 s": 20 s leaves room for the runner's
+ * poll and a busy process (at 30 s exactly it came at 30.01-30.17 s).
+ */
+export const WEBHOOK_FIRST_RETRY_MS = 20_000;
 const WEBHOOK_TIMEOUT_MS = 10_000;
 
 export interface StatusChanged {
@@ -29,7 +33,7 @@ export interface StatusChanged {
 }
 
 export interface WebhookJobOptions {
-  /** Delay before the first retry (doubled for each later one). Tests shorten it; the contract's default is 30 s. */
+  /** Delay before the first retry (doubled for each later one). Tests shorten it; by default WEBHOOK_FIRST_RETRY_MS. */
   firstRetryMs?: number;
   /** How long one attempt waits for the receiver's answer before it counts as a timeout (retried). Tests shorten it; 10 s by default. */
   timeoutMs?: number;
@@ -61,7 +65,9 @@ const PERMANENT: ReadonlySet<FetchErrorCode> = new Set(['bad_url', 'bad_scheme',
 /** The job: one delivery attempt. URL and secret are read now, so a corrected configuration helps pending retries. */
 async function deliver(ctx: Context, payload: StatusChanged, job: JobContext, timeoutMs: number): Promise<WebhookResult> {
   const { webhookUrl, webhookSecret } = ctx.config;
-  if (!webhookUrl || !webhookSecret) throw new PermanentJobError('webhook_not_configured', 'WEBHOOK_URL and WEBHOOK_SECRET are not both set.');
+  // Retried, not failed for good: a process without the setting (one of several sharing the
+  // database, or one restarted with it fixed) must not spend the delivery's last chance.
+  if (!webhookUrl || !webhookSecret) throw new TransientJobError('webhook_not_configured', 'WEBHOOK_URL and WEBHOOK_SECRET are not both set in this process.');
   const body = JSON.stringify(payload);
   try {
     const res = await safeFetch(webhookUrl, {

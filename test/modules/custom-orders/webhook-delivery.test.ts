@@ -199,6 +199,16 @@ describe('webhook delivery', () => {
     expect(delays).toEqual(Array.from({ length: WEBHOOK_MAX_ATTEMPTS - 1 }, (_, i) => firstRetryMs * 2 ** i));
   });
 
+  it('is retried, not failed for good, by a process without WEBHOOK_URL (one of several sharing a database)', async () => {
+    // This process has no webhook settings; another one, configured, enqueued the delivery.
+    const server = await startServer({}, { prepare: (ctx) => registerCustomOrderJobs(ctx, { firstRetryMs: 10 }), startJobs: true });
+    open.push(() => server.close());
+    const payload = { event: 'order.status_changed', order_id: 'o1', status: 'in_review', at: new Date().toISOString() };
+    const { job_id } = await server.ctx.jobs.enqueue(WEBHOOK_JOB, payload, { userId: null });
+    const job = await server.ctx.jobs.waitFor(job_id, 20_000);
+    expect(job).toMatchObject({ status: 'failed', attempts: WEBHOOK_MAX_ATTEMPTS, error: { code: 'webhook_not_configured' } });
+  });
+
   it('sends nothing to a receiver on 127.0.0.1 that FETCH_ALLOWED_HOSTS does not list: the job fails at once as webhook_blocked_address, with a warning', async () => {
     const log = logDirectory();
     const { hook, server } = await setUp((res) => res.writeHead(204).end(), { firstRetryMs: 10 }, { FETCH_ALLOWED_HOSTS: '', ...log.env });

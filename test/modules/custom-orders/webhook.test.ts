@@ -107,7 +107,8 @@ describe('status webhooks', () => {
     try {
       const spec = (plain.ctx.jobs as BaseRunner).registry.require(WEBHOOK_JOB);
       expect(spec.maxAttempts).toBe(8);
-      expect(spec.backoff.delayMs).toBeLessThanOrEqual(30_000);
+      // "The first retry within 30 s": the delay, plus the runner's poll and a busy moment, stays under it.
+      expect(spec.backoff.delayMs).toBeLessThanOrEqual(25_000);
       expect(backoffDelay(spec.backoff, 2)).toBe(2 * spec.backoff.delayMs);
     } finally {
       await plain.close();

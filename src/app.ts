@@ -71,7 +71,8 @@ export async function buildApp(ctx: Context): Promise<App> {
   // An empty body sent as JSON is no body: a DELETE from a client that always sends the type works,
   // and a route that needs a body names it in its 422 (Fastify's own parser refuses it without a field).
   const parseJson = app.getDefaultJsonParser('error', 'error');
-  app.removeContentTypeParser('application/json');
+  // No route reads plain text: a JSON body sent as text/plain is 415, not a 422 about missing fields.
+  app.removeContentTypeParser(['application/json', 'text/plain']);
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     const text = body.toString(); // a string already: parseAs 'string'
     if (text === '') done(null, undefined);

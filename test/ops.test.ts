@@ -86,6 +86,16 @@ describe('ops routes', () => {
     expect((await fetch(`${server.url}/health`)).status).toBe(200);
   });
 
+  it.each([
+    ['text/plain', '{"email":"a@example.com","password":"password123"}'],
+    ['text/plain; charset=utf-8', 'email=a@example.com'],
+    ['application/x-www-form-urlencoded', 'email=a%40example.com&password=password123'],
+  ])('a JSON route sent %s is 415 unsupported_media_type, not a 422 about its fields', async (type, body) => {
+    const res = await fetch(`${server.url}/auth/login`, { method: 'POST', body, headers: { 'content-type': type } });
+    expect(res.status).toBe(415);
+    expect(((await res.json()) as { code: string }).code).toBe('unsupported_media_type');
+  });
+
   it('documents every upload route\'s multipart body and its file field', async () => {
     type Body = { content?: Record<string, { schema: { required?: string[]; properties: Record<string, { type: string; format?: string; items?: { format?: string } }> } }> };
     const doc = (await (await fetch(`${server.url}/openapi.json`)).json()) as { paths: Record<string, Record<string, { requestBody?: Body }>> };

@@ -172,6 +172,8 @@ describe('kiln blobs sweep', () => {
   it.each([
     [['blobs'], /usage: kiln blobs sweep/],
     [['blobs', 'sweep', '--older-than', '5'], /--older-than: expected whole minutes, at least 10, got "5"/],
+    [['blobs', 'sweep', '--older-than', '0x10'], /--older-than: expected whole minutes, at least 10, got "0x10"/],
+    [['blobs', 'sweep', '--older-than', '1e3'], /--older-than: expected whole minutes, at least 10, got "1e3"/],
     [['blobs', 'sweep', '--now'], /Unknown option '--now'/],
   ])('refuses %j with a message and exit code 1', async (args, message) => {
     const err = (await kiln(args).catch((e: unknown) => e)) as { code: number; stderr: string };

@@ -123,8 +123,9 @@ export async function runBlobsCommand(config: Config, args: string[]): Promise<S
   } catch (err) {
     throw new UsageError(`${err instanceof Error ? err.message : String(err)}\nusage: ${BLOBS_USAGE}`);
   }
-  const minutes = Number(values['older-than']);
-  if (!Number.isInteger(minutes) || minutes < 10) throw new UsageError(`--older-than: expected whole minutes, at least 10, got "${values['older-than']}"`);
+  const text = values['older-than'] ?? '';
+  const minutes = /^\d+$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isSafeInteger(minutes) || minutes < 10) throw new UsageError(`--older-than: expected whole minutes, at least 10, got "${values['older-than']}"`);
   const dryRun = values['dry-run'] === true;
   const ctx = await createContext(config, { logTo: 'stderr' });
   try {

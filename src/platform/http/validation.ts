@@ -32,21 +32,29 @@ export const buildValidator: BuildCompiler = (externalSchemas, options) => {
 type Validate = ((data: unknown) => boolean) & { errors?: unknown[] | null };
 
 /**
- * Ajv coerces the text `Infinity` (or `1e309`) to a number that passes
- * `integer` and skips `minimum`/`maximum`, which it checks only on finite
- * numbers: `?limit=Infinity` would reach the database. No query, path or
- * header value of Kiln's stands for an infinite number, so a coerced part
- * holding one is refused like any other bad value.
+ * Ajv coerces any text JavaScript reads as a number: `Infinity` (or `1e309`)
+ * passes `integer` and skips `minimum`/`maximum`, which Ajv checks only on
+ * finite numbers, so `?limit=Infinity` would reach the database; `0x10`,
+ * `1e1` and ` 12` would be read as 16, 10 and 12. No query, path or header
+ * value of Kiln's is written any other way than in decimal digits, so a
+ * coerced value that was not (or that is not finite) is refused like any
+ * other bad value.
  */
 function finiteOnly(validate: Validate): Validate {
   const checked: Validate = (data) => {
+    const texts = textsOf(data);
     if (!validate(data)) {
       checked.errors = validate.errors;
       return false;
     }
-    const where = nonFinite(data, '', 0);
-    checked.errors = where === null ? null : [{ instancePath: where, schemaPath: '#', keyword: 'type', params: {}, message: 'must be a finite number' }];
-    return where === null;
+    const infinite = nonFinite(data, '', 0);
+    if (infinite !== null) {
+      checked.errors = [{ instancePath: infinite, schemaPath: '#', keyword: 'type', params: {}, message: 'must be a finite number' }];
+      return false;
+    }
+    const notDecimal = texts === null ? null : notWrittenInDecimal(data as Record<string, unknown>, texts);
+    checked.errors = notDecimal === null ? null : [{ instancePath: notDecimal, schemaPath: '#', keyword: 'type', params: {}, message: 'must be a number in decimal digits' }];
+    return notDecimal === null;
   };
   return checked;
 }
@@ -58,6 +66,35 @@ function nonFinite(value: unknown, at: string, depth: number): string | null {
   for (const [key, item] of Object.entries(value)) {
     const found = nonFinite(item, `${at}/${key}`, depth + 1);
     if (found !== null) return found;
+  }
+  return null;
+}
+
+/** A number as a person writes one in a URL: optional minus, digits, optional decimal part. */
+const DECIMAL = /^-?\d+(\.\d+)?$/;
+
+/** The text values of a shallow part (a value or a list of values per name) before Ajv coerces them in place. */
+function textsOf(data: unknown): Map<string, unknown> | null {
+  if (data === null || typeof data !== 'object') return null;
+  const texts = new Map<string, unknown>();
+  for (const [key, value] of Object.entries(data)) {
+    if (typeof value === 'string' || Array.isArray(value)) texts.set(key, Array.isArray(value) ? [...value] : value);
+  }
+  return texts;
+}
+
+/** The JSON pointer of the first value Ajv made a number of from text that is not DECIMAL, or null. */
+function notWrittenInDecimal(data: Record<string, unknown>, texts: Map<string, unknown>): string | null {
+  for (const [key, text] of texts) {
+    const now = data[key];
+    if (Array.isArray(now)) {
+      // A list, or one value made a list of one ('array' coercion).
+      const was = Array.isArray(text) ? text : [text];
+      const i = now.findIndex((item, j) => typeof item === 'number' && typeof was[j] === 'string' && !DECIMAL.test(was[j] as string));
+      if (i >= 0) return `/${key}/${i}`;
+    } else if (typeof now === 'number' && typeof text === 'string' && !DECIMAL.test(text)) {
+      return `/${key}`;
+    }
   }
   return null;
 }

@@ -1,7 +1,8 @@
 /**
  * Query values are text read as the types they stand for. `Infinity` and
  * `1e309` read as numbers that no bound applies to (Ajv checks `minimum` and
- * `maximum` only on finite ones), so they are refused as bad values: 422 on
+ * `maximum` only on finite ones), and `0x10` or `1e1` as numbers nobody
+ * wrote, so they are refused as bad values: 422 on
  * every paged listing, never a 500 from the database or a silent page. A
  * plugin's own 4xx carries a code named after its status.
  */
@@ -39,6 +40,18 @@ describe('a number that is not finite', () => {
       expect(body.errors, `${path}?limit=${value}`).toEqual([{ field: 'querystring.limit', message: 'must be a finite number' }]);
     }
     expect((await fetch(`${server.url}${path}?limit=5`, { headers })).status).toBe(200);
+  });
+});
+
+describe('a number not written in decimal digits', () => {
+  it.each(LISTINGS)('%s?limit=0x10, 1e1, 0b11, " 12" and +5 are 422 naming the field; 5 and 05 are read', async (path, who) => {
+    const headers = who === 'admin' ? admin : who === 'user' ? user.headers : {};
+    for (const value of ['0x10', '1e1', '0b11', '%2012', '+5', '5.']) {
+      const res = await fetch(`${server.url}${path}?limit=${value}`, { headers });
+      const body = (await expectProblem(res, 422, 'validation_error')) as { errors?: unknown };
+      expect(body.errors, `${path}?limit=${value}`).toEqual([{ field: 'querystring.limit', message: 'must be a number in decimal digits' }]);
+    }
+    for (const value of ['5', '05']) expect((await fetch(`${server.url}${path}?limit=${value}`, { headers })).status, `${path}?limit=${value}`).toBe(200);
   });
 });
 

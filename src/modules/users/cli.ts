@@ -32,7 +32,7 @@ export async function runUsersCommand(config: Config, args: string[], env: NodeJ
 
   const ctx = await createContext(config, { logTo: 'stderr' });
   try {
-    return await createUser(ctx, { email: values.email, username: values.username, password, isAdmin: values.admin });
+    return await createUser(ctx, { email: values.email, username: values.username, password }, { admin: values.admin === true });
   } catch (err) {
     if (err instanceof DomainError) throw new UsageError(err.detail);
     throw err;

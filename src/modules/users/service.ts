@@ -41,7 +41,6 @@ export interface NewUser {
   email: string;
   username: string;
   password: string;
-  isAdmin?: boolean;
 }
 
 async function assertFree(ctx: Context, fields: { emailLower?: string; username?: string }, exceptUserId?: string): Promise<void> {
@@ -60,7 +59,12 @@ async function conflictAfterRace(ctx: Context, fields: { emailLower?: string; us
   throw new Conflict('This email or username is taken.', 'conflict');
 }
 
-export async function createUser(ctx: Context, input: NewUser): Promise<UserView> {
+/**
+ * A new account. Only `kiln users create --admin` passes `admin`: it is a
+ * parameter of its own, never a field of `input`, so no request body can
+ * carry it (`POST /auth/register` hands its whole body over).
+ */
+export async function createUser(ctx: Context, input: NewUser, options: { admin?: boolean } = {}): Promise<UserView> {
   const email = input.email.trim();
   checkAccountFields({ email, username: input.username, password: input.password });
   const fields = { emailLower: email.toLowerCase(), username: input.username };
@@ -73,7 +77,7 @@ export async function createUser(ctx: Context, input: NewUser): Promise<UserView
     username: input.username,
     password_hash: await hashPassword(input.password),
     is_active: 1,
-    is_admin: input.isAdmin ? 1 : 0,
+    is_admin: options.admin === true ? 1 : 0,
     created_at: now,
     updated_at: now,
   };

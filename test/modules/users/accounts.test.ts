@@ -20,6 +20,18 @@ describe('POST /auth/register', () => {
     expect(String(res.body.id).length).toBeGreaterThanOrEqual(16);
   });
 
+  it.each([{ isAdmin: true }, { is_admin: true }, { admin: true }, { isAdmin: 1, is_active: false }])(
+    'never makes an admin, whatever else the body says (%j): only ADMIN_EMAIL and kiln users create --admin do',
+    async (extra) => {
+      const fields = newAccountFields();
+      const res = await call(server.url, 'POST', '/auth/register', { body: { ...fields, ...extra } });
+      expect(res.status).toBe(201);
+      expect(res.body).toMatchObject({ is_admin: false, is_active: true });
+      const session = await login(server.url, fields);
+      expect((await call(server.url, 'GET', '/admin/users', { headers: bearer(session.access_token) })).status).toBe(403);
+    },
+  );
+
   it('stores the password as an argon2id hash, never in plain text', async () => {
     const account = await register(server.url);
     const row = await server.ctx.db.kysely.selectFrom('users').selectAll().where('id', '=', account.id).executeTakeFirstOrThrow();

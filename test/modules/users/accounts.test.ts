@@ -27,7 +27,7 @@ describe('POST /auth/register', () => {
       const res = await call(server.url, 'POST', '/auth/register', { body: { ...fields, ...extra } });
       expect(res.status).toBe(201);
       expect(res.body).toMatchObject({ is_admin: false, is_active: true });
-      const session = await login(server.url, fields);
+      const session = await login(server.url, { ...fields, id: String(res.body.id) });
       expect((await call(server.url, 'GET', '/admin/users', { headers: bearer(session.access_token) })).status).toBe(403);
     },
   );

@@ -71,6 +71,8 @@ export interface FakeStripe {
   received: ReceivedRequest[];
   /** The next API requests answer this Stripe error instead (in order), with `Stripe-Should-Retry: false`. */
   failNext: Array<{ status: number; type: string; message: string; code?: string }>;
+  /** The next API requests answer this JSON instead (in order), whatever it is: what a broken proxy or Stripe look-alike sends. */
+  answerNext: Array<{ status: number; body: unknown }>;
   /**
    * Holds the next `POST /v1/payment_intents` before it is answered, as a
    * slow Stripe would: `arrived` resolves once it is in, and it is answered
@@ -117,6 +119,7 @@ export async function startFakeStripe(apiKey = FAKE_STRIPE_KEY): Promise<FakeStr
   const intents = new Map<string, FakeIntent>();
   const received: ReceivedRequest[] = [];
   const failNext: FakeStripe['failNext'] = [];
+  const answerNext: FakeStripe['answerNext'] = [];
   /** Idempotency-Key -> the parameters it was first used with and the answer given. */
   const idempotent = new Map<string, { params: string; status: number; body: unknown }>();
   let createHold: { arrive: () => void; released: Promise<void> } | null = null;
@@ -171,6 +174,11 @@ export async function startFakeStripe(apiKey = FAKE_STRIPE_KEY): Promise<FakeStr
 
       if (req.headers.authorization !== `Bearer ${apiKey}`) {
         stripeError(res, 401, 'invalid_request_error', 'Invalid API Key provided: sk_test_****');
+        return;
+      }
+      const raw = answerNext.shift();
+      if (raw) {
+        sendJson(res, raw.status, raw.body, { 'stripe-should-retry': 'false' });
         return;
       }
       const scripted = failNext.shift();
@@ -247,6 +255,7 @@ export async function startFakeStripe(apiKey = FAKE_STRIPE_KEY): Promise<FakeStr
     intents,
     received,
     failNext,
+    answerNext,
     holdNextCreate() {
       let arrive = (): void => {};
       let release = (): void => {};

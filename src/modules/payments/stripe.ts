@@ -85,23 +85,49 @@ function hostOptions(apiBase: string): Pick<Stripe.StripeConfig, 'protocol' | 'h
   return { protocol, host: u.hostname, port: u.port || (protocol === 'http' ? 80 : 443) };
 }
 
-function intentOf(pi: Stripe.PaymentIntent): Intent {
-  const err = pi.last_payment_error;
+/**
+ * A PaymentIntent as Kiln uses it, or null when `value` is not one: the
+ * client types Stripe's answers but checks none of them, and an answer of
+ * `{}` (a proxy's, a test double's) must not become a TypeError and a 500.
+ */
+function parseIntent(value: unknown): Intent | null {
+  if (typeof value !== 'object' || value === null) return null;
+  const pi = value as Partial<Record<keyof Stripe.PaymentIntent, unknown>>;
+  const { id, status, amount, currency, client_secret: secret } = pi;
+  if (typeof id !== 'string' || typeof status !== 'string' || !Number.isSafeInteger(amount) || typeof currency !== 'string') return null;
+  if (secret !== null && secret !== undefined && typeof secret !== 'string') return null;
+  const err = typeof pi.last_payment_error === 'object' && pi.last_payment_error !== null ? (pi.last_payment_error as Partial<Stripe.PaymentIntent.LastPaymentError>) : null;
   return {
-    id: pi.id,
-    status: pi.status,
-    amountMinor: pi.amount,
-    currency: pi.currency.toUpperCase(),
-    clientSecret: pi.client_secret,
-    lastError: err ? { code: err.decline_code ?? err.code ?? err.type, message: err.message ?? null } : null,
+    id,
+    status,
+    amountMinor: amount as number,
+    currency: currency.toUpperCase(),
+    clientSecret: secret ?? null,
+    lastError: err ? { code: String(err.decline_code ?? err.code ?? err.type ?? 'unknown'), message: typeof err.message === 'string' ? err.message : null } : null,
   };
 }
 
-/** A payment_intent.* event's object, checked: the type names what data.object is, but a signed body is still only JSON. */
+/** Stripe's answer to an intent call, which must be a PaymentIntent; anything else is Stripe failing (502). */
+function intentOf(answer: unknown): Intent {
+  const intent = parseIntent(answer);
+  if (!intent) throw new PaymentProviderFailed('Stripe answered with something that is not a PaymentIntent; try again later.');
+  return intent;
+}
+
+/**
+ * A payment_intent.* event's object, checked: the type names what data.object
+ * is, but a signed body is still only JSON. Another type's event, or one about
+ * another kind of object, is null (ignored); a payment_intent.* event whose
+ * object is missing or not a whole PaymentIntent is no Stripe event (400).
+ */
 function eventIntent(event: Stripe.Event): Intent | null {
   if (!event.type.startsWith('payment_intent.')) return null;
-  const object = event.data.object as { object?: unknown };
-  return object.object === 'payment_intent' ? intentOf(object as Stripe.PaymentIntent) : null;
+  const data = (event as { data?: unknown }).data;
+  const object = typeof data === 'object' && data !== null ? (data as { object?: unknown }).object : undefined;
+  if (typeof object === 'object' && object !== null && (object as { object?: unknown }).object !== 'payment_intent') return null;
+  const intent = parseIntent(object);
+  if (!intent) throw new BadRequest(`The ${event.type} event carries no whole PaymentIntent.`, 'invalid_event');
+  return intent;
 }
 
 /** The client's failure as Kiln answers it. Anything that is not the client's stays as it is (a 500). */

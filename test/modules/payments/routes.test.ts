@@ -203,6 +203,18 @@ for (const { name, skip } of DATABASES) describe.skipIf(skip)(`payments (${name}
       });
     });
 
+    it.each([
+      [200, {}],
+      [200, { id: 'pi_1', object: 'payment_intent', status: 'requires_payment_method', amount: '12.00', currency: 'usd' }],
+      [500, {}],
+      [200, []],
+    ])('answers 502 when Stripe answers %i %j, which is no PaymentIntent, and records nothing', async (status, body) => {
+      const orderId = await insertOrder(server, buyer.id);
+      stripe.answerNext.push({ status, body });
+      expectProblem(await createIntent(orderId), 502, 'payment_provider_error');
+      expect((await paymentRows(server)).filter((p) => p.order_id === orderId)).toEqual([]);
+    });
+
     it('answers 502 when Stripe fails, and records nothing', async () => {
       const orderId = await insertOrder(server, buyer.id);
       stripe.failNext.push({ status: 500, type: 'api_error', message: 'An unknown error occurred' });
@@ -303,6 +315,14 @@ for (const { name, skip } of DATABASES) describe.skipIf(skip)(`payments (${name}
         last_error: { code: 'insufficient_funds', message: 'Your card has insufficient funds.' },
         order_status: 'pending',
       });
+    });
+
+    it('answers 502 when Stripe reads the intent back as something else, and leaves the order pending', async () => {
+      const orderId = await insertOrder(server, buyer.id);
+      const { payment_id } = (await createIntent(orderId)).body;
+      stripe.answerNext.push({ status: 200, body: { object: 'payment_intent' } });
+      expectProblem(await confirm(payment_id), 502, 'payment_provider_error');
+      expect((await orderRow(server, orderId)).status).toBe('pending');
     });
 
     it('lets an admin confirm any payment', async () => {

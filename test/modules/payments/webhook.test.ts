@@ -192,6 +192,22 @@ for (const { name, skip } of DATABASES) describe.skipIf(skip)(`POST /payments/we
     expectProblem(await deliver('{"not": "an event"'), 400, 'invalid_event');
     expectProblem(await deliver('[1, 2]'), 400, 'invalid_event');
   });
+
+  it.each([
+    ['an object without currency or amount', { object: 'payment_intent', id: 'pi_unknown_x' }],
+    ['a null object', null],
+    ['no data at all', undefined],
+  ])('answers 400 invalid_event for a signed payment_intent event carrying %s, changing nothing', async (_what, object) => {
+    const events = await eventCount();
+    const event = { id: `evt_bad_${events}`, object: 'event', type: 'payment_intent.succeeded', ...(object === undefined ? {} : { data: { object } }) };
+    expectProblem(await deliver(JSON.stringify(event)), 400, 'invalid_event');
+    expect(await eventCount()).toBe(events);
+  });
+
+  it('ignores a signed event of another type whatever its object', async () => {
+    const body = JSON.stringify({ id: 'evt_other_type', object: 'event', type: 'charge.refunded', data: { object: null } });
+    expect((await deliver(body)).body.outcome).toBe('ignored');
+  });
 });
 
 describe('POST /payments/webhook without STRIPE_WEBHOOK_SECRET', () => {

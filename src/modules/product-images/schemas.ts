@@ -19,7 +19,7 @@ export type FetchImageBody = Static<typeof FetchImageBody>;
 
 export const FetchImageAnswer = Type.Object({
   job_id: Type.String(),
-  status: Type.Union([Type.Literal('queued'), Type.Literal('processing')], { description: 'queued for a new job; a job handed back while in flight may already be processing' }),
+  status: Type.Literal('queued', { description: 'always queued (the spec\'s answer); a job handed back while in flight may already be processing: GET /api/v1/jobs/{job_id} says' }),
   ean_code: Type.String(),
 });
 

@@ -94,8 +94,9 @@ export class ProductImageService {
       userId: principal.userId,
       dedupeKey: `${EAN_FETCH}:${principal.userId}:${eanCode}`,
     });
-    // A job handed back by the dedupe may already be running; say so rather than pretend it is queued.
-    return { job_id: job.job_id, status: job.status as Extract<JobStatus, 'queued' | 'processing'>, ean_code: eanCode };
+    // The spec's answer is `status: "queued"`: the request is in the queue. A job handed back by the
+    // dedupe may already be running; its own route (GET /api/v1/jobs/{id}) says where it is.
+    return { job_id: job.job_id, status: 'queued' as const, ean_code: eanCode };
   }
 
   /** A job of any kind, to its owner or an admin; 404 for everyone else, as if it did not exist. */

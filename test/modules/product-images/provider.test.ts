@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { PermanentJobError, TransientJobError } from '../../../src/platform/jobs/index.js';
-import { OpenFoodFactsProvider } from '../../../src/modules/product-images/providers/openfoodfacts.js';
+import { OpenFoodFactsProvider, PRODUCT_NAME_MAX } from '../../../src/modules/product-images/providers/openfoodfacts.js';
 import type { JsonAnswer } from '../../../src/modules/product-images/providers/types.js';
 
 const signal = new AbortController().signal;
@@ -45,6 +45,13 @@ describe('Open Food Facts provider', () => {
     expect(await front.provider.lookup('3017620422003', signal)).toEqual({ productName: 'Nutella', imageUrl: 'https://i/front.jpg' });
     const any = providerAnswering({ status: 200, body: { status: 1, product: { image_url: 'https://i/any.jpg' } } });
     expect(await any.provider.lookup('3017620422003', signal)).toEqual({ productName: null, imageUrl: 'https://i/any.jpg' });
+  });
+
+  it(`keeps a product name of at most ${PRODUCT_NAME_MAX} characters, without control characters`, async () => {
+    const long = providerAnswering({ status: 200, body: { status: 1, product: { product_name: 'é'.repeat(1_500_000), image_url: 'https://i/any.jpg' } } });
+    expect((await long.provider.lookup('3017620422003', signal)).productName).toBe('é'.repeat(PRODUCT_NAME_MAX));
+    const odd = providerAnswering({ status: 200, body: { status: 1, product: { product_name: 'Nu\u0000tel\nla\u007f', image_url: 'https://i/any.jpg' } } });
+    expect((await odd.provider.lookup('3017620422003', signal)).productName).toBe('Nu tel la');
   });
 
   it('reads 404 and status 0 as not_found, for good', async () => {

@@ -20,6 +20,16 @@ function text(v: unknown): string | null {
   return typeof v === 'string' && v.trim() !== '' ? v.trim() : null;
 }
 
+/** Product names are a few words; a database's longer one is cut here, so one answer cannot fill every read of the barcode. */
+export const PRODUCT_NAME_MAX = 500;
+
+/** The product's name as shown: control characters removed, at most PRODUCT_NAME_MAX characters, or null. */
+function productName(v: unknown): string | null {
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what is being removed
+  const name = text(typeof v === 'string' ? v.replace(/[\u0000-\u001f\u007f]/g, ' ') : v);
+  return name === null ? null : [...name].slice(0, PRODUCT_NAME_MAX).join('').trimEnd();
+}
+
 /** Only an absolute http(s) URL is a picture we may try to download. */
 function pictureUrl(v: unknown): string | null {
   const s = text(v);
@@ -63,6 +73,6 @@ export class OpenFoodFactsProvider implements ProductProvider {
     }
     const imageUrl = pictureUrl(answer.product.image_front_url) ?? pictureUrl(answer.product.image_url);
     if (imageUrl === null) throw new PermanentJobError('no_image', `The product database has no picture of product ${eanCode}.`);
-    return { productName: text(answer.product.product_name), imageUrl };
+    return { productName: productName(answer.product.product_name), imageUrl };
   }
 }

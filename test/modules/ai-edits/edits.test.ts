@@ -3,7 +3,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { TestServer } from '../../helpers/server.js';
 import { RATE_LIMITED, REFUSAL, startFakeOpenAI, type FakeOpenAI } from './fake-openai.js';
-import { JPEG, SERVICE, post, startAiServer, startEdit, upload, waitForEnd } from './server.js';
+import { JPEG, SERVICE, expectFailure, post, startAiServer, startEdit, upload, waitForEnd } from './server.js';
 import { cacheKey, type ProcessView } from '../../../src/modules/ai-edits/service.js';
 
 let fake: FakeOpenAI;
@@ -73,6 +73,23 @@ describe('a successful edit', () => {
     const entry = await server.ctx.cache.get<ProcessView>(cacheKey(initId));
     expect(entry).toMatchObject({ init_id: initId, status: 'completed' });
     expect(entry?.result_url).toMatch(/^\/api\/v1\/files\//);
+  });
+});
+
+describe('what may be booked', () => {
+  it('refuses a result of an earlier edit as source or target: only the caller\'s uploads are (422 not_your_upload)', async () => {
+    const { initId } = await startEdit(server.url, SERVICE);
+    const done = await waitForEnd(server.url, SERVICE, initId);
+    expect(done.status).toBe('completed');
+    const own = (await upload(server.url, SERVICE)).body.data.url;
+    for (const urls of [
+      { source_url: done.result_url, target_url: own },
+      { source_url: own, target_url: done.result_url },
+    ]) {
+      const init = await post<{ init_id: string }>(server.url, '/api/v1/initiate-process', SERVICE);
+      const res = await post(server.url, '/api/v1/process/book', SERVICE, { init_id: init.body.data.init_id, ...urls, prompt: 'again' });
+      expectFailure(res, 422, 4001, 'not_your_upload');
+    }
   });
 });
 

@@ -48,6 +48,15 @@ describe('quality facts of each photo, from the image itself', () => {
     expect(small.files[0]?.quality).toMatchObject({ width: 640, height: 427, too_small: true, duplicate_of: null });
   });
 
+  it('exactly 800 pixels on the short side is not too small; 799 is', async () => {
+    const at = async (height: number) => sharp(PATH_JPG).resize({ height }).jpeg({ quality: 90 }).toBuffer();
+    const edge = await createOrder(server.url, user.headers, [filePart(await at(800), 'edge.jpg'), filePart(await at(799), 'under.jpg')]);
+    expect(edge.files.map((f) => [f.quality.height, f.quality.too_small])).toEqual([
+      [800, false],
+      [799, true],
+    ]);
+  });
+
   it('duplicates are looked for within the order only; they never reject', async () => {
     const again = await createOrder(server.url, user.headers, [filePart(PATH_JPG)]);
     expect(again.files[0]?.quality.duplicate_of).toBeNull();

@@ -27,6 +27,11 @@ describe('barcodes that are refused with 422 invalid_ean, creating no job', () =
   const cases: Array<[string, unknown]> = [
     ['wrong check digit', '4006381333932'],
     ['too short (7 digits)', '9638507'],
+    // Lengths no GTIN has, each with a check digit that would be right: the length alone refuses them.
+    ['7 digits with a right check digit', '9638501'],
+    ['9 digits with a right check digit', '963850742'],
+    ['10 digits with a right check digit', '1234567895'],
+    ['11 digits with a right check digit', '03600029143'],
     ['between lengths (11 digits)', '03600029145'],
     ['between lengths (9 digits)', '963850741'],
     ['too long (15 digits)', '100123456789020'],

@@ -128,8 +128,12 @@ function openSqlite(file: string, durable: boolean): Kysely<Database> {
 async function postgresPool(url: string): Promise<Pool> {
   const { default: pg } = await import('pg');
   const pool = new pg.Pool({ connectionString: url, max: 10 });
-  // An idle client losing its server must not crash the process; the next query reports it.
+  // A client losing its server must not crash the process. An idle one reports to the pool's
+  // listener; one checked out (a query in flight) has none of the pool's (pg-pool takes it off while
+  // lent) and Kysely adds none, so each client gets its own for life. The query in flight fails with
+  // the error, and pg-pool drops the broken client when it comes back.
   pool.on('error', () => undefined);
+  pool.on('connect', (client) => client.on('error', () => undefined));
   return pool;
 }
 

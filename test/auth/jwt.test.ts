@@ -280,7 +280,41 @@ describe('the JWKS fetch goes through the outbound guard', () => {
   });
 });
 
+describe('the JWKS fetch follows no redirect', () => {
+  it('a JWKS_URL that redirects to a valid key set is not followed: RS256 tokens are 401', async () => {
+    const redirector = createServer((_req, res) => {
+      res.statusCode = 302;
+      res.setHeader('location', jwksUrl);
+      res.end();
+    });
+    await new Promise<void>((resolve) => redirector.listen(0, '127.0.0.1', resolve));
+    const { port } = redirector.address() as AddressInfo;
+    const redirected = await startServer({ JWT_JWKS_URL: `http://127.0.0.1:${port}/jwks.json`, FETCH_ALLOWED_HOSTS: '127.0.0.1' });
+    try {
+      const user = await register(redirected.url);
+      const before = jwksRequests;
+      const token = await claims(user.id).setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' }).sign(rsa.privateKey);
+      await expectProblem(await meRaw(redirected.url, token), 401, 'invalid_token');
+      // The key set the redirect points to was never asked for.
+      expect(jwksRequests).toBe(before);
+    } finally {
+      await redirected.close();
+      await new Promise((resolve) => redirector.close(resolve));
+    }
+  });
+});
+
 describe('presented but bad credentials', () => {
+  it('a valid token under any Authorization scheme but Bearer is 401', async () => {
+    const { access_token: token } = await login(server.url, account);
+    expect((await me(token)).status).toBe(200);
+    for (const authorization of [`Token ${token}`, `JWT ${token}`, `Bearer: ${token}`]) {
+      const res = await call(server.url, 'GET', '/users/me', { headers: { authorization } });
+      expect(res.status, authorization).toBe(401);
+      expect(res.body.code, authorization).toBe('invalid_credentials');
+    }
+  });
+
   it('are 401 even on a public route', async () => {
     for (const authorization of ['Bearer not.a.jwt', 'Basic dXNlcjpwYXNz', 'Bearer']) {
       const res = await call(server.url, 'GET', '/', { headers: { authorization } });

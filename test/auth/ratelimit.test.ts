@@ -49,6 +49,58 @@ describe('rate limits', () => {
     expect((await call(s.url, 'GET', '/')).status).toBe(200);
   });
 
+  it('one counter per class: using up the auth budget leaves the default budget whole, and the other way round', async () => {
+    const authFirst = await serve({ RATE_LIMIT_AUTH: '3', RATE_LIMIT_DEFAULT: '3' });
+    for (let i = 0; i < 3; i++) expect((await badLogin(authFirst.url)).status).toBe(401);
+    expect((await badLogin(authFirst.url)).status).toBe(429);
+    for (let i = 0; i < 3; i++) expect((await call(authFirst.url, 'GET', '/')).status).toBe(200);
+    expect((await call(authFirst.url, 'GET', '/')).status).toBe(429);
+
+    const defaultFirst = await serve({ RATE_LIMIT_AUTH: '3', RATE_LIMIT_DEFAULT: '3' });
+    for (let i = 0; i < 3; i++) expect((await call(defaultFirst.url, 'GET', '/')).status).toBe(200);
+    expect((await call(defaultFirst.url, 'GET', '/')).status).toBe(429);
+    for (let i = 0; i < 3; i++) expect((await badLogin(defaultFirst.url)).status).toBe(401);
+    expect((await badLogin(defaultFirst.url)).status).toBe(429);
+  });
+
+  it('the auth budget is per client IP even for signed-in callers: two users from one IP share it', async () => {
+    // Behind one proxy hop, X-Forwarded-For names the client: the two accounts are made from addresses of their own.
+    const s = await serve({ RATE_LIMIT_AUTH: '4', TRUST_PROXY: '1' });
+    const signUp = async (ip: string) => {
+      const from = { 'x-forwarded-for': ip };
+      const fields = { email: `u${randomInt(1e9)}@example.com`, username: `u${randomInt(1e9)}`, password: 'password-123' };
+      expect((await call(s.url, 'POST', '/auth/register', { body: fields, headers: from })).status).toBe(201);
+      const pair = await call<{ access_token: string }>(s.url, 'POST', '/auth/login', { body: fields, headers: from });
+      expect(pair.status).toBe(200);
+      return bearer(pair.body.access_token);
+    };
+    const a = await signUp('10.0.0.1');
+    const b = await signUp('10.0.0.2');
+    const shared = { 'x-forwarded-for': '10.0.0.3' };
+    const keys = (who: Record<string, string>) => call(s.url, 'GET', '/auth/api-keys', { headers: { ...who, ...shared } });
+    for (const who of [a, a, b, b]) expect((await keys(who)).status).toBe(200);
+    const over = await keys(a);
+    expect(over.status).toBe(429);
+    expect(over.body.code).toBe('rate_limited');
+    expect((await keys(b)).status).toBe(429);
+  });
+
+  it('Retry-After is the seconds left in the window: it shrinks as the window passes', async () => {
+    const s = await serve({ RATE_LIMIT_AUTH: '1' });
+    expect((await badLogin(s.url)).status).toBe(401);
+    const first = await badLogin(s.url);
+    expect(first.status).toBe(429);
+    const before = Number(first.headers.get('retry-after'));
+    expect(before).toBeGreaterThanOrEqual(58);
+    expect(before).toBeLessThanOrEqual(60);
+    await new Promise((resolve) => setTimeout(resolve, 2100));
+    const later = await badLogin(s.url);
+    expect(later.status).toBe(429);
+    const after = Number(later.headers.get('retry-after'));
+    expect(after).toBeLessThanOrEqual(before - 2);
+    expect(after).toBeGreaterThanOrEqual(before - 4);
+  });
+
   it('the default limit counts per user, and per IP for anonymous callers', async () => {
     const s = await serve({ RATE_LIMIT_DEFAULT: '3' });
     const a = bearer((await login(s.url, await register(s.url))).access_token);

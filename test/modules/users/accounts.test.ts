@@ -40,6 +40,12 @@ describe('POST /auth/register', () => {
     expect(row.is_active).toBe(1);
   });
 
+  it("hashes with OWASP's argon2id parameters: 19 MiB (m=19456), 2 passes (t=2), 1 lane", async () => {
+    const account = await register(server.url);
+    const row = await server.ctx.db.kysely.selectFrom('users').select('password_hash').where('id', '=', account.id).executeTakeFirstOrThrow();
+    expect(row.password_hash).toMatch(/^\$argon2id\$v=19\$m=19456,t=2,p=1\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$/);
+  });
+
   it('refuses an email that differs only in case (409 email_taken)', async () => {
     const account = await register(server.url);
     const res = await call(server.url, 'POST', '/auth/register', {

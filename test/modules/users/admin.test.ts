@@ -63,6 +63,31 @@ describe('admin routes', () => {
     expect((await call(server.url, 'GET', '/admin/users?limit=0', { headers: adminHeaders })).status).toBe(422);
   });
 
+  it('allow a limit of 1 to 200: 201 is 422', async () => {
+    expect((await call(server.url, 'GET', '/admin/users?limit=200', { headers: adminHeaders })).status).toBe(200);
+    const res = await call<{ code: string; errors: Array<{ field: string }> }>(server.url, 'GET', '/admin/users?limit=201', { headers: adminHeaders });
+    expect(res.status).toBe(422);
+    expect(res.body.code).toBe('validation_error');
+    expect(res.body.errors.map((e) => e.field)).toContain('querystring.limit');
+  });
+
+  it('a last page filled exactly to the limit has next_cursor null', async () => {
+    for (let i = 0; i < 3; i++) await register(server.url);
+    const total = Number((await server.ctx.db.kysely.selectFrom('users').select(({ fn }) => fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n);
+    expect(total).toBeGreaterThan(2);
+    expect(total).toBeLessThanOrEqual(200);
+    const whole = await call<Page>(server.url, 'GET', `/admin/users?limit=${total}`, { headers: adminHeaders });
+    expect(whole.status).toBe(200);
+    expect(whole.body.users).toHaveLength(total);
+    expect(whole.body.next_cursor).toBeNull();
+    // Paged so that the second page is the last and exactly full.
+    const first = await call<Page>(server.url, 'GET', `/admin/users?limit=${total - 2}`, { headers: adminHeaders });
+    expect(first.body.next_cursor).toEqual(expect.any(String));
+    const last = await call<Page>(server.url, 'GET', `/admin/users?limit=2&cursor=${encodeURIComponent(first.body.next_cursor as string)}`, { headers: adminHeaders });
+    expect(last.body.users.map((u) => u.id)).toEqual(whole.body.users.slice(-2).map((u) => u.id));
+    expect(last.body.next_cursor).toBeNull();
+  });
+
   it('reject a cursor that decodes but is not a position Kiln writes: a bad time, a time not in its stored form, an id with a slash', async () => {
     const forge = (position: unknown): string => Buffer.from(JSON.stringify(position)).toString('base64url');
     for (const position of [['not a date', 'x'], ['2026-13-01T00:00:00.000Z', 'x'], ['2026-11-24T00:00:00Z', 'x'], ['2026-11-24T00:00:00.000Z', 'a/b'], ['2026-11-24T00:00:00.000Z', ''], ['2026-11-24T00:00:00.000Z', 'x', 'y'], { createdAt: '2026-11-24T00:00:00.000Z', id: 'x' }]) {
@@ -96,6 +121,34 @@ describe('admin routes', () => {
     await login(server.url, account);
     // The sessions of before the deactivation stay dead.
     expect((await call(server.url, 'POST', '/auth/refresh', { body: { refresh_token: pair.refresh_token } })).status).toBe(401);
+  });
+
+  it('deactivation revokes the sessions: a refresh token never presented while inactive is still 401 after reactivation', async () => {
+    const account = await register(server.url);
+    await login(server.url, account);
+    const kept = await login(server.url, account);
+    expect((await call(server.url, 'PATCH', `/admin/users/${account.id}`, { headers: adminHeaders, body: { is_active: false } })).status).toBe(200);
+    expect((await call(server.url, 'PATCH', `/admin/users/${account.id}`, { headers: adminHeaders, body: { is_active: true } })).status).toBe(200);
+    const res = await call(server.url, 'POST', '/auth/refresh', { body: { refresh_token: kept.refresh_token } });
+    expect(res.status).toBe(401);
+    expect(res.body.code).toBe('invalid_refresh_token');
+  });
+
+  it("a password change or a deactivation of one user ends none of another user's sessions", async () => {
+    const a = await register(server.url);
+    const b = await register(server.url);
+    const aSession = await login(server.url, a);
+    let bToken = (await login(server.url, b)).refresh_token;
+    const stillOn = async () => {
+      const res = await call<{ refresh_token: string }>(server.url, 'POST', '/auth/refresh', { body: { refresh_token: bToken } });
+      expect(res.status).toBe(200);
+      bToken = res.body.refresh_token;
+    };
+    const changed = await call(server.url, 'PUT', '/users/me', { headers: bearer(aSession.access_token), body: { password: 'another-password-1', current_password: a.password } });
+    expect(changed.status).toBe(200);
+    await stillOn();
+    expect((await call(server.url, 'PATCH', `/admin/users/${a.id}`, { headers: adminHeaders, body: { is_active: false } })).status).toBe(200);
+    await stillOn();
   });
 
   it('promoting a user gives it admin rights on its next request', async () => {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type TestServer } from '../../helpers/server.js';
-import { bearer, call, ISO_UTC, login, register } from '../../auth/helpers.js';
+import { bearer, call, ISO_UTC, login, register, TestClock } from '../../auth/helpers.js';
 
 const STATIC_KEY = 'static-service-key-for-tests-0123456789';
 let server: TestServer;
@@ -129,5 +129,61 @@ describe('the static API_KEY', () => {
 
   it('is compared exactly: a near miss is 401', async () => {
     expect((await call(server.url, 'GET', '/admin/users', { headers: { 'x-api-key': STATIC_KEY + 'x' } })).status).toBe(401);
+  });
+
+  it('is compared whole and in its case: an empty key, a prefix of it, or it in another case is 401', async () => {
+    for (const value of ['', STATIC_KEY.slice(0, 10), STATIC_KEY.slice(0, -1), STATIC_KEY.toUpperCase()]) {
+      const res = await call(server.url, 'GET', '/admin/users', { headers: { 'x-api-key': value } });
+      expect(res.status, JSON.stringify(value)).toBe(401);
+      expect(res.headers.get('content-type')).toContain('application/problem+json');
+    }
+    expect((await call(server.url, 'GET', '/admin/users', { headers: { 'x-api-key': STATIC_KEY } })).status).toBe(200);
+  });
+});
+
+describe('a bearer token and an API key sent together', () => {
+  it('both must be good: a valid bearer token with a forged key is 401', async () => {
+    const { headers } = await signedIn();
+    expect((await call(server.url, 'GET', '/users/me', { headers })).status).toBe(200);
+    for (const forged of ['kiln_00000000_' + 'A'.repeat(43), 'nonsense']) {
+      const res = await call(server.url, 'GET', '/users/me', { headers: { ...headers, 'x-api-key': forged } });
+      expect(res.status, forged).toBe(401);
+      expect(res.headers.get('content-type')).toContain('application/problem+json');
+    }
+  });
+
+  it("the bearer token wins: user A's bearer with user B's key acts as A", async () => {
+    const a = await signedIn();
+    const b = await signedIn();
+    const bKey = String((await call(server.url, 'POST', '/auth/api-keys', { headers: b.headers, body: { name: 'k' } })).body.key);
+    const res = await call(server.url, 'GET', '/users/me', { headers: { ...a.headers, 'x-api-key': bKey } });
+    expect(res.status).toBe(200);
+    expect(res.body.id).toBe(a.account.id);
+  });
+});
+
+describe('last_used_at (moved by an injected clock)', () => {
+  const clock = new TestClock();
+  let clocked: TestServer;
+  beforeAll(async () => {
+    clocked = await startServer({}, { clock });
+  });
+  afterAll(async () => clocked.close());
+
+  it('is written at the first use, not again within a minute, and again once more than a minute has passed', async () => {
+    const headers = bearer((await login(clocked.url, await register(clocked.url))).access_token);
+    const key = { 'x-api-key': String((await call(clocked.url, 'POST', '/auth/api-keys', { headers, body: { name: 'k' } })).body.key) };
+    const lastUsed = async () => (await call<Array<{ last_used_at: string | null }>>(clocked.url, 'GET', '/auth/api-keys', { headers })).body[0]?.last_used_at;
+    expect((await call(clocked.url, 'GET', '/users/me', { headers: key })).status).toBe(200);
+    const first = await lastUsed();
+    expect(first).toMatch(ISO_UTC);
+    clock.advanceSeconds(30);
+    expect((await call(clocked.url, 'GET', '/users/me', { headers: key })).status).toBe(200);
+    expect(await lastUsed()).toBe(first);
+    clock.advanceSeconds(45);
+    expect((await call(clocked.url, 'GET', '/users/me', { headers: key })).status).toBe(200);
+    const second = await lastUsed();
+    expect(second).toMatch(ISO_UTC);
+    expect(Date.parse(second as string) - Date.parse(first as string)).toBeGreaterThanOrEqual(75_000);
   });
 });

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Clock } from '../../../src/clock.js';
 import { startServer, type TestServer } from '../../helpers/server.js';
 import { bearer, call, login, register, TestClock, type Pair } from '../../auth/helpers.js';
 
@@ -95,6 +96,23 @@ describe('refresh tokens', () => {
     expect((await refresh(forged.refresh_token)).status).toBe(401);
   });
 
+  it('logout with an unknown refresh token answers 204', async () => {
+    for (const token of ['not-a-token', 'A'.repeat(43)]) {
+      const res = await call(server.url, 'POST', '/auth/logout', { body: { refresh_token: token } });
+      expect(res.status, token).toBe(204);
+    }
+  });
+
+  it('logout with an earlier, already rotated token of a session ends the session: its current token is 401', async () => {
+    const first = await login(server.url, await register(server.url));
+    const second = await refresh(first.refresh_token);
+    expect(second.status).toBe(200);
+    expect((await call(server.url, 'POST', '/auth/logout', { body: { refresh_token: first.refresh_token } })).status).toBe(204);
+    const after = await refresh(second.body.refresh_token);
+    expect(after.status).toBe(401);
+    expect(after.body).toMatchObject({ code: 'invalid_refresh_token' });
+  });
+
   it('every other route still refuses a bearer token that does not verify', async () => {
     const res = await call(server.url, 'GET', '/', { headers: bearer('not.a.jwt') });
     expect(res.status).toBe(401);
@@ -123,6 +141,20 @@ describe('lifetimes (moved by an injected clock)', () => {
     expect((await refresh(dead.refresh_token)).status).toBe(401);
   });
 
+  it('without remember_me the successor of a refresh token lasts 60 minutes too, counted from the refresh', async () => {
+    const account = await register(server.url);
+    const kept = await refresh((await login(server.url, account)).refresh_token);
+    const idle = await refresh((await login(server.url, account)).refresh_token);
+    expect(kept.status).toBe(200);
+    expect(idle.status).toBe(200);
+    clock.advanceMinutes(59);
+    expect((await refresh(kept.body.refresh_token)).status).toBe(200);
+    clock.advanceMinutes(2);
+    const expired = await refresh(idle.body.refresh_token);
+    expect(expired.status).toBe(401);
+    expect(expired.body).toMatchObject({ code: 'invalid_refresh_token' });
+  });
+
   it('with remember_me the refresh token lasts 30 days, and so does its successor', async () => {
     const account = await register(server.url);
     const long = await login(server.url, account, true);
@@ -135,6 +167,41 @@ describe('lifetimes (moved by an injected clock)', () => {
     const other = await login(server.url, account, true);
     clock.advanceMinutes(24 * 60 * 30 + 1);
     expect((await refresh(other.refresh_token)).status).toBe(401);
+  });
+});
+
+/** A clock that stands still until a test sets it: lifetimes checked to the millisecond. */
+class StoppedClock implements Clock {
+  private at = Date.now();
+  now(): Date {
+    return new Date(this.at);
+  }
+  set(at: number): void {
+    this.at = at;
+  }
+}
+
+describe('a refresh token expires exactly at the end of its lifetime', () => {
+  let stopped: TestServer;
+  const stoppedClock = new StoppedClock();
+  beforeAll(async () => {
+    stopped = await startServer({}, { clock: stoppedClock });
+  });
+  afterAll(async () => stopped.close());
+  const refreshOn = (token: string) => call<Pair>(stopped.url, 'POST', '/auth/refresh', { body: { refresh_token: token } });
+
+  it('works at 59:59 and is 401 at 60:00', async () => {
+    const start = Date.now();
+    stoppedClock.set(start);
+    const account = await register(stopped.url);
+    const early = await login(stopped.url, account);
+    const late = await login(stopped.url, account);
+    stoppedClock.set(start + 59 * 60_000 + 59_000);
+    expect((await refreshOn(early.refresh_token)).status).toBe(200);
+    stoppedClock.set(start + 60 * 60_000);
+    const expired = await refreshOn(late.refresh_token);
+    expect(expired.status).toBe(401);
+    expect(expired.body).toMatchObject({ code: 'invalid_refresh_token' });
   });
 });
 
@@ -187,5 +254,16 @@ describe('a deactivated user', () => {
     expect((await refresh(pair.refresh_token)).status).toBe(401);
     const again = await call(server.url, 'POST', '/auth/login', { body: { email: account.email, password: account.password } });
     expect(again.status).toBe(401);
+  });
+
+  it('with a wrong password is told invalid_credentials; account_inactive only after the right one', async () => {
+    const account = await register(server.url);
+    await server.ctx.db.kysely.updateTable('users').set({ is_active: 0 }).where('id', '=', account.id).execute();
+    const wrong = await call(server.url, 'POST', '/auth/login', { body: { email: account.email, password: 'wrong-password' } });
+    expect(wrong.status).toBe(401);
+    expect(wrong.body.code).toBe('invalid_credentials');
+    const right = await call(server.url, 'POST', '/auth/login', { body: { email: account.email, password: account.password } });
+    expect(right.status).toBe(401);
+    expect(right.body.code).toBe('account_inactive');
   });
 });

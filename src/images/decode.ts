@@ -59,6 +59,9 @@ export function configureSharp(): void {
   sharpConfigured = true;
 }
 
+/** The largest width or height libjpeg writes (JPEG_MAX_DIMENSION): a 70000x1 PNG passes MAX_IMAGE_PIXELS but has no JPEG original. */
+export const JPEG_MAX_SIDE = 65_500;
+
 function imageTooLarge(maxImagePixels: number): TooLarge {
   return new TooLarge(`The image has more than ${maxImagePixels} pixels, the most this server decodes.`, 'image_too_large');
 }
@@ -102,6 +105,9 @@ export async function inspect(file: string, maxImagePixels: number): Promise<Ins
   if (!width || !height) throw new UnsupportedImage('The image has no size and cannot be read.', 'corrupt_image');
   const pixels = width * height;
   if (pixels > maxImagePixels) throw imageTooLarge(maxImagePixels);
+  if (width > JPEG_MAX_SIDE || height > JPEG_MAX_SIDE) {
+    throw new TooLarge(`The image is ${width}x${height} pixels; every size Kiln stores is a JPEG, which holds at most ${JPEG_MAX_SIDE} pixels a side.`, 'image_too_large');
+  }
   // Measured on the corpus: the 8-bit RGB result (3 B/px) plus ~12 MB of decoder
   // state; a progressive JPEG or interlaced PNG also keeps the whole image's
   // coefficients (wholeImageBytesPerPixel). A rotated photo needs no second copy:

@@ -138,7 +138,7 @@ function keptSizes(order: readonly SizeName[], keep: SizeName | undefined): Set<
   return kept;
 }
 
-async function renderFromPixels<S extends SizeName>(
+export async function renderFromPixels<S extends SizeName>(
   sizes: readonly S[],
   quality: number,
   orientation: number,
@@ -147,32 +147,60 @@ async function renderFromPixels<S extends SizeName>(
   keep: SizeName | undefined,
 ): Promise<Record<S, RenderedVariant>> {
   // Encodes run while the next, smaller size is being made: the full-size
-  // JPEG encode overlaps the other sizes instead of waiting for them.
+  // JPEG encode overlaps the other sizes instead of waiting for them. Each is
+  // watched from the start (`started`): one that fails while a later step is
+  // still awaited must not be an unhandled rejection, which ends the process.
   const encodes: Array<Promise<[S, RenderedVariant]>> = [];
+  const started = (encoding: Promise<[S, RenderedVariant]>): void => {
+    encoding.catch(() => undefined);
+    encodes.push(encoding);
+  };
   const order = renderOrder(sizes);
   const kept = keptSizes(order, keep);
-  for (const name of order) {
-    const rule: SizeRule = SIZES[name];
-    const source = pickSource(stages, rule);
-    let out: Unturned;
-    if (rule.kind === 'square') {
-      // A centre crop of an odd excess leaves the odd pixel on one side, so the (small) source is
-      // turned first: on a mirrored photo the crop then falls exactly where it does on the photo as shown.
-      out = { pixels: await cropSquare(await orientPixels(source, orientation), rule.side), orientation: 1 };
-    } else if (rule.max === null || (source.width <= rule.max && source.height <= rule.max)) {
-      out = { pixels: source, orientation };
-    } else if (!kept.has(name)) {
-      encodes.push(encodeResized(source, rule.max, quality, orientation).then((v) => [name, v]));
-      continue;
-    } else {
-      const pixels = await resizeToFit(source, rule.max);
-      stages.push(pixels);
-      out = { pixels, orientation };
-    }
-    pixelsOf[name] = out;
-    encodes.push(encode(out.pixels, quality, out.orientation).then((v) => [name, v]));
+  try {
+    await makeSizes();
+  } catch (err) {
+    // A step failed: the encodes already started finish (or fail) before the render gives its place back.
+    await Promise.allSettled(encodes);
+    throw err;
   }
-  return Object.fromEntries(await Promise.all(encodes)) as Record<S, RenderedVariant>;
+  return Object.fromEntries(await settledAll(encodes)) as Record<S, RenderedVariant>;
+
+  async function makeSizes(): Promise<void> {
+    for (const name of order) {
+      const rule: SizeRule = SIZES[name];
+      const source = pickSource(stages, rule);
+      let out: Unturned;
+      if (rule.kind === 'square') {
+        // A centre crop of an odd excess leaves the odd pixel on one side, so the (small) source is
+        // turned first: on a mirrored photo the crop then falls exactly where it does on the photo as shown.
+        out = { pixels: await cropSquare(await orientPixels(source, orientation), rule.side), orientation: 1 };
+      } else if (rule.max === null || (source.width <= rule.max && source.height <= rule.max)) {
+        out = { pixels: source, orientation };
+      } else if (!kept.has(name)) {
+        started(encodeResized(source, rule.max, quality, orientation).then((v) => [name, v]));
+        continue;
+      } else {
+        const pixels = await resizeToFit(source, rule.max);
+        stages.push(pixels);
+        out = { pixels, orientation };
+      }
+      pixelsOf[name] = out;
+      started(encode(out.pixels, quality, out.orientation).then((v) => [name, v]));
+    }
+  }
+}
+
+/**
+ * Every result once all have settled, or the first failure once all have
+ * settled: a failed render returns only when none of its work still runs
+ * (its pixels' memory is back before the limiter lets the next one in).
+ */
+async function settledAll<T>(work: Array<Promise<T>>): Promise<T[]> {
+  const settled = await Promise.allSettled(work);
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((r) => (r as PromiseFulfilledResult<T>).value);
 }
 
 /**

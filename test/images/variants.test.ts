@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { pngBomb } from '../helpers/png.js';
 import { inspect } from '../../src/images/decode.js';
 import { DecodeLimiter } from '../../src/images/limit.js';
-import { configureImageEngine, decodeLoad, isSizeName, renderVariants, SIZE_NAMES, SIZES, type RenderedImage } from '../../src/images/variants.js';
+import { configureImageEngine, decodeLoad, isSizeName, renderFromPixels, renderVariants, SIZE_NAMES, SIZES, type RenderedImage } from '../../src/images/variants.js';
 
 const FIXTURES = path.join(import.meta.dirname, '..', 'fixtures');
 const fixture = (name: string): string => path.join(FIXTURES, name);
@@ -256,6 +256,42 @@ describe('renderVariants', () => {
       expect(admitted).not.toHaveBeenCalled();
     } finally {
       admitted.mockRestore();
+    }
+  });
+
+  it.each([
+    [70_000, 1],
+    [1, 70_000],
+    [65_501, 2],
+  ])('refuses a %ix%i image (a side no JPEG can hold) as image_too_large, before decoding', async (width, height) => {
+    const wide = tempFile(`wide-${width}x${height}.png`, await sharp({ create: { width, height, channels: 3, background: '#808080' } }).png().toBuffer());
+    const admitted = vi.spyOn(DecodeLimiter.prototype, 'run');
+    try {
+      await expect(render(wide)).rejects.toMatchObject({ status: 413, code: 'image_too_large' });
+      expect(admitted).not.toHaveBeenCalled();
+    } finally {
+      admitted.mockRestore();
+    }
+  });
+
+  it('renders a 65500x1 image, the widest libjpeg writes', async () => {
+    const widest = tempFile('widest.png', await sharp({ create: { width: 65_500, height: 1, channels: 3, background: '#808080' } }).png().toBuffer());
+    expect(dims(await render(widest)).original).toEqual([65_500, 1]);
+  });
+
+  it('a size that fails while a later one is still being made fails the render, and nothing is left unhandled', async () => {
+    // Past the header check (renderFromPixels takes decoded pixels): the full-size JPEG encode fails
+    // while the crop for `game` is still being made. An unhandled rejection would end the test run.
+    const unhandled: unknown[] = [];
+    const record = (reason: unknown): void => void unhandled.push(reason);
+    process.on('unhandledRejection', record);
+    try {
+      const pixels = { data: Buffer.alloc(70_000 * 50 * 3, 128), width: 70_000, height: 50 };
+      await expect(renderFromPixels(['original', 'game'], 85, 1, [pixels], {}, undefined)).rejects.toThrow(/too large for the JPEG format/);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', record);
     }
   });
 

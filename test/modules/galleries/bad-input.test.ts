@@ -1,5 +1,6 @@
 import http from 'node:http';
 import path from 'node:path';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type TestServer } from '../../helpers/server.js';
 import { registerUser, type TestUser } from '../../helpers/users.js';
@@ -59,6 +60,12 @@ describe('bad uploads are refused and leave nothing behind', () => {
     expect(bomb.length).toBeLessThan(100_000);
     const res = await send('bomb.png', bomb, 'image/png');
     await expectProblem(res, 413, 'image_too_large');
+    await expectNothingStored();
+  });
+
+  it('a 70000x1 PNG, under MAX_IMAGE_PIXELS but wider than any JPEG: 413, and the server carries on', async () => {
+    const wide = await sharp({ create: { width: 70_000, height: 1, channels: 3, background: '#808080' } }).png().toBuffer();
+    await expectProblem(await send('wide.png', wide, 'image/png'), 413, 'image_too_large');
     await expectNothingStored();
   });
 

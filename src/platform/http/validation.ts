@@ -7,6 +7,7 @@
  * false would demote an admin).
  */
 import AjvCompiler from '@fastify/ajv-compiler';
+import { ValidationFailed } from '../../errors.js';
 
 type BuildCompiler = AjvCompiler.BuildCompilerFromPool;
 type Options = NonNullable<Parameters<BuildCompiler>[1]>;
@@ -24,7 +25,7 @@ export const buildValidator: BuildCompiler = (externalSchemas, options) => {
   // type declares Ajv's own compile signature instead, so this one call is typed by hand.
   type PartCompiler = (route: { schema: unknown; httpPart?: string }) => unknown;
   const byPart: PartCompiler = (route) =>
-    route.httpPart === 'body' ? (exact as unknown as PartCompiler)(route) : finiteOnly((coercing as unknown as PartCompiler)(route) as Validate);
+    nulFree(route.httpPart === 'body' ? ((exact as unknown as PartCompiler)(route) as Validate) : finiteOnly((coercing as unknown as PartCompiler)(route) as Validate));
   return byPart as unknown as ReturnType<BuildCompiler>;
 };
 
@@ -97,4 +98,43 @@ function notWrittenInDecimal(data: Record<string, unknown>, texts: Map<string, u
     }
   }
   return null;
+}
+
+/**
+ * No text Kiln keeps or looks up may hold the NUL character: PostgreSQL's
+ * text cannot store it (a query with one fails, which was a 500), and no
+ * name, note or id has one. A part holding one is refused like any other
+ * bad value, on every database alike. Multipart text fields, which are not
+ * validated by a schema, call `refuseNul` themselves.
+ */
+function nulFree(validate: Validate): Validate {
+  const checked: Validate = (data) => {
+    if (!validate(data)) {
+      checked.errors = validate.errors;
+      return false;
+    }
+    const where = withNul(data, '', 0);
+    checked.errors = where === null ? null : [{ instancePath: where, schemaPath: '#', keyword: 'pattern', params: {}, message: NUL_MESSAGE }];
+    return where === null;
+  };
+  return checked;
+}
+
+export const NUL_MESSAGE = 'must not contain the NUL character (U+0000)';
+
+/** The JSON pointer of the first string holding a NUL (a key or a value) in `value`, or null. Bodies nest; 32 levels are plenty. */
+function withNul(value: unknown, at: string, depth: number): string | null {
+  if (typeof value === 'string') return value.includes('\u0000') ? at : null;
+  if (value === null || typeof value !== 'object' || depth > 32) return null;
+  for (const [key, item] of Object.entries(value)) {
+    if (key.includes('\u0000')) return `${at}/${key}`;
+    const found = withNul(item, `${at}/${key}`, depth + 1);
+    if (found !== null) return found;
+  }
+  return null;
+}
+
+/** The same rule for a text value that reaches a route outside a schema (a multipart field): 422 naming `field`. */
+export function refuseNul(text: string, field: string): void {
+  if (text.includes('\u0000')) throw new ValidationFailed(`${field} ${NUL_MESSAGE}.`, [{ field, message: NUL_MESSAGE }]);
 }

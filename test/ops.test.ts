@@ -1,4 +1,6 @@
 import { connect, createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, hasPostgres } from './helpers/pg.js';
 import { expectProblem } from './helpers/problem.js';
@@ -337,6 +339,30 @@ describe('ops routes', () => {
       await s.close();
     }
   });
+
+  it.each([
+    ['/health', (s: TestServer) => s.ctx.blobs, 'healthCheck'],
+    ['/metrics', (s: TestServer) => s.ctx.metrics.registry, 'metrics'],
+  ] as const)('%s pipelined 2000 times on one connection does the work far fewer times: callers that arrive while it runs share it', async (path, of, method) => {
+    const s = await startServer();
+    try {
+      const target = of(s) as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+      const real = target[method] as (...args: unknown[]) => Promise<unknown>;
+      let runs = 0;
+      target[method] = function (this: unknown, ...args: unknown[]) {
+        runs++;
+        return real.apply(this, args);
+      };
+      const conn = await RawConnection.open(s.url);
+      conn.send(`GET ${path} HTTP/1.1\r\nhost: kiln.test\r\n\r\n`.repeat(2000));
+      const answers = await conn.answers(2000).finally(() => conn.destroy());
+      expect(answers.every((a) => a.status === 200)).toBe(true);
+      expect(runs).toBeLessThan(200);
+      expect(await readdir(join(s.dataDir, 'blobs', 'health')).catch(() => [])).toEqual([]);
+    } finally {
+      await s.close();
+    }
+  }, 60_000);
 
   it('is unhealthy (503) when the database is gone', async () => {
     const s = await startServer();

@@ -43,6 +43,9 @@ export const BLOB_OWNERS: readonly BlobOwner[] = [
   { namespace: 'shop', depth: 1, existing: rowsIn('shop_product_images', 'image_id') },
   // Pipeline photos and models: `pipeline/<upload_id>/…`, owned by the photogrammetry job whose dedupe key names the upload.
   { namespace: 'pipeline', depth: 1, existing: existingUploads },
+  // The health check's probe, `health/<id>/probe`: deleted as soon as it is read back, so one still there (a crash, a
+  // failed read) is owned by nothing.
+  { namespace: 'health', depth: 1, existing: async () => [] },
 ];
 
 /** The owner's prefix of `key` and the id that ends it, or null for a key not deep enough to have an owner. */

@@ -85,7 +85,8 @@ describe.each([
     for (const key of owned) expect(await ctx.blobs.stat(key)).not.toBeNull();
 
     // What a crash between blobs and rows, or a failed blob delete, leaves behind.
-    orphans.push(galleryKey(newId(), 'original'), productBlobKey(newId(), 'thumb'), aiEditKey(newId(), 'original'), orderKey(order.order_id, newId(), 'medium'), orderKey(newId(), newId(), 'thumb'), shopBlobKey(newId(), 'medium'));
+    // And a health check's probe a crash left behind: no row owns `health/`.
+    orphans.push(galleryKey(newId(), 'original'), productBlobKey(newId(), 'thumb'), aiEditKey(newId(), 'original'), orderKey(order.order_id, newId(), 'medium'), orderKey(newId(), newId(), 'thumb'), shopBlobKey(newId(), 'medium'), `health/${newId()}/probe`);
     for (const key of orphans) await ctx.blobs.put(key, Buffer.from('orphan'), 'image/jpeg');
   });
 

@@ -3,7 +3,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { text } from 'node:stream/consumers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { assertKey, type BlobStore } from '../../src/platform/blobs/index.js';
+import { assertKey, roundTrip, type BlobStore } from '../../src/platform/blobs/index.js';
 import { FsBlobStore } from '../../src/platform/blobs/fs.js';
 import { createS3BlobStore, S3BlobStore } from '../../src/platform/blobs/s3.js';
 import { tempDataDir } from '../helpers/config.js';
@@ -92,8 +92,30 @@ describe.each(stores)('%s', (_name, current) => {
     await expect(current().put(key, Buffer.from('x'), 'image/jpeg')).rejects.toThrow(/invalid blob key/);
   });
 
-  it('passes its health check', async () => {
+  it('passes its health check, and leaves no probe behind', async () => {
     await expect(current().healthCheck()).resolves.toBeUndefined();
+    const left: string[] = [];
+    for await (const blob of current().list('health')) left.push(blob.key);
+    expect(left).toEqual([]);
+  });
+
+  it('deletes its probe when reading it back fails', async () => {
+    const real = current();
+    const written: string[] = [];
+    // The store as it is, but its read fails, as a disk or a bucket failing mid-check does.
+    const failingRead: Pick<BlobStore, 'put' | 'readAll' | 'delete'> = {
+      put: async (key, data, type) => {
+        written.push(key);
+        return real.put(key, data, type);
+      },
+      readAll: async () => {
+        throw new Error('read failed');
+      },
+      delete: (key) => real.delete(key),
+    };
+    await expect(roundTrip(failingRead)).rejects.toThrow('read failed');
+    expect(written).toHaveLength(1);
+    expect(await real.stat(written[0] as string)).toBeNull();
   });
 });
 

@@ -55,11 +55,20 @@ export function assertKey(key: string): void {
   }
 }
 
-/** A store's health check: writes a small blob under `health/`, reads it back and deletes it; throws when any step fails. */
+/**
+ * A store's health check: writes a small blob under `health/<id>/`, reads it
+ * back and deletes it; throws when any step fails. The blob is deleted
+ * whatever the read did; one a crash leaves behind is an orphan the sweep
+ * removes (modules/blob-sweep.ts: no row owns `health/`).
+ */
 export async function roundTrip(store: Pick<BlobStore, 'put' | 'readAll' | 'delete'>): Promise<void> {
-  const key = `health/${randomBytes(6).toString('hex')}`;
+  const key = `health/${randomBytes(6).toString('hex')}/probe`;
   await store.put(key, Buffer.from('ok'), 'text/plain');
-  const back = await store.readAll(key);
-  await store.delete(key);
+  let back: Buffer;
+  try {
+    back = await store.readAll(key);
+  } finally {
+    await store.delete(key);
+  }
   if (back.toString() !== 'ok') throw new Error('blob store read back different bytes');
 }

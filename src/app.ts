@@ -29,6 +29,9 @@ import { InFlight } from './platform/inflight.js';
 import { lazyChildLogger } from './platform/log/index.js';
 import { VERSION } from './version.js';
 
+/** Node's server.timeout: no byte either way for 2 minutes ends a connection (nginx's send_timeout is 60 s). */
+export const CONNECTION_IDLE_MS = 120_000;
+
 export type App = FastifyInstance;
 
 export async function buildApp(ctx: Context): Promise<App> {
@@ -38,7 +41,13 @@ export async function buildApp(ctx: Context): Promise<App> {
     loggerInstance: ctx.log as FastifyBaseLogger,
     // A few cached public reads are answered before Fastify routes them (platform/http/hot-path.ts),
     // on the socket when the front door read the request (platform/http/front-door.ts).
-    serverFactory: (handler) => new KilnServer(hotPaths, (req, res) => hotPaths.handle(req, res) || handler(req, res)),
+    serverFactory: (handler) => {
+      const server = new KilnServer(hotPaths, (req, res) => hotPaths.handle(req, res) || handler(req, res));
+      // A connection on which nothing moves for this long is closed: a client that stops reading an
+      // answer (or stops sending its body) holds a socket and a file no longer than this.
+      server.timeout = CONNECTION_IDLE_MS;
+      return server;
+    },
     // A caller's X-Request-Id is kept when it is safe to log; otherwise we make one.
     requestIdHeader: false,
     genReqId: (req) => recorder.requestId(req),

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CONNECTION_IDLE_MS } from '../../../src/app.js';
 import type { KilnServer } from '../../../src/platform/http/front-door.js';
 import { parseHead } from '../../../src/platform/http/request-head.js';
 import { startServer, type TestServer } from '../../helpers/server.js';
@@ -367,6 +368,35 @@ describe('the front door and the server lifecycle', () => {
       await held.whenClosed();
     } finally {
       if (!closed) await server.close();
+    }
+  });
+});
+
+describe('a client that stops reading', () => {
+  it('has its connection closed once nothing moves on it for the idle timeout (2 minutes by default)', async () => {
+    const server = await startServer();
+    try {
+      expect(server.app.server.timeout).toBe(CONNECTION_IDLE_MS);
+      // Taken by each connection as Node takes it over; half a second instead of two minutes.
+      server.app.server.timeout = 500;
+      const user = await registerUser(server.url);
+      const res = await postMultipart(`${server.url}/projects/stalled/images`, [{ field: 'file', filename: 'p.jpg', data: fixture('path_2560x1600_olympus_exif.jpg'), type: 'image/jpeg' }], user.headers);
+      const original = ((await res.json()) as { urls: { original: string } }).urls.original;
+      const connections = (): Promise<number> => new Promise((resolve, reject) => server.app.server.getConnections((err, n) => (err ? reject(err) : resolve(n))));
+      const conn = await RawConnection.open(server.url);
+      // Asks for some 40 MB of originals and reads none of it: the socket's buffers fill, and the answers stall.
+      conn.socket.pause();
+      conn.send(getRequest(original).repeat(40));
+      try {
+        for (let i = 0; (await connections()) > 0; i++) {
+          expect(i, 'the stalled connection is still open').toBeLessThan(100);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      } finally {
+        conn.destroy();
+      }
+    } finally {
+      await server.close();
     }
   });
 });

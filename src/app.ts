@@ -19,6 +19,7 @@ import { registerJobHandlers } from './modules/jobs.js';
 import { SWAGGER_UI_PATH, withSwaggerUiPage } from './modules/ops/docs.js';
 import { bootstrapAdmin } from './modules/users/bootstrap.js';
 import { clientErrorHandler, errorHandler, frameworkError, notFoundHandler } from './platform/http/errors.js';
+import { BadRequest } from './errors.js';
 import { KilnServer } from './platform/http/front-door.js';
 import { HotPaths } from './platform/http/hot-path.js';
 import { withCommonFailures, withMultipartBody } from './platform/http/schemas.js';
@@ -28,6 +29,24 @@ import { AJV_OPTIONS, buildValidator } from './platform/http/validation.js';
 import { InFlight } from './platform/inflight.js';
 import { lazyChildLogger } from './platform/log/index.js';
 import { VERSION } from './version.js';
+
+/**
+ * Fastify's parser refuses `__proto__` and `constructor.prototype` keys (they
+ * would poison objects built from the body) with the same error as broken
+ * JSON. A body that is JSON all the same is told what is wrong with it.
+ */
+function isJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function forbiddenKey(): BadRequest {
+  return new BadRequest('The body has a "__proto__" or "constructor": {"prototype"} key, which Kiln does not accept.', 'forbidden_key');
+}
 
 /** Node's server.timeout: no byte either way for 2 minutes ends a connection (nginx's send_timeout is 60 s). */
 export const CONNECTION_IDLE_MS = 120_000;
@@ -85,7 +104,7 @@ export async function buildApp(ctx: Context): Promise<App> {
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     const text = body.toString(); // a string already: parseAs 'string'
     if (text === '') done(null, undefined);
-    else parseJson(request, text, done);
+    else parseJson(request, text, (err, value) => done(err && isJson(text) ? forbiddenKey() : err, value));
   });
 
   // Hot-path hooks take callbacks, not promises: they run on every request, image GETs included.

@@ -102,6 +102,17 @@ describe('ops routes', () => {
     expect(((await res.json()) as { code: string }).code).toBe('unsupported_media_type');
   });
 
+  it.each([
+    '{"email":"a@example.com","password":"password123","__proto__":{"is_admin":true}}',
+    '{"email":"a@example.com","password":"password123","constructor":{"prototype":{"is_admin":true}}}',
+  ])('a JSON body with a prototype key (%s) is 400 forbidden_key, saying so; broken JSON stays invalid_json', async (body) => {
+    const res = await fetch(`${server.url}/auth/login`, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
+    const { detail } = (await expectProblem(res, 400, 'forbidden_key')) as { detail: string };
+    expect(detail).toContain('__proto__');
+    const broken = await fetch(`${server.url}/auth/login`, { method: 'POST', body: '{"email":', headers: { 'content-type': 'application/json' } });
+    await expectProblem(broken, 400, 'invalid_json');
+  });
+
   it('documents every upload route\'s multipart body and its file field', async () => {
     type Body = { content?: Record<string, { schema: { required?: string[]; properties: Record<string, { type: string; format?: string; items?: { format?: string } }> } }> };
     const doc = (await (await fetch(`${server.url}/openapi.json`)).json()) as { paths: Record<string, Record<string, { requestBody?: Body }>> };

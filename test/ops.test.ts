@@ -1,10 +1,10 @@
-import { connect, createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, hasPostgres } from './helpers/pg.js';
 import { expectProblem } from './helpers/problem.js';
 import { RawConnection } from './helpers/raw-http.js';
+import { tcpRelay, type TcpRelay } from './helpers/relay.js';
 import { startServer, type TestServer } from './helpers/server.js';
 import { registerUser } from './helpers/users.js';
 
@@ -385,64 +385,28 @@ describe('ops routes', () => {
   });
 });
 
-/**
- * A TCP relay to PostgreSQL that can hold back what passes, both ways, like a
- * database that stops answering, and later let it all through, so that the
- * queries it held finish and the server closes cleanly.
- */
-async function holdingRelay(target: URL): Promise<{ url: string; hold(): void; resume(): void; dropConnections(): void; close(): Promise<void> }> {
-  let holding = false;
-  const queued: Array<() => void> = [];
-  const sockets = new Set<Socket>();
-  const relay: Server = createNetServer((client) => {
-    const upstream = connect(Number(target.port || 5432), target.hostname);
-    sockets.add(client).add(upstream);
-    const forward = (to: Socket) => (chunk: Buffer) => {
-      if (holding) queued.push(() => to.write(chunk));
-      else to.write(chunk);
-    };
-    client.on('data', forward(upstream));
-    upstream.on('data', forward(client));
-    const end = () => {
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('close', end).on('error', end);
-    upstream.on('close', end).on('error', end);
-  });
-  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
-  const url = new URL(target);
-  url.hostname = '127.0.0.1';
-  url.port = String((relay.address() as AddressInfo).port);
-  return {
-    url: url.toString(),
-    hold: () => {
-      holding = true;
-    },
-    resume: () => {
-      holding = false;
-      for (const send of queued.splice(0)) send();
-    },
-    dropConnections: () => {
-      queued.length = 0;
-      for (const socket of sockets) socket.destroy();
-      sockets.clear();
-    },
-    close: async () => {
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => relay.close(() => resolve()));
-    },
-  };
-}
 
 describe.skipIf(!hasPostgres)('a probe that hangs', () => {
-  it('is unhealthy (503) within a few seconds when PostgreSQL stops answering (3 s timeout per probe)', async () => {
+  /** A server over a database of its own, reached through a relay the test holds or drops; all removed after `fn`. */
+  async function withRelayedPostgres(fn: (s: TestServer, relay: TcpRelay) => Promise<void>): Promise<void> {
     const db = await createTestDatabase();
-    const relay = await holdingRelay(new URL(db.url));
+    const relay = await tcpRelay(new URL(db.url), 5432);
     let s: TestServer | undefined;
     try {
       s = await startServer({ DATABASE_URL: relay.url });
       expect((await fetch(`${s.url}/health`)).status).toBe(200);
+      await fn(s, relay);
+    } finally {
+      // What was held goes through: a hung query finishes, and the server closes as usual.
+      relay.release();
+      await s?.close();
+      await relay.close();
+      await db.drop();
+    }
+  }
+
+  it('is unhealthy (503) within a few seconds when PostgreSQL stops answering (3 s timeout per probe)', async () => {
+    await withRelayedPostgres(async (s, relay) => {
       // Connected, then silent: a database that hangs, or a network that drops its packets.
       relay.hold();
       const started = performance.now();
@@ -456,28 +420,17 @@ describe.skipIf(!hasPostgres)('a probe that hangs', () => {
       expect(elapsed).toBeGreaterThanOrEqual(2900);
       // 3 s and the answer; a busy two-core machine adds a little. (Without the probe's timeout it would hang.)
       expect(elapsed).toBeLessThan(6000);
-    } finally {
-      // What was held goes through: the hung probe's query finishes, and the server closes as usual.
-      relay.resume();
-      await s?.close();
-      await relay.close();
-      await db.drop();
-    }
+    });
   });
 
   it('survives the connection dropping under a query in flight: that request fails, the next ones are served', async () => {
-    const db = await createTestDatabase();
-    const relay = await holdingRelay(new URL(db.url));
-    let s: TestServer | undefined;
-    try {
-      s = await startServer({ DATABASE_URL: relay.url });
-      expect((await fetch(`${s.url}/health`)).status).toBe(200);
+    await withRelayedPostgres(async (s, relay) => {
       relay.hold();
       const hung = fetch(`${s.url}/health`, { signal: AbortSignal.timeout(10_000) });
       await new Promise((r) => setTimeout(r, 300));
       // The database restarts, or a proxy between goes: every connection ends while one holds a query.
       relay.dropConnections();
-      relay.resume();
+      relay.release();
       expect((await hung).status).toBe(503);
       // An unhandled 'error' of the dropped client would have ended the process (and failed this run).
       for (let i = 0; ; i++) {
@@ -485,10 +438,6 @@ describe.skipIf(!hasPostgres)('a probe that hangs', () => {
         expect(i, 'the server never reconnected').toBeLessThan(50);
         await new Promise((r) => setTimeout(r, 100));
       }
-    } finally {
-      await s?.close();
-      await relay.close();
-      await db.drop();
-    }
+    });
   });
 });

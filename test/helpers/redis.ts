@@ -4,8 +4,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { createServer, connect, type Server, type Socket } from 'node:net';
-import type { AddressInfo } from 'node:net';
+import { createServer, type AddressInfo } from 'node:net';
+import { tcpRelay, type TcpRelay } from './relay.js';
 
 export function newPrefix(): string {
   return `kiln-test-${randomBytes(5).toString('hex')}`;
@@ -36,51 +36,12 @@ export async function closedPort(): Promise<number> {
 }
 
 /**
- * A TCP relay to a real Redis. It starts holding back what clients send (a
- * connection that is not ready yet) until release(); once frozen it passes
- * nothing on any more, like a Redis that hangs or a network that drops packets.
+ * A TCP relay to a real Redis (helpers/relay.ts). It starts holding back what
+ * clients send (a connection that is not ready yet) until release(); once
+ * frozen it passes nothing on any more, like a Redis that hangs or a network
+ * that drops packets.
  */
-export async function relayTo(target: URL): Promise<{ url: string; release(): void; freeze(): void; close(): Promise<void> }> {
-  let held: Array<() => void> | null = [];
-  let frozen = false;
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((client) => {
-    const upstream = connect(Number(target.port || 6379), target.hostname);
-    sockets.add(client).add(upstream);
-    client.on('data', (chunk) => {
-      if (frozen) return;
-      if (held) held.push(() => upstream.write(chunk));
-      else upstream.write(chunk);
-    });
-    upstream.on('data', (chunk) => {
-      if (!frozen) client.write(chunk);
-    });
-    const end = () => {
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('close', end).on('error', end);
-    upstream.on('close', end).on('error', end);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  const url = new URL(target);
-  url.hostname = '127.0.0.1';
-  url.port = String(port);
-  return {
-    url: url.toString(),
-    release: () => {
-      const waiting = held ?? [];
-      held = null;
-      for (const send of waiting) send();
-    },
-    freeze: () => {
-      frozen = true;
-    },
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
+export function relayTo(target: URL): Promise<TcpRelay> {
+  return tcpRelay(target, 6379, { held: true });
 }
 

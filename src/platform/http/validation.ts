@@ -25,7 +25,7 @@ export const buildValidator: BuildCompiler = (externalSchemas, options) => {
   // type declares Ajv's own compile signature instead, so this one call is typed by hand.
   type PartCompiler = (route: { schema: unknown; httpPart?: string }) => unknown;
   const byPart: PartCompiler = (route) =>
-    nulFree(route.httpPart === 'body' ? ((exact as unknown as PartCompiler)(route) as Validate) : finiteOnly((coercing as unknown as PartCompiler)(route) as Validate));
+    nulFree(route.httpPart === 'body' ? ((exact as unknown as PartCompiler)(route) as Validate) : decimalOnly((coercing as unknown as PartCompiler)(route) as Validate));
   return byPart as unknown as ReturnType<BuildCompiler>;
 };
 
@@ -38,38 +38,23 @@ type Validate = ((data: unknown) => boolean) & { errors?: unknown[] | null };
  * finite numbers, so `?limit=Infinity` would reach the database; `0x10`,
  * `1e1` and ` 12` would be read as 16, 10 and 12. No query, path or header
  * value of Kiln's is written any other way than in decimal digits, so a
- * coerced value that was not (or that is not finite) is refused like any
- * other bad value.
+ * coerced value that was not is refused like any other bad value.
  */
-function finiteOnly(validate: Validate): Validate {
+function decimalOnly(validate: Validate): Validate {
   const checked: Validate = (data) => {
     const texts = textsOf(data);
     if (!validate(data)) {
       checked.errors = validate.errors;
       return false;
     }
-    const infinite = nonFinite(data, '', 0);
-    if (infinite !== null) {
-      checked.errors = [{ instancePath: infinite, schemaPath: '#', keyword: 'type', params: {}, message: 'must be a finite number' }];
-      return false;
-    }
-    const notDecimal = texts === null ? null : notWrittenInDecimal(data as Record<string, unknown>, texts);
-    checked.errors = notDecimal === null ? null : [{ instancePath: notDecimal, schemaPath: '#', keyword: 'type', params: {}, message: 'must be a number in decimal digits' }];
-    return notDecimal === null;
+    const where = texts === null ? null : notWrittenInDecimal(data as Record<string, unknown>, texts);
+    checked.errors = where === null ? null : [{ instancePath: where, schemaPath: '#', keyword: 'type', params: {}, message: NOT_DECIMAL }];
+    return where === null;
   };
   return checked;
 }
 
-/** The JSON pointer of the first non-finite number in `value` (query, params and headers are shallow), or null. */
-function nonFinite(value: unknown, at: string, depth: number): string | null {
-  if (typeof value === 'number') return Number.isFinite(value) ? null : at;
-  if (value === null || typeof value !== 'object' || depth > 2) return null;
-  for (const [key, item] of Object.entries(value)) {
-    const found = nonFinite(item, `${at}/${key}`, depth + 1);
-    if (found !== null) return found;
-  }
-  return null;
-}
+const NOT_DECIMAL = 'must be a finite number in decimal digits';
 
 /** A number as a person writes one in a URL: optional minus, digits, optional decimal part. */
 const DECIMAL = /^-?\d+(\.\d+)?$/;

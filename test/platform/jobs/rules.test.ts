@@ -1,0 +1,236 @@
+// Rules of the job system (docs/jobs.md) that the main suite does not pin down: the backoff cap, a timeout being
+// transient, progress clamping while a job runs, the recovery limit, lease fencing and renewal, and BullMQ's reconcile.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { systemClock } from '../../../src/clock.js';
+import { abortWhy, BullJobRunner, LocalJobRunner, type AbortWhy } from '../../../src/platform/jobs/index.js';
+import { backoffDelay } from '../../../src/platform/jobs/registry.js';
+import { dropRedisPrefix, ENVS, newPrefix, silentLog, TEST_REDIS_URL, type Store } from './harness.js';
+
+/** Resolves once `check` does, polling every 20 ms. */
+async function until<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 5000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('backoffDelay', () => {
+  it('doubles the delay per retry and caps it at maxDelayMs', () => {
+    const backoff = { delayMs: 1000, maxDelayMs: 5000 };
+    expect([1, 2, 3].map((attempt) => backoffDelay(backoff, attempt))).toEqual([1000, 2000, 4000]);
+    expect(backoffDelay(backoff, 4)).toBe(5000);
+    expect(backoffDelay(backoff, 10)).toBe(5000);
+  });
+});
+
+const LOCAL_ENVS = ENVS.filter((e) => e.runnerKind === 'local');
+
+describe.each(LOCAL_ENVS)('job rules: $name', (env) => {
+  const title = env.skip ? `skipped: ${env.skip}` : 'runs';
+  describe.skipIf(env.skip)(title, () => {
+    let store: Store;
+    const runners: Array<{ stop(graceMs?: number): Promise<void> }> = [];
+
+    beforeAll(async () => {
+      store = await env.openStore();
+    });
+    afterAll(async () => {
+      await store?.close();
+    });
+    afterEach(async () => {
+      for (const r of runners.splice(0)) await r.stop(500);
+    });
+
+    function runner(options: { leaseMs?: number; concurrency?: number } = {}): LocalJobRunner {
+      const r = new LocalJobRunner({ db: store.db, log: silentLog, clock: systemClock }, { concurrency: options.concurrency ?? 2, leaseMs: options.leaseMs ?? 800, pollMs: 20 });
+      runners.push(r);
+      return r;
+    }
+
+    it('retries a job that overran its timeout (a transient `timeout`), and it completes on the next attempt', async () => {
+      const jobs = runner();
+      let calls = 0;
+      jobs.register('slow-once', async (_input, job) => {
+        calls++;
+        if (calls === 1) {
+          // Far past the timeout, ending early only when aborted.
+          await new Promise<void>((resolve) => {
+            const t = setTimeout(resolve, 3000);
+            job.signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+          });
+          return 'too late';
+        }
+        return 'in time';
+      }, { timeoutMs: 150, maxAttempts: 2, backoff: { delayMs: 10 } });
+      await jobs.start();
+      const { job_id } = await jobs.enqueue('slow-once', {}, { userId: 'u1' });
+      expect(await jobs.waitFor(job_id, 4000)).toMatchObject({ status: 'completed', attempts: 2, result: 'in time', error: null });
+      expect(calls).toBe(2);
+    });
+
+    it('clamps the progress a running handler reports to 0..1, as read while it still runs', async () => {
+      const jobs = runner();
+      let step: (p: number) => void = () => undefined;
+      const reported: number[] = [];
+      let finish!: () => void;
+      const done = new Promise<void>((r) => (finish = r));
+      jobs.register('overreporter', async (_input, job) => {
+        step = (p) => void job.report(p).then(() => reported.push(p));
+        await Promise.race([done, new Promise((resolve) => job.signal.addEventListener('abort', resolve, { once: true }))]);
+        return 'ok';
+      });
+      await jobs.start();
+      const { job_id } = await jobs.enqueue('overreporter', {}, { userId: 'clamp-user' });
+      await until(async () => (await jobs.get(job_id))?.status === 'processing');
+
+      step(7);
+      await until(() => reported.includes(7));
+      expect(await jobs.get(job_id)).toMatchObject({ status: 'processing', progress: 1 });
+      expect((await jobs.list({ userId: 'clamp-user' })).jobs[0]).toMatchObject({ job_id, status: 'processing', progress: 1 });
+
+      step(-1);
+      await until(() => reported.includes(-1));
+      expect(await jobs.get(job_id)).toMatchObject({ status: 'processing', progress: 0 });
+      finish();
+      expect(await jobs.waitFor(job_id, 4000)).toMatchObject({ status: 'completed', progress: 1 });
+    });
+
+    it('fails a job taken over after 5 recoveries as `interrupted` without running its handler; the 5th recovery still runs', async () => {
+      const jobs = runner();
+      const ran: string[] = [];
+      jobs.register('crashy', async (input: { name: string }) => {
+        ran.push(input.name);
+        return 'ran';
+      });
+      // Rows a dead runner left: processing, its lease long run out, taken over 5 (and 4) times already.
+      const exhausted = (await jobs.store.insert({ type: 'crashy', input: { name: 'exhausted' }, userId: 'u1', maxAttempts: 3 })).row;
+      const lastChance = (await jobs.store.insert({ type: 'crashy', input: { name: 'last-chance' }, userId: 'u1', maxAttempts: 3 })).row;
+      for (const [row, recoveries] of [[exhausted, 5], [lastChance, 4]] as const) {
+        await store.db.kysely
+          .updateTable('jobs')
+          .set({ status: 'processing', attempts: 1, recoveries, started_at: jobs.store.now(-60_000), locked_by: 'dead-runner', locked_until: jobs.store.now(-30_000) })
+          .where('job_id', '=', row.job_id)
+          .execute();
+      }
+      await jobs.start();
+      expect(await jobs.waitFor(exhausted.job_id, 4000)).toMatchObject({ status: 'failed', attempts: 1, error: { code: 'interrupted' } });
+      expect(await jobs.waitFor(lastChance.job_id, 4000)).toMatchObject({ status: 'completed', attempts: 1, result: 'ran' });
+      expect(ran).toEqual(['last-chance']);
+    });
+
+    it('does not write the outcome of a runner whose lease was taken over; the new holder\'s outcome stands', async () => {
+      // A long lease: the first runner's heartbeat does not notice the takeover before its handler ends.
+      const a = runner({ leaseMs: 30_000 });
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      a.register('contested', async (_input, job) => {
+        await gate;
+        await job.report(0.9, { by: 'a' });
+        return { by: 'a' };
+      });
+      await a.start();
+      const { job_id } = await a.enqueue('contested', {}, { userId: 'u1' });
+      await until(async () => (await a.get(job_id))?.status === 'processing');
+      // Runner B takes the row over (as a claim of an expired lease does).
+      await store.db.kysely
+        .updateTable('jobs')
+        .set({ locked_by: 'runner-b', locked_until: a.store.now(30_000), recoveries: 1 })
+        .where('job_id', '=', job_id)
+        .execute();
+      release();
+      await a.stop(2000); // waits for A's attempt to end
+      expect(await a.store.get(job_id)).toMatchObject({ status: 'processing', locked_by: 'runner-b', progress: 0, result: null });
+
+      expect(await a.store.complete(job_id, 'runner-b', { by: 'b' })).toBe(true);
+      expect(await a.get(job_id)).toMatchObject({ status: 'completed', result: { by: 'b' } });
+    });
+
+    it('renews the lease while a handler runs several lease lengths: a second runner never takes it over', async () => {
+      const leaseMs = 300;
+      const runs: string[] = [];
+      const a = runner({ leaseMs });
+      const b = runner({ leaseMs });
+      a.register('marathon', async () => {
+        runs.push('a');
+        await sleep(5 * leaseMs);
+        return 'a';
+      });
+      b.register('marathon', async () => {
+        runs.push('b');
+        await sleep(5 * leaseMs);
+        return 'b';
+      });
+      await a.start();
+      const { job_id } = await a.enqueue('marathon', {}, { userId: 'u1' });
+      await until(async () => (await a.get(job_id))?.status === 'processing');
+      await b.start(); // polls for expired leases every 20 ms
+      expect(await a.waitFor(job_id, 4000)).toMatchObject({ status: 'completed', attempts: 1, result: 'a' });
+      expect(runs).toEqual(['a']);
+      expect((await a.store.get(job_id))?.recoveries).toBe(0);
+    });
+
+    it('aborts the handler\'s signal within about a heartbeat once its lease is lost, and writes nothing', async () => {
+      const leaseMs = 300; // heartbeat every 100 ms
+      const jobs = runner({ leaseMs });
+      let abortedAt = 0;
+      let why: AbortWhy | null = null;
+      jobs.register('robbed', async (_input, job) => {
+        await new Promise<void>((resolve) => job.signal.addEventListener('abort', () => resolve(), { once: true }));
+        abortedAt = Date.now();
+        why = abortWhy(job.signal);
+        return 'never written';
+      });
+      await jobs.start();
+      const { job_id } = await jobs.enqueue('robbed', {}, { userId: 'u1' });
+      await until(async () => (await jobs.get(job_id))?.status === 'processing');
+      // Someone else holds the row now, its lease far from over.
+      await store.db.kysely
+        .updateTable('jobs')
+        .set({ locked_by: 'thief', locked_until: jobs.store.now(60_000) })
+        .where('job_id', '=', job_id)
+        .execute();
+      const stolenAt = Date.now();
+      await until(() => abortedAt > 0, 2000);
+      expect(why).toBe('lost');
+      expect(abortedAt - stolenAt).toBeLessThan(1000);
+      await sleep(50);
+      expect(await jobs.store.get(job_id)).toMatchObject({ status: 'processing', locked_by: 'thief', result: null });
+    });
+  });
+});
+
+describe.skipIf(!TEST_REDIS_URL)(`BullMQ reconcile${TEST_REDIS_URL ? '' : ' (skipped: TEST_REDIS_URL is not set)'}`, () => {
+  const cleanups: Array<() => Promise<void> | void> = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+
+  it('runs a queued row that never reached Redis once a worker reconciles', async () => {
+    const store = await ENVS[0]!.openStore();
+    cleanups.push(() => store.close());
+    const prefix = newPrefix();
+    cleanups.push(() => dropRedisPrefix(TEST_REDIS_URL as string, prefix));
+    const worker = new BullJobRunner({ db: store.db, log: silentLog, clock: systemClock }, {
+      redisUrl: TEST_REDIS_URL as string,
+      role: 'worker',
+      concurrency: 2,
+      prefix,
+      lockDurationMs: 1000,
+      stalledIntervalMs: 500,
+      reconcileMs: 200,
+    });
+    cleanups.push(() => worker.stop(500));
+    let runs = 0;
+    worker.register('orphaned', async () => ++runs);
+    // The row only, as a serve process that died between the insert and the add leaves it.
+    const { row } = await worker.store.insert({ type: 'orphaned', input: {}, userId: 'u1', maxAttempts: 3 });
+    await worker.start();
+    expect(await worker.waitFor(row.job_id, 4000)).toMatchObject({ status: 'completed', attempts: 1, result: 1 });
+    expect(runs).toBe(1);
+  });
+});

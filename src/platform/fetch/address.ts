@@ -16,6 +16,7 @@ for (const [net, bits] of [
   ['172.16.0.0', 12],
   ['192.0.0.0', 24], // IETF protocol assignments
   ['192.0.2.0', 24], // documentation
+  ['192.88.99.0', 24], // old 6to4 relay anycast
   ['192.168.0.0', 16],
   ['198.18.0.0', 15], // benchmarking
   ['198.51.100.0', 24],
@@ -32,7 +33,12 @@ for (const [net, bits] of [
   // Local-use NAT64 (RFC 8215): the operator's own translator, to any IPv4 behind it (169.254.169.254 included).
   // Its IPv4 may sit at any RFC 6052 position (prefix /32 to /96), so there is no one place to read it: the whole /48 is refused.
   ['64:ff9b:1::', 48],
+  ['2001:2::', 48], // benchmarking
+  ['2001:10::', 28], // ORCHID
+  ['2001:20::', 28], // ORCHIDv2
   ['2001:db8::', 32], // documentation
+  ['3fff::', 20], // documentation (RFC 9637)
+  ['5f00::', 16], // SRv6 SIDs
   ['fc00::', 7], // unique local, AWS metadata fd00:ec2::254
   ['fe80::', 10], // link-local
   ['fec0::', 10], // old site-local

@@ -25,6 +25,10 @@ function route(req: IncomingMessage, res: ServerResponse): void {
     res.setHeader('content-type', 'text/plain');
     res.setHeader('x-seen-auth', req.headers.authorization ?? '');
     res.end('hello');
+  } else if (p === '/credentials') {
+    // Which credentials reached this server, as the redirect target sees them.
+    const seen = ['authorization', 'x-api-key', 'cookie', 'proxy-authorization'].filter((h) => req.headers[h] !== undefined);
+    res.end(JSON.stringify(seen));
   } else if (p === '/echo') {
     let body = '';
     req.on('data', (d: Buffer) => (body += d.toString()));
@@ -204,6 +208,22 @@ describe('safeFetch', () => {
     expect(cross.headers['x-seen-auth']).toBe('');
   });
 
+  it('turns a 301 or 302 after POST into a GET without a body', async () => {
+    for (const status of [301, 302]) {
+      const res = await safeFetch(`${base}/to?status=${status}&url=/echo`, opts({ method: 'POST', body: 'x', headers: { 'content-type': 'text/plain' } }));
+      expect([status, JSON.parse(res.body!.toString())]).toEqual([status, expect.objectContaining({ method: 'GET', body: '' })]);
+    }
+  });
+
+  it('drops every credential header across origins: API key, cookie, proxy authorization', async () => {
+    const credentials = { authorization: 'Bearer t', 'X-Api-Key': 'k', cookie: 'session=s', 'proxy-authorization': 'Basic cA==' };
+    // Same origin: all four reach the target, so the server would see any that were kept.
+    const same = await safeFetch(`${base}/to?url=/credentials`, opts({ headers: credentials }));
+    expect(JSON.parse(same.body!.toString())).toEqual(['authorization', 'x-api-key', 'cookie', 'proxy-authorization']);
+    const cross = await safeFetch(`${base}/to?url=${encodeURIComponent(`http://localhost:${port}/credentials`)}`, opts({ allowedHosts: ['127.0.0.1', 'localhost'], headers: credentials }));
+    expect(JSON.parse(cross.body!.toString())).toEqual([]);
+  });
+
   it('times out a slow answer, before and during the body', async () => {
     // The server answers after 2 s: a success here would mean the timeout never fired.
     const slow = await fetchError(`${base}/slow-head`, opts({ totalTimeoutMs: 300 }));
@@ -274,6 +294,11 @@ describe('safeFetch', () => {
     const busy = await fetchError(`${base}/status?code=503`, opts());
     expect([busy.code, busy.status, busy.transient]).toEqual(['http_status', 503, true]);
     expect((await fetchError(`${base}/status?code=429`, opts())).transient).toBe(true);
+  });
+
+  it('reports a 408 Request Timeout as transient', async () => {
+    const err = await fetchError(`${base}/status?code=408`, opts());
+    expect([err.code, err.status, err.transient]).toEqual(['http_status', 408, true]);
   });
 
   it('reports a closed port as unreachable (transient)', async () => {
@@ -400,6 +425,15 @@ describe('isBlockedAddress', () => {
     ['::ffff:0:127.0.0.1', true], ['::ffff:0:7f00:1', true], ['::ffff:0:a9fe:a9fe', true], ['::ffff:0:10.0.0.1', true], ['::ffff:0:8.8.8.8', false],
     ['8.8.8.8', false], ['1.1.1.1', false], ['172.32.0.1', false], ['100.128.0.1', false], ['93.184.215.14', false],
     ['2606:4700:4700::1111', false], ['::ffff:8.8.8.8', false], ['not-an-ip', true],
+    // Reserved IPv4: IETF protocol assignments, documentation (TEST-NET-1/2/3), benchmarking.
+    ['192.0.0.1', true], ['192.0.2.1', true], ['198.51.100.1', true], ['203.0.113.1', true], ['198.18.0.1', true], ['198.19.255.254', true],
+    // Reserved IPv6: discard, documentation, old site-local; benchmarking, ORCHID, the newer documentation range, SRv6.
+    ['100::1', true], ['2001:db8::1', true], ['fec0::1', true],
+    ['2001:2::1', true], ['2001:10::1', true], ['2001:20::1', true], ['3fff::1', true], ['5f00::1', true], ['192.88.99.1', true],
+    // Addresses just outside those ranges are not.
+    ['2001:4860:4860::8888', false], ['2001:30::1', false], ['3ffe:1::1', false], ['192.88.100.1', false],
+    // IPv4-compatible (::a.b.c.d, deprecated): the IPv4 inside decides.
+    ['::127.0.0.1', true], ['::a9fe:a9fe', true], ['::10.0.0.1', true], ['::8.8.8.8', false],
   ])('%s blocked: %s', (address, expected) => {
     expect(isBlockedAddress(address)).toBe(expected);
   });

@@ -96,6 +96,12 @@ describe('config', () => {
     ['SIGNED_URL_TTL', '-60'],
     ['SIGNED_URL_TTL', 'an hour'],
     ['JOB_CONCURRENCY', '0'],
+    ['JOB_CONCURRENCY', '1.5'],
+    ['PORT', '1.2.3'],
+    ['MAX_FILES_PER_ORDER', '0'],
+    ['MAX_FILES_PER_ORDER', '101'],
+    ['TRUST_PROXY', '11'],
+    ['REDIS_URL', 'http://x'],
   ])('rejects %s=%s naming the variable', (name, value) => {
     expectConfigError({ [name]: value }, name);
   });
@@ -114,6 +120,11 @@ describe('config', () => {
     ['SIGNED_URL_TTL', String(10 * 365 * 24 * 3600 + 1)],
   ])('rejects a duration or size that would break later: %s=%s', (name, value) => {
     expectConfigError({ [name]: value }, name);
+  });
+
+  it('rejects a WEBHOOK_URL without a WEBHOOK_SECRET, naming the secret', () => {
+    expectConfigError({ WEBHOOK_URL: 'https://h' }, 'WEBHOOK_SECRET');
+    expect(loadConfig({ WEBHOOK_URL: 'https://h', WEBHOOK_SECRET: 's' }, cwd).webhookUrl).toBe('https://h');
   });
 
   it('takes token lifetimes up to ten years, in minutes', () => {

@@ -123,6 +123,28 @@ describe('sendStoredImage over a real server', () => {
     expect((await get({ range: 'bytes=0-9', 'if-range': `"${ETAG}"` })).status).toBe(206);
   });
 
+  it('honours If-Range only by strong comparison: a weak ETag or an earlier date gets the whole file, the exact date a range', async () => {
+    const cases: Array<[string, number]> = [
+      [`W/"${ETAG}"`, 200],
+      ['Mon, 06 May 2024 07:08:09 GMT', 206],
+      ['Mon, 06 May 2024 07:08:08 GMT', 200],
+      ['Sun, 05 May 2024 07:08:09 GMT', 200],
+    ];
+    for (const [ifRange, status] of cases) {
+      const res = await get({ range: 'bytes=0-9', 'if-range': ifRange });
+      const length = status === 206 ? 10 : SIZE;
+      expect([ifRange, res.status, res.headers.get('content-length'), (await res.arrayBuffer()).byteLength]).toEqual([ifRange, status, String(length), length]);
+    }
+  });
+
+  it('answers a HEAD with a Range as a full GET would: 200, the whole length, no Content-Range', async () => {
+    const res = await get({ range: 'bytes=0-9' }, 'HEAD');
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-length')).toBe(String(SIZE));
+    expect(res.headers.get('content-range')).toBeNull();
+    expect((await res.arrayBuffer()).byteLength).toBe(0);
+  });
+
   it('answers HEAD with the headers of a GET and no body', async () => {
     const res = await get({}, 'HEAD');
     expect(res.status).toBe(200);

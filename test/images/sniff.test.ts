@@ -31,6 +31,9 @@ describe('sniffImageType', () => {
     ['PDF', Buffer.from('%PDF-1.7\n'), null],
     ['two JPEG bytes only', Buffer.from([0xff, 0xd8]), null],
     ['RIFF that is not WebP (WAV)', Buffer.from('RIFF\x00\x00\x00\x00WAVEfmt '), null],
+    ['the first 4 bytes of the PNG signature, then others', Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x00, 0x00, 0x00, 0x00, 0x49, 0x48, 0x44, 0x52]), null],
+    ['an AVIF ftyp box whose size is below 16', Buffer.concat([Buffer.from([0, 0, 0, 12]), ftyp('avif', 'mif1').subarray(4)]), null],
+    ['a HEIC ftyp box whose size is below 16', Buffer.concat([Buffer.from([0, 0, 0, 8]), ftyp('heic', 'mif1').subarray(4)]), null],
   ];
   it.each(cases)('%s', (_name, head, expected) => {
     expect(sniffImageType(head)).toBe(expected);

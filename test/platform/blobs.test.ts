@@ -92,6 +92,17 @@ describe.each(stores)('%s', (_name, current) => {
     await expect(current().put(key, Buffer.from('x'), 'image/jpeg')).rejects.toThrow(/invalid blob key/);
   });
 
+  it('takes a key of 512 characters and refuses one of 513', async () => {
+    // Short segments, so that a file system's limit on one name is not the one met.
+    const key = (length: number) => `long${'/aaaaaaaaa'.repeat(60)}`.slice(0, length).replace(/\/$/, 'b');
+    expect(key(512)).toHaveLength(512);
+    await current().put(key(512), Buffer.from('x'), 'image/jpeg');
+    expect((await current().readAll(key(512))).toString()).toBe('x');
+    await current().delete(key(512));
+    expect(() => assertKey(key(513))).toThrow(/invalid blob key/);
+    await expect(current().put(key(513), Buffer.from('x'), 'image/jpeg')).rejects.toThrow(/invalid blob key/);
+  });
+
   it('passes its health check, and leaves no probe behind', async () => {
     await expect(current().healthCheck()).resolves.toBeUndefined();
     const left: string[] = [];
@@ -125,6 +136,24 @@ describe('FsBlobStore', () => {
     // The key is a directory now: the rename into place fails.
     await expect(store.put('fs-only/p/thumb.jpg', Buffer.from('y'), 'image/jpeg')).rejects.toMatchObject({ code: expect.stringMatching(/EISDIR|ENOTEMPTY|EEXIST/) });
     expect((await readdir(tmp)).filter((f) => f.startsWith('blob-'))).toEqual([]);
+  });
+
+  it('never shows a reader half a file: a large write appears whole, by a rename', async () => {
+    const body = Buffer.alloc(32 * 1024 * 1024, 7);
+    const key = 'fs-only/atomic/original.jpg';
+    const file = path.join(dir, 'blobs', key);
+    const sizes = new Set<number | 'absent'>();
+    let done = false;
+    const written = store.put(key, body, 'image/jpeg').finally(() => (done = true));
+    // Looks at the file's path on disk for as long as the write runs (and once after).
+    for (let last = false; !last; ) {
+      last = done;
+      sizes.add(await stat(file).then((s) => s.size, () => 'absent' as const));
+    }
+    await written;
+    expect([...sizes].filter((size) => size !== 'absent' && size !== body.length)).toEqual([]);
+    expect(sizes.has(body.length)).toBe(true);
+    await store.delete(key);
   });
 
   it('removes the directories a prefix delete leaves empty, up to the namespace', async () => {

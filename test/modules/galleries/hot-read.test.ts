@@ -141,6 +141,7 @@ describe('the hot path for public gallery images', () => {
     await fetch(thumb).then((r) => r.arrayBuffer());
     const cases: Array<[string, RequestInit, number]> = [
       [thumb, { headers: { authorization: 'Bearer not-a-token' } }, 401],
+      [thumb, { headers: { 'x-api-key': 'bogus' } }, 401],
       [thumb, { headers: user.headers }, 200],
       [thumb, { headers: { range: 'bytes=0-9' } }, 206],
       [thumb, { headers: { 'if-range': '"stale"', range: 'bytes=0-9' } }, 200],

@@ -4,6 +4,14 @@ import pg from 'pg';
 export const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL;
 export const hasPostgres = Boolean(TEST_DATABASE_URL);
 
+export type DatabaseName = 'SQLite' | 'PostgreSQL';
+
+/** The databases a rule is checked on: SQLite always, PostgreSQL when TEST_DATABASE_URL is set. */
+export const DATABASES: Array<{ name: DatabaseName; skip: boolean }> = [
+  { name: 'SQLite', skip: false },
+  { name: 'PostgreSQL', skip: !hasPostgres },
+];
+
 /**
  * Creates a database of its own on the test PostgreSQL server and returns
  * its URL and a function that drops it (with any connections still open).

@@ -13,6 +13,7 @@ import { renderAndStore, type BlobBatch, type StoredVariant } from '../../images
 import type { RenderedImage } from '../../images/variants.js';
 import { ORDER_SIZES, type OrderSize } from './links.js';
 import { orderMetrics } from './metrics.js';
+import { CONTROL_CHARACTERS, firstCharacters } from '../../platform/text.js';
 
 export type { StoredVariant };
 
@@ -120,7 +121,5 @@ export function markDuplicates(photos: StoredPhoto[]): void {
  * never used to build a path, the spec's "describe the upload as received".
  */
 export function displayName(name: string): string {
-  // eslint-disable-next-line no-control-regex -- control characters are exactly what is being removed
-  const shown = name.replace(/[\u0000-\u001f\u007f]/g, '');
-  return [...shown].slice(0, 255).join('') || 'upload';
+  return firstCharacters(name.replace(CONTROL_CHARACTERS, ''), 255) || 'upload';
 }

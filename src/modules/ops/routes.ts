@@ -99,7 +99,7 @@ export async function opsRoutes(app: FastifyInstance, ctx: Context): Promise<voi
 }
 
 /** `work`, run once for every caller that asks while it runs; a caller after it ended starts it anew. */
-export function sharedWhileRunning<T>(work: () => Promise<T>): () => Promise<T> {
+function sharedWhileRunning<T>(work: () => Promise<T>): () => Promise<T> {
   let running: Promise<T> | null = null;
   return () =>
     (running ??= work().finally(() => {

@@ -25,12 +25,37 @@ export const buildValidator: BuildCompiler = (externalSchemas, options) => {
   // type declares Ajv's own compile signature instead, so this one call is typed by hand.
   type PartCompiler = (route: { schema: unknown; httpPart?: string }) => unknown;
   const byPart: PartCompiler = (route) =>
-    nulFree(route.httpPart === 'body' ? ((exact as unknown as PartCompiler)(route) as Validate) : decimalOnly((coercing as unknown as PartCompiler)(route) as Validate));
+    route.httpPart === 'body' ? nulFree((exact as unknown as PartCompiler)(route) as Validate) : nulFree(decimalOnly((coercing as unknown as PartCompiler)(route) as Validate));
   return byPart as unknown as ReturnType<BuildCompiler>;
 };
 
 /** A compiled Ajv validator, as Fastify calls it: true or false, with `errors` set on false. */
 type Validate = ((data: unknown) => boolean) & { errors?: unknown[] | null };
+
+/** Where (a JSON pointer into the part) and why a part that passed its schema is refused all the same. */
+interface Refusal {
+  at: string;
+  message: string;
+}
+
+/**
+ * `validate`, then `refuses` on a part that passed it; a refusal is reported
+ * as Ajv reports a failure (the error handler names the field). `snapshot`
+ * sees the part before `validate` runs: Ajv coerces query values in place.
+ */
+function alsoRefusing<S>(validate: Validate, snapshot: (data: unknown) => S, refuses: (passed: unknown, before: S) => Refusal | null): Validate {
+  const checked: Validate = (data) => {
+    const before = snapshot(data);
+    if (!validate(data)) {
+      checked.errors = validate.errors;
+      return false;
+    }
+    const refusal = refuses(data, before);
+    checked.errors = refusal === null ? null : [{ instancePath: refusal.at, schemaPath: '#', keyword: 'type', params: {}, message: refusal.message }];
+    return refusal === null;
+  };
+  return checked;
+}
 
 /**
  * Ajv coerces any text JavaScript reads as a number: `Infinity` (or `1e309`)
@@ -41,17 +66,10 @@ type Validate = ((data: unknown) => boolean) & { errors?: unknown[] | null };
  * coerced value that was not is refused like any other bad value.
  */
 function decimalOnly(validate: Validate): Validate {
-  const checked: Validate = (data) => {
-    const texts = textsOf(data);
-    if (!validate(data)) {
-      checked.errors = validate.errors;
-      return false;
-    }
-    const where = texts === null ? null : notWrittenInDecimal(data as Record<string, unknown>, texts);
-    checked.errors = where === null ? null : [{ instancePath: where, schemaPath: '#', keyword: 'type', params: {}, message: NOT_DECIMAL }];
-    return where === null;
-  };
-  return checked;
+  return alsoRefusing(validate, textsOf, (passed, texts) => {
+    const at = texts === null ? null : notWrittenInDecimal(passed as Record<string, unknown>, texts);
+    return at === null ? null : { at, message: NOT_DECIMAL };
+  });
 }
 
 const NOT_DECIMAL = 'must be a finite number in decimal digits';
@@ -93,16 +111,10 @@ function notWrittenInDecimal(data: Record<string, unknown>, texts: Map<string, u
  * validated by a schema, call `refuseNul` themselves.
  */
 function nulFree(validate: Validate): Validate {
-  const checked: Validate = (data) => {
-    if (!validate(data)) {
-      checked.errors = validate.errors;
-      return false;
-    }
-    const where = withNul(data, '', 0);
-    checked.errors = where === null ? null : [{ instancePath: where, schemaPath: '#', keyword: 'pattern', params: {}, message: NUL_MESSAGE }];
-    return where === null;
-  };
-  return checked;
+  return alsoRefusing(validate, () => null, (passed) => {
+    const at = withNul(passed, '', 0);
+    return at === null ? null : { at, message: NUL_MESSAGE };
+  });
 }
 
 export const NUL_MESSAGE = 'must not contain the NUL character (U+0000)';

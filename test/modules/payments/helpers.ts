@@ -2,7 +2,7 @@
 import { expect } from 'vitest';
 import type { Env } from '../../../src/config.js';
 import { newId } from '../../../src/ids.js';
-import { createTestDatabase, hasPostgres } from '../../helpers/pg.js';
+import { createTestDatabase, type DatabaseName } from '../../helpers/pg.js';
 import { startServer, type TestServer } from '../../helpers/server.js';
 import type { FakeStripe } from '../../helpers/stripe.js';
 import { loginHeaders } from '../../helpers/users.js';
@@ -13,13 +13,7 @@ export interface PaymentServer extends TestServer {
   admin: { authorization: string };
 }
 
-export type DatabaseName = 'SQLite' | 'PostgreSQL';
-
-/** The databases the payment rules are checked on: PostgreSQL when TEST_DATABASE_URL is set. */
-export const DATABASES: Array<{ name: DatabaseName; skip: boolean }> = [
-  { name: 'SQLite', skip: false },
-  { name: 'PostgreSQL', skip: !hasPostgres },
-];
+export { DATABASES, type DatabaseName } from '../../helpers/pg.js';
 
 /**
  * A Kiln whose STRIPE_* settings point at `stripe` (override or unset them in

@@ -6,16 +6,11 @@
  * client sees one behaviour whatever the database.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, hasPostgres } from '../../helpers/pg.js';
+import { createTestDatabase, DATABASES } from '../../helpers/pg.js';
 import { expectProblem } from '../../helpers/problem.js';
 import { startServer, type TestServer } from '../../helpers/server.js';
 import { fixture } from '../../helpers/upload.js';
 import { registerUser, type TestUser } from '../../helpers/users.js';
-
-const DATABASES = [
-  { name: 'SQLite', skip: false },
-  { name: 'PostgreSQL', skip: !hasPostgres },
-];
 
 for (const { name, skip } of DATABASES) describe.skipIf(skip)(`the NUL character (${name})`, () => {
   let pg: Awaited<ReturnType<typeof createTestDatabase>> | null = null;

@@ -5,6 +5,7 @@
  * 404 / `status: 0` for a product it does not know.
  */
 import { PermanentJobError, TransientJobError } from '../../../platform/jobs/index.js';
+import { CONTROL_CHARACTERS, firstCharacters } from '../../../platform/text.js';
 import type { GetJson, ProductInfo, ProductProvider } from './types.js';
 
 interface OffAnswer {
@@ -25,9 +26,8 @@ export const PRODUCT_NAME_MAX = 500;
 
 /** The product's name as shown: control characters removed, at most PRODUCT_NAME_MAX characters, or null. */
 function productName(v: unknown): string | null {
-  // eslint-disable-next-line no-control-regex -- control characters are exactly what is being removed
-  const name = text(typeof v === 'string' ? v.replace(/[\u0000-\u001f\u007f]/g, ' ') : v);
-  return name === null ? null : [...name].slice(0, PRODUCT_NAME_MAX).join('').trimEnd();
+  const name = text(typeof v === 'string' ? v.replace(CONTROL_CHARACTERS, ' ') : v);
+  return name === null ? null : firstCharacters(name, PRODUCT_NAME_MAX).trimEnd();
 }
 
 /** Only an absolute http(s) URL is a picture we may try to download. */

@@ -204,6 +204,31 @@ describe('ops routes', () => {
     expect(typeof body.detail).toBe('string');
   });
 
+  it('answers a method a path has no route for with 405 and the methods it takes', async () => {
+    for (const [method, url, allow] of [
+      ['PATCH', '/users/me', 'GET, HEAD, PUT, DELETE'],
+      ['DELETE', '/health?x=1', 'GET, HEAD'],
+      ['PUT', '/auth/login', 'POST'],
+    ] as const) {
+      const res = await fetch(`${server.url}${url}`, { method, headers: { 'x-request-id': 'trace-405' } });
+      expect(res.status, `${method} ${url}`).toBe(405);
+      expect(res.headers.get('allow'), `${method} ${url}`).toBe(allow);
+      expect(res.headers.get('content-type')).toContain('application/problem+json');
+      expect(res.headers.get('x-request-id')).toBe('trace-405');
+      const body = (await res.json()) as Record<string, unknown>;
+      expect(body).toMatchObject({ status: 405, code: 'method_not_allowed', title: 'Method Not Allowed' });
+      expect(body.detail).toContain(allow);
+    }
+    // A path with a parameter: the method is checked against the route the path matches.
+    const res = await fetch(`${server.url}/projects/p1/images/nope`, { method: 'POST' });
+    expect(res.status).toBe(405);
+    expect(res.headers.get('allow')).toMatch(/^GET, HEAD.*DELETE$/);
+    // No method at all for the path stays 404, without Allow.
+    const none = await fetch(`${server.url}/no/such/route`, { method: 'PATCH' });
+    expect(none.status).toBe(404);
+    expect(none.headers.get('allow')).toBeNull();
+  });
+
   it('answers a URL it cannot route as problem+json, with the usual headers', async () => {
     for (const [url, status, code] of [
       ['/users/me%ZZ', 400, 'bad_url'],

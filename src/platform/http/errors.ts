@@ -168,9 +168,24 @@ export async function errorHandler(error: FastifyError, request: FastifyRequest,
   return sendProblem(reply, await recordFailure(error, request, reply));
 }
 
+/** The methods a route of ours may answer; OPTIONS is CORS's preflight, answered on every path when CORS is on. */
+const ROUTE_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
+
+/**
+ * No route for this method and path: 405 with `Allow` when the path has
+ * routes for other methods (RFC 9110 §15.5.6), so `PATCH /users/me` says
+ * to use GET, PUT or DELETE; 404 when no method has one.
+ */
 export function notFoundHandler(request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  clearSuccessHeaders(reply, 404);
-  return sendProblem(reply, problem(404, 'not_found', `No route for ${request.method} ${request.url.split('?')[0]}.`));
+  const path = request.url.split('?')[0] ?? '/';
+  const allowed = ROUTE_METHODS.filter((method) => method !== request.method && request.server.findRoute({ method, url: path }) !== null);
+  if (allowed.length === 0) {
+    clearSuccessHeaders(reply, 404);
+    return sendProblem(reply, problem(404, 'not_found', `No route for ${request.method} ${path}.`));
+  }
+  clearSuccessHeaders(reply, 405);
+  reply.header('allow', allowed.join(', '));
+  return sendProblem(reply, problem(405, 'method_not_allowed', `${request.method} is not allowed on ${path}; it takes ${allowed.join(', ')}.`));
 }
 
 /**

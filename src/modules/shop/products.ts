@@ -38,6 +38,8 @@ export interface ProductImageFile {
   key: string;
   variant: StoredVariant;
   createdAt: Date;
+  /** The product is active: anyone may see the picture, so a shared cache may keep it. */
+  public: boolean;
 }
 
 const productNotFound = (): NotFound => new NotFound('No such product.', 'product_not_found');
@@ -199,12 +201,12 @@ export class ProductService {
 
   /** One size of one picture of a product the caller may see. */
   async imageFile(principal: Principal | null, productId: string, imageId: string, size: SizeName): Promise<ProductImageFile> {
-    await this.visible(principal, productId);
+    const product = await this.visible(principal, productId);
     const row = await repo.findProductImage(this.ctx.db.kysely, productId, imageId);
     if (!row) throw new NotFound('No such picture.', 'image_not_found');
     const variants = JSON.parse(row.variants) as Partial<Record<SizeName, StoredVariant>>;
     const variant = variants[size];
     if (!variant) throw new NotFound(`This picture has no ${size} size: it has ${sizesOf(row.source).join(', ')}.`, 'size_not_available');
-    return { key: blobKeyOf(row, size), variant, createdAt: new Date(row.created_at) };
+    return { key: blobKeyOf(row, size), variant, createdAt: new Date(row.created_at), public: product.is_active === 1 };
   }
 }

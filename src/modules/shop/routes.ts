@@ -35,6 +35,8 @@ import {
 
 /** Product pictures never change once stored; who may see them can (a product made inactive), so shared caches keep them briefly. */
 const PICTURE_CACHE = 'public, max-age=300';
+/** An inactive product's picture is the admins' alone: no shared cache may keep it for anyone else. */
+const PRIVATE_PICTURE_CACHE = 'private, max-age=300';
 
 const adminProblems = { ...authProblems, 403: ProblemSchema } as const;
 
@@ -166,7 +168,7 @@ export async function shopRoutes(parent: FastifyInstance, ctx: Context): Promise
     async (request, reply) => {
       const { product_id, image_id } = request.params;
       const file = await products.imageFile(request.principal, product_id, image_id, request.query.size ?? 'original');
-      return sendStoredImage(request, reply, ctx.blobs, jpegVariantFile(file.key, file.variant, file.createdAt, PICTURE_CACHE));
+      return sendStoredImage(request, reply, ctx.blobs, jpegVariantFile(file.key, file.variant, file.createdAt, file.public ? PICTURE_CACHE : PRIVATE_PICTURE_CACHE));
     },
   );
 

@@ -262,7 +262,10 @@ describe('products: pictures', () => {
     // The picture of an inactive product is hidden with it.
     await call(shop.url, 'PUT', `/products/${p.id}`, shop.admin, { is_active: false });
     expect((await fetch(`${shop.url}${image.urls.thumb}`)).status).toBe(404);
-    expect((await fetch(`${shop.url}${image.urls.thumb}`, { headers: shop.admin })).status).toBe(200);
+    const adminOnly = await fetch(`${shop.url}${image.urls.thumb}`, { headers: shop.admin });
+    expect(adminOnly.status).toBe(200);
+    // Only the admin may see it now: a shared cache must not keep it for anyone else.
+    expect(adminOnly.headers.get('cache-control')).toBe('private, max-age=300');
   });
 
   it('refuses what is not an image (415) or to a missing product (404), storing nothing', async () => {

@@ -7,7 +7,7 @@
  */
 import path from 'node:path';
 import type { S3Settings } from './platform/blobs/s3.js';
-import { checkColmapBin, checkJwtSecret, checkOrigins, checkRedisPrefix, checkSize, readS3, readStripe, type StripeSettings } from './config/checks.js';
+import { checkColmapBin, checkExternalIssuer, checkJwtSecret, checkOrigins, checkRedisPrefix, checkSize, readS3, readStripe, type StripeSettings } from './config/checks.js';
 import { ConfigError, readDotenv, Reader, type Env } from './config/env.js';
 
 export { MIN_JWT_SECRET_LENGTH, type StripeSettings } from './config/checks.js';
@@ -25,6 +25,10 @@ export interface Config {
   /** undefined: generated once and kept in dataDir (see context.ts). */
   jwtSecret: string | undefined;
   jwtJwksUrl: string | undefined;
+  /** JWT_ISSUER: when set, another service's token must carry this `iss`. */
+  jwtIssuer: string | undefined;
+  /** JWT_AUDIENCE: when set, another service's token must name this in `aud`. */
+  jwtAudience: string | undefined;
   adminEmail: string | undefined;
   adminPassword: string | undefined;
   apiKey: string | undefined;
@@ -103,6 +107,8 @@ export function loadConfig(processEnv: Env = process.env, cwd = process.cwd()): 
     redisPrefix: checkRedisPrefix('REDIS_PREFIX', r.string('REDIS_PREFIX', 'kiln')),
     jwtSecret: checkJwtSecret(r.raw('JWT_SECRET')),
     jwtJwksUrl: r.url('JWT_JWKS_URL', ['http:', 'https:']),
+    jwtIssuer: checkExternalIssuer('JWT_ISSUER', r.raw('JWT_ISSUER')),
+    jwtAudience: r.raw('JWT_AUDIENCE'),
     adminEmail: r.raw('ADMIN_EMAIL'),
     adminPassword: r.raw('ADMIN_PASSWORD'),
     apiKey: r.raw('API_KEY'),

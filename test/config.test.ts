@@ -140,6 +140,12 @@ describe('config', () => {
     for (const bad of ['a:b', 'a*', 'a{b}', 'x'.repeat(65), 'büro']) expectConfigError({ REDIS_PREFIX: bad }, 'REDIS_PREFIX');
   });
 
+  it('reads JWT_ISSUER and JWT_AUDIENCE, and refuses "kiln" as JWT_ISSUER (the issuer of its own tokens)', () => {
+    expect(loadConfig({}, cwd)).toMatchObject({ jwtIssuer: undefined, jwtAudience: undefined });
+    expect(loadConfig({ JWT_ISSUER: 'https://auth.example', JWT_AUDIENCE: 'kiln-shop' }, cwd)).toMatchObject({ jwtIssuer: 'https://auth.example', jwtAudience: 'kiln-shop' });
+    expectConfigError({ JWT_ISSUER: 'kiln' }, 'JWT_ISSUER');
+  });
+
   it('rejects a JWT_SECRET shorter than 32 characters, naming it', () => {
     expectConfigError({ JWT_SECRET: 'abc' }, 'JWT_SECRET');
     expectConfigError({ JWT_SECRET: 'x'.repeat(31) }, 'JWT_SECRET');

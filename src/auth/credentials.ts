@@ -42,10 +42,12 @@ const EXTERNAL_SUBJECT = /^[\x21-\x7e]{1,255}$/;
 
 async function principalForBearer(ctx: Context, verify: AccessTokenVerifier, token: string): Promise<Principal> {
   if (looksLikeApiKey(token)) return principalForKey(ctx, token);
-  const { subject, ours } = await verify(token);
+  const { subject, ours, epoch } = await verify(token);
   const user = await findUser(ctx.db, subject);
   if (user) {
     if (!user.isActive) throw new Unauthorized('The token belongs to a deactivated account.', 'invalid_token');
+    // The account's credentials were ended after this token was issued (a new password, a deactivation).
+    if (ours && epoch !== user.credentialsEpoch) throw new Unauthorized('The token was issued before the account\'s password changed or it was deactivated: sign in again.', 'token_revoked');
     return { userId: user.id, isAdmin: user.isAdmin, via: 'jwt' };
   }
   // Kiln's own token for an account that is gone (deleted since it was issued) stops working with it.

@@ -12,6 +12,8 @@ export interface ActiveUser {
 
 export interface KnownUser extends ActiveUser {
   isActive: boolean;
+  /** users.credentials_epoch: Kiln's own tokens issued in an earlier one are dead. */
+  credentialsEpoch: number;
 }
 
 export interface KeyOwner extends ActiveUser {
@@ -21,8 +23,8 @@ export interface KeyOwner extends ActiveUser {
 
 /** The user with this id, active or not; undefined when there is none. */
 export async function findUser(db: Db, userId: string): Promise<KnownUser | undefined> {
-  const row = await db.kysely.selectFrom('users').select(['id', 'is_admin', 'is_active']).where('id', '=', userId).executeTakeFirst();
-  return row && { id: row.id, isAdmin: row.is_admin === 1, isActive: row.is_active === 1 };
+  const row = await db.kysely.selectFrom('users').select(['id', 'is_admin', 'is_active', 'credentials_epoch']).where('id', '=', userId).executeTakeFirst();
+  return row && { id: row.id, isAdmin: row.is_admin === 1, isActive: row.is_active === 1, credentialsEpoch: Number(row.credentials_epoch) };
 }
 
 /** The active owner of the API key whose SHA-256 is `keyHash`. */

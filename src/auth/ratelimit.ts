@@ -75,6 +75,28 @@ export async function registerRateLimits(app: FastifyInstance, ctx: Context): Pr
 }
 
 /**
+ * A limit on one kind of attempt inside a route, beside the route classes:
+ * `what` counted per signed-in caller (per IP without one) against
+ * `perMinute` (0: none), in the same store as the classes (Redis when
+ * configured). The returned check counts one attempt and throws 429 when it
+ * is over the limit.
+ */
+export function attemptLimit(app: FastifyInstance, what: string, perMinute: number): (request: FastifyRequest) => Promise<void> {
+  if (perMinute === 0 || !app.hasDecorator('createRateLimit')) return async () => {};
+  const count = app.createRateLimit({
+    max: perMinute,
+    timeWindow: 60_000,
+    // The class limits' allow list (a class turned off) is not this limit's.
+    allowList: () => false,
+    keyGenerator: (request) => `${what}:${request.principal ? `user:${request.principal.userId}` : `ip:${rateLimit.normalizeIP(request.ip)}`}`,
+  });
+  return async (request) => {
+    const result = await count(request);
+    if (!result.isAllowed && result.isExceeded) throw new TooManyRequests(Math.max(1, result.ttlInSeconds));
+  };
+}
+
+/**
  * skipOnError swallows a failed counter update without a word, and ioredis
  * emits 'error' only for the connection, not for a command that timed out or
  * found no connection. This wraps the store's two Lua commands (defined on

@@ -3,7 +3,7 @@
  * that also accepts tokens from another issuer (the same shared secret, or
  * RS256/ES256 keys published at JWT_JWKS_URL).
  */
-import { createRemoteJWKSet, customFetch, decodeProtectedHeader, jwtVerify, SignJWT, type JWTVerifyGetKey } from 'jose';
+import { createRemoteJWKSet, customFetch, decodeProtectedHeader, jwtVerify, SignJWT, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import type { Context } from '../context.js';
 import { Unauthorized } from '../errors.js';
 import { findFetchError } from '../platform/fetch/index.js';
@@ -21,16 +21,23 @@ const JWKS_MAX_BYTES = 256 * 1024;
  */
 export const KILN_ISSUER = 'kiln';
 
+/** The claim of Kiln's own tokens that holds the account's credentials epoch they were issued in. */
+const EPOCH_CLAIM = 'kiln_epoch';
+
 export interface AccessToken {
   token: string;
   /** Seconds until it expires. */
   expiresIn: number;
 }
 
-export async function issueAccessToken(ctx: Context, userId: string): Promise<AccessToken> {
+/**
+ * A token for the account `userId` in its credentials epoch `epoch` (users.credentials_epoch):
+ * when the account's epoch moves on (a new password, a deactivation), the token stops working.
+ */
+export async function issueAccessToken(ctx: Context, userId: string, epoch: number): Promise<AccessToken> {
   const now = Math.floor(ctx.clock.now().getTime() / 1000);
   const expiresIn = ctx.config.accessTokenLifetimeMin * 60;
-  const token = await new SignJWT({})
+  const token = await new SignJWT({ [EPOCH_CLAIM]: epoch })
     .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
     .setSubject(userId)
     .setIssuer(KILN_ISSUER)
@@ -44,6 +51,37 @@ export interface VerifiedToken {
   subject: string;
   /** Signed by Kiln itself (`iss` is KILN_ISSUER), not by another service. */
   ours: boolean;
+  /** For Kiln's own tokens, the credentials epoch they were issued in (0 for tokens from before epochs). */
+  epoch: number;
+}
+
+/** Claims by which another service's JWT says it is a refresh token (`{"type": "refresh"}` and the like). */
+const TOKEN_KIND_CLAIMS = ['type', 'typ', 'token_type', 'token_use'];
+
+/**
+ * What another service's verified token must also be: an access token (not
+ * its issuer's refresh token), from JWT_ISSUER and for JWT_AUDIENCE when those
+ * are set. Throws the 401 otherwise.
+ */
+function checkExternal(payload: JWTPayload, config: Context['config']): void {
+  for (const claim of TOKEN_KIND_CLAIMS) {
+    const kind = payload[claim];
+    if (typeof kind === 'string' && /refresh/i.test(kind)) throw new Unauthorized('A refresh token is not an access token.', 'invalid_token');
+  }
+  if (config.jwtIssuer !== undefined && payload.iss !== config.jwtIssuer) {
+    throw new Unauthorized('The token is not from the issuer this server accepts (JWT_ISSUER).', 'invalid_token');
+  }
+  const audience = config.jwtAudience;
+  if (audience !== undefined && !(payload.aud === audience || (Array.isArray(payload.aud) && payload.aud.includes(audience)))) {
+    throw new Unauthorized('The token is not meant for this server (JWT_AUDIENCE).', 'invalid_token');
+  }
+}
+
+/** The epoch claim of one of Kiln's own tokens: absent is 0 (issued before epochs); anything but a whole number is refused. */
+function epochOf(payload: JWTPayload): number {
+  const epoch = payload[EPOCH_CLAIM] ?? 0;
+  if (typeof epoch !== 'number' || !Number.isSafeInteger(epoch) || epoch < 0) throw new Unauthorized('The access token is not valid.', 'invalid_token');
+  return epoch;
 }
 
 /** Verifies a bearer JWT and returns who it names; any failure is a 401. */
@@ -87,7 +125,9 @@ export function createAccessTokenVerifier(ctx: Context): AccessTokenVerifier {
       if (payload === null) throw new Unauthorized(`Tokens signed with "${alg ?? 'no algorithm'}" are not accepted.`, 'invalid_token');
       if (typeof payload.sub !== 'string' || payload.sub === '') throw new Unauthorized('The token names no subject.', 'invalid_token');
       // Kiln signs only HS256: a JWKS issuer that happens to call itself "kiln" is still another service.
-      return { subject: payload.sub, ours: alg === 'HS256' && payload.iss === KILN_ISSUER };
+      const ours = alg === 'HS256' && payload.iss === KILN_ISSUER;
+      if (!ours) checkExternal(payload, ctx.config);
+      return { subject: payload.sub, ours, epoch: ours ? epochOf(payload) : 0 };
     } catch (err) {
       if (err instanceof Unauthorized) throw err;
       const code = (err as { code?: string }).code;

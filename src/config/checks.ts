@@ -51,6 +51,15 @@ export function checkJwtSecret(secret: string | undefined): string | undefined {
 }
 
 /**
+ * JWT_ISSUER names another service's tokens; "kiln" is the `iss` of Kiln's
+ * own (auth/tokens.ts KILN_ISSUER), which a setting cannot hand to anyone else.
+ */
+export function checkExternalIssuer(name: string, issuer: string | undefined): string | undefined {
+  if (issuer === 'kiln') throw new ConfigError(name, 'must not be "kiln", the issuer of Kiln\'s own tokens');
+  return issuer;
+}
+
+/**
  * The STRIPE_* variables. A publishable key (pk_) is the usual mistake: it
  * cannot create payment intents, so it is refused here rather than at the
  * first payment. The client appends /v1/ to STRIPE_API_BASE itself, so a

@@ -252,6 +252,90 @@ describe("Kiln's own access token", () => {
   });
 });
 
+describe("Kiln's own access token and the account's credentials epoch", () => {
+  it('carries the epoch it was issued in; one from before epochs (no claim) works until the account ends its credentials', async () => {
+    const user = await register(server.url);
+    const issued = await login(server.url, user);
+    expect(decodeJwt(issued.access_token).kiln_epoch).toBe(0);
+    // A token as Kiln signed them before it carried the epoch.
+    const older = await new SignJWT({}).setSubject(user.id).setIssuer('kiln').setIssuedAt(kilnNow()).setExpirationTime(kilnNow() + 600).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).sign(secretKey);
+    expect((await me(older)).status).toBe(200);
+    // A forged epoch is no use without the secret, and a wrong-typed one is refused.
+    const odd = await new SignJWT({ kiln_epoch: '0' }).setSubject(user.id).setIssuer('kiln').setIssuedAt(kilnNow()).setExpirationTime(kilnNow() + 600).setProtectedHeader({ alg: 'HS256' }).sign(secretKey);
+    await expectProblem(await meRaw(server.url, odd), 401, 'invalid_token');
+
+    expect((await call(server.url, 'PUT', '/users/me', { headers: bearer(issued.access_token), body: { password: 'another-password-1', current_password: user.password } })).status).toBe(200);
+    for (const token of [older, issued.access_token]) await expectProblem(await meRaw(server.url, token), 401, 'token_revoked');
+    const next = await login(server.url, { ...user, password: 'another-password-1' });
+    expect(decodeJwt(next.access_token).kiln_epoch).toBe(1);
+    expect((await me(next.access_token)).status).toBe(200);
+  });
+
+  it("does not apply to another service's token naming a Kiln user: that service's tokens are its own to end", async () => {
+    const user = await register(server.url);
+    const pair = await login(server.url, user);
+    expect((await call(server.url, 'PUT', '/users/me', { headers: bearer(pair.access_token), body: { password: 'another-password-1', current_password: user.password } })).status).toBe(200);
+    const external = await claims(user.id).setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' }).sign(rsa.privateKey);
+    expect((await me(external)).status).toBe(200);
+  });
+});
+
+describe("another service's token is an access token, from JWT_ISSUER for JWT_AUDIENCE when they are set", () => {
+  it('is 401 when it says it is a refresh token, under any of the usual claims', async () => {
+    for (const [claim, kind] of [['type', 'refresh'], ['typ', 'Refresh'], ['token_type', 'refresh_token'], ['token_use', 'refresh']] as const) {
+      const token = await claims(`auth-service|${randomUUID()}`).setProtectedHeader({ alg: 'HS256' }).sign(secretKey);
+      const refresh = await new SignJWT({ ...decodeJwt(token), [claim]: kind }).setProtectedHeader({ alg: 'HS256' }).sign(secretKey);
+      await expectProblem(await meRaw(server.url, refresh), 401, 'invalid_token');
+    }
+    // An access token of the same service, saying so, is taken.
+    const access = await new SignJWT({ type: 'access' }).setSubject(account.id).setIssuedAt().setExpirationTime('10m').setProtectedHeader({ alg: 'HS256' }).sign(secretKey);
+    expect((await me(access)).status).toBe(200);
+  });
+
+  describe('with JWT_ISSUER and JWT_AUDIENCE', () => {
+    let bound: TestServer;
+    let user: Account;
+    beforeAll(async () => {
+      bound = await startServer({
+        JWT_SECRET: SHARED_SECRET,
+        JWT_JWKS_URL: jwksUrl,
+        FETCH_ALLOWED_HOSTS: '127.0.0.1',
+        JWT_ISSUER: 'https://auth.example',
+        JWT_AUDIENCE: 'kiln-shop',
+      });
+      user = await register(bound.url);
+    });
+    afterAll(async () => bound.close());
+
+    it('takes a token from that issuer for that audience (aud a string or a list), by either key', async () => {
+      for (const aud of ['kiln-shop', ['other-app', 'kiln-shop']]) {
+        const hs = await claims(user.id).setIssuer('https://auth.example').setAudience(aud).setProtectedHeader({ alg: 'HS256' }).sign(secretKey);
+        const rs = await claims(user.id).setIssuer('https://auth.example').setAudience(aud).setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' }).sign(rsa.privateKey);
+        for (const token of [hs, rs]) expect((await meRaw(bound.url, token)).status, JSON.stringify(aud)).toBe(200);
+      }
+    });
+
+    it('is 401 for another issuer, no issuer, another audience or no audience', async () => {
+      const made = [
+        claims(user.id).setIssuer('https://evil.example').setAudience('kiln-shop'),
+        claims(user.id).setAudience('kiln-shop'),
+        claims(user.id).setIssuer('https://auth.example').setAudience('some-other-app'),
+        claims(user.id).setIssuer('https://auth.example'),
+      ];
+      for (const jwt of made) {
+        const token = await jwt.setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' }).sign(rsa.privateKey);
+        await expectProblem(await meRaw(bound.url, token), 401, 'invalid_token');
+      }
+    });
+
+    it("leaves Kiln's own tokens alone: they carry neither", async () => {
+      const own = (await login(bound.url, user)).access_token;
+      expect(decodeJwt(own)).not.toHaveProperty('aud');
+      expect((await meRaw(bound.url, own)).status).toBe(200);
+    });
+  });
+});
+
 describe('the JWKS fetch goes through the outbound guard', () => {
   it('without FETCH_ALLOWED_HOSTS a JWKS on 127.0.0.1 is not fetched: RS256 tokens are 401, and the warning says why', async () => {
     const logDir = mkdtempSync(path.join(os.tmpdir(), 'kiln-jwks-log-'));

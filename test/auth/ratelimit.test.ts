@@ -131,6 +131,27 @@ describe('rate limits', () => {
     }
   });
 
+  it('a current_password check counts against RATE_LIMIT_AUTH per account, whatever the default limit; other changes do not', async () => {
+    // Four: the two registrations and logins below use up the address's /auth/* budget, not the accounts' own.
+    const s = await serve({ RATE_LIMIT_AUTH: '4', RATE_LIMIT_DEFAULT: '0' });
+    const account = await register(s.url);
+    const other = await register(s.url);
+    const headers = bearer((await login(s.url, account)).access_token);
+    const otherHeaders = bearer((await login(s.url, other)).access_token);
+    const guess = (h: Record<string, string>, n: number) => call(s.url, 'PUT', '/users/me', { headers: h, body: { password: 'new-password-1', current_password: `guess-${n}` } });
+    // Renaming checks no password: it is not counted.
+    for (let i = 0; i < 4; i++) expect((await call(s.url, 'PUT', '/users/me', { headers, body: { username: `${account.username.slice(0, 25)}-${i}` } })).status).toBe(200);
+    for (let i = 0; i < 4; i++) expect((await guess(headers, i)).status).toBe(403);
+    const over = await guess(headers, 4);
+    expect(over.status).toBe(429);
+    expect(over.body.code).toBe('rate_limited');
+    expect(Number(over.headers.get('retry-after'))).toBeGreaterThan(0);
+    // Even the right password waits: the count is of checks, not of failures.
+    expect((await call(s.url, 'PUT', '/users/me', { headers, body: { password: 'new-password-1', current_password: account.password } })).status).toBe(429);
+    // Another account from the same address has its own count.
+    expect((await guess(otherHeaders, 0)).status).toBe(403);
+  });
+
   it('bad credentials count against the caller address too', async () => {
     const s = await serve({ RATE_LIMIT_DEFAULT: '2' });
     const forged = bearer('not.a.jwt');

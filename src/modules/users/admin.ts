@@ -39,8 +39,8 @@ export async function changeUser(ctx: Context, userId: string, changes: AdminCha
   if (Object.keys(patch).length === 0) return toUserView(user);
   patch.updated_at = now;
   await repo.updateUser(q, userId, patch);
-  // Access tokens and keys stop at once because the guard reads is_active on every request;
-  // revoking the sessions too means reactivating the account does not bring old sessions back.
-  if (patch.is_active === 0) await repo.revokeUserTokens(q, userId, now);
+  // Access tokens and keys stop at once because the guard reads is_active on every request; ending
+  // them too means reactivating the account brings back no session, token or API key of before.
+  if (patch.is_active === 0) await repo.endCredentials(q, userId, now);
   return toUserView({ ...user, ...patch } as repo.UserRow);
 }

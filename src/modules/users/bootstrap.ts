@@ -53,11 +53,16 @@ export async function bootstrapAdmin(ctx: Context): Promise<void> {
 
   const passwordKnown = await verifyPassword(user.password_hash, adminPassword);
   if (user.is_admin === 1 && user.is_active === 1 && passwordKnown) return;
+  const now = isoNow(ctx.clock);
   await repo.updateUser(q, user.id, {
     is_admin: 1,
     is_active: 1,
     ...(passwordKnown ? {} : { password_hash: await hashPassword(adminPassword) }),
-    updated_at: isoNow(ctx.clock),
+    updated_at: now,
   });
-  ctx.log.info({ email: adminEmail }, 'admin account brought up to date from ADMIN_EMAIL');
+  // Taking an account over (someone registered ADMIN_EMAIL first) or setting a new ADMIN_PASSWORD
+  // ends its credentials: no session, token or API key from before carries the admin rights on.
+  const takenOver = user.is_admin !== 1 || !passwordKnown;
+  if (takenOver) await repo.endCredentials(q, user.id, now);
+  ctx.log.info({ email: adminEmail, credentialsEnded: takenOver }, 'admin account brought up to date from ADMIN_EMAIL');
 }

@@ -109,6 +109,20 @@ export async function revokeUserTokens(q: Q, userId: string, at: string): Promis
   await q.updateTable('refresh_tokens').set({ revoked_at: at }).where('user_id', '=', userId).where('revoked_at', 'is', null).execute();
 }
 
+/**
+ * Ends every credential of the account at once: its access tokens and
+ * sessions (the epoch they carry is no longer the account's, and the refresh
+ * tokens are revoked besides) and its API keys (deleted). In one transaction,
+ * so no credential outlives a half-done end.
+ */
+export async function endCredentials(q: Kysely<Database>, userId: string, at: string): Promise<void> {
+  await q.transaction().execute(async (tx) => {
+    await tx.updateTable('users').set((eb) => ({ credentials_epoch: eb('credentials_epoch', '+', 1) })).where('id', '=', userId).execute();
+    await revokeUserTokens(tx, userId, at);
+    await tx.deleteFrom('api_keys').where('user_id', '=', userId).execute();
+  });
+}
+
 // ---- API keys
 
 export async function insertApiKey(q: Q, row: Insertable<Database['api_keys']>): Promise<void> {

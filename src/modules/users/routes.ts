@@ -8,6 +8,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { requireUser } from '../../auth/guard.js';
+import { attemptLimit } from '../../auth/ratelimit.js';
 import type { Context } from '../../context.js';
 import { ProblemSchema } from '../../platform/http/schemas.js';
 import { adminRoutes } from './admin-routes.js';
@@ -79,6 +80,9 @@ export async function userRoutes(parent: FastifyInstance, ctx: Context): Promise
     async (request) => accounts.getMe(ctx, requireUser(request)),
   );
 
+  // Checking current_password is signing in by another door: a stolen token or API key may not guess
+  // the password at the default limit. RATE_LIMIT_AUTH checks a minute, per account.
+  const passwordCheck = attemptLimit(app, 'current-password', ctx.config.rateLimitAuth);
   app.put(
     '/users/me',
     {
@@ -90,7 +94,11 @@ export async function userRoutes(parent: FastifyInstance, ctx: Context): Promise
         response: { 200: User, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema, 409: ProblemSchema, 422: ProblemSchema },
       },
     },
-    async (request) => accounts.updateMe(ctx, requireUser(request), request.body),
+    async (request) => {
+      const principal = requireUser(request);
+      if (request.body.current_password !== undefined) await passwordCheck(request);
+      return accounts.updateMe(ctx, principal, request.body);
+    },
   );
 
   app.delete(

@@ -78,6 +78,7 @@ export async function createUser(ctx: Context, input: NewUser, options: { admin?
     password_hash: await hashPassword(input.password),
     is_active: 1,
     is_admin: options.admin === true ? 1 : 0,
+    credentials_epoch: 0,
     created_at: now,
     updated_at: now,
   };
@@ -145,8 +146,9 @@ export async function updateMe(ctx: Context, principal: Principal, changes: Acco
     if (isUniqueViolation(err)) await conflictAfterRace(ctx, fields, user.id);
     throw err;
   }
-  // A new password ends every session: whoever knew the old one is out.
-  if (passwordChanges) await repo.revokeUserTokens(ctx.db.kysely, user.id, now);
+  // A new password ends every credential, this request's token included: whoever knew the old one is out,
+  // with no session, token or API key made while they were in.
+  if (passwordChanges) await repo.endCredentials(ctx.db.kysely, user.id, now);
   return toUserView({ ...user, ...patch } as repo.UserRow);
 }
 

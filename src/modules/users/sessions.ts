@@ -20,20 +20,23 @@ export interface TokenPair {
   expires_in: number;
 }
 
-async function issuePair(ctx: Context, userId: string, familyId: string, refreshLifetimeMs: number): Promise<TokenPair> {
+/** A new pair for `user` in its current credentials epoch (repo.endCredentials). */
+async function issuePair(ctx: Context, user: Pick<repo.UserRow, 'id' | 'credentials_epoch'>, familyId: string, refreshLifetimeMs: number): Promise<TokenPair> {
   const refreshToken = newRefreshToken();
   const now = ctx.clock.now();
+  const epoch = Number(user.credentials_epoch);
   await repo.insertRefreshToken(ctx.db.kysely, {
     id: newId(),
-    user_id: userId,
+    user_id: user.id,
     family_id: familyId,
+    epoch,
     token_hash: sha256Hex(refreshToken),
     expires_at: new Date(now.getTime() + refreshLifetimeMs).toISOString(),
     used_at: null,
     revoked_at: null,
     created_at: now.toISOString(),
   });
-  const access = await issueAccessToken(ctx, userId);
+  const access = await issueAccessToken(ctx, user.id, epoch);
   return { access_token: access.token, refresh_token: refreshToken, token_type: 'bearer', expires_in: access.expiresIn };
 }
 
@@ -50,7 +53,7 @@ export async function login(ctx: Context, email: string, password: string, remem
   // Said only to someone who knows the password, so it reveals nothing new.
   if (user.is_active !== 1) throw new Unauthorized('This account is deactivated.', 'account_inactive');
   const minutes = rememberMe ? ctx.config.longRefreshLifetimeMin : ctx.config.shortRefreshLifetimeMin;
-  return issuePair(ctx, user.id, newId(), minutes * 60_000);
+  return issuePair(ctx, user, newId(), minutes * 60_000);
 }
 
 const badRefresh = () => new Unauthorized('The refresh token is not valid.', 'invalid_refresh_token');
@@ -74,9 +77,10 @@ export async function refresh(ctx: Context, refreshToken: string): Promise<Token
   if (token.expires_at <= now) throw badRefresh();
   if (!(await repo.claimRefreshToken(q, token.id, now))) throw await reused();
   const user = await repo.findUserById(q, token.user_id);
-  if (!user || user.is_active !== 1) throw badRefresh();
+  // A session begun before the account's credentials were ended (a login that raced a password change) is over too.
+  if (!user || user.is_active !== 1 || Number(token.epoch) !== Number(user.credentials_epoch)) throw badRefresh();
   const lifetimeMs = Date.parse(token.expires_at) - Date.parse(token.created_at);
-  return issuePair(ctx, user.id, token.family_id, lifetimeMs);
+  return issuePair(ctx, user, token.family_id, lifetimeMs);
 }
 
 /** Ends the session the refresh token belongs to. Unknown tokens are fine: the answer is the same. */

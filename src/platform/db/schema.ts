@@ -15,6 +15,8 @@ export interface UsersTable {
   password_hash: string;
   is_active: Flag;
   is_admin: Flag;
+  /** One more at each password change, deactivation or bootstrap takeover; tokens of an older epoch are dead. */
+  credentials_epoch: Generated<number>;
   created_at: string;
   updated_at: string;
 }
@@ -27,6 +29,8 @@ export interface RefreshTokensTable {
   expires_at: string;
   used_at: string | null;
   revoked_at: string | null;
+  /** The account's credentials_epoch when the session began. */
+  epoch: number;
   created_at: string;
 }
 

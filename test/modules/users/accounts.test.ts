@@ -183,6 +183,48 @@ describe('/users/me', () => {
     }
   });
 
+  it('a new password ends every credential made before it: access tokens (this request\'s too), sessions and API keys', async () => {
+    const account = await register(server.url);
+    const laptop = await login(server.url, account);
+    const phone = await login(server.url, account);
+    const key = await call<{ key: string }>(server.url, 'POST', '/auth/api-keys', { headers: bearer(laptop.access_token), body: { name: 'script' } });
+    expect(key.status).toBe(201);
+    expect((await call(server.url, 'GET', '/users/me', { headers: { 'x-api-key': key.body.key } })).status).toBe(200);
+
+    const changed = await call(server.url, 'PUT', '/users/me', { headers: bearer(laptop.access_token), body: { password: 'another-password-1', current_password: account.password } });
+    expect(changed.status).toBe(200);
+    for (const token of [laptop.access_token, phone.access_token]) {
+      const res = await call(server.url, 'GET', '/users/me', { headers: bearer(token) });
+      expect(res.status).toBe(401);
+      expect(res.body.code).toBe('token_revoked');
+    }
+    // An access token from before cannot make a key that would outlive the change.
+    expect((await call(server.url, 'POST', '/auth/api-keys', { headers: bearer(phone.access_token), body: { name: 'late' } })).status).toBe(401);
+    const oldKey = await call(server.url, 'GET', '/users/me', { headers: { 'x-api-key': key.body.key } });
+    expect(oldKey.status).toBe(401);
+    expect(oldKey.body.code).toBe('invalid_api_key');
+
+    // Signing in with the new password starts afresh, with no key of before listed.
+    const fresh = await login(server.url, { ...account, password: 'another-password-1' });
+    expect((await call(server.url, 'GET', '/users/me', { headers: bearer(fresh.access_token) })).status).toBe(200);
+    expect((await call<unknown[]>(server.url, 'GET', '/auth/api-keys', { headers: bearer(fresh.access_token) })).body).toEqual([]);
+    const refreshed = await call<{ access_token: string }>(server.url, 'POST', '/auth/refresh', { body: { refresh_token: fresh.refresh_token } });
+    expect(refreshed.status).toBe(200);
+    expect((await call(server.url, 'GET', '/users/me', { headers: bearer(refreshed.body.access_token) })).status).toBe(200);
+  });
+
+  it('a change of username or email ends no credential', async () => {
+    const account = await register(server.url);
+    const pair = await login(server.url, account);
+    const key = await call<{ key: string }>(server.url, 'POST', '/auth/api-keys', { headers: bearer(pair.access_token), body: { name: 'script' } });
+    const email = `moved-${account.email}`;
+    const res = await call(server.url, 'PUT', '/users/me', { headers: bearer(pair.access_token), body: { username: `m${account.username}`.slice(0, 30), email, current_password: account.password } });
+    expect(res.status).toBe(200);
+    expect((await call(server.url, 'GET', '/users/me', { headers: bearer(pair.access_token) })).status).toBe(200);
+    expect((await call(server.url, 'GET', '/users/me', { headers: { 'x-api-key': key.body.key } })).status).toBe(200);
+    expect((await call(server.url, 'POST', '/auth/refresh', { body: { refresh_token: pair.refresh_token } })).status).toBe(200);
+  });
+
   it('PUT to an email someone else has, in another case, is 409 email_taken', async () => {
     const other = await register(server.url);
     const account = await register(server.url);

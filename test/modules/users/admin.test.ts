@@ -134,6 +134,32 @@ describe('admin routes', () => {
     expect(res.body.code).toBe('invalid_refresh_token');
   });
 
+  it('deactivation ends the API keys and access tokens for good: reactivating brings none of them back', async () => {
+    const account = await register(server.url);
+    const pair = await login(server.url, account);
+    const key = await call<{ key: string }>(server.url, 'POST', '/auth/api-keys', { headers: bearer(pair.access_token), body: { name: 'script' } });
+    expect(key.status).toBe(201);
+    expect((await call(server.url, 'PATCH', `/admin/users/${account.id}`, { headers: adminHeaders, body: { is_active: false } })).status).toBe(200);
+    expect((await call(server.url, 'PATCH', `/admin/users/${account.id}`, { headers: adminHeaders, body: { is_active: true } })).status).toBe(200);
+    const token = await call(server.url, 'GET', '/users/me', { headers: bearer(pair.access_token) });
+    expect(token.status).toBe(401);
+    expect(token.body.code).toBe('token_revoked');
+    expect((await call(server.url, 'GET', '/users/me', { headers: { 'x-api-key': key.body.key } })).status).toBe(401);
+    const again = await login(server.url, account);
+    expect((await call<unknown[]>(server.url, 'GET', '/auth/api-keys', { headers: bearer(again.access_token) })).body).toEqual([]);
+  });
+
+  it('promoting or demoting a user ends none of its credentials', async () => {
+    const account = await register(server.url);
+    const pair = await login(server.url, account);
+    const key = await call<{ key: string }>(server.url, 'POST', '/auth/api-keys', { headers: bearer(pair.access_token), body: { name: 'script' } });
+    for (const is_admin of [true, false]) {
+      expect((await call(server.url, 'PATCH', `/admin/users/${account.id}`, { headers: adminHeaders, body: { is_admin } })).status).toBe(200);
+      expect((await call(server.url, 'GET', '/users/me', { headers: bearer(pair.access_token) })).status).toBe(200);
+      expect((await call(server.url, 'GET', '/users/me', { headers: { 'x-api-key': key.body.key } })).status).toBe(200);
+    }
+  });
+
   it("a password change or a deactivation of one user ends none of another user's sessions", async () => {
     const a = await register(server.url);
     const b = await register(server.url);

@@ -147,6 +147,41 @@ describe.each(backends)('accounts on %s', (_name, makeBackend, skip) => {
     expect(await codeOf(updateMe(ctx, { userId: SERVICE_PRINCIPAL_ID, isAdmin: true, via: 'static_key' }, { username: 'abc' }))).toBe('no_account');
   });
 
+  it.skipIf(skip)('takes over an account someone registered with ADMIN_EMAIL with none of its sessions or keys; a restart ends nothing', async () => {
+    const email = `Taken-${newAccountFields().email}`;
+    const squatter = await createUser(ctx, { ...newAccountFields(), email, password: 'squatter-password' });
+    const session = await login(ctx, email, 'squatter-password', true);
+    const key = await createApiKey(ctx, as(squatter.id), 'persist');
+    const env = { ADMIN_EMAIL: email.toLowerCase(), ADMIN_PASSWORD: 'operator-password' };
+
+    await bootstrapAdmin(await backend.open(env));
+    const row = await ctx.db.kysely.selectFrom('users').selectAll().where('id', '=', squatter.id).executeTakeFirstOrThrow();
+    expect(row).toMatchObject({ is_admin: 1, is_active: 1, credentials_epoch: 1 });
+    expect(await findKeyOwner(ctx.db, sha256Hex(key.key))).toBeUndefined();
+    expect(await codeOf(refresh(ctx, session.refresh_token))).toBe('invalid_refresh_token');
+    expect(await codeOf(login(ctx, email, 'squatter-password', false))).toBe('invalid_credentials');
+
+    // The operator's own session and key survive the next start, which finds nothing to change.
+    const admin = await login(ctx, email, 'operator-password', false);
+    const adminKey = await createApiKey(ctx, { userId: squatter.id, isAdmin: true, via: 'jwt' }, 'ops');
+    await bootstrapAdmin(await backend.open(env));
+    expect(await findKeyOwner(ctx.db, sha256Hex(adminKey.key))).toMatchObject({ id: squatter.id, isAdmin: true });
+    expect((await refresh(ctx, admin.refresh_token)).access_token).toBeTruthy();
+    const after = await ctx.db.kysely.selectFrom('users').select('credentials_epoch').where('id', '=', squatter.id).executeTakeFirstOrThrow();
+    expect(after.credentials_epoch).toBe(1);
+  });
+
+  it.skipIf(skip)('refuses a refresh token issued in an earlier credentials epoch even when it was never revoked (a login that raced a password change)', async () => {
+    const fields = newAccountFields();
+    const user = await createUser(ctx, fields);
+    const session = await login(ctx, fields.email, fields.password, false);
+    // What a login that read the account just before a password change leaves: a live token of the old epoch.
+    await ctx.db.kysely.updateTable('users').set({ credentials_epoch: 1 }).where('id', '=', user.id).execute();
+    expect(await codeOf(refresh(ctx, session.refresh_token))).toBe('invalid_refresh_token');
+    const fresh = await login(ctx, fields.email, fields.password, false);
+    expect((await refresh(ctx, fresh.refresh_token)).refresh_token).toBeTruthy();
+  });
+
   it.skipIf(skip)('bootstraps the admin once when two processes start together, and follows ADMIN_PASSWORD changes', async () => {
     const env = { ADMIN_EMAIL: 'Root@Example.com', ADMIN_PASSWORD: 'first-password' };
     const [a, b] = [await backend.open(env), await backend.open(env)];

@@ -10,6 +10,7 @@ import * as m0005 from './0005_ai_edits.js';
 import * as m0006 from './0006_product_images.js';
 import * as m0007 from './0007_shop.js';
 import * as m0008 from './0008_payments.js';
+import * as m0009 from './0009_credentials_epoch.js';
 
 export const migrations: Record<string, Migration> = {
   '0001_core': m0001,
@@ -19,4 +20,5 @@ export const migrations: Record<string, Migration> = {
   '0006_product_images': m0006,
   '0007_shop': m0007,
   '0008_payments': m0008,
+  '0009_credentials_epoch': m0009,
 };

@@ -39,6 +39,9 @@ interface Payload {
   jobId: string;
 }
 
+/** How long after another run's lease would end a job handed over meanwhile is asked for again. */
+const LEASE_MARGIN_MS = 1000;
+
 // bullmq and ioredis are loaded only by a deployment with REDIS_URL: the local runner never needs them.
 async function loadBullmq() {
   const [{ Queue, Worker, DelayedError }, { Redis }] = await Promise.all([import('bullmq'), import('ioredis')]);
@@ -160,8 +163,18 @@ export class BullJobRunner extends BaseRunner {
 
   private async process(bull: BullJob<Payload>, token: string | undefined): Promise<void> {
     const row = await this.store.claimById(bull.data.jobId, this.workerId, this.lockDurationMs);
-    // Finished, cancelled or gone: the row says there is nothing left to do.
-    if (!row) return;
+    if (!row) {
+      // Another run holds a live lease (its worker lost Redis, not its life): ask again once the lease
+      // would have run out, counting no attempt. It ends the job itself, or its lease runs out and this takes over.
+      const leftMs = await this.store.leaseLeftMs(bull.data.jobId);
+      if (leftMs > 0 && this.delayedError) {
+        this.log.info({ jobId: bull.data.jobId, leftMs }, 'job handed over by Redis is still running elsewhere; asking again when its lease runs out');
+        await bull.moveToDelayed(Date.now() + leftMs + LEASE_MARGIN_MS, token);
+        throw new this.delayedError();
+      }
+      // Finished, cancelled or gone: the row says there is nothing left to do.
+      return;
+    }
     const controller = new AbortController();
     this.running.set(row.job_id, controller);
     const deps = { store: this.store, registry: this.registry, log: this.log, workerId: this.workerId, leaseMs: this.lockDurationMs, handlers: this.handlers };

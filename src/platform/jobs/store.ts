@@ -175,15 +175,29 @@ export class JobStore {
       .executeTakeFirst();
   }
 
-  /** BullMQ already picked this job for this worker; take the row over whoever held it. */
+  /**
+   * BullMQ picked this job for this worker: takes the row when it is queued,
+   * or processing under a lease that ran out (its runner died). A lease still
+   * renewed is a run still going, whatever BullMQ thinks (a worker cut off
+   * from Redis keeps its database lease): the row is left to its holder, and
+   * `leaseLeftMs` says how long to wait before asking again.
+   */
   async claimById(jobId: string, workerId: string, leaseMs: number): Promise<JobRow | undefined> {
+    const now = this.now();
     return this.kysely
       .updateTable('jobs')
-      .set(this.claimSet(workerId, leaseMs, this.now()))
+      .set(this.claimSet(workerId, leaseMs, now))
       .where('job_id', '=', jobId)
-      .where('status', 'in', ['queued', 'processing'])
+      .where((w) => w.or([w('status', '=', 'queued'), w.and([w('status', '=', 'processing'), w.or([w('locked_until', 'is', null), w('locked_until', '<', now)])])]))
       .returningAll()
       .executeTakeFirst();
+  }
+
+  /** Milliseconds left on the lease of a job another run holds; 0 when no run holds it (finished, queued, or its lease ran out). */
+  async leaseLeftMs(jobId: string): Promise<number> {
+    const row = await this.kysely.selectFrom('jobs').select(['status', 'locked_until']).where('job_id', '=', jobId).executeTakeFirst();
+    if (row?.status !== 'processing' || row.locked_until === null) return 0;
+    return Math.max(0, Date.parse(row.locked_until) - this.clock.now().getTime());
   }
 
   private claimSet(workerId: string, leaseMs: number, now: string) {

@@ -1,5 +1,5 @@
 // Rules of the job system (docs/jobs.md) that the main suite does not pin down: the backoff cap, a timeout being
-// transient, progress clamping while a job runs, the recovery limit, lease fencing and renewal, and BullMQ's reconcile.
+// transient, progress clamping while a job runs, the recovery limit, lease fencing and renewal, BullMQ's reconcile, and a BullMQ worker leaving a row whose lease is live.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../../src/clock.js';
 import { abortWhy, BullJobRunner, LocalJobRunner, type AbortWhy } from '../../../src/platform/jobs/index.js';
@@ -204,7 +204,7 @@ describe.each(LOCAL_ENVS)('job rules: $name', (env) => {
   });
 });
 
-describe.skipIf(!TEST_REDIS_URL)(`BullMQ reconcile${TEST_REDIS_URL ? '' : ' (skipped: TEST_REDIS_URL is not set)'}`, () => {
+describe.skipIf(!TEST_REDIS_URL)(`BullMQ workers and the row${TEST_REDIS_URL ? '' : ' (skipped: TEST_REDIS_URL is not set)'}`, () => {
   const cleanups: Array<() => Promise<void> | void> = [];
   afterEach(async () => {
     for (const c of cleanups.splice(0).reverse()) await c();
@@ -232,5 +232,55 @@ describe.skipIf(!TEST_REDIS_URL)(`BullMQ reconcile${TEST_REDIS_URL ? '' : ' (ski
     await worker.start();
     expect(await worker.waitFor(row.job_id, 4000)).toMatchObject({ status: 'completed', attempts: 1, result: 1 });
     expect(runs).toBe(1);
+  });
+
+  it('leaves a job Redis hands over to a run that still renews its lease elsewhere, and takes it over only once the lease runs out', async () => {
+    const store = await ENVS[0]!.openStore();
+    cleanups.push(() => store.close());
+    const prefix = newPrefix();
+    cleanups.push(() => dropRedisPrefix(TEST_REDIS_URL as string, prefix));
+    const worker = new BullJobRunner({ db: store.db, log: silentLog, clock: systemClock }, {
+      redisUrl: TEST_REDIS_URL as string,
+      role: 'worker',
+      concurrency: 2,
+      prefix,
+      lockDurationMs: 1000,
+      stalledIntervalMs: 500,
+      reconcileMs: 60_000,
+    });
+    cleanups.push(() => worker.stop(500));
+    const ran: string[] = [];
+    worker.register('contested', async (input: { name: string }) => {
+      ran.push(input.name);
+      return `ran ${input.name}`;
+    });
+    // Two rows another worker is running, its lease renewed 1.5 s ahead: as a worker cut off from Redis
+    // (whose job BullMQ hands to someone else after its lock) leaves them.
+    const rows = [];
+    for (const name of ['finishes', 'dies']) {
+      const { row } = await worker.store.insert({ type: 'contested', input: { name }, userId: 'u1', maxAttempts: 3 });
+      await store.db.kysely
+        .updateTable('jobs')
+        .set({ status: 'processing', attempts: 1, started_at: worker.store.now(), locked_by: 'cut-off-worker', locked_until: worker.store.now(1500) })
+        .where('job_id', '=', row.job_id)
+        .execute();
+      rows.push(row);
+    }
+    const [finishes, dies] = rows as [(typeof rows)[number], (typeof rows)[number]];
+    // Redis hands both jobs to this worker (the add a serve process makes, by the row's id).
+    const { Queue } = await import('bullmq');
+    const queue = new Queue('jobs', { connection: { url: TEST_REDIS_URL as string }, prefix });
+    cleanups.push(() => queue.close());
+    await queue.addBulk(rows.map((row) => ({ name: row.type, data: { jobId: row.job_id }, opts: { jobId: row.job_id } })));
+    await worker.start();
+    await sleep(800);
+    expect(ran).toEqual([]);
+    // The other worker ends its run within its lease: that outcome stands, and nothing runs again.
+    expect(await worker.store.complete(finishes.job_id, 'cut-off-worker', 'ran elsewhere')).toBe(true);
+    // The other never comes back: once its lease has run out, this worker takes the job over, as a recovery.
+    expect(await worker.waitFor(dies.job_id, 6000)).toMatchObject({ status: 'completed', attempts: 1, result: 'ran dies' });
+    expect((await worker.store.get(dies.job_id))?.recoveries).toBe(1);
+    expect(await worker.get(finishes.job_id)).toMatchObject({ status: 'completed', result: 'ran elsewhere' });
+    expect(ran).toEqual(['dies']);
   });
 });

@@ -81,16 +81,16 @@ export class OrderService {
   async setStatus(admin: Principal, orderId: string, status: OrderStatus): Promise<OrderMetadata> {
     const { ctx } = this;
     const at = ctx.clock.now().toISOString();
-    const order = await ctx.db.kysely.transaction().execute(async (tx) => {
+    const { order, dispatch } = await ctx.db.kysely.transaction().execute(async (tx) => {
       const row = await repo.lockOrder(ctx.db, tx, orderId);
       if (!row) throw notFound();
       assertMove(row.status as OrderStatus, status);
       const history = [...(JSON.parse(row.history) as HistoryEntry[]), { status, at, by: admin.userId }];
       const changes = { status, history: JSON.stringify(history), updated_at: at };
       await repo.updateOrder(tx, orderId, changes);
-      return { ...row, ...changes };
+      return { order: { ...row, ...changes }, dispatch: await announceStatusChange(ctx, tx, { order_id: orderId, status, at }) };
     });
-    await announceStatusChange(ctx, { order_id: orderId, status, at });
+    await dispatch();
     return (await this.present([order]))[0] as OrderMetadata;
   }
 

@@ -10,7 +10,9 @@
  * (`webhook_blocked_address`, logged as a warning) and nothing is sent.
  */
 import { createHmac } from 'node:crypto';
+import type { Transaction } from 'kysely';
 import type { Context } from '../../context.js';
+import type { Database } from '../../platform/db/schema.js';
 import { FetchError, safeFetch, type FetchErrorCode } from '../../platform/fetch/index.js';
 import { PermanentJobError, TransientJobError } from '../../platform/jobs/errors.js';
 import type { JobContext } from '../../platform/jobs/types.js';
@@ -48,15 +50,16 @@ export function signBody(secret: string, body: string): string {
   return `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
 }
 
-/** Enqueues the notification when a webhook is configured; a failure to enqueue is logged, the move stands. */
-export async function announceStatusChange(ctx: Context, change: Omit<StatusChanged, 'event'>): Promise<void> {
-  if (!ctx.config.webhookUrl) return;
+/**
+ * Queues the notification of a status change, when a webhook is configured,
+ * in the transaction `tx` that makes the change: the two commit together, so
+ * no change goes unannounced (a failure here fails the change). Returns what
+ * to call once `tx` has committed to start the delivery at once.
+ */
+export async function announceStatusChange(ctx: Context, tx: Transaction<Database>, change: Omit<StatusChanged, 'event'>): Promise<() => Promise<void>> {
+  if (!ctx.config.webhookUrl) return async () => {};
   const payload: StatusChanged = { event: 'order.status_changed', order_id: change.order_id, status: change.status, at: change.at };
-  try {
-    await ctx.jobs.enqueue(WEBHOOK_JOB, payload, { userId: null });
-  } catch (err) {
-    ctx.log.error({ err, orderId: change.order_id }, 'could not enqueue the status webhook');
-  }
+  return (await ctx.jobs.enqueueWithin(tx, WEBHOOK_JOB, payload, { userId: null })).dispatch;
 }
 
 /** Answers that retrying cannot change: the configured URL itself is refused. */

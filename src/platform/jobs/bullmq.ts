@@ -92,16 +92,18 @@ export class BullJobRunner extends BaseRunner {
 
   async enqueue<I>(kind: string, input: I, options: EnqueueOptions): Promise<Job<I>> {
     const { row, created } = await this.insert(kind, input, options);
-    if (created) {
-      try {
-        // Bounded: a Redis that stops answering must not hold the request. The row is written, and a
-        // worker's reconcile adds the job later (an add that lands meanwhile is then a no-op).
-        await bounded(this.addToQueue(row), ENQUEUE_TIMEOUT_MS, 'Redis did not take the job in time');
-      } catch (err) {
-        this.log.error({ err, jobId: row.job_id }, 'could not hand the job to Redis; a worker will pick it up from the database');
-      }
-    }
+    if (created) await this.dispatch(row);
     return toJob(row) as Job<I>;
+  }
+
+  protected async dispatch(row: JobRow): Promise<void> {
+    try {
+      // Bounded: a Redis that stops answering must not hold the request. The row is written, and a
+      // worker's reconcile adds the job later (an add that lands meanwhile is then a no-op).
+      await bounded(this.addToQueue(row), ENQUEUE_TIMEOUT_MS, 'Redis did not take the job in time');
+    } catch (err) {
+      this.log.error({ err, jobId: row.job_id }, 'could not hand the job to Redis; a worker will pick it up from the database');
+    }
   }
 
   private addToQueue(row: JobRow): Promise<void> {

@@ -45,6 +45,10 @@ export class LocalJobRunner extends BaseRunner {
     return toJob(row) as Job<I>;
   }
 
+  protected async dispatch(): Promise<void> {
+    this.wake();
+  }
+
   async start(): Promise<void> {
     if (this.started) return;
     this.started = true;

@@ -1,7 +1,9 @@
 /** What both runners share: the registry, reads of the jobs table, cancel and waitFor. */
+import type { Kysely, Transaction } from 'kysely';
 import type { Logger } from 'pino';
 import type { Clock } from '../../clock.js';
 import type { Db } from '../db/index.js';
+import type { Database } from '../db/schema.js';
 import { InFlight, within } from '../inflight.js';
 import { abortFor } from './execute.js';
 import { HandlerRegistry } from './registry.js';
@@ -59,17 +61,28 @@ export abstract class BaseRunner implements JobRunner {
   abstract stop(graceMs?: number): Promise<void>;
   abstract healthCheck(timeoutMs?: number): Promise<void>;
 
-  /** Inserts the row; `created` false when a live job with the same dedupe key was returned instead. */
-  protected async insert(kind: string, input: unknown, options: EnqueueOptions): Promise<{ row: JobRow; created: boolean }> {
+  /** Inserts the row (through `q`, a caller's transaction, when given); `created` false when a live job with the same dedupe key was returned instead. */
+  protected async insert(kind: string, input: unknown, options: EnqueueOptions, q?: Kysely<Database>): Promise<{ row: JobRow; created: boolean }> {
     const spec = this.registry.require(kind);
-    return this.store.insert({
-      type: kind,
-      input,
-      userId: options.userId,
-      maxAttempts: Math.max(1, options.maxAttempts ?? spec.maxAttempts),
-      dedupeKey: options.dedupeKey,
-    });
+    return this.store.insert(
+      {
+        type: kind,
+        input,
+        userId: options.userId,
+        maxAttempts: Math.max(1, options.maxAttempts ?? spec.maxAttempts),
+        dedupeKey: options.dedupeKey,
+      },
+      q,
+    );
   }
+
+  async enqueueWithin<I>(tx: Transaction<Database>, kind: string, input: I, options: Omit<EnqueueOptions, 'dedupeKey'>): Promise<{ job: Job<I>; dispatch: () => Promise<void> }> {
+    const { row } = await this.insert(kind, input, options, tx);
+    return { job: toJob(row) as Job<I>, dispatch: () => this.dispatch(row) };
+  }
+
+  /** Hands a job whose row is committed to whatever runs it: never throws (a job not handed over is found later all the same). */
+  protected abstract dispatch(row: JobRow): Promise<void>;
 
   async get(jobId: string): Promise<Job | null> {
     const row = await this.store.get(jobId);

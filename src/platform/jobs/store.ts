@@ -78,11 +78,14 @@ export class JobStore {
     return new Date(t).toISOString();
   }
 
-  /** Inserts a queued job; with a dedupe key already live, returns that job instead (`created: false`). */
-  async insert(job: NewJob): Promise<{ row: JobRow; created: boolean }> {
+  /**
+   * Inserts a queued job, through `q` (a transaction of the caller's) when given; with a dedupe key already live,
+   * returns that job instead (`created: false`).
+   */
+  async insert(job: NewJob, q: Kysely<Database> = this.kysely): Promise<{ row: JobRow; created: boolean }> {
     for (let attempt = 0; attempt < 3; attempt++) {
       if (job.dedupeKey !== undefined) {
-        const live = await this.findLive(job.dedupeKey);
+        const live = await this.findLive(q, job.dedupeKey);
         if (live) return { row: live, created: false };
       }
       const now = this.createdAt();
@@ -108,7 +111,7 @@ export class JobStore {
         recoveries: 0,
       };
       try {
-        await this.kysely.insertInto('jobs').values(row).execute();
+        await q.insertInto('jobs').values(row).execute();
         return { row, created: true };
       } catch (err) {
         // Another enqueue with the same key won the race: loop to return its job.
@@ -118,8 +121,8 @@ export class JobStore {
     throw new Error(`could not enqueue a job for dedupe key ${job.dedupeKey}`);
   }
 
-  private async findLive(dedupeKey: string): Promise<JobRow | undefined> {
-    return this.kysely
+  private async findLive(q: Kysely<Database>, dedupeKey: string): Promise<JobRow | undefined> {
+    return q
       .selectFrom('jobs')
       .selectAll()
       .where('dedupe_key', '=', dedupeKey)

@@ -3,7 +3,9 @@
  * handler signature, the options a kind registers with, and the JobRunner
  * interface both runners (local.ts, bullmq.ts) implement.
  */
+import type { Transaction } from 'kysely';
 import type { Logger } from 'pino';
+import type { Database } from '../db/schema.js';
 
 export type JobStatus = 'queued' | 'processing' | 'completed' | 'failed' | 'cancelled';
 
@@ -110,6 +112,16 @@ export interface JobRunner {
   /** Whether `kind` has a handler here (a test may register a kind with its own options before the app does). */
   has(kind: string): boolean;
   enqueue<I>(kind: string, input: I, options: EnqueueOptions): Promise<Job<I>>;
+  /**
+   * Writes the job's row within the caller's transaction, so the job exists
+   * exactly when the caller's own change commits: no change without its job,
+   * no job without its change. Call `dispatch` after the commit to hand the
+   * job over at once; one never dispatched (the process died right after the
+   * commit) is still run, found by the local runner's next poll or by BullMQ
+   * workers' reconcile. Without a dedupe key: the caller's change is what
+   * makes the job unique.
+   */
+  enqueueWithin<I>(tx: Transaction<Database>, kind: string, input: I, options: Omit<EnqueueOptions, 'dedupeKey'>): Promise<{ job: Job<I>; dispatch: () => Promise<void> }>;
   get(jobId: string): Promise<Job | null>;
   /** Newest first; the cursor is opaque. Throws ValidationFailed (422 `invalid_cursor`) for a cursor it did not make. */
   list(query: ListQuery): Promise<JobPage>;

@@ -1,6 +1,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp, type App } from '../../../src/app.js';
 import { createContext, type Context } from '../../../src/context.js';
@@ -99,6 +100,33 @@ describe('status webhooks', () => {
     // (that the runner waits a retry's delay out is the job system's own test).
     const spec = (ctx.jobs as BaseRunner).registry.require(WEBHOOK_JOB);
     expect([1, 2].map((attempt) => backoffDelay(spec.backoff, attempt))).toEqual([200, 400]);
+  });
+
+  it('commits a status change and its webhook job together: when the job cannot be written, the change is refused and not kept', async () => {
+    const customer = await registerUser(url, 'atomic');
+    const order = await createOrder(url, customer.headers, [filePart(await photo(700))]);
+    const admin = await loginAdmin(url);
+    const move = (status: string) =>
+      fetch(`${url}/api/images/orders/${order.order_id}/status`, { method: 'PUT', headers: { ...admin, 'content-type': 'application/json' }, body: JSON.stringify({ status }) });
+    const webhookJobs = async () =>
+      (await ctx.db.kysely.selectFrom('jobs').select('input').where('type', '=', WEBHOOK_JOB).execute()).filter((j) => j.input.includes(order.order_id));
+
+    // The database refuses webhook jobs (as a connection lost between the two writes would fail the second).
+    await sql`create trigger refuse_webhooks before insert on jobs when new.type = 'webhook' begin select raise(abort, 'no webhooks now'); end`.execute(ctx.db.kysely);
+    try {
+      expect((await move('in_review')).status).toBe(500);
+    } finally {
+      await sql`drop trigger refuse_webhooks`.execute(ctx.db.kysely);
+    }
+    const kept = await fetch(`${url}/api/images/orders/${order.order_id}`, { headers: admin });
+    expect(((await kept.json()) as { order: { status: string; history: unknown[] } }).order).toMatchObject({ status: 'pending', history: [{ status: 'pending' }] });
+    expect(await webhookJobs()).toEqual([]);
+
+    // Asked again, the change and its announcement are both there the moment it is answered.
+    expect((await move('in_review')).status).toBe(200);
+    const jobs = await webhookJobs();
+    expect(jobs).toHaveLength(1);
+    expect(JSON.parse(jobs[0]?.input ?? 'null')).toMatchObject({ event: 'order.status_changed', order_id: order.order_id, status: 'in_review' });
   });
 
   it('keeps the contract\'s schedule by default: first retry within 30 s, doubling, 8 attempts', async () => {

@@ -123,6 +123,29 @@ describe.each(ENVS)('jobs: $name', (env) => {
       expect(await jobs.get('no-such-job')).toBeNull();
     });
 
+    it('enqueueWithin: the job exists exactly when the caller\'s transaction commits, and runs once dispatched', async () => {
+      const jobs = runner();
+      const ran: string[] = [];
+      jobs.register('announce', async (input: { what: string }) => {
+        ran.push(input.what);
+        return input.what;
+      });
+      await jobs.start();
+      // A transaction that fails after writing the job leaves no job behind.
+      const failing = store.db.kysely.transaction().execute(async (tx) => {
+        await jobs.enqueueWithin(tx, 'announce', { what: 'rolled back' }, { userId: 'u1' });
+        throw new Error('the caller\'s change failed');
+      });
+      await expect(failing).rejects.toThrow('the caller\'s change failed');
+      expect(await store.db.kysely.selectFrom('jobs').select('job_id').where('type', '=', 'announce').execute()).toEqual([]);
+
+      const { job, dispatch } = await store.db.kysely.transaction().execute((tx) => jobs.enqueueWithin(tx, 'announce', { what: 'committed' }, { userId: 'u1' }));
+      expect(job).toMatchObject({ type: 'announce', status: 'queued', input: { what: 'committed' }, user_id: 'u1' });
+      await dispatch();
+      expect(await jobs.waitFor(job.job_id, 10_000)).toMatchObject({ status: 'completed', result: 'committed' });
+      expect(ran).toEqual(['committed']);
+    });
+
     it('reports progress while the job runs', async () => {
       const jobs = runner();
       let release!: () => void;

@@ -110,6 +110,11 @@ export async function createContext(config: Config, options: ContextOptions = {}
   if (options.migrate !== false) await migrateToLatest(db);
 
   const jwtSecretText = config.jwtSecret ?? (await storedSecret(config.dataDir, 'jwt_secret'));
+  // A generated secret is this DATA_DIR's alone: other processes on the same database or Redis, with their
+  // own DATA_DIR, would refuse this one's tokens (401) and signed links (403).
+  if (config.jwtSecret === undefined && (config.redisUrl !== undefined || config.databaseUrl?.startsWith('postgres'))) {
+    log.warn('JWT_SECRET is not set: this process uses a secret generated into DATA_DIR/secrets. Processes that share a database or Redis must share one JWT_SECRET, or each refuses the others\' tokens and signed links');
+  }
   const secretBytes = new TextEncoder().encode(jwtSecretText);
   const linkSecret = new Uint8Array(createHmac('sha256', secretBytes).update('kiln signed links').digest());
   // Imported once: given the raw bytes, jose imports a key on every token it signs or checks (~20 µs a request).

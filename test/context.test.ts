@@ -1,9 +1,14 @@
 // What createContext does with the DATA_DIR it is given, beyond opening the parts (which their own tests cover).
 import { mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { Writable } from 'node:stream';
+import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createContext } from '../src/context.js';
 import { tempDataDir, testConfig } from './helpers/config.js';
+import { dropRedisPrefix, newPrefix } from './helpers/redis.js';
+
+const REDIS_URL = process.env.TEST_REDIS_URL;
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -29,5 +34,23 @@ describe('createContext', () => {
     const ctx = await createContext(testConfig(temp.dir));
     cleanups.push(() => ctx.close());
     expect(readdirSync(tmp)).toEqual(['upload-fedcba9876543210fedcba9876543210']);
+  });
+
+  it.skipIf(!REDIS_URL)('warns at the start when processes may share a database or Redis but JWT_SECRET is generated, and only then', async () => {
+    const warnings = async (env: Record<string, string>): Promise<string[]> => {
+      const temp = tempDataDir();
+      cleanups.push(temp.cleanup);
+      const lines: string[] = [];
+      const sink = new Writable({ write: (chunk: Buffer, _enc, done) => (lines.push(chunk.toString()), done()) });
+      const ctx = await createContext(testConfig(temp.dir, env), { log: pino({ level: 'warn' }, sink) });
+      await ctx.close();
+      return lines.map((l) => (JSON.parse(l) as { msg: string }).msg).filter((m) => m.includes('JWT_SECRET'));
+    };
+    const prefix = newPrefix();
+    cleanups.push(() => dropRedisPrefix(REDIS_URL as string, prefix));
+    const shared = { REDIS_URL: REDIS_URL as string, REDIS_PREFIX: prefix };
+    expect(await warnings(shared)).toEqual([expect.stringContaining('must share one JWT_SECRET')]);
+    expect(await warnings({ ...shared, JWT_SECRET: 'a-shared-secret-of-at-least-32-characters' })).toEqual([]);
+    expect(await warnings({})).toEqual([]);
   });
 });

@@ -104,21 +104,22 @@ export async function bookProcess(ctx: Context, principal: Principal, body: Book
   const source = await ownUpload(ctx, principal, body.source_url, 'source_url', host);
   const target = await ownUpload(ctx, principal, body.target_url, 'target_url', host);
 
-  const booked = await repo.bookProcess(ctx.db.kysely, row.init_id, principal.userId, ['initiated', 'failed'], {
-    source_file_id: source.file_id,
-    target_file_id: target.file_id,
-    prompt: body.prompt,
-    updated_at: isoNow(ctx.clock),
-  });
-  if (!booked) throw new Conflict('This process was booked by another request just now.', 'process_busy');
-  try {
+  // The booking, its job and the job's id on the process commit together: a failure, or a process that
+  // dies between them, never leaves a process processing with no job to finish it.
+  const dispatch = await ctx.db.kysely.transaction().execute(async (tx) => {
+    const booked = await repo.bookProcess(tx, row.init_id, principal.userId, ['initiated', 'failed'], {
+      source_file_id: source.file_id,
+      target_file_id: target.file_id,
+      prompt: body.prompt,
+      updated_at: isoNow(ctx.clock),
+    });
+    if (!booked) throw new Conflict('This process was booked by another request just now.', 'process_busy');
     const input: AiEditJobInput = { init_id: row.init_id };
-    const job = await ctx.jobs.enqueue(AI_EDIT_KIND, input, { userId: principal.userId, dedupeKey: `${AI_EDIT_KIND}:${row.init_id}` });
-    await repo.setJobId(ctx.db.kysely, row.init_id, job.job_id);
-  } catch (err) {
-    await failProcess(ctx, row.init_id, principal.userId, 'The edit could not be queued; book it again.');
-    throw err;
-  }
+    const { job, dispatch: start } = await ctx.jobs.enqueueWithin(tx, AI_EDIT_KIND, input, { userId: principal.userId });
+    await repo.setJobId(tx, row.init_id, job.job_id);
+    return start;
+  });
+  await dispatch();
   await publish(ctx, { init_id: row.init_id, owner_id: principal.userId, status: 'processing' });
   return { init_id: row.init_id, status: 'processing' as const };
 }

@@ -1,6 +1,7 @@
 /** The AI-edit routes: the envelope and codes, credentials, uploads, booking rules and bad input. */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type TestServer } from '../../helpers/server.js';
 import { registerUser, type TestUser } from '../../helpers/users.js';
@@ -128,6 +129,22 @@ describe('POST /api/v1/process/book', () => {
     const res = await book(alice.headers, { init_id: initId, source_url: await uploadUrl(alice.headers), target_url: `${server.url}${await uploadUrl(alice.headers)}`, prompt: 'x'.repeat(4000) });
     expect(res.status).toBe(202);
     expect(res.body).toEqual({ success: true, code: 4000, message: 'Processing started', data: { init_id: initId, status: 'processing' } });
+    expect((await waitForEnd(server.url, alice.headers, initId)).status).toBe('completed');
+  });
+
+  it('books, queues the job and records its id together: when the job cannot be written, the process is left as it was, to be booked again', async () => {
+    const initId = await initiate(alice.headers);
+    const body = { init_id: initId, source_url: await uploadUrl(alice.headers), target_url: await uploadUrl(alice.headers), prompt: 'p' };
+    // The database refuses AI-edit jobs (as a connection lost between the writes would fail the second).
+    await sql`create trigger refuse_ai_jobs before insert on jobs when new.type = 'ai_edit' begin select raise(abort, 'no jobs now'); end`.execute(server.ctx.db.kysely);
+    try {
+      expect((await book(alice.headers, body)).status).toBe(500);
+    } finally {
+      await sql`drop trigger refuse_ai_jobs`.execute(server.ctx.db.kysely);
+    }
+    const left = await server.ctx.db.kysely.selectFrom('ai_processes').select(['status', 'job_id']).where('init_id', '=', initId).executeTakeFirstOrThrow();
+    expect(left).toEqual({ status: 'initiated', job_id: null });
+    expect((await book(alice.headers, body)).status).toBe(202);
     expect((await waitForEnd(server.url, alice.headers, initId)).status).toBe('completed');
   });
 

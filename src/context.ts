@@ -4,7 +4,7 @@
  * services as an argument. Tests build their own over a temp directory.
  */
 import { createHmac, webcrypto } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from './clock.js';
@@ -13,7 +13,7 @@ import { newSecret } from './ids.js';
 import type { BlobStore } from './platform/blobs/index.js';
 import { CachingBlobStore } from './platform/blobs/cached.js';
 import { FsBlobStore } from './platform/blobs/fs.js';
-import { sweepStaleFiles } from './platform/files.js';
+import { isMissing, sweepStaleFiles, syncDirectories, syncFile } from './platform/files.js';
 import { SMALL_FILE_BYTES } from './images/serve.js';
 import { migrateToLatest, openDatabase, type Db } from './platform/db/index.js';
 import { localBroadcast, redisBroadcast, type Broadcast } from './platform/broadcast.js';
@@ -60,27 +60,43 @@ export interface ContextOptions {
   migrate?: boolean;
   /** `worker`: with REDIS_URL, this process runs jobs from Redis once `jobs.start()` is called. */
   jobRole?: JobRole;
+  /** Leave temp files a dead process left in DATA_DIR/tmp (a dry run removes nothing); default false. */
+  keepTempFiles?: boolean;
 }
 
 /**
- * Reads a secret from DATA_DIR/secrets/<name>, creating it on first use.
- * Exclusive create ('wx') makes two processes starting together agree on one value.
+ * Reads a secret from DATA_DIR/secrets/<name>, creating it on first use. The
+ * value is written whole to a file of its own, flushed, then linked under the
+ * secret's name: `link` fails when the name exists, so two processes starting
+ * together agree on one value, and a process killed midway leaves either no
+ * secret or a whole one, never an empty file. An empty one (what a kill left
+ * before this was so) never signed anything: it is replaced.
  */
-async function storedSecret(dataDir: string, name: string): Promise<string> {
+async function storedSecret(dataDir: string, name: string, log: Logger): Promise<string> {
   const dir = path.join(dataDir, 'secrets');
   const file = path.join(dir, name);
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  try {
-    await writeFile(file, newSecret(48), { flag: 'wx', mode: 0o600 });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const existing = await readFile(file, 'utf8').then((text) => text.trim(), (err: unknown) => (isMissing(err) ? undefined : Promise.reject(err)));
+    if (existing) return existing;
+    if (existing === '') {
+      log.warn({ file }, 'the stored secret is empty (a start was cut short while writing it): making a new one');
+      await unlink(file).catch((err: unknown) => (isMissing(err) ? undefined : Promise.reject(err)));
+    }
+    const draft = `${file}.${newSecret(6)}.tmp`;
+    try {
+      await writeFile(draft, newSecret(48), { flag: 'wx', mode: 0o600 });
+      await syncFile(draft);
+      await link(draft, file);
+      await syncDirectories([dir]);
+    } catch (err) {
+      // Another process linked its secret first: read that one.
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    } finally {
+      await unlink(draft).catch(() => undefined);
+    }
   }
-  // A racing creator may not have written yet; wait for the content.
-  for (let attempt = 0; ; attempt++) {
-    const value = (await readFile(file, 'utf8')).trim();
-    if (value !== '' || attempt > 50) return value;
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  throw new Error(`could not read or create the secret ${file}`);
 }
 
 /** The local disk under DATA_DIR, or the S3 bucket of STORAGE=s3 (its SDK loaded only then). */
@@ -103,13 +119,13 @@ export async function createContext(config: Config, options: ContextOptions = {}
   const log = options.log ?? createLogger(config, options.logTo);
   // Registered first so it runs last: every other closer may still log. A logger passed in is its owner's to close.
   if (!options.log) closers.push(() => closeLogger(log));
-  const swept = await sweepStaleFiles(tmpDir, STALE_TEMP_MS);
+  const swept = options.keepTempFiles ? 0 : await sweepStaleFiles(tmpDir, STALE_TEMP_MS);
   if (swept > 0) log.info({ files: swept, dir: tmpDir }, 'removed temp files left by an earlier run');
   const db = openDatabase(config.databaseUrl, config.dataDir, { durable: config.durableWrites });
   closers.push(() => db.close());
   if (options.migrate !== false) await migrateToLatest(db);
 
-  const jwtSecretText = config.jwtSecret ?? (await storedSecret(config.dataDir, 'jwt_secret'));
+  const jwtSecretText = config.jwtSecret ?? (await storedSecret(config.dataDir, 'jwt_secret', log));
   // A generated secret is this DATA_DIR's alone: other processes on the same database or Redis, with their
   // own DATA_DIR, would refuse this one's tokens (401) and signed links (403).
   if (config.jwtSecret === undefined && (config.redisUrl !== undefined || config.databaseUrl?.startsWith('postgres'))) {

@@ -105,8 +105,10 @@ async function users(config: Config, args: string[]): Promise<void> {
 /** A UsageError's message is printed by main's own catch, like any other failure: one line (or two, with the usage) and exit 1. */
 async function blobs(config: Config, args: string[]): Promise<void> {
   const report = await runBlobsCommand(config, args);
-  for (const prefix of report.orphans) process.stdout.write(`${report.dryRun ? 'would remove' : 'removed'} ${prefix}/\n`);
-  process.stdout.write(`${JSON.stringify({ dry_run: report.dryRun, groups: report.groups, orphans: report.orphans.length, too_recent: report.tooRecent })}\n`);
+  for (const prefix of [...report.orphans, ...report.emptyDirectories]) process.stdout.write(`${report.dryRun ? 'would remove' : 'removed'} ${prefix}/\n`);
+  process.stdout.write(
+    `${JSON.stringify({ dry_run: report.dryRun, groups: report.groups, orphans: report.orphans.length, too_recent: report.tooRecent, empty_directories: report.emptyDirectories.length })}\n`,
+  );
 }
 
 async function main(argv: string[]): Promise<void> {

@@ -145,10 +145,22 @@ describe('kiln blobs sweep', () => {
     const twoHoursAgo = new Date(Date.now() - 2 * 60 * 60 * 1000);
     utimesSync(file, twoHoursAgo, twoHoursAgo);
 
+    // An upload that died between making its directory and writing into it, and one's staged temp file.
+    const bare = path.join(data.dir, 'blobs', 'orders', 'nobodys-order', 'nobodys-file');
+    mkdirSync(bare, { recursive: true });
+    for (const d of [bare, path.dirname(bare)]) utimesSync(d, twoHoursAgo, twoHoursAgo);
+    const staged = path.join(data.dir, 'tmp', 'upload-0123456789abcdef0123456789abcdef');
+    writeFileSync(staged, 'half an upload');
+    utimesSync(staged, twoHoursAgo, twoHoursAgo);
+
     const dry = await kiln(['blobs', 'sweep', '--dry-run']);
     expect(dry.stdout).toContain('would remove gallery/nobodys-image/\n');
-    expect(JSON.parse(dry.stdout.trim().split('\n').pop() as string)).toEqual({ dry_run: true, groups: 1, orphans: 1, too_recent: 0 });
+    expect(dry.stdout).toContain('would remove orders/nobodys-order/nobodys-file/\n');
+    expect(JSON.parse(dry.stdout.trim().split('\n').pop() as string)).toEqual({ dry_run: true, groups: 1, orphans: 1, too_recent: 0, empty_directories: 2 });
+    // A dry run removes nothing: neither the orphan, nor the empty directories, nor the temp file.
     expect(existsSync(file)).toBe(true);
+    expect(existsSync(bare)).toBe(true);
+    expect(existsSync(staged)).toBe(true);
 
     // Three hours is longer ago than it was written: left alone.
     expect(JSON.parse((await kiln(['blobs', 'sweep', '--older-than', '180'])).stdout.trim())).toMatchObject({ orphans: 0, too_recent: 1 });
@@ -156,7 +168,11 @@ describe('kiln blobs sweep', () => {
 
     const done = await kiln(['blobs', 'sweep']);
     expect(done.stdout).toContain('removed gallery/nobodys-image/\n');
+    expect(done.stdout).toContain('removed orders/nobodys-order/\n');
     expect(existsSync(file)).toBe(false);
+    expect(existsSync(path.dirname(bare))).toBe(false);
+    expect(existsSync(path.join(data.dir, 'blobs', 'orders'))).toBe(true);
+    expect(existsSync(staged)).toBe(false);
   });
 
   it('writes only its result to standard output; its log goes to standard error', async () => {

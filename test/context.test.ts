@@ -1,5 +1,5 @@
 // What createContext does with the DATA_DIR it is given, beyond opening the parts (which their own tests cover).
-import { mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
@@ -34,6 +34,32 @@ describe('createContext', () => {
     const ctx = await createContext(testConfig(temp.dir));
     cleanups.push(() => ctx.close());
     expect(readdirSync(tmp)).toEqual(['upload-fedcba9876543210fedcba9876543210']);
+  });
+
+  it('replaces an empty stored JWT secret (a first start killed while writing it) instead of failing every later start', async () => {
+    const temp = tempDataDir();
+    cleanups.push(temp.cleanup);
+    mkdirSync(path.join(temp.dir, 'secrets'));
+    writeFileSync(path.join(temp.dir, 'secrets', 'jwt_secret'), '');
+    const ctx = await createContext(testConfig(temp.dir));
+    cleanups.push(() => ctx.close());
+    const stored = readFileSync(path.join(temp.dir, 'secrets', 'jwt_secret'), 'utf8');
+    expect(stored.length).toBeGreaterThanOrEqual(64);
+    // Nothing but the secret is left in the directory, and the next start reads the same one.
+    expect(readdirSync(path.join(temp.dir, 'secrets'))).toEqual(['jwt_secret']);
+    const again = await createContext(testConfig(temp.dir));
+    cleanups.push(() => again.close());
+    expect(Buffer.from(again.secrets.linkSecret).equals(Buffer.from(ctx.secrets.linkSecret))).toBe(true);
+  });
+
+  it('makes one JWT secret when several processes start together on a new DATA_DIR', async () => {
+    const temp = tempDataDir();
+    cleanups.push(temp.cleanup);
+    const contexts = await Promise.all([1, 2, 3, 4].map(() => createContext(testConfig(temp.dir))));
+    for (const ctx of contexts) cleanups.push(() => ctx.close());
+    const secrets = new Set(contexts.map((ctx) => Buffer.from(ctx.secrets.linkSecret).toString('hex')));
+    expect(secrets.size).toBe(1);
+    expect(readdirSync(path.join(temp.dir, 'secrets'))).toEqual(['jwt_secret']);
   });
 
   it.skipIf(!REDIS_URL)('warns at the start when processes may share a database or Redis but JWT_SECRET is generated, and only then', async () => {

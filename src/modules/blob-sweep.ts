@@ -72,6 +72,8 @@ export interface SweepReport {
   orphans: string[];
   /** Groups without a row but written too recently to remove. */
   tooRecent: number;
+  /** Empty directories of a store that has them, left by a crash before a first file was written: removed, or with dryRun what would be. */
+  emptyDirectories: string[];
 }
 
 /** Rows are asked for this many groups at a time, so memory stays flat however many blobs there are. */
@@ -79,7 +81,7 @@ const BATCH = 500;
 
 export async function sweepOrphanBlobs(ctx: Pick<Context, 'db' | 'blobs' | 'log'>, options: SweepOptions, owners: readonly BlobOwner[] = BLOB_OWNERS): Promise<SweepReport> {
   const cutoff = (options.now ?? Date.now()) - options.olderThanMs;
-  const report: SweepReport = { groups: 0, orphans: [], tooRecent: 0 };
+  const report: SweepReport = { groups: 0, orphans: [], tooRecent: 0, emptyDirectories: [] };
   for (const owner of owners) {
     // prefix → { id, newest blob's time }; a group listed again after a flush is simply checked again.
     const pending = new Map<string, { id: string; newest: number }>();
@@ -109,8 +111,13 @@ export async function sweepOrphanBlobs(ctx: Pick<Context, 'db' | 'blobs' | 'log'
       if (pending.size >= BATCH) await flush();
     }
     await flush();
+    // What an upload that died before its first file left: a directory holding nothing, as old as a group would have to be.
+    if (ctx.blobs.removeEmptyDirectories) report.emptyDirectories.push(...(await ctx.blobs.removeEmptyDirectories(owner.namespace, new Date(cutoff), options.dryRun === true)));
   }
-  ctx.log.info({ groups: report.groups, orphans: report.orphans.length, tooRecent: report.tooRecent, dryRun: options.dryRun === true }, 'orphan blob sweep');
+  ctx.log.info(
+    { groups: report.groups, orphans: report.orphans.length, tooRecent: report.tooRecent, emptyDirectories: report.emptyDirectories.length, dryRun: options.dryRun === true },
+    'orphan blob sweep',
+  );
   return report;
 }
 
@@ -130,7 +137,8 @@ export async function runBlobsCommand(config: Config, args: string[]): Promise<S
   const minutes = /^\d+$/.test(text) ? Number(text) : Number.NaN;
   if (!Number.isSafeInteger(minutes) || minutes < 10) throw new UsageError(`--older-than: expected whole minutes, at least 10, got "${values['older-than']}"`);
   const dryRun = values['dry-run'] === true;
-  const ctx = await createContext(config, { logTo: 'stderr' });
+  // A dry run removes nothing: not even the temp files a dead process left, which any other start clears.
+  const ctx = await createContext(config, { logTo: 'stderr', keepTempFiles: dryRun });
   try {
     return { ...(await sweepOrphanBlobs(ctx, { olderThanMs: minutes * 60_000, dryRun })), dryRun };
   } finally {

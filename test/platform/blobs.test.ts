@@ -1,4 +1,4 @@
-import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { text } from 'node:stream/consumers';
@@ -13,6 +13,7 @@ const { dir, cleanup } = tempDataDir();
 afterAll(cleanup);
 const tmp = path.join(dir, 'tmp');
 const store = new FsBlobStore(path.join(dir, 'blobs'), tmp);
+const HOUR = 60 * 60 * 1000;
 
 let s3: LocalS3;
 let s3Store: S3BlobStore;
@@ -131,6 +132,34 @@ describe.each(stores)('%s', (_name, current) => {
 });
 
 describe('FsBlobStore', () => {
+  it('removes the empty directories a crash left once they are old, deepest first, keeping the namespace, fresh ones and those with files', async () => {
+    const root = path.join(dir, 'blobs');
+    const made = async (rel: string, ageMs: number) => {
+      await mkdir(path.join(root, rel), { recursive: true });
+      const when = new Date(Date.now() - ageMs);
+      for (let p = rel; p.includes('/'); p = path.dirname(p)) await utimes(path.join(root, p), when, when);
+    };
+    await made('sweepns/old-empty', 2 * HOUR);
+    await made('sweepns/order-1/file-1', 2 * HOUR); // nested: both go
+    await made('sweepns/fresh-empty', 0);
+    await store.put('sweepns/kept/thumb.jpg', Buffer.from('x'), 'image/jpeg');
+    await utimes(path.join(root, 'sweepns/kept'), new Date(Date.now() - 2 * HOUR), new Date(Date.now() - 2 * HOUR));
+    const before = new Date(Date.now() - HOUR);
+
+    const named = await store.removeEmptyDirectories('sweepns', before, true);
+    expect(named.sort()).toEqual(['sweepns/old-empty', 'sweepns/order-1', 'sweepns/order-1/file-1']);
+    expect((await readdir(path.join(root, 'sweepns'))).sort()).toEqual(['fresh-empty', 'kept', 'old-empty', 'order-1']);
+
+    expect((await store.removeEmptyDirectories('sweepns', before, false)).sort()).toEqual(named.sort());
+    expect((await readdir(path.join(root, 'sweepns'))).sort()).toEqual(['fresh-empty', 'kept']);
+    expect(await text(await store.read('sweepns/kept/thumb.jpg'))).toBe('x');
+    // The namespace's own directory stays even when nothing is left in it.
+    await rm(path.join(root, 'sweepns', 'kept'), { recursive: true });
+    await rm(path.join(root, 'sweepns', 'fresh-empty'), { recursive: true });
+    expect(await store.removeEmptyDirectories('sweepns', new Date(Date.now() + HOUR), false)).toEqual([]);
+    expect(await readdir(path.join(root, 'sweepns'))).toEqual([]);
+  });
+
   it('leaves no temp file behind when a write cannot land', async () => {
     await store.put('fs-only/p/thumb.jpg/inner.jpg', Buffer.from('x'), 'image/jpeg');
     // The key is a directory now: the rename into place fails.

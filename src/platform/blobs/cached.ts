@@ -87,6 +87,10 @@ export class CachingBlobStore implements BlobStore {
     return this.inner.list(prefix);
   }
 
+  async removeEmptyDirectories(prefix: string, before: Date, dryRun: boolean): Promise<string[]> {
+    return this.inner.removeEmptyDirectories ? this.inner.removeEmptyDirectories(prefix, before, dryRun) : [];
+  }
+
   healthCheck(): Promise<void> {
     return this.inner.healthCheck();
   }

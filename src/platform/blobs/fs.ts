@@ -196,6 +196,12 @@ export class FsBlobStore implements BlobStore {
     yield* walk(this.pathOf(prefix), prefix);
   }
 
+  async removeEmptyDirectories(prefix: string, before: Date, dryRun: boolean): Promise<string[]> {
+    const found: string[] = [];
+    await pruneEmpty(this.pathOf(prefix), prefix, before, dryRun, found, true);
+    return found;
+  }
+
   healthCheck(): Promise<void> {
     return roundTrip(this);
   }
@@ -223,4 +229,39 @@ async function* walk(dir: string, key: string): AsyncIterable<ListedBlob> {
       if (!isMissing(err)) throw err;
     }
   }
+}
+
+/**
+ * Whether `dir` holds nothing once its empty subdirectories are gone: those
+ * last changed before `before` are removed (or with `dryRun` counted as
+ * removed) and their keys added to `found`. The time is read before the
+ * children go, since removing one changes it. The root (`keep`) stays. A
+ * directory that gains an entry meanwhile is refused by `rmdir`, and stays.
+ */
+async function pruneEmpty(dir: string, key: string, before: Date, dryRun: boolean, found: string[], keep = false): Promise<boolean> {
+  let changedAt: Date;
+  let entries;
+  try {
+    changedAt = (await stat(dir)).mtime;
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    if (isMissing(err)) return false;
+    throw err;
+  }
+  let empty = true;
+  for (const entry of entries) {
+    if (!entry.isDirectory() || !(await pruneEmpty(path.join(dir, entry.name), `${key}/${entry.name}`, before, dryRun, found))) empty = false;
+  }
+  if (keep || !empty || changedAt >= before) return false;
+  if (!dryRun) {
+    try {
+      await rmdir(dir);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOTEMPTY' || code === 'EEXIST' || isMissing(err)) return false;
+      throw err;
+    }
+  }
+  found.push(key);
+  return true;
 }

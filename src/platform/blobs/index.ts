@@ -42,6 +42,13 @@ export interface BlobStore {
   deletePrefix(prefix: string): Promise<void>;
   /** Every blob whose key starts with `prefix` + '/', in no particular order (the orphan sweep reads it). */
   list(prefix: string): AsyncIterable<ListedBlob>;
+  /**
+   * Stores with directories (the local disk): removes the directories under
+   * `prefix` that hold nothing and were last changed before `before` (a crash
+   * between making one and writing into it leaves it), deepest first; with
+   * `dryRun` only names them. Answers their keys. `prefix`'s own stays.
+   */
+  removeEmptyDirectories?(prefix: string, before: Date, dryRun: boolean): Promise<string[]>;
   /** Throws when the store cannot be written to and read back. */
   healthCheck(): Promise<void>;
 }

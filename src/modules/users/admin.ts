@@ -38,9 +38,11 @@ export async function changeUser(ctx: Context, userId: string, changes: AdminCha
   // Nothing changes (an empty body, or the values it already has): nothing is written, updated_at stays.
   if (Object.keys(patch).length === 0) return toUserView(user);
   patch.updated_at = now;
-  await repo.updateUser(q, userId, patch);
-  // Access tokens and keys stop at once because the guard reads is_active on every request; ending
-  // them too means reactivating the account brings back no session, token or API key of before.
-  if (patch.is_active === 0) await repo.endCredentials(q, userId, now);
+  await q.transaction().execute(async (tx) => {
+    await repo.updateUser(tx, userId, patch);
+    // Access tokens and keys stop at once because the guard reads is_active on every request; ending
+    // them too (in the same transaction) means reactivating brings back no session, token or API key of before.
+    if (patch.is_active === 0) await repo.endCredentials(tx, userId, now);
+  });
   return toUserView({ ...user, ...patch } as repo.UserRow);
 }

@@ -54,15 +54,14 @@ export async function bootstrapAdmin(ctx: Context): Promise<void> {
   const passwordKnown = await verifyPassword(user.password_hash, adminPassword);
   if (user.is_admin === 1 && user.is_active === 1 && passwordKnown) return;
   const now = isoNow(ctx.clock);
-  await repo.updateUser(q, user.id, {
-    is_admin: 1,
-    is_active: 1,
-    ...(passwordKnown ? {} : { password_hash: await hashPassword(adminPassword) }),
-    updated_at: now,
-  });
+  const passwordHash = passwordKnown ? undefined : await hashPassword(adminPassword);
   // Taking an account over (someone registered ADMIN_EMAIL first) or setting a new ADMIN_PASSWORD
   // ends its credentials: no session, token or API key from before carries the admin rights on.
   const takenOver = user.is_admin !== 1 || !passwordKnown;
-  if (takenOver) await repo.endCredentials(q, user.id, now);
+  const userId = user.id;
+  await q.transaction().execute(async (tx) => {
+    await repo.updateUser(tx, userId, { is_admin: 1, is_active: 1, ...(passwordHash === undefined ? {} : { password_hash: passwordHash }), updated_at: now });
+    if (takenOver) await repo.endCredentials(tx, userId, now);
+  });
   ctx.log.info({ email: adminEmail, credentialsEnded: takenOver }, 'admin account brought up to date from ADMIN_EMAIL');
 }

@@ -2,7 +2,7 @@
  * SQL for accounts: users, refresh tokens (sessions) and API keys. Every
  * function takes a Kysely handle so a service can pass a transaction.
  */
-import type { Insertable, Kysely, Selectable, Updateable } from 'kysely';
+import type { Insertable, Kysely, Selectable, Transaction, Updateable } from 'kysely';
 import type { Database } from '../../platform/db/index.js';
 import type { Position } from '../../platform/http/cursor.js';
 
@@ -112,15 +112,14 @@ export async function revokeUserTokens(q: Q, userId: string, at: string): Promis
 /**
  * Ends every credential of the account at once: its access tokens and
  * sessions (the epoch they carry is no longer the account's, and the refresh
- * tokens are revoked besides) and its API keys (deleted). In one transaction,
- * so no credential outlives a half-done end.
+ * tokens are revoked besides) and its API keys (deleted). Call it in the
+ * transaction of the change that ends them (a new password, a deactivation),
+ * so no credential outlives a change that committed.
  */
-export async function endCredentials(q: Kysely<Database>, userId: string, at: string): Promise<void> {
-  await q.transaction().execute(async (tx) => {
-    await tx.updateTable('users').set((eb) => ({ credentials_epoch: eb('credentials_epoch', '+', 1) })).where('id', '=', userId).execute();
-    await revokeUserTokens(tx, userId, at);
-    await tx.deleteFrom('api_keys').where('user_id', '=', userId).execute();
-  });
+export async function endCredentials(tx: Transaction<Database>, userId: string, at: string): Promise<void> {
+  await tx.updateTable('users').set((eb) => ({ credentials_epoch: eb('credentials_epoch', '+', 1) })).where('id', '=', userId).execute();
+  await revokeUserTokens(tx, userId, at);
+  await tx.deleteFrom('api_keys').where('user_id', '=', userId).execute();
 }
 
 // ---- API keys

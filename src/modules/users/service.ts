@@ -141,14 +141,16 @@ export async function updateMe(ctx: Context, principal: Principal, changes: Acco
   if (usernameChanges) patch.username = changes.username;
   if (passwordChanges) patch.password_hash = await hashPassword(changes.password as string);
   try {
-    await repo.updateUser(ctx.db.kysely, user.id, patch);
+    await ctx.db.kysely.transaction().execute(async (tx) => {
+      await repo.updateUser(tx, user.id, patch);
+      // A new password ends every credential, this request's token included: whoever knew the old one is out,
+      // with no session, token or API key made while they were in. In the same transaction: never one without the other.
+      if (passwordChanges) await repo.endCredentials(tx, user.id, now);
+    });
   } catch (err) {
     if (isUniqueViolation(err)) await conflictAfterRace(ctx, fields, user.id);
     throw err;
   }
-  // A new password ends every credential, this request's token included: whoever knew the old one is out,
-  // with no session, token or API key made while they were in.
-  if (passwordChanges) await repo.endCredentials(ctx.db.kysely, user.id, now);
   return toUserView({ ...user, ...patch } as repo.UserRow);
 }
 

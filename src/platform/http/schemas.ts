@@ -77,7 +77,7 @@ export function needsCaller(security: ReadonlyArray<Record<string, unknown>> | u
  * included: docs/auth.md), 403 when only admins may call it; 422 when it
  * validates a body, query or path; 400 (`invalid_json`,
  * `malformed_multipart`), 413 and 415 when it reads a JSON or multipart body;
- * 429 when it is rate limited. A module with an
+ * 429 when it is rate limited; 500 on every route. A module with an
  * error shape of its own (ai-edits' envelope) lists these itself, and keeps
  * its own.
  */
@@ -97,6 +97,8 @@ export function withCommonFailures({ schema, url, route }: { schema: FastifySche
     common[415] = ProblemSchema;
   }
   if (config.rateLimitClass !== 'none') common[429] = ProblemSchema;
+  // Any route may fail unexpectedly (a database gone mid-request): the problem hides the cause.
+  common[500] = ProblemSchema;
   // Problems leave as application/problem+json, which is what the document names for them.
   const answers = Object.entries({ ...common, ...response }).map(([status, answer]) => [status, answer === ProblemSchema ? problemAnswer : answer]);
   return { schema: { ...schema, response: Object.fromEntries(answers) }, url };

@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type TestServer } from '../../helpers/server.js';
 import { bearer, call, ISO_UTC, login, newAccountFields, register } from '../../auth/helpers.js';
@@ -211,6 +212,25 @@ describe('/users/me', () => {
     const refreshed = await call<{ access_token: string }>(server.url, 'POST', '/auth/refresh', { body: { refresh_token: fresh.refresh_token } });
     expect(refreshed.status).toBe(200);
     expect((await call(server.url, 'GET', '/users/me', { headers: bearer(refreshed.body.access_token) })).status).toBe(200);
+  });
+
+  it('changes the password and ends the credentials together: when ending them fails, the old password stays', async () => {
+    const account = await register(server.url);
+    const pair = await login(server.url, account);
+    const key = await call<{ key: string }>(server.url, 'POST', '/auth/api-keys', { headers: bearer(pair.access_token), body: { name: 'script' } });
+    // The database refuses to delete keys (as a connection lost between the writes would fail the second).
+    await sql`create trigger keep_keys before delete on api_keys begin select raise(abort, 'not now'); end`.execute(server.ctx.db.kysely);
+    try {
+      const res = await call(server.url, 'PUT', '/users/me', { headers: bearer(pair.access_token), body: { password: 'another-password-1', current_password: account.password } });
+      expect(res.status).toBe(500);
+    } finally {
+      await sql`drop trigger keep_keys`.execute(server.ctx.db.kysely);
+    }
+    // Nothing of the change was kept: the old password, the old session and the key all still work.
+    await login(server.url, account);
+    expect((await call(server.url, 'POST', '/auth/login', { body: { email: account.email, password: 'another-password-1' } })).status).toBe(401);
+    expect((await call(server.url, 'GET', '/users/me', { headers: bearer(pair.access_token) })).status).toBe(200);
+    expect((await call(server.url, 'GET', '/users/me', { headers: { 'x-api-key': key.body.key } })).status).toBe(200);
   });
 
   it('a change of username or email ends no credential', async () => {

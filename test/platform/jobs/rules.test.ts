@@ -210,7 +210,8 @@ describe.skipIf(!TEST_REDIS_URL)(`BullMQ workers and the row${TEST_REDIS_URL ? '
     for (const c of cleanups.splice(0).reverse()) await c();
   });
 
-  it('runs a queued row that never reached Redis once a worker reconciles', async () => {
+  /** A worker over a SQLite store of its own and a Redis prefix of its own, with a 1 s lock; all undone after the test. */
+  async function bullWorker(reconcileMs: number) {
     const store = await ENVS[0]!.openStore();
     cleanups.push(() => store.close());
     const prefix = newPrefix();
@@ -222,9 +223,14 @@ describe.skipIf(!TEST_REDIS_URL)(`BullMQ workers and the row${TEST_REDIS_URL ? '
       prefix,
       lockDurationMs: 1000,
       stalledIntervalMs: 500,
-      reconcileMs: 200,
+      reconcileMs,
     });
     cleanups.push(() => worker.stop(500));
+    return { store, prefix, worker };
+  }
+
+  it('runs a queued row that never reached Redis once a worker reconciles', async () => {
+    const { worker } = await bullWorker(200);
     let runs = 0;
     worker.register('orphaned', async () => ++runs);
     // The row only, as a serve process that died between the insert and the add leaves it.
@@ -235,20 +241,7 @@ describe.skipIf(!TEST_REDIS_URL)(`BullMQ workers and the row${TEST_REDIS_URL ? '
   });
 
   it('leaves a job Redis hands over to a run that still renews its lease elsewhere, and takes it over only once the lease runs out', async () => {
-    const store = await ENVS[0]!.openStore();
-    cleanups.push(() => store.close());
-    const prefix = newPrefix();
-    cleanups.push(() => dropRedisPrefix(TEST_REDIS_URL as string, prefix));
-    const worker = new BullJobRunner({ db: store.db, log: silentLog, clock: systemClock }, {
-      redisUrl: TEST_REDIS_URL as string,
-      role: 'worker',
-      concurrency: 2,
-      prefix,
-      lockDurationMs: 1000,
-      stalledIntervalMs: 500,
-      reconcileMs: 60_000,
-    });
-    cleanups.push(() => worker.stop(500));
+    const { store, prefix, worker } = await bullWorker(60_000);
     const ran: string[] = [];
     worker.register('contested', async (input: { name: string }) => {
       ran.push(input.name);

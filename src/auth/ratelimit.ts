@@ -33,6 +33,11 @@ export function rateLimitClassOf(request: FastifyRequest): RateLimitClass {
   return 'default';
 }
 
+/** Counter keys name a caller by address (`ip:…`, IPv6 per /64)… */
+const addressOf = (request: FastifyRequest): string => `ip:${rateLimit.normalizeIP(request.ip)}`;
+/** …or, when signed in, by user (`user:…`). */
+const callerOf = (request: FastifyRequest): string => (request.principal ? `user:${request.principal.userId}` : addressOf(request));
+
 export async function registerRateLimits(app: FastifyInstance, ctx: Context): Promise<void> {
   const perMinute: Record<RateLimitClass, number> = {
     auth: ctx.config.rateLimitAuth,
@@ -62,8 +67,7 @@ export async function registerRateLimits(app: FastifyInstance, ctx: Context): Pr
     max: (request) => perMinute[rateLimitClassOf(request)],
     keyGenerator: (request) => {
       const cls = rateLimitClassOf(request);
-      const who = cls !== 'auth' && request.principal ? `user:${request.principal.userId}` : `ip:${rateLimit.normalizeIP(request.ip)}`;
-      return `${cls}:${who}`;
+      return `${cls}:${cls === 'auth' ? addressOf(request) : callerOf(request)}`;
     },
     redis,
     nameSpace: rateLimitNamespace(ctx.config.redisPrefix),
@@ -88,7 +92,7 @@ export function attemptLimit(app: FastifyInstance, what: string, perMinute: numb
     timeWindow: 60_000,
     // The class limits' allow list (a class turned off) is not this limit's.
     allowList: () => false,
-    keyGenerator: (request) => `${what}:${request.principal ? `user:${request.principal.userId}` : `ip:${rateLimit.normalizeIP(request.ip)}`}`,
+    keyGenerator: (request) => `${what}:${callerOf(request)}`,
   });
   return async (request) => {
     const result = await count(request);

@@ -286,6 +286,19 @@ describe('caching headers', () => {
     expect(part.headers.get('content-range')).toBe(`bytes 0-99/${body.length}`);
     expect(Buffer.from(await part.arrayBuffer()).equals(body.subarray(0, 100))).toBe(true);
   });
+
+  it('answers a range of a large file (one streamed from the store, not held in memory) with exactly its bytes', async () => {
+    const { urls } = await uploadOk('cache-large', alice, PATH);
+    const whole = Buffer.from(await (await fetch(`${server.url}${urls.original}`)).arrayBuffer());
+    expect(whole.length).toBeGreaterThan(256 * 1024);
+    for (const [start, end] of [[1000, 1999], [whole.length - 10, whole.length - 1]] as const) {
+      const part = await fetch(`${server.url}${urls.original}`, { headers: { range: `bytes=${start}-${end}` } });
+      expect(part.status).toBe(206);
+      expect(part.headers.get('content-range')).toBe(`bytes ${start}-${end}/${whole.length}`);
+      expect(Number(part.headers.get('content-length'))).toBe(end - start + 1);
+      expect(Buffer.from(await part.arrayBuffer()).equals(whole.subarray(start, end + 1))).toBe(true);
+    }
+  });
 });
 
 /** An error answer must not be cached as the image would have been, nor revalidated with its validators. */

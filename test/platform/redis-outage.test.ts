@@ -8,7 +8,7 @@
  */
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
-import { REDIS_COMMAND_TIMEOUT_MS } from '../../src/platform/redis.js';
+import { REDIS_BREAK_MESSAGE, REDIS_BREAK_MS, REDIS_COMMAND_TIMEOUT_MS } from '../../src/platform/redis.js';
 import { closedPort, relayTo } from '../helpers/redis.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { registerUser } from '../helpers/users.js';
@@ -61,6 +61,35 @@ describe.skipIf(!REDIS_URL)('jobs and the cache with a Redis that stops answerin
     expect(Date.now() - started).toBeLessThan(REDIS_COMMAND_TIMEOUT_MS + 2000);
     const asked = await askForPicture(server);
     expect(asked).toMatchObject({ status: 202, jobStatus: 'queued' });
+  });
+
+  it('asks a Redis that timed out again only after a break, and uses it again once it answers', async () => {
+    const prefix = newPrefix();
+    cleanups.push(() => dropRedisPrefix(REDIS_URL as string, prefix));
+    const relay = await relayTo(new URL(REDIS_URL as string));
+    cleanups.push(() => relay.close());
+    relay.release();
+    const server = await startServer({ REDIS_URL: relay.url, REDIS_PREFIX: prefix });
+    cleanups.push(() => server.close());
+    const cache = server.ctx.cache;
+    await expect.poll(async () => cache.set('probe', 1).then(() => true, () => false), { timeout: 10_000 }).toBe(true);
+
+    // Held, not frozen: what was sent while Redis hung arrives once it answers again, so replies stay in order.
+    relay.hold();
+    let started = Date.now();
+    await expect(cache.get('probe')).rejects.toThrow(/timed out/i);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(REDIS_COMMAND_TIMEOUT_MS - 50);
+    const brokeAt = Date.now();
+    // Within the break every call fails at once, without a command timeout's wait each.
+    started = Date.now();
+    for (let i = 0; i < 5; i++) await expect(cache.get('probe')).rejects.toThrow(REDIS_BREAK_MESSAGE);
+    expect(Date.now() - started).toBeLessThan(REDIS_COMMAND_TIMEOUT_MS);
+
+    relay.release();
+    // Still within the break: Redis answers again, but is not asked yet.
+    await expect(cache.get('probe')).rejects.toThrow(REDIS_BREAK_MESSAGE);
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, brokeAt + REDIS_BREAK_MS + 100 - Date.now())));
+    expect(await cache.get('probe')).toBe(1);
   });
 
   it('fails a cache call when Redis cannot be reached without waiting for reconnects', async () => {

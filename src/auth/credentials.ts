@@ -48,7 +48,7 @@ async function principalForBearer(ctx: Context, verify: AccessTokenVerifier, tok
     if (!user.isActive) throw new Unauthorized('The token belongs to a deactivated account.', 'invalid_token');
     // The account's credentials were ended after this token was issued (a new password, a deactivation).
     if (ours && epoch !== user.credentialsEpoch) throw new Unauthorized('The token was issued before the account\'s password changed or it was deactivated: sign in again.', 'token_revoked');
-    return { userId: user.id, isAdmin: user.isAdmin, via: 'jwt' };
+    return { userId: user.id, isAdmin: user.isAdmin, via: 'jwt', ...(ours ? { credentialsEpoch: epoch } : {}) };
   }
   // Kiln's own token for an account that is gone (deleted since it was issued) stops working with it.
   if (ours) throw new Unauthorized('The token does not belong to an active account.', 'invalid_token');

@@ -10,6 +10,12 @@ export interface Principal {
    * static API_KEY. `external_jwt` and `static_key` callers own what they create but have no account.
    */
   via: 'jwt' | 'external_jwt' | 'api_key' | 'static_key';
+  /**
+   * For Kiln's own access tokens only: the account's credentials epoch the token was issued in
+   * (users.credentials_epoch). A credential this request mints is made only while the account is
+   * still in it, so one that raced a new password or a deactivation does not outlive it.
+   */
+  credentialsEpoch?: number;
 }
 
 /** The user id the static API_KEY acts as; it owns what it creates like any user. */

@@ -3,7 +3,7 @@ import { assertSession, hasAccount, type Principal } from '../../auth/principal.
 import { newApiKey } from '../../auth/secrets.js';
 import { isoNow } from '../../clock.js';
 import type { Context } from '../../context.js';
-import { Forbidden, NotFound } from '../../errors.js';
+import { Forbidden, NotFound, Unauthorized } from '../../errors.js';
 import { newId } from '../../ids.js';
 import * as repo from './repo.js';
 
@@ -28,7 +28,15 @@ export async function createApiKey(ctx: Context, principal: Principal, name: str
   assertSession(principal, 'Creating an API key');
   const { key, prefix, hash } = newApiKey();
   const row = { id: newId(), user_id: principal.userId, name: name.trim(), prefix, key_hash: hash, created_at: isoNow(ctx.clock), last_used_at: null };
-  await repo.insertApiKey(ctx.db.kysely, row);
+  // The guard saw the account as it was when the request came in; a new password or a deactivation
+  // committed since then would not see this key to delete it. So the key is made only while the
+  // account still is as the token says, in one transaction with that check.
+  const minted = await ctx.db.kysely.transaction().execute(async (tx) => {
+    if (!(await repo.holdCredentials(tx, ctx.db.dialect, principal.userId, principal.credentialsEpoch))) return false;
+    await repo.insertApiKey(tx, row);
+    return true;
+  });
+  if (!minted) throw new Unauthorized('The account\'s password changed or it was deactivated while this request ran: sign in again.', 'token_revoked');
   return { id: row.id, name: row.name, key, prefix, created_at: row.created_at, last_used_at: null };
 }
 

@@ -3,7 +3,7 @@
  * function takes a Kysely handle so a service can pass a transaction.
  */
 import type { Insertable, Kysely, Selectable, Transaction, Updateable } from 'kysely';
-import type { Database } from '../../platform/db/index.js';
+import { lockAgainstUpdate, type Database, type DialectName } from '../../platform/db/index.js';
 import type { Position } from '../../platform/http/cursor.js';
 
 type Q = Kysely<Database>;
@@ -120,6 +120,18 @@ export async function endCredentials(tx: Transaction<Database>, userId: string, 
   await tx.updateTable('users').set((eb) => ({ credentials_epoch: eb('credentials_epoch', '+', 1) })).where('id', '=', userId).execute();
   await revokeUserTokens(tx, userId, at);
   await tx.deleteFrom('api_keys').where('user_id', '=', userId).execute();
+}
+
+/**
+ * True while the account is active and, when `epoch` is given, still in that
+ * credentials epoch. On PostgreSQL the row is then held against change until
+ * `tx` ends, and a change being made now is waited for, so a credential
+ * inserted in `tx` cannot slip past an endCredentials (which would not see it).
+ */
+export async function holdCredentials(tx: Transaction<Database>, dialect: DialectName, userId: string, epoch: number | undefined): Promise<boolean> {
+  let query = tx.selectFrom('users').select('id').where('id', '=', userId).where('is_active', '=', 1);
+  if (epoch !== undefined) query = query.where('credentials_epoch', '=', epoch);
+  return (await lockAgainstUpdate(dialect, query).executeTakeFirst()) !== undefined;
 }
 
 // ---- API keys

@@ -211,6 +211,18 @@ export function lockAgainstDelete<DB, TB extends keyof DB, O>(
   return dialect === 'postgres' ? query.forKeyShare() : query;
 }
 
+/**
+ * Adds `FOR SHARE` on PostgreSQL: the row cannot be updated or deleted until
+ * the transaction ends, and a row being updated now is read as it is once
+ * that update commits. SQLite needs nothing, as for lockForUpdate.
+ */
+export function lockAgainstUpdate<DB, TB extends keyof DB, O>(
+  dialect: DialectName,
+  query: SelectQueryBuilder<DB, TB, O>,
+): SelectQueryBuilder<DB, TB, O> {
+  return dialect === 'postgres' ? query.forShare() : query;
+}
+
 /** True when `error` is a unique-constraint violation, on either dialect. */
 export function isUniqueViolation(error: unknown): boolean {
   if (typeof error !== 'object' || error === null) return false;

@@ -9,6 +9,7 @@ import { sha256Hex } from '../../../src/auth/secrets.js';
 import { createContext, type Context } from '../../../src/context.js';
 import { DomainError } from '../../../src/errors.js';
 import { changeUser, listUsers } from '../../../src/modules/users/admin.js';
+import { endCredentials } from '../../../src/modules/users/repo.js';
 import { createApiKey } from '../../../src/modules/users/api-keys.js';
 import { bootstrapAdmin } from '../../../src/modules/users/bootstrap.js';
 import { createUser, deleteMe, updateMe } from '../../../src/modules/users/service.js';
@@ -180,6 +181,46 @@ describe.each(backends)('accounts on %s', (_name, makeBackend, skip) => {
     expect(await codeOf(refresh(ctx, session.refresh_token))).toBe('invalid_refresh_token');
     const fresh = await login(ctx, fields.email, fields.password, false);
     expect((await refresh(ctx, fresh.refresh_token)).refresh_token).toBeTruthy();
+  });
+
+  it.skipIf(skip)('makes no API key for a request whose token the account left behind while it ran (a new password or a deactivation)', async () => {
+    const fields = newAccountFields();
+    const user = await createUser(ctx, fields);
+    // What the guard let in: a token of epoch 0. Then the change commits, before the key is made.
+    const principal: Principal = { userId: user.id, isAdmin: false, via: 'jwt', credentialsEpoch: 0 };
+    await updateMe(ctx, as(user.id), { current_password: fields.password, password: 'a-new-password-1' });
+    expect(await codeOf(createApiKey(ctx, principal, 'late'))).toBe('token_revoked');
+    const deactivated = await createUser(ctx, newAccountFields());
+    await changeUser(ctx, deactivated.id, { is_active: false });
+    expect(await codeOf(createApiKey(ctx, { userId: deactivated.id, isAdmin: false, via: 'jwt', credentialsEpoch: 0 }, 'late'))).toBe('token_revoked');
+    expect(await ctx.db.kysely.selectFrom('api_keys').select('id').where('user_id', 'in', [user.id, deactivated.id]).execute()).toEqual([]);
+    // A token of the account's epoch now makes one.
+    expect((await createApiKey(ctx, { ...principal, credentialsEpoch: 1 }, 'fresh')).key).toMatch(/^kiln_/);
+  });
+
+  it.skipIf(skip)('makes an API key racing a password change either before it (and the change deletes it) or not at all', async () => {
+    const fields = newAccountFields();
+    const user = await createUser(ctx, fields);
+    const principal: Principal = { userId: user.id, isAdmin: false, via: 'jwt', credentialsEpoch: 0 };
+    // A change in progress: its transaction has ended the credentials and not committed yet.
+    let commit!: () => void;
+    const committed = new Promise<void>((resolve) => (commit = resolve));
+    let changing!: () => void;
+    const changed = new Promise<void>((resolve) => (changing = resolve));
+    const change = ctx.db.kysely.transaction().execute(async (tx) => {
+      await tx.updateTable('users').set({ password_hash: 'changed' }).where('id', '=', user.id).execute();
+      await endCredentials(tx, user.id, new Date().toISOString());
+      changing();
+      await committed;
+    });
+    await changed;
+    const minting = createApiKey(ctx, principal, 'racing');
+    const outcome = codeOf(minting);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    commit();
+    await change;
+    expect(await outcome).toBe('token_revoked');
+    expect(await ctx.db.kysely.selectFrom('api_keys').select('id').where('user_id', '=', user.id).execute()).toEqual([]);
   });
 
   it.skipIf(skip)('bootstraps the admin once when two processes start together, and follows ADMIN_PASSWORD changes', async () => {

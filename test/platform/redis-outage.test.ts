@@ -10,6 +10,7 @@ import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { REDIS_BREAK_MESSAGE, REDIS_BREAK_MS, REDIS_COMMAND_TIMEOUT_MS } from '../../src/platform/redis.js';
 import { closedPort, relayTo } from '../helpers/redis.js';
+import type { TcpRelay } from '../helpers/relay.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { registerUser } from '../helpers/users.js';
 import { dropRedisPrefix, newPrefix } from './jobs/harness.js';
@@ -34,19 +35,28 @@ async function askForPicture(server: TestServer): Promise<{ status: number; jobS
   return { status: res.status, jobStatus: body.status, ms: Date.now() - started };
 }
 
+/**
+ * A server whose Redis is behind a relay (passing bytes until the test says otherwise), under a
+ * prefix of its own; closed before the relay is (cleanups run in reverse), so its Redis clients
+ * never wait on a frozen relay while closing.
+ */
+async function serverBehindRelay(env: Record<string, string> = {}): Promise<{ server: TestServer; relay: TcpRelay; prefix: string }> {
+  const prefix = newPrefix();
+  cleanups.push(() => dropRedisPrefix(REDIS_URL as string, prefix));
+  const relay = await relayTo(new URL(REDIS_URL as string));
+  cleanups.push(() => relay.close());
+  relay.release();
+  const server = await startServer({ REDIS_URL: relay.url, REDIS_PREFIX: prefix, ...env });
+  cleanups.push(() => server.close());
+  // Working: a cache write goes through.
+  await expect.poll(async () => server.ctx.cache.set('probe', 1).then(() => true, () => false), { timeout: 10_000 }).toBe(true);
+  return { server, relay, prefix };
+}
+
 describe.skipIf(!REDIS_URL)('jobs and the cache with a Redis that stops answering', () => {
   it('keeps its keys under REDIS_PREFIX, then answers an enqueue and fails a cache call in bounded time once Redis hangs', async () => {
-    const prefix = newPrefix();
-    cleanups.push(() => dropRedisPrefix(REDIS_URL as string, prefix));
-    const relay = await relayTo(new URL(REDIS_URL as string));
-    cleanups.push(() => relay.close());
-    relay.release();
-    const server = await startServer({ REDIS_URL: relay.url, REDIS_PREFIX: prefix, FETCH_ALLOWED_HOSTS: '127.0.0.1', EAN_PROVIDER_URL: `http://127.0.0.1:${await closedPort()}` });
-    // Closed before the relay is (cleanups run in reverse): the server's Redis clients must not wait on a frozen relay while closing.
-    cleanups.push(() => server.close());
-
-    // Working: the cache and the queue write under the prefix, and nothing under the default one.
-    await expect.poll(async () => server.ctx.cache.set('probe', 1).then(() => true, () => false), { timeout: 10_000 }).toBe(true);
+    const { server, relay, prefix } = await serverBehindRelay({ FETCH_ALLOWED_HOSTS: '127.0.0.1', EAN_PROVIDER_URL: `http://127.0.0.1:${await closedPort()}` });
+    // The cache and the queue write under the prefix, and nothing under the default one.
     expect(await askForPicture(server)).toMatchObject({ status: 202, jobStatus: 'queued' });
     const direct = new Redis(REDIS_URL as string);
     cleanups.push(() => direct.quit().then(() => undefined));
@@ -64,15 +74,8 @@ describe.skipIf(!REDIS_URL)('jobs and the cache with a Redis that stops answerin
   });
 
   it('asks a Redis that timed out again only after a break, and uses it again once it answers', async () => {
-    const prefix = newPrefix();
-    cleanups.push(() => dropRedisPrefix(REDIS_URL as string, prefix));
-    const relay = await relayTo(new URL(REDIS_URL as string));
-    cleanups.push(() => relay.close());
-    relay.release();
-    const server = await startServer({ REDIS_URL: relay.url, REDIS_PREFIX: prefix });
-    cleanups.push(() => server.close());
+    const { server, relay } = await serverBehindRelay();
     const cache = server.ctx.cache;
-    await expect.poll(async () => cache.set('probe', 1).then(() => true, () => false), { timeout: 10_000 }).toBe(true);
 
     // Held, not frozen: what was sent while Redis hung arrives once it answers again, so replies stay in order.
     relay.hold();

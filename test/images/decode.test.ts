@@ -42,9 +42,23 @@ describe('the decode cost the limiter budgets with', () => {
     }
   });
 
+  it('adds the wide copy of a 16-bit image, 6 bytes a pixel, to the decode only', async () => {
+    const wide = await inspect(path.join(import.meta.dirname, '..', 'fixtures', 'life_rgb16_300x200.png'), 50e6);
+    expect(wide.decodeCost).toBe(300 * 200 * (3 + 6) + 16 * MB);
+    expect(wide.heldCost).toBe(300 * 200 * 3 + 16 * MB);
+  });
+
   it('counts an unknown sample layout as the costliest', () => {
     expect(wholeImageBytesPerPixel(undefined)).toBe(wholeImageBytesPerPixel('4:4:4'));
     expect(wholeImageBytesPerPixel('4:2:2')).toBeLessThan(wholeImageBytesPerPixel('4:4:4'));
     expect(wholeImageBytesPerPixel('4:2:0')).toBeLessThan(wholeImageBytesPerPixel('4:2:2'));
+  });
+});
+
+describe('the pixel bound of inspect', () => {
+  it('takes an image of exactly maxImagePixels and refuses one pixel fewer allowed as image_too_large', async () => {
+    const file = await jpeg('bound.jpg', {});
+    await expect(inspect(file, 1000 * 800)).resolves.toMatchObject({ width: 1000, height: 800 });
+    await expect(inspect(file, 1000 * 800 - 1)).rejects.toMatchObject({ status: 413, code: 'image_too_large' });
   });
 });

@@ -3,7 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
-import { BlobBatch, renderAndStore } from '../../src/images/store.js';
+import { BlobBatch, renderAndStore, storeRendered } from '../../src/images/store.js';
 import { FsBlobStore } from '../../src/platform/blobs/fs.js';
 import { tempDataDir } from '../helpers/config.js';
 import { FIXTURES } from '../helpers/upload.js';
@@ -71,5 +71,44 @@ describe('renderAndStore', () => {
     const { store, calls } = recordingStore();
     await expect(renderAndStore(new BlobBatch(store, log), { path: truncated }, sizes, keyOf, options)).rejects.toMatchObject({ code: 'corrupt_image' });
     expect(calls).toEqual([]);
+  });
+});
+
+/** The disk store, with every put's content type recorded and the delete of some keys failing. */
+function faultyDeletes(failing: (key: string) => boolean) {
+  const types = new Map<string, string>();
+  const store = Object.create(disk) as FsBlobStore;
+  store.put = async (key, data, type) => {
+    types.set(key, type ?? '(none)');
+    return disk.put(key, data, type);
+  };
+  store.delete = async (key) => (failing(key) ? Promise.reject(new Error(`cannot delete ${key}`)) : disk.delete(key));
+  return { store, types };
+}
+
+/** A logger whose warnings land in `lines`. */
+function recordingLog() {
+  const lines: Array<{ level: number; key?: string; msg: string }> = [];
+  const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line) as { level: number; key?: string; msg: string }) });
+  return { logger, lines };
+}
+
+describe('storeRendered', () => {
+  it('writes every size as image/jpeg, the type the bucket serves it with', async () => {
+    const keyOf = keys();
+    const { store, types } = faultyDeletes(() => false);
+    await storeRendered({ blobs: store, log }, photo, sizes, keyOf, options, async () => undefined);
+    expect(Object.fromEntries(types)).toEqual(Object.fromEntries(sizes.map((size) => [keyOf(size), 'image/jpeg'])));
+  });
+
+  it('fails with the commit error, not a delete error, when the rollback cannot remove a blob: the orphan is logged and the others go', async () => {
+    const keyOf = keys();
+    const { store } = faultyDeletes((key) => key === keyOf('medium'));
+    const { logger, lines } = recordingLog();
+    const committed = new Error('row insert failed');
+    await expect(storeRendered({ blobs: store, log: logger }, photo, sizes, keyOf, options, () => Promise.reject(committed))).rejects.toBe(committed);
+    expect(await disk.stat(keyOf('medium'))).not.toBeNull();
+    for (const size of ['original', 'thumb', 'game'] as const) expect(await disk.stat(keyOf(size))).toBeNull();
+    expect(lines).toEqual([expect.objectContaining({ level: 40, key: keyOf('medium'), msg: 'blob delete failed' })]);
   });
 });

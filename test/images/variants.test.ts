@@ -1,5 +1,6 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
+import { constants as perf, PerformanceObserver } from 'node:perf_hooks';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -48,6 +49,8 @@ describe('renderVariants', () => {
     for (const v of Object.values(out.variants)) {
       const meta = await sharp(v.data).metadata();
       expect([meta.format, meta.width, meta.height, meta.channels, meta.space]).toEqual(['jpeg', v.width, v.height, 3, 'srgb']);
+      // Fast baseline coding with 4:2:0 chroma, as every camera writes (encode.ts).
+      expect([meta.isProgressive, meta.chromaSubsampling]).toEqual([false, '4:2:0']);
       expect(v.bytes).toBe(v.data.length);
       expect(v.etag).toMatch(/^[0-9a-f]{64}$/);
     }
@@ -122,6 +125,28 @@ describe('renderVariants', () => {
     } finally {
       configureImageEngine({});
     }
+  });
+
+  it("collects a large photo's dead pixels right after its render (two forced full collections), and leaves a small one's to V8", async () => {
+    /** Full collections asked for (not V8's own) while `work` runs. */
+    const forcedFullCollections = async (work: () => Promise<unknown>): Promise<number> => {
+      let forced = 0;
+      const observer = new PerformanceObserver((list) => {
+        for (const entry of list.getEntries()) {
+          const { kind, flags } = (entry as unknown as { detail: { kind: number; flags: number } }).detail; // a 'gc' entry's detail
+          if (kind === perf.NODE_PERFORMANCE_GC_MAJOR && (flags & perf.NODE_PERFORMANCE_GC_FLAGS_FORCED) !== 0) forced++;
+        }
+      });
+      observer.observe({ entryTypes: ['gc'] });
+      await work();
+      await new Promise((resolve) => setTimeout(resolve, 50)); // GC entries are delivered asynchronously
+      observer.disconnect();
+      return forced;
+    };
+    // 4000x3000: 36 MB of decoded pixels, over the 32 MiB at which a render collects; the rocket's are 0.8 MB.
+    const large = tempFile('large-12mp.jpg', await sharp({ create: { width: 4000, height: 3000, channels: 3, background: '#4080c0' } }).jpeg().toBuffer());
+    expect(await forcedFullCollections(() => render(large))).toBeGreaterThanOrEqual(2);
+    expect(await forcedFullCollections(() => render(fixture('rocket_small_640x427.jpg')))).toBe(0);
   });
 
   it('makes only the sizes asked for', async () => {
@@ -299,6 +324,15 @@ describe('renderVariants', () => {
     const whole = readFileSync(fixture('rocket_small_640x427.jpg'));
     const cut = tempFile('cut.jpg', whole.subarray(0, Math.floor(whole.length * 0.6)));
     await expect(render(cut)).rejects.toMatchObject({ status: 415, code: 'corrupt_image' });
+  });
+
+  it('takes a JPEG with stray bytes before a marker, a harmless decoder warning some cameras cause', async () => {
+    const whole = await sharp(fixture('rocket_small_640x427.jpg')).jpeg({ quality: 90 }).toBuffer();
+    const dqt = whole.indexOf(Buffer.from([0xff, 0xdb]));
+    // libjpeg warns "Corrupt JPEG data: 4 extraneous bytes before marker 0xdb" and decodes the picture whole.
+    const stray = tempFile('stray-bytes.jpg', Buffer.concat([whole.subarray(0, dqt), Buffer.from([1, 2, 3, 4]), whole.subarray(dqt)]));
+    const out = await render(stray);
+    expect(dims(out)).toEqual({ original: [640, 427], medium: [640, 427], thumb: [400, 267], game: [50, 50] });
   });
 
   it('refuses bytes that only start like a PNG', async () => {

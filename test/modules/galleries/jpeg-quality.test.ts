@@ -71,7 +71,8 @@ let upload: Buffer;
 
 beforeAll(async () => {
   // An upload at a quality Kiln never uses: a variant that kept the upload's own coding would show it.
-  upload = await sharp(fixture('rocket_small_640x427.jpg')).jpeg({ quality: 97 }).toBuffer();
+  // Over 1600 px wide, so medium is a real reduction (resized and encoded in one pipeline) and thumb one made from kept pixels.
+  upload = await sharp(fixture('path_2560x1600_olympus_exif.jpg')).jpeg({ quality: 97 }).toBuffer();
   expect(luminanceTable(upload)).toEqual(expectedLuminanceTable(97));
   [byDefault, configured] = await Promise.all([startServer(), startServer({ JPEG_QUALITY: '60' })]);
 });

@@ -73,7 +73,9 @@ function asDecodeError(err: unknown, maxImagePixels: number): Error {
   if (/heif.*(compression|codec|plugin|not supported|unsupported)/i.test(message)) {
     return new UnsupportedImage('This HEIC/HEIF image uses a codec this server cannot decode; send JPEG, PNG or WebP.', 'unsupported_image');
   }
-  if (isMissing(err)) return err as Error;
+  // A staged file that is gone is Kiln's failure, not the image's: it stays an internal error (500).
+  // sharp says so in words, without an error code.
+  if (isMissing(err) || /^Input file is missing/.test(message)) return err as Error;
   return new UnsupportedImage('The image is damaged or truncated and cannot be read.', 'corrupt_image');
 }
 

@@ -3,7 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import sharp, { type JpegOptions } from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inspect, wholeImageBytesPerPixel } from '../../src/images/decode.js';
+import { decodeOnce, inspect, wholeImageBytesPerPixel } from '../../src/images/decode.js';
+import { DomainError } from '../../src/errors.js';
 
 let tmpDir: string;
 beforeAll(() => {
@@ -52,6 +53,18 @@ describe('the decode cost the limiter budgets with', () => {
     expect(wholeImageBytesPerPixel(undefined)).toBe(wholeImageBytesPerPixel('4:4:4'));
     expect(wholeImageBytesPerPixel('4:2:2')).toBeLessThan(wholeImageBytesPerPixel('4:4:4'));
     expect(wholeImageBytesPerPixel('4:2:0')).toBeLessThan(wholeImageBytesPerPixel('4:2:2'));
+  });
+});
+
+describe('a staged file that is gone', () => {
+  it('is an internal error, not the image\'s: neither inspect nor the decode blames the upload with a 415', async () => {
+    const gone = path.join(tmpDir, 'gone.jpg');
+    for (const step of [() => inspect(gone, 50e6), () => decodeOnce(gone, 50e6, { srgbProfile: false })]) {
+      const err = await step().then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(Error);
+      expect(err).not.toBeInstanceOf(DomainError);
+      expect((err as Error).message).toMatch(/missing/);
+    }
   });
 });
 

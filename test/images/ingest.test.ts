@@ -4,6 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { constants as perf, PerformanceObserver } from 'node:perf_hooks';
 import { PassThrough, Readable } from 'node:stream';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import sharp from 'sharp';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { TooLarge, UnsupportedImage } from '../../src/errors.js';
@@ -36,6 +38,11 @@ describe('stageUpload', () => {
     await discardStaged(staged);
     expect(leftovers()).toEqual([]);
     await discardStaged(staged); // twice is fine
+  });
+
+  it('discardStaged passes on a failure other than a file already gone, so a temp file that stays is not silent', async () => {
+    // unlink refuses a directory (EISDIR on Linux, EPERM elsewhere) whoever runs the test: a path it cannot remove.
+    await expect(discardStaged({ path: tmpDir })).rejects.toMatchObject({ code: expect.stringMatching(/^(EISDIR|EPERM)$/) as unknown });
   });
 
   it('rejects a file over the limit while it streams, and leaves no temp file', async () => {
@@ -107,6 +114,54 @@ describe('stageUpload', () => {
     const staged = await stageUpload(chunked(avif), { tmpDir, maxBytes: 10_000_000 });
     expect(staged).toMatchObject({ type: 'avif', mime: 'image/avif', bytes: avif.length });
     await discardStaged(staged);
+  });
+
+  it('sniffs the first 64 bytes however the stream splits them: an AVIF brand listed last in a long ftyp box, sent a byte at a time', async () => {
+    // A 64-byte ftyp box: the generic HEIF brand first, twelve compatible brands, and avif last (bytes 60-63).
+    const brands = ['mif1', 'miaf', 'MA1B', 'iso8', 'MiHE', 'MiPr', 'mif2', 'MiHA', 'MiHB', 'msf1', 'iso9', 'avif'];
+    const box = Buffer.alloc(16 + 4 * brands.length);
+    box.writeUInt32BE(box.length, 0);
+    box.write('ftyp', 4, 'latin1');
+    box.write('mif1', 8, 'latin1');
+    brands.forEach((b, i) => box.write(b, 16 + 4 * i, 'latin1'));
+    expect(box.length).toBe(64);
+    const body = Buffer.concat([box, Buffer.alloc(4000)]);
+    const pieces = [...Array.from(body.subarray(0, 64), (byte) => Buffer.from([byte])), body.subarray(64)];
+    const staged = await stageUpload(Readable.from(pieces), { tmpDir, maxBytes: 10_000 });
+    expect(staged).toMatchObject({ type: 'avif', mime: 'image/avif', bytes: body.length });
+    expect(readFileSync(staged.path).equals(body)).toBe(true);
+    await discardStaged(staged);
+  });
+
+  it('keeps only the first bytes of an upload for sniffing: the chunks already written are not held on to', async () => {
+    v8.setFlagsFromString('--expose-gc'); // as images/release.ts reaches V8's collector
+    const gc = vm.runInNewContext('gc') as () => void;
+    const settle = async (): Promise<void> => {
+      for (let i = 0; i < 2; i++) {
+        gc();
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    };
+    const chunk = 1024 * 1024;
+    const count = 64;
+    let before = 0;
+    let whileStaging = 0;
+    async function* source(): AsyncGenerator<Buffer> {
+      await settle();
+      before = process.memoryUsage().arrayBuffers;
+      const first = Buffer.alloc(chunk);
+      ROCKET.copy(first);
+      yield first;
+      for (let i = 1; i < count; i++) yield Buffer.alloc(chunk, i); // each chunk its own memory, as from a socket
+      // Every chunk has been handed to the file by now: what is still reachable is what staging keeps.
+      await settle();
+      whileStaging = process.memoryUsage().arrayBuffers;
+    }
+    const staged = await stageUpload(Readable.from(source()), { tmpDir, maxBytes: count * chunk });
+    expect(staged.bytes).toBe(count * chunk);
+    await discardStaged(staged);
+    // 64 MiB went through; a few chunks in flight are fine, the whole upload is not.
+    expect(whileStaging - before).toBeLessThan(8 * chunk);
   });
 
   it('never uses anything from the client for the file name', async () => {

@@ -64,23 +64,42 @@ describe('sendStoredImage over a real server', () => {
   });
 
   it('answers If-None-Match with 304 and no body', async () => {
-    for (const inm of [`"${ETAG}"`, `W/"${ETAG}"`, `"other", "${ETAG}"`, '*']) {
+    for (const inm of [`"${ETAG}"`, `W/"${ETAG}"`, `"other", "${ETAG}"`, `"other",W/"${ETAG}"`, `"a" ,  "${ETAG}" , "b"`, '*']) {
       const res = await get({ 'if-none-match': inm });
       expect(res.status).toBe(304);
       expect(res.headers.get('etag')).toBe(`"${ETAG}"`);
       expect((await res.arrayBuffer()).byteLength).toBe(0);
     }
     expect((await get({ 'if-none-match': '"stale"' })).status).toBe(200);
+    // Only the whole ETag matches: one that shares most of it is another file's, alone, weak or in a list.
+    const near = `${ETAG.slice(0, -1)}${ETAG.endsWith('0') ? '1' : '0'}`;
+    for (const inm of [`"${near}"`, `W/"${near}"`, `"other", "${near}"`, `"${ETAG}-gzip"`, `"${ETAG.slice(0, 32)}"`]) {
+      expect((await get({ 'if-none-match': inm })).status, inm).toBe(200);
+    }
   });
 
   it('answers If-Modified-Since with 304 unless the file is newer, and lets If-None-Match win', async () => {
     expect((await get({ 'if-modified-since': 'Mon, 06 May 2024 07:08:09 GMT' })).status).toBe(304);
     expect((await get({ 'if-modified-since': 'Mon, 06 May 2024 07:08:08 GMT' })).status).toBe(200);
+    // A date after Last-Modified (a cache's own clock, a later copy) is "not modified since" too.
+    expect((await get({ 'if-modified-since': 'Mon, 06 May 2024 07:08:10 GMT' })).status).toBe(304);
     expect((await get({ 'if-modified-since': 'Mon, 06 May 2024 07:08:09 GMT', 'if-none-match': '"stale"' })).status).toBe(200);
     // The two obsolete forms of an HTTP date are dates too (RFC 9110 5.6.7); asctime's is UTC.
     expect((await get({ 'if-modified-since': 'Monday, 06-May-24 07:08:09 GMT' })).status).toBe(304);
     expect((await get({ 'if-modified-since': 'Mon May  6 07:08:09 2024' })).status).toBe(304);
     expect((await get({ 'if-modified-since': 'Mon May  6 07:08:08 2024' })).status).toBe(200);
+  });
+
+  it('reads an asctime date, which names no zone, as UTC whatever the server\'s time zone', async () => {
+    const saved = process.env.TZ;
+    process.env.TZ = 'Pacific/Kiritimati'; // UTC+14: a local reading would put the date 14 hours earlier
+    try {
+      expect((await get({ 'if-modified-since': 'Mon May  6 07:08:09 2024' })).status).toBe(304);
+      expect((await get({ range: 'bytes=0-9', 'if-range': 'Mon May  6 07:08:09 2024' })).status).toBe(206);
+    } finally {
+      if (saved === undefined) delete process.env.TZ;
+      else process.env.TZ = saved;
+    }
   });
 
   it('ignores an If-Modified-Since or If-Range that is not an HTTP date', async () => {
@@ -92,6 +111,8 @@ describe('sendStoredImage over a real server', () => {
 
   it.each([
     ['bytes=0-99', 0, 99],
+    ['bytes=0-0', 0, 0],
+    ['bytes=500-500', 500, 500],
     ['bytes=100-', 100, SIZE - 1],
     ['bytes=-500', SIZE - 500, SIZE - 1],
     [`bytes=10-${SIZE + 1000}`, 10, SIZE - 1],
@@ -129,6 +150,9 @@ describe('sendStoredImage over a real server', () => {
       ['Mon, 06 May 2024 07:08:09 GMT', 206],
       ['Mon, 06 May 2024 07:08:08 GMT', 200],
       ['Sun, 05 May 2024 07:08:09 GMT', 200],
+      // Not "modified since": an If-Range date must match Last-Modified exactly (RFC 9110 13.1.5), a later one too gets the whole file.
+      ['Mon, 06 May 2024 07:08:10 GMT', 200],
+      ['Tue, 07 May 2024 07:08:09 GMT', 200],
     ];
     for (const [ifRange, status] of cases) {
       const res = await get({ range: 'bytes=0-9', 'if-range': ifRange });
@@ -184,6 +208,7 @@ describe('parseRange', () => {
     expect(parseRange('bytes=-3', 10)).toEqual({ kind: 'partial', range: { start: 7, end: 9 } });
     expect(parseRange('bytes=-30', 10)).toEqual({ kind: 'partial', range: { start: 0, end: 9 } });
     expect(parseRange('bytes=5-2', 10)).toEqual({ kind: 'full' });
+    expect(parseRange('bytes=4-4', 10)).toEqual({ kind: 'partial', range: { start: 4, end: 4 } });
     expect(parseRange('bytes=10-', 10)).toEqual({ kind: 'unsatisfiable' });
   });
 });

@@ -7,7 +7,7 @@
  */
 import path from 'node:path';
 import type { S3Settings } from './platform/blobs/s3.js';
-import { checkColmapBin, checkExternalIssuer, checkJwtSecret, checkOrigins, checkRedisPrefix, checkSize, readS3, readStripe, type StripeSettings } from './config/checks.js';
+import { checkColmapBin, checkExternalIssuer, checkHosts, checkJwtSecret, checkOrigins, checkRedisPrefix, checkSize, readS3, readStripe, type StripeSettings } from './config/checks.js';
 import { ConfigError, readDotenv, Reader, type Env } from './config/env.js';
 
 export { MIN_JWT_SECRET_LENGTH, type StripeSettings } from './config/checks.js';
@@ -132,7 +132,7 @@ export function loadConfig(processEnv: Env = process.env, cwd = process.cwd()): 
     storage,
     s3: storage === 's3' ? readS3(r) : undefined,
     jobConcurrency: r.int('JOB_CONCURRENCY', 2, 1, 256),
-    fetchAllowedHosts: r.list('FETCH_ALLOWED_HOSTS').map((h) => h.toLowerCase()),
+    fetchAllowedHosts: checkHosts('FETCH_ALLOWED_HOSTS', r.list('FETCH_ALLOWED_HOSTS')),
     eanProviderUrl: r.url('EAN_PROVIDER_URL', ['http:', 'https:']) ?? 'https://world.openfoodfacts.org',
     webhookUrl: r.url('WEBHOOK_URL', ['http:', 'https:']),
     webhookSecret: r.raw('WEBHOOK_SECRET'),
@@ -154,6 +154,8 @@ export function loadConfig(processEnv: Env = process.env, cwd = process.cwd()): 
       timeoutMinutes: r.int('PIPELINE_TIMEOUT_MINUTES', 120, 1, 24 * 60),
     },
   };
+  // Read by src/threadpool.ts before anything else runs; libuv takes a value it cannot parse as one thread, without a word.
+  r.int('UV_THREADPOOL_SIZE', 4, 1, 1024);
   if (config.webhookUrl && !config.webhookSecret) {
     throw new ConfigError('WEBHOOK_SECRET', 'must be set when WEBHOOK_URL is set');
   }

@@ -8,7 +8,7 @@ import { link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from './clock.js';
-import type { Config } from './config.js';
+import { ConfigError, type Config } from './config.js';
 import { newSecret } from './ids.js';
 import type { BlobStore } from './platform/blobs/index.js';
 import { CachingBlobStore } from './platform/blobs/cached.js';
@@ -111,17 +111,46 @@ async function openBlobStore(config: Config, tmpDir: string, closers: Array<() =
 /** Temp files (staged uploads, blob writes in progress) untouched this long were left by a process that died. */
 const STALE_TEMP_MS = 60 * 60 * 1000;
 
+function codeOf(err: unknown): string {
+  return (err as NodeJS.ErrnoException | undefined)?.code ?? (err instanceof Error ? err.message : String(err));
+}
+
+/**
+ * Opens the database and asks it one query, so a start that cannot have it
+ * says so in one line naming the setting to look at (DATABASE_URL, or
+ * DATA_DIR for the default SQLite file), not as a failed migration.
+ */
+async function reachDatabase(config: Config): Promise<Db> {
+  const setting = config.databaseUrl ? 'DATABASE_URL' : 'DATA_DIR';
+  const failed = (err: unknown) => new ConfigError(setting, `cannot open the database: ${err instanceof Error ? err.message : String(err)}`);
+  let db: Db;
+  try {
+    db = openDatabase(config.databaseUrl, config.dataDir, { durable: config.durableWrites });
+  } catch (err) {
+    throw failed(err);
+  }
+  try {
+    await db.ping();
+  } catch (err) {
+    await db.close().catch(() => undefined);
+    throw failed(err);
+  }
+  return db;
+}
+
 export async function createContext(config: Config, options: ContextOptions = {}): Promise<Context> {
   const closers: Array<() => Promise<void> | void> = [];
   const tmpDir = path.join(config.dataDir, 'tmp');
-  await mkdir(tmpDir, { recursive: true });
+  await mkdir(tmpDir, { recursive: true }).catch((err: unknown) => {
+    throw new ConfigError('DATA_DIR', `cannot create ${tmpDir} (${codeOf(err)})`);
+  });
 
   const log = options.log ?? createLogger(config, options.logTo);
   // Registered first so it runs last: every other closer may still log. A logger passed in is its owner's to close.
   if (!options.log) closers.push(() => closeLogger(log));
   const swept = options.keepTempFiles ? 0 : await sweepStaleFiles(tmpDir, STALE_TEMP_MS);
   if (swept > 0) log.info({ files: swept, dir: tmpDir }, 'removed temp files left by an earlier run');
-  const db = openDatabase(config.databaseUrl, config.dataDir, { durable: config.durableWrites });
+  const db = await reachDatabase(config);
   closers.push(() => db.close());
   if (options.migrate !== false) await migrateToLatest(db);
 

@@ -37,6 +37,21 @@ describe('kiln migrate', () => {
     }
   });
 
+  it('exits by itself when REDIS_URL names a Redis that cannot be reached (before: its cache client kept reconnecting, and the process never ended)', async () => {
+    const fresh = tempDataDir();
+    const closed = net.createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const port = (closed.address() as net.AddressInfo).port;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    try {
+      // execFile's timeout kills a process that does not end: the run then fails.
+      const { stdout } = await run(process.execPath, [MAIN, 'migrate'], { timeout: 15_000, env: { ...process.env, LOG_LEVEL: 'silent', DATA_DIR: fresh.dir, REDIS_URL: `redis://127.0.0.1:${port}` } });
+      expect(stdout).toMatch(/^applied: 0001_core, /);
+    } finally {
+      fresh.cleanup();
+    }
+  });
+
   it('prints its usage for help', async () => {
     const { stdout } = await run(process.execPath, [MAIN, 'help']);
     expect(stdout).toContain('usage: kiln <command>');

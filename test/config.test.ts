@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -63,6 +64,9 @@ describe('config', () => {
     ['OPENAI_TIMEOUT_SECONDS', '30', (c) => c.openai.timeoutSeconds, 30],
     ['SIGNED_URL_TTL', '60', (c) => c.signedUrlTtl, 60],
     ['JOB_CONCURRENCY', '5', (c) => c.jobConcurrency, 5],
+    ['LOG_MAX_SIZE', '1', (c) => c.logMaxSize, '1'],
+    ['FETCH_ALLOWED_HOSTS', 'Auth.Internal, 127.0.0.1, ::1, [fd00::1], kiln_s3', (c) => c.fetchAllowedHosts, ['auth.internal', '127.0.0.1', '::1', '[fd00::1]', 'kiln_s3']],
+    ['STRIPE_WEBHOOK_SECRET', 'whsec_abc123', (c) => c.stripe.webhookSecret, 'whsec_abc123'],
   ])('reads %s=%s', (name, value, field, expected) => {
     expect(field(loadConfig({ [name]: value }, cwd))).toEqual(expected);
   });
@@ -102,6 +106,21 @@ describe('config', () => {
     ['MAX_FILES_PER_ORDER', '101'],
     ['TRUST_PROXY', '11'],
     ['REDIS_URL', 'http://x'],
+    // 0 would turn rotation by size off.
+    ['LOG_MAX_SIZE', '0'],
+    ['LOG_MAX_SIZE', '0k'],
+    // An entry is matched exactly against a host: a URL, a port or a path never matches.
+    ['FETCH_ALLOWED_HOSTS', 'http://127.0.0.1/'],
+    ['FETCH_ALLOWED_HOSTS', 'auth.internal,127.0.0.1:8080'],
+    ['FETCH_ALLOWED_HOSTS', 'auth.internal/jwks'],
+    ['FETCH_ALLOWED_HOSTS', 'user@auth.internal'],
+    ['STRIPE_WEBHOOK_SECRET', 'nope'],
+    ['STRIPE_WEBHOOK_SECRET', 'sk_test_123'],
+    // libuv would take these as one thread, without a word.
+    ['UV_THREADPOOL_SIZE', 'abc'],
+    ['UV_THREADPOOL_SIZE', '0'],
+    ['UV_THREADPOOL_SIZE', '-3'],
+    ['UV_THREADPOOL_SIZE', '2000'],
   ])('rejects %s=%s naming the variable', (name, value) => {
     expectConfigError({ [name]: value }, name);
   });
@@ -201,10 +220,20 @@ describe('config', () => {
     expect(c.host).toBe('127.0.0.2');
   });
 
-  function startFails(env: Record<string, string>, command: string[]): { status: number; stderr: string } {
+  it('names .env when it cannot read it', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'kiln-dotenv-'));
+    try {
+      mkdirSync(path.join(dir, '.env'));
+      expect(() => loadConfig({}, dir)).toThrow(/^\.env: cannot read .*\(EISDIR\)$/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  function startFails(env: Record<string, string>, command: string[], cwdOfProcess?: string): { status: number; stderr: string } {
     try {
       // A start that is not stopped would serve for ever: the timeout kills it (status null).
-      execFileSync(process.execPath, command, { env: { ...process.env, ...env, DATA_DIR: cwd, PORT: env.PORT ?? '0' }, stdio: 'pipe', timeout: 15_000 });
+      execFileSync(process.execPath, command, { cwd: cwdOfProcess, env: { ...process.env, DATA_DIR: cwd, ...env, PORT: env.PORT ?? '0' }, stdio: 'pipe', timeout: 15_000 });
     } catch (e) {
       const err = e as { status: number | null; stderr: Buffer };
       return { status: err.status ?? -1, stderr: err.stderr.toString() };
@@ -217,6 +246,47 @@ describe('config', () => {
     expect(status).toBe(1);
     expect(stderr.trim().split('\n')).toHaveLength(1);
     expect(stderr).toContain('PORT');
+  });
+
+  describe('a start that cannot have what a setting names stops with one line naming it', () => {
+    const MAIN = path.resolve('dist/src/main.js');
+    const aFile = path.join(cwd, 'a-file');
+    writeFileSync(aFile, 'not a directory');
+    const oneLine = (result: { status: number; stderr: string }, name: string) => {
+      expect(result.status).toBe(1);
+      expect(result.stderr.trim().split('\n')).toHaveLength(1);
+      expect(result.stderr).toMatch(new RegExp(`^kiln: ${name}: `));
+    };
+
+    it('LOG_FILE in a directory it cannot make (before: every log line dropped, and some commands never exited)', () => {
+      oneLine(startFails({ LOG_FILE: path.join(aFile, 'kiln.log') }, [MAIN, 'migrate']), 'LOG_FILE');
+      oneLine(startFails({ LOG_FILE: cwd }, [MAIN, 'serve']), 'LOG_FILE');
+    });
+
+    it('DATA_DIR that is a file', () => {
+      oneLine(startFails({ DATA_DIR: aFile }, [MAIN, 'serve']), 'DATA_DIR');
+    });
+
+    it('DATABASE_URL that cannot be reached, for a command that does not migrate too', async () => {
+      const closed = net.createServer();
+      await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+      const port = (closed.address() as net.AddressInfo).port;
+      await new Promise<void>((resolve) => closed.close(() => resolve()));
+      const result = startFails({ DATABASE_URL: `postgres://kiln@127.0.0.1:${port}/kiln` }, [MAIN, 'users', 'create', '--email', 'a@example.com', '--username', 'a', '--password', 'long-enough-1']);
+      oneLine(result, 'DATABASE_URL');
+      expect(result.stderr).toContain('ECONNREFUSED');
+    });
+
+    it('.env it cannot read, while help still answers', () => {
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'kiln-dotenv-'));
+      try {
+        mkdirSync(path.join(dir, '.env'));
+        oneLine(startFails({}, [MAIN, 'serve'], dir), '\\.env');
+        expect(execFileSync(process.execPath, [MAIN, 'help'], { cwd: dir }).toString()).toContain('usage: kiln');
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
   });
 
   it.each([

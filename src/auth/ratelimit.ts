@@ -13,7 +13,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { Context } from '../context.js';
 import { TooManyRequests } from '../errors.js';
-import { failFastRedis } from '../platform/redis.js';
+import { closeRedis, failFastRedis } from '../platform/redis.js';
 
 export type RateLimitClass = 'auth' | 'upload' | 'default' | 'none';
 
@@ -53,11 +53,7 @@ export async function registerRateLimits(app: FastifyInstance, ctx: Context): Pr
     redis = await failFastRedis(ctx.config.redisUrl);
     redis.on('error', (err) => ctx.log.warn({ err }, 'rate limit store (Redis) error'));
     const client = redis;
-    app.addHook('onClose', async () => {
-      // Without the offline queue a QUIT fails while not connected; then there is nothing to say goodbye to.
-      if (client.status === 'ready') await client.quit().catch(() => client.disconnect());
-      else client.disconnect();
-    });
+    app.addHook('onClose', () => closeRedis(client));
   }
 
   await app.register(rateLimit, {

@@ -4,6 +4,7 @@
  * size, and the STRIPE_* and S3_* groups. Each refusal is a ConfigError that
  * says what to write instead, so a bad value stops the start, not a request.
  */
+import { isIP, isIPv6 } from 'node:net';
 import path from 'node:path';
 import type { S3Settings } from '../platform/blobs/s3.js';
 import { ConfigError, type Reader } from './env.js';
@@ -77,7 +78,11 @@ export function readStripe(r: Reader): StripeSettings {
       throw new ConfigError('STRIPE_API_BASE', `expected scheme://host[:port] only (the client adds /v1/), got "${apiBase}"`);
     }
   }
-  return { key, apiBase, webhookSecret: r.raw('STRIPE_WEBHOOK_SECRET') };
+  const webhookSecret = r.raw('STRIPE_WEBHOOK_SECRET');
+  if (webhookSecret !== undefined && !/^whsec_[A-Za-z0-9_]+$/.test(webhookSecret)) {
+    throw new ConfigError('STRIPE_WEBHOOK_SECRET', 'expected the webhook endpoint\'s signing secret (whsec_…), as the Stripe dashboard or `stripe listen` shows it');
+  }
+  return { key, apiBase, webhookSecret };
 }
 
 /**
@@ -91,10 +96,25 @@ export function checkColmapBin(bin: string): string {
   return bin;
 }
 
-/** Size with an optional k/m/g suffix, as pino-roll takes it ("10m"). */
+/** Size with an optional k/m/g suffix, as pino-roll takes it ("10m"); 0 would turn rotation by size off without a word. */
 export function checkSize(name: string, v: string): string {
-  if (!/^\d+[kmg]?$/i.test(v)) throw new ConfigError(name, `expected a size such as 10m, got "${v}"`);
+  if (!/^0*[1-9]\d*[kmg]?$/i.test(v)) throw new ConfigError(name, `expected a size of at least 1 such as 10m, got "${v}"`);
   return v.toLowerCase();
+}
+
+/**
+ * Host names and IP literals, matched exactly against a request's host: a URL,
+ * a port or a path in an entry would never match anything, so it is refused
+ * rather than ignored. An IPv6 address may be written bare or in brackets.
+ */
+export function checkHosts(name: string, hosts: string[]): string[] {
+  return hosts.map((entry) => {
+    const host = entry.toLowerCase();
+    const bracketed = /^\[(.+)\]$/.exec(host)?.[1];
+    const ok = /^[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?$/.test(host) || isIP(host) !== 0 || (bracketed !== undefined && isIPv6(bracketed));
+    if (!ok) throw new ConfigError(name, `expected host names or IP addresses (no scheme, port or path), got "${entry}"`);
+    return host;
+  });
 }
 
 /** A Redis key prefix: letters, digits, `_`, `.` and `-`, so that keys stay plain and globs match only it. */

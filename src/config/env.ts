@@ -24,7 +24,11 @@ export type Env = Record<string, string | undefined>;
 export function readDotenv(dir: string): Env {
   const file = path.join(dir, '.env');
   if (!existsSync(file)) return {};
-  return parseDotenv(readFileSync(file));
+  try {
+    return parseDotenv(readFileSync(file));
+  } catch (err) {
+    throw new ConfigError('.env', `cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
 }
 
 export class Reader {

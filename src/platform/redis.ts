@@ -38,6 +38,16 @@ export async function failFastRedis(url: string): Promise<Redis> {
 }
 
 /**
+ * Says goodbye to Redis when it is there to hear it, and otherwise just drops
+ * the connection: without the offline queue a QUIT fails while not connected,
+ * and a client left to reconnect keeps the process alive for good.
+ */
+export async function closeRedis(client: Redis): Promise<void> {
+  if (client.status === 'ready') await client.quit().catch(() => client.disconnect());
+  else client.disconnect();
+}
+
+/**
  * Wraps the one method every command goes through (plain commands, scripts,
  * pipelines' members). A command sent while the breaker is open is refused at
  * once, except a QUIT, so a close still says goodbye to a Redis that answers

@@ -23,7 +23,7 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { CacheEntryInfo, CacheOptions, CacheStats, TtlCache } from './index.js';
-import { failFastRedis } from '../redis.js';
+import { closeRedis, failFastRedis } from '../redis.js';
 import { encodeValue, ttlMilliseconds } from './values.js';
 
 export interface RedisCacheOptions extends CacheOptions {
@@ -219,6 +219,6 @@ export class RedisCache implements TtlCache {
 
   async close(): Promise<void> {
     if (!this.ownsClient) return;
-    await (await this.connection).quit();
+    await closeRedis(await this.connection);
   }
 }

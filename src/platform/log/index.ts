@@ -10,9 +10,11 @@
  * path only (no headers, no query), and the finished line loses any bearer
  * token or JWT left. The pino `redact` paths below stay as a fixed backstop.
  */
+import { accessSync, constants, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import pino, { type Logger } from 'pino';
 import type { Config } from '../../config.js';
+import { ConfigError } from '../../config/env.js';
 import { CENSOR, scrubFields, scrubLine, scrubString, serializeError, serializeRequest, serializeResponse } from './scrub.js';
 
 export { CENSOR, scrubLine, scrubString, scrubValue, serializeError } from './scrub.js';
@@ -113,6 +115,22 @@ function rollOptions(config: LogConfig & { logFile: string }): Record<string, un
 }
 
 /**
+ * LOG_FILE's directory is made (as pino-roll would) and must be writable
+ * here, before the log's worker thread starts: a worker that cannot write
+ * drops every line and, on some paths, keeps the process from exiting.
+ */
+function checkWritable(logFile: string): void {
+  const dir = path.dirname(path.resolve(logFile));
+  try {
+    mkdirSync(dir, { recursive: true });
+    accessSync(dir, constants.W_OK);
+    if (statSync(path.resolve(logFile), { throwIfNoEntry: false })?.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
+  } catch (err) {
+    throw new ConfigError('LOG_FILE', `cannot write log files in ${dir} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+}
+
+/**
  * `stderr`: a one-shot command (`kiln migrate`, `users create`, `blobs
  * sweep`), whose standard output is its result for a script to read. With
  * LOG_FILE set, every process logs to the file.
@@ -120,6 +138,7 @@ function rollOptions(config: LogConfig & { logFile: string }): Record<string, un
 export function createLogger(config: LogConfig, to: 'stdout' | 'stderr' = 'stdout'): Logger {
   const options = loggerOptions(config);
   if (!config.logFile) return to === 'stderr' ? pino(options, pino.destination({ fd: 2, sync: true })) : pino(options);
+  checkWritable(config.logFile);
   const transport = pino.transport({ target: 'pino-roll', options: rollOptions({ ...config, logFile: config.logFile }) });
   const stream = transport as unknown as TransportStream;
   // Without a listener a write after close (or a full disk) would be an uncaught exception.

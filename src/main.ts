@@ -82,7 +82,13 @@ async function worker(config: Config): Promise<void> {
   const app = await buildApp(ctx);
   closeOnSignals(app, ctx, 'worker');
   await ctx.jobs.start();
-  ctx.log.info({ concurrency: config.jobConcurrency }, 'kiln worker is running jobs');
+  // It keeps trying either way; the log says which it is doing, not that it runs jobs while Redis is away.
+  try {
+    await ctx.jobs.healthCheck();
+    ctx.log.info({ concurrency: config.jobConcurrency }, 'kiln worker is running jobs');
+  } catch (err) {
+    ctx.log.warn({ err, concurrency: config.jobConcurrency }, 'kiln worker started, but Redis does not answer: it runs jobs once Redis does');
+  }
 }
 
 async function migrate(config: Config): Promise<void> {

@@ -8,7 +8,8 @@ import { createContext } from '../src/context.js';
 import { registerProductImageJobs } from '../src/modules/product-images/fetch-job.js';
 import { tempDataDir, testConfig } from './helpers/config.js';
 import { createTestDatabase, hasPostgres } from './helpers/pg.js';
-import { MAIN } from './helpers/process.js';
+import { MAIN, startKiln } from './helpers/process.js';
+import { dropRedisPrefix, newPrefix } from './helpers/redis.js';
 
 const run = promisify(execFile);
 const data = tempDataDir();
@@ -95,6 +96,37 @@ describe('arguments', () => {
       expect(await size({})).toBe('13');
       expect(await size({ UV_THREADPOOL_SIZE: '7' })).toBe('7');
     } finally {
+      dir.cleanup();
+    }
+  });
+});
+
+describe('kiln worker', () => {
+  it('says it waits for Redis, not that it runs jobs, when REDIS_URL cannot be reached', async () => {
+    const dir = tempDataDir();
+    const closed = net.createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const port = (closed.address() as net.AddressInfo).port;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const worker = await startKiln({ DATA_DIR: dir.dir, REDIS_URL: `redis://127.0.0.1:${port}`, LOG_LEVEL: 'info' }, 'worker');
+    try {
+      await expect.poll(() => worker.output(), { timeout: 15_000 }).toContain('kiln worker started, but Redis does not answer');
+      expect(worker.output()).not.toContain('kiln worker is running jobs');
+    } finally {
+      await worker.stop();
+      dir.cleanup();
+    }
+  });
+
+  it.skipIf(!process.env.TEST_REDIS_URL)('says it runs jobs when Redis answers', async () => {
+    const dir = tempDataDir();
+    const prefix = newPrefix();
+    const worker = await startKiln({ DATA_DIR: dir.dir, REDIS_URL: process.env.TEST_REDIS_URL as string, REDIS_PREFIX: prefix, LOG_LEVEL: 'info' }, 'worker');
+    try {
+      await expect.poll(() => worker.output(), { timeout: 15_000 }).toContain('kiln worker is running jobs');
+    } finally {
+      await worker.stop();
+      await dropRedisPrefix(process.env.TEST_REDIS_URL as string, prefix);
       dir.cleanup();
     }
   });

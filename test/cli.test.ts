@@ -9,7 +9,7 @@ import { registerProductImageJobs } from '../src/modules/product-images/fetch-jo
 import { tempDataDir, testConfig } from './helpers/config.js';
 import { createTestDatabase, hasPostgres } from './helpers/pg.js';
 import { MAIN, startKiln } from './helpers/process.js';
-import { dropRedisPrefix, newPrefix } from './helpers/redis.js';
+import { closedPort, dropRedisPrefix, newPrefix } from './helpers/redis.js';
 
 const run = promisify(execFile);
 const data = tempDataDir();
@@ -40,10 +40,7 @@ describe('kiln migrate', () => {
 
   it('exits by itself when REDIS_URL names a Redis that cannot be reached (before: its cache client kept reconnecting, and the process never ended)', async () => {
     const fresh = tempDataDir();
-    const closed = net.createServer();
-    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
-    const port = (closed.address() as net.AddressInfo).port;
-    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const port = await closedPort();
     try {
       // execFile's timeout kills a process that does not end: the run then fails.
       const { stdout } = await run(process.execPath, [MAIN, 'migrate'], { timeout: 15_000, env: { ...process.env, LOG_LEVEL: 'silent', DATA_DIR: fresh.dir, REDIS_URL: `redis://127.0.0.1:${port}` } });
@@ -104,10 +101,7 @@ describe('arguments', () => {
 describe('kiln worker', () => {
   it('says it waits for Redis, not that it runs jobs, when REDIS_URL cannot be reached', async () => {
     const dir = tempDataDir();
-    const closed = net.createServer();
-    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
-    const port = (closed.address() as net.AddressInfo).port;
-    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const port = await closedPort();
     const worker = await startKiln({ DATA_DIR: dir.dir, REDIS_URL: `redis://127.0.0.1:${port}`, LOG_LEVEL: 'info' }, 'worker');
     try {
       await expect.poll(() => worker.output(), { timeout: 15_000 }).toContain('kiln worker started, but Redis does not answer');

@@ -1,10 +1,10 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, type Config } from '../src/config.js';
+import { closedPort } from './helpers/redis.js';
 
 const cwd = mkdtempSync(path.join(os.tmpdir(), 'kiln-config-'));
 afterAll(() => rmSync(cwd, { recursive: true, force: true }));
@@ -268,10 +268,7 @@ describe('config', () => {
     });
 
     it('DATABASE_URL that cannot be reached, for a command that does not migrate too', async () => {
-      const closed = net.createServer();
-      await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
-      const port = (closed.address() as net.AddressInfo).port;
-      await new Promise<void>((resolve) => closed.close(() => resolve()));
+      const port = await closedPort();
       const result = startFails({ DATABASE_URL: `postgres://kiln@127.0.0.1:${port}/kiln` }, [MAIN, 'users', 'create', '--email', 'a@example.com', '--username', 'a', '--password', 'long-enough-1']);
       oneLine(result, 'DATABASE_URL');
       expect(result.stderr).toContain('ECONNREFUSED');

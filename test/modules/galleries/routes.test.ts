@@ -186,6 +186,19 @@ describe('primary image rules', () => {
     expect((await fetch(`${server.url}${a.urls.thumb}`)).status).toBe(404);
   });
 
+  it('keeps a primary set by PUT when another image is deleted, even the first one', async () => {
+    const a = await uploadOk('keep-cover', alice);
+    const b = await uploadOk('keep-cover', alice);
+    const c = await uploadOk('keep-cover', alice);
+    expect((await fetch(`${server.url}/projects/keep-cover/primary/${c.image_id}`, { method: 'PUT', headers: alice.headers })).status).toBe(200);
+    for (const gone of [b, a]) {
+      expect((await fetch(`${server.url}/projects/keep-cover/images/${gone.image_id}`, { method: 'DELETE', headers: alice.headers })).status).toBe(204);
+      const listing = await list('keep-cover');
+      expect(listing.primary_image_id).toBe(c.image_id);
+      expect(listing.images.filter((i) => i.is_primary).map((i) => i.image_id)).toEqual([c.image_id]);
+    }
+  });
+
   it('sets the primary with PUT and the thumbnail follows it', async () => {
     const a = await uploadOk('cover', alice, ROCKET);
     const b = await uploadOk('cover', alice, PATH);
@@ -400,6 +413,21 @@ describe('the thumbnail\'s Last-Modified never goes back when the primary change
     const { a, lastModified } = await newerPrimary('lm-put');
     expect((await fetch(`${timed.url}/projects/lm-put/primary/${a.image_id}`, { method: 'PUT', headers: owner.headers })).status).toBe(200);
     await expectNewPicture('lm-put', lastModified, a);
+  });
+
+  it('a change made while the clock is behind (another process) does not move Last-Modified back', async () => {
+    const { a, lastModified } = await newerPrimary('lm-behind');
+    offsetMs -= 60_000;
+    try {
+      expect((await fetch(`${timed.url}/projects/lm-behind/primary/${a.image_id}`, { method: 'PUT', headers: owner.headers })).status).toBe(200);
+      const res = await thumbnail('lm-behind');
+      expect(res.status).toBe(200);
+      expect(Date.parse(res.headers.get('last-modified') as string)).toBeGreaterThanOrEqual(Date.parse(lastModified));
+      expect((await bytesOf(res)).equals(await bytesOf(await fetch(`${timed.url}${a.urls.thumb}`)))).toBe(true);
+    } finally {
+      offsetMs += 60_000;
+      later();
+    }
   });
 });
 

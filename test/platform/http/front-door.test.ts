@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CONNECTION_IDLE_MS } from '../../../src/app.js';
 import type { KilnServer } from '../../../src/platform/http/front-door.js';
+import { HOT_HEADERS } from '../../../src/platform/http/hot-path.js';
 import { parseHead } from '../../../src/platform/http/request-head.js';
 import { startServer, type TestServer } from '../../helpers/server.js';
 import { registerUser, type TestUser } from '../../helpers/users.js';
@@ -25,6 +26,33 @@ describe('parseHead: what the front door reads itself', () => {
     // Spaces and tabs around a value are not part of it, as in Node.
     expect(req?.headers['x-request-id']).toBe('trace-1');
     expect(Object.keys(req?.headers ?? {})).not.toContain('user-agent');
+  });
+
+  it('takes tabs around a value off too, as Node does', () => {
+    const req = parseHead(`${HEAD}\r\nIf-None-Match:\t"abc"\t\r\nX-Request-Id: \t trace-2\t `);
+    expect(req?.headers['if-none-match']).toBe('"abc"');
+    expect(req?.headers['x-request-id']).toBe('trace-2');
+  });
+
+  it('takes no header for one it treats when a single character of the name differs', () => {
+    const treated = [...HOT_HEADERS, 'host', 'connection', 'content-length', 'transfer-encoding', 'expect', 'upgrade', 'te', 'http2-settings'];
+    for (const name of treated) {
+      for (let i = 0; i < name.length; i++) {
+        const near = `${name.slice(0, i)}${name[i] === 'x' ? 'y' : 'x'}${name.slice(i + 1)}`;
+        // Taken for Host it would be a second Host, for Connection not keep-alive, for the others a body: each a refusal.
+        const req = parseHead(`${HEAD}\r\n${near}: close`);
+        expect(req, near).not.toBeNull();
+        expect(Object.values(req?.headers ?? {}).every((v) => v === undefined), near).toBe(true);
+      }
+    }
+    // A near miss of Host is not a Host: without the real one, the head is Node's (which answers 400).
+    expect(parseHead(`GET / HTTP/1.1\r\nHosx: x`)).toBeNull();
+    expect(parseHead(`GET / HTTP/1.1\r\nXost: x`)).toBeNull();
+  });
+
+  it('reads at most 64 header lines, Host included', () => {
+    expect(parseHead(`${HEAD}${'\r\nX-A: 1'.repeat(63)}`)).not.toBeNull();
+    expect(parseHead(`${HEAD}${'\r\nX-A: 1'.repeat(64)}`)).toBeNull();
   });
 
   it('reads header names in any case', () => {
@@ -63,6 +91,11 @@ describe('parseHead: what the front door reads itself', () => {
       ['a folded line', `${HEAD}\r\nX-A: 1\r\n  continued`],
       ['a byte above ASCII', `${HEAD}\r\nX-A: caf\u00e9`],
       ['a NUL', `${HEAD}\r\nX-A: a\u0000b`],
+      ['a DEL', `${HEAD}\r\nX-A: a\u007fb`],
+      ['a separator in a name', `${HEAD}\r\nX(A): 1`],
+      ['an @ in a name', `${HEAD}\r\nX@A: 1`],
+      ['a slash in a name', `${HEAD}\r\nX/A: 1`],
+      ['HTTP2-Settings', `${HEAD}\r\nHTTP2-Settings: AAMAAABkAAQAAP__`],
       ['a space in a name', `${HEAD}\r\nX A: 1`],
       ['a space before the colon', `${HEAD}\r\nX-A : 1`],
       ['an empty name', `${HEAD}\r\n: 1`],
@@ -219,6 +252,145 @@ describe('the front door on a running server', () => {
     expect((await fetch(`${server.url}/health`)).status).toBe(200);
   });
 
+  it('leaves to Node every head Node refuses, though the line looks like a header: Node answers 400', async () => {
+    const heads = [
+      `GET ${thumb} HTTP/1.1\r\nHost: kiln.test\r\nX-A: a\u007fb\r\n\r\n`,
+      `GET ${thumb} HTTP/1.1\r\nHost: kiln.test\r\nX(A): 1\r\n\r\n`,
+      // No Host: a name one letter off is not one.
+      `GET ${thumb} HTTP/1.1\r\nHosx: kiln.test\r\n\r\n`,
+    ];
+    for (const head of heads) {
+      const conn = await RawConnection.open(server.url);
+      const run = await counted(async () => {
+        conn.send(head);
+        return conn.answers(1);
+      });
+      conn.destroy();
+      expect(run.value[0]?.status, JSON.stringify(head)).toBe(400);
+      expect(run.answered, JSON.stringify(head)).toBe(0);
+    }
+  });
+
+  it('answers a If-None-Match with tabs around it as Node does: 304', async () => {
+    const conn = await RawConnection.open(server.url);
+    const run = await counted(async () => {
+      conn.send(`GET ${thumb} HTTP/1.1\r\nHost: kiln.test\r\nIf-None-Match:\t${etag}\t\r\n\r\n`);
+      return conn.answers(1);
+    });
+    conn.destroy();
+    expect(run.value[0]?.status).toBe(304);
+    expect(run.answered).toBe(1);
+  });
+
+  it('reads a head of up to 8 KiB itself and leaves a longer one to Node, whose own limit then applies', async () => {
+    /** A request for the thumb whose head (without the blank line) is `length` bytes. */
+    const ofLength = (length: number): string => {
+      const bare = getRequest(thumb, { 'X-Pad': '' });
+      const request = getRequest(thumb, { 'X-Pad': 'p'.repeat(length - (bare.length - 4)) });
+      expect(request.length - 4).toBe(length);
+      return request;
+    };
+    const cases: Array<[number, number, { answered: number; handedOver: number }]> = [
+      [8 * 1024, 200, { answered: 1, handedOver: 0 }],
+      [8 * 1024 + 1, 200, { answered: 0, handedOver: 1 }],
+      // Past Node's 16 KiB.
+      [20 * 1024, 431, { answered: 0, handedOver: 1 }],
+    ];
+    for (const [length, status, counts] of cases) {
+      const conn = await RawConnection.open(server.url);
+      const run = await counted(async () => {
+        conn.send(ofLength(length));
+        return conn.answers(1);
+      });
+      conn.destroy();
+      expect(run.value[0]?.status, `${length}`).toBe(status);
+      expect({ answered: run.answered, handedOver: run.handedOver }, `${length}`).toEqual(counts);
+    }
+  });
+
+  it('hands over a first read of fewer than four bytes, and Node answers the request', async () => {
+    const conn = await RawConnection.open(server.url);
+    const request = getRequest(thumb, { 'X-Request-Id': 'short' });
+    const run = await counted(async () => {
+      conn.send(request.slice(0, 2));
+      await new Promise((r) => setTimeout(r, 50));
+      conn.send(request.slice(2));
+      return conn.answers(1);
+    });
+    conn.destroy();
+    expect(run.value[0]?.status).toBe(200);
+    expect(run.value[0]?.headers['x-request-id']).toBe('short');
+    expect(run.handedOver).toBe(1);
+  });
+
+  it('writes the Keep-Alive line as Node does for any keep-alive timeout: seconds rounded down, none for 0', async () => {
+    try {
+      for (const timeout of [1500, 0]) {
+        server.app.server.keepAliveTimeout = timeout;
+        const headers = { 'X-Request-Id': 'ka', 'If-None-Match': etag };
+        const viaDoor = await RawConnection.open(server.url);
+        const direct = await counted(async () => {
+          viaDoor.send(getRequest(thumb, headers));
+          return viaDoor.answers(1);
+        });
+        viaDoor.destroy();
+        expect(direct.answered).toBe(1);
+        const node = await RawConnection.open(server.url);
+        node.send(getRequest('/health'));
+        await node.answers(1);
+        node.send(getRequest(thumb, headers));
+        const [viaNode] = await node.answers(1);
+        node.destroy();
+        expect(withoutDate(direct.value[0] as RawAnswer), `${timeout}`).toBe(withoutDate(viaNode as RawAnswer));
+      }
+    } finally {
+      server.app.server.keepAliveTimeout = KEPT_ALIVE_MS;
+    }
+  });
+
+  it("leaves every connection to Node while the server limits requests per connection, so Node's limit holds", async () => {
+    const before = server.app.server.maxRequestsPerSocket;
+    server.app.server.maxRequestsPerSocket = 2;
+    try {
+      // Counted from the connection's opening: the front door hands it over as it accepts it.
+      const run = await counted(async () => {
+        const conn = await RawConnection.open(server.url);
+        conn.send(getRequest(thumb) + getRequest(thumb));
+        const answers = await conn.answers(2);
+        conn.destroy();
+        return answers;
+      });
+      expect(run.value.map((a) => a.status)).toEqual([200, 200]);
+      // Node's parser read both: it counts them.
+      expect(run.answered).toBe(0);
+      expect(run.handedOver).toBe(1);
+    } finally {
+      server.app.server.maxRequestsPerSocket = before;
+    }
+  });
+
+  it('keeps reading a connection after answering a request it had to load for', async () => {
+    const res = await postMultipart(`${server.url}/projects/door/images`, [{ field: 'file', filename: 'r.jpg', data: ROCKET, type: 'image/jpeg' }], user.headers);
+    const cold = ((await res.json()) as { urls: { thumb: string } }).urls.thumb;
+    const conn = await RawConnection.open(server.url);
+    const loads = door.loads;
+    const run = await counted(async () => {
+      conn.send(getRequest(cold, { 'X-Request-Id': 'cold' }));
+      const first = await conn.answers(1);
+      // A later request on the same connection, once the first is answered.
+      conn.send(getRequest(cold, { 'X-Request-Id': 'again' }));
+      return [...first, ...(await conn.answers(1))];
+    });
+    conn.destroy();
+    expect(door.loads).toBeGreaterThan(loads);
+    expect(run.value.map((a) => [a.status, a.headers['x-request-id']])).toEqual([
+      [200, 'cold'],
+      [200, 'again'],
+    ]);
+    expect(run.answered).toBe(2);
+    expect(run.handedOver).toBe(0);
+  });
+
   it('echoes a safe X-Request-Id and replaces an unsafe one', async () => {
     const conn = await RawConnection.open(server.url);
     conn.send(getRequest(thumb, { 'X-Request-Id': 'ok-id.1' }) + getRequest(thumb, { 'X-Request-Id': 'not ok' }));
@@ -329,6 +501,45 @@ describe('the front door and the server lifecycle', () => {
     } finally {
       release();
       if (!closed) await server.close();
+    }
+  });
+
+  it('closes at once, on closeAllConnections (the end of the shutdown grace), a connection it waits on a load for', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let gated = false;
+    const server = await startServer(
+      {},
+      {
+        // As above: while `gated`, the front door waits on a load that does not end.
+        prepare: (ctx) => {
+          const inner = ctx.blobs;
+          const slow = Object.create(inner) as typeof inner;
+          slow.readAll = async (key: string) => {
+            if (gated) await gate;
+            return inner.readAll(key);
+          };
+          ctx.blobs = slow;
+        },
+      },
+    );
+    server.app.server.keepAliveTimeout = KEPT_ALIVE_MS;
+    try {
+      const user = await registerUser(server.url);
+      const res = await postMultipart(`${server.url}/projects/force/images`, [{ field: 'file', filename: 'r.jpg', data: ROCKET, type: 'image/jpeg' }], user.headers);
+      const thumb = ((await res.json()) as { urls: { thumb: string } }).urls.thumb;
+      const door = (server.app.server as KilnServer).frontDoor;
+      gated = true;
+      const loads = door.loads;
+      const conn = await RawConnection.open(server.url);
+      conn.send(getRequest(thumb));
+      await expect.poll(() => door.loads, { timeout: 20_000 }).toBe(loads + 1);
+      server.app.server.closeAllConnections();
+      await conn.closedWithin(5_000);
+      expect(conn.pending).toBe(0);
+    } finally {
+      release();
+      await server.close();
     }
   });
 

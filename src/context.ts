@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from './clock.js';
 import { ConfigError, type Config } from './config.js';
+import { failureOf } from './config/env.js';
 import { newSecret } from './ids.js';
 import type { BlobStore } from './platform/blobs/index.js';
 import { CachingBlobStore } from './platform/blobs/cached.js';
@@ -111,38 +112,28 @@ async function openBlobStore(config: Config, tmpDir: string, closers: Array<() =
 /** Temp files (staged uploads, blob writes in progress) untouched this long were left by a process that died. */
 const STALE_TEMP_MS = 60 * 60 * 1000;
 
-function codeOf(err: unknown): string {
-  return (err as NodeJS.ErrnoException | undefined)?.code ?? (err instanceof Error ? err.message : String(err));
-}
-
 /**
  * Opens the database and asks it one query, so a start that cannot have it
  * says so in one line naming the setting to look at (DATABASE_URL, or
  * DATA_DIR for the default SQLite file), not as a failed migration.
  */
 async function reachDatabase(config: Config): Promise<Db> {
-  const setting = config.databaseUrl ? 'DATABASE_URL' : 'DATA_DIR';
-  const failed = (err: unknown) => new ConfigError(setting, `cannot open the database: ${err instanceof Error ? err.message : String(err)}`);
-  let db: Db;
+  let db: Db | undefined;
   try {
     db = openDatabase(config.databaseUrl, config.dataDir, { durable: config.durableWrites });
-  } catch (err) {
-    throw failed(err);
-  }
-  try {
     await db.ping();
+    return db;
   } catch (err) {
-    await db.close().catch(() => undefined);
-    throw failed(err);
+    await db?.close().catch(() => undefined);
+    throw new ConfigError(config.databaseUrl ? 'DATABASE_URL' : 'DATA_DIR', `cannot open the database: ${err instanceof Error ? err.message : String(err)}`);
   }
-  return db;
 }
 
 export async function createContext(config: Config, options: ContextOptions = {}): Promise<Context> {
   const closers: Array<() => Promise<void> | void> = [];
   const tmpDir = path.join(config.dataDir, 'tmp');
   await mkdir(tmpDir, { recursive: true }).catch((err: unknown) => {
-    throw new ConfigError('DATA_DIR', `cannot create ${tmpDir} (${codeOf(err)})`);
+    throw new ConfigError('DATA_DIR', `cannot create ${tmpDir} (${failureOf(err)})`);
   });
 
   const log = options.log ?? createLogger(config, options.logTo);

@@ -18,6 +18,11 @@ export class ConfigError extends Error {
   }
 }
 
+/** Why a file or directory a setting names failed, for a ConfigError: the error's code (EACCES), else its message. */
+export function failureOf(err: unknown): string {
+  return (err as NodeJS.ErrnoException | undefined)?.code ?? (err instanceof Error ? err.message : String(err));
+}
+
 export type Env = Record<string, string | undefined>;
 
 /** Reads `.env` from `dir` without overriding variables that are already set. */
@@ -27,7 +32,7 @@ export function readDotenv(dir: string): Env {
   try {
     return parseDotenv(readFileSync(file));
   } catch (err) {
-    throw new ConfigError('.env', `cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    throw new ConfigError('.env', `cannot read ${file} (${failureOf(err)})`);
   }
 }
 

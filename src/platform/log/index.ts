@@ -14,7 +14,7 @@ import { accessSync, constants, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import pino, { type Logger } from 'pino';
 import type { Config } from '../../config.js';
-import { ConfigError } from '../../config/env.js';
+import { ConfigError, failureOf } from '../../config/env.js';
 import { CENSOR, scrubFields, scrubLine, scrubString, serializeError, serializeRequest, serializeResponse } from './scrub.js';
 
 export { CENSOR, scrubLine, scrubString, scrubValue, serializeError } from './scrub.js';
@@ -120,13 +120,16 @@ function rollOptions(config: LogConfig & { logFile: string }): Record<string, un
  * drops every line and, on some paths, keeps the process from exiting.
  */
 function checkWritable(logFile: string): void {
-  const dir = path.dirname(path.resolve(logFile));
+  const file = path.resolve(logFile);
+  const dir = path.dirname(file);
   try {
     mkdirSync(dir, { recursive: true });
     accessSync(dir, constants.W_OK);
-    if (statSync(path.resolve(logFile), { throwIfNoEntry: false })?.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
   } catch (err) {
-    throw new ConfigError('LOG_FILE', `cannot write log files in ${dir} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    throw new ConfigError('LOG_FILE', `cannot write log files in ${dir} (${failureOf(err)})`);
+  }
+  if (statSync(file, { throwIfNoEntry: false })?.isDirectory()) {
+    throw new ConfigError('LOG_FILE', `${file} is a directory; name a file in it, such as ${path.join(file, 'kiln.log')}`);
   }
 }
 

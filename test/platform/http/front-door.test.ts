@@ -200,16 +200,22 @@ describe('the front door on a running server', () => {
     expect(run.handedOver).toBe(1);
   });
 
-  it('hands over a head that arrives in two pieces, and Node answers it', async () => {
+  /** A GET of the thumbnail whose first `at` bytes arrive 50 ms before the rest, counted. */
+  async function sentInTwo(at: number, requestId: string) {
     const conn = await RawConnection.open(server.url);
-    const request = getRequest(thumb, { 'X-Request-Id': 'split' });
+    const request = getRequest(thumb, { 'X-Request-Id': requestId });
     const run = await counted(async () => {
-      conn.send(request.slice(0, 20));
+      conn.send(request.slice(0, at));
       await new Promise((r) => setTimeout(r, 50));
-      conn.send(request.slice(20));
+      conn.send(request.slice(at));
       return conn.answers(1);
     });
     conn.destroy();
+    return run;
+  }
+
+  it('hands over a head that arrives in two pieces, and Node answers it', async () => {
+    const run = await sentInTwo(20, 'split');
     expect(run.value[0]?.status).toBe(200);
     expect(run.value[0]?.headers['x-request-id']).toBe('split');
     expect(run.value[0]?.body.length).toBeGreaterThan(0);
@@ -309,15 +315,7 @@ describe('the front door on a running server', () => {
   });
 
   it('hands over a first read of fewer than four bytes, and Node answers the request', async () => {
-    const conn = await RawConnection.open(server.url);
-    const request = getRequest(thumb, { 'X-Request-Id': 'short' });
-    const run = await counted(async () => {
-      conn.send(request.slice(0, 2));
-      await new Promise((r) => setTimeout(r, 50));
-      conn.send(request.slice(2));
-      return conn.answers(1);
-    });
-    conn.destroy();
+    const run = await sentInTwo(2, 'short');
     expect(run.value[0]?.status).toBe(200);
     expect(run.value[0]?.headers['x-request-id']).toBe('short');
     expect(run.handedOver).toBe(1);
@@ -458,38 +456,52 @@ describe('the front door when an answer needs what is not in memory', () => {
   });
 });
 
+/**
+ * A server whose front door is waiting on a load that does not end: the blob store's reads of
+ * small bytes wait from the moment a thumbnail of `project` is asked for on `conn` until `release()`.
+ */
+async function waitingOnLoad(project: string): Promise<{ server: TestServer; conn: RawConnection; release: () => void }> {
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  let gated = false;
+  const server = await startServer(
+    {},
+    {
+      prepare: (ctx) => {
+        const inner = ctx.blobs;
+        const slow = Object.create(inner) as typeof inner;
+        slow.readAll = async (key: string) => {
+          if (gated) await gate;
+          return inner.readAll(key);
+        };
+        ctx.blobs = slow;
+      },
+    },
+  );
+  server.app.server.keepAliveTimeout = KEPT_ALIVE_MS;
+  try {
+    const user = await registerUser(server.url);
+    const res = await postMultipart(`${server.url}/projects/${project}/images`, [{ field: 'file', filename: 'r.jpg', data: ROCKET, type: 'image/jpeg' }], user.headers);
+    const thumb = ((await res.json()) as { urls: { thumb: string } }).urls.thumb;
+    const door = (server.app.server as KilnServer).frontDoor;
+    gated = true;
+    const loads = door.loads;
+    const conn = await RawConnection.open(server.url);
+    conn.send(getRequest(thumb));
+    await expect.poll(() => door.loads, { timeout: 20_000 }).toBe(loads + 1);
+    return { server, conn, release };
+  } catch (err) {
+    release();
+    await server.close();
+    throw err;
+  }
+}
+
 describe('the front door and the server lifecycle', () => {
   it('answers a request it waits on when the server closes, then closes its connection', async () => {
-    let release!: () => void;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    let gated = false;
-    const server = await startServer(
-      {},
-      {
-        // The blob store's reads of small bytes wait while `gated`: the front door is then waiting on a load.
-        prepare: (ctx) => {
-          const inner = ctx.blobs;
-          const slow = Object.create(inner) as typeof inner;
-          slow.readAll = async (key: string) => {
-            if (gated) await gate;
-            return inner.readAll(key);
-          };
-          ctx.blobs = slow;
-        },
-      },
-    );
-    server.app.server.keepAliveTimeout = KEPT_ALIVE_MS;
+    const { server, conn, release } = await waitingOnLoad('wait');
     let closed = false;
     try {
-      const user = await registerUser(server.url);
-      const res = await postMultipart(`${server.url}/projects/wait/images`, [{ field: 'file', filename: 'r.jpg', data: ROCKET, type: 'image/jpeg' }], user.headers);
-      const thumb = ((await res.json()) as { urls: { thumb: string } }).urls.thumb;
-      const door = (server.app.server as KilnServer).frontDoor;
-      gated = true;
-      const loads = door.loads;
-      const conn = await RawConnection.open(server.url);
-      conn.send(getRequest(thumb));
-      await expect.poll(() => door.loads, { timeout: 20_000 }).toBe(loads + 1);
       const closing = server.close().then(() => (closed = true));
       await new Promise((r) => setTimeout(r, 100));
       expect(conn.ended).toBe(false);
@@ -505,35 +517,8 @@ describe('the front door and the server lifecycle', () => {
   });
 
   it('closes at once, on closeAllConnections (the end of the shutdown grace), a connection it waits on a load for', async () => {
-    let release!: () => void;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    let gated = false;
-    const server = await startServer(
-      {},
-      {
-        // As above: while `gated`, the front door waits on a load that does not end.
-        prepare: (ctx) => {
-          const inner = ctx.blobs;
-          const slow = Object.create(inner) as typeof inner;
-          slow.readAll = async (key: string) => {
-            if (gated) await gate;
-            return inner.readAll(key);
-          };
-          ctx.blobs = slow;
-        },
-      },
-    );
-    server.app.server.keepAliveTimeout = KEPT_ALIVE_MS;
+    const { server, conn, release } = await waitingOnLoad('force');
     try {
-      const user = await registerUser(server.url);
-      const res = await postMultipart(`${server.url}/projects/force/images`, [{ field: 'file', filename: 'r.jpg', data: ROCKET, type: 'image/jpeg' }], user.headers);
-      const thumb = ((await res.json()) as { urls: { thumb: string } }).urls.thumb;
-      const door = (server.app.server as KilnServer).frontDoor;
-      gated = true;
-      const loads = door.loads;
-      const conn = await RawConnection.open(server.url);
-      conn.send(getRequest(thumb));
-      await expect.poll(() => door.loads, { timeout: 20_000 }).toBe(loads + 1);
       server.app.server.closeAllConnections();
       await conn.closedWithin(5_000);
       expect(conn.pending).toBe(0);

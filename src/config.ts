@@ -67,6 +67,8 @@ export interface Config {
   };
   /** Payments (modules/payments): off while `key` is unset. */
   stripe: StripeSettings;
+  /** ORDER_HOLD_MINUTES: an unpaid order unchanged this long is cancelled and its stock returned; 0 never (docs/shop.md). */
+  orderHoldMinutes: number;
   cacheTtlSeconds: number;
   cacheMaxItems: number;
   /** Number of reverse proxies in front of Kiln whose X-Forwarded-For is trusted (0: none). */
@@ -98,6 +100,7 @@ export function loadConfig(processEnv: Env = process.env, cwd = process.cwd()): 
   const env: Env = { ...readDotenv(cwd), ...processEnv };
   const r = new Reader(env);
   const storage = r.oneOf('STORAGE', ['fs', 's3'] as const, 'fs');
+  const stripe = readStripe(r);
   const config: Config = {
     host: r.string('HOST', '127.0.0.1'),
     port: r.int('PORT', 8000, 0, 65535),
@@ -144,7 +147,9 @@ export function loadConfig(processEnv: Env = process.env, cwd = process.cwd()): 
       imageModel: r.string('OPENAI_IMAGE_MODEL', 'gpt-image-1'),
       timeoutSeconds: r.int('OPENAI_TIMEOUT_SECONDS', 120, 1, MAX_OPENAI_TIMEOUT_S),
     },
-    stripe: readStripe(r),
+    stripe,
+    // Online payments on: an hour, as shops commonly hold stock for a checkout. Off: orders wait for an admin, however long.
+    orderHoldMinutes: r.int('ORDER_HOLD_MINUTES', stripe.key === undefined ? 0 : 60, 0, TEN_YEARS_MIN),
     cacheTtlSeconds: r.int('CACHE_TTL_SECONDS', 3600, 1, TEN_YEARS_S),
     cacheMaxItems: r.int('CACHE_MAX_ITEMS', 1000, 1, MAX_CACHE_ITEMS),
     trustProxy: r.int('TRUST_PROXY', 0, 0, 10),

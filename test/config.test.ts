@@ -52,6 +52,13 @@ describe('config', () => {
     expect(c.jobConcurrency).toBe(2);
   });
 
+  it('holds unpaid orders for an hour when payments are on, for ever when they are off, unless ORDER_HOLD_MINUTES says', () => {
+    expect(loadConfig({}, cwd).orderHoldMinutes).toBe(0);
+    expect(loadConfig({ STRIPE_KEY: 'sk_test_abc' }, cwd).orderHoldMinutes).toBe(60);
+    expect(loadConfig({ STRIPE_KEY: 'sk_test_abc', ORDER_HOLD_MINUTES: '0' }, cwd).orderHoldMinutes).toBe(0);
+    expect(loadConfig({ ORDER_HOLD_MINUTES: '15' }, cwd).orderHoldMinutes).toBe(15);
+  });
+
   // Each variable set in the environment reaches its typed field: a misspelt name in config.ts reads the default instead.
   it.each<[string, string, (c: Config) => unknown, unknown]>([
     ['JPEG_QUALITY', '70', (c) => c.jpegQuality, 70],
@@ -67,6 +74,7 @@ describe('config', () => {
     ['LOG_MAX_SIZE', '1', (c) => c.logMaxSize, '1'],
     ['FETCH_ALLOWED_HOSTS', 'Auth.Internal, 127.0.0.1, ::1, [fd00::1], kiln_s3', (c) => c.fetchAllowedHosts, ['auth.internal', '127.0.0.1', '::1', '[fd00::1]', 'kiln_s3']],
     ['STRIPE_WEBHOOK_SECRET', 'whsec_abc123', (c) => c.stripe.webhookSecret, 'whsec_abc123'],
+    ['ORDER_HOLD_MINUTES', '30', (c) => c.orderHoldMinutes, 30],
   ])('reads %s=%s', (name, value, field, expected) => {
     expect(field(loadConfig({ [name]: value }, cwd))).toEqual(expected);
   });
@@ -116,6 +124,9 @@ describe('config', () => {
     ['FETCH_ALLOWED_HOSTS', 'user@auth.internal'],
     ['STRIPE_WEBHOOK_SECRET', 'nope'],
     ['STRIPE_WEBHOOK_SECRET', 'sk_test_123'],
+    ['ORDER_HOLD_MINUTES', '-1'],
+    ['ORDER_HOLD_MINUTES', 'an hour'],
+    ['ORDER_HOLD_MINUTES', String(10 * 365 * 24 * 60 + 1)],
     // libuv would take these as one thread, without a word.
     ['UV_THREADPOOL_SIZE', 'abc'],
     ['UV_THREADPOOL_SIZE', '0'],

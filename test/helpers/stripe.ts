@@ -8,12 +8,13 @@
  *   result again, other parameters a 400 `idempotency_error`;
  * - `GET /v1/payment_intents/:id`, 404 `resource_missing` for an unknown id;
  * - `POST /v1/payment_intents/:id/cancel`, refused with
- *   `payment_intent_unexpected_state` once the intent succeeded or was canceled;
+ *   `payment_intent_unexpected_state` once the intent succeeded or was
+ *   canceled, or while it is processing;
  * - `Authorization: Bearer <key>` checked on each (401 otherwise);
  * - Stripe's object and error shapes (`{error: {type, code, message}}`).
  *
  * The test moves an intent on as a buyer's browser and Stripe would
- * (`succeed`, `fail`, `cancel`), and makes webhook deliveries signed as
+ * (`succeed`, `fail`, `process`, `cancel`), and makes webhook deliveries signed as
  * Stripe signs them: `Stripe-Signature: t=<unix>,v1=<hex HMAC-SHA256 of
  * "t.body">`, computed here rather than by the client library under test.
  */
@@ -83,6 +84,8 @@ export interface FakeStripe {
   succeed(intentId: string): FakeIntent;
   /** A declined attempt: back to requires_payment_method, with the decline as last_payment_error. */
   fail(intentId: string, declineCode?: string, message?: string): FakeIntent;
+  /** The buyer paid by a method that settles later (a SEPA debit): processing, which Stripe will not cancel. */
+  process(intentId: string): FakeIntent;
   cancel(intentId: string): FakeIntent;
   /** A webhook event of `type` carrying the intent as it is now (a copy), as Stripe serialises it. */
   event(type: string, intentId: string, eventId?: string): { id: string; body: string };
@@ -216,7 +219,8 @@ export async function startFakeStripe(apiKey = FAKE_STRIPE_KEY): Promise<FakeStr
           stripeError(res, 404, 'invalid_request_error', `No such payment_intent: '${cancel[1]}'`, { code: 'resource_missing', param: 'intent' });
           return;
         }
-        if (intent.status === 'succeeded' || intent.status === 'canceled') {
+        // Stripe cancels a processing intent only "in rare cases" (some card flows); a debit on its way is refused, as here.
+        if (intent.status === 'succeeded' || intent.status === 'canceled' || intent.status === 'processing') {
           stripeError(res, 400, 'invalid_request_error', `You cannot cancel this PaymentIntent because it has a status of ${intent.status}. Only a PaymentIntent with one of the following statuses may be canceled: requires_payment_method, requires_capture, requires_confirmation, requires_action, processing.`, { code: 'payment_intent_unexpected_state' });
           return;
         }
@@ -272,6 +276,11 @@ export async function startFakeStripe(apiKey = FAKE_STRIPE_KEY): Promise<FakeStr
       const intent = intentOf(id);
       intent.status = 'requires_payment_method';
       intent.last_payment_error = { type: 'card_error', code: 'card_declined', decline_code: declineCode, message };
+      return intent;
+    },
+    process(id) {
+      const intent = intentOf(id);
+      Object.assign(intent, { status: 'processing', payment_method: stripeId('pm'), last_payment_error: null });
       return intent;
     },
     cancel(id) {

@@ -57,6 +57,9 @@ export interface IntentView {
   status: string;
 }
 
+/** Intent statuses of money on its way or received: an order with such a payment never expires unpaid. */
+const PAYING: ReadonlySet<string> = new Set(['processing', 'requires_capture', 'succeeded']);
+
 /** A payment as GET /payments/{id} and POST /payments/confirm show it. */
 export interface PaymentView {
   payment_id: string;
@@ -238,6 +241,29 @@ export class PaymentService {
       await this.applyIntent(live, await this.gateway.cancelIntent(live.intent_id));
     } catch (err) {
       this.ctx.log.warn({ err, orderId, intentId: live.intent_id }, 'could not cancel the payment intent of a cancelled order: cancel it in Stripe');
+    }
+  }
+
+  /**
+   * Before an unpaid order expires (shop/expiry.ts): true when nobody can pay
+   * it any more, so cancelling it loses no payment. Its open intent is
+   * canceled at Stripe first; false, and the order left pending for the next
+   * sweep, when there was payment activity at or after `before`, when the
+   * money is on its way or paid (`processing`, `requires_capture`,
+   * `succeeded`, whether Kiln knew or Stripe's answer to the cancel says so),
+   * when Stripe cannot be reached, or when STRIPE_KEY is unset but the order
+   * has an intent Kiln cannot ask about.
+   */
+  async releaseUnpaidOrder(orderId: string, before: string): Promise<boolean> {
+    const live = await repo.livePaymentOf(this.ctx.db.kysely, orderId);
+    if (!live) return true;
+    if (live.updated_at >= before || PAYING.has(live.status) || !this.gateway) return false;
+    try {
+      const now = await this.applyIntent(live, await this.gateway.cancelIntent(live.intent_id));
+      return now.status === 'canceled';
+    } catch (err) {
+      this.ctx.log.warn({ err, orderId, intentId: live.intent_id }, 'could not cancel the payment intent of an unpaid order: it stays pending until Stripe answers');
+      return false;
     }
   }
 

@@ -162,9 +162,7 @@ export class OrderService {
         throw new Conflict(`An order that is ${from} cannot become ${status}.`, 'invalid_status_transition');
       }
       const items = await repo.itemsOf(tx, [orderId]);
-      if (status === 'cancelled') {
-        for (const item of [...items].sort((a, b) => (a.product_id < b.product_id ? -1 : 1))) await repo.returnStock(tx, item.product_id, Number(item.quantity));
-      }
+      if (status === 'cancelled') await returnStockOf(tx, items);
       const now = isoNow(ctx.clock);
       await repo.setOrderStatus(tx, orderId, status, now);
       return orderView({ ...order, status, updated_at: now }, items);
@@ -172,6 +170,35 @@ export class OrderService {
     if (status === 'cancelled') await this.onCancelled(orderId);
     return view;
   }
+
+  /** Pending orders to pay whose last change is before `before`, oldest first: `limit` of them after `after`. */
+  async stalePending(before: string, limit: number, after?: repo.StaleOrder): Promise<repo.StaleOrder[]> {
+    return repo.stalePendingOrders(this.ctx.db.kysely, before, limit, after);
+  }
+
+  /**
+   * Cancels a pending order whose hold ran out, as an admin's cancel does
+   * (stock back, then `onCancelled`). Decided under the order row's lock:
+   * false, and nothing changed, when it is no longer pending or was changed
+   * at or after `before` (an intent named meanwhile restarts the hold).
+   */
+  async expire(orderId: string, before: string): Promise<boolean> {
+    const { ctx } = this;
+    const expired = await ctx.db.kysely.transaction().execute(async (tx) => {
+      const order = await repo.lockOrder(ctx.db, tx, orderId);
+      if (!order || order.status !== 'pending' || order.updated_at >= before) return false;
+      await returnStockOf(tx, await repo.itemsOf(tx, [orderId]));
+      await repo.setOrderStatus(tx, orderId, 'cancelled', isoNow(ctx.clock));
+      return true;
+    });
+    if (expired) await this.onCancelled(orderId);
+    return expired;
+  }
+}
+
+/** A cancelled order's lines go back to stock, in product-id order like the reservation (no circular waits on PostgreSQL). */
+async function returnStockOf(tx: Q, items: readonly repo.OrderItemRow[]): Promise<void> {
+  for (const item of [...items].sort((a, b) => (a.product_id < b.product_id ? -1 : 1))) await repo.returnStock(tx, item.product_id, Number(item.quantity));
 }
 
 // What payments (modules/payments) need of an order: plain reads and writes, in the caller's transaction when it passes one.

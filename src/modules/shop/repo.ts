@@ -150,6 +150,29 @@ export async function setOrderStatus(q: Q, orderId: string, status: string, now:
   await q.updateTable('orders').set({ status, updated_at: now }).where('order_id', '=', orderId).execute();
 }
 
+export type StaleOrder = Pick<OrderRow, 'order_id' | 'updated_at'>;
+
+/**
+ * Pending orders with something to pay whose last change (placed, or an
+ * intent named) is before `before`, oldest first, from just after `after`:
+ * the ones whose hold ran out, a page at a time.
+ */
+export async function stalePendingOrders(q: Q, before: string, limit: number, after?: StaleOrder): Promise<StaleOrder[]> {
+  let query = q
+    .selectFrom('orders')
+    .select(['order_id', 'updated_at'])
+    .where('status', '=', 'pending')
+    .where('updated_at', '<', before)
+    .where('total_minor', '>', 0)
+    .orderBy('updated_at')
+    .orderBy('order_id')
+    .limit(limit);
+  if (after) {
+    query = query.where((eb) => eb.or([eb('updated_at', '>', after.updated_at), eb.and([eb('updated_at', '=', after.updated_at), eb('order_id', '>', after.order_id)])]));
+  }
+  return query.execute();
+}
+
 /** Names the intent of a pending order; false when the order is not pending (any more). */
 export async function setPaymentIntent(q: Q, orderId: string, intentId: string, now: string): Promise<boolean> {
   const result = await q

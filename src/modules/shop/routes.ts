@@ -11,6 +11,7 @@ import { emptyQueryValuesAbsent } from '../../platform/http/cursor.js';
 import { receiveOneFile } from '../../platform/http/one-file.js';
 import { authProblems, imageAnswers, ProblemSchema, SIGNED_IN, singleFileField } from '../../platform/http/schemas.js';
 import { PaymentService } from '../payments/service.js';
+import { UnpaidOrderExpiry } from './expiry.js';
 import { OrderService } from './orders.js';
 import { ProductService } from './products.js';
 import {
@@ -45,6 +46,11 @@ export async function shopRoutes(parent: FastifyInstance, ctx: Context): Promise
   const products = new ProductService(ctx);
   const payments = new PaymentService(ctx);
   const orders = new OrderService(ctx, (orderId) => payments.releaseCancelledOrder(orderId));
+  if (ctx.config.orderHoldMinutes > 0) {
+    const expiry = new UnpaidOrderExpiry(ctx, orders, payments);
+    expiry.start();
+    app.addHook('onClose', () => expiry.stop());
+  }
 
   app.get(
     '/products',

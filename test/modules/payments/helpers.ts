@@ -3,7 +3,7 @@ import { expect } from 'vitest';
 import type { Env } from '../../../src/config.js';
 import { newId } from '../../../src/ids.js';
 import { createTestDatabase, type DatabaseName } from '../../helpers/pg.js';
-import { startServer, type TestServer } from '../../helpers/server.js';
+import { startServer, type StartOptions, type TestServer } from '../../helpers/server.js';
 import type { FakeStripe } from '../../helpers/stripe.js';
 import { loginHeaders } from '../../helpers/users.js';
 
@@ -20,9 +20,9 @@ export { DATABASES, type DatabaseName } from '../../helpers/pg.js';
  * `env`), with an admin signed in; on PostgreSQL, over a database of its own
  * that closing drops.
  */
-export async function startPayments(stripe: FakeStripe | null, env: Env = {}, database: DatabaseName = 'SQLite'): Promise<PaymentServer> {
+export async function startPayments(stripe: FakeStripe | null, env: Env = {}, database: DatabaseName = 'SQLite', options: StartOptions = {}): Promise<PaymentServer> {
   const pg = database === 'PostgreSQL' ? await createTestDatabase() : null;
-  const started = await startServer({ ...ADMIN, ...(stripe?.env ?? {}), ...(pg ? { DATABASE_URL: pg.url } : {}), ...env });
+  const started = await startServer({ ...ADMIN, ...(stripe?.env ?? {}), ...(pg ? { DATABASE_URL: pg.url } : {}), ...env }, options);
   const server: TestServer = {
     ...started,
     async close() {

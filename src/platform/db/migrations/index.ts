@@ -11,6 +11,7 @@ import * as m0006 from './0006_product_images.js';
 import * as m0007 from './0007_shop.js';
 import * as m0008 from './0008_payments.js';
 import * as m0009 from './0009_credentials_epoch.js';
+import * as m0010 from './0010_orders_pending.js';
 
 export const migrations: Record<string, Migration> = {
   '0001_core': m0001,
@@ -21,4 +22,5 @@ export const migrations: Record<string, Migration> = {
   '0007_shop': m0007,
   '0008_payments': m0008,
   '0009_credentials_epoch': m0009,
+  '0010_orders_pending': m0010,
 };

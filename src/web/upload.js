@@ -4,6 +4,7 @@
 // scripts), talking to the same JSON API any client uses.
 
 const TOKEN_KEY = 'kiln.access_token';
+const REFRESH_KEY = 'kiln.refresh_token';
 const EMAIL_KEY = 'kiln.email';
 /** A job is looked at after 0.5 s, then less and less often, up to every 4 s: a long job stays well inside the rate limit. */
 const POLL_FIRST_MS = 500;
@@ -57,15 +58,62 @@ async function readJson(response) {
   }
 }
 
-/** fetch with the bearer token; a 401 means the session ended, so the page signs out. */
+function keepSession(pair) {
+  store.setItem(TOKEN_KEY, pair.access_token);
+  store.setItem(REFRESH_KEY, pair.refresh_token);
+}
+
+let renewing = null;
+
+/**
+ * A new access token for the refresh token the page holds; true when it got
+ * one. Refresh tokens rotate and a used one presented again ends the whole
+ * session, so requests that meet a 401 together share one renewal.
+ */
+function renew() {
+  renewing ??= (async () => {
+    const refreshToken = store.getItem(REFRESH_KEY);
+    if (!refreshToken) return false;
+    try {
+      const response = await fetch('/auth/refresh', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ refresh_token: refreshToken }),
+      });
+      if (!response.ok) return false;
+      keepSession(await response.json());
+      return true;
+    } catch {
+      return false;
+    }
+  })().finally(() => {
+    renewing = null;
+  });
+  return renewing;
+}
+
+/** The session could not be renewed: the page signs out and says why. */
+function sessionEnded() {
+  signOut();
+  say('login-message', 'Your session has ended; sign in again.', 'error');
+}
+
+/**
+ * fetch with the bearer token. A 401 means the access token ran out (after
+ * ACCESS_TOKEN_LIFETIME minutes) or was ended: the page renews it once and
+ * asks again, and signs out when it cannot.
+ */
 async function api(path, options = {}) {
-  const headers = { ...(options.headers || {}) };
-  const t = token();
-  if (t) headers.authorization = `Bearer ${t}`;
-  const response = await fetch(path, { ...options, headers });
-  if (response.status === 401 && t) {
-    signOut();
-    say('login-message', 'Your session has ended; sign in again.', 'error');
+  const send = () => {
+    const headers = { ...(options.headers || {}) };
+    if (token()) headers.authorization = `Bearer ${token()}`;
+    return fetch(path, { ...options, headers });
+  };
+  const signedIn = Boolean(token());
+  let response = await send();
+  if (response.status === 401 && signedIn) {
+    if (await renew()) response = await send();
+    if (response.status === 401) sessionEnded();
   }
   return response;
 }
@@ -101,9 +149,19 @@ function clearFigure(figureId, imgId) {
   img.removeAttribute('src');
 }
 
-/** Forgets the session and everything the page showed of it (a shared screen shows nothing of the last user). */
+/**
+ * Forgets the session and everything the page showed of it (a shared screen
+ * shows nothing of the last user). The server is told too, so the refresh
+ * token stops working even if a copy of it survived somewhere.
+ */
 function signOut() {
+  const refreshToken = store.getItem(REFRESH_KEY);
+  if (refreshToken) {
+    // keepalive: the request goes out even when the tab is being closed. An unreachable server changes nothing here.
+    fetch('/auth/logout', { method: 'POST', keepalive: true, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ refresh_token: refreshToken }) }).catch(() => {});
+  }
   store.removeItem(TOKEN_KEY);
+  store.removeItem(REFRESH_KEY);
   store.removeItem(EMAIL_KEY);
   clearFigure('upload-figure', 'upload-thumb');
   clearFigure('product-figure', 'product-image');
@@ -136,7 +194,7 @@ async function login(event) {
       say('login-message', describe(body, `Sign-in failed (${response.status}).`), 'error');
       return;
     }
-    store.setItem(TOKEN_KEY, body.access_token);
+    keepSession(body);
     store.setItem(EMAIL_KEY, email);
     $('password').value = '';
     setSignedIn(email);
@@ -156,7 +214,11 @@ function upload(event) {
   const file = $('photo').files[0];
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(project)) return say('upload-message', 'The gallery name may use letters, digits, “_” and “-” (up to 64).', 'error');
   if (!file) return say('upload-message', 'Choose a photo first.', 'error');
+  send(project, file, true);
+}
 
+/** Sends the photo by XMLHttpRequest (fetch reports no upload progress); after a 401, once more with a renewed token. */
+function send(project, file, mayRenew) {
   const form = new FormData();
   form.append('file', file, file.name);
   const xhr = new XMLHttpRequest();
@@ -183,8 +245,8 @@ function upload(event) {
       body = null; // not JSON: described by status below
     }
     if (xhr.status === 401) {
-      signOut();
-      return say('login-message', 'Your session has ended; sign in again.', 'error');
+      if (mayRenew && (await renew())) return send(project, file, false);
+      return sessionEnded();
     }
     if (xhr.status !== 201) return say('upload-message', describe(body, `The upload failed (${xhr.status}).`), 'error');
     bar.value = 100;

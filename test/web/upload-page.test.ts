@@ -8,7 +8,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TestServer } from '../helpers/server.js';
+import { TestClock } from '../auth/helpers.js';
+import { startServer, type TestServer } from '../helpers/server.js';
 import { FIXTURES } from '../helpers/upload.js';
 import { registerUser, type TestUser } from '../helpers/users.js';
 import { startFakeProvider, type FakeProvider } from '../modules/product-images/fake-provider.js';
@@ -196,5 +197,109 @@ describe.skipIf(!haveChromium)('the upload page in a browser', () => {
     expect(await page.locator('#job-status').textContent()).toBe('none yet');
     expect(await page.locator('#project').evaluate(isDisabledControl)).toBe(true);
     expect(await page.evaluate(focusedId)).toBe('email');
+  });
+});
+
+/** A value the page keeps in sessionStorage, read in the page. */
+const stored = (key: string) => (globalThis as unknown as { sessionStorage: { getItem(k: string): string | null } }).sessionStorage.getItem(key);
+
+describe.skipIf(!haveChromium)('the upload page when its access token runs out', () => {
+  const clock = new TestClock();
+  let server: TestServer;
+  let browser: Browser;
+  let page: Page;
+  let user: TestUser;
+
+  async function signIn(): Promise<void> {
+    await page.getByLabel('Email').fill(user.email);
+    await page.getByLabel('Password').fill(user.password);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.locator('#signed-in').waitFor({ state: 'visible' });
+  }
+
+  beforeAll(async () => {
+    // The server's clock moves; the browser's does not, as when a tab stays open past ACCESS_TOKEN_LIFETIME.
+    server = await startServer({}, { clock });
+    user = await registerUser(server.url);
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
+    page = await browser.newPage();
+    await page.goto(`${server.url}/upload`);
+    await signIn();
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  it('renews it with the refresh token and asks again, so the person stays signed in', async () => {
+    const first = await page.evaluate(stored, 'kiln.access_token');
+    clock.advanceMinutes(16);
+    // Met with a 401 first; answered, after the renewal, by the barcode check.
+    await page.getByLabel(/^Barcode/).fill('4006381333932');
+    await page.getByRole('button', { name: 'Fetch picture' }).click();
+    await expect.poll(() => page.locator('#barcode-message').textContent()).toContain('not a valid barcode');
+    expect(await page.locator('#signed-in').isVisible()).toBe(true);
+    expect(await page.evaluate(stored, 'kiln.access_token')).not.toBe(first);
+  });
+
+  it('sends an upload that met a 401 once more with the renewed token', async () => {
+    const before = await page.evaluate(stored, 'kiln.refresh_token');
+    clock.advanceMinutes(16);
+    await page.getByLabel('Gallery name').fill('renewed');
+    await page.getByLabel(/^Photo/).setInputFiles(path.join(FIXTURES, 'path_2560x1600_olympus_exif.jpg'));
+    await page.getByRole('button', { name: 'Upload' }).click();
+    await expect.poll(() => page.getByRole('img', { name: 'Thumbnail of the photo you uploaded' }).evaluate(loadedWidth), { timeout: 10_000 }).toBe(400);
+    expect(await page.evaluate(stored, 'kiln.refresh_token')).not.toBe(before);
+    const listing = (await (await fetch(`${server.url}/projects/renewed/images`)).json()) as { images: unknown[] };
+    expect(listing.images).toHaveLength(1);
+  });
+
+  it('renews once for requests that meet a 401 together (a refresh token used twice would end the session)', async () => {
+    clock.advanceMinutes(16);
+    const refreshes: string[] = [];
+    const onRequest = (request: { url(): string }) => {
+      if (new URL(request.url()).pathname === '/auth/refresh') refreshes.push(request.url());
+    };
+    page.on('request', onRequest);
+    // A slow renewal: the second request meets its 401 while the first one's renewal is still out.
+    await page.route('**/auth/refresh', async (route) => {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      await route.continue();
+    });
+    await page.getByLabel('Gallery name').fill('together');
+    await page.getByLabel(/^Barcode/).fill('4006381333932');
+    await page.getByRole('button', { name: 'Upload' }).click();
+    await page.getByRole('button', { name: 'Fetch picture' }).click();
+    await expect.poll(() => page.getByRole('img', { name: 'Thumbnail of the photo you uploaded' }).evaluate(loadedWidth), { timeout: 10_000 }).toBe(400);
+    await expect.poll(() => page.locator('#barcode-message').textContent()).toContain('not a valid barcode');
+    page.off('request', onRequest);
+    await page.unrouteAll();
+    expect(refreshes).toHaveLength(1);
+    expect(await page.locator('#signed-in').isVisible()).toBe(true);
+    const listing = (await (await fetch(`${server.url}/projects/together/images`)).json()) as { images: unknown[] };
+    expect(listing.images).toHaveLength(1);
+  });
+
+  it('signing out ends the refresh token on the server too', async () => {
+    const refreshToken = await page.evaluate(stored, 'kiln.refresh_token');
+    expect(refreshToken).toBeTruthy();
+    const loggedOut = page.waitForResponse((response) => new URL(response.url()).pathname === '/auth/logout');
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    expect((await loggedOut).status()).toBe(204);
+    expect(await page.evaluate(stored, 'kiln.refresh_token')).toBeNull();
+    const refreshed = await fetch(`${server.url}/auth/refresh`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ refresh_token: refreshToken }) });
+    expect(refreshed.status).toBe(401);
+  });
+
+  it('signs out, saying so, once the refresh token has run out too', async () => {
+    await signIn();
+    clock.advanceMinutes(61); // past SHORT_REFRESH_TOKEN_LIFETIME
+    await page.getByLabel('Gallery name').fill('too-late');
+    await page.getByLabel(/^Photo/).setInputFiles(path.join(FIXTURES, 'path_2560x1600_olympus_exif.jpg'));
+    await page.getByRole('button', { name: 'Upload' }).click();
+    await expect.poll(() => page.locator('#login-message').textContent()).toBe('Your session has ended; sign in again.');
+    expect(await page.locator('#login-form').isVisible()).toBe(true);
+    expect(await page.evaluate(stored, 'kiln.access_token')).toBeNull();
+    expect((await fetch(`${server.url}/projects/too-late/images`)).status).toBe(404);
   });
 });

@@ -55,6 +55,17 @@ describe('bad uploads are refused and leave nothing behind', () => {
     await expectNothingStored();
   });
 
+  it('an HEIC whose HEVC codec this server cannot decode (as iPhones write): 415 unsupported_image, saying to send JPEG, PNG or WebP', async () => {
+    const heic = fixture('rocket_hevc_160x107.heic');
+    // It is a real HEIC: sharp reads its header and names the codec it cannot decode.
+    expect(await sharp(heic).metadata()).toMatchObject({ format: 'heif', compression: 'hevc', width: 160, height: 107 });
+    const res = await send('IMG_0001.HEIC', heic, 'image/heic');
+    expect(res.status).toBe(415);
+    const body = (await res.json()) as { code: string; detail: string };
+    expect(body).toMatchObject({ code: 'unsupported_image', detail: 'This HEIC/HEIF image uses a codec this server cannot decode; send JPEG, PNG or WebP.' });
+    await expectNothingStored();
+  });
+
   it('a PNG declaring 30000×30000 pixels in a tiny file', async () => {
     const bomb = pngBomb(30000, 30000);
     expect(bomb.length).toBeLessThan(100_000);

@@ -10,6 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { REDIS_BREAK_MESSAGE } from '../../src/platform/redis.js';
 import { readLogLines } from '../helpers/logs.js';
 import { closedPort, relayTo } from '../helpers/redis.js';
 import { startServer } from '../helpers/server.js';
@@ -103,7 +104,9 @@ describe.skipIf(!REDIS_URL)('rate limits with a Redis that stops answering', () 
       await relay.close();
       await s.close();
     }
-    // The first request's counter update (the log says it once for a burst) was refused on the spot, not queued until the connection was ready.
-    expect(log.lines().find((l) => l.msg === UNCOUNTED)?.err?.message).toBe(REFUSED_AT_ONCE);
+    // The first request's counter update (the log says it once for a burst) was refused on the spot, not queued until the
+    // connection was ready: by ioredis for want of a ready connection or, on a loaded machine where these requests took
+    // longer than the command timeout, by the breaker, which the held ready check (INFO) timing out has opened.
+    expect([REFUSED_AT_ONCE, REDIS_BREAK_MESSAGE]).toContain(log.lines().find((l) => l.msg === UNCOUNTED)?.err?.message);
   });
 });

@@ -92,12 +92,21 @@ export function runColmap(bin: string, args: readonly string[], opts: { cwd: str
       resolve({ code: null, signal: 'SIGTERM', tail: [] });
       return;
     }
-    const child = spawn(bin, args, { cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, QT_QPA_PLATFORM: 'offscreen' } });
+    // A process group of its own: COLMAP_BIN may be a wrapper script (a CUDA build's launcher, say) that starts
+    // COLMAP as its child, and a kill must reach that child too, or it runs on and holds the workspace.
+    const child = spawn(bin, args, { cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, QT_QPA_PLATFORM: 'offscreen' }, detached: true });
     const tail: string[] = [];
     let killTimer: NodeJS.Timeout | undefined;
+    const killGroup = (signal: NodeJS.Signals) => {
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, signal);
+      } catch {
+        // ESRCH: every process of the group has exited already.
+      }
+    };
     const onAbort = () => {
-      child.kill('SIGTERM');
-      killTimer = setTimeout(() => child.kill('SIGKILL'), KILL_GRACE_MS);
+      killGroup('SIGTERM');
+      killTimer = setTimeout(() => killGroup('SIGKILL'), KILL_GRACE_MS);
       killTimer.unref();
     };
     opts.signal.addEventListener('abort', onAbort, { once: true });

@@ -3,6 +3,8 @@
  * workspace and photos; more photos than the exhaustive limit are matched
  * with the sequential matcher. Real COLMAP; skipped where it is not installed.
  */
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -49,6 +51,57 @@ describe.skipIf(!COLMAP)('a run cut short by its timeout', () => {
     expect(await eventually(async () => (await tmpEntries(server)).length === 0, 2_500)).toBe(true);
     expect(await eventually(async () => (await filesUnder(path.join(server.dataDir, 'blobs', 'pipeline'))).length === 0, 2_500)).toBe(true);
   }, 90_000);
+});
+
+describe('a run cut short while COLMAP_BIN is a wrapper script that starts COLMAP as its child', () => {
+  // As a CUDA build's launcher might be: the work runs in a child of the script, not in its place (no exec).
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'kiln-test-colmap-wrapper-'));
+  const bin = path.join(dir, 'colmap');
+  const childPidFile = path.join(dir, 'child.pid');
+  writeFileSync(
+    bin,
+    `#!/bin/sh
+if [ "$1" = "-h" ]; then echo "COLMAP 3.8 -- Structure-from-Motion and Multi-View Stereo (test wrapper)"; exit 0; fi
+sleep 600 &
+echo $! > '${childPidFile}'
+wait
+`,
+    { mode: 0o755 },
+  );
+  let server: PipelineServer;
+  let user: TestUser;
+  const alive = (pid: number): boolean => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  beforeAll(async () => {
+    server = await startPipeline({ COLMAP_BIN: bin }, { prepare: (ctx) => registerPipelineJobs(ctx, { timeoutMs: 1_000 }) });
+    user = await registerUser(server.url, 'gwen');
+  });
+  afterAll(async () => {
+    // Should the kill not have reached it, the test still leaves no process behind.
+    const pid = existsSync(childPidFile) ? Number(readFileSync(childPidFile, 'utf8')) : 0;
+    if (pid > 0 && alive(pid)) process.kill(pid, 'SIGKILL');
+    await server?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("kills the wrapper's child too, so the workspace and the photos are removed", async () => {
+    const res = await uploadPhotos(server.url, user.headers, photoParts(await syntheticViews(8)));
+    expect(res.status).toBe(202);
+    const job = (await res.json()) as PipelineJobBody;
+    const { job: ended } = await pollUntilDone(server.url, user.headers, job.job_id, 30_000);
+    expect(ended).toMatchObject({ status: 'failed', error: { code: 'timeout' } });
+    const child = Number(readFileSync(childPidFile, 'utf8'));
+    expect(child).toBeGreaterThan(0);
+    expect(await eventually(() => !alive(child), 2_500)).toBe(true);
+    expect(await eventually(async () => (await tmpEntries(server)).length === 0, 2_500)).toBe(true);
+    expect(await eventually(async () => (await filesUnder(path.join(server.dataDir, 'blobs', 'pipeline'))).length === 0, 2_500)).toBe(true);
+  }, 60_000);
 });
 
 describe.skipIf(!COLMAP)('more photos than the exhaustive matcher takes', () => {

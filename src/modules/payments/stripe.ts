@@ -114,6 +114,13 @@ function intentOf(answer: unknown): Intent {
   return intent;
 }
 
+/** An object with a non-empty `id` and `type`: an event id names the delivery, and "" would be one id for any event. */
+function isEventShaped(event: unknown): event is Stripe.Event {
+  if (typeof event !== 'object' || event === null) return false;
+  const { id, type } = event as { id?: unknown; type?: unknown };
+  return typeof id === 'string' && id !== '' && typeof type === 'string' && type !== '';
+}
+
 /**
  * A payment_intent.* event's object, checked: the type names what data.object
  * is, but a signed body is still only JSON. Another type's event, or one about
@@ -124,7 +131,9 @@ function eventIntent(event: Stripe.Event): Intent | null {
   if (!event.type.startsWith('payment_intent.')) return null;
   const data = (event as { data?: unknown }).data;
   const object = typeof data === 'object' && data !== null ? (data as { object?: unknown }).object : undefined;
-  if (typeof object === 'object' && object !== null && (object as { object?: unknown }).object !== 'payment_intent') return null;
+  // About another kind of object (it says so in `object`): ignored. One that says nothing is no PaymentIntent: 400 below.
+  const kind = typeof object === 'object' && object !== null ? (object as { object?: unknown }).object : undefined;
+  if (typeof kind === 'string' && kind !== 'payment_intent') return null;
   const intent = parseIntent(object);
   if (!intent) throw new BadRequest(`The ${event.type} event carries no whole PaymentIntent.`, 'invalid_event');
   return intent;
@@ -224,7 +233,8 @@ export function createStripeGateway(settings: StripeSettings, allowedHosts: read
         // Signed, yet not JSON: nothing Stripe sends.
         throw new BadRequest('The webhook body is not a Stripe event.', 'invalid_event');
       }
-      if (typeof event.id !== 'string' || typeof event.type !== 'string') throw new BadRequest('The webhook body is not a Stripe event.', 'invalid_event');
+      // Signed JSON that is no object (`null`, a number), or an event without an id or a type: nothing Stripe sends.
+      if (!isEventShaped(event)) throw new BadRequest('The webhook body is not a Stripe event.', 'invalid_event');
       return { id: event.id, type: event.type, intent: eventIntent(event) };
     },
   };

@@ -191,11 +191,28 @@ for (const { name, skip } of DATABASES) describe.skipIf(skip)(`POST /payments/we
   it('answers 400 for a signed body that is not an event', async () => {
     expectProblem(await deliver('{"not": "an event"'), 400, 'invalid_event');
     expectProblem(await deliver('[1, 2]'), 400, 'invalid_event');
+    expectProblem(await deliver('null'), 400, 'invalid_event');
+    expectProblem(await deliver('42'), 400, 'invalid_event');
+    expectProblem(await deliver('"evt"'), 400, 'invalid_event');
+  });
+
+  it.each([
+    ['an empty id', { id: '', type: 'payment_intent.succeeded' }],
+    ['an empty type', { id: 'evt_no_type', type: '' }],
+    ['a numeric id', { id: 7, type: 'payment_intent.succeeded' }],
+  ])('answers 400 invalid_event for a signed event with %s: an id names one delivery, and "" would name them all', async (_what, fields) => {
+    const events = await eventCount();
+    // A whole PaymentIntent (one Kiln did not make): only the event's own fields are wrong.
+    const intent = { object: 'payment_intent', id: 'pi_not_ours', status: 'succeeded', amount: 990, currency: 'eur', client_secret: null };
+    expectProblem(await deliver(JSON.stringify({ object: 'event', data: { object: intent }, ...fields })), 400, 'invalid_event');
+    expect(await eventCount()).toBe(events);
   });
 
   it.each([
     ['an object without currency or amount', { object: 'payment_intent', id: 'pi_unknown_x' }],
     ['a null object', null],
+    ['an empty object', {}],
+    ['an object that does not say what it is', { id: 'pi_unknown_y', status: 'succeeded' }],
     ['no data at all', undefined],
   ])('answers 400 invalid_event for a signed payment_intent event carrying %s, changing nothing', async (_what, object) => {
     const events = await eventCount();

@@ -221,6 +221,12 @@ for (const { name, skip } of DATABASES) describe.skipIf(skip)(`POST /payments/we
     expect(await eventCount()).toBe(events);
   });
 
+  it('ignores a signed payment_intent event whose object says it is another kind of object', async () => {
+    const events = await eventCount();
+    const body = JSON.stringify({ id: `evt_charge_${events}`, object: 'event', type: 'payment_intent.succeeded', data: { object: { object: 'charge', id: 'ch_1' } } });
+    expect((await deliver(body)).body.outcome).toBe('ignored');
+  });
+
   it('ignores a signed event of another type whatever its object', async () => {
     const body = JSON.stringify({ id: 'evt_other_type', object: 'event', type: 'charge.refunded', data: { object: null } });
     expect((await deliver(body)).body.outcome).toBe('ignored');

@@ -14,7 +14,7 @@
  */
 import type Stripe from 'stripe';
 import type { StripeSettings } from '../../config.js';
-import { BadRequest, DomainError, ServiceUnavailable } from '../../errors.js';
+import { BadRequest, Conflict, DomainError, ServiceUnavailable } from '../../errors.js';
 import { findFetchError } from '../../platform/fetch/errors.js';
 import { guardedWebFetch } from '../../platform/fetch/web.js';
 
@@ -139,14 +139,26 @@ function eventIntent(event: Stripe.Event): Intent | null {
   return intent;
 }
 
+/** Stripe's message as the end of a sentence of ours: it has a full stop, once ("Amount must be at least €0.50 eur" has none). */
+function sentence(message: string): string {
+  return /[.!?]$/.test(message) ? message : `${message}.`;
+}
+
+/** Stripe's error codes for an amount it will not charge in that currency (https://docs.stripe.com/error-codes). */
+const AMOUNT_REFUSALS: ReadonlySet<string> = new Set(['amount_too_small', 'amount_too_large', 'invalid_charge_amount', 'invalid_charge_amount_no_decimal_compatible']);
+
 /** The client's failure as Kiln answers it. Anything that is not the client's stays as it is (a 500). */
 function providerFailure(err: unknown, sdk: StripeModule): unknown {
   const { errors } = sdk.default;
   if (err instanceof errors.StripeAuthenticationError || err instanceof errors.StripePermissionError) {
     return new ServiceUnavailable('Stripe did not accept STRIPE_KEY for this request: check the key (and its permissions) and restart.', 'payments_misconfigured');
   }
+  // Stripe's minimum or maximum charge for the currency, or a step it does not charge in: asking again cannot help.
+  if (err instanceof errors.StripeInvalidRequestError && AMOUNT_REFUSALS.has(err.code ?? '')) {
+    return new Conflict(`Stripe will not charge this order's total: ${sentence(err.message)}`, 'order_not_payable');
+  }
   if (err instanceof errors.StripeInvalidRequestError || err instanceof errors.StripeCardError) {
-    return new PaymentProviderFailed(`Stripe refused the request: ${err.message}`);
+    return new PaymentProviderFailed(`Stripe refused the request: ${sentence(err.message)}`);
   }
   if (err instanceof errors.StripeError) {
     // A connection error carries what the fetch threw (the guard's refusal of a private STRIPE_API_BASE, say) as its detail.

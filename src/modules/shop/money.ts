@@ -12,6 +12,19 @@
 const ZERO_DECIMAL = new Set(['BIF', 'CLP', 'DJF', 'GNF', 'JPY', 'KMF', 'KRW', 'MGA', 'PYG', 'RWF', 'UGX', 'VND', 'VUV', 'XAF', 'XOF', 'XPF']);
 const THREE_DECIMAL = new Set(['BHD', 'JOD', 'KWD', 'OMR', 'TND']);
 
+/**
+ * The smallest step Stripe charges in, in minor units, where it is more than
+ * one: ISK keeps two decimals in the API but card networks take whole krónur
+ * only (since April 2023; Stripe refuses others with
+ * `invalid_charge_amount_no_decimal_compatible`), and the three-decimal
+ * currencies are charged to the nearest ten (the last digit must be 0). A
+ * price off the step could never be paid, so it is refused when it is set.
+ */
+const STEP: Readonly<Record<string, { minor: number; why: string }>> = {
+  ISK: { minor: 100, why: 'ISK is charged in whole krónur only: give a whole amount' },
+  ...Object.fromEntries([...THREE_DECIMAL].map((c) => [c, { minor: 10, why: `${c} is charged to the nearest 0.010: the last decimal must be 0` }])),
+};
+
 /** The largest amount of minor units kept, so that every sum stays an exact integer in a JavaScript number. */
 export const MAX_MINOR = 1_000_000_000_000;
 
@@ -38,19 +51,21 @@ export class MoneyError extends Error {}
 /**
  * Minor units of `value` ("49.90", "49.9", "50" or the JSON number 49.9) in
  * `currency`. Refuses negatives, more decimals than the currency has, an
- * exponent, and amounts over MAX_MINOR.
+ * exponent, amounts over MAX_MINOR, and amounts off the currency's STEP.
  */
 export function parseMoney(value: string | number, currency: string): number {
   const text = typeof value === 'number' ? String(value) : value.trim();
   const decimals = decimalsOf(currency);
   const match = /^(\d{1,16})(?:\.(\d+))?$/.exec(text);
-  if (!match) throw new MoneyError('must be a decimal amount such as "49.90", not negative');
+  if (!match) throw new MoneyError('must be a decimal amount such as "49.90": digits with at most one point, no sign, exponent or separator');
   const [, whole = '', fraction = ''] = match;
   if (fraction.length > decimals) {
     throw new MoneyError(decimals === 0 ? `${currency} has no minor unit: give a whole amount` : `${currency} has ${decimals} decimals at most`);
   }
   const minor = Number(whole) * 10 ** decimals + Number(fraction.padEnd(decimals, '0') || '0');
   if (minor > MAX_MINOR) throw new MoneyError(`must be at most ${formatMoney(MAX_MINOR, currency)}`);
+  const step = STEP[currency];
+  if (step && minor % step.minor !== 0) throw new MoneyError(step.why);
   return minor;
 }
 

@@ -215,6 +215,26 @@ for (const { name, skip } of DATABASES) describe.skipIf(skip)(`payments (${name}
       expect((await paymentRows(server)).filter((p) => p.order_id === orderId)).toEqual([]);
     });
 
+    it.each([
+      ['amount_too_small', 'Amount must be at least €0.50 eur'],
+      ['amount_too_large', 'Amount must be no more than €999,999.99'],
+    ])('answers 409 order_not_payable with Stripe\'s words when Stripe will not charge the total (%s), and records nothing', async (code, message) => {
+      const orderId = await insertOrder(server, buyer.id);
+      stripe.failNext.push({ status: 400, type: 'invalid_request_error', code, message });
+      const problem = expectProblem(await createIntent(orderId), 409, 'order_not_payable');
+      expect(problem.detail).toBe(`Stripe will not charge this order's total: ${message}.`);
+      expect((await paymentRows(server)).filter((p) => p.order_id === orderId)).toEqual([]);
+      expect((await orderRow(server, orderId)).status).toBe('pending');
+    });
+
+    it('answers 502 with Stripe\'s words, made a sentence, when Stripe refuses the request for another reason', async () => {
+      const orderId = await insertOrder(server, buyer.id);
+      stripe.failNext.push({ status: 400, type: 'invalid_request_error', code: 'parameter_unknown', message: 'Received unknown parameter: shipping' });
+      const problem = expectProblem(await createIntent(orderId), 502, 'payment_provider_error');
+      expect(problem.detail).toBe('Stripe refused the request: Received unknown parameter: shipping.');
+      expect((await paymentRows(server)).filter((p) => p.order_id === orderId)).toEqual([]);
+    });
+
     it('answers 502 when Stripe fails, and records nothing', async () => {
       const orderId = await insertOrder(server, buyer.id);
       stripe.failNext.push({ status: 500, type: 'api_error', message: 'An unknown error occurred' });

@@ -9,7 +9,8 @@ describe('money: exact minor units', () => {
     expect(parseMoney(' 0.07 ', 'EUR')).toBe(7);
     // 0.29 * 100 is 28.999999999999996 in binary floating point: a float conversion would say 28 or need rounding.
     expect(parseMoney(0.29, 'EUR')).toBe(29);
-    expect(parseMoney(1.005, 'BHD')).toBe(1005);
+    // 1.01 * 1000 is 1010.0000000000001 in binary floating point.
+    expect(parseMoney(1.01, 'BHD')).toBe(1010);
     expect(parseMoney(4.35, 'USD')).toBe(435);
   });
 
@@ -19,6 +20,21 @@ describe('money: exact minor units', () => {
     expect(parseMoney('1.250', 'KWD')).toBe(1250);
     expect(() => parseMoney('1.2345', 'KWD')).toThrow(/3 decimals/);
     expect(() => parseMoney('49.999', 'EUR')).toThrow(/2 decimals/);
+  });
+
+  it("refuses amounts Stripe would never charge: fractions of a króna, and a three-decimal currency's last digit", () => {
+    expect(parseMoney('1500', 'ISK')).toBe(150000);
+    expect(parseMoney('1500.00', 'ISK')).toBe(150000);
+    expect(() => parseMoney('1.50', 'ISK')).toThrow(/whole krónur/);
+    expect(() => parseMoney('0.01', 'ISK')).toThrow(/whole krónur/);
+    for (const currency of ['BHD', 'JOD', 'KWD', 'OMR', 'TND']) {
+      expect(parseMoney('5.120', currency)).toBe(5120);
+      expect(parseMoney('5.12', currency)).toBe(5120);
+      expect(() => parseMoney('5.124', currency), currency).toThrow(new RegExp(`${currency} is charged to the nearest 0.010`));
+    }
+    // Other currencies have no step past their minor unit.
+    expect(parseMoney('0.01', 'EUR')).toBe(1);
+    expect(parseMoney('1', 'JPY')).toBe(1);
   });
 
   it('refuses negatives, exponents, text and amounts past the bound', () => {

@@ -129,6 +129,17 @@ describe('ops routes', () => {
     }
   });
 
+  it('lists a query parameter with a default as optional, as validation treats it', async () => {
+    type Parameter = { in: string; name: string; required?: boolean; schema?: { default?: unknown } };
+    const doc = (await (await fetch(`${server.url}/openapi.json`)).json()) as { paths: Record<string, Record<string, { parameters?: Parameter[] }>> };
+    const query = Object.entries(doc.paths).flatMap(([route, ops]) => Object.values(ops).flatMap((op) => (op.parameters ?? []).filter((p) => p.in === 'query').map((p) => ({ route, ...p }))));
+    const limits = query.filter((p) => p.name === 'limit').map((p) => `${p.route} ${String(p.required ?? false)}`);
+    expect(limits).toEqual(expect.arrayContaining(['/products false', '/orders false', '/admin/orders false']));
+    expect(query.filter((p) => p.schema?.default !== undefined && p.required).map((p) => `${p.route} ${p.name}`)).toEqual([]);
+    // And the server takes the default: no limit is twenty at most.
+    expect((await fetch(`${server.url}/products`)).status).toBe(200);
+  });
+
   it('documents each answer that is not JSON under its own media type', async () => {
     type Responses = Record<string, { content?: Record<string, { schema?: { format?: string } }> }>;
     const doc = (await (await fetch(`${server.url}/openapi.json`)).json()) as { paths: Record<string, Record<string, { responses?: Responses }>> };

@@ -101,7 +101,20 @@ export function withCommonFailures({ schema, url, route }: { schema: FastifySche
   common[500] = ProblemSchema;
   // Problems leave as application/problem+json, which is what the document names for them.
   const answers = Object.entries({ ...common, ...response }).map(([status, answer]) => [status, answer === ProblemSchema ? problemAnswer : answer]);
-  return { schema: { ...schema, response: Object.fromEntries(answers) }, url };
+  const querystring = own.querystring === undefined ? {} : { querystring: defaultsOptional(own.querystring) };
+  return { schema: { ...schema, ...querystring, response: Object.fromEntries(answers) }, url };
+}
+
+/**
+ * A query parameter with a default may be left out (validation fills it in),
+ * so the document does not list it as required, though the handler's type
+ * does (`limit` of a list: 20 when not sent).
+ */
+function defaultsOptional(querystring: unknown): unknown {
+  const object = querystring as { properties?: Record<string, { default?: unknown }>; required?: string[] };
+  if (!object.properties || !object.required) return querystring;
+  const properties = object.properties;
+  return { ...object, required: object.required.filter((name) => properties[name]?.default === undefined) };
 }
 
 const problemAnswer = { description: 'A problem (RFC 9457)', content: { 'application/problem+json': { schema: ProblemSchema } } };

@@ -232,18 +232,23 @@ export class JobStore {
     return Number(r.numUpdatedRows) > 0;
   }
 
-  /** Back to queued until `delayMs` from now; the last error stays visible meanwhile. */
+  /**
+   * Back to queued until `delayMs` from now; the last error stays visible
+   * meanwhile. The attempt starts over, so its progress and what it reported
+   * on the way (a pipeline's stage) go.
+   */
   async retry(jobId: string, workerId: string, error: JobErrorInfo, delayMs: number): Promise<boolean> {
-    const set = { status: 'queued', progress: 0, error: JSON.stringify(error), run_after: this.now(delayMs), locked_by: null, locked_until: null };
+    const set = { status: 'queued', progress: 0, result: null, error: JSON.stringify(error), run_after: this.now(delayMs), locked_by: null, locked_until: null };
     const r = await this.held(this.kysely.updateTable('jobs').set(set), jobId, workerId).executeTakeFirst();
     return Number(r.numUpdatedRows) > 0;
   }
 
-  /** Gives a running job back to the queue (shutdown) without spending its attempt. */
+  /** Gives a running job back to the queue (shutdown) without spending its attempt; it starts over, like a retry. */
   async release(jobId: string, workerId: string): Promise<boolean> {
     const set = {
       status: 'queued',
       progress: 0,
+      result: null,
       attempts: sql<number>`attempts - 1`,
       run_after: this.now(),
       locked_by: null,

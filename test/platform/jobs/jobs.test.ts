@@ -172,8 +172,9 @@ describe.each(ENVS)('jobs: $name', (env) => {
       const calls: number[] = [];
       jobs.register(
         'flaky',
-        async () => {
+        async (_input, job) => {
           calls.push(Date.now());
+          await job.report(0.4, { stage: `step of run ${calls.length}` });
           if (calls.length < 3) throw new TransientJobError('source_unreachable', 'The source did not answer.');
           return 'third time lucky';
         },
@@ -187,6 +188,8 @@ describe.each(ENVS)('jobs: $name', (env) => {
         return j?.attempts === 1 && j.status === 'queued' ? j : undefined;
       });
       expect(between.error).toEqual({ code: 'source_unreachable', detail: 'The source did not answer.' });
+      // The next attempt starts over: what the failed one reported on its way is gone with its progress.
+      expect(between).toMatchObject({ progress: 0, result: null });
       const done = await jobs.waitFor(job_id, 10_000);
       expect(done).toMatchObject({ status: 'completed', attempts: 3, result: 'third time lucky', error: null });
       expect(calls).toHaveLength(3);
@@ -351,6 +354,7 @@ describe.each(ENVS)('jobs: $name', (env) => {
       const jobs = runner(prefix);
       let cleanedUp = false;
       jobs.register('tidy', async (_input, job) => {
+        await job.report(0.5, { stage: 'mapping' });
         await new Promise<void>((resolve) => job.signal.addEventListener('abort', () => resolve(), { once: true }));
         // Clean-up that takes a while after the abort, as killing a child and removing its workspace does.
         await new Promise((r) => setTimeout(r, 300));
@@ -359,10 +363,11 @@ describe.each(ENVS)('jobs: $name', (env) => {
       });
       await jobs.start();
       const job = await jobs.enqueue('tidy', {}, { userId: 'u1' });
-      await until(async () => (await jobs.get(job.job_id))?.status === 'processing');
+      await until(async () => (await jobs.get(job.job_id))?.progress === 0.5);
       await jobs.stop(50);
       expect(cleanedUp).toBe(true);
-      expect(await jobs.get(job.job_id)).toMatchObject({ status: 'queued', attempts: 0 });
+      // Queued again as if never started: no progress, nothing reported (a pipeline's stage would say "mapping" while queued).
+      expect(await jobs.get(job.job_id)).toMatchObject({ status: 'queued', attempts: 0, progress: 0, result: null });
     });
 
     it('loses nothing across a restart: jobs enqueued before are run by the next process', async () => {

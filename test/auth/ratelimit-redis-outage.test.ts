@@ -6,12 +6,9 @@
  * that waited would time the test out.
  */
 import { randomInt } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { REDIS_BREAK_MESSAGE } from '../../src/platform/redis.js';
-import { readLogLines } from '../helpers/logs.js';
+import { logDirectory as sharedLogDirectory } from '../helpers/logs.js';
 import { closedPort, relayTo } from '../helpers/redis.js';
 import { startServer } from '../helpers/server.js';
 import { call } from './helpers.js';
@@ -41,9 +38,9 @@ type LogLine = { msg: string; level: number; err?: { message?: string } };
 
 /** A LOG_FILE directory of the test's own, removed after it; `lines()` reads it once the server is closed. */
 function logDirectory(): { env: Record<string, string>; lines(): LogLine[] } {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'kiln-ratelimit-log-'));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  return { env: { LOG_FILE: path.join(dir, 'kiln.log'), LOG_LEVEL: 'warn' }, lines: () => readLogLines<LogLine>(dir) };
+  const log = sharedLogDirectory<LogLine>();
+  cleanups.push(() => log.remove());
+  return log;
 }
 
 /** Seven requests, more than the limit of 5, to a Kiln whose REDIS_URL is a closed port: their statuses and the log's uncounted lines. */

@@ -1,4 +1,5 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 /**
@@ -21,4 +22,18 @@ export function readLogLines<T = Record<string, unknown>>(dir: string): T[] {
     .split('\n')
     .filter((line) => line !== '')
     .map((line) => JSON.parse(line) as T);
+}
+
+/**
+ * A LOG_FILE directory of a test's own: `env` points a server at it
+ * (warnings and up unless `level` says otherwise), `lines()` reads it once
+ * the server is closed, `remove()` deletes it.
+ */
+export function logDirectory<T = Record<string, unknown>>(level = 'warn'): { env: Record<string, string>; lines(): T[]; remove(): void } {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'kiln-test-log-'));
+  return {
+    env: { LOG_FILE: path.join(dir, 'kiln.log'), LOG_LEVEL: level },
+    lines: () => readLogLines<T>(dir),
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
 }

@@ -238,7 +238,11 @@ export class PaymentService {
     const live = await repo.livePaymentOf(this.ctx.db.kysely, orderId);
     if (!live || live.status === 'succeeded') return;
     try {
-      await this.applyIntent(live, await this.gateway.cancelIntent(live.intent_id));
+      const now = await this.applyIntent(live, await this.gateway.cancelIntent(live.intent_id));
+      // Money already on its way (a debit processing) arrives all the same; its success is logged for a refund then too.
+      if (now.status === 'processing') {
+        this.ctx.log.warn({ orderId, paymentId: live.payment_id, intentId: live.intent_id }, 'cancelled an order whose payment is processing: Stripe will not cancel it, so refund it in Stripe if it succeeds');
+      }
     } catch (err) {
       this.ctx.log.warn({ err, orderId, intentId: live.intent_id }, 'could not cancel the payment intent of a cancelled order: cancel it in Stripe');
     }

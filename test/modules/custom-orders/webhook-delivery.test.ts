@@ -6,15 +6,12 @@
  * receiver, with the job's delays shortened (registerCustomOrderJobs' test
  * options) so eight attempts take about a second.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { registerCustomOrderJobs, WEBHOOK_JOB, WEBHOOK_MAX_ATTEMPTS, type WebhookJobOptions } from '../../../src/modules/custom-orders/webhook.js';
 import type { Job } from '../../../src/platform/jobs/types.js';
-import { readLogLines } from '../../helpers/logs.js';
+import { logDirectory as sharedLogDirectory } from '../../helpers/logs.js';
 import { startServer, type TestServer } from '../../helpers/server.js';
 import { registerUser } from '../../helpers/users.js';
 import { ADMIN, createOrder, filePart, loginAdmin, photo } from './helpers.js';
@@ -113,9 +110,9 @@ interface LogLine {
 
 /** A LOG_FILE directory (warnings and up unless LOG_LEVEL is overridden) removed after the test; read it once the server is closed. */
 function logDirectory(): { env: Record<string, string>; lines(): LogLine[] } {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'kiln-webhook-log-'));
-  open.push(async () => rmSync(dir, { recursive: true, force: true }));
-  return { env: { LOG_FILE: path.join(dir, 'kiln.log'), LOG_LEVEL: 'warn' }, lines: () => readLogLines<LogLine>(dir) };
+  const log = sharedLogDirectory<LogLine>();
+  open.push(async () => log.remove());
+  return log;
 }
 
 describe('webhook delivery', () => {

@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { registerUser, type TestUser } from '../../helpers/users.js';
+import { logDirectory } from '../../helpers/logs.js';
 import { startFakeStripe, type FakeStripe } from '../../helpers/stripe.js';
 import { call, intentIdOf, startPayments, type IntentJson, type PaymentServer } from './helpers.js';
 
@@ -78,6 +79,34 @@ describe('a purchase through the shop', () => {
     expect(stripe.intents.get(intentId)?.status).toBe('succeeded');
     const payment = await call<{ status: string; order_status: string }>(server, 'GET', `/payments/${paymentId}`, buyer.headers);
     expect(payment.body).toMatchObject({ status: 'succeeded', order_status: 'cancelled' });
+  });
+
+  it('an order whose payment is processing is cancelled all the same, its stock back; the log says to refund the money when it arrives', async () => {
+    const log = logDirectory<{ msg: string; orderId?: string }>();
+    const own = await startPayments(stripe, log.env);
+    let closed = false;
+    try {
+      const ownBuyer = await registerUser(own.url);
+      const product = await call<{ id: string }>(own, 'POST', '/products', own.admin, { name: 'Jug', price: '30.00', stock_quantity: 1 });
+      const order = await call<OrderJson>(own, 'POST', '/orders', ownBuyer.headers, { items: [{ product_id: product.body.id, quantity: 1 }] });
+      const intent = await call<IntentJson>(own, 'POST', '/payments/create-intent', ownBuyer.headers, { order_id: order.body.id });
+      const intentId = await intentIdOf(own, intent.body.payment_id);
+      stripe.process(intentId); // a debit on its way, and no webhook has told Kiln yet
+
+      const cancelled = await call<OrderJson>(own, 'PUT', `/orders/${order.body.id}/status`, own.admin, { status: 'cancelled' });
+      expect(cancelled).toMatchObject({ status: 200, body: { status: 'cancelled' } });
+      expect(stripe.intents.get(intentId)?.status).toBe('processing');
+      const payment = await call<{ status: string; order_status: string }>(own, 'GET', `/payments/${intent.body.payment_id}`, ownBuyer.headers);
+      expect(payment.body).toMatchObject({ status: 'processing', order_status: 'cancelled' });
+      expect((await call<{ stock_quantity: number }>(own, 'GET', `/products/${product.body.id}`)).body.stock_quantity).toBe(1);
+      await own.close();
+      closed = true;
+      const warned = log.lines().filter((l) => l.msg.startsWith('cancelled an order whose payment is processing'));
+      expect(warned.map((l) => l.orderId)).toEqual([order.body.id]);
+    } finally {
+      if (!closed) await own.close();
+      log.remove();
+    }
   });
 
   it('Stripe failing to cancel leaves the order cancelled (the cancel is logged for a person)', async () => {

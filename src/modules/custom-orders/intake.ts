@@ -11,7 +11,7 @@ import { ValidationFailed } from '../../errors.js';
 import { stageUpload } from '../../images/ingest.js';
 import type { ImageType } from '../../images/sniff.js';
 import type { IncomingPhoto } from './photos.js';
-import { refuseNul } from '../../platform/http/validation.js';
+import { refuseNul, sentTwice } from '../../platform/http/validation.js';
 
 /** Spec: order photos are JPEG, PNG or WebP by content; AVIF and HEIC, which galleries take, are refused here. */
 export const ORDER_IMAGE_TYPES: ReadonlySet<ImageType> = new Set<ImageType>(['jpeg', 'png', 'webp']);
@@ -81,12 +81,17 @@ export async function readOrderUpload(parts: AsyncIterable<Multipart>, opts: Int
 
 async function readParts(iterator: AsyncIterator<Multipart>, opts: IntakeOptions, onPhoto: (photo: IncomingPhoto) => void): Promise<OrderText> {
   const text: OrderText = { pet_name: null, pet_type: null, notes: null };
+  const seen = new Set<string>();
   let files = 0;
   for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
     const part = next.value;
     if (part.type === 'field') {
       // Unknown text fields are ignored, as the Pet Planter service's form handling did.
-      if (isTextField(part.fieldname)) text[part.fieldname] = checkText(part.fieldname, part);
+      if (!isTextField(part.fieldname)) continue;
+      // Keeping either value would drop the other without a word.
+      if (seen.has(part.fieldname)) throw sentTwice(part.fieldname);
+      seen.add(part.fieldname);
+      text[part.fieldname] = checkText(part.fieldname, part);
       continue;
     }
     files += 1;

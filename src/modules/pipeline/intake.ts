@@ -14,7 +14,7 @@ import { UnsupportedImage, ValidationFailed } from '../../errors.js';
 import { inspect } from '../../images/decode.js';
 import { discardStaged, stageUpload, type StagedUpload } from '../../images/ingest.js';
 import type { ImageType } from '../../images/sniff.js';
-import { refuseNul } from '../../platform/http/validation.js';
+import { refuseNul, sentTwice } from '../../platform/http/validation.js';
 
 /** COLMAP reads these (through FreeImage); WebP, AVIF and HEIC it cannot. */
 export const PIPELINE_IMAGE_TYPES: ReadonlySet<ImageType> = new Set<ImageType>(['jpeg', 'png']);
@@ -86,13 +86,17 @@ export const PIPELINE_MULTIPART_LIMITS = { files: MAX_PHOTOS + 1, parts: MAX_PHO
  */
 export async function readPipelineUpload(parts: AsyncIterable<Multipart>, opts: IntakeOptions, onPhoto: (photo: IncomingPhoto) => Promise<void>): Promise<{ name: string | null; photos: number }> {
   let name: string | null = null;
+  let named = false;
   let photos = 0;
   // Walked by hand, as platform/http/one-file.ts does: a refusal leaves the iterator as it is for the drain.
   const iterator = parts[Symbol.asyncIterator]();
   for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
     const part = next.value;
     if (part.type === 'field') {
-      if (part.fieldname === 'name') name = checkName(part);
+      if (part.fieldname !== 'name') continue;
+      if (named) throw sentTwice('name');
+      named = true;
+      name = checkName(part);
       continue;
     }
     photos += 1;

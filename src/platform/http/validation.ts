@@ -135,3 +135,8 @@ function withNul(value: unknown, at: string, depth: number): string | null {
 export function refuseNul(text: string, field: string): void {
   if (text.includes('\u0000')) throw new ValidationFailed(`${field} ${NUL_MESSAGE}.`, [{ field, message: NUL_MESSAGE }]);
 }
+
+/** A multipart text field given twice: which value the client meant is unknown, so neither is kept (422 naming it). */
+export function sentTwice(name: string): ValidationFailed {
+  return new ValidationFailed(`The field "${name}" was sent twice; send it once.`, [{ field: `body.${name}`, message: 'was sent more than once' }]);
+}

@@ -95,6 +95,12 @@ describe('a rejected upload stores nothing', () => {
     await expectNothingStored(server);
   });
 
+  it.each(['pet_name', 'pet_type', 'notes'])('%s sent twice: 422 naming the field, and neither value is kept', async (field) => {
+    const body = (await expectProblem(await send([{ field, data: 'first' }, filePart(jpg), { field, data: 'second' }]), 422)) as { errors?: unknown };
+    expect(body.errors).toEqual([{ field: `body.${field}`, message: 'was sent more than once' }]);
+    await expectNothingStored(server);
+  });
+
   it.each([
     ['an object', 'pet_name', '{"name": "Rex"}'],
     ['a string', 'pet_type', '"dog"'],

@@ -45,6 +45,8 @@ describe('upload', () => {
         form.append('pet_name', 'Max <b>');
         form.append('pet_type', 'dog');
         form.append('notes', 'Loves to play fetch');
+        // A text field of no meaning here is ignored, as the Pet Planter form did.
+        form.append('pet_nickname', 'Maxi');
         form.append('files', new Blob([jpg], { type: 'text/plain' }), '../../etc/passwd.jpg');
         form.append('files', new Blob([ROCKET_JPG]), 'rocket.jpg');
         return form;

@@ -234,5 +234,12 @@ describe.skipIf(!COLMAP)('photogrammetry pipeline with COLMAP', () => {
       expect(body.errors).toEqual([{ field: 'body.name', message: 'must have at most 200 characters' }]);
       await expectNothingStored(clean);
     });
+
+    it('422 naming the field for a name sent twice: neither is kept, since either would drop the other', async () => {
+      const twice = await uploadPhotos(clean.url, carol.headers, [{ field: 'name', data: 'first' }, ...photoParts(views), { field: 'name', data: 'second' }]);
+      const body = (await expectProblem(twice, 422, 'validation_error')) as { errors?: unknown };
+      expect(body.errors).toEqual([{ field: 'body.name', message: 'was sent more than once' }]);
+      await expectNothingStored(clean);
+    });
   });
 });

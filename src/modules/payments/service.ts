@@ -238,9 +238,9 @@ export class PaymentService {
     const live = await repo.livePaymentOf(this.ctx.db.kysely, orderId);
     if (!live || live.status === 'succeeded') return;
     try {
-      const now = await this.applyIntent(live, await this.gateway.cancelIntent(live.intent_id));
+      const recorded = await this.applyIntent(live, await this.gateway.cancelIntent(live.intent_id));
       // Money already on its way (a debit processing) arrives all the same; its success is logged for a refund then too.
-      if (now.status === 'processing') {
+      if (recorded.status === 'processing') {
         this.ctx.log.warn({ orderId, paymentId: live.payment_id, intentId: live.intent_id }, 'cancelled an order whose payment is processing: Stripe will not cancel it, so refund it in Stripe if it succeeds');
       }
     } catch (err) {
@@ -263,8 +263,8 @@ export class PaymentService {
     if (!live) return true;
     if (live.updated_at >= before || PAYING.has(live.status) || !this.gateway) return false;
     try {
-      const now = await this.applyIntent(live, await this.gateway.cancelIntent(live.intent_id));
-      return now.status === 'canceled';
+      const recorded = await this.applyIntent(live, await this.gateway.cancelIntent(live.intent_id));
+      return recorded.status === 'canceled';
     } catch (err) {
       this.ctx.log.warn({ err, orderId, intentId: live.intent_id }, 'could not cancel the payment intent of an unpaid order: it stays pending until Stripe answers');
       return false;

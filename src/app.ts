@@ -18,7 +18,7 @@ import { registerModules } from './modules/index.js';
 import { registerJobHandlers } from './modules/jobs.js';
 import { SWAGGER_UI_PATH, withSwaggerUiPage } from './modules/ops/docs.js';
 import { bootstrapAdmin } from './modules/users/bootstrap.js';
-import { clientErrorHandler, errorHandler, frameworkError, notFoundHandler } from './platform/http/errors.js';
+import { clientErrorHandler, errorHandler, frameworkError, notFoundHandler, refuseWithoutHost } from './platform/http/errors.js';
 import { BadRequest } from './errors.js';
 import { KilnServer } from './platform/http/front-door.js';
 import { HotPaths } from './platform/http/hot-path.js';
@@ -61,7 +61,7 @@ export async function buildApp(ctx: Context): Promise<App> {
     // A few cached public reads are answered before Fastify routes them (platform/http/hot-path.ts),
     // on the socket when the front door read the request (platform/http/front-door.ts).
     serverFactory: (handler) => {
-      const server = new KilnServer(hotPaths, (req, res) => hotPaths.handle(req, res) || handler(req, res));
+      const server = new KilnServer(hotPaths, (req, res) => refuseWithoutHost(req, res, () => recorder.newRequestId()) || hotPaths.handle(req, res) || handler(req, res));
       // A connection on which nothing moves for this long is closed: a client that stops reading an
       // answer (or stops sending its body) holds a socket and a file no longer than this.
       server.timeout = CONNECTION_IDLE_MS;

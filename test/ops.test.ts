@@ -277,6 +277,24 @@ describe('ops routes', () => {
     expect((await fetch(`${server.url}/health`)).status).toBe(200);
   });
 
+  it('answers an HTTP/1.1 request without Host as problem+json with a request id, then closes; HTTP/1.0 needs none', async () => {
+    for (const path of ['/health', '/projects/x/images', '/nowhere']) {
+      const conn = await RawConnection.open(server.url);
+      conn.send(`GET ${path} HTTP/1.1\r\n\r\n`);
+      const [answer] = await conn.answers(1);
+      expect(answer?.status, path).toBe(400);
+      expect(answer?.headers['content-type'], path).toBe('application/problem+json');
+      expect(answer?.headers['cache-control'], path).toBe('no-store');
+      expect(answer?.headers['x-request-id'], path).toMatch(/^[A-Za-z0-9_-]{9,}$/);
+      expect(JSON.parse(answer?.body.toString() ?? ''), path).toMatchObject({ status: 400, code: 'malformed_request', detail: 'An HTTP/1.1 request needs a Host header.' });
+      await conn.closedWithin(2000);
+    }
+    const old = await RawConnection.open(server.url);
+    old.send('GET /health HTTP/1.0\r\n\r\n');
+    const [answer] = await old.answers(1);
+    expect(answer?.status).toBe(200);
+  });
+
   it('sends security headers and CORS only for allowed origins', async () => {
     const ok = await fetch(`${server.url}/health`, { headers: { origin: 'https://shop.example' } });
     expect(ok.headers.get('access-control-allow-origin')).toBe('https://shop.example');

@@ -3,7 +3,7 @@
  * (RFC 9457) with `detail` and a stable `code`. Unknown errors become a 500
  * whose detail hides internals; the log keeps the real cause.
  */
-import { STATUS_CODES } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { DomainError, type FieldError } from '../../errors.js';
@@ -216,13 +216,38 @@ export function clientErrorHandler(newRequestId: () => string): (err: NodeJS.Err
   return (err, socket) => {
     if (err.code === 'ECONNRESET' || socket.destroyed) return;
     const [status, code, detail] = CLIENT_ERRORS[err.code ?? ''] ?? [400, 'malformed_request', 'The request is not valid HTTP/1.1.'];
-    const body = JSON.stringify(problem(status, code, detail));
-    if (socket.writable) {
-      socket.write(
-        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
-          `Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nX-Request-Id: ${newRequestId()}\r\nConnection: close\r\n\r\n${body}`,
-      );
-    }
+    if (socket.writable) socket.write(closingProblem(status, code, detail, newRequestId()));
     socket.destroy(err);
   };
+}
+
+/** A problem answer written whole on a socket that is closed after it: for requests that never reach a route. */
+function closingProblem(status: number, code: string, detail: string, requestId: string): string {
+  const body = JSON.stringify(problem(status, code, detail));
+  return (
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+    `Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nX-Request-Id: ${requestId}\r\nConnection: close\r\n\r\n${body}`
+  );
+}
+
+/**
+ * An HTTP/1.1 request without Host (RFC 9112, section 3.2: a 400). Node would
+ * answer it with a bare 400 of its own (its `requireHostHeader`, which Kiln's
+ * server turns off); it is answered here as every other malformed request is,
+ * before any hot path or route sees it. True when it was.
+ */
+export function refuseWithoutHost(req: IncomingMessage, res: ServerResponse, newRequestId: () => string): boolean {
+  if (req.headers.host !== undefined || req.httpVersion !== '1.1') return false;
+  const body = JSON.stringify(problem(400, 'malformed_request', 'An HTTP/1.1 request needs a Host header.'));
+  // Connection: close, as for any request that did not parse: its body, if it has one, is never read.
+  res.writeHead(400, {
+    'content-type': 'application/problem+json',
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+    'x-content-type-options': 'nosniff',
+    'x-request-id': newRequestId(),
+    connection: 'close',
+  });
+  res.end(body);
+  return true;
 }

@@ -106,7 +106,8 @@ export class KilnServer extends Server<typeof IncomingMessage, typeof ServerResp
   readonly frontDoor: FrontDoor;
 
   constructor(hotPaths: HotPaths, handler: (req: IncomingMessage, res: ServerResponse) => void) {
-    super(handler);
+    // An HTTP/1.1 request without Host reaches the handler, which answers it as problem+json (errors.ts, refuseWithoutHost).
+    super({ requireHostHeader: false }, handler);
     const [nodeConnection] = this.listeners('connection') as Array<(socket: Socket) => void>;
     if (!nodeConnection) throw new Error("Node's HTTP server has no connection listener");
     this.removeListener('connection', nodeConnection);

@@ -20,7 +20,7 @@ const MESSAGES = {
   account_inactive: 'This account is deactivated.',
   rate_limited: 'Too many attempts; wait a minute and try again.',
   invalid_ean: 'That is not a valid barcode. Check the digits: the last one is a check digit.',
-  unsupported_image: 'That file is not an image Kiln accepts (JPEG, PNG, WebP, AVIF or HEIC).',
+  unsupported_image: 'That file is not an image Kiln accepts (JPEG, PNG, WebP or AVIF).',
   empty_file: 'That file is empty.',
   corrupt_image: 'That image is damaged and cannot be read.',
   file_too_large: 'That file is larger than the upload limit.',
@@ -34,7 +34,11 @@ const MESSAGES = {
   timeout: 'The product database took too long to answer; try again later.',
 };
 
+/** An HEIC photo the server read but cannot decode (HEVC, as iPhones write): its own sentence, with what to do. */
+const HEIC_UNDECODABLE = 'That is an HEIC photo, which this server cannot decode. Send it as JPEG (on an iPhone: Settings, Camera, Formats, Most Compatible).';
+
 function describe(problem, fallback) {
+  if (problem && problem.code === 'unsupported_image' && typeof problem.detail === 'string' && problem.detail.startsWith('This HEIC/HEIF image')) return HEIC_UNDECODABLE;
   if (problem && MESSAGES[problem.code]) return MESSAGES[problem.code];
   if (problem && typeof problem.detail === 'string') return problem.detail;
   return fallback;

@@ -119,6 +119,15 @@ describe.skipIf(!haveChromium)('the upload page in a browser', () => {
     await expect.poll(() => page.locator('#upload-message').textContent()).toContain('not an image Kiln accepts');
   });
 
+  it('says what to do with an HEIC photo the server cannot decode (HEVC, as iPhones write)', async () => {
+    await page.getByLabel(/^Photo/).setInputFiles(path.join(FIXTURES, 'rocket_hevc_160x107.heic'));
+    await page.getByRole('button', { name: 'Upload' }).click();
+    await expect.poll(() => page.locator('#upload-message').textContent()).toBe(
+      'That is an HEIC photo, which this server cannot decode. Send it as JPEG (on an iPhone: Settings, Camera, Formats, Most Compatible).',
+    );
+    expect(await page.getByText('Photo (JPEG, PNG, WebP or AVIF)').count()).toBe(1);
+  });
+
   it('says so when a barcode is invalid', async () => {
     await page.getByLabel(/^Barcode/).fill('4006381333932');
     await page.getByRole('button', { name: 'Fetch picture' }).click();

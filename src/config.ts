@@ -7,7 +7,7 @@
  */
 import path from 'node:path';
 import type { S3Settings } from './platform/blobs/s3.js';
-import { checkColmapBin, checkExternalIssuer, checkHosts, checkJwtSecret, checkOrigins, checkRedisPrefix, checkSize, readS3, readStripe, type StripeSettings } from './config/checks.js';
+import { checkApiKey, checkColmapBin, checkExternalIssuer, checkHosts, checkJwtSecret, checkOrigins, checkRedisPrefix, checkSize, readS3, readStripe, type StripeSettings } from './config/checks.js';
 import { ConfigError, readDotenv, Reader, type Env } from './config/env.js';
 
 export { MIN_JWT_SECRET_LENGTH, type StripeSettings } from './config/checks.js';
@@ -114,7 +114,7 @@ export function loadConfig(processEnv: Env = process.env, cwd = process.cwd()): 
     jwtAudience: r.raw('JWT_AUDIENCE'),
     adminEmail: r.raw('ADMIN_EMAIL'),
     adminPassword: r.raw('ADMIN_PASSWORD'),
-    apiKey: r.raw('API_KEY'),
+    apiKey: checkApiKey(r.raw('API_KEY')),
     maxUploadSize: r.int('MAX_UPLOAD_SIZE', 10 * 1024 * 1024, 1),
     maxFilesPerOrder: r.int('MAX_FILES_PER_ORDER', 4, 1, 100),
     maxImagePixels: r.int('MAX_IMAGE_PIXELS', 50_000_000, 1),

@@ -75,6 +75,7 @@ describe('config', () => {
     ['FETCH_ALLOWED_HOSTS', 'Auth.Internal, 127.0.0.1, ::1, [fd00::1], kiln_s3', (c) => c.fetchAllowedHosts, ['auth.internal', '127.0.0.1', '::1', '[fd00::1]', 'kiln_s3']],
     ['STRIPE_WEBHOOK_SECRET', 'whsec_abc123', (c) => c.stripe.webhookSecret, 'whsec_abc123'],
     ['ORDER_HOLD_MINUTES', '30', (c) => c.orderHoldMinutes, 30],
+    ['API_KEY', 'k'.repeat(32), (c) => c.apiKey, 'k'.repeat(32)],
   ])('reads %s=%s', (name, value, field, expected) => {
     expect(field(loadConfig({ [name]: value }, cwd))).toEqual(expected);
   });
@@ -124,6 +125,12 @@ describe('config', () => {
     ['FETCH_ALLOWED_HOSTS', 'user@auth.internal'],
     ['STRIPE_WEBHOOK_SECRET', 'nope'],
     ['STRIPE_WEBHOOK_SECRET', 'sk_test_123'],
+    // An admin key anyone may try to guess, and a placeholder left in a .env.
+    ['API_KEY', 'a'],
+    ['API_KEY', 'your_api_key_here'],
+    ['API_KEY', 'x'.repeat(31)],
+    // A space a header could not carry as it is.
+    ['API_KEY', `${'k'.repeat(20)} ${'k'.repeat(20)}`],
     ['ORDER_HOLD_MINUTES', '-1'],
     ['ORDER_HOLD_MINUTES', 'an hour'],
     ['ORDER_HOLD_MINUTES', String(10 * 365 * 24 * 60 + 1)],

@@ -52,6 +52,20 @@ export function checkJwtSecret(secret: string | undefined): string | undefined {
 }
 
 /**
+ * API_KEY is an admin's credential for anyone who sends it, so it must be as
+ * hard to guess as JWT_SECRET: 32 characters or more (a placeholder such as
+ * the seed's `your_api_key_here` is refused), and no space or control
+ * character inside it (spaces around a value are trimmed, as for every
+ * setting), which an `X-API-Key` header could not carry as it is.
+ */
+export function checkApiKey(key: string | undefined): string | undefined {
+  if (key === undefined) return key;
+  if (key.length < MIN_JWT_SECRET_LENGTH) throw new ConfigError('API_KEY', `must be at least ${MIN_JWT_SECRET_LENGTH} characters (an admin key anyone may try to guess; openssl rand -hex 32 makes one), got ${key.length}`);
+  if (!/^[\x21-\x7e]+$/.test(key)) throw new ConfigError('API_KEY', 'must be printable ASCII without spaces, as an X-API-Key header carries it');
+  return key;
+}
+
+/**
  * JWT_ISSUER names another service's tokens; "kiln" is the `iss` of Kiln's
  * own (auth/tokens.ts KILN_ISSUER), which a setting cannot hand to anyone else.
  */

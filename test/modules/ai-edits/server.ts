@@ -16,7 +16,7 @@ import type { HandlerOptions } from '../../../src/platform/jobs/types.js';
 import { startServer, type TestServer } from '../../helpers/server.js';
 import { fixture, postMultipart } from '../../helpers/upload.js';
 
-export const STATIC_KEY = 'static-service-key-for-tests';
+export const STATIC_KEY = 'static-service-key-for-the-ai-edit-tests';
 export const SERVICE = { 'x-api-key': STATIC_KEY };
 export const FAST: HandlerOptions = { maxAttempts: 3, backoff: { delayMs: 30, maxDelayMs: 100 } };
 

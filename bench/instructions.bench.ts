@@ -39,7 +39,7 @@ const COUNT = Number(process.env.BENCH_COUNT ?? 5000);
 const WARM = Number(process.env.BENCH_WARM ?? 5000);
 const CONNECTIONS = 16;
 const VALGRIND = ['/usr/bin/valgrind', '/usr/local/bin/valgrind'].find((p) => existsSync(p)) ?? null;
-const API_KEY = 'bench-instructions-key-0123456789';
+const API_KEY = 'bench-instructions-key-0123456789abcdef';
 
 /** A fixed 304, as cheap as Node's HTTP module allows. */
 const BARE_SERVER = `require('node:http').createServer((req, res) => { res.writeHead(304, ['etag', '"x"', 'cache-control', 'public, max-age=31536000, immutable']); res.end(); }).listen(Number(process.env.PORT), '127.0.0.1');`;

@@ -26,7 +26,7 @@ import { fixture, postMultipart } from '../test/helpers/upload.js';
 import { fmt, table } from './lib/measure.js';
 
 const SELF = fileURLToPath(import.meta.url);
-const KEY = 'bench-static-key';
+const KEY = 'bench-static-key-for-the-status-bench';
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = 16;
 

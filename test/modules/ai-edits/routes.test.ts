@@ -276,7 +276,7 @@ describe('the job runner in /api/v1/health', () => {
   type Health = { status: string; checks: Record<string, { ok: boolean; error?: string }> };
 
   async function health(env: Record<string, string>, startJobs: boolean): Promise<Awaited<ReturnType<typeof get<Health>>>> {
-    const other = await startServer({ API_KEY: 'k', OPENAI_API_KEY: 'sk-test', OPENAI_BASE_URL: fake.baseUrl, FETCH_ALLOWED_HOSTS: '127.0.0.1', ...env }, { startJobs });
+    const other = await startServer({ API_KEY: SERVICE['x-api-key'], OPENAI_API_KEY: 'sk-test', OPENAI_BASE_URL: fake.baseUrl, FETCH_ALLOWED_HOSTS: '127.0.0.1', ...env }, { startJobs });
     try {
       return await get<Health>(other.url, '/api/v1/health');
     } finally {

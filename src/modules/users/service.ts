@@ -116,19 +116,17 @@ export async function updateMe(ctx: Context, principal: Principal, changes: Acco
   const usernameChanges = changes.username !== undefined && changes.username !== user.username;
   const passwordChanges = changes.password !== undefined;
   checkAccountFields({ email, username: changes.username, password: changes.password });
+  if ((emailChanges || passwordChanges) && changes.current_password === undefined) {
+    throw new ValidationFailed('current_password is required to change the email or password.', [
+      { field: 'body.current_password', message: 'is required to change the email or password' },
+    ]);
+  }
+  // A current_password that is sent is checked, whatever else the body changes: a client that sends one expects it to count.
+  if (changes.current_password !== undefined && !(await verifyPassword(user.password_hash, changes.current_password))) {
+    throw new Forbidden('The current password is wrong.', 'wrong_password');
+  }
   // Nothing to change (an empty body, or the values it already has): nothing is written, updated_at stays.
   if (!emailChanges && !usernameChanges && !passwordChanges) return toUserView(user);
-
-  if (emailChanges || passwordChanges) {
-    if (changes.current_password === undefined) {
-      throw new ValidationFailed('current_password is required to change the email or password.', [
-        { field: 'body.current_password', message: 'is required to change the email or password' },
-      ]);
-    }
-    if (!(await verifyPassword(user.password_hash, changes.current_password))) {
-      throw new Forbidden('The current password is wrong.', 'wrong_password');
-    }
-  }
 
   const fields = {
     emailLower: emailChanges ? email.toLowerCase() : undefined,

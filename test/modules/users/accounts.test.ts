@@ -152,6 +152,20 @@ describe('/users/me', () => {
     expect(res.body.code).toBe('wrong_password');
   });
 
+  it('PUT checks a current_password that is sent even when nothing needs it: wrong is 403 and nothing changes, right is 200', async () => {
+    const account = await register(server.url);
+    const { access_token } = await login(server.url, account);
+    for (const body of [{ current_password: 'not-my-password' }, { username: `n${account.username}`, current_password: 'not-my-password' }]) {
+      const res = await call(server.url, 'PUT', '/users/me', { headers: bearer(access_token), body });
+      expect(res.status, JSON.stringify(body)).toBe(403);
+      expect(res.body.code).toBe('wrong_password');
+    }
+    expect((await call(server.url, 'GET', '/users/me', { headers: bearer(access_token) })).body.username).toBe(account.username);
+    const right = await call(server.url, 'PUT', '/users/me', { headers: bearer(access_token), body: { username: `n${account.username}`, current_password: account.password } });
+    expect(right.status).toBe(200);
+    expect(right.body.username).toBe(`n${account.username}`);
+  });
+
   it('PUT with the right current_password changes email and password', async () => {
     const account = await register(server.url);
     const { access_token } = await login(server.url, account);

@@ -113,7 +113,10 @@ describe('admin routes', () => {
     const off = await call(server.url, 'PATCH', `/admin/users/${account.id}`, { headers: adminHeaders, body: { is_active: false } });
     expect(off.status).toBe(200);
     expect(off.body).toMatchObject({ id: account.id, is_active: false });
-    expect((await call(server.url, 'GET', '/users/me', { headers: bearer(pair.access_token) })).status).toBe(401);
+    const refused = await call(server.url, 'GET', '/users/me', { headers: bearer(pair.access_token) });
+    expect(refused.status).toBe(401);
+    // While the account is deactivated its tokens say so, whoever issued them (docs/auth.md).
+    expect(refused.body).toMatchObject({ code: 'invalid_token', detail: 'The token belongs to a deactivated account.' });
     expect((await call(server.url, 'POST', '/auth/refresh', { body: { refresh_token: pair.refresh_token } })).status).toBe(401);
 
     const on = await call(server.url, 'PATCH', `/admin/users/${account.id}`, { headers: adminHeaders, body: { is_active: true } });

@@ -94,6 +94,13 @@ describe('refresh tokens', () => {
     const garbage = await call(server.url, 'POST', '/auth/logout', { body: { refresh_token: forged.refresh_token }, headers: bearer('not.a.jwt') });
     expect(garbage.status).toBe(204);
     expect((await refresh(forged.refresh_token)).status).toBe(401);
+
+    // Any other credential beside the refresh token is ignored too: a bad API key, another Authorization scheme.
+    for (const headers of [{ 'x-api-key': 'kiln_not_a_key' }, { authorization: 'Basic dXNlcjpwYXNz' }]) {
+      const other = await login(server.url, account);
+      expect((await call(server.url, 'POST', '/auth/logout', { body: { refresh_token: other.refresh_token }, headers })).status).toBe(204);
+      expect((await refresh(other.refresh_token)).status).toBe(401);
+    }
   });
 
   it('logout with an unknown refresh token answers 204', async () => {

@@ -41,12 +41,12 @@ export async function adminRoutes(parent: FastifyInstance, ctx: Context): Promis
         security: SIGNED_IN,
         params: IdParams,
         body: AdminPatchBody,
-        response: { 200: User, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema },
+        response: { 200: User, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema, 409: ProblemSchema },
       },
     },
     async (request) => {
-      requireAdmin(request);
-      return admin.changeUser(ctx, request.params.id, request.body);
+      const principal = requireAdmin(request);
+      return admin.changeUser(ctx, request.params.id, request.body, principal.userId);
     },
   );
 }

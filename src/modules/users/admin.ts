@@ -1,7 +1,7 @@
 /** What admins do to other accounts: list them page by page, deactivate, reactivate, promote, demote. */
 import { isoNow } from '../../clock.js';
 import type { Context } from '../../context.js';
-import { NotFound } from '../../errors.js';
+import { Conflict, NotFound } from '../../errors.js';
 import { decodePosition, encodePosition } from '../../platform/http/cursor.js';
 import * as repo from './repo.js';
 import { toUserView, type UserView } from './service.js';
@@ -25,10 +25,18 @@ export interface AdminChanges {
   is_admin?: boolean;
 }
 
-export async function changeUser(ctx: Context, userId: string, changes: AdminChanges): Promise<UserView> {
+/**
+ * `by` is the admin making the change. An admin cannot deactivate or demote
+ * themselves: with one admin that would leave the shop with none, and only
+ * a restart with ADMIN_EMAIL or `kiln users create --admin` would bring one back.
+ */
+export async function changeUser(ctx: Context, userId: string, changes: AdminChanges, by: string): Promise<UserView> {
   const q = ctx.db.kysely;
   const user = await repo.findUserById(q, userId);
   if (!user) throw new NotFound('No such user.', 'user_not_found');
+  if (userId === by && (changes.is_active === false || changes.is_admin === false)) {
+    throw new Conflict('An admin cannot deactivate or demote themselves; another admin can.', 'own_admin_rights');
+  }
   const now = isoNow(ctx.clock);
   const patch: Parameters<typeof repo.updateUser>[2] = {};
   for (const key of ['is_active', 'is_admin'] as const) {

@@ -152,6 +152,25 @@ describe('admin routes', () => {
     expect((await call<unknown[]>(server.url, 'GET', '/auth/api-keys', { headers: bearer(again.access_token) })).body).toEqual([]);
   });
 
+  it('an admin cannot deactivate or demote themselves (the last admin would leave none): 409, nothing changes; another admin can', async () => {
+    const me = await call<{ id: string }>(server.url, 'GET', '/users/me', { headers: adminHeaders });
+    for (const body of [{ is_admin: false }, { is_active: false }, { is_active: false, is_admin: true }]) {
+      const res = await call(server.url, 'PATCH', `/admin/users/${me.body.id}`, { headers: adminHeaders, body });
+      expect(res.status, JSON.stringify(body)).toBe(409);
+      expect(res.body.code).toBe('own_admin_rights');
+    }
+    expect((await call(server.url, 'GET', '/users/me', { headers: adminHeaders })).body).toMatchObject({ is_admin: true, is_active: true });
+    // Changing nothing of their own rights is fine.
+    expect((await call(server.url, 'PATCH', `/admin/users/${me.body.id}`, { headers: adminHeaders, body: { is_admin: true } })).status).toBe(200);
+
+    // A second admin may demote the first, and the other way round.
+    const other = await register(server.url);
+    expect((await call(server.url, 'PATCH', `/admin/users/${other.id}`, { headers: adminHeaders, body: { is_admin: true } })).status).toBe(200);
+    const otherHeaders = bearer((await login(server.url, other)).access_token);
+    expect((await call(server.url, 'PATCH', `/admin/users/${other.id}`, { headers: adminHeaders, body: { is_admin: false } })).status).toBe(200);
+    expect((await call(server.url, 'GET', '/admin/users', { headers: otherHeaders })).status).toBe(403);
+  });
+
   it('promoting or demoting a user ends none of its credentials', async () => {
     const account = await register(server.url);
     const pair = await login(server.url, account);

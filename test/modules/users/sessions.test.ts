@@ -96,7 +96,8 @@ describe('refresh tokens', () => {
     expect((await refresh(forged.refresh_token)).status).toBe(401);
 
     // Any other credential beside the refresh token is ignored too: a bad API key, another Authorization scheme.
-    for (const headers of [{ 'x-api-key': 'kiln_not_a_key' }, { authorization: 'Basic dXNlcjpwYXNz' }]) {
+    const others: Array<Record<string, string>> = [{ 'x-api-key': 'kiln_not_a_key' }, { authorization: 'Basic dXNlcjpwYXNz' }];
+    for (const headers of others) {
       const other = await login(server.url, account);
       expect((await call(server.url, 'POST', '/auth/logout', { body: { refresh_token: other.refresh_token }, headers })).status).toBe(204);
       expect((await refresh(other.refresh_token)).status).toBe(401);

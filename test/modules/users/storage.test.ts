@@ -74,6 +74,8 @@ async function codeOf(promise: Promise<unknown>): Promise<string> {
 }
 
 const as = (userId: string): Principal => ({ userId, isAdmin: false, via: 'jwt' });
+/** The admin making changeUser's changes: someone else than the account changed. */
+const ADMIN_ID = 'an-admin';
 
 describe.each(backends)('accounts on %s', (_name, makeBackend, skip) => {
   let backend: Backend;
@@ -131,9 +133,9 @@ describe.each(backends)('accounts on %s', (_name, makeBackend, skip) => {
     const user = await createUser(ctx, newAccountFields());
     const key = await createApiKey(ctx, as(user.id), 'k');
     expect((await findKeyOwner(ctx.db, sha256Hex(key.key)))?.id).toBe(user.id);
-    await changeUser(ctx, user.id, { is_active: false });
+    await changeUser(ctx, user.id, { is_active: false }, ADMIN_ID);
     expect(await findKeyOwner(ctx.db, sha256Hex(key.key))).toBeUndefined();
-    await changeUser(ctx, user.id, { is_active: true });
+    await changeUser(ctx, user.id, { is_active: true }, ADMIN_ID);
     await deleteMe(ctx, as(user.id));
     expect(await findKeyOwner(ctx.db, sha256Hex(key.key))).toBeUndefined();
     expect(await ctx.db.kysely.selectFrom('users').select('id').where('id', '=', user.id).executeTakeFirst()).toBeUndefined();
@@ -191,7 +193,7 @@ describe.each(backends)('accounts on %s', (_name, makeBackend, skip) => {
     await updateMe(ctx, as(user.id), { current_password: fields.password, password: 'a-new-password-1' });
     expect(await codeOf(createApiKey(ctx, principal, 'late'))).toBe('token_revoked');
     const deactivated = await createUser(ctx, newAccountFields());
-    await changeUser(ctx, deactivated.id, { is_active: false });
+    await changeUser(ctx, deactivated.id, { is_active: false }, ADMIN_ID);
     expect(await codeOf(createApiKey(ctx, { userId: deactivated.id, isAdmin: false, via: 'jwt', credentialsEpoch: 0 }, 'late'))).toBe('token_revoked');
     expect(await ctx.db.kysely.selectFrom('api_keys').select('id').where('user_id', 'in', [user.id, deactivated.id]).execute()).toEqual([]);
     // A token of the account's epoch now makes one.

@@ -5,15 +5,17 @@ import { MAIN, startKiln, type KilnProcess } from '../helpers/process.js';
 
 // The built server (dist/) has no copy of src/web: it must still find and serve the page.
 describe.skipIf(!existsSync(MAIN))('the built `kiln serve` serves the upload page', () => {
-  const temp = tempDataDir();
+  // Made in beforeAll: a skipped describe still runs its body, and would leave the directory.
+  let temp: ReturnType<typeof tempDataDir> | undefined;
   let kiln: KilnProcess;
 
   beforeAll(async () => {
+    temp = tempDataDir();
     kiln = await startKiln({ DATA_DIR: temp.dir });
   });
   afterAll(async () => {
     await kiln?.stop();
-    temp.cleanup();
+    temp?.cleanup();
   });
 
   it('GET /upload and /upload.js', async () => {

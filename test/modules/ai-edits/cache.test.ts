@@ -153,12 +153,14 @@ describe('a restart', () => {
 
 describe.skipIf(!REDIS)('status through the Redis cache (TEST_REDIS_URL)', () => {
   const namespace = `ai-edits-test-${randomBytes(4).toString('hex')}`;
-  const data = tempDataDir();
+  // Made in beforeAll, not here: a describe that is skipped (no Redis) still runs its body, and would leave the directory.
+  let data: ReturnType<typeof tempDataDir>;
   let a: TestServer;
   let b: TestServer;
   let bQueries: ReturnType<typeof countQueries>;
 
   beforeAll(async () => {
+    data = tempDataDir();
     const redisCache = () => new RedisCache({ url: REDIS, ttlSeconds: 3600, maxItems: 1000, namespace });
     // Two processes over one database and one Redis: what a scaled-out deployment looks like.
     a = await startAiServer(env(), { dataDir: data.dir, prepare: (ctx) => void (ctx.cache = redisCache()) });

@@ -61,6 +61,12 @@ for (const { name, skip } of DATABASES) describe.skipIf(skip)(`unpaid orders exp
     expect(made.status).toBe(201);
     return { paymentId: made.body.payment_id, intentId: await intentIdOf(server, made.body.payment_id) };
   }
+  /** The last vase, ordered, with an intent made for the order: its ids. */
+  async function lastVaseWithIntent(): Promise<{ vase: string; id: string; paymentId: string; intentId: string }> {
+    const vase = await product(1);
+    const id = await order(vase);
+    return { vase, id, ...(await intentFor(id)) };
+  }
   async function stock(productId: string): Promise<number> {
     return (await call<{ stock_quantity: number }>(server, 'GET', `/products/${productId}`, ADMIN_KEY)).body.stock_quantity;
   }
@@ -101,9 +107,7 @@ for (const { name, skip } of DATABASES) describe.skipIf(skip)(`unpaid orders exp
   });
 
   it("cancels the order's open intent at Stripe first, so it cannot be paid after its stock went back", async () => {
-    const vase = await product(1);
-    const id = await order(vase);
-    const { paymentId, intentId } = await intentFor(id);
+    const { vase, id, paymentId, intentId } = await lastVaseWithIntent();
     clock.advanceMinutes(HOLD + 1);
 
     expect(await sweeper.sweep()).toBe(1);
@@ -159,9 +163,7 @@ for (const { name, skip } of DATABASES) describe.skipIf(skip)(`unpaid orders exp
   });
 
   it('confirms, rather than cancels, an order paid at Stripe that Kiln had not heard of', async () => {
-    const vase = await product(1);
-    const id = await order(vase);
-    const { paymentId, intentId } = await intentFor(id);
+    const { vase, id, paymentId, intentId } = await lastVaseWithIntent();
     stripe.succeed(intentId); // no webhook, no confirm
     clock.advanceMinutes(HOLD + 1);
 
@@ -172,9 +174,7 @@ for (const { name, skip } of DATABASES) describe.skipIf(skip)(`unpaid orders exp
   });
 
   it('leaves the order pending while Stripe cannot be reached, and cancels it once Stripe answers', async () => {
-    const vase = await product(1);
-    const id = await order(vase);
-    const { intentId } = await intentFor(id);
+    const { vase, id, intentId } = await lastVaseWithIntent();
     clock.advanceMinutes(HOLD + 1);
 
     stripe.failNext.push({ status: 500, type: 'api_error', message: 'Something went wrong on our end.' });

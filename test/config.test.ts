@@ -1,4 +1,5 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -291,6 +292,22 @@ describe('config', () => {
       oneLine(result, 'DATABASE_URL');
       expect(result.stderr).toContain('ECONNREFUSED');
     });
+
+    it('DATABASE_URL on a server that takes the connection and never answers: one line within the connect timeout, not a hang', async () => {
+      // The kernel completes the handshake for a listening socket even while this process is blocked in execFileSync below.
+      const silent = net.createServer(() => undefined);
+      await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+      try {
+        const { port } = silent.address() as net.AddressInfo;
+        const started = Date.now();
+        const result = startFails({ DATABASE_URL: `postgres://kiln@127.0.0.1:${port}/kiln` }, [MAIN, 'migrate']);
+        oneLine(result, 'DATABASE_URL');
+        expect(result.stderr).toMatch(/timeout/i);
+        expect(Date.now() - started).toBeLessThan(14_000);
+      } finally {
+        silent.close();
+      }
+    }, 20_000);
 
     it('.env it cannot read, while help still answers', () => {
       const dir = mkdtempSync(path.join(os.tmpdir(), 'kiln-dotenv-'));

@@ -124,10 +124,15 @@ function openSqlite(file: string, durable: boolean): Kysely<Database> {
   return new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: reusingStatements(database) }, database) });
 }
 
+/** The longest a PostgreSQL connection may take to open (pg's connectionTimeoutMillis). */
+export const CONNECT_TIMEOUT_MS = 10_000;
+
 // pg is loaded only by a postgres:// deployment (SQLite ones never need it); Kysely calls this on the first query.
 async function postgresPool(url: string): Promise<Pool> {
   const { default: pg } = await import('pg');
-  const pool = new pg.Pool({ connectionString: url, max: 10 });
+  // A server that accepts the connection and never answers (a stuck pooler, a half-open network) would
+  // otherwise hold a start, a one-shot command or a request for good: 10 s to connect, then an error.
+  const pool = new pg.Pool({ connectionString: url, max: 10, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
   // A client losing its server must not crash the process. An idle one reports to the pool's
   // listener; one checked out (a query in flight) has none of the pool's (pg-pool takes it off while
   // lent) and Kysely adds none, so each client gets its own for life. The query in flight fails with

@@ -91,6 +91,9 @@ export class FrontDoorConnection {
       this.socket.pause();
       if (loading) {
         this.door.loads += 1;
+        // A request is in progress now: the server's idle timeout applies, not the keep-alive one between
+        // requests, as in Node's own handling. A slow store would otherwise cut the wait off with no answer.
+        this.socket.setTimeout(this.door.server.timeout);
         void loading.then(this.onLoaded, this.onLoaded);
       } else {
         // The client is not taking its answers: go on once it has.
@@ -113,7 +116,10 @@ export class FrontDoorConnection {
   }
 
   private readonly onDrain = (): void => this.goOn(true);
-  private readonly onLoaded = (): void => this.goOn(false);
+  private readonly onLoaded = (): void => {
+    this.socket.setTimeout(this.door.server.keepAliveTimeout);
+    this.goOn(false);
+  };
 
   private readonly onEnd = (): void => {
     // The client sent all it will: finish sending our answers, then close.

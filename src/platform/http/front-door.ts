@@ -31,7 +31,8 @@
  *
  * It answers byte for byte what Node writes for the same answer (the same
  * header lines, then Date, Connection and Keep-Alive), keeps the server's
- * keep-alive timeout, stops reading while a client leaves more than
+ * keep-alive timeout between requests and its idle timeout while a load is
+ * waited on, stops reading while a client leaves more than
  * 256 KiB of answers unread, and closes its connections when the server
  * closes.
  */

@@ -460,7 +460,7 @@ describe('the front door when an answer needs what is not in memory', () => {
  * A server whose front door is waiting on a load that does not end: the blob store's reads of
  * small bytes wait from the moment a thumbnail of `project` is asked for on `conn` until `release()`.
  */
-async function waitingOnLoad(project: string): Promise<{ server: TestServer; conn: RawConnection; release: () => void }> {
+async function waitingOnLoad(project: string, keepAliveMs = KEPT_ALIVE_MS): Promise<{ server: TestServer; conn: RawConnection; release: () => void }> {
   let release!: () => void;
   const gate = new Promise<void>((resolve) => (release = resolve));
   let gated = false;
@@ -478,7 +478,7 @@ async function waitingOnLoad(project: string): Promise<{ server: TestServer; con
       },
     },
   );
-  server.app.server.keepAliveTimeout = KEPT_ALIVE_MS;
+  server.app.server.keepAliveTimeout = keepAliveMs;
   try {
     const user = await registerUser(server.url);
     const res = await postMultipart(`${server.url}/projects/${project}/images`, [{ field: 'file', filename: 'r.jpg', data: ROCKET, type: 'image/jpeg' }], user.headers);
@@ -513,6 +513,23 @@ describe('the front door and the server lifecycle', () => {
     } finally {
       release();
       if (!closed) await server.close();
+    }
+  });
+
+  it('keeps a connection it waits on a load for past the keep-alive timeout, as Node keeps one with a request in progress', async () => {
+    // 300 ms between requests; the load takes longer. Before, the keep-alive timer ended the connection mid-wait: an empty reply.
+    const { server, conn, release } = await waitingOnLoad('slow-store', 300);
+    try {
+      await new Promise((r) => setTimeout(r, 900));
+      expect(conn.ended).toBe(false);
+      release();
+      const [answer] = await conn.answers(1);
+      expect(answer?.status).toBe(200);
+      // Idle again: the keep-alive timeout applies as before.
+      await conn.closedWithin(3_000);
+    } finally {
+      release();
+      await server.close();
     }
   });
 

@@ -62,9 +62,13 @@ export async function redisBroadcast(url: string, prefix: string, log: Pick<Logg
   const channel = `${prefix}:broadcast`;
   const listeners = new Listeners(log);
   // The publisher fails fast; the subscriber, a connection of its own as Redis requires, reconnects
-  // and subscribes again by itself (ioredis's autoResubscribe).
+  // and subscribes again by itself (ioredis's autoResubscribe). Its first SUBSCRIBE waits for a
+  // connection however long that takes: with ioredis's default of 20 reconnections (about 73 s) a
+  // process started while Redis was away gave up for good, and autoResubscribe only renews channels
+  // that were subscribed once, so it never heard another process's delete.
   const publisher: Redis = await failFastRedis(url);
-  const subscriber: Redis = new Redis(url, { connectTimeout: 2000 });
+  const subscriber: Redis = new Redis(url, { connectTimeout: 2000, maxRetriesPerRequest: null });
+  let closed = false;
   publisher.on('error', (err: Error) => log.warn({ err: err.message }, 'broadcast: redis connection error (publish)'));
   subscriber.on('error', (err: Error) => log.warn({ err: err.message }, 'broadcast: redis connection error (subscribe)'));
   subscriber.on('message', (_channel: string, text: string) => {
@@ -76,7 +80,10 @@ export async function redisBroadcast(url: string, prefix: string, log: Pick<Logg
     }
     if (typeof parsed.topic === 'string' && typeof parsed.message === 'string') listeners.deliver(parsed.topic, parsed.message);
   });
-  subscriber.subscribe(channel).catch((err: unknown) => log.warn({ err }, 'broadcast: could not subscribe; other processes\' deletes are seen when their entries expire'));
+  subscriber.subscribe(channel).catch((err: unknown) => {
+    // Closed before Redis ever answered: nothing was missed that matters now.
+    if (!closed) log.warn({ err }, 'broadcast: could not subscribe; other processes\' deletes are seen when their entries expire');
+  });
   return {
     async publish(topic, message) {
       // This process's own listeners hear it at once, whatever Redis does; Redis brings it back to them too (harmless: deletes).
@@ -89,6 +96,7 @@ export async function redisBroadcast(url: string, prefix: string, log: Pick<Logg
     },
     listen: (topic, listener) => listeners.add(topic, listener),
     async close() {
+      closed = true;
       subscriber.disconnect();
       publisher.disconnect();
     },

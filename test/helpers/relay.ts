@@ -22,7 +22,7 @@ export interface TcpRelay {
 }
 
 /** A relay to `target` (its port, or `defaultPort`); `held`: it starts holding, as hold() was called. */
-export async function tcpRelay(target: URL, defaultPort: number, options: { held?: boolean } = {}): Promise<TcpRelay> {
+export async function tcpRelay(target: URL, defaultPort: number, options: { held?: boolean; port?: number } = {}): Promise<TcpRelay> {
   let held: Array<() => void> | null = options.held ? [] : null;
   let frozen = false;
   const sockets = new Set<Socket>();
@@ -45,7 +45,8 @@ export async function tcpRelay(target: URL, defaultPort: number, options: { held
     client.on('close', end).on('error', end);
     upstream.on('close', end).on('error', end);
   });
-  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+  // On a given port: a service that comes up where a process already tries to reach it.
+  await new Promise<void>((resolve) => relay.listen(options.port ?? 0, '127.0.0.1', resolve));
   const url = new URL(target);
   url.hostname = '127.0.0.1';
   url.port = String((relay.address() as AddressInfo).port);

@@ -10,6 +10,7 @@ import { createContext } from '../../src/context.js';
 import { redisBroadcast } from '../../src/platform/broadcast.js';
 import { tempDataDir, testConfig } from '../helpers/config.js';
 import { closedPort, dropRedisPrefix, newPrefix, relayTo } from '../helpers/redis.js';
+import { tcpRelay } from '../helpers/relay.js';
 
 const REDIS_URL = process.env.TEST_REDIS_URL;
 const silentLog = pino({ level: 'silent' });
@@ -48,6 +49,27 @@ describe.skipIf(!REDIS_URL)(`the Redis broadcast${REDIS_URL ? '' : ' (skipped: T
       }, { timeout: 3000, interval: 50 })
       .toBeGreaterThan(0);
     expect(JSON.parse(heard[0]!)).toEqual({ topic: 'gallery-image-deleted', message: 'img_123' });
+  });
+
+  it('a process started while Redis is unreachable subscribes once Redis comes up, and hears the others from then on', async () => {
+    const prefix = newPrefix();
+    const port = await closedPort();
+    const heard: string[] = [];
+    const late = await redisBroadcast(`redis://127.0.0.1:${port}`, prefix, silentLog);
+    cleanups.push(() => late.close());
+    late.listen('gallery-image-deleted', (message) => heard.push(message));
+    // Several reconnections go by; then Redis answers where the process has been looking for it.
+    await new Promise((r) => setTimeout(r, 1500));
+    const relay = await tcpRelay(new URL(REDIS_URL as string), 6379, { port });
+    cleanups.push(() => relay.close());
+    const other = new Redis(REDIS_URL as string);
+    cleanups.push(() => other.disconnect());
+    await expect
+      .poll(async () => {
+        await other.publish(`${prefix}:broadcast`, JSON.stringify({ topic: 'gallery-image-deleted', message: 'img_late' }));
+        return heard;
+      }, { timeout: 10_000, interval: 100 })
+      .toContain('img_late');
   });
 
   it('never throws on publish when Redis hangs or is gone, answers quickly, and still tells local listeners', async () => {

@@ -10,6 +10,7 @@ import type { Redis } from 'ioredis';
 import { newId } from '../../ids.js';
 import { executeJob, MAX_RECOVERIES } from './execute.js';
 import { within } from '../inflight.js';
+import { REDIS_BREAK_MS } from '../redis.js';
 import { BaseRunner, bounded, HEALTH_TIMEOUT_MS, type RunnerDeps } from './runner.js';
 import { toJob, type JobRow } from './store.js';
 import type { EnqueueOptions, Job } from './types.js';
@@ -70,6 +71,8 @@ export class BullJobRunner extends BaseRunner {
   private readonly lockDurationMs: number;
   /** Adds waiting for the next flush: a burst of enqueues costs one Redis round trip, not one each. */
   private pending: Array<{ row: JobRow; done: (err?: unknown) => void }> = [];
+  /** Until when enqueues skip Redis after a job it failed to take (Date.now() ms). */
+  private dispatchBrokenUntil = 0;
 
   constructor(
     deps: RunnerDeps,
@@ -97,11 +100,18 @@ export class BullJobRunner extends BaseRunner {
   }
 
   protected async dispatch(row: JobRow): Promise<void> {
+    // Redis failed to take a job a moment ago: this one is left to the reconcile at once, rather than
+    // every request of an outage waiting ENQUEUE_TIMEOUT_MS for the same failure (platform/redis.ts's breaker).
+    if (Date.now() < this.dispatchBrokenUntil) {
+      this.log.warn({ jobId: row.job_id }, 'Redis failed to take a job a moment ago; this one is left for a worker to pick up from the database');
+      return;
+    }
     try {
       // Bounded: a Redis that stops answering must not hold the request. The row is written, and a
       // worker's reconcile adds the job later (an add that lands meanwhile is then a no-op).
       await bounded(this.addToQueue(row), ENQUEUE_TIMEOUT_MS, 'Redis did not take the job in time');
     } catch (err) {
+      this.dispatchBrokenUntil = Date.now() + REDIS_BREAK_MS;
       this.log.error({ err, jobId: row.job_id }, 'could not hand the job to Redis; a worker will pick it up from the database');
     }
   }

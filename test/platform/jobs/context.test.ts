@@ -90,6 +90,23 @@ describe('the job runner health check', () => {
     await expect(runner.healthCheck(300)).rejects.toThrow('Redis did not answer a PING in time');
   });
 
+  it('BullMQ: with Redis unreachable, one enqueue waits for the handoff to fail; the next ones, for REDIS_BREAK_MS, are left to the reconcile at once', async () => {
+    const store = await sqliteStore();
+    const runner = new BullJobRunner({ db: store.db, log: pino({ level: 'silent' }), clock: systemClock }, { redisUrl: 'redis://127.0.0.1:1', role: 'serve', concurrency: 1, prefix: newPrefix() });
+    cleanups.push(() => store.close(), () => within(runner.stop(), 2000));
+    runner.register('noop', async () => 'done');
+    const timed = async (): Promise<number> => {
+      const started = Date.now();
+      const job = await runner.enqueue('noop', {}, { userId: 'u1' });
+      // Written either way: a worker's reconcile hands it to Redis later.
+      expect(job.status).toBe('queued');
+      return Date.now() - started;
+    };
+    expect(await timed()).toBeGreaterThanOrEqual(1500);
+    for (let i = 0; i < 3; i++) expect(await timed()).toBeLessThan(500);
+    expect(await store.db.kysely.selectFrom('jobs').select('job_id').execute()).toHaveLength(4);
+  });
+
   it('BullMQ: a closed port fails the check', async () => {
     const store = await sqliteStore();
     const runner = new BullJobRunner({ db: store.db, log: pino({ level: 'silent' }), clock: systemClock }, { redisUrl: 'redis://127.0.0.1:1', role: 'serve', concurrency: 1, prefix: newPrefix() });

@@ -8,6 +8,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import { requireAdmin, requireUser } from '../../auth/guard.js';
 import type { Context } from '../../context.js';
+import { ServiceUnavailable } from '../../errors.js';
 import { jpegVariantFile, sendStoredImage } from '../../images/serve.js';
 import { receiveOneFile } from '../../platform/http/one-file.js';
 import { imageAnswers, SIGNED_IN, singleFileField } from '../../platform/http/schemas.js';
@@ -121,11 +122,19 @@ export async function aiEditRoutes(parent: FastifyInstance, ctx: Context): Promi
         '/cache/status',
         {
           config: { envelopeFailure: CODES.cache.failed, adminOnly: true },
-          schema: { tags: TAGS, summary: 'The TTL cache: size, counters and entries (admins and the static API_KEY only)', security: SIGNED_IN, response: { 200: CacheAnswer, ...envelopeErrors, 403: ErrorEnvelope } },
+          schema: { tags: TAGS, summary: 'The TTL cache: size, counters and entries (admins and the static API_KEY only)', security: SIGNED_IN, response: { 200: CacheAnswer, ...envelopeErrors, 403: ErrorEnvelope, 503: ErrorEnvelope } },
         },
         async (request, reply) => {
           requireAdmin(request);
-          return sendOk(reply, 200, CODES.cache.ok, 'Cache status retrieved', await ctx.cache.stats());
+          let stats: Awaited<ReturnType<typeof ctx.cache.stats>>;
+          try {
+            stats = await ctx.cache.stats();
+          } catch (err) {
+            // The Redis cache cannot be read (Redis down): that is the answer, not an internal error.
+            request.log.warn({ err }, 'the cache could not be read for /cache/status');
+            throw new ServiceUnavailable('The cache cannot be read now: its Redis (REDIS_URL) does not answer.', 'cache_unavailable');
+          }
+          return sendOk(reply, 200, CODES.cache.ok, 'Cache status retrieved', stats);
         },
       );
 

@@ -3,6 +3,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { closedPort } from '../../helpers/redis.js';
 import { startServer, type TestServer } from '../../helpers/server.js';
 import { registerUser, type TestUser } from '../../helpers/users.js';
 import { startFakeOpenAI, type FakeOpenAI } from './fake-openai.js';
@@ -238,6 +239,15 @@ describe('GET /api/v1/cache/status', () => {
       expect(res.body.data.hits).toBeGreaterThanOrEqual(1);
       expect(res.body.data.entries.map((e) => e.key)).toContain(`ai-edits:process:${initId}`);
       expect(res.body.data.entries[0]?.expires_at).toMatch(/Z$/);
+    }
+  });
+
+  it('answers 503 cache_unavailable (6001), not a 500, while the Redis cache cannot be reached', async () => {
+    const down = await startAiServer({ REDIS_URL: `redis://127.0.0.1:${await closedPort()}` });
+    try {
+      expectFailure(await get(down.url, '/api/v1/cache/status', SERVICE), 503, 6001, 'cache_unavailable');
+    } finally {
+      await down.close();
     }
   });
 

@@ -218,11 +218,11 @@ function upload(event) {
   const file = $('photo').files[0];
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(project)) return say('upload-message', 'The gallery name may use letters, digits, “_” and “-” (up to 64).', 'error');
   if (!file) return say('upload-message', 'Choose a photo first.', 'error');
-  send(project, file, true);
+  sendPhoto(project, file, true);
 }
 
 /** Sends the photo by XMLHttpRequest (fetch reports no upload progress); after a 401, once more with a renewed token. */
-function send(project, file, mayRenew) {
+function sendPhoto(project, file, mayRenew) {
   const form = new FormData();
   form.append('file', file, file.name);
   const xhr = new XMLHttpRequest();
@@ -249,7 +249,7 @@ function send(project, file, mayRenew) {
       body = null; // not JSON: described by status below
     }
     if (xhr.status === 401) {
-      if (mayRenew && (await renew())) return send(project, file, false);
+      if (mayRenew && (await renew())) return sendPhoto(project, file, false);
       return sessionEnded();
     }
     if (xhr.status !== 201) return say('upload-message', describe(body, `The upload failed (${xhr.status}).`), 'error');

@@ -126,14 +126,11 @@ export async function aiEditRoutes(parent: FastifyInstance, ctx: Context): Promi
         },
         async (request, reply) => {
           requireAdmin(request);
-          let stats: Awaited<ReturnType<typeof ctx.cache.stats>>;
-          try {
-            stats = await ctx.cache.stats();
-          } catch (err) {
+          const stats = await ctx.cache.stats().catch((err: unknown) => {
             // The Redis cache cannot be read (Redis down): that is the answer, not an internal error.
             request.log.warn({ err }, 'the cache could not be read for /cache/status');
             throw new ServiceUnavailable('The cache cannot be read now: its Redis (REDIS_URL) does not answer.', 'cache_unavailable');
-          }
+          });
           return sendOk(reply, 200, CODES.cache.ok, 'Cache status retrieved', stats);
         },
       );

@@ -125,7 +125,7 @@ function openSqlite(file: string, durable: boolean): Kysely<Database> {
 }
 
 /** The longest a PostgreSQL connection may take to open (pg's connectionTimeoutMillis). */
-export const CONNECT_TIMEOUT_MS = 10_000;
+const CONNECT_TIMEOUT_MS = 10_000;
 
 // pg is loaded only by a postgres:// deployment (SQLite ones never need it); Kysely calls this on the first query.
 async function postgresPool(url: string): Promise<Pool> {

@@ -216,18 +216,30 @@ export function clientErrorHandler(newRequestId: () => string): (err: NodeJS.Err
   return (err, socket) => {
     if (err.code === 'ECONNRESET' || socket.destroyed) return;
     const [status, code, detail] = CLIENT_ERRORS[err.code ?? ''] ?? [400, 'malformed_request', 'The request is not valid HTTP/1.1.'];
-    if (socket.writable) socket.write(closingProblem(status, code, detail, newRequestId()));
+    if (socket.writable) socket.write(closingProblemBytes(status, code, detail, newRequestId()));
     socket.destroy(err);
   };
 }
 
-/** A problem answer written whole on a socket that is closed after it: for requests that never reach a route. */
-function closingProblem(status: number, code: string, detail: string, requestId: string): string {
+/** The head and body of a problem answer to a request that never reached a route; the connection is closed after it. */
+function closingProblem(status: number, code: string, detail: string, requestId: string): { headers: Record<string, string | number>; body: string } {
   const body = JSON.stringify(problem(status, code, detail));
-  return (
-    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
-    `Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nX-Request-Id: ${requestId}\r\nConnection: close\r\n\r\n${body}`
-  );
+  const headers = {
+    'Content-Type': 'application/problem+json',
+    'Content-Length': Buffer.byteLength(body),
+    'Cache-Control': 'no-store',
+    'X-Content-Type-Options': 'nosniff',
+    'X-Request-Id': requestId,
+    Connection: 'close',
+  };
+  return { headers, body };
+}
+
+/** closingProblem written whole on a socket, for a request that did not even parse. */
+function closingProblemBytes(status: number, code: string, detail: string, requestId: string): string {
+  const { headers, body } = closingProblem(status, code, detail, requestId);
+  const lines = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('');
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${lines}\r\n${body}`;
 }
 
 /**
@@ -238,16 +250,9 @@ function closingProblem(status: number, code: string, detail: string, requestId:
  */
 export function refuseWithoutHost(req: IncomingMessage, res: ServerResponse, newRequestId: () => string): boolean {
   if (req.headers.host !== undefined || req.httpVersion !== '1.1') return false;
-  const body = JSON.stringify(problem(400, 'malformed_request', 'An HTTP/1.1 request needs a Host header.'));
   // Connection: close, as for any request that did not parse: its body, if it has one, is never read.
-  res.writeHead(400, {
-    'content-type': 'application/problem+json',
-    'content-length': Buffer.byteLength(body),
-    'cache-control': 'no-store',
-    'x-content-type-options': 'nosniff',
-    'x-request-id': newRequestId(),
-    connection: 'close',
-  });
+  const { headers, body } = closingProblem(400, 'malformed_request', 'An HTTP/1.1 request needs a Host header.', newRequestId());
+  res.writeHead(400, headers);
   res.end(body);
   return true;
 }

@@ -15,6 +15,14 @@ export const silentLog = pino({ level: 'silent' });
 /** Short enough that a dead runner's job is taken over within a second or two. */
 export const TEST_LEASE_MS = 800;
 
+/**
+ * Resolves once `signal` aborts, at once if it already has: a handler can start with its signal aborted (a cancel or
+ * a lost lease that came between the claim and the call), and an 'abort' listener added then never fires.
+ */
+export function whenAborted(signal: AbortSignal): Promise<void> {
+  return signal.aborted ? Promise.resolve() : new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+}
+
 export interface Store {
   db: Db;
   /** What a child process passes to openDatabase. */

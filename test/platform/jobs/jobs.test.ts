@@ -3,7 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../../src/clock.js';
 import { createJobRunner, DeferJob, PermanentJobError, TransientJobError, type JobRunner } from '../../../src/platform/jobs/index.js';
 import { testConfig } from '../../helpers/config.js';
-import { dropRedisPrefix, ENVS, makeRunner, newPrefix, silentLog, sqliteStore, TEST_REDIS_URL, type Store } from './harness.js';
+import { dropRedisPrefix, ENVS, makeRunner, newPrefix, silentLog, sqliteStore, TEST_REDIS_URL, whenAborted, type Store } from './harness.js';
 
 const JOB_KEYS = [
   'attempts', 'created_at', 'error', 'finished_at', 'input', 'job_id', 'max_attempts',
@@ -275,7 +275,7 @@ describe.each(ENVS)('jobs: $name', (env) => {
       const jobs = runner();
       let sawAbort = false;
       jobs.register('slowpoke', async (_input, job) => {
-        job.signal.addEventListener('abort', () => (sawAbort = true));
+        void whenAborted(job.signal).then(() => (sawAbort = true));
         await new Promise((r) => setTimeout(r, 5000));
         return 'too late';
       }, { timeoutMs: 150, maxAttempts: 1 });
@@ -330,7 +330,8 @@ describe.each(ENVS)('jobs: $name', (env) => {
       const jobs = runner();
       let aborted = false;
       jobs.register('long', async (_input, job) => {
-        await new Promise<void>((resolve) => job.signal.addEventListener('abort', () => ((aborted = true), resolve())));
+        await whenAborted(job.signal);
+        aborted = true;
         return 'stopped';
       }, { cancellable: true });
       jobs.register('stubborn', async () => 'ok');
@@ -355,7 +356,7 @@ describe.each(ENVS)('jobs: $name', (env) => {
       let cleanedUp = false;
       jobs.register('tidy', async (_input, job) => {
         await job.report(0.5, { stage: 'mapping' });
-        await new Promise<void>((resolve) => job.signal.addEventListener('abort', () => resolve(), { once: true }));
+        await whenAborted(job.signal);
         // Clean-up that takes a while after the abort, as killing a child and removing its workspace does.
         await new Promise((r) => setTimeout(r, 300));
         cleanedUp = true;

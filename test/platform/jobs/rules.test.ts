@@ -4,7 +4,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../../src/clock.js';
 import { abortWhy, BullJobRunner, LocalJobRunner, type AbortWhy } from '../../../src/platform/jobs/index.js';
 import { backoffDelay } from '../../../src/platform/jobs/registry.js';
-import { dropRedisPrefix, ENVS, newPrefix, silentLog, TEST_REDIS_URL, type Store } from './harness.js';
+import { dropRedisPrefix, ENVS, newPrefix, silentLog, TEST_REDIS_URL, whenAborted, type Store } from './harness.js';
 
 /** Resolves once `check` does, polling every 20 ms. */
 async function until<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 5000): Promise<T> {
@@ -59,10 +59,7 @@ describe.each(LOCAL_ENVS)('job rules: $name', (env) => {
         calls++;
         if (calls === 1) {
           // Far past the timeout, ending early only when aborted.
-          await new Promise<void>((resolve) => {
-            const t = setTimeout(resolve, 3000);
-            job.signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
-          });
+          await Promise.race([sleep(3000), whenAborted(job.signal)]);
           return 'too late';
         }
         return 'in time';
@@ -75,18 +72,23 @@ describe.each(LOCAL_ENVS)('job rules: $name', (env) => {
 
     it('clamps the progress a running handler reports to 0..1, as read while it still runs', async () => {
       const jobs = runner();
-      let step: (p: number) => void = () => undefined;
+      // The row reads `processing` from its claim on, a moment before the handler runs: wait for the handler itself.
+      let step!: (p: number) => void;
+      let handlerRuns!: () => void;
+      const running = new Promise<void>((r) => (handlerRuns = r));
       const reported: number[] = [];
       let finish!: () => void;
       const done = new Promise<void>((r) => (finish = r));
       jobs.register('overreporter', async (_input, job) => {
         step = (p) => void job.report(p).then(() => reported.push(p));
-        await Promise.race([done, new Promise((resolve) => job.signal.addEventListener('abort', resolve, { once: true }))]);
+        handlerRuns();
+        await Promise.race([done, whenAborted(job.signal)]);
         return 'ok';
       });
       await jobs.start();
       const { job_id } = await jobs.enqueue('overreporter', {}, { userId: 'clamp-user' });
-      await until(async () => (await jobs.get(job_id))?.status === 'processing');
+      await running;
+      expect(await jobs.get(job_id)).toMatchObject({ status: 'processing' });
 
       step(7);
       await until(() => reported.includes(7));
@@ -180,7 +182,7 @@ describe.each(LOCAL_ENVS)('job rules: $name', (env) => {
       let abortedAt = 0;
       let why: AbortWhy | null = null;
       jobs.register('robbed', async (_input, job) => {
-        await new Promise<void>((resolve) => job.signal.addEventListener('abort', () => resolve(), { once: true }));
+        await whenAborted(job.signal);
         abortedAt = Date.now();
         why = abortWhy(job.signal);
         return 'never written';

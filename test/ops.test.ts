@@ -480,8 +480,9 @@ describe.skipIf(!hasPostgres)('a probe that hangs', () => {
   it('survives the connection dropping under a query in flight: that request fails, the next ones are served', async () => {
     await withRelayedPostgres(async (s, relay) => {
       relay.hold();
-      const hung = fetch(`${s.url}/health`, { signal: AbortSignal.timeout(10_000) });
-      await new Promise((r) => setTimeout(r, 300));
+      const hung = fetch(`${s.url}/health`, { signal: AbortSignal.timeout(20_000) });
+      // Its query is in the relay's hands, not still on its way.
+      await expect.poll(() => relay.heldCount()).toBeGreaterThan(0);
       // The database restarts, or a proxy between goes: every connection ends while one holds a query.
       relay.dropConnections();
       relay.release();

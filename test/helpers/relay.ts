@@ -8,7 +8,9 @@
  * - freeze(): passes nothing any more and drops what comes (a server that
  *   hangs for good, or a network that drops its packets);
  * - dropConnections(): ends every connection open now (a restart, a proxy
- *   going away); new ones are relayed as before.
+ *   going away); new ones are relayed as before;
+ * - heldCount(): how many chunks wait in a hold (a test knows a request is
+ *   in flight once it is above 0).
  */
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 
@@ -18,6 +20,7 @@ export interface TcpRelay {
   release(): void;
   freeze(): void;
   dropConnections(): void;
+  heldCount(): number;
   close(): Promise<void>;
 }
 
@@ -68,6 +71,7 @@ export async function tcpRelay(target: URL, defaultPort: number, options: { held
       for (const socket of sockets) socket.destroy();
       sockets.clear();
     },
+    heldCount: () => held?.length ?? 0,
     close: async () => {
       for (const socket of sockets) socket.destroy();
       await new Promise<void>((resolve) => relay.close(() => resolve()));

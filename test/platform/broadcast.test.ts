@@ -46,7 +46,7 @@ describe.skipIf(!REDIS_URL)(`the Redis broadcast${REDIS_URL ? '' : ' (skipped: T
       .poll(async () => {
         await ctx.broadcast.publish('gallery-image-deleted', 'img_123');
         return heard.length;
-      }, { timeout: 3000, interval: 50 })
+      }, { timeout: 15_000, interval: 50 })
       .toBeGreaterThan(0);
     expect(JSON.parse(heard[0]!)).toEqual({ topic: 'gallery-image-deleted', message: 'img_123' });
   });

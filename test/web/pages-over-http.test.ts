@@ -61,7 +61,7 @@ describe.skipIf(!haveChromium)('Kiln pages over plain HTTP on a non-loopback nam
   it('/docs loads Swagger UI and lists the routes', async () => {
     const { failed, page } = await open('/docs/');
     expect(failed).toEqual([]);
-    await page.locator('.opblock').first().waitFor({ timeout: 10_000 });
+    await page.locator('.opblock').first().waitFor({ timeout: 30_000 });
     expect(await page.locator('.opblock').count()).toBeGreaterThan(10);
     await page.close();
   });

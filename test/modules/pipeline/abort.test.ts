@@ -26,8 +26,9 @@ describe.skipIf(!COLMAP)('a run cut short by its timeout', () => {
   let server: PipelineServer;
   let user: TestUser;
   beforeAll(async () => {
-    // 3 s: inside COLMAP's feature extraction, which takes far longer for these large views.
-    server = await startPipeline({}, { prepare: (ctx) => registerPipelineJobs(ctx, { timeoutMs: 3_000 }) });
+    // 10 s: inside COLMAP's work, which takes over a minute for these large views on an idle machine, and far
+    // beyond the job's own start (a second or two on a loaded machine) before COLMAP is started.
+    server = await startPipeline({}, { prepare: (ctx) => registerPipelineJobs(ctx, { timeoutMs: 10_000 }) });
     user = await registerUser(server.url, 'erin');
   });
   afterAll(async () => {
@@ -45,7 +46,7 @@ describe.skipIf(!COLMAP)('a run cut short by its timeout', () => {
       colmapSeen ||= processesMentioning(server.dataDir).some((line) => line.includes('colmap'));
     });
     expect(colmapSeen).toBe(true);
-    expect(ended).toMatchObject({ status: 'failed', attempts: 1, error: { code: 'timeout', detail: 'The job took longer than 3000 ms.' } });
+    expect(ended).toMatchObject({ status: 'failed', attempts: 1, error: { code: 'timeout', detail: 'The job took longer than 10000 ms.' } });
     // The runner ends the job at once; the handler has killed the child by then (SIGTERM) and cleans up right after.
     expect(await eventually(() => processesMentioning(server.dataDir).length === 0, 2_500)).toBe(true);
     expect(await eventually(async () => (await tmpEntries(server)).length === 0, 2_500)).toBe(true);
@@ -79,7 +80,8 @@ wait
     }
   };
   beforeAll(async () => {
-    server = await startPipeline({ COLMAP_BIN: bin }, { prepare: (ctx) => registerPipelineJobs(ctx, { timeoutMs: 1_000 }) });
+    // Room for the job's start (copying the photos, `colmap -h`) before the script runs, on a loaded machine too.
+    server = await startPipeline({ COLMAP_BIN: bin }, { prepare: (ctx) => registerPipelineJobs(ctx, { timeoutMs: 5_000 }) });
     user = await registerUser(server.url, 'gwen');
   });
   afterAll(async () => {

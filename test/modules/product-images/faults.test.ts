@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { registerUser, type TestUser } from '../../helpers/users.js';
 import type { TestServer } from '../../helpers/server.js';
 import { startFakeProvider, type FakeProvider, type Product } from './fake-provider.js';
-import { ean13, requestFetch, startProductServer, waitForJob, type JobView } from './server.js';
+import { ean13, requestFetch, SHORT_TIMEOUT, startProductServer, waitForJob, type JobView } from './server.js';
 
 let provider: FakeProvider;
 let server: TestServer;
@@ -158,11 +158,20 @@ describe('transient failures are retried with backoff', () => {
   });
 
   it('an answer slower than the total timeout is given up on and retried', async () => {
-    // The answer would come at twice FAST's 1.5 s total timeout, whose clock starts before the request is
+    // The answer would come at twice SHORT_TIMEOUT's 1.5 s total timeout, whose clock starts before the request is
     // sent: the timeout always fires first, and an attempt that waited longer would complete the job.
-    const { job, code } = await fetchProduct({ kind: 'slow', delayMs: 3_000, name: 'Slow', image: '/img/rocket.jpg' });
-    expect(job).toMatchObject({ status: 'failed', attempts: 3, error: { code: 'source_unreachable' } });
-    expect(provider.productHits(code)).toBe(3);
+    const impatient = await startProductServer(provider.url, {}, SHORT_TIMEOUT);
+    try {
+      const bob = await registerUser(impatient.url, 'bob');
+      const code = ean13(next++);
+      provider.products.set(code, { kind: 'slow', delayMs: 3_000, name: 'Slow', image: '/img/rocket.jpg' });
+      const { body } = await requestFetch(impatient.url, bob.headers, { ean_code: code });
+      const job = await waitForJob(impatient.url, bob.headers, body.job_id as string);
+      expect(job).toMatchObject({ status: 'failed', attempts: 3, error: { code: 'source_unreachable' } });
+      expect(provider.productHits(code)).toBe(3);
+    } finally {
+      await impatient.close();
+    }
   });
 
   it('a provider that is not listening at all is unreachable, retried', async () => {

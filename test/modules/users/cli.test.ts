@@ -41,7 +41,7 @@ describe('kiln users create', () => {
     } finally {
       await server.close();
     }
-  });
+  }, 90_000);
 
   it('says what is wrong, in one line and a non-zero exit, for a taken email or a missing password', () => {
     const taken = kiln(['users', 'create', '--email', 'chief@example.com', '--username', 'other', '--password', 'long-enough-1']);
@@ -50,7 +50,7 @@ describe('kiln users create', () => {
     const missing = kiln(['users', 'create', '--email', 'x@example.com', '--username', 'xyz'], { KILN_PASSWORD: '' });
     expect(missing.status).not.toBe(0);
     expect(missing.stderr).toContain('KILN_PASSWORD');
-  });
+  }, 120_000); // two processes that each compile the source first
 
   it('checks the same rules as registration', async () => {
     const config = testConfig(data.dir);

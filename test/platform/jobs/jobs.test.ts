@@ -178,7 +178,8 @@ describe.each(ENVS)('jobs: $name', (env) => {
           if (calls.length < 3) throw new TransientJobError('source_unreachable', 'The source did not answer.');
           return 'third time lucky';
         },
-        { maxAttempts: 3, backoff: { delayMs: 60 } },
+        // 500 ms: the queued row between two attempts lasts long enough for a poll on a loaded machine to see it.
+        { maxAttempts: 3, backoff: { delayMs: 500 } },
       );
       await jobs.start();
       const { job_id } = await jobs.enqueue('flaky', {}, { userId: 'u1' });
@@ -193,9 +194,9 @@ describe.each(ENVS)('jobs: $name', (env) => {
       const done = await jobs.waitFor(job_id, 10_000);
       expect(done).toMatchObject({ status: 'completed', attempts: 3, result: 'third time lucky', error: null });
       expect(calls).toHaveLength(3);
-      // Backoff: 60 ms before the second run, 120 ms before the third (lower bounds only).
-      expect(calls[1]! - calls[0]!).toBeGreaterThanOrEqual(55);
-      expect(calls[2]! - calls[1]!).toBeGreaterThanOrEqual(115);
+      // Backoff: 500 ms before the second run, 1 s before the third (lower bounds only).
+      expect(calls[1]! - calls[0]!).toBeGreaterThanOrEqual(495);
+      expect(calls[2]! - calls[1]!).toBeGreaterThanOrEqual(995);
     });
 
     it('gives a deferring job back to the queue, its attempt not spent and its slot free for another job', async () => {

@@ -153,25 +153,26 @@ describe.each(LOCAL_ENVS)('job rules: $name', (env) => {
     });
 
     it('renews the lease while a handler runs several lease lengths: a second runner never takes it over', async () => {
-      const leaseMs = 300;
+      // A heartbeat every 333 ms: a renewal may take over 600 ms on a loaded machine before the lease runs out.
+      const leaseMs = 1000;
       const runs: string[] = [];
       const a = runner({ leaseMs });
       const b = runner({ leaseMs });
       a.register('marathon', async () => {
         runs.push('a');
-        await sleep(5 * leaseMs);
+        await sleep(3 * leaseMs);
         return 'a';
       });
       b.register('marathon', async () => {
         runs.push('b');
-        await sleep(5 * leaseMs);
+        await sleep(3 * leaseMs);
         return 'b';
       });
       await a.start();
       const { job_id } = await a.enqueue('marathon', {}, { userId: 'u1' });
       await until(async () => (await a.get(job_id))?.status === 'processing');
       await b.start(); // polls for expired leases every 20 ms
-      expect(await a.waitFor(job_id, 4000)).toMatchObject({ status: 'completed', attempts: 1, result: 'a' });
+      expect(await a.waitFor(job_id, 10_000)).toMatchObject({ status: 'completed', attempts: 1, result: 'a' });
       expect(runs).toEqual(['a']);
       expect((await a.store.get(job_id))?.recoveries).toBe(0);
     });

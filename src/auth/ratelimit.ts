@@ -13,7 +13,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { Context } from '../context.js';
 import { TooManyRequests } from '../errors.js';
-import { closeRedis, failFastRedis } from '../platform/redis.js';
+import { closeRedis, failFastRedis, watchRedisConnection } from '../platform/redis.js';
 
 export type RateLimitClass = 'auth' | 'upload' | 'default' | 'none';
 
@@ -51,7 +51,7 @@ export async function registerRateLimits(app: FastifyInstance, ctx: Context): Pr
   if (ctx.config.redisUrl) {
     // Fail fast, so that skipOnError lets the request through at once rather than after a wait.
     redis = await failFastRedis(ctx.config.redisUrl);
-    redis.on('error', (err) => ctx.log.warn({ err }, 'rate limit store (Redis) error'));
+    watchRedisConnection(redis, ctx.log, 'rate limits');
     const client = redis;
     app.addHook('onClose', () => closeRedis(client));
   }

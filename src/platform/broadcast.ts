@@ -12,7 +12,7 @@
  */
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { failFastRedis } from './redis.js';
+import { failFastRedis, watchRedisConnection } from './redis.js';
 
 export type BroadcastListener = (message: string) => void;
 
@@ -57,7 +57,7 @@ export function localBroadcast(log: Pick<Logger, 'warn'>): Broadcast {
 }
 
 /** Every process on one Redis under one REDIS_PREFIX. */
-export async function redisBroadcast(url: string, prefix: string, log: Pick<Logger, 'warn'>): Promise<Broadcast> {
+export async function redisBroadcast(url: string, prefix: string, log: Pick<Logger, 'warn' | 'info'>): Promise<Broadcast> {
   const { Redis } = await import('ioredis');
   const channel = `${prefix}:broadcast`;
   const listeners = new Listeners(log);
@@ -69,8 +69,8 @@ export async function redisBroadcast(url: string, prefix: string, log: Pick<Logg
   const publisher: Redis = await failFastRedis(url);
   const subscriber: Redis = new Redis(url, { connectTimeout: 2000, maxRetriesPerRequest: null });
   let closed = false;
-  publisher.on('error', (err: Error) => log.warn({ err: err.message }, 'broadcast: redis connection error (publish)'));
-  subscriber.on('error', (err: Error) => log.warn({ err: err.message }, 'broadcast: redis connection error (subscribe)'));
+  watchRedisConnection(publisher, log, 'broadcast publish');
+  watchRedisConnection(subscriber, log, 'broadcast subscribe');
   subscriber.on('message', (_channel: string, text: string) => {
     let parsed: { topic?: unknown; message?: unknown };
     try {

@@ -10,6 +10,7 @@
  * again. ioredis is loaded only by a deployment with REDIS_URL.
  */
 import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
 
 /** The longest one command waits for a Redis that is connected but does not answer. */
 export const REDIS_COMMAND_TIMEOUT_MS = 500;
@@ -35,6 +36,63 @@ export async function failFastRedis(url: string): Promise<Redis> {
   const client = new Redis(url, { enableOfflineQueue: false, commandTimeout: REDIS_COMMAND_TIMEOUT_MS, maxRetriesPerRequest: 1, connectTimeout: 2000 });
   withBreaker(client);
   return client;
+}
+
+/** While a connection stays down, how often a line says it still is. */
+export const REDIS_STILL_DOWN_LOG_MS = 60_000;
+
+export interface RedisWatch {
+  /**
+   * An 'error' handler for something built on the connection that repeats its
+   * errors (BullMQ's queue and worker): while the connection is down they are
+   * the outage's, counted with it; otherwise they are the emitter's own and
+   * logged as a warning under `label`.
+   */
+  errorsOf(label: string): (err: Error) => void;
+}
+
+/**
+ * Logs a connection's outages, not each of its errors: ioredis emits an
+ * 'error' for every reconnection that fails (about one a second), so a
+ * process whose Redis is away would log a warning a second for each of its
+ * connections. The first error of an outage is a warning; the ones after it
+ * are counted, with a warning a minute while it lasts; the connection ready
+ * again is an info line saying how long it was gone. `what` names the
+ * connection in each line.
+ */
+export function watchRedisConnection(
+  client: Pick<Redis, 'on' | 'status'>,
+  log: Pick<Logger, 'warn' | 'info'>,
+  what: string,
+  stillDownLogMs = REDIS_STILL_DOWN_LOG_MS,
+): RedisWatch {
+  let downSince: number | null = null;
+  let errors = 0;
+  let lastLine = 0;
+  const outage = (err: Error): void => {
+    const now = Date.now();
+    errors++;
+    if (downSince === null) {
+      downSince = lastLine = now;
+      log.warn({ err: err.message, connection: what }, `redis connection error (${what}); retrying, and logging again when it is back`);
+    } else if (now - lastLine >= stillDownLogMs) {
+      lastLine = now;
+      log.warn({ err: err.message, connection: what, downMs: now - downSince, errors }, `redis still unreachable (${what})`);
+    }
+  };
+  client.on('error', outage);
+  client.on('ready', () => {
+    if (downSince === null) return;
+    log.info({ connection: what, downMs: Date.now() - downSince, errors }, `redis connection is back (${what})`);
+    downSince = null;
+    errors = 0;
+  });
+  return {
+    errorsOf: (label) => (err) => {
+      if (client.status === 'ready') log.warn({ err: err.message, connection: what }, label);
+      else outage(err);
+    },
+  };
 }
 
 /**

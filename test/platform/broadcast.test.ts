@@ -88,7 +88,7 @@ describe.skipIf(!REDIS_URL)(`the Redis broadcast${REDIS_URL ? '' : ' (skipped: T
       .poll(async () => {
         await hanging.publish('topic', 'warm-up');
         return heard.length;
-      }, { timeout: 3000, interval: 50 })
+      }, { timeout: 15_000, interval: 50 })
       .toBeGreaterThan(0);
 
     relay.freeze();

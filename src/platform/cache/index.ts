@@ -59,7 +59,7 @@ export { encodeValue, ttlMilliseconds } from './values.js';
 /** The cache a deployment asks for: Redis (shared) when REDIS_URL is set, in-process memory otherwise. */
 export function createCache(
   config: Pick<Config, 'redisUrl' | 'redisPrefix' | 'cacheTtlSeconds' | 'cacheMaxItems'>,
-  options: { namespace?: string; clock?: Clock; log?: Pick<Logger, 'warn'> } = {},
+  options: { namespace?: string; clock?: Clock; log?: Pick<Logger, 'warn' | 'info'> } = {},
 ): TtlCache {
   const base = { ttlSeconds: config.cacheTtlSeconds, maxItems: config.cacheMaxItems, namespace: options.namespace };
   if (config.redisUrl) return new RedisCache({ ...base, url: config.redisUrl, log: options.log, keyPrefix: config.redisPrefix });

@@ -23,7 +23,7 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { CacheEntryInfo, CacheOptions, CacheStats, TtlCache } from './index.js';
-import { closeRedis, failFastRedis } from '../redis.js';
+import { closeRedis, failFastRedis, watchRedisConnection } from '../redis.js';
 import { encodeValue, ttlMilliseconds } from './values.js';
 
 export interface RedisCacheOptions extends CacheOptions {
@@ -32,7 +32,7 @@ export interface RedisCacheOptions extends CacheOptions {
   /** Or a connection owned by the caller, left open on close. */
   client?: Redis;
   /** Where connection errors go (ioredis reconnects by itself). */
-  log?: Pick<Logger, 'warn'>;
+  log?: Pick<Logger, 'warn' | 'info'>;
   /** The first part of every key (REDIS_PREFIX). Default `kiln`. */
   keyPrefix?: string;
 }
@@ -81,9 +81,10 @@ return redis.call('DEL', KEYS[1])`;
 const CONNECT_WAIT_MS = 2000;
 
 /** A cache that waits for Redis is worse than a miss (the database has every value), so it fails fast. */
-async function connect(url: string, log: Pick<Logger, 'warn'> | undefined): Promise<Redis> {
+async function connect(url: string, log: Pick<Logger, 'warn' | 'info'> | undefined): Promise<Redis> {
   const client = await failFastRedis(url);
-  client.on('error', (err: Error) => log?.warn({ err }, 'cache: redis connection error'));
+  if (log) watchRedisConnection(client, log, 'cache');
+  else client.on('error', () => undefined); // an 'error' nobody listens to would end the process
   // The first calls wait for the connection (bounded), so a cache that has just opened is not a run of misses.
   await new Promise<void>((resolve) => {
     const timer = setTimeout(resolve, CONNECT_WAIT_MS);

@@ -10,7 +10,7 @@ import type { Redis } from 'ioredis';
 import { newId } from '../../ids.js';
 import { executeJob, MAX_RECOVERIES } from './execute.js';
 import { within } from '../inflight.js';
-import { REDIS_BREAK_MS } from '../redis.js';
+import { REDIS_BREAK_MS, watchRedisConnection } from '../redis.js';
 import { BaseRunner, bounded, HEALTH_TIMEOUT_MS, type RunnerDeps } from './runner.js';
 import { toJob, type JobRow } from './store.js';
 import type { EnqueueOptions, Job } from './types.js';
@@ -87,9 +87,9 @@ export class BullJobRunner extends BaseRunner {
     const { Queue, Redis } = await loadBullmq();
     // Fail fast when Redis is down: the row is already written and a worker's reconcile re-adds it.
     const connection = new Redis(this.options.redisUrl, { maxRetriesPerRequest: 1, lazyConnect: false });
-    connection.on('error', (err: Error) => this.log.warn({ err: err.message }, 'redis connection error (queue)'));
+    const watch = watchRedisConnection(connection, this.log, 'job queue');
     const queue = new Queue<Payload>(QUEUE, { connection, prefix: this.options.prefix ?? 'kiln' });
-    queue.on('error', (err: Error) => this.log.warn({ err: err.message }, 'bullmq queue error'));
+    queue.on('error', watch.errorsOf('bullmq queue error'));
     return { queue, connection };
   }
 
@@ -154,7 +154,7 @@ export class BullJobRunner extends BaseRunner {
     if (this.worker || this.stopped) return;
     this.delayedError = DelayedError;
     const connection = new Redis(this.options.redisUrl, { maxRetriesPerRequest: null });
-    connection.on('error', (err: Error) => this.log.warn({ err: err.message }, 'redis connection error (worker)'));
+    const watch = watchRedisConnection(connection, this.log, 'job worker');
     this.workerConnection = connection;
     this.worker = new Worker<Payload>(QUEUE, (job, token) => this.process(job, token), {
       connection,
@@ -166,7 +166,7 @@ export class BullJobRunner extends BaseRunner {
       maxStalledCount: MAX_RECOVERIES + 2,
       settings: { backoffStrategy: (_attempts, _type, err) => (err instanceof RetryLater ? err.delayMs : 1000) },
     });
-    this.worker.on('error', (err: Error) => this.log.warn({ err: err.message }, 'bullmq worker error'));
+    this.worker.on('error', watch.errorsOf('bullmq worker error'));
     const reconcileMs = this.options.reconcileMs ?? 60_000;
     this.reconcileTimer = setInterval(() => void this.reconcile(reconcileMs), reconcileMs);
     this.reconcileTimer.unref();

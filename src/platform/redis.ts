@@ -7,7 +7,9 @@
  * answering costs a command at most that long; and a breaker, so that it
  * costs that only once in a while: after a command times out, the client's
  * commands fail at once for REDIS_BREAK_MS, then one is let through to look
- * again. ioredis is loaded only by a deployment with REDIS_URL.
+ * again. ioredis is loaded only by a deployment with REDIS_URL. Also the
+ * one way Kiln logs a Redis connection's outages (watchRedisConnection), for
+ * these clients and the job queue's and broadcast's own.
  */
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';

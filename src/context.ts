@@ -63,6 +63,13 @@ export interface ContextOptions {
   jobRole?: JobRole;
   /** Leave temp files a dead process left in DATA_DIR/tmp (a dry run removes nothing); default false. */
   keepTempFiles?: boolean;
+  /**
+   * A command that neither serves nor runs jobs (`migrate`, `users create`, `blobs sweep`): it opens no Redis
+   * connection, whatever REDIS_URL says, so an unreachable Redis neither slows it nor fills its output. Its cache
+   * is in memory and its broadcast reaches itself only; a job it enqueued would wait in the database for a
+   * worker's reconcile. Default false.
+   */
+  oneShot?: boolean;
 }
 
 /**
@@ -148,7 +155,8 @@ export async function createContext(config: Config, options: ContextOptions = {}
   const jwtSecretText = config.jwtSecret ?? (await storedSecret(config.dataDir, 'jwt_secret', log));
   // A generated secret is this DATA_DIR's alone: other processes on the same database or Redis, with their
   // own DATA_DIR, would refuse this one's tokens (401) and signed links (403).
-  if (config.jwtSecret === undefined && (config.redisUrl !== undefined || config.databaseUrl?.startsWith('postgres'))) {
+  // A one-shot command signs nothing, so the warning is for the processes that serve and run jobs.
+  if (!options.oneShot && config.jwtSecret === undefined && (config.redisUrl !== undefined || config.databaseUrl?.startsWith('postgres'))) {
     log.warn('JWT_SECRET is not set: this process uses a secret generated into DATA_DIR/secrets. Processes that share a database or Redis must share one JWT_SECRET, or each refuses the others\' tokens and signed links');
   }
   const secretBytes = new TextEncoder().encode(jwtSecretText);
@@ -158,12 +166,13 @@ export async function createContext(config: Config, options: ContextOptions = {}
 
   const blobs: BlobStore = new CachingBlobStore(await openBlobStore(config, tmpDir, closers), { maxItemBytes: SMALL_FILE_BYTES });
   const clock = options.clock ?? systemClock;
-  const jobs = createJobRunner(config, { db, log, clock }, options.jobRole);
+  const live = options.oneShot ? { ...config, redisUrl: undefined } : config;
+  const jobs = createJobRunner(live, { db, log, clock }, options.jobRole);
   // Registered after the database, so closing stops the jobs before the database goes.
   closers.push(() => jobs.stop());
-  const cache = createCache(config, { clock: options.clock, log });
+  const cache = createCache(live, { clock: options.clock, log });
   closers.push(() => cache.close());
-  const broadcast = config.redisUrl ? await redisBroadcast(config.redisUrl, config.redisPrefix, log) : localBroadcast(log);
+  const broadcast = live.redisUrl ? await redisBroadcast(live.redisUrl, live.redisPrefix, log) : localBroadcast(log);
   closers.push(() => broadcast.close());
 
   return {

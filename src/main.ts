@@ -92,7 +92,7 @@ async function worker(config: Config): Promise<void> {
 }
 
 async function migrate(config: Config): Promise<void> {
-  const ctx = await createContext(config, { migrate: false, logTo: 'stderr' });
+  const ctx = await createContext(config, { migrate: false, logTo: 'stderr', oneShot: true });
   const applied = await migrateToLatest(ctx.db);
   process.stdout.write(applied.length ? `applied: ${applied.join(', ')}\n` : 'database is up to date\n');
   await ctx.close();

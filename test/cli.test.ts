@@ -58,6 +58,32 @@ describe('kiln migrate', () => {
   });
 });
 
+describe('one-shot commands with REDIS_URL set', () => {
+  it('open no Redis connection at all: migrate, users create and blobs sweep need only the database and the blobs', async () => {
+    // A port that takes connections and never answers, counting them: what a Redis that hangs looks like.
+    const sockets = new Set<net.Socket>();
+    let connections = 0;
+    const hanging = net.createServer((socket) => {
+      connections++;
+      sockets.add(socket);
+    });
+    await new Promise<void>((resolve) => hanging.listen(0, '127.0.0.1', resolve));
+    const fresh = tempDataDir();
+    try {
+      const env = { ...process.env, LOG_LEVEL: 'info', DATA_DIR: fresh.dir, REDIS_URL: `redis://127.0.0.1:${(hanging.address() as net.AddressInfo).port}`, KILN_PASSWORD: 'one-shot-password-1' };
+      for (const args of [['migrate'], ['users', 'create', '--email', 'once@example.com', '--username', 'once'], ['blobs', 'sweep', '--dry-run']]) {
+        const { stderr } = await run(process.execPath, [MAIN, ...args], { timeout: 30_000, env });
+        expect(stderr, args.join(' ')).not.toMatch(/redis/i);
+      }
+      expect(connections).toBe(0);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      hanging.close();
+      fresh.cleanup();
+    }
+  }, 90_000);
+});
+
 describe('arguments', () => {
   it('prints the usage for --help after any command, and runs nothing: `migrate --help` makes no database', async () => {
     const fresh = tempDataDir();

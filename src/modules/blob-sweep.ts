@@ -138,7 +138,7 @@ export async function runBlobsCommand(config: Config, args: string[]): Promise<S
   if (!Number.isSafeInteger(minutes) || minutes < 10) throw new UsageError(`--older-than: expected whole minutes, at least 10, got "${values['older-than']}"`);
   const dryRun = values['dry-run'] === true;
   // A dry run removes nothing: not even the temp files a dead process left, which any other start clears.
-  const ctx = await createContext(config, { logTo: 'stderr', keepTempFiles: dryRun });
+  const ctx = await createContext(config, { logTo: 'stderr', keepTempFiles: dryRun, oneShot: true });
   try {
     return { ...(await sweepOrphanBlobs(ctx, { olderThanMs: minutes * 60_000, dryRun })), dryRun };
   } finally {

@@ -30,7 +30,7 @@ export async function runUsersCommand(config: Config, args: string[], env: NodeJ
   if (!values.email || !values.username) throw new UsageError(`--email and --username are required\nusage: ${USERS_USAGE}`);
   if (!password) throw new UsageError('give --password or set KILN_PASSWORD');
 
-  const ctx = await createContext(config, { logTo: 'stderr' });
+  const ctx = await createContext(config, { logTo: 'stderr', oneShot: true });
   try {
     return await createUser(ctx, { email: values.email, username: values.username, password }, { admin: values.admin === true });
   } catch (err) {

@@ -22,7 +22,7 @@ export interface Principal {
 export const SERVICE_PRINCIPAL_ID = 'service';
 
 /** True when the caller has a row in `users` (a profile, sessions, API keys). */
-export function hasAccount(principal: Principal): boolean {
+export function hasAccount(principal: Pick<Principal, 'via'>): boolean {
   return principal.via === 'jwt' || principal.via === 'api_key';
 }
 

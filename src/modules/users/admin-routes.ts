@@ -46,7 +46,7 @@ export async function adminRoutes(parent: FastifyInstance, ctx: Context): Promis
     },
     async (request) => {
       const principal = requireAdmin(request);
-      return admin.changeUser(ctx, request.params.id, request.body, principal.userId);
+      return admin.changeUser(ctx, request.params.id, request.body, principal);
     },
   );
 }

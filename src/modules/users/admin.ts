@@ -1,7 +1,8 @@
 /** What admins do to other accounts: list them page by page, deactivate, reactivate, promote, demote. */
 import { isoNow } from '../../clock.js';
 import type { Context } from '../../context.js';
-import { Conflict, NotFound } from '../../errors.js';
+import { Conflict, Forbidden, NotFound } from '../../errors.js';
+import { hasAccount, type Principal } from '../../auth/principal.js';
 import { decodePosition, encodePosition } from '../../platform/http/cursor.js';
 import * as repo from './repo.js';
 import { toUserView, type UserView } from './service.js';
@@ -29,28 +30,35 @@ export interface AdminChanges {
  * `by` is the admin making the change. An admin cannot deactivate or demote
  * themselves: with one admin that would leave the shop with none, and only
  * a restart with ADMIN_EMAIL or `kiln users create --admin` would bring one back.
+ * The caller's own rights are read again under lock with the target's: two
+ * admins demoting (or deactivating) each other at once each passed the guard
+ * while the other was still an admin, and both changes went through, leaving
+ * none. Now the second to take the lock is no admin any more: 403.
  */
-export async function changeUser(ctx: Context, userId: string, changes: AdminChanges, by: string): Promise<UserView> {
-  const q = ctx.db.kysely;
-  const user = await repo.findUserById(q, userId);
-  if (!user) throw new NotFound('No such user.', 'user_not_found');
-  if (userId === by && (changes.is_active === false || changes.is_admin === false)) {
+export async function changeUser(ctx: Context, userId: string, changes: AdminChanges, by: Pick<Principal, 'userId' | 'via'>): Promise<UserView> {
+  if (userId === by.userId && (changes.is_active === false || changes.is_admin === false)) {
     throw new Conflict('An admin cannot deactivate or demote themselves; another admin can.', 'own_admin_rights');
   }
-  const now = isoNow(ctx.clock);
-  const patch: Parameters<typeof repo.updateUser>[2] = {};
-  for (const key of ['is_active', 'is_admin'] as const) {
-    const wanted = changes[key];
-    if (wanted !== undefined && Number(wanted) !== Number(user[key])) patch[key] = wanted ? 1 : 0;
-  }
-  // Nothing changes (an empty body, or the values it already has): nothing is written, updated_at stays.
-  if (Object.keys(patch).length === 0) return toUserView(user);
-  patch.updated_at = now;
-  await q.transaction().execute(async (tx) => {
+  return ctx.db.kysely.transaction().execute(async (tx) => {
+    // The static API_KEY has no row: its rights come from the key alone.
+    const rows = await repo.lockUsers(tx, ctx.db.dialect, hasAccount(by) ? [userId, by.userId] : [userId]);
+    const user = rows.find((r) => r.id === userId);
+    if (!user) throw new NotFound('No such user.', 'user_not_found');
+    const caller = rows.find((r) => r.id === by.userId);
+    if (hasAccount(by) && !(caller?.is_active && caller.is_admin)) throw new Forbidden('Only admins may do this.', 'admin_required');
+    const now = isoNow(ctx.clock);
+    const patch: Parameters<typeof repo.updateUser>[2] = {};
+    for (const key of ['is_active', 'is_admin'] as const) {
+      const wanted = changes[key];
+      if (wanted !== undefined && Number(wanted) !== Number(user[key])) patch[key] = wanted ? 1 : 0;
+    }
+    // Nothing changes (an empty body, or the values it already has): nothing is written, updated_at stays.
+    if (Object.keys(patch).length === 0) return toUserView(user);
+    patch.updated_at = now;
     await repo.updateUser(tx, userId, patch);
     // Access tokens and keys stop at once because the guard reads is_active on every request; ending
     // them too (in the same transaction) means reactivating brings back no session, token or API key of before.
     if (patch.is_active === 0) await repo.endCredentials(tx, userId, now);
+    return toUserView({ ...user, ...patch } as repo.UserRow);
   });
-  return toUserView({ ...user, ...patch } as repo.UserRow);
 }

@@ -3,7 +3,7 @@
  * function takes a Kysely handle so a service can pass a transaction.
  */
 import type { Insertable, Kysely, Selectable, Transaction, Updateable } from 'kysely';
-import { lockAgainstUpdate, type Database, type DialectName } from '../../platform/db/index.js';
+import { lockAgainstUpdate, lockForUpdate, type Database, type DialectName } from '../../platform/db/index.js';
 import type { Position } from '../../platform/http/cursor.js';
 
 type Q = Kysely<Database>;
@@ -25,6 +25,15 @@ export async function insertUserIfAbsent(q: Q, row: Insertable<Database['users']
 
 export async function findUserById(q: Q, id: string): Promise<UserRow | undefined> {
   return q.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+/**
+ * The rows of `ids`, locked until the transaction `q` ends (FOR UPDATE on PostgreSQL; SQLite's transactions
+ * hold the write lock already), taken in id order so that two transactions locking the same rows never
+ * wait on each other in a circle.
+ */
+export async function lockUsers(q: Q, dialect: DialectName, ids: string[]): Promise<UserRow[]> {
+  return lockForUpdate(dialect, q.selectFrom('users').selectAll().where('id', 'in', ids).orderBy('id')).execute();
 }
 
 export async function findUserByEmail(q: Q, emailLower: string): Promise<UserRow | undefined> {

@@ -74,8 +74,8 @@ async function codeOf(promise: Promise<unknown>): Promise<string> {
 }
 
 const as = (userId: string): Principal => ({ userId, isAdmin: false, via: 'jwt' });
-/** The admin making changeUser's changes: someone else than the account changed. */
-const ADMIN_ID = 'an-admin';
+/** The admin making changeUser's changes, someone else than the account changed: the static API_KEY, with no account row. */
+const BY_SERVICE_KEY = { userId: SERVICE_PRINCIPAL_ID, via: 'static_key' } as const;
 
 describe.each(backends)('accounts on %s', (_name, makeBackend, skip) => {
   let backend: Backend;
@@ -129,13 +129,31 @@ describe.each(backends)('accounts on %s', (_name, makeBackend, skip) => {
     expect(all.next_cursor).toBeNull();
   });
 
+  it.skipIf(skip)('two admins demoting or deactivating each other at once leave one admin: the caller\'s rights are read again under lock', async () => {
+    for (const change of [{ is_admin: false }, { is_active: false }]) {
+      const [a, b] = await Promise.all([createUser(ctx, newAccountFields()), createUser(ctx, newAccountFields())]);
+      await Promise.all([a, b].map((u) => changeUser(ctx, u.id, { is_admin: true }, BY_SERVICE_KEY)));
+      // Both passed the guard as admins; each acts on the other.
+      const asAdmin = (userId: string): Principal => ({ userId, isAdmin: true, via: 'jwt' });
+      const outcomes = await Promise.all([codeOf(changeUser(ctx, b.id, change, asAdmin(a.id))), codeOf(changeUser(ctx, a.id, change, asAdmin(b.id)))]);
+      expect(outcomes.sort(), JSON.stringify(change)).toEqual(['admin_required', 'no error']);
+      const still = await ctx.db.kysely.selectFrom('users').select('id').where('id', 'in', [a.id, b.id]).where('is_admin', '=', 1).where('is_active', '=', 1).execute();
+      expect(still).toHaveLength(1);
+      // One after the other, as a guard that read the first change would have refused the second.
+      const [c, d] = await Promise.all([createUser(ctx, newAccountFields()), createUser(ctx, newAccountFields())]);
+      await Promise.all([c, d].map((u) => changeUser(ctx, u.id, { is_admin: true }, BY_SERVICE_KEY)));
+      await changeUser(ctx, d.id, change, asAdmin(c.id));
+      expect(await codeOf(changeUser(ctx, c.id, change, asAdmin(d.id)))).toBe('admin_required');
+    }
+  });
+
   it.skipIf(skip)('finds a key by its hash only while its owner is active, and deletes everything with the account', async () => {
     const user = await createUser(ctx, newAccountFields());
     const key = await createApiKey(ctx, as(user.id), 'k');
     expect((await findKeyOwner(ctx.db, sha256Hex(key.key)))?.id).toBe(user.id);
-    await changeUser(ctx, user.id, { is_active: false }, ADMIN_ID);
+    await changeUser(ctx, user.id, { is_active: false }, BY_SERVICE_KEY);
     expect(await findKeyOwner(ctx.db, sha256Hex(key.key))).toBeUndefined();
-    await changeUser(ctx, user.id, { is_active: true }, ADMIN_ID);
+    await changeUser(ctx, user.id, { is_active: true }, BY_SERVICE_KEY);
     await deleteMe(ctx, as(user.id));
     expect(await findKeyOwner(ctx.db, sha256Hex(key.key))).toBeUndefined();
     expect(await ctx.db.kysely.selectFrom('users').select('id').where('id', '=', user.id).executeTakeFirst()).toBeUndefined();
@@ -193,7 +211,7 @@ describe.each(backends)('accounts on %s', (_name, makeBackend, skip) => {
     await updateMe(ctx, as(user.id), { current_password: fields.password, password: 'a-new-password-1' });
     expect(await codeOf(createApiKey(ctx, principal, 'late'))).toBe('token_revoked');
     const deactivated = await createUser(ctx, newAccountFields());
-    await changeUser(ctx, deactivated.id, { is_active: false }, ADMIN_ID);
+    await changeUser(ctx, deactivated.id, { is_active: false }, BY_SERVICE_KEY);
     expect(await codeOf(createApiKey(ctx, { userId: deactivated.id, isAdmin: false, via: 'jwt', credentialsEpoch: 0 }, 'late'))).toBe('token_revoked');
     expect(await ctx.db.kysely.selectFrom('api_keys').select('id').where('user_id', 'in', [user.id, deactivated.id]).execute()).toEqual([]);
     // A token of the account's epoch now makes one.

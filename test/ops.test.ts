@@ -69,6 +69,7 @@ describe('ops routes', () => {
   it('GET /health is healthy with a UTC timestamp', async () => {
     const res = await fetch(`${server.url}/health`);
     expect(res.status).toBe(200);
+    expect(res.headers.get('cache-control')).toBe('no-store');
     const body = (await res.json()) as { status: string; timestamp: string };
     expect(body.status).toBe('healthy');
     expect(body.timestamp).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/);
@@ -374,6 +375,8 @@ describe('ops routes', () => {
     await writeFile(path.join(s.dataDir, 'blobs'), 'not a directory');
     const res = await fetch(`${s.url}/health`);
     expect(res.status).toBe(503);
+    // An error answer, never kept by a cache (docs/api.md).
+    expect(res.headers.get('cache-control')).toBe('no-store');
     const body = (await res.json()) as { status: string; checks: Record<string, { ok: boolean }> };
     expect(body.status).toBe('unhealthy');
     expect(body.checks.blob_store?.ok).toBe(false);

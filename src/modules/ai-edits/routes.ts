@@ -60,6 +60,7 @@ export async function aiEditRoutes(parent: FastifyInstance, ctx: Context): Promi
           const data = { status: healthy ? ('healthy' as const) : ('unhealthy' as const), timestamp: report.timestamp, checks, model: ctx.config.openai.imageModel };
           return reply
             .status(healthy ? 200 : 503)
+            .header('cache-control', 'no-store')
             .send({ success: healthy, code: healthy ? CODES.health.ok : CODES.health.failed, message: healthy ? 'System healthy' : 'System unhealthy', data });
         },
       );

@@ -82,7 +82,8 @@ export async function opsRoutes(app: FastifyInstance, ctx: Context): Promise<voi
     { config: { rateLimitClass: 'none' }, schema: { tags: ['ops'], summary: 'Database and blob store reachability', response: { 200: HealthAnswer, 503: HealthAnswer } } },
     async (_request, reply) => {
       const report = await health();
-      return reply.status(report.status === 'healthy' ? 200 : 503).send(report);
+      // A probe's answer is of this moment: no cache may keep it (an error answer never carries a stored one's headers either).
+      return reply.status(report.status === 'healthy' ? 200 : 503).header('cache-control', 'no-store').send(report);
     },
   );
 

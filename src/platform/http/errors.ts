@@ -151,7 +151,11 @@ function clearSuccessHeaders(reply: FastifyReply, status: number): void {
 export async function recordFailure(error: FastifyError, request: FastifyRequest, reply: FastifyReply): Promise<Problem> {
   const p = toProblem(error);
   clearSuccessHeaders(reply, p.status);
-  if (p.status >= 500) request.log.error({ err: error }, 'request failed');
+  // A 5xx Kiln answers on purpose for a state it knows (payments not configured, COLMAP missing) says all in
+  // its code and detail: a warning, without a stack on every request. One with a cause, or any other error, is
+  // a failure to look into.
+  if (p.status >= 500 && error instanceof DomainError && error.cause === undefined) request.log.warn({ code: p.code, detail: p.detail }, 'request failed');
+  else if (p.status >= 500) request.log.error({ err: error }, 'request failed');
   else request.log.debug({ code: p.code }, 'request rejected');
   const { ctx } = request.server;
   ctx.metrics.httpErrors.inc({ route: request.routeOptions.url ?? 'unmatched', code: p.code });

@@ -275,6 +275,8 @@ describe('without OPENAI_API_KEY', () => {
   });
 
   it('reports the model provider unhealthy (503, 1001)', async () => {
+    const raw = await fetch(`${bare.url}/api/v1/health`);
+    expect(raw.headers.get('cache-control')).toBe('no-store');
     const res = await get<{ checks: Record<string, { ok: boolean; error?: string }> }>(bare.url, '/api/v1/health');
     expect(res.status).toBe(503);
     expect(res.body).toMatchObject({ success: false, code: 1001 });

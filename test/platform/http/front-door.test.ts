@@ -590,11 +590,12 @@ describe('a client that stops reading', () => {
     const server = await startServer();
     try {
       expect(server.app.server.timeout).toBe(CONNECTION_IDLE_MS);
-      // Taken by each connection as Node takes it over; half a second instead of two minutes.
-      server.app.server.timeout = 500;
       const user = await registerUser(server.url);
       const res = await postMultipart(`${server.url}/projects/stalled/images`, [{ field: 'file', filename: 'p.jpg', data: fixture('path_2560x1600_olympus_exif.jpg'), type: 'image/jpeg' }], user.headers);
       const original = ((await res.json()) as { urls: { original: string } }).urls.original;
+      // Taken by each connection as Node takes it over; half a second instead of two minutes. Set after the
+      // upload, whose connection waits without a byte moving while the photo renders (long, on a loaded machine).
+      server.app.server.timeout = 500;
       const connections = (): Promise<number> => new Promise((resolve, reject) => server.app.server.getConnections((err, n) => (err ? reject(err) : resolve(n))));
       const conn = await RawConnection.open(server.url);
       // Asks for some 40 MB of originals and reads none of it: the socket's buffers fill, and the answers stall.

@@ -23,6 +23,7 @@ import { BadRequest } from './errors.js';
 import { KilnServer } from './platform/http/front-door.js';
 import { HotPaths } from './platform/http/hot-path.js';
 import { withCommonFailures, withMultipartBody } from './platform/http/schemas.js';
+import { refuseUnreadMultipart } from './platform/http/content-types.js';
 import { corsOptions } from './platform/http/cors.js';
 import { RequestRecorder } from './platform/http/requests.js';
 import { AJV_OPTIONS, buildValidator } from './platform/http/validation.js';
@@ -90,6 +91,8 @@ export async function buildApp(ctx: Context): Promise<App> {
   // Every route added from here on is tracked until its handler settles, so that a stop lets an
   // upload that is rendering commit or roll back before the process exits (main.ts).
   app.addHook('onRoute', (route) => {
+    // Multipart is registered for every route; one that reads none refuses it as 415 (content-types.ts).
+    refuseUnreadMultipart(route);
     const handler = route.handler;
     route.handler = function tracked(this: FastifyInstance, request, reply) {
       return inflight.track(handler.call(this, request, reply));

@@ -15,3 +15,17 @@ export const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/g;
 export function firstCharacters(text: string, max: number): string {
   return [...text].slice(0, max).join('');
 }
+
+/**
+ * Whether `text` is Unicode: no lone surrogate (a UTF-16 unit of U+D800 to U+DFFF without its pair, which
+ * JSON's `\ud800` can write and which has no UTF-8 form). `String.prototype.isWellFormed`, in Node 20;
+ * TypeScript's ES2023 lib does not declare it yet.
+ */
+export function isWellFormed(text: string): boolean {
+  return (text as string & { isWellFormed(): boolean }).isWellFormed();
+}
+
+/** `text` with each lone surrogate made U+FFFD, as a database would store it (`String.prototype.toWellFormed`). */
+export function toWellFormed(text: string): string {
+  return (text as string & { toWellFormed(): string }).toWellFormed();
+}

@@ -13,7 +13,7 @@ import { renderAndStore, type BlobBatch, type StoredVariant } from '../../images
 import type { RenderedImage } from '../../images/variants.js';
 import { ORDER_SIZES, type OrderSize } from './links.js';
 import { orderMetrics } from './metrics.js';
-import { CONTROL_CHARACTERS, firstCharacters } from '../../platform/text.js';
+import { CONTROL_CHARACTERS, firstCharacters, toWellFormed } from '../../platform/text.js';
 
 export type { StoredVariant };
 
@@ -116,10 +116,12 @@ export function markDuplicates(photos: StoredPhoto[]): void {
 /**
  * The client's file name as received, for display: only control characters
  * are removed (PostgreSQL's text cannot hold NUL, and none of them can be
- * shown) and it is cut at 255 characters. A name with a path in it
+ * shown), a lone surrogate (a name sent as `filename*=utf-16le''…` can hold
+ * one; it has no UTF-8 form) becomes U+FFFD here rather than in the
+ * database, so the answer shows what is stored, and it is cut at 255 characters. A name with a path in it
  * (`../../etc/passwd`, `C:\\Users\\me\\Max.jpg`) is kept as it is: it is
  * never used to build a path, the spec's "describe the upload as received".
  */
 export function displayName(name: string): string {
-  return firstCharacters(name.replace(CONTROL_CHARACTERS, ''), 255) || 'upload';
+  return firstCharacters(toWellFormed(name.replace(CONTROL_CHARACTERS, '')), 255) || 'upload';
 }

@@ -1,6 +1,7 @@
 /** Schemas shared by every module's routes (they feed validation and OpenAPI alike). */
 import { Type } from '@sinclair/typebox';
 import type { FastifySchema } from 'fastify';
+import { carriesBody } from './content-types.js';
 
 /** RFC 9457 problem details, as every error leaves the service. */
 export const ProblemSchema = Type.Object(
@@ -76,29 +77,34 @@ export function needsCaller(security: ReadonlyArray<Record<string, unknown>> | u
  * (credentials that are sent but bad are refused everywhere, public routes
  * included: docs/auth.md), 403 when only admins may call it; 422 when it
  * validates a body, query or path; 400 (`invalid_json`,
- * `malformed_multipart`), 413 and 415 when it reads a JSON or multipart body;
- * 429 when it is rate limited; 500 on every route. A module with an
- * error shape of its own (ai-edits' envelope) lists these itself, and keeps
- * its own.
+ * `malformed_multipart`), 413 and 415 when it reads a JSON or multipart body,
+ * and on every route of a method that carries a body (POST, PUT, PATCH,
+ * DELETE) even when it declares none: Fastify parses a body that is sent
+ * (broken JSON is 400, another type 415: content-types.ts); 429 when it is
+ * rate limited; 500 on every route. They take the shape of the route's own
+ * 401 (ai-edits' envelope); a status the route lists itself keeps its own.
  */
-export function withCommonFailures({ schema, url, route }: { schema: FastifySchema; url: string; route: { config?: unknown } }): { schema: FastifySchema; url: string } {
+export function withCommonFailures({ schema, url, route }: { schema: FastifySchema; url: string; route: { config?: unknown; method?: string | string[] } }): { schema: FastifySchema; url: string } {
   const own = schema as FastifySchema & { hide?: boolean; security?: Array<Record<string, unknown>> };
   const response = own.response as Record<string, unknown> | undefined;
   if (!response || own.hide) return { schema, url };
   const config = (route.config ?? {}) as { rateLimitClass?: string; adminOnly?: boolean; multipartBody?: unknown };
+  // A module with an error shape of its own (ai-edits' envelope) lists its 401 in it.
+  const failure = response[401] ?? ProblemSchema;
   const common: Record<string, unknown> = {};
-  common[401] = ProblemSchema;
-  if (config.adminOnly) common[403] = ProblemSchema;
-  if (own.body || own.querystring || own.params || config.multipartBody) common[422] = ProblemSchema;
-  // A body can be malformed (invalid JSON, a broken multipart stream), over its limit, or of another media type.
-  if (own.body || config.multipartBody) {
-    common[400] = ProblemSchema;
-    common[413] = ProblemSchema;
-    common[415] = ProblemSchema;
+  common[401] = failure;
+  if (config.adminOnly) common[403] = failure;
+  if (own.body || own.querystring || own.params || config.multipartBody) common[422] = failure;
+  // A body can be malformed (invalid JSON, a broken multipart stream), over its limit, or of another media type;
+  // a route that declares none is sent one all the same, and Fastify parses it.
+  if (own.body || config.multipartBody || (route.method !== undefined && carriesBody(route.method))) {
+    common[400] = failure;
+    common[413] = failure;
+    common[415] = failure;
   }
-  if (config.rateLimitClass !== 'none') common[429] = ProblemSchema;
+  if (config.rateLimitClass !== 'none') common[429] = failure;
   // Any route may fail unexpectedly (a database gone mid-request): the problem hides the cause.
-  common[500] = ProblemSchema;
+  common[500] = failure;
   // Problems leave as application/problem+json, which is what the document names for them.
   const answers = Object.entries({ ...common, ...response }).map(([status, answer]) => [status, answer === ProblemSchema ? problemAnswer : answer]);
   const querystring = own.querystring === undefined ? {} : { querystring: defaultsOptional(own.querystring) };

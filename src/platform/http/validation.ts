@@ -8,6 +8,7 @@
  */
 import AjvCompiler from '@fastify/ajv-compiler';
 import { ValidationFailed } from '../../errors.js';
+import { isWellFormed } from '../text.js';
 
 type BuildCompiler = AjvCompiler.BuildCompilerFromPool;
 type Options = NonNullable<Parameters<BuildCompiler>[1]>;
@@ -25,7 +26,9 @@ export const buildValidator: BuildCompiler = (externalSchemas, options) => {
   // type declares Ajv's own compile signature instead, so this one call is typed by hand.
   type PartCompiler = (route: { schema: unknown; httpPart?: string }) => unknown;
   const byPart: PartCompiler = (route) =>
-    route.httpPart === 'body' ? nulFree((exact as unknown as PartCompiler)(route) as Validate) : nulFree(decimalOnly((coercing as unknown as PartCompiler)(route) as Validate));
+    route.httpPart === 'body'
+      ? textChecked((exact as unknown as PartCompiler)(route) as Validate, route.schema)
+      : textChecked(decimalOnly((coercing as unknown as PartCompiler)(route) as Validate), route.schema);
   return byPart as unknown as ReturnType<BuildCompiler>;
 };
 
@@ -106,34 +109,131 @@ function notWrittenInDecimal(data: Record<string, unknown>, texts: Map<string, u
 /**
  * No text Kiln keeps or looks up may hold the NUL character: PostgreSQL's
  * text cannot store it (a query with one fails, which was a 500), and no
- * name, note or id has one. A part holding one is refused like any other
- * bad value, on every database alike. Multipart text fields, which are not
- * validated by a schema, call `refuseNul` themselves.
+ * name, note or id has one. Nor may it hold a lone surrogate (a UTF-16 code
+ * unit of U+D800 to U+DFFF without its pair, which JSON's `\ud800` can
+ * write): such text is not Unicode, has no UTF-8 form, and was stored as
+ * U+FFFD, so that different passwords became one. A part holding either is
+ * refused like any other bad value, on every database alike.
+ *
+ * Only the values the route's schema declares are looked at (its
+ * properties, as deep as the schema describes them); a field the route
+ * ignores, or a query parameter it does not know, is not. Multipart text
+ * fields, which are not validated by a schema, call `refuseNul` themselves.
  */
-function nulFree(validate: Validate): Validate {
-  return alsoRefusing(validate, () => null, (passed) => {
-    const at = withNul(passed, '', 0);
-    return at === null ? null : { at, message: NUL_MESSAGE };
-  });
+function textChecked(validate: Validate, schema: unknown): Validate {
+  return alsoRefusing(validate, () => null, (passed) => badText(passed, schema, '', 0));
 }
 
 export const NUL_MESSAGE = 'must not contain the NUL character (U+0000)';
+export const SURROGATE_MESSAGE = 'must not contain a lone surrogate (U+D800 to U+DFFF without its pair)';
 
-/** The JSON pointer of the first string holding a NUL (a key or a value) in `value`, or null. Bodies nest; 32 levels are plenty. */
-function withNul(value: unknown, at: string, depth: number): string | null {
-  if (typeof value === 'string') return value.includes('\u0000') ? at : null;
-  if (value === null || typeof value !== 'object' || depth > 32) return null;
-  for (const [key, item] of Object.entries(value)) {
-    if (key.includes('\u0000')) return `${at}/${key}`;
-    const found = withNul(item, `${at}/${key}`, depth + 1);
+/** Why `text` is refused (NUL_MESSAGE or SURROGATE_MESSAGE), or null. */
+function textFault(text: string): string | null {
+  if (text.includes('\u0000')) return NUL_MESSAGE;
+  return isWellFormed(text) ? null : SURROGATE_MESSAGE;
+}
+
+
+/** A JSON Schema that is an object (not `true`/`false`), as Ajv was given it. */
+type SchemaObject = Record<string, unknown>;
+
+const isSchemaObject = (schema: unknown): schema is SchemaObject => schema !== null && typeof schema === 'object' && !Array.isArray(schema);
+
+/** The keywords by which a schema says what is inside a value; a schema with none of them takes its value whole. */
+const STRUCTURE = ['properties', 'patternProperties', 'additionalProperties', 'items', 'prefixItems', 'additionalItems', 'allOf', 'anyOf', 'oneOf'];
+
+/**
+ * The first bad text (a NUL or a lone surrogate) among the values `schema`
+ * declares in `value`, or null. A string the schema reaches is checked
+ * whatever its declared type; in an object only the declared properties
+ * (and keys and values that `patternProperties` or an `additionalProperties`
+ * schema take in) are looked at, in a list the items. A value whose schema
+ * says nothing of its inside (`{}`, or a `$ref` this does not follow) is
+ * checked whole, keys and all: the route takes it as it is. Bodies nest;
+ * 32 levels are plenty.
+ */
+function badText(value: unknown, schema: unknown, at: string, depth: number): Refusal | null {
+  if (typeof value === 'string') {
+    const fault = textFault(value);
+    return fault === null ? null : { at, message: fault };
+  }
+  if (value === null || typeof value !== 'object' || depth > 32 || schema === false) return null;
+  if (!isSchemaObject(schema) || '$ref' in schema || !STRUCTURE.some((k) => k in schema)) return badTextAnywhere(value, at, depth);
+  for (const keyword of ['allOf', 'anyOf', 'oneOf']) {
+    const branches = schema[keyword];
+    if (!Array.isArray(branches)) continue;
+    for (const branch of branches) {
+      const found = badText(value, branch, at, depth + 1);
+      if (found !== null) return found;
+    }
+  }
+  return Array.isArray(value) ? badItem(value, schema, at, depth) : badProperty(value as Record<string, unknown>, schema, at, depth);
+}
+
+/** badText over the items of a list, each by the schema of its place (`items`, `prefixItems`, `additionalItems`). */
+function badItem(list: unknown[], schema: SchemaObject, at: string, depth: number): Refusal | null {
+  const tuple = Array.isArray(schema.prefixItems) ? schema.prefixItems : Array.isArray(schema.items) ? schema.items : null;
+  const rest = tuple === null ? schema.items : Array.isArray(schema.prefixItems) ? schema.items : schema.additionalItems;
+  for (const [i, item] of list.entries()) {
+    const itemSchema: unknown = tuple !== null && i < tuple.length ? tuple[i] : rest;
+    if (itemSchema === undefined) continue;
+    const found = badText(item, itemSchema, `${at}/${i}`, depth + 1);
     if (found !== null) return found;
   }
   return null;
 }
 
-/** The same rule for a text value that reaches a route outside a schema (a multipart field): 422 naming `field`. */
+/** badText over the properties of an object the schema declares; any other is not looked at. */
+function badProperty(object: Record<string, unknown>, schema: SchemaObject, at: string, depth: number): Refusal | null {
+  const properties = isSchemaObject(schema.properties) ? schema.properties : {};
+  const patterns = isSchemaObject(schema.patternProperties) ? Object.entries(schema.patternProperties) : [];
+  for (const [key, item] of Object.entries(object)) {
+    const where = `${at}/${key}`;
+    if (Object.hasOwn(properties, key)) {
+      const found = badText(item, properties[key], where, depth + 1);
+      if (found !== null) return found;
+      continue;
+    }
+    // A key the schema takes in by pattern or as an additional property is the client's text too.
+    const matched = patterns.filter(([pattern]) => new RegExp(pattern, 'u').test(key)).map(([, s]) => s);
+    const taken = matched.length > 0 ? matched : isSchemaObject(schema.additionalProperties) ? [schema.additionalProperties] : [];
+    if (taken.length === 0) continue;
+    const keyFault = textFault(key);
+    if (keyFault !== null) return { at: where, message: keyFault };
+    for (const s of taken) {
+      const found = badText(item, s, where, depth + 1);
+      if (found !== null) return found;
+    }
+  }
+  return null;
+}
+
+/** The first bad text (a key or a value) anywhere in `value`, or null: for a value its schema takes whole. */
+function badTextAnywhere(value: unknown, at: string, depth: number): Refusal | null {
+  if (typeof value === 'string') {
+    const fault = textFault(value);
+    return fault === null ? null : { at, message: fault };
+  }
+  if (value === null || typeof value !== 'object' || depth > 32) return null;
+  for (const [key, item] of Object.entries(value)) {
+    const keyFault = textFault(key);
+    if (keyFault !== null) return { at: `${at}/${key}`, message: keyFault };
+    const found = badTextAnywhere(item, `${at}/${key}`, depth + 1);
+    if (found !== null) return found;
+  }
+  return null;
+}
+
+/**
+ * The same rules for a text value that reaches a route outside a schema (a
+ * multipart field): 422 naming `field`. busboy decodes such a field from
+ * bytes, UTF-8 unless the part names another charset; UTF-8 cannot carry a
+ * lone surrogate (its decoder puts U+FFFD), but a part sent as
+ * `charset=utf-16le` can, and is refused here.
+ */
 export function refuseNul(text: string, field: string): void {
-  if (text.includes('\u0000')) throw new ValidationFailed(`${field} ${NUL_MESSAGE}.`, [{ field, message: NUL_MESSAGE }]);
+  const fault = textFault(text);
+  if (fault !== null) throw new ValidationFailed(`${field} ${fault}.`, [{ field, message: fault }]);
 }
 
 /** A multipart text field given twice: which value the client meant is unknown, so neither is kept (422 naming it). */

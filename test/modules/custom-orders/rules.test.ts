@@ -82,6 +82,9 @@ describe('file names', () => {
     expect(displayName(' Max .jpg ')).toBe(' Max .jpg ');
     expect(displayName('é'.repeat(300))).toBe('é'.repeat(255));
     expect(displayName('a\u0000b\nc.jpg')).toBe('abc.jpg');
+    // A lone surrogate has no UTF-8 form: the answer shows the U+FFFD the database would keep. A pair stays.
+    expect(displayName('a\ud800b.jpg')).toBe('a\ufffdb.jpg');
+    expect(displayName('\ud83d\ude00.jpg')).toBe('\ud83d\ude00.jpg');
     expect(displayName('')).toBe('upload');
   });
 });

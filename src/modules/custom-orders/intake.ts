@@ -11,7 +11,7 @@ import { ValidationFailed } from '../../errors.js';
 import { stageUpload } from '../../images/ingest.js';
 import type { ImageType } from '../../images/sniff.js';
 import type { IncomingPhoto } from './photos.js';
-import { refuseNul, sentTwice } from '../../platform/http/validation.js';
+import { refuseBadText, sentTwice } from '../../platform/http/validation.js';
 
 /** Spec: order photos are JPEG, PNG or WebP by content; AVIF and HEIC, which galleries take, are refused here. */
 export const ORDER_IMAGE_TYPES: ReadonlySet<ImageType> = new Set<ImageType>(['jpeg', 'png', 'webp']);
@@ -47,7 +47,7 @@ function checkText(name: TextField, part: MultipartValue): string {
   if (typeof text !== 'string' || part.mimetype.toLowerCase().startsWith('application/json')) {
     throw new ValidationFailed(`Send ${name} as plain text, not as JSON.`, [{ field: `body.${name}`, message: 'must be plain text, not application/json' }]);
   }
-  refuseNul(text, `body.${name}`);
+  refuseBadText(text, `body.${name}`);
   const max = TEXT_LIMITS[name];
   if (part.valueTruncated || characters(text) > max) {
     throw new ValidationFailed(`${name} may have at most ${max} characters.`, [{ field: `body.${name}`, message: `must have at most ${max} characters` }]);

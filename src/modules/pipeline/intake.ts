@@ -14,7 +14,7 @@ import { UnsupportedImage, ValidationFailed } from '../../errors.js';
 import { inspect } from '../../images/decode.js';
 import { discardStaged, stageUpload, type StagedUpload } from '../../images/ingest.js';
 import type { ImageType } from '../../images/sniff.js';
-import { refuseNul, sentTwice } from '../../platform/http/validation.js';
+import { refuseBadText, sentTwice } from '../../platform/http/validation.js';
 
 /** COLMAP reads these (through FreeImage); WebP, AVIF and HEIC it cannot. */
 export const PIPELINE_IMAGE_TYPES: ReadonlySet<ImageType> = new Set<ImageType>(['jpeg', 'png']);
@@ -49,7 +49,7 @@ function checkName(part: MultipartValue): string {
   if (typeof text !== 'string' || part.mimetype.toLowerCase().startsWith('application/json')) {
     throw new ValidationFailed('Send name as plain text, not as JSON.', [{ field: 'body.name', message: 'must be plain text, not application/json' }]);
   }
-  refuseNul(text, 'body.name');
+  refuseBadText(text, 'body.name');
   if (part.valueTruncated || [...text].length > MAX_NAME_CHARS) {
     throw new ValidationFailed(`name may have at most ${MAX_NAME_CHARS} characters.`, [{ field: 'body.name', message: `must have at most ${MAX_NAME_CHARS} characters` }]);
   }

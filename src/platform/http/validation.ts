@@ -118,7 +118,7 @@ function notWrittenInDecimal(data: Record<string, unknown>, texts: Map<string, u
  * Only the values the route's schema declares are looked at (its
  * properties, as deep as the schema describes them); a field the route
  * ignores, or a query parameter it does not know, is not. Multipart text
- * fields, which are not validated by a schema, call `refuseNul` themselves.
+ * fields, which are not validated by a schema, call `refuseBadText` themselves.
  */
 function textChecked(validate: Validate, schema: unknown): Validate {
   return alsoRefusing(validate, () => null, (passed) => badText(passed, schema, '', 0));
@@ -231,7 +231,7 @@ function badTextAnywhere(value: unknown, at: string, depth: number): Refusal | n
  * lone surrogate (its decoder puts U+FFFD), but a part sent as
  * `charset=utf-16le` can, and is refused here.
  */
-export function refuseNul(text: string, field: string): void {
+export function refuseBadText(text: string, field: string): void {
   const fault = textFault(text);
   if (fault !== null) throw new ValidationFailed(`${field} ${fault}.`, [{ field, message: fault }]);
 }

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { registerUser, type TestUser } from '../../helpers/users.js';
 import type { TestServer } from '../../helpers/server.js';
 import { startFakeProvider, type FakeProvider, type Product } from './fake-provider.js';
+import type { EanFetchOptions } from '../../../src/modules/product-images/fetch-job.js';
 import { ean13, requestFetch, SHORT_TIMEOUT, startProductServer, waitForJob, type JobView } from './server.js';
 
 let provider: FakeProvider;
@@ -38,6 +39,18 @@ async function fetchProduct(product: Product): Promise<{ job: JobView; code: str
   const { status, body } = await requestFetch(server.url, alice.headers, { ean_code: code });
   expect(status).toBe(202);
   return { job: await waitForJob(server.url, alice.headers, body.job_id as string), code };
+}
+
+/** `code` asked for once on a Kiln of its own (`env`, `options`) pointing at `providerUrl`, closed after: the job once it ended. */
+async function fetchOnOwnServer(providerUrl: string, code: string, env: Record<string, string> = {}, options?: EanFetchOptions): Promise<JobView> {
+  const own = await startProductServer(providerUrl, env, options);
+  try {
+    const bob = await registerUser(own.url, 'bob');
+    const { body } = await requestFetch(own.url, bob.headers, { ean_code: code });
+    return await waitForJob(own.url, bob.headers, body.job_id as string);
+  } finally {
+    await own.close();
+  }
 }
 
 async function expectNoPicture(code: string): Promise<void> {
@@ -160,46 +173,25 @@ describe('transient failures are retried with backoff', () => {
   it('an answer slower than the total timeout is given up on and retried', async () => {
     // The answer would come at twice SHORT_TIMEOUT's 1.5 s total timeout, whose clock starts before the request is
     // sent: the timeout always fires first, and an attempt that waited longer would complete the job.
-    const impatient = await startProductServer(provider.url, {}, SHORT_TIMEOUT);
-    try {
-      const bob = await registerUser(impatient.url, 'bob');
-      const code = ean13(next++);
-      provider.products.set(code, { kind: 'slow', delayMs: 3_000, name: 'Slow', image: '/img/rocket.jpg' });
-      const { body } = await requestFetch(impatient.url, bob.headers, { ean_code: code });
-      const job = await waitForJob(impatient.url, bob.headers, body.job_id as string);
-      expect(job).toMatchObject({ status: 'failed', attempts: 3, error: { code: 'source_unreachable' } });
-      expect(provider.productHits(code)).toBe(3);
-    } finally {
-      await impatient.close();
-    }
+    const code = ean13(next++);
+    provider.products.set(code, { kind: 'slow', delayMs: 3_000, name: 'Slow', image: '/img/rocket.jpg' });
+    const job = await fetchOnOwnServer(provider.url, code, {}, SHORT_TIMEOUT);
+    expect(job).toMatchObject({ status: 'failed', attempts: 3, error: { code: 'source_unreachable' } });
+    expect(provider.productHits(code)).toBe(3);
   });
 
   it('a provider that is not listening at all is unreachable, retried', async () => {
-    const dead = await startProductServer('http://127.0.0.1:9');
-    try {
-      const bob = await registerUser(dead.url, 'bob');
-      const { body } = await requestFetch(dead.url, bob.headers, { ean_code: ean13(next++) });
-      const job = await waitForJob(dead.url, bob.headers, body.job_id as string);
-      expect(job).toMatchObject({ status: 'failed', attempts: 3, error: { code: 'source_unreachable' } });
-    } finally {
-      await dead.close();
-    }
+    const job = await fetchOnOwnServer('http://127.0.0.1:9', ean13(next++));
+    expect(job).toMatchObject({ status: 'failed', attempts: 3, error: { code: 'source_unreachable' } });
   });
 });
 
 describe('the guard also covers the provider API itself', () => {
   it('a provider on 127.0.0.1 without FETCH_ALLOWED_HOSTS is refused', async () => {
-    const closed = await startProductServer(provider.url, { FETCH_ALLOWED_HOSTS: '' });
-    try {
-      const bob = await registerUser(closed.url, 'bob');
-      const code = ean13(next++);
-      provider.products.set(code, { kind: 'ok', name: 'x', image: '/img/rocket.jpg' });
-      const { body } = await requestFetch(closed.url, bob.headers, { ean_code: code });
-      const job = await waitForJob(closed.url, bob.headers, body.job_id as string);
-      expect(job).toMatchObject({ status: 'failed', attempts: 1, error: { code: 'source_blocked' } });
-      expect(provider.productHits(code)).toBe(0);
-    } finally {
-      await closed.close();
-    }
+    const code = ean13(next++);
+    provider.products.set(code, { kind: 'ok', name: 'x', image: '/img/rocket.jpg' });
+    const job = await fetchOnOwnServer(provider.url, code, { FETCH_ALLOWED_HOSTS: '' });
+    expect(job).toMatchObject({ status: 'failed', attempts: 1, error: { code: 'source_blocked' } });
+    expect(provider.productHits(code)).toBe(0);
   });
 });

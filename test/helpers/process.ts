@@ -39,16 +39,14 @@ export async function startKiln(env: Env, command = 'serve'): Promise<KilnProces
   const url = `http://127.0.0.1:${port}`;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   if (command === 'serve') {
-    const deadline = Date.now() + 20_000;
-    for (;;) {
-      if (child.exitCode !== null) throw new Error(`kiln exited early: ${out}`);
-      try {
-        if ((await fetch(`${url}/health`)).ok) break;
-      } catch {
-        // not listening yet
-      }
-      if (Date.now() > deadline) throw new Error(`kiln did not start: ${out}`);
-      await new Promise((r) => setTimeout(r, 100));
+    try {
+      await untilHealthy(url, child, () => out);
+    } catch (err) {
+      // A start that took too long would come up later with nobody to stop it, on a database and a
+      // DATA_DIR its test has removed: it ends here.
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+      throw err;
     }
   }
   return {
@@ -60,4 +58,19 @@ export async function startKiln(env: Env, command = 'serve'): Promise<KilnProces
       await exited;
     },
   };
+}
+
+/** Resolves once `/health` answers 200; throws when the process exits first or 45 s go by (a loaded machine starts slowly). */
+async function untilHealthy(url: string, child: ChildProcess, output: () => string): Promise<void> {
+  const deadline = Date.now() + 45_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`kiln exited early: ${output()}`);
+    try {
+      if ((await fetch(`${url}/health`)).ok) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`kiln did not start: ${output()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }

@@ -368,20 +368,23 @@ describe('ops routes', () => {
 
   it('is unhealthy (503) when the blob store cannot be written', async () => {
     const s = await startServer();
-    // A file where the blob directory should be: every write fails, as on a full or read-only disk.
-    const { rm, writeFile } = await import('node:fs/promises');
-    const path = await import('node:path');
-    await rm(path.join(s.dataDir, 'blobs'), { recursive: true, force: true });
-    await writeFile(path.join(s.dataDir, 'blobs'), 'not a directory');
-    const res = await fetch(`${s.url}/health`);
-    expect(res.status).toBe(503);
-    // An error answer, never kept by a cache (docs/api.md).
-    expect(res.headers.get('cache-control')).toBe('no-store');
-    const body = (await res.json()) as { status: string; checks: Record<string, { ok: boolean }> };
-    expect(body.status).toBe('unhealthy');
-    expect(body.checks.blob_store?.ok).toBe(false);
-    expect(body.checks.database?.ok).toBe(true);
-    await s.close();
+    try {
+      // A file where the blob directory should be: every write fails, as on a full or read-only disk.
+      const { rm, writeFile } = await import('node:fs/promises');
+      const path = await import('node:path');
+      await rm(path.join(s.dataDir, 'blobs'), { recursive: true, force: true });
+      await writeFile(path.join(s.dataDir, 'blobs'), 'not a directory');
+      const res = await fetch(`${s.url}/health`);
+      expect(res.status).toBe(503);
+      // An error answer, never kept by a cache (docs/api.md).
+      expect(res.headers.get('cache-control')).toBe('no-store');
+      const body = (await res.json()) as { status: string; checks: Record<string, { ok: boolean }> };
+      expect(body.status).toBe('unhealthy');
+      expect(body.checks.blob_store?.ok).toBe(false);
+      expect(body.checks.database?.ok).toBe(true);
+    } finally {
+      await s.close();
+    }
   });
 
   it('a 500 names no stack frame, no server path and no error text', async () => {

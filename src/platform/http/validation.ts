@@ -133,6 +133,20 @@ function textFault(text: string): string | null {
   return isWellFormed(text) ? null : SURROGATE_MESSAGE;
 }
 
+/** The refusal of `text` (a value or a key) found at `at`, or null. */
+function refusalOf(text: string, at: string): Refusal | null {
+  const fault = textFault(text);
+  return fault === null ? null : { at, message: fault };
+}
+
+/** A schema's `patternProperties` patterns, compiled once rather than on every request. */
+const compiledPatterns = new Map<string, RegExp>();
+function patternOf(pattern: string): RegExp {
+  let compiled = compiledPatterns.get(pattern);
+  if (compiled === undefined) compiledPatterns.set(pattern, (compiled = new RegExp(pattern, 'u')));
+  return compiled;
+}
+
 
 /** A JSON Schema that is an object (not `true`/`false`), as Ajv was given it. */
 type SchemaObject = Record<string, unknown>;
@@ -153,10 +167,7 @@ const STRUCTURE = ['properties', 'patternProperties', 'additionalProperties', 'i
  * 32 levels are plenty.
  */
 function badText(value: unknown, schema: unknown, at: string, depth: number): Refusal | null {
-  if (typeof value === 'string') {
-    const fault = textFault(value);
-    return fault === null ? null : { at, message: fault };
-  }
+  if (typeof value === 'string') return refusalOf(value, at);
   if (value === null || typeof value !== 'object' || depth > 32 || schema === false) return null;
   if (!isSchemaObject(schema) || '$ref' in schema || !STRUCTURE.some((k) => k in schema)) return badTextAnywhere(value, at, depth);
   for (const keyword of ['allOf', 'anyOf', 'oneOf']) {
@@ -195,11 +206,11 @@ function badProperty(object: Record<string, unknown>, schema: SchemaObject, at: 
       continue;
     }
     // A key the schema takes in by pattern or as an additional property is the client's text too.
-    const matched = patterns.filter(([pattern]) => new RegExp(pattern, 'u').test(key)).map(([, s]) => s);
+    const matched = patterns.filter(([pattern]) => patternOf(pattern).test(key)).map(([, s]) => s);
     const taken = matched.length > 0 ? matched : isSchemaObject(schema.additionalProperties) ? [schema.additionalProperties] : [];
     if (taken.length === 0) continue;
-    const keyFault = textFault(key);
-    if (keyFault !== null) return { at: where, message: keyFault };
+    const badKey = refusalOf(key, where);
+    if (badKey !== null) return badKey;
     for (const s of taken) {
       const found = badText(item, s, where, depth + 1);
       if (found !== null) return found;
@@ -210,14 +221,11 @@ function badProperty(object: Record<string, unknown>, schema: SchemaObject, at: 
 
 /** The first bad text (a key or a value) anywhere in `value`, or null: for a value its schema takes whole. */
 function badTextAnywhere(value: unknown, at: string, depth: number): Refusal | null {
-  if (typeof value === 'string') {
-    const fault = textFault(value);
-    return fault === null ? null : { at, message: fault };
-  }
+  if (typeof value === 'string') return refusalOf(value, at);
   if (value === null || typeof value !== 'object' || depth > 32) return null;
   for (const [key, item] of Object.entries(value)) {
-    const keyFault = textFault(key);
-    if (keyFault !== null) return { at: `${at}/${key}`, message: keyFault };
+    const badKey = refusalOf(key, `${at}/${key}`);
+    if (badKey !== null) return badKey;
     const found = badTextAnywhere(item, `${at}/${key}`, depth + 1);
     if (found !== null) return found;
   }

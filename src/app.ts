@@ -15,7 +15,7 @@ import { registerAuth } from './auth/guard.js';
 import { registerRateLimits } from './auth/ratelimit.js';
 import type { Context } from './context.js';
 import { registerModules } from './modules/index.js';
-import { registerJobHandlers } from './modules/jobs.js';
+import { jobRetention, registerJobHandlers } from './modules/jobs.js';
 import { SWAGGER_UI_PATH, withSwaggerUiPage } from './modules/ops/docs.js';
 import { bootstrapAdmin } from './modules/users/bootstrap.js';
 import { clientErrorHandler, errorHandler, frameworkError, notFoundHandler, refuseWithoutHost } from './platform/http/errors.js';
@@ -28,6 +28,7 @@ import { corsOptions } from './platform/http/cors.js';
 import { RequestRecorder } from './platform/http/requests.js';
 import { AJV_OPTIONS, buildValidator } from './platform/http/validation.js';
 import { InFlight } from './platform/inflight.js';
+import { runWhileOpen } from './platform/sweep.js';
 import { lazyChildLogger } from './platform/log/index.js';
 import { VERSION } from './version.js';
 
@@ -165,6 +166,7 @@ export async function buildApp(ctx: Context): Promise<App> {
   await registerModules(app, ctx);
   // Job kinds exist wherever an app is built: `kiln serve`, and `kiln worker` which builds one without listening.
   registerJobHandlers(ctx);
+  runWhileOpen(app, jobRetention(ctx));
   await bootstrapAdmin(ctx);
   return app;
 }

@@ -69,6 +69,10 @@ export interface Config {
   stripe: StripeSettings;
   /** ORDER_HOLD_MINUTES: an unpaid order unchanged this long is cancelled and its stock returned; 0 never (docs/shop.md). */
   orderHoldMinutes: number;
+  /** JOB_RETENTION_DAYS: a finished job's row is deleted this many days after it finished; 0 keeps them (docs/jobs.md). */
+  jobRetentionDays: number;
+  /** AI_EDIT_RETENTION_DAYS: AI-edit uploads and processes unused this many days are deleted; 0 keeps them (docs/ai-edits.md). */
+  aiEditRetentionDays: number;
   cacheTtlSeconds: number;
   cacheMaxItems: number;
   /** Number of reverse proxies in front of Kiln whose X-Forwarded-For is trusted (0: none). */
@@ -91,6 +95,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
  */
 const TEN_YEARS_MIN = 10 * 365 * 24 * 60;
 const TEN_YEARS_S = TEN_YEARS_MIN * 60;
+const TEN_YEARS_DAYS = 10 * 365;
 /** A provider call of a day at most; its job timeout (this plus a minute, in ms) stays well under setTimeout's 2^31-1 ms. */
 const MAX_OPENAI_TIMEOUT_S = 24 * 60 * 60;
 /** lru-cache allocates its index for `max` entries up front: a million is ~50 MB, a billion exhausts the heap. */
@@ -150,6 +155,8 @@ export function loadConfig(processEnv: Env = process.env, cwd = process.cwd()): 
     stripe,
     // Online payments on: an hour, as shops commonly hold stock for a checkout. Off: orders wait for an admin, however long.
     orderHoldMinutes: r.int('ORDER_HOLD_MINUTES', stripe.key === undefined ? 0 : 60, 0, TEN_YEARS_MIN),
+    jobRetentionDays: r.int('JOB_RETENTION_DAYS', 30, 0, TEN_YEARS_DAYS),
+    aiEditRetentionDays: r.int('AI_EDIT_RETENTION_DAYS', 0, 0, TEN_YEARS_DAYS),
     cacheTtlSeconds: r.int('CACHE_TTL_SECONDS', 3600, 1, TEN_YEARS_S),
     cacheMaxItems: r.int('CACHE_MAX_ITEMS', 1000, 1, MAX_CACHE_ITEMS),
     trustProxy: r.int('TRUST_PROXY', 0, 0, 10),

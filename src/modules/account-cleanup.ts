@@ -17,4 +17,8 @@ export const accountCleanups: AccountCleanup[] = [
   deleteUserOrders,
   deleteUserGalleries,
   deleteUserPipelines,
+  // Last: the pipeline's clean-up finds the models to delete through the user's jobs.
+  async (ctx, userId) => {
+    await ctx.jobs.deleteFinishedOf(userId);
+  },
 ];

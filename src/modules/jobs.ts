@@ -4,6 +4,7 @@
  * exists wherever its jobs run. A module adds one line here.
  */
 import type { Context } from '../context.js';
+import { PeriodicSweep } from '../platform/sweep.js';
 import { registerAiEditJobs } from './ai-edits/job.js';
 import { registerCustomOrderJobs } from './custom-orders/webhook.js';
 import { registerPipelineJobs } from './pipeline/job.js';
@@ -20,4 +21,22 @@ const registrations: readonly JobRegistration[] = [
 
 export function registerJobHandlers(ctx: Context): void {
   for (const register of registrations) register(ctx);
+}
+
+/** How often each process deletes the job rows past JOB_RETENTION_DAYS. */
+export const JOB_PRUNE_INTERVAL_MS = 60 * 60_000;
+
+/**
+ * The sweep that deletes jobs finished more than JOB_RETENTION_DAYS ago
+ * (docs/jobs.md), but never a kind registered with `keepFinished`; with
+ * JOB_RETENTION_DAYS=0 it deletes nothing.
+ */
+export function jobRetention(ctx: Context): PeriodicSweep {
+  const keepMs = ctx.config.jobRetentionDays * 24 * 60 * 60_000;
+  return new PeriodicSweep(ctx.log, 'pruning finished jobs', JOB_PRUNE_INTERVAL_MS, async () => {
+    if (keepMs === 0) return 0;
+    const deleted = await ctx.jobs.pruneFinished(new Date(ctx.clock.now().getTime() - keepMs).toISOString());
+    if (deleted > 0) ctx.log.info({ jobs: deleted, retentionDays: ctx.config.jobRetentionDays }, 'pruned finished jobs');
+    return deleted;
+  });
 }

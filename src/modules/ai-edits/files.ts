@@ -111,12 +111,14 @@ export function fileIdOf(url: string, host: string | undefined): string | undefi
 export async function ownUpload(ctx: Context, principal: Principal, url: string, field: string, host: string | undefined): Promise<repo.FileRow> {
   const fileId = fileIdOf(url, host);
   const row = fileId === undefined ? undefined : await repo.findFile(ctx.db.kysely, fileId);
-  if (!row || row.kind !== 'upload' || row.owner_id !== principal.userId) {
-    throw new ValidationFailed(`${field} must be the url of one of your uploads (as /api/v1/upload answered it).`, [
-      { field: `body.${field}`, message: 'is not one of your uploads' },
-    ], 'not_your_upload');
-  }
+  if (!row || row.kind !== 'upload' || row.owner_id !== principal.userId) throw notYourUpload(field);
   return row;
+}
+
+export function notYourUpload(field: string): ValidationFailed {
+  return new ValidationFailed(`${field} must be the url of one of your uploads (as /api/v1/upload answered it).`, [
+    { field: `body.${field}`, message: 'is not one of your uploads' },
+  ], 'not_your_upload');
 }
 
 export interface ServableFile {

@@ -16,6 +16,8 @@ import { VERSION } from '../../version.js';
 import { checkHealth } from '../ops/health.js';
 import { CODES, envelopeErrorHandler, envelopeErrors, ErrorEnvelope, sendOk } from './envelope.js';
 import { servableFile, uploadFile } from './files.js';
+import { aiEditSweep } from './retention.js';
+import { runWhileOpen } from '../../platform/sweep.js';
 import {
   BookAnswer,
   BookBody,
@@ -34,6 +36,9 @@ import { bookProcess, initiateProcess, processStatus } from './service.js';
 const TAGS = ['ai-edits'];
 
 export async function aiEditRoutes(parent: FastifyInstance, ctx: Context): Promise<void> {
+  // Every process that serves or runs jobs (kiln worker builds the app too) deletes what has expired (retention.ts).
+  runWhileOpen(parent, aiEditSweep(ctx));
+
   await parent.register(
     async (scope) => {
       scope.setErrorHandler(envelopeErrorHandler);

@@ -18,7 +18,7 @@ import type { Context } from '../../context.js';
 import { Conflict, NotFound, ServiceUnavailable } from '../../errors.js';
 import { newId } from '../../ids.js';
 import { PermanentJobError } from '../../platform/jobs/errors.js';
-import { deleteBlobsOf, fileUrl, ownUpload } from './files.js';
+import { deleteBlobsOf, fileUrl, notYourUpload, ownUpload } from './files.js';
 import { NO_KEY_MESSAGE } from './provider.js';
 import * as repo from './repo.js';
 import type { BookBody } from './schemas.js';
@@ -107,6 +107,10 @@ export async function bookProcess(ctx: Context, principal: Principal, body: Book
   // The booking, its job and the job's id on the process commit together: a failure, or a process that
   // dies between them, never leaves a process processing with no job to finish it.
   const dispatch = await ctx.db.kysely.transaction().execute(async (tx) => {
+    // The retention sweep may be deleting an old upload right now: held here, it is either gone (422) or kept (retention.ts).
+    const held = await repo.holdFiles(tx, ctx.db.dialect, [source.file_id, target.file_id]);
+    if (!held.includes(source.file_id)) throw notYourUpload('source_url');
+    if (!held.includes(target.file_id)) throw notYourUpload('target_url');
     const booked = await repo.bookProcess(tx, row.init_id, principal.userId, ['initiated', 'failed'], {
       source_file_id: source.file_id,
       target_file_id: target.file_id,

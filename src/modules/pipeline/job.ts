@@ -92,5 +92,7 @@ export function registerPipelineJobs(ctx: Context, options: PipelineJobOptions =
   ctx.jobs.register<PipelineInput, PipelineResult>(PHOTOGRAMMETRY, (input, job) => runPhotogrammetry(ctx, input, job, resolved), {
     maxAttempts: 1,
     timeoutMs: resolved.timeoutMs,
+    // The job's row is what owns its model files (service.ts existingUploads): kept while the model is.
+    keepFinished: true,
   });
 }

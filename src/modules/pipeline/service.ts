@@ -184,7 +184,7 @@ export class PipelineService {
   }
 }
 
-/** Account deletion (account-cleanup.ts): the user's photos and models go; the job rows stay, as other jobs do. */
+/** Account deletion (account-cleanup.ts): the user's photos and models go, then (a later clean-up) the user's finished jobs. */
 export async function deleteUserPipelines(ctx: Context, userId: string): Promise<void> {
   let cursor: string | undefined;
   do {

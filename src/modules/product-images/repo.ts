@@ -53,6 +53,16 @@ export async function failLease(db: Kysely<Database>, eanCode: string, jobId: st
     .execute();
 }
 
+/**
+ * Deletes the leases that ran out before `before`: failed ones (a failure
+ * ends its lease at once) and those of holders that died. A job that finds
+ * none takes a new one, so nothing waits on these; resolves with how many.
+ */
+export async function deleteDeadLeases(db: Kysely<Database>, before: string): Promise<number> {
+  const r = await db.deleteFrom('product_image_fetches').where('locked_until', '<', before).executeTakeFirst();
+  return Number(r.numDeletedRows);
+}
+
 export async function releaseLease(db: Kysely<Database>, eanCode: string, jobId: string): Promise<void> {
   await db.deleteFrom('product_image_fetches').where('ean_code', '=', eanCode).where('job_id', '=', jobId).execute();
 }

@@ -81,6 +81,15 @@ function canSee(principal: Principal, job: Job): boolean {
   return principal.isAdmin || job.user_id === principal.userId;
 }
 
+/** How often each process deletes the barcode leases that ran out. */
+export const LEASE_PRUNE_INTERVAL_MS = 60 * 60_000;
+/**
+ * A lease is deleted this long after it ran out. Jobs waiting on a failed
+ * holder read its error within a second or two (they look every 500 ms);
+ * one that found no lease would only ask the provider itself.
+ */
+export const LEASE_KEEP_MS = 60 * 60_000;
+
 export class ProductImageService {
   /** Stored pictures never change (a barcode is fetched once), so their metadata can be cached. */
   private readonly files = new LRUCache<string, ProductFile>({ max: 10_000, ttl: 60_000, ttlResolution: LRU_TTL_RESOLUTION_MS });
@@ -109,6 +118,14 @@ export class ProductImageService {
   async jobs(principal: Principal, query: { status?: JobStatus; type?: string; limit?: number; cursor?: string }): Promise<JobPage> {
     const filters = { status: query.status, type: query.type, limit: query.limit, cursor: query.cursor };
     return principal.isAdmin ? this.ctx.jobs.list({ all: true, ...filters }) : this.ctx.jobs.list({ userId: principal.userId, ...filters });
+  }
+
+  /** Deletes the barcode leases that ran out over LEASE_KEEP_MS ago (repo.deleteDeadLeases); resolves with how many. */
+  async pruneDeadLeases(): Promise<number> {
+    const before = new Date(this.ctx.clock.now().getTime() - LEASE_KEEP_MS).toISOString();
+    const deleted = await repo.deleteDeadLeases(this.ctx.db.kysely, before);
+    if (deleted > 0) this.ctx.log.info({ leases: deleted }, 'pruned barcode leases that ran out');
+    return deleted;
   }
 
   async image(rawEan: string): Promise<ProductImageAnswer> {

@@ -11,6 +11,7 @@
  * row's lock, so one of them makes it and the other finds it cancelled.
  */
 import type { Context } from '../../context.js';
+import { PeriodicSweep } from '../../platform/sweep.js';
 import type { OrderService } from './orders.js';
 import type { StaleOrder } from './repo.js';
 
@@ -25,42 +26,29 @@ export interface PaymentRelease {
 }
 
 export class UnpaidOrderExpiry {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<number> | undefined;
+  private readonly periodic: PeriodicSweep;
 
   constructor(
     private readonly ctx: Context,
     private readonly orders: OrderService,
     private readonly payments: PaymentRelease,
-  ) {}
+  ) {
+    this.periodic = new PeriodicSweep(ctx.log, 'sweeping unpaid orders', SWEEP_INTERVAL_MS, () => this.sweepOnce());
+  }
 
-  /**
-   * Cancels the pending orders whose hold ran out; resolves with how many.
-   * A sweep asked for while one runs waits for that one instead of starting
-   * a second beside it.
-   */
+  /** Cancels the pending orders whose hold ran out; resolves with how many (one sweep at a time, platform/sweep.ts). */
   sweep(): Promise<number> {
-    this.running ??= this.sweepOnce().finally(() => {
-      this.running = undefined;
-    });
-    return this.running;
+    return this.periodic.run();
   }
 
-  /** Sweeps every SWEEP_INTERVAL_MS until `stop`; a failed sweep is logged and the next one tries again. */
+  /** Sweeps every SWEEP_INTERVAL_MS until `stop`. */
   start(): void {
-    if (this.timer) return;
-    this.timer = setInterval(() => {
-      this.sweep().catch((err: unknown) => this.ctx.log.error({ err }, 'sweeping unpaid orders failed'));
-    }, SWEEP_INTERVAL_MS);
-    // Never what keeps a process alive: serve and worker have their own reasons to run.
-    this.timer.unref();
+    this.periodic.start();
   }
 
-  /** Stops the timer and waits for a sweep under way, so the database is not closed under it. */
-  async stop(): Promise<void> {
-    clearInterval(this.timer);
-    this.timer = undefined;
-    await this.running?.catch(() => undefined);
+  /** Stops the timer and waits for a sweep under way. */
+  stop(): Promise<void> {
+    return this.periodic.stop();
   }
 
   private async sweepOnce(): Promise<number> {

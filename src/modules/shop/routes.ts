@@ -12,6 +12,7 @@ import { receiveOneFile } from '../../platform/http/one-file.js';
 import { authProblems, imageAnswers, ProblemSchema, SIGNED_IN, singleFileField } from '../../platform/http/schemas.js';
 import { PaymentService } from '../payments/service.js';
 import { UnpaidOrderExpiry } from './expiry.js';
+import { runWhileOpen } from '../../platform/sweep.js';
 import { OrderService } from './orders.js';
 import { ProductService } from './products.js';
 import {
@@ -47,9 +48,7 @@ export async function shopRoutes(parent: FastifyInstance, ctx: Context): Promise
   const payments = new PaymentService(ctx);
   const orders = new OrderService(ctx, (orderId) => payments.releaseCancelledOrder(orderId));
   if (ctx.config.orderHoldMinutes > 0) {
-    const expiry = new UnpaidOrderExpiry(ctx, orders, payments);
-    expiry.start();
-    app.addHook('onClose', () => expiry.stop());
+    runWhileOpen(app, new UnpaidOrderExpiry(ctx, orders, payments));
   }
 
   app.get(

@@ -114,6 +114,38 @@ export async function revokeFamily(q: Q, familyId: string, at: string): Promise<
   await q.updateTable('refresh_tokens').set({ revoked_at: at }).where('family_id', '=', familyId).where('revoked_at', 'is', null).execute();
 }
 
+/**
+ * Deletes up to `limit` refresh tokens that stopped mattering before
+ * `before`, and says how many: a used token that was never revoked (it only
+ * told a reuse apart from a stranger's token), and every token of a session
+ * whose newest token expired. A revoked token of a live session stays: it is
+ * what keeps a successor written while the revocation ran dead
+ * (isFamilyRevoked).
+ */
+export async function deleteEndedTokens(q: Q, before: string, limit: number): Promise<number> {
+  const used = q
+    .selectFrom('refresh_tokens')
+    .select('id')
+    .where('expires_at', '<', before)
+    .where('used_at', 'is not', null)
+    .where('revoked_at', 'is', null)
+    .limit(limit);
+  const ended = q
+    .selectFrom('refresh_tokens as t')
+    .select('t.id')
+    .where('t.expires_at', '<', before)
+    .where(({ not, exists, selectFrom }) =>
+      not(exists(selectFrom('refresh_tokens as n').select('n.id').whereRef('n.family_id', '=', 't.family_id').where('n.expires_at', '>=', before))),
+    )
+    .limit(limit);
+  let deleted = 0;
+  for (const ids of [used, ended]) {
+    const result = await q.deleteFrom('refresh_tokens').where('id', 'in', ids).executeTakeFirst();
+    deleted += Number(result.numDeletedRows);
+  }
+  return deleted;
+}
+
 export async function revokeUserTokens(q: Q, userId: string, at: string): Promise<void> {
   await q.updateTable('refresh_tokens').set({ revoked_at: at }).where('user_id', '=', userId).where('revoked_at', 'is', null).execute();
 }

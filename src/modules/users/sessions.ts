@@ -88,3 +88,26 @@ export async function logout(ctx: Context, refreshToken: string): Promise<void> 
   const token = await repo.findRefreshToken(ctx.db.kysely, sha256Hex(refreshToken));
   if (token) await repo.revokeFamily(ctx.db.kysely, token.family_id, isoNow(ctx.clock));
 }
+
+/** How often each process prunes the refresh tokens that stopped mattering. */
+export const SESSION_PRUNE_INTERVAL_MS = 60 * 60_000;
+/**
+ * How long a token is kept past its own expiry: a used one still tells a
+ * reuse apart from a stranger's token for that long, and a session's rows
+ * stay a day after it ended.
+ */
+export const ENDED_TOKEN_KEEP_MS = 24 * 60 * 60_000;
+const PRUNE_PAGE = 500;
+
+/** Deletes the refresh tokens repo.deleteEndedTokens names, a page at a time; resolves with how many. */
+export async function pruneEndedSessions(ctx: Context): Promise<number> {
+  const before = new Date(ctx.clock.now().getTime() - ENDED_TOKEN_KEEP_MS).toISOString();
+  let deleted = 0;
+  for (;;) {
+    const page = await repo.deleteEndedTokens(ctx.db.kysely, before, PRUNE_PAGE);
+    deleted += page;
+    if (page === 0) break;
+  }
+  if (deleted > 0) ctx.log.info({ tokens: deleted }, 'pruned the refresh tokens of ended sessions');
+  return deleted;
+}

@@ -7,6 +7,7 @@ export interface KindSpec {
   timeoutMs: number;
   backoff: Required<BackoffOptions>;
   cancellable: boolean;
+  keepFinished: boolean;
 }
 
 export const DEFAULT_MAX_ATTEMPTS = 3;
@@ -26,6 +27,7 @@ export class HandlerRegistry {
       timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
       backoff: { ...DEFAULT_BACKOFF, ...options.backoff },
       cancellable: options.cancellable ?? false,
+      keepFinished: options.keepFinished ?? false,
     });
   }
 
@@ -41,6 +43,11 @@ export class HandlerRegistry {
 
   names(): string[] {
     return [...this.kinds.keys()];
+  }
+
+  /** The kinds whose finished jobs are kept (HandlerOptions.keepFinished). */
+  kept(): string[] {
+    return [...this.kinds].flatMap(([kind, spec]) => (spec.keepFinished ? [kind] : []));
   }
 }
 

@@ -20,6 +20,9 @@ export async function bounded<T>(p: Promise<T>, ms: number, message: string): Pr
   }
 }
 
+/** Job rows deleted per statement by pruneFinished. */
+const PRUNE_PAGE = 500;
+
 /** How long a health check waits for the runner's backend by default: well under the health route's own limit. */
 export const HEALTH_TIMEOUT_MS = 2000;
 
@@ -102,6 +105,20 @@ export abstract class BaseRunner implements JobRunner {
     const controller = this.running.get(jobId);
     if (controller) abortFor(controller, 'cancelled');
     return this.get(jobId);
+  }
+
+  async pruneFinished(before: string): Promise<number> {
+    const kept = this.registry.kept();
+    let deleted = 0;
+    for (;;) {
+      const page = await this.store.deleteFinished(before, kept, PRUNE_PAGE);
+      deleted += page;
+      if (page < PRUNE_PAGE) return deleted;
+    }
+  }
+
+  deleteFinishedOf(userId: string): Promise<number> {
+    return this.store.deleteFinishedOf(userId);
   }
 
   async waitFor(jobId: string, timeoutMs: number): Promise<Job> {

@@ -286,6 +286,20 @@ export class JobStore {
     return Number(r.numUpdatedRows) > 0;
   }
 
+  /** Deletes every finished job of `userId`; how many went. */
+  async deleteFinishedOf(userId: string): Promise<number> {
+    const r = await this.kysely.deleteFrom('jobs').where('user_id', '=', userId).where('status', 'in', ['completed', 'failed', 'cancelled']).executeTakeFirst();
+    return Number(r.numDeletedRows);
+  }
+
+  /** Deletes up to `limit` jobs finished before `before`, none of the kinds in `keep`; how many went. */
+  async deleteFinished(before: string, keep: readonly string[], limit: number): Promise<number> {
+    let page = this.kysely.selectFrom('jobs').select('job_id').where('finished_at', '<', before).where('status', 'in', ['completed', 'failed', 'cancelled']);
+    if (keep.length > 0) page = page.where('type', 'not in', keep);
+    const r = await this.kysely.deleteFrom('jobs').where('job_id', 'in', page.limit(limit)).executeTakeFirst();
+    return Number(r.numDeletedRows);
+  }
+
   /**
    * Jobs that should be running but nobody is on them: queued and due for
    * longer than `graceMs`, or processing with a lease run out that long ago.

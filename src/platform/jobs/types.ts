@@ -75,6 +75,12 @@ export interface HandlerOptions {
   backoff?: BackoffOptions;
   /** Whether `cancel` may stop jobs of this kind (default false). */
   cancellable?: boolean;
+  /**
+   * Finished jobs of this kind are kept past JOB_RETENTION_DAYS (default
+   * false): for a kind whose row owns what the job made, such as the
+   * pipeline's model files, which the orphan sweep keeps while a job row names them.
+   */
+  keepFinished?: boolean;
 }
 
 export interface EnqueueOptions {
@@ -130,6 +136,14 @@ export interface JobRunner {
    * as it is afterwards (unchanged when it could not be cancelled); null when missing.
    */
   cancel(jobId: string): Promise<Job | null>;
+  /**
+   * Deletes the rows of jobs that finished (completed, failed, cancelled)
+   * before `before`, except kinds registered with `keepFinished`; resolves
+   * with how many. In pages, so a long backlog never loads at once.
+   */
+  pruneFinished(before: string): Promise<number>;
+  /** Deletes the finished jobs of a user whose account is deleted, every kind; jobs still queued or running end as they would. */
+  deleteFinishedOf(userId: string): Promise<number>;
   /** Begins running jobs in this process where this runner runs them here (local; bullmq worker role). */
   start(): Promise<void>;
   /** Stops claiming, waits up to `graceMs` for running jobs, then aborts them. */

@@ -6,21 +6,21 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findKeyOwner } from '../../../src/auth/lookup.js';
 import { SERVICE_PRINCIPAL_ID, type Principal } from '../../../src/auth/principal.js';
 import { sha256Hex } from '../../../src/auth/secrets.js';
-import { createContext, type Context } from '../../../src/context.js';
+import { createContext, type Context, type ContextOptions } from '../../../src/context.js';
 import { DomainError } from '../../../src/errors.js';
 import { changeUser, listUsers } from '../../../src/modules/users/admin.js';
-import { endCredentials } from '../../../src/modules/users/repo.js';
+import { endCredentials, insertRefreshToken } from '../../../src/modules/users/repo.js';
 import { createApiKey } from '../../../src/modules/users/api-keys.js';
 import { bootstrapAdmin } from '../../../src/modules/users/bootstrap.js';
 import { createUser, deleteMe, updateMe } from '../../../src/modules/users/service.js';
-import { login, logout, refresh } from '../../../src/modules/users/sessions.js';
+import { ENDED_TOKEN_KEEP_MS, login, logout, pruneEndedSessions, refresh } from '../../../src/modules/users/sessions.js';
 import { tempDataDir, testConfig } from '../../helpers/config.js';
 import { createTestDatabase, hasPostgres } from '../../helpers/pg.js';
-import { newAccountFields } from '../../auth/helpers.js';
+import { newAccountFields, TestClock } from '../../auth/helpers.js';
 
 interface Backend {
   /** Opens one more Context over the same database (as a second process would). */
-  open(env?: Record<string, string>): Promise<Context>;
+  open(env?: Record<string, string>, options?: ContextOptions): Promise<Context>;
   dispose(): Promise<void>;
 }
 
@@ -28,8 +28,8 @@ async function sqliteBackend(): Promise<Backend> {
   const { dir, cleanup } = tempDataDir();
   const opened: Context[] = [];
   return {
-    async open(env = {}) {
-      const ctx = await createContext(testConfig(dir, { JWT_SECRET: 'storage-test-secret-of-32-characters', ...env }));
+    async open(env = {}, options = {}) {
+      const ctx = await createContext(testConfig(dir, { JWT_SECRET: 'storage-test-secret-of-32-characters', ...env }), options);
       opened.push(ctx);
       return ctx;
     },
@@ -45,8 +45,8 @@ async function postgresBackend(): Promise<Backend> {
   const { dir, cleanup } = tempDataDir();
   const opened: Context[] = [];
   return {
-    async open(env = {}) {
-      const ctx = await createContext(testConfig(dir, { DATABASE_URL: database.url, JWT_SECRET: 'storage-test-secret-of-32-characters', ...env }));
+    async open(env = {}, options = {}) {
+      const ctx = await createContext(testConfig(dir, { DATABASE_URL: database.url, JWT_SECRET: 'storage-test-secret-of-32-characters', ...env }), options);
       opened.push(ctx);
       return ctx;
     },
@@ -257,5 +257,73 @@ describe.each(backends)('accounts on %s', (_name, makeBackend, skip) => {
     await bootstrapAdmin(changed);
     expect(await codeOf(login(ctx, 'root@example.com', 'first-password', false))).toBe('invalid_credentials');
     await login(ctx, 'root@example.com', 'second-password', false);
+  });
+});
+
+describe.each(backends)('pruning ended sessions on %s', (_name, makeBackend, skip) => {
+  let backend: Backend;
+  let ctx: Context;
+  const clock = new TestClock();
+
+  beforeAll(async () => {
+    if (skip) return;
+    backend = await makeBackend();
+    ctx = await backend.open({ SHORT_REFRESH_TOKEN_LIFETIME: '60' }, { clock });
+  });
+  afterAll(async () => {
+    if (!skip) await backend.dispose();
+  });
+
+  const rowOf = (token: string) => ctx.db.kysely.selectFrom('refresh_tokens').select(['id', 'revoked_at']).where('token_hash', '=', sha256Hex(token)).executeTakeFirst();
+
+  it.skipIf(skip)('forgets a used token a day after it expired and a session a day after it ended, never what a live session needs', async () => {
+    const fields = newAccountFields();
+    const user = await createUser(ctx, fields);
+    // A session revoked while its successor was being written (the race isFamilyRevoked closes):
+    // the revoked token expired two days ago, the successor is live and must stay dead.
+    const { credentials_epoch: epoch } = await ctx.db.kysely.selectFrom('users').select('credentials_epoch').where('id', '=', user.id).executeTakeFirstOrThrow();
+    const raced = { revoked: 'raced-revoked-token', successor: 'raced-successor-token', family: `family-${user.id}` };
+    const at = (hours: number) => new Date(clock.now().getTime() + hours * 3600_000).toISOString();
+    const token = (plain: string, expiresInHours: number, revoked: boolean) =>
+      insertRefreshToken(ctx.db.kysely, { id: `${plain}-${user.id}`, user_id: user.id, family_id: raced.family, token_hash: sha256Hex(plain), expires_at: at(expiresInHours), used_at: revoked ? at(-49) : null, revoked_at: revoked ? at(-49) : null, epoch: Number(epoch), created_at: at(-49) });
+    await token(raced.revoked, -48, true);
+    await token(raced.successor, 1 + 26, false);
+    const ended = await login(ctx, fields.email, fields.password, false);
+    await logout(ctx, ended.refresh_token);
+    // A session kept alive for 25 h 25 min: every token lives 60 min, each refresh uses one up.
+    const first = await login(ctx, fields.email, fields.password, false);
+    let pair = first;
+    let second = '';
+    for (let i = 0; i < 30; i++) {
+      clock.advanceMinutes(50);
+      pair = await refresh(ctx, pair.refresh_token);
+      if (i === 0) second = pair.refresh_token;
+    }
+    clock.advanceMinutes(25);
+    // Logged out just now: revoked, but not expired.
+    const revoked = await login(ctx, fields.email, fields.password, false);
+    await logout(ctx, revoked.refresh_token);
+
+    // The day before now began at 85 min: the first token expired before it (60 min), the second after (110 min).
+    expect(ENDED_TOKEN_KEEP_MS).toBe(24 * 60 * 60_000);
+    const other = await backend.open({}, { clock });
+    const [a, b] = await Promise.all([pruneEndedSessions(ctx), pruneEndedSessions(other)]);
+    expect(a + b).toBeGreaterThanOrEqual(2);
+
+    expect(await rowOf(first.refresh_token)).toBeUndefined();
+    expect(await rowOf(ended.refresh_token)).toBeUndefined();
+    expect(await rowOf(second)).toBeDefined();
+    expect(await rowOf(revoked.refresh_token)).toMatchObject({ revoked_at: expect.any(String) });
+    expect(await rowOf(raced.revoked)).toBeDefined();
+    expect(await pruneEndedSessions(ctx)).toBe(0);
+    expect(await codeOf(refresh(ctx, raced.successor))).toBe('invalid_refresh_token');
+
+    // A forgotten token is a stranger's: refused, and the session it came from goes on.
+    expect(await codeOf(refresh(ctx, first.refresh_token))).toBe('invalid_refresh_token');
+    pair = await refresh(ctx, pair.refresh_token);
+    expect(await codeOf(refresh(ctx, revoked.refresh_token))).toBe('invalid_refresh_token');
+    // A used token still remembered is a reuse: the session ends.
+    expect(await codeOf(refresh(ctx, second))).toBe('refresh_token_reused');
+    expect(await codeOf(refresh(ctx, pair.refresh_token))).toBe('invalid_refresh_token');
   });
 });

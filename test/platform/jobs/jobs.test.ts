@@ -423,5 +423,43 @@ describe.each(ENVS)('jobs: $name', (env) => {
       await jobs.stop(5000);
       expect(await jobs.get(first.job_id)).toMatchObject({ status: 'completed', result: 'done' });
     });
+
+    it('prunes the jobs finished before a time, never a kept kind\'s or a live one, and deletes a user\'s finished jobs', async () => {
+      const jobs = runner();
+      let release = (): void => undefined;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      jobs.register('prunable', async () => 'ok');
+      jobs.register('refused', async () => {
+        throw new PermanentJobError('no', 'refused');
+      });
+      jobs.register('kept', async () => 'model', { keepFinished: true });
+      jobs.register('held', async () => held);
+      await jobs.start();
+      const finished = async (kind: string, userId = 'u-prune') => jobs.waitFor((await jobs.enqueue(kind, {}, { userId })).job_id, 10_000);
+      const old = [await finished('prunable'), await finished('refused'), await finished('prunable', 'u-gone')];
+      const kept = await finished('kept');
+      const live = await jobs.enqueue('held', {}, { userId: 'u-prune' });
+      await until(async () => (await jobs.get(live.job_id))?.status === 'processing');
+      await new Promise((r) => setTimeout(r, 5));
+      const before = new Date().toISOString();
+      await new Promise((r) => setTimeout(r, 5));
+      const recent = await finished('prunable');
+      const gone = await finished('prunable', 'u-gone');
+
+      expect(await jobs.pruneFinished(before)).toBeGreaterThanOrEqual(old.length);
+      for (const job of old) expect(await jobs.get(job.job_id)).toBeNull();
+      expect(await jobs.get(kept.job_id)).toMatchObject({ status: 'completed' });
+      expect(await jobs.get(recent.job_id)).toMatchObject({ status: 'completed' });
+      expect(await jobs.get(live.job_id)).toMatchObject({ status: 'processing' });
+      expect(await jobs.pruneFinished(before)).toBe(0);
+
+      const goneLive = await jobs.enqueue('held', {}, { userId: 'u-gone' });
+      expect(await jobs.deleteFinishedOf('u-gone')).toBe(1);
+      expect(await jobs.get(gone.job_id)).toBeNull();
+      expect(await jobs.get(goneLive.job_id)).not.toBeNull();
+      expect(await jobs.get(recent.job_id)).not.toBeNull();
+      release();
+      await jobs.waitFor(goneLive.job_id, 10_000);
+    });
   });
 });

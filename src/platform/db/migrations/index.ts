@@ -12,6 +12,8 @@ import * as m0007 from './0007_shop.js';
 import * as m0008 from './0008_payments.js';
 import * as m0009 from './0009_credentials_epoch.js';
 import * as m0010 from './0010_orders_pending.js';
+import * as m0011 from './0011_housekeeping.js';
+import * as m0012 from './0012_ai_edit_retention.js';
 
 export const migrations: Record<string, Migration> = {
   '0001_core': m0001,
@@ -23,4 +25,6 @@ export const migrations: Record<string, Migration> = {
   '0008_payments': m0008,
   '0009_credentials_epoch': m0009,
   '0010_orders_pending': m0010,
+  '0011_housekeeping': m0011,
+  '0012_ai_edit_retention': m0012,
 };

@@ -20,6 +20,9 @@ export interface HttpLabels {
 
 export const DURATION_BUCKETS: readonly number[] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
+/** The methods a route of Kiln answers, each its own label value. */
+const METHOD_LABELS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
+
 /** One method, route and status. */
 export class HttpSeries {
   count = 0;
@@ -96,8 +99,14 @@ export class HttpMetrics {
     registry.registerMetric(durations as unknown as Metric);
   }
 
-  /** The series of one method, route and status, made on first use. */
-  series(method: string, route: string, status: number): HttpSeries {
+  /**
+   * The series of one method, route and status, made on first use. A method
+   * outside METHOD_LABELS counts as `other`: Node accepts 35 methods, and an
+   * anonymous client sending each of them to an unknown path would add series
+   * to every scrape.
+   */
+  series(requestMethod: string, route: string, status: number): HttpSeries {
+    const method = METHOD_LABELS.has(requestMethod) ? requestMethod : 'other';
     let byRoute = this.byMethod.get(method);
     if (!byRoute) this.byMethod.set(method, (byRoute = new Map()));
     let byStatus = byRoute.get(route);

@@ -65,4 +65,16 @@ describe('the HTTP answer metrics', () => {
     registry.resetMetrics();
     expect(await registry.metrics()).not.toContain('route="/x"');
   });
+
+  it('label a method no route answers as `other`, so 35 methods cannot make 35 series per path', async () => {
+    const registry = new Registry();
+    const http = new HttpMetrics(registry);
+    for (const method of ['PROPFIND', 'MKCOL', 'LINK', 'M-SEARCH']) http.series(method, 'unmatched', 404).observe(0.001);
+    for (const method of ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']) http.series(method, 'unmatched', 404).observe(0.001);
+    const text = await registry.metrics();
+    const counts = text.split('\n').filter((line) => line.startsWith('kiln_http_requests_total{'));
+    expect(counts).toContain('kiln_http_requests_total{method="other",route="unmatched",status="404"} 4');
+    expect(counts).toHaveLength(8);
+    expect(text).not.toMatch(/PROPFIND|MKCOL|M-SEARCH|method="LINK"/);
+  });
 });

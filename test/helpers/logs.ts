@@ -1,6 +1,8 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
+import pino from 'pino';
 
 /**
  * The text of every log file in a LOG_FILE directory (pino-roll's
@@ -36,4 +38,16 @@ export function logDirectory<T = Record<string, unknown>>(level = 'warn'): { env
     lines: () => readLogLines<T>(dir),
     remove: () => rmSync(dir, { recursive: true, force: true }),
   };
+}
+
+/** A real pino logger whose lines are kept, parsed, in memory. */
+export function capturingLog<T = Record<string, unknown>>(level = 'info'): { log: pino.Logger; lines: T[] } {
+  const lines: T[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const text of chunk.toString('utf8').split('\n')) if (text) lines.push(JSON.parse(text) as T);
+      done();
+    },
+  });
+  return { log: pino({ level }, sink), lines };
 }

@@ -4,10 +4,9 @@
  * connection is back. Real ioredis clients against a port nothing listens on,
  * then a relay to the real Redis on that same port.
  */
-import { Writable } from 'node:stream';
-import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { closeRedis, failFastRedis, watchRedisConnection } from '../../src/platform/redis.js';
+import { capturingLog } from '../helpers/logs.js';
 import { closedPort } from '../helpers/redis.js';
 import { tcpRelay } from '../helpers/relay.js';
 
@@ -25,18 +24,6 @@ interface Line {
   downMs?: number;
 }
 
-/** A real pino logger whose lines are kept, parsed. */
-function capturingLog(): { log: pino.Logger; lines: Line[] } {
-  const lines: Line[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const text of chunk.toString('utf8').split('\n')) if (text) lines.push(JSON.parse(text) as Line);
-      done();
-    },
-  });
-  return { log: pino({ level: 'info' }, sink), lines };
-}
-
 /** A fail-fast client looking for Redis on `port`, and how many 'error' events it has emitted. */
 async function clientOn(port: number): Promise<{ client: Awaited<ReturnType<typeof failFastRedis>>; errors: () => number }> {
   const client = await failFastRedis(`redis://127.0.0.1:${port}`);
@@ -51,7 +38,7 @@ const INFO = 30;
 
 describe('watchRedisConnection', () => {
   it('logs one warning for an outage of many failed reconnections', async () => {
-    const { log, lines } = capturingLog();
+    const { log, lines } = capturingLog<Line>();
     const { client, errors } = await clientOn(await closedPort());
     watchRedisConnection(client, log, 'test');
     await expect.poll(errors).toBeGreaterThanOrEqual(4);
@@ -59,7 +46,7 @@ describe('watchRedisConnection', () => {
   });
 
   it('reminds while the outage lasts, with the errors counted so far', async () => {
-    const { log, lines } = capturingLog();
+    const { log, lines } = capturingLog<Line>();
     const { client, errors } = await clientOn(await closedPort());
     watchRedisConnection(client, log, 'test', 300);
     await expect.poll(() => lines.filter((l) => l.msg === 'redis still unreachable (test)').length).toBeGreaterThanOrEqual(1);
@@ -73,7 +60,7 @@ describe('watchRedisConnection', () => {
 
   describe.skipIf(!REDIS_URL)(`with Redis coming up${REDIS_URL ? '' : ' (skipped: TEST_REDIS_URL is not set)'}`, () => {
     it('says when the connection is back, how long it was gone and how many errors it cost; a later outage is logged anew', async () => {
-      const { log, lines } = capturingLog();
+      const { log, lines } = capturingLog<Line>();
       const port = await closedPort();
       const { client, errors } = await clientOn(port);
       watchRedisConnection(client, log, 'test');
@@ -94,7 +81,7 @@ describe('watchRedisConnection', () => {
     });
 
     it('logs an error of something built on a ready connection as its own, and counts it with the outage while the connection is down', async () => {
-      const { log, lines } = capturingLog();
+      const { log, lines } = capturingLog<Line>();
       const up = await failFastRedis(REDIS_URL as string);
       cleanups.push(() => closeRedis(up));
       const upWatch = watchRedisConnection(up, log, 'up');

@@ -130,15 +130,17 @@ export async function bookProcess(ctx: Context, principal: Principal, body: Book
 
 /**
  * The row's state; a processing row whose job the job system has already
- * failed (a timeout, an interrupted runner) is failed here too, with the job's reason.
+ * failed (a timeout, an interrupted runner) is failed here too, with the
+ * job's reason, and so is one whose job is gone (its row pruned past
+ * JOB_RETENTION_DAYS): nothing can finish it any more.
  */
 async function loadView(ctx: Context, initId: string): Promise<ProcessView | undefined> {
   const row = await repo.findProcess(ctx.db.kysely, initId);
   if (!row) return undefined;
   if (row.status === 'processing' && row.job_id) {
     const job = await ctx.jobs.get(row.job_id);
-    if (job && (job.status === 'failed' || job.status === 'cancelled')) {
-      const error = job.error?.detail ?? 'The edit failed.';
+    if (!job || job.status === 'failed' || job.status === 'cancelled') {
+      const error = job ? (job.error?.detail ?? 'The edit failed.') : 'The edit\'s job is gone, so it will not finish; book the process again.';
       await repo.finishProcess(ctx.db.kysely, initId, { status: 'failed', result_file_id: null, error, updated_at: isoNow(ctx.clock) });
       return { init_id: initId, owner_id: row.owner_id, status: 'failed', error };
     }

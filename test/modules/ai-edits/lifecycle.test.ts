@@ -64,6 +64,18 @@ describe('a job the job system gives up on', () => {
     const row = await server.ctx.db.kysely.selectFrom('ai_processes').select(['status', 'error']).where('init_id', '=', initId).executeTakeFirstOrThrow();
     expect(row.status).toBe('failed');
   });
+
+  it('shows a process failed whose job is gone (pruned past JOB_RETENTION_DAYS)', async () => {
+    const { initId } = await startEdit(server.url, SERVICE);
+    await waitForEnd(server.url, SERVICE, initId);
+    // As a process left processing when its job ended behind the handler's back, and whose job row was pruned since.
+    const { kysely } = server.ctx.db;
+    await kysely.updateTable('ai_processes').set({ status: 'processing', job_id: 'job-pruned-long-ago' }).where('init_id', '=', initId).execute();
+    await server.ctx.cache.delete(cacheKey(initId));
+    const status = await post<StatusData>(server.url, '/api/v1/process/status', SERVICE, { init_id: initId });
+    expect(status.body.data).toMatchObject({ status: 'failed', error: expect.stringMatching(/job is gone/) });
+    expect((await kysely.selectFrom('ai_processes').select('status').where('init_id', '=', initId).executeTakeFirstOrThrow()).status).toBe('failed');
+  });
 });
 
 describe('account deletion', () => {

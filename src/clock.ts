@@ -9,3 +9,8 @@ export const systemClock: Clock = { now: () => new Date() };
 export function isoNow(clock: Clock): string {
   return clock.now().toISOString();
 }
+
+/** The instant `ms` before now, in the same format: the cut-off of a sweep ("finished before …"). */
+export function isoAgo(clock: Clock, ms: number): string {
+  return new Date(clock.now().getTime() - ms).toISOString();
+}

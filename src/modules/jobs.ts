@@ -4,7 +4,8 @@
  * exists wherever its jobs run. A module adds one line here.
  */
 import type { Context } from '../context.js';
-import { PeriodicSweep } from '../platform/sweep.js';
+import { isoAgo } from '../clock.js';
+import { HOURLY_MS, PeriodicSweep } from '../platform/sweep.js';
 import { registerAiEditJobs } from './ai-edits/job.js';
 import { registerCustomOrderJobs } from './custom-orders/webhook.js';
 import { registerPipelineJobs } from './pipeline/job.js';
@@ -23,9 +24,6 @@ export function registerJobHandlers(ctx: Context): void {
   for (const register of registrations) register(ctx);
 }
 
-/** How often each process deletes the job rows past JOB_RETENTION_DAYS. */
-export const JOB_PRUNE_INTERVAL_MS = 60 * 60_000;
-
 /**
  * The sweep that deletes jobs finished more than JOB_RETENTION_DAYS ago
  * (docs/jobs.md), but never a kind registered with `keepFinished`; with
@@ -33,9 +31,9 @@ export const JOB_PRUNE_INTERVAL_MS = 60 * 60_000;
  */
 export function jobRetention(ctx: Context): PeriodicSweep {
   const keepMs = ctx.config.jobRetentionDays * 24 * 60 * 60_000;
-  return new PeriodicSweep(ctx.log, 'pruning finished jobs', JOB_PRUNE_INTERVAL_MS, async () => {
+  return new PeriodicSweep(ctx.log, 'pruning finished jobs', HOURLY_MS, async () => {
     if (keepMs === 0) return 0;
-    const deleted = await ctx.jobs.pruneFinished(new Date(ctx.clock.now().getTime() - keepMs).toISOString());
+    const deleted = await ctx.jobs.pruneFinished(isoAgo(ctx.clock, keepMs));
     if (deleted > 0) ctx.log.info({ jobs: deleted, retentionDays: ctx.config.jobRetentionDays }, 'pruned finished jobs');
     return deleted;
   });

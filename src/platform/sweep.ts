@@ -15,6 +15,23 @@ import type { Logger } from 'pino';
  */
 const FIRST_RUN_MS = 60_000;
 
+/** The interval of the housekeeping sweeps that prune what stopped mattering (docs/operations.md). */
+export const HOURLY_MS = 60 * 60_000;
+
+/**
+ * Calls `deletePage` (one bounded delete, resolving with how many rows it
+ * took) until a page deletes nothing; resolves with the total. A long backlog
+ * goes in short statements, never one that loads or locks it all.
+ */
+export async function deleteInPages(deletePage: () => Promise<number>): Promise<number> {
+  let deleted = 0;
+  for (;;) {
+    const page = await deletePage();
+    if (page === 0) return deleted;
+    deleted += page;
+  }
+}
+
 export class PeriodicSweep {
   private timer: NodeJS.Timeout | undefined;
   private first: NodeJS.Timeout | undefined;

@@ -16,14 +16,15 @@
  * harmless: each delete states its rule again and deletes by id, so what
  * another sweep (or a booking) got to first is left alone.
  */
+import { isoAgo } from '../../clock.js';
 import type { Context } from '../../context.js';
-import { PeriodicSweep } from '../../platform/sweep.js';
+import { HOURLY_MS, PeriodicSweep } from '../../platform/sweep.js';
 import { deleteBlobsOf } from './files.js';
 import * as repo from './repo.js';
 import { cacheKey } from './service.js';
 
 /** How often each process sweeps. */
-export const SWEEP_INTERVAL_MS = 60 * 60_000;
+export const SWEEP_INTERVAL_MS = HOURLY_MS;
 /** How long a process may wait to be booked: a client books within minutes of initiating, or not at all. */
 export const UNBOOKED_PROCESS_TTL_MS = 24 * 60 * 60_000;
 const DAY_MS = 24 * 60 * 60_000;
@@ -51,12 +52,11 @@ export function aiEditSweep(ctx: Context): PeriodicSweep {
 
 /** One sweep: deletes what has expired, page by page, and logs one line when it deleted anything. */
 export async function sweepAiEdits(ctx: Context): Promise<SweepCounts> {
-  const now = ctx.clock.now().getTime();
   const counts: SweepCounts = { unbooked: 0, finished: 0, results: 0, uploads: 0 };
-  counts.unbooked = (await deleteProcesses(ctx, { statuses: ['initiated'], before: iso(now - UNBOOKED_PROCESS_TTL_MS) })).processes;
+  counts.unbooked = (await deleteProcesses(ctx, { statuses: ['initiated'], before: isoAgo(ctx.clock, UNBOOKED_PROCESS_TTL_MS) })).processes;
   const days = ctx.config.aiEditRetentionDays;
   if (days > 0) {
-    const before = iso(now - days * DAY_MS);
+    const before = isoAgo(ctx.clock, days * DAY_MS);
     // Processes first: an upload only an old process used is unused once that process is gone.
     const finished = await deleteProcesses(ctx, { statuses: ['completed', 'failed'], before });
     counts.finished = finished.processes;
@@ -65,10 +65,6 @@ export async function sweepAiEdits(ctx: Context): Promise<SweepCounts> {
   }
   if (counts.unbooked + counts.finished + counts.uploads > 0) ctx.log.info({ ...counts, retentionDays: days }, 'AI-edit sweep deleted expired processes and files');
   return counts;
-}
-
-function iso(ms: number): string {
-  return new Date(ms).toISOString();
 }
 
 async function deleteProcesses(ctx: Context, expired: repo.ExpiredProcesses): Promise<{ processes: number; results: number }> {

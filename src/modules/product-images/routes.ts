@@ -8,7 +8,7 @@ import { requireUser } from '../../auth/guard.js';
 import type { Context } from '../../context.js';
 import { sendStoredImage } from '../../images/serve.js';
 import { emptyQueryValuesAbsent } from '../../platform/http/cursor.js';
-import { PeriodicSweep, runWhileOpen } from '../../platform/sweep.js';
+import { HOURLY_MS, PeriodicSweep, runWhileOpen } from '../../platform/sweep.js';
 import { authProblems, imageAnswers, ProblemSchema, SIGNED_IN } from '../../platform/http/schemas.js';
 import {
   EanParams,
@@ -21,13 +21,13 @@ import {
   ProductFileQuery,
   ProductImageAnswer,
 } from './schemas.js';
-import { LEASE_PRUNE_INTERVAL_MS, productBlobKey, ProductImageService } from './service.js';
+import { productBlobKey, ProductImageService } from './service.js';
 
 
 export async function productImageRoutes(parent: FastifyInstance, ctx: Context): Promise<void> {
   const app = parent.withTypeProvider<TypeBoxTypeProvider>();
   const products = new ProductImageService(ctx);
-  runWhileOpen(app, new PeriodicSweep(ctx.log, 'pruning dead barcode leases', LEASE_PRUNE_INTERVAL_MS, () => products.pruneDeadLeases()));
+  runWhileOpen(app, new PeriodicSweep(ctx.log, 'pruning dead barcode leases', HOURLY_MS, () => products.pruneDeadLeases()));
 
   app.post(
     '/api/v1/fetch-image',

@@ -15,6 +15,7 @@
 import { LRUCache } from 'lru-cache';
 import { LRU_TTL_RESOLUTION_MS } from '../../platform/cache/index.js';
 import type { Principal } from '../../auth/principal.js';
+import { isoAgo } from '../../clock.js';
 import type { Context } from '../../context.js';
 import { NotFound, ValidationFailed } from '../../errors.js';
 import type { Job, JobPage, JobStatus } from '../../platform/jobs/index.js';
@@ -81,8 +82,6 @@ function canSee(principal: Principal, job: Job): boolean {
   return principal.isAdmin || job.user_id === principal.userId;
 }
 
-/** How often each process deletes the barcode leases that ran out. */
-export const LEASE_PRUNE_INTERVAL_MS = 60 * 60_000;
 /**
  * A lease is deleted this long after it ran out. Jobs waiting on a failed
  * holder read its error within a second or two (they look every 500 ms);
@@ -122,8 +121,7 @@ export class ProductImageService {
 
   /** Deletes the barcode leases that ran out over LEASE_KEEP_MS ago (repo.deleteDeadLeases); resolves with how many. */
   async pruneDeadLeases(): Promise<number> {
-    const before = new Date(this.ctx.clock.now().getTime() - LEASE_KEEP_MS).toISOString();
-    const deleted = await repo.deleteDeadLeases(this.ctx.db.kysely, before);
+    const deleted = await repo.deleteDeadLeases(this.ctx.db.kysely, isoAgo(this.ctx.clock, LEASE_KEEP_MS));
     if (deleted > 0) this.ctx.log.info({ leases: deleted }, 'pruned barcode leases that ran out');
     return deleted;
   }

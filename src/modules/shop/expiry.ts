@@ -10,6 +10,7 @@
  * sweeping the same order is harmless: the cancel is decided under the order
  * row's lock, so one of them makes it and the other finds it cancelled.
  */
+import { isoAgo } from '../../clock.js';
 import type { Context } from '../../context.js';
 import { PeriodicSweep } from '../../platform/sweep.js';
 import type { OrderService } from './orders.js';
@@ -53,7 +54,7 @@ export class UnpaidOrderExpiry {
 
   private async sweepOnce(): Promise<number> {
     const { ctx } = this;
-    const before = new Date(ctx.clock.now().getTime() - ctx.config.orderHoldMinutes * 60_000).toISOString();
+    const before = isoAgo(ctx.clock, ctx.config.orderHoldMinutes * 60_000);
     let expired = 0;
     // Page by page to the end: orders that must wait (a payment under way) do not hide the ones behind them.
     let after: StaleOrder | undefined;

@@ -11,7 +11,7 @@ import { requireUser } from '../../auth/guard.js';
 import { attemptLimit } from '../../auth/ratelimit.js';
 import type { Context } from '../../context.js';
 import { ProblemSchema } from '../../platform/http/schemas.js';
-import { PeriodicSweep, runWhileOpen } from '../../platform/sweep.js';
+import { HOURLY_MS, PeriodicSweep, runWhileOpen } from '../../platform/sweep.js';
 import { adminRoutes } from './admin-routes.js';
 import * as keys from './api-keys.js';
 import { ApiKey, ApiKeyBody, IdParams, LoginBody, NewApiKey, NoContent, RefreshBody, RegisterBody, SIGNED_IN, TokenPair, UpdateMeBody, User } from './schemas.js';
@@ -28,7 +28,7 @@ function noStore(_request: FastifyRequest, reply: FastifyReply, done: HookHandle
 
 export async function userRoutes(parent: FastifyInstance, ctx: Context): Promise<void> {
   const app = parent.withTypeProvider<TypeBoxTypeProvider>();
-  runWhileOpen(app, new PeriodicSweep(ctx.log, 'pruning ended sessions', sessions.SESSION_PRUNE_INTERVAL_MS, () => sessions.pruneEndedSessions(ctx)));
+  runWhileOpen(app, new PeriodicSweep(ctx.log, 'pruning ended sessions', HOURLY_MS, () => sessions.pruneEndedSessions(ctx)));
 
   app.post(
     '/auth/register',

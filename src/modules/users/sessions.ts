@@ -7,10 +7,11 @@
 import { issueAccessToken } from '../../auth/tokens.js';
 import { verifyAgainstDummy, verifyPassword } from '../../auth/passwords.js';
 import { newRefreshToken, sha256Hex } from '../../auth/secrets.js';
-import { isoNow } from '../../clock.js';
+import { isoAgo, isoNow } from '../../clock.js';
 import type { Context } from '../../context.js';
 import { Unauthorized } from '../../errors.js';
 import { newId } from '../../ids.js';
+import { deleteInPages } from '../../platform/sweep.js';
 import * as repo from './repo.js';
 
 export interface TokenPair {
@@ -89,8 +90,6 @@ export async function logout(ctx: Context, refreshToken: string): Promise<void> 
   if (token) await repo.revokeFamily(ctx.db.kysely, token.family_id, isoNow(ctx.clock));
 }
 
-/** How often each process prunes the refresh tokens that stopped mattering. */
-export const SESSION_PRUNE_INTERVAL_MS = 60 * 60_000;
 /**
  * How long a token is kept past its own expiry: a used one still tells a
  * reuse apart from a stranger's token for that long, and a session's rows
@@ -101,13 +100,8 @@ const PRUNE_PAGE = 500;
 
 /** Deletes the refresh tokens repo.deleteEndedTokens names, a page at a time; resolves with how many. */
 export async function pruneEndedSessions(ctx: Context): Promise<number> {
-  const before = new Date(ctx.clock.now().getTime() - ENDED_TOKEN_KEEP_MS).toISOString();
-  let deleted = 0;
-  for (;;) {
-    const page = await repo.deleteEndedTokens(ctx.db.kysely, before, PRUNE_PAGE);
-    deleted += page;
-    if (page === 0) break;
-  }
+  const before = isoAgo(ctx.clock, ENDED_TOKEN_KEEP_MS);
+  const deleted = await deleteInPages(() => repo.deleteEndedTokens(ctx.db.kysely, before, PRUNE_PAGE));
   if (deleted > 0) ctx.log.info({ tokens: deleted }, 'pruned the refresh tokens of ended sessions');
   return deleted;
 }

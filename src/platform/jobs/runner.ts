@@ -5,6 +5,7 @@ import type { Clock } from '../../clock.js';
 import type { Db } from '../db/index.js';
 import type { Database } from '../db/schema.js';
 import { InFlight, within } from '../inflight.js';
+import { deleteInPages } from '../sweep.js';
 import { abortFor } from './execute.js';
 import { HandlerRegistry } from './registry.js';
 import { isFinished, JobStore, toJob, type JobRow } from './store.js';
@@ -107,14 +108,9 @@ export abstract class BaseRunner implements JobRunner {
     return this.get(jobId);
   }
 
-  async pruneFinished(before: string): Promise<number> {
+  pruneFinished(before: string): Promise<number> {
     const kept = this.registry.kept();
-    let deleted = 0;
-    for (;;) {
-      const page = await this.store.deleteFinished(before, kept, PRUNE_PAGE);
-      deleted += page;
-      if (page < PRUNE_PAGE) return deleted;
-    }
+    return deleteInPages(() => this.store.deleteFinished(before, kept, PRUNE_PAGE));
   }
 
   deleteFinishedOf(userId: string): Promise<number> {

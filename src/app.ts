@@ -18,7 +18,7 @@ import { registerModules } from './modules/index.js';
 import { jobRetention, registerJobHandlers } from './modules/jobs.js';
 import { SWAGGER_UI_PATH, withSwaggerUiPage } from './modules/ops/docs.js';
 import { bootstrapAdmin } from './modules/users/bootstrap.js';
-import { clientErrorHandler, errorHandler, frameworkError, notFoundHandler, refuseWithoutHost } from './platform/http/errors.js';
+import { clientErrorHandler, errorHandler, FailureFormats, frameworkError, notFoundHandler, refuseWithoutHost } from './platform/http/errors.js';
 import { BadRequest } from './errors.js';
 import { KilnServer } from './platform/http/front-door.js';
 import { HotPaths } from './platform/http/hot-path.js';
@@ -58,6 +58,7 @@ export type App = FastifyInstance;
 export async function buildApp(ctx: Context): Promise<App> {
   const recorder = new RequestRecorder(ctx.log, ctx.metrics);
   const hotPaths = new HotPaths(recorder);
+  const failureFormats = new FailureFormats();
   const app = Fastify({
     loggerInstance: ctx.log as FastifyBaseLogger,
     // A few cached public reads are answered before Fastify routes them (platform/http/hot-path.ts),
@@ -79,14 +80,15 @@ export async function buildApp(ctx: Context): Promise<App> {
     logController: new LogController({ disableRequestLogging: true }),
     childLoggerFactory: (logger, bindings, options) => lazyChildLogger(logger as Logger, bindings, options) as FastifyBaseLogger,
     ajv: { customOptions: AJV_OPTIONS },
-    // Failures met before routing still leave as problem+json.
-    frameworkErrors: (error, request, reply) => frameworkError(error, reply, { ...recorder.securityHeaders, 'x-request-id': request.id }),
+    // Failures met before routing leave as problem+json, or in the format of the path's routes (FailureFormats).
+    frameworkErrors: (error, request, reply) => frameworkError(error, reply, { ...recorder.securityHeaders, 'x-request-id': request.id }, failureFormats),
     clientErrorHandler: clientErrorHandler(() => recorder.newRequestId()),
     schemaController: { compilersFactory: { buildValidator } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.decorate('ctx', ctx);
   app.decorate('hotPaths', hotPaths);
+  app.decorate('failureFormats', failureFormats);
   const inflight = new InFlight();
   app.decorate('inflight', inflight);
   // Every route added from here on is tracked until its handler settles, so that a stop lets an

@@ -8,7 +8,7 @@
  */
 import { Type, type TSchema } from '@sinclair/typebox';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { recordFailure } from '../../platform/http/errors.js';
+import { recordFailure, type Problem } from '../../platform/http/errors.js';
 
 /** Pictoora's codes: x000 success, x001 failure, one family per route. */
 export const CODES = {
@@ -51,12 +51,19 @@ export function sendOk(reply: FastifyReply, status: number, code: number, messag
 /**
  * The error handler of the AI-edit scope only: other /api/v1 routes (product
  * images, jobs) keep problem+json. The failure code comes from the route's
- * `config.envelopeFailure`; a request that matched no route of ours never
- * gets here (the not-found handler stays the app's).
+ * `config.envelopeFailure`. A request that matched no route never gets here:
+ * one with a method an AI-edit path does not take (405), or a path part too
+ * long to route (414), gets the envelope from the app's handlers through
+ * FailureFormats (routes.ts registers the paths); a path of no route is
+ * the app's 404, in problem+json.
  */
 export async function envelopeErrorHandler(error: FastifyError, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
   const p = await recordFailure(error, request, reply);
-  const code = request.routeOptions.config.envelopeFailure ?? CODES.root.failed;
+  return sendEnvelopeFailure(reply, request.routeOptions.config.envelopeFailure ?? CODES.root.failed, p);
+}
+
+/** A failure in the envelope, with the route's x001 `code` and the problem's machine code in `data.error`. */
+export function sendEnvelopeFailure(reply: FastifyReply, code: number, p: Problem): FastifyReply {
   const data: { error: string; errors?: unknown } = { error: p.code };
   if (Array.isArray(p.errors)) data.errors = p.errors;
   return reply.status(p.status).type('application/json; charset=utf-8').send({ success: false, code, message: p.detail, data });

@@ -14,7 +14,7 @@ import { receiveOneFile } from '../../platform/http/one-file.js';
 import { imageAnswers, SIGNED_IN, singleFileField } from '../../platform/http/schemas.js';
 import { VERSION } from '../../version.js';
 import { checkHealth } from '../ops/health.js';
-import { CODES, envelopeErrorHandler, envelopeErrors, ErrorEnvelope, sendOk } from './envelope.js';
+import { CODES, envelopeErrorHandler, envelopeErrors, ErrorEnvelope, sendEnvelopeFailure, sendOk } from './envelope.js';
 import { servableFile, uploadFile } from './files.js';
 import { aiEditSweep } from './retention.js';
 import { runWhileOpen } from '../../platform/sweep.js';
@@ -42,6 +42,11 @@ export async function aiEditRoutes(parent: FastifyInstance, ctx: Context): Promi
   await parent.register(
     async (scope) => {
       scope.setErrorHandler(envelopeErrorHandler);
+      // A method a path of ours does not take, or a path too long to route, is answered in the envelope too.
+      scope.addHook('onRoute', (route) => {
+        const code = route.config?.envelopeFailure ?? CODES.root.failed;
+        scope.failureFormats.add(route.url, (reply, p) => sendEnvelopeFailure(reply, code, p));
+      });
       const app = scope.withTypeProvider<TypeBoxTypeProvider>();
 
       app.get(

@@ -127,6 +127,44 @@ export function sendProblem(reply: FastifyReply, p: Problem): FastifyReply {
   return reply.status(p.status).type('application/problem+json').send(p);
 }
 
+/** Sends a failure in a module's own format (the AI-edit envelope) rather than as problem+json. */
+export type FailureFormat = (reply: FastifyReply, p: Problem) => FastifyReply;
+
+const escapeRegExp = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/**
+ * The failure formats of the paths whose routes answer errors in a format of
+ * their own. The routes' error handler sees only failures inside a route; a
+ * failure that meets no route of the path (a method it does not take, 405;
+ * a path part too long to route, 414) is answered here, in the format of the
+ * routes the path has. Every other path keeps problem+json.
+ */
+export class FailureFormats {
+  private readonly formats: Array<{ pattern: RegExp; send: FailureFormat }> = [];
+
+  /** `url` as a route declares it: `/api/v1/files/:file_id`. */
+  add(url: string, send: FailureFormat): void {
+    const source = url
+      .replace(/\/+$/, '')
+      .split('/')
+      .map((part) => (part.startsWith(':') ? '[^/]+' : escapeRegExp(part)))
+      .join('/');
+    this.formats.push({ pattern: new RegExp(`^${source}/?$`), send });
+  }
+
+  /** The format of a request's path (without its query): problem+json unless a route of the path says otherwise. */
+  of(path: string): FailureFormat {
+    return this.formats.find((f) => f.pattern.test(path))?.send ?? sendProblem;
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The app's one FailureFormats, shared by every scope. */
+    failureFormats: FailureFormats;
+  }
+}
+
 /** Headers a route may have set for the success it was preparing (a stored image's, images/serve.ts). */
 const SUCCESS_ONLY_HEADERS = ['etag', 'last-modified', 'accept-ranges', 'content-length'] as const;
 
@@ -189,7 +227,8 @@ export function notFoundHandler(request: FastifyRequest, reply: FastifyReply): F
   }
   clearSuccessHeaders(reply, 405);
   reply.header('allow', allowed.join(', '));
-  return sendProblem(reply, problem(405, 'method_not_allowed', `${request.method} is not allowed on ${path}; it takes ${allowed.join(', ')}.`));
+  const send = request.server.failureFormats.of(path);
+  return send(reply, problem(405, 'method_not_allowed', `${request.method} is not allowed on ${path}; it takes ${allowed.join(', ')}.`));
 }
 
 /**
@@ -198,10 +237,11 @@ export function notFoundHandler(request: FastifyRequest, reply: FastifyReply): F
  * here what the hooks would have given it (`headers`: security headers and
  * the request id).
  */
-export function frameworkError(error: FastifyError, reply: FastifyReply, headers: Record<string, string>): FastifyReply {
+export function frameworkError(error: FastifyError, reply: FastifyReply, headers: Record<string, string>, formats: FailureFormats): FastifyReply {
   const p = toProblem(error);
   clearSuccessHeaders(reply, p.status);
-  return sendProblem(reply.headers(headers), p);
+  const send = formats.of(reply.request.url.split('?')[0] ?? '/');
+  return send(reply.headers(headers), p);
 }
 
 const CLIENT_ERRORS: Record<string, [status: number, code: string, detail: string]> = {

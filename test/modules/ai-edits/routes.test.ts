@@ -75,6 +75,29 @@ describe('open routes', () => {
     expect(res.status).toBe(404);
     expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json/);
   });
+
+  it('answers a method an AI-edit path does not take with 405 and Allow, in the envelope with the route\'s code', async () => {
+    for (const [method, path, allow, code] of [
+      ['GET', '/api/v1/upload', 'POST', 2001],
+      ['PUT', '/api/v1/process/book', 'POST', 4001],
+      ['DELETE', '/api/v1/health', 'GET, HEAD', 1001],
+      ['POST', '/api/v1/', 'GET, HEAD', 1001],
+      ['DELETE', '/api/v1/files/f1?size=thumb', 'GET, HEAD', 2001],
+    ] as const) {
+      const res = await fetch(`${server.url}${path}`, { method, headers: SERVICE });
+      expect(res.headers.get('allow'), `${method} ${path}`).toBe(allow);
+      expectFailure({ status: res.status, type: res.headers.get('content-type'), body: await res.json() }, 405, code, 'method_not_allowed');
+    }
+    // Another module's path under /api/v1 keeps problem+json.
+    const other = await fetch(`${server.url}/api/v1/jobs/j1`, { method: 'DELETE', headers: SERVICE });
+    expect(other.status).toBe(405);
+    expect(other.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+  });
+
+  it('answers a file id too long to route with 414 in the envelope', async () => {
+    const res = await fetch(`${server.url}/api/v1/files/${'f'.repeat(101)}`, { headers: SERVICE });
+    expectFailure({ status: res.status, type: res.headers.get('content-type'), body: await res.json() }, 414, 2001, 'uri_too_long');
+  });
 });
 
 describe('credentials', () => {

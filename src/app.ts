@@ -81,7 +81,11 @@ export async function buildApp(ctx: Context): Promise<App> {
     childLoggerFactory: (logger, bindings, options) => lazyChildLogger(logger as Logger, bindings, options) as FastifyBaseLogger,
     ajv: { customOptions: AJV_OPTIONS },
     // Failures met before routing leave as problem+json, or in the format of the path's routes (FailureFormats).
-    frameworkErrors: (error, request, reply) => frameworkError(error, reply, { ...recorder.securityHeaders, 'x-request-id': request.id }, failureFormats),
+    frameworkErrors: (error, request, reply) => {
+      frameworkError(error, reply, { ...recorder.securityHeaders, 'x-request-id': request.id }, failureFormats);
+      // No hook runs for these: their log line and request metrics are written here.
+      recorder.record(request.id, request.method, 'unmatched', request.url, reply.statusCode, reply.elapsedTime);
+    },
     clientErrorHandler: clientErrorHandler(() => recorder.newRequestId()),
     schemaController: { compilersFactory: { buildValidator } },
   }).withTypeProvider<TypeBoxTypeProvider>();
@@ -125,6 +129,15 @@ export async function buildApp(ctx: Context): Promise<App> {
   });
 
   if (ctx.config.allowedOrigins.length > 0) {
+    // An OPTIONS without Origin or Access-Control-Request-Method is no preflight: it is answered as
+    // without CORS (405 with Allow, or 404), where @fastify/cors would send a plain-text 400.
+    app.addHook('onRequest', (request, reply, done) => {
+      if (request.method === 'OPTIONS' && !(request.headers.origin && request.headers['access-control-request-method'])) {
+        notFoundHandler(request, reply);
+        return;
+      }
+      done();
+    });
     await app.register(cors, corsOptions(ctx.config.allowedOrigins));
   }
   await app.register(multipart, {

@@ -2,6 +2,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, hasPostgres } from './helpers/pg.js';
+import { logDirectory } from './helpers/logs.js';
 import { expectProblem } from './helpers/problem.js';
 import { RawConnection } from './helpers/raw-http.js';
 import { tcpRelay, type TcpRelay } from './helpers/relay.js';
@@ -254,6 +255,46 @@ describe('ops routes', () => {
       expect(res.headers.get('x-content-type-options'), url).toBe('nosniff');
       expect(res.headers.get('cache-control'), url).toBe('no-store');
       expect(await res.json(), url).toMatchObject({ status, code });
+    }
+    // No hook runs for these, yet they are counted like every other answer.
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    expect(metrics).toMatch(/^kiln_http_requests_total\{method="GET",route="unmatched",status="414"\} [1-9]/m);
+    expect(metrics).toMatch(/^kiln_http_requests_total\{method="GET",route="unmatched",status="400"\} [2-9]/m);
+    expect(metrics).toMatch(/^kiln_http_errors_total\{route="unmatched",code="uri_too_long"\} [1-9]/m);
+    expect(metrics).toMatch(/^kiln_http_errors_total\{route="unmatched",code="bad_url"\} [2-9]/m);
+  });
+
+  it('writes the one log line of a URL it cannot route, with its request id', async () => {
+    const logs = logDirectory<{ msg: string; reqId?: string; status?: number; route?: string }>('info');
+    const logged = await startServer(logs.env);
+    try {
+      expect((await fetch(`${logged.url}/users/me%ZZ`, { headers: { 'x-request-id': 'trace-unrouted' } })).status).toBe(400);
+    } finally {
+      await logged.close();
+    }
+    const lines = logs.lines().filter((l) => l.msg === 'request' && l.reqId === 'trace-unrouted');
+    logs.remove();
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ status: 400, route: 'unmatched' });
+  });
+
+  it('answers an OPTIONS that is no preflight as it would without CORS: 405 with Allow, or 404, as problem+json', async () => {
+    for (const headers of [{}, { origin: 'https://shop.example' }, { 'access-control-request-method': 'GET' }] as Array<Record<string, string>>) {
+      const res = await fetch(`${server.url}/users/me`, { method: 'OPTIONS', headers });
+      expect(res.status, JSON.stringify(headers)).toBe(405);
+      expect(res.headers.get('allow')).toBe('GET, HEAD, PUT, DELETE');
+      expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+      await expectProblem(res, 405, 'method_not_allowed');
+    }
+    const none = await fetch(`${server.url}/no/such/route`, { method: 'OPTIONS' });
+    await expectProblem(none, 404, 'not_found');
+  });
+
+  it('answers a missing file of the API docs\' assets with 404, not 405', async () => {
+    for (const method of ['GET', 'HEAD']) {
+      const res = await fetch(`${server.url}/docs/static/no-such-file.js`, { method });
+      expect(res.status, method).toBe(404);
+      expect(res.headers.get('allow'), method).toBeNull();
     }
   });
 

@@ -220,7 +220,9 @@ const ROUTE_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const
  */
 export function notFoundHandler(request: FastifyRequest, reply: FastifyReply): FastifyReply {
   const path = request.url.split('?')[0] ?? '/';
-  const allowed = ROUTE_METHODS.filter((method) => method !== request.method && request.server.findRoute({ method, url: path }) !== null);
+  // A route of this very method that found nothing (a missing file under /docs/static/*) is a 404, whatever other methods match.
+  const ownRoute = (ROUTE_METHODS as readonly string[]).includes(request.method) && request.server.findRoute({ method: request.method, url: path }) !== null;
+  const allowed = ownRoute ? [] : ROUTE_METHODS.filter((method) => method !== request.method && request.server.findRoute({ method, url: path }) !== null);
   if (allowed.length === 0) {
     clearSuccessHeaders(reply, 404);
     return sendProblem(reply, problem(404, 'not_found', `No route for ${request.method} ${path}.`));
@@ -240,6 +242,7 @@ export function notFoundHandler(request: FastifyRequest, reply: FastifyReply): F
 export function frameworkError(error: FastifyError, reply: FastifyReply, headers: Record<string, string>, formats: FailureFormats): FastifyReply {
   const p = toProblem(error);
   clearSuccessHeaders(reply, p.status);
+  reply.server.ctx.metrics.httpErrors.inc({ route: 'unmatched', code: p.code });
   const send = formats.of(reply.request.url.split('?')[0] ?? '/');
   return send(reply.headers(headers), p);
 }

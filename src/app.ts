@@ -4,6 +4,7 @@
  * OpenAPI) and then every module's routes. Nothing here knows a module's
  * rules; modules are plugins registered in `modules/index.ts`.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import cors from '@fastify/cors';
 import multipart from '@fastify/multipart';
 import swagger from '@fastify/swagger';
@@ -18,7 +19,7 @@ import { registerModules } from './modules/index.js';
 import { jobRetention, registerJobHandlers } from './modules/jobs.js';
 import { SWAGGER_UI_PATH, withSwaggerUiPage } from './modules/ops/docs.js';
 import { bootstrapAdmin } from './modules/users/bootstrap.js';
-import { clientErrorHandler, errorHandler, FailureFormats, frameworkError, notFoundHandler, refuseWithoutHost } from './platform/http/errors.js';
+import { clientErrorHandler, errorHandler, FailureFormats, frameworkError, notFoundHandler, refuseExpectation, refuseWithoutHost } from './platform/http/errors.js';
 import { BadRequest } from './errors.js';
 import { KilnServer } from './platform/http/front-door.js';
 import { HotPaths } from './platform/http/hot-path.js';
@@ -68,6 +69,7 @@ export async function buildApp(ctx: Context): Promise<App> {
       // A connection on which nothing moves for this long is closed: a client that stops reading an
       // answer (or stops sending its body) holds a socket and a file no longer than this.
       server.timeout = CONNECTION_IDLE_MS;
+      server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => refuseExpectation(res, () => recorder.newRequestId()));
       return server;
     },
     // A caller's X-Request-Id is kept when it is safe to log; otherwise we make one.

@@ -337,6 +337,21 @@ describe('ops routes', () => {
     expect(answer?.status).toBe(200);
   });
 
+  it('answers an Expect it cannot meet with 417 as problem+json with a request id, then closes', async () => {
+    for (const path of ['/', '/health', '/projects/x/images']) {
+      const conn = await RawConnection.open(server.url);
+      conn.send(`GET ${path} HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\n\r\n`);
+      const [answer] = await conn.answers(1);
+      expect(answer?.status, path).toBe(417);
+      expect(answer?.headers['content-type'], path).toBe('application/problem+json');
+      expect(answer?.headers['cache-control'], path).toBe('no-store');
+      expect(answer?.headers['x-request-id'], path).toMatch(/^[A-Za-z0-9_-]{9,}$/);
+      expect(JSON.parse(answer?.body.toString() ?? ''), path).toMatchObject({ status: 417, code: 'expectation_failed' });
+      await conn.closedWithin(2000);
+    }
+    expect((await fetch(`${server.url}/health`)).status).toBe(200);
+  });
+
   it('sends security headers and CORS only for allowed origins', async () => {
     const ok = await fetch(`${server.url}/health`, { headers: { origin: 'https://shop.example' } });
     expect(ok.headers.get('access-control-allow-origin')).toBe('https://shop.example');

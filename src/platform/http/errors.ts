@@ -303,3 +303,15 @@ export function refuseWithoutHost(req: IncomingMessage, res: ServerResponse, new
   res.end(body);
   return true;
 }
+
+/**
+ * A request whose `Expect` is not `100-continue` (RFC 9110, section 10.1.1:
+ * 417). Node would answer it with a bare 417 of its own; it is answered here
+ * as problem+json with a request id, and the connection closed, as its body
+ * is never read.
+ */
+export function refuseExpectation(res: ServerResponse, newRequestId: () => string): void {
+  const { headers, body } = closingProblem(417, 'expectation_failed', 'The only expectation this server meets is Expect: 100-continue.', newRequestId());
+  res.writeHead(417, headers);
+  res.end(body);
+}

@@ -96,6 +96,7 @@ describe('config', () => {
     ['ALLOWED_ORIGINS', 'https://shop.example/'],
     ['ALLOWED_ORIGINS', 'https://shop.example,ftp://files.example'],
     ['ALLOWED_ORIGINS', 'https://Shop.Example'],
+    ['ALLOWED_ORIGINS', 'https://*.shop.example'],
     ['JPEG_QUALITY', '0'],
     ['JPEG_QUALITY', '101'],
     ['JPEG_QUALITY', 'high'],

@@ -31,7 +31,8 @@ export function checkOrigins(name: string, origins: string[]): string[] {
     let canonical: string | undefined;
     try {
       const u = new URL(origin);
-      if (u.protocol === 'http:' || u.protocol === 'https:') canonical = u.origin;
+      // A wildcard host (https://*.shop.example) parses, but no browser sends one: it would match nothing.
+      if ((u.protocol === 'http:' || u.protocol === 'https:') && !u.hostname.includes('*')) canonical = u.origin;
     } catch {
       canonical = undefined;
     }

@@ -46,7 +46,8 @@ export async function userRoutes(parent: FastifyInstance, ctx: Context): Promise
   app.post(
     '/auth/login',
     {
-      config: AUTH,
+      // The body is the credential: a stale bearer token a client still sends along is ignored, as on refresh and logout.
+      config: { ...AUTH, badCredentialsIgnored: true },
       onRequest: noStore,
       schema: { tags: ['auth'], summary: 'Sign in with email and password', body: LoginBody, response: { 200: TokenPair, 401: ProblemSchema } },
     },
@@ -56,7 +57,8 @@ export async function userRoutes(parent: FastifyInstance, ctx: Context): Promise
   app.post(
     '/auth/refresh',
     {
-      config: AUTH,
+      // A client refreshes because its access token ran out, and often sends that token along: ignored.
+      config: { ...AUTH, badCredentialsIgnored: true },
       onRequest: noStore,
       schema: { tags: ['auth'], summary: 'Trade a refresh token for a new pair (the old one stops working)', body: RefreshBody, response: { 200: TokenPair, 401: ProblemSchema } },
     },

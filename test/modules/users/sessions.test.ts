@@ -104,6 +104,24 @@ describe('refresh tokens', () => {
     }
   });
 
+  it('refresh and login work when a bearer token sent with them has expired or does not verify', async () => {
+    const account = await register(server.url);
+    const stale = await login(server.url, account);
+    clock.advanceMinutes(16);
+    expect((await me(stale.access_token)).status).toBe(401);
+    for (const headers of [bearer(stale.access_token), bearer('not.a.jwt'), { 'x-api-key': 'kiln_not_a_key' }]) {
+      const current = await login(server.url, account);
+      const refreshed = await call(server.url, 'POST', '/auth/refresh', { body: { refresh_token: current.refresh_token }, headers });
+      expect(refreshed.status, JSON.stringify(headers)).toBe(200);
+      const relogged = await call(server.url, 'POST', '/auth/login', { body: { email: account.email, password: account.password }, headers });
+      expect(relogged.status, JSON.stringify(headers)).toBe(200);
+    }
+    // The body's credential still decides: a used refresh token stays refused.
+    const used = await login(server.url, account);
+    expect((await refresh(used.refresh_token)).status).toBe(200);
+    expect((await call(server.url, 'POST', '/auth/refresh', { body: { refresh_token: used.refresh_token }, headers: bearer(stale.access_token) })).status).toBe(401);
+  });
+
   it('logout with an unknown refresh token answers 204', async () => {
     for (const token of ['not-a-token', 'A'.repeat(43)]) {
       const res = await call(server.url, 'POST', '/auth/logout', { body: { refresh_token: token } });

@@ -104,7 +104,7 @@ describe('refresh tokens', () => {
     }
   });
 
-  it('refresh and login work when a bearer token sent with them has expired or does not verify', async () => {
+  it('refresh, login and register work when a bearer token sent with them has expired or does not verify', async () => {
     const account = await register(server.url);
     const stale = await login(server.url, account);
     clock.advanceMinutes(16);
@@ -115,6 +115,9 @@ describe('refresh tokens', () => {
       expect(refreshed.status, JSON.stringify(headers)).toBe(200);
       const relogged = await call(server.url, 'POST', '/auth/login', { body: { email: account.email, password: account.password }, headers });
       expect(relogged.status, JSON.stringify(headers)).toBe(200);
+      const name = `n${Math.random().toString(36).slice(2, 10)}`;
+      const registered = await call(server.url, 'POST', '/auth/register', { body: { email: `${name}@example.com`, username: name, password: 'long-enough-password' }, headers });
+      expect(registered.status, JSON.stringify(headers)).toBe(201);
     }
     // The body's credential still decides: a used refresh token stays refused.
     const used = await login(server.url, account);

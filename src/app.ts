@@ -19,7 +19,7 @@ import { registerModules } from './modules/index.js';
 import { jobRetention, registerJobHandlers } from './modules/jobs.js';
 import { SWAGGER_UI_PATH, withSwaggerUiPage } from './modules/ops/docs.js';
 import { bootstrapAdmin } from './modules/users/bootstrap.js';
-import { clientErrorHandler, errorHandler, FailureFormats, frameworkError, notFoundHandler, refuseExpectation, refuseWithoutHost } from './platform/http/errors.js';
+import { clientErrorHandler, errorHandler, FailureFormats, frameworkError, notFoundHandler, refuseExpectation, refuseWithoutHost, type Refused } from './platform/http/errors.js';
 import { BadRequest } from './errors.js';
 import { KilnServer } from './platform/http/front-door.js';
 import { HotPaths } from './platform/http/hot-path.js';
@@ -65,11 +65,14 @@ export async function buildApp(ctx: Context): Promise<App> {
     // A few cached public reads are answered before Fastify routes them (platform/http/hot-path.ts),
     // on the socket when the front door read the request (platform/http/front-door.ts).
     serverFactory: (handler) => {
-      const server = new KilnServer(hotPaths, (req, res) => refuseWithoutHost(req, res, () => recorder.newRequestId()) || hotPaths.handle(req, res) || handler(req, res));
+      const newRequestId = (): string => recorder.newRequestId();
+      // Requests refused before Fastify sees them get their log line and metrics too, answered at once.
+      const refused: Refused = (req, requestId, status) => recorder.record(requestId, req.method ?? 'GET', 'unmatched', req.url ?? '/', status, 0);
+      const server = new KilnServer(hotPaths, (req, res) => refuseWithoutHost(req, res, newRequestId, refused) || hotPaths.handle(req, res) || handler(req, res));
       // A connection on which nothing moves for this long is closed: a client that stops reading an
       // answer (or stops sending its body) holds a socket and a file no longer than this.
       server.timeout = CONNECTION_IDLE_MS;
-      server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => refuseExpectation(res, () => recorder.newRequestId()));
+      server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => refuseExpectation(req, res, newRequestId, refused));
       return server;
     },
     // A caller's X-Request-Id is kept when it is safe to log; otherwise we make one.

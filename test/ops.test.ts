@@ -264,18 +264,32 @@ describe('ops routes', () => {
     expect(metrics).toMatch(/^kiln_http_errors_total\{route="unmatched",code="bad_url"\} [2-9]/m);
   });
 
-  it('writes the one log line of a URL it cannot route, with its request id', async () => {
-    const logs = logDirectory<{ msg: string; reqId?: string; status?: number; route?: string }>('info');
+  it('writes the one log line of a request refused before routing, with its request id', async () => {
+    const logs = logDirectory<{ msg: string; reqId?: string; status?: number; route?: string; url?: string }>('info');
     const logged = await startServer(logs.env);
+    const refusedIds: string[] = [];
     try {
       expect((await fetch(`${logged.url}/users/me%ZZ`, { headers: { 'x-request-id': 'trace-unrouted' } })).status).toBe(400);
+      // Refused before Fastify sees them: no Host, an Expect not met. Their ids are the server's own.
+      for (const [head, status] of [
+        ['GET /no-host HTTP/1.1\r\n\r\n', 400],
+        ['GET /expect HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\n\r\n', 417],
+      ] as const) {
+        const conn = await RawConnection.open(logged.url);
+        conn.send(head);
+        const [answer] = await conn.answers(1);
+        expect(answer?.status).toBe(status);
+        refusedIds.push(answer?.headers['x-request-id'] as string);
+        await conn.closedWithin(2000);
+      }
     } finally {
       await logged.close();
     }
-    const lines = logs.lines().filter((l) => l.msg === 'request' && l.reqId === 'trace-unrouted');
+    const requests = logs.lines().filter((l) => l.msg === 'request');
     logs.remove();
-    expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatchObject({ status: 400, route: 'unmatched' });
+    expect(requests.filter((l) => l.reqId === 'trace-unrouted')).toEqual([expect.objectContaining({ status: 400, route: 'unmatched' })]);
+    expect(requests.filter((l) => l.reqId === refusedIds[0])).toEqual([expect.objectContaining({ status: 400, route: 'unmatched', url: '/no-host' })]);
+    expect(requests.filter((l) => l.reqId === refusedIds[1])).toEqual([expect.objectContaining({ status: 417, route: 'unmatched', url: '/expect' })]);
   });
 
   it('answers an OPTIONS that is no preflight as it would without CORS: 405 with Allow, or 404, as problem+json', async () => {

@@ -295,14 +295,19 @@ function closingProblemBytes(status: number, code: string, detail: string, reque
  * server turns off); it is answered here as every other malformed request is,
  * before any hot path or route sees it. True when it was.
  */
-export function refuseWithoutHost(req: IncomingMessage, res: ServerResponse, newRequestId: () => string): boolean {
+export function refuseWithoutHost(req: IncomingMessage, res: ServerResponse, newRequestId: () => string, refused: Refused): boolean {
   if (req.headers.host !== undefined || req.httpVersion !== '1.1') return false;
   // Connection: close, as for any request that did not parse: its body, if it has one, is never read.
-  const { headers, body } = closingProblem(400, 'malformed_request', 'An HTTP/1.1 request needs a Host header.', newRequestId());
+  const requestId = newRequestId();
+  const { headers, body } = closingProblem(400, 'malformed_request', 'An HTTP/1.1 request needs a Host header.', requestId);
   res.writeHead(400, headers);
   res.end(body);
+  refused(req, requestId, 400);
   return true;
 }
+
+/** Told of a request refused before Fastify saw it, for its log line and metrics (app.ts). */
+export type Refused = (req: IncomingMessage, requestId: string, status: number) => void;
 
 /**
  * A request whose `Expect` is not `100-continue` (RFC 9110, section 10.1.1:
@@ -310,8 +315,10 @@ export function refuseWithoutHost(req: IncomingMessage, res: ServerResponse, new
  * as problem+json with a request id, and the connection closed, as its body
  * is never read.
  */
-export function refuseExpectation(res: ServerResponse, newRequestId: () => string): void {
-  const { headers, body } = closingProblem(417, 'expectation_failed', 'The only expectation this server meets is Expect: 100-continue.', newRequestId());
+export function refuseExpectation(req: IncomingMessage, res: ServerResponse, newRequestId: () => string, refused: Refused): void {
+  const requestId = newRequestId();
+  const { headers, body } = closingProblem(417, 'expectation_failed', 'The only expectation this server meets is Expect: 100-continue.', requestId);
   res.writeHead(417, headers);
   res.end(body);
+  refused(req, requestId, 417);
 }

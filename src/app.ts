@@ -26,7 +26,7 @@ import { HotPaths } from './platform/http/hot-path.js';
 import { withCommonFailures, withMultipartBody } from './platform/http/schemas.js';
 import { refuseUnreadMultipart } from './platform/http/content-types.js';
 import { corsOptions } from './platform/http/cors.js';
-import { RequestRecorder } from './platform/http/requests.js';
+import { RequestRecorder, UNMATCHED } from './platform/http/requests.js';
 import { AJV_OPTIONS, buildValidator } from './platform/http/validation.js';
 import { InFlight } from './platform/inflight.js';
 import { runWhileOpen } from './platform/sweep.js';
@@ -59,7 +59,6 @@ export type App = FastifyInstance;
 export async function buildApp(ctx: Context): Promise<App> {
   const recorder = new RequestRecorder(ctx.log, ctx.metrics);
   const hotPaths = new HotPaths(recorder);
-  const failureFormats = new FailureFormats();
   const app = Fastify({
     loggerInstance: ctx.log as FastifyBaseLogger,
     // A few cached public reads are answered before Fastify routes them (platform/http/hot-path.ts),
@@ -67,7 +66,7 @@ export async function buildApp(ctx: Context): Promise<App> {
     serverFactory: (handler) => {
       const newRequestId = (): string => recorder.newRequestId();
       // Requests refused before Fastify sees them get their log line and metrics too, answered at once.
-      const refused: Refused = (req, requestId, status) => recorder.record(requestId, req.method ?? 'GET', 'unmatched', req.url ?? '/', status, 0);
+      const refused: Refused = (req, requestId, status) => recorder.record(requestId, req.method ?? 'GET', UNMATCHED, req.url ?? '/', status, 0);
       const server = new KilnServer(hotPaths, (req, res) => refuseWithoutHost(req, res, newRequestId, refused) || hotPaths.handle(req, res) || handler(req, res));
       // A connection on which nothing moves for this long is closed: a client that stops reading an
       // answer (or stops sending its body) holds a socket and a file no longer than this.
@@ -87,9 +86,9 @@ export async function buildApp(ctx: Context): Promise<App> {
     ajv: { customOptions: AJV_OPTIONS },
     // Failures met before routing leave as problem+json, or in the format of the path's routes (FailureFormats).
     frameworkErrors: (error, request, reply) => {
-      frameworkError(error, reply, { ...recorder.securityHeaders, 'x-request-id': request.id }, failureFormats);
+      frameworkError(error, reply, { ...recorder.securityHeaders, 'x-request-id': request.id });
       // No hook runs for these: their log line and request metrics are written here.
-      recorder.record(request.id, request.method, 'unmatched', request.url, reply.statusCode, reply.elapsedTime);
+      recorder.record(request.id, request.method, UNMATCHED, request.url, reply.statusCode, reply.elapsedTime);
     },
     clientErrorHandler: clientErrorHandler(() => recorder.newRequestId()),
     schemaController: { compilersFactory: { buildValidator } },
@@ -97,7 +96,7 @@ export async function buildApp(ctx: Context): Promise<App> {
 
   app.decorate('ctx', ctx);
   app.decorate('hotPaths', hotPaths);
-  app.decorate('failureFormats', failureFormats);
+  app.decorate('failureFormats', new FailureFormats());
   const inflight = new InFlight();
   app.decorate('inflight', inflight);
   // Every route added from here on is tracked until its handler settles, so that a stop lets an
@@ -129,7 +128,7 @@ export async function buildApp(ctx: Context): Promise<App> {
     done();
   });
   app.addHook('onResponse', (request, reply, done) => {
-    recorder.record(request.id, request.method, request.routeOptions.url ?? 'unmatched', request.url, reply.statusCode, reply.elapsedTime);
+    recorder.record(request.id, request.method, request.routeOptions.url ?? UNMATCHED, request.url, reply.statusCode, reply.elapsedTime);
     done();
   });
 

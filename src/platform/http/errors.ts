@@ -8,6 +8,7 @@ import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { DomainError, type FieldError } from '../../errors.js';
 import { drainUnreadBody, readOutBound } from './drain.js';
+import { UNMATCHED } from './requests.js';
 
 export interface Problem {
   type: string;
@@ -196,7 +197,7 @@ export async function recordFailure(error: FastifyError, request: FastifyRequest
   else if (p.status >= 500) request.log.error({ err: error }, 'request failed');
   else request.log.debug({ code: p.code }, 'request rejected');
   const { ctx } = request.server;
-  ctx.metrics.httpErrors.inc({ route: request.routeOptions.url ?? 'unmatched', code: p.code });
+  ctx.metrics.httpErrors.inc({ route: request.routeOptions.url ?? UNMATCHED, code: p.code });
   if (error instanceof DomainError && p.status === 429) {
     const retry = (error as { retryAfterSeconds?: number }).retryAfterSeconds;
     if (retry !== undefined) reply.header('retry-after', String(retry));
@@ -220,10 +221,9 @@ const ROUTE_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const
  */
 export function notFoundHandler(request: FastifyRequest, reply: FastifyReply): FastifyReply {
   const path = request.url.split('?')[0] ?? '/';
+  const allowed: string[] = ROUTE_METHODS.filter((method) => request.server.findRoute({ method, url: path }) !== null);
   // A route of this very method that found nothing (a missing file under /docs/static/*) is a 404, whatever other methods match.
-  const ownRoute = (ROUTE_METHODS as readonly string[]).includes(request.method) && request.server.findRoute({ method: request.method, url: path }) !== null;
-  const allowed = ownRoute ? [] : ROUTE_METHODS.filter((method) => method !== request.method && request.server.findRoute({ method, url: path }) !== null);
-  if (allowed.length === 0) {
+  if (allowed.length === 0 || allowed.includes(request.method)) {
     clearSuccessHeaders(reply, 404);
     return sendProblem(reply, problem(404, 'not_found', `No route for ${request.method} ${path}.`));
   }
@@ -239,11 +239,11 @@ export function notFoundHandler(request: FastifyRequest, reply: FastifyReply): F
  * here what the hooks would have given it (`headers`: security headers and
  * the request id).
  */
-export function frameworkError(error: FastifyError, reply: FastifyReply, headers: Record<string, string>, formats: FailureFormats): FastifyReply {
+export function frameworkError(error: FastifyError, reply: FastifyReply, headers: Record<string, string>): FastifyReply {
   const p = toProblem(error);
   clearSuccessHeaders(reply, p.status);
-  reply.server.ctx.metrics.httpErrors.inc({ route: 'unmatched', code: p.code });
-  const send = formats.of(reply.request.url.split('?')[0] ?? '/');
+  reply.server.ctx.metrics.httpErrors.inc({ route: UNMATCHED, code: p.code });
+  const send = reply.server.failureFormats.of(reply.request.url.split('?')[0] ?? '/');
   return send(reply.headers(headers), p);
 }
 
@@ -297,12 +297,7 @@ function closingProblemBytes(status: number, code: string, detail: string, reque
  */
 export function refuseWithoutHost(req: IncomingMessage, res: ServerResponse, newRequestId: () => string, refused: Refused): boolean {
   if (req.headers.host !== undefined || req.httpVersion !== '1.1') return false;
-  // Connection: close, as for any request that did not parse: its body, if it has one, is never read.
-  const requestId = newRequestId();
-  const { headers, body } = closingProblem(400, 'malformed_request', 'An HTTP/1.1 request needs a Host header.', requestId);
-  res.writeHead(400, headers);
-  res.end(body);
-  refused(req, requestId, 400);
+  refuseBeforeFastify(req, res, 400, 'malformed_request', 'An HTTP/1.1 request needs a Host header.', newRequestId, refused);
   return true;
 }
 
@@ -316,9 +311,15 @@ export type Refused = (req: IncomingMessage, requestId: string, status: number) 
  * is never read.
  */
 export function refuseExpectation(req: IncomingMessage, res: ServerResponse, newRequestId: () => string, refused: Refused): void {
+  refuseBeforeFastify(req, res, 417, 'expectation_failed', 'The only expectation this server meets is Expect: 100-continue.', newRequestId, refused);
+}
+
+/** closingProblem as the answer on Node's response, with a new request id, told to `refused`. */
+function refuseBeforeFastify(req: IncomingMessage, res: ServerResponse, status: number, code: string, detail: string, newRequestId: () => string, refused: Refused): void {
+  // Connection: close, as for any request that did not parse: its body, if it has one, is never read.
   const requestId = newRequestId();
-  const { headers, body } = closingProblem(417, 'expectation_failed', 'The only expectation this server meets is Expect: 100-continue.', requestId);
-  res.writeHead(417, headers);
+  const { headers, body } = closingProblem(status, code, detail, requestId);
+  res.writeHead(status, headers);
   res.end(body);
-  refused(req, requestId, 417);
+  refused(req, requestId, status);
 }

@@ -14,6 +14,9 @@ import { mediaSecurityHeaders, securityHeaders } from './security.js';
 
 const REQUEST_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
 
+/** The `route` of a request that matched no route, in the access log and in metrics. */
+export const UNMATCHED = 'unmatched';
+
 export class RequestRecorder {
   private readonly ids = new RequestIds();
   private readonly access: Logger;

@@ -90,7 +90,10 @@ export async function buildApp(ctx: Context): Promise<App> {
       // No hook runs for these: their log line and request metrics are written here.
       recorder.record(request.id, request.method, UNMATCHED, request.url, reply.statusCode, reply.elapsedTime);
     },
-    clientErrorHandler: clientErrorHandler(() => recorder.newRequestId()),
+    clientErrorHandler: clientErrorHandler(
+      () => recorder.newRequestId(),
+      (requestId, { method, url }, status) => recorder.record(requestId, method, UNMATCHED, url, status, 0),
+    ),
     schemaController: { compilersFactory: { buildValidator } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 

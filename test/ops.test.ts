@@ -265,7 +265,7 @@ describe('ops routes', () => {
   });
 
   it('writes the one log line of a request refused before routing, with its request id', async () => {
-    const logs = logDirectory<{ msg: string; reqId?: string; status?: number; route?: string; url?: string }>('info');
+    const logs = logDirectory<{ msg: string; reqId?: string; method?: string; status?: number; route?: string; url?: string }>('info');
     const logged = await startServer(logs.env);
     const refusedIds: string[] = [];
     try {
@@ -274,6 +274,9 @@ describe('ops routes', () => {
       for (const [head, status] of [
         ['GET /no-host HTTP/1.1\r\n\r\n', 400],
         ['GET /expect HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\n\r\n', 417],
+        // Not valid HTTP: what of the request line can be read is logged; a method Node does not know is not.
+        ['DELETE /bad-header?token=1 HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n', 400],
+        ['NOSUCH /x HTTP/1.1\r\nHost: x\r\n\r\n', 400],
       ] as const) {
         const conn = await RawConnection.open(logged.url);
         conn.send(head);
@@ -282,6 +285,11 @@ describe('ops routes', () => {
         refusedIds.push(answer?.headers['x-request-id'] as string);
         await conn.closedWithin(2000);
       }
+      // Counted like every other answer; a method that cannot be read is counted as "other".
+      const metrics = await (await fetch(`${logged.url}/metrics`)).text();
+      expect(metrics).toMatch(/^kiln_http_requests_total\{method="DELETE",route="unmatched",status="400"\} 1$/m);
+      expect(metrics).toMatch(/^kiln_http_requests_total\{method="other",route="unmatched",status="400"\} 1$/m);
+      expect(metrics).not.toContain('NOSUCH');
     } finally {
       await logged.close();
     }
@@ -290,6 +298,8 @@ describe('ops routes', () => {
     expect(requests.filter((l) => l.reqId === 'trace-unrouted')).toEqual([expect.objectContaining({ status: 400, route: 'unmatched' })]);
     expect(requests.filter((l) => l.reqId === refusedIds[0])).toEqual([expect.objectContaining({ status: 400, route: 'unmatched', url: '/no-host' })]);
     expect(requests.filter((l) => l.reqId === refusedIds[1])).toEqual([expect.objectContaining({ status: 417, route: 'unmatched', url: '/expect' })]);
+    expect(requests.filter((l) => l.reqId === refusedIds[2])).toEqual([expect.objectContaining({ status: 400, method: 'DELETE', route: 'unmatched', url: '/bad-header' })]);
+    expect(requests.filter((l) => l.reqId === refusedIds[3])).toEqual([expect.objectContaining({ status: 400, method: '-', route: 'unmatched', url: '/x' })]);
   });
 
   it('answers an OPTIONS that is no preflight as it would without CORS: 405 with Allow, or 404, as problem+json', async () => {

@@ -3,7 +3,7 @@
  * (RFC 9457) with `detail` and a stable `code`. Unknown errors become a 500
  * whose detail hides internals; the log keeps the real cause.
  */
-import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import { METHODS, STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { DomainError, type FieldError } from '../../errors.js';
@@ -257,15 +257,37 @@ const CLIENT_ERRORS: Record<string, [status: number, code: string, detail: strin
  * Content-Lengths, a space in a header name, headers too large) never
  * becomes a request. Answered on the socket as problem+json, with a new
  * request id like every other answer (the caller's cannot be trusted from a
- * head that did not parse), then the socket is closed, as Node does.
+ * head that did not parse), then the socket is closed, as Node does. It is
+ * told to `unparsed` for its log line and metrics, with what of its request
+ * line could be read.
  */
-export function clientErrorHandler(newRequestId: () => string): (err: NodeJS.ErrnoException, socket: Duplex) => void {
+export function clientErrorHandler(newRequestId: () => string, unparsed: Unparsed): (err: NodeJS.ErrnoException & { rawPacket?: unknown }, socket: Duplex) => void {
   return (err, socket) => {
     if (err.code === 'ECONNRESET' || socket.destroyed) return;
     const [status, code, detail] = CLIENT_ERRORS[err.code ?? ''] ?? [400, 'malformed_request', 'The request is not valid HTTP/1.1.'];
-    if (socket.writable) socket.write(closingProblemBytes(status, code, detail, newRequestId()));
+    const requestId = newRequestId();
+    if (socket.writable) socket.write(closingProblemBytes(status, code, detail, requestId));
     socket.destroy(err);
+    unparsed(requestId, requestLine(err.rawPacket), status);
   };
+}
+
+/** Told of a request that did not parse: its new id, what of its request line could be read, the status it was answered. */
+export type Unparsed = (requestId: string, line: { method: string; url: string }, status: number) => void;
+
+const KNOWN_METHODS = new Set(METHODS);
+const REQUEST_LINE = /^([A-Z-]{1,20}) (\S{1,2048}) HTTP\/\d\.\d$/;
+
+/**
+ * The method and target of the bytes that failed to parse, when their first
+ * line is a request line; `-` for what cannot be read. Only a method Node
+ * knows is kept, so a metrics label cannot take any value a client sends.
+ */
+export function requestLine(raw: unknown): { method: string; url: string } {
+  const head = Buffer.isBuffer(raw) ? raw.subarray(0, 2100).toString('latin1') : '';
+  const match = REQUEST_LINE.exec(head.split('\r\n', 1)[0] ?? '');
+  const method = match?.[1] ?? '-';
+  return { method: KNOWN_METHODS.has(method) ? method : '-', url: match?.[2] ?? '-' };
 }
 
 /** The head and body of a problem answer to a request that never reached a route; the connection is closed after it. */

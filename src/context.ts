@@ -14,7 +14,7 @@ import { newSecret } from './ids.js';
 import type { BlobStore } from './platform/blobs/index.js';
 import { CachingBlobStore } from './platform/blobs/cached.js';
 import { FsBlobStore } from './platform/blobs/fs.js';
-import { isMissing, sweepStaleFiles, syncDirectories, syncFile } from './platform/files.js';
+import { isMissing, makeDirectorySync, sweepStaleFiles, syncDirectories, syncFile } from './platform/files.js';
 import { SMALL_FILE_BYTES } from './images/serve.js';
 import { migrateToLatest, openDatabase, type Db } from './platform/db/index.js';
 import { localBroadcast, redisBroadcast, type Broadcast } from './platform/broadcast.js';
@@ -139,9 +139,11 @@ async function reachDatabase(config: Config): Promise<Db> {
 export async function createContext(config: Config, options: ContextOptions = {}): Promise<Context> {
   const closers: Array<() => Promise<void> | void> = [];
   const tmpDir = path.join(config.dataDir, 'tmp');
-  await mkdir(tmpDir, { recursive: true }).catch((err: unknown) => {
+  try {
+    makeDirectorySync(tmpDir);
+  } catch (err) {
     throw new ConfigError('DATA_DIR', `cannot create ${tmpDir} (${failureOf(err)})`);
-  });
+  }
 
   const log = options.log ?? createLogger(config, options.logTo);
   // Registered first so it runs last: every other closer may still log. A logger passed in is its owner's to close.

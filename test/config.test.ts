@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -285,6 +285,13 @@ describe('config', () => {
 
     it('DATA_DIR that is a file', () => {
       oneLine(startFails({ DATA_DIR: aFile }, [MAIN, 'serve']), 'DATA_DIR');
+    });
+
+    // /proc answers ENOENT for a new entry though it exists: Node's recursive mkdir never returns there (before: a silent hang).
+    it.runIf(existsSync('/proc/self'))('a directory to make where the file system takes no new one (under /proc): one line, not a hang', () => {
+      oneLine(startFails({ DATA_DIR: '/proc/kiln-no-such/data' }, [MAIN, 'serve']), 'DATA_DIR');
+      oneLine(startFails({ LOG_FILE: '/proc/kiln-no-such/kiln.log' }, [MAIN, 'migrate']), 'LOG_FILE');
+      oneLine(startFails({ DATABASE_URL: 'sqlite:///proc/kiln-no-such/kiln.db' }, [MAIN, 'migrate']), 'DATABASE_URL');
     });
 
     it('DATABASE_URL that cannot be reached, for a command that does not migrate too', async () => {

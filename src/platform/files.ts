@@ -6,7 +6,7 @@
  * fails at once can end the pipeline before the open has happened; removing the file then would
  * race the open, and the file could appear after its removal.
  */
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, statSync } from 'node:fs';
 import { open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -14,6 +14,30 @@ import { pipeline } from 'node:stream/promises';
 /** ENOENT: the file, or a directory on its path, does not exist. */
 export function isMissing(err: unknown): boolean {
   return (err as NodeJS.ErrnoException | null)?.code === 'ENOENT';
+}
+
+/**
+ * `mkdir -p`, one level at a time, for the directories a start makes
+ * (synchronous: before anything is served). Node's recursive mkdir never
+ * returns when a directory on the path exists yet answers ENOENT for a new
+ * entry, as /proc does: it takes that for a missing parent, makes the
+ * parent, which exists, and tries again. Here each missing level is made
+ * once, from the top, and its error is the answer. A file where the
+ * directory should be is EEXIST, as with Node's.
+ */
+export function makeDirectorySync(dir: string): void {
+  const missing: string[] = [];
+  // The root always exists, so the walk up ends.
+  for (let d = path.resolve(dir); !existsSync(d); d = path.dirname(d)) missing.push(d);
+  for (const d of missing.reverse()) {
+    try {
+      mkdirSync(d);
+    } catch (err) {
+      // Another process made it meanwhile: checked below like any existing one.
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+  }
+  if (!statSync(dir).isDirectory()) throw Object.assign(new Error(`EEXIST: file already exists, mkdir '${dir}'`), { code: 'EEXIST' });
 }
 
 type Source = NodeJS.ReadableStream | AsyncIterable<Buffer | string>;

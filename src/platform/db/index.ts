@@ -7,7 +7,7 @@
  * two processes on one file serialise instead of failing with SQLITE_BUSY.
  * On PostgreSQL the same code takes row locks with `lockForUpdate`.
  */
-import { mkdirSync } from 'node:fs';
+import { makeDirectorySync } from '../files.js';
 import path from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import {
@@ -113,7 +113,7 @@ export function reusingStatements(database: SqliteDatabase.Database, max = STATE
 
 /** `durable`: each commit waits for the disk (synchronous = FULL); otherwise only checkpoints do (NORMAL, WAL's usual setting). */
 function openSqlite(file: string, durable: boolean): Kysely<Database> {
-  if (file !== ':memory:') mkdirSync(path.dirname(file), { recursive: true });
+  if (file !== ':memory:') makeDirectorySync(path.dirname(file));
   const database = new SqliteDatabase(file);
   database.pragma('journal_mode = WAL');
   database.pragma('busy_timeout = 10000');

@@ -10,7 +10,8 @@
  * path only (no headers, no query), and the finished line loses any bearer
  * token or JWT left. The pino `redact` paths below stay as a fixed backstop.
  */
-import { accessSync, constants, mkdirSync, statSync } from 'node:fs';
+import { accessSync, constants, statSync } from 'node:fs';
+import { makeDirectorySync } from '../files.js';
 import path from 'node:path';
 import pino, { type Logger } from 'pino';
 import type { Config } from '../../config.js';
@@ -123,7 +124,7 @@ function checkWritable(logFile: string): void {
   const file = path.resolve(logFile);
   const dir = path.dirname(file);
   try {
-    mkdirSync(dir, { recursive: true });
+    makeDirectorySync(dir);
     accessSync(dir, constants.W_OK);
   } catch (err) {
     throw new ConfigError('LOG_FILE', `cannot write log files in ${dir} (${failureOf(err)})`);

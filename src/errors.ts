@@ -88,5 +88,19 @@ export class ServiceUnavailable extends DomainError {
   }
 }
 
+/**
+ * Another process has held the SQLite database's write lock for longer than
+ * a write waits: a 503 the client may retry (another `kiln` process in a
+ * long write, or a tool with an open transaction on the file).
+ */
+export class DatabaseBusy extends ServiceUnavailable {
+  readonly retryAfterSeconds = 1;
+
+  constructor(waitedMs: number, options?: { cause: unknown }) {
+    super(`The database is busy: another process has held its write lock for ${Math.round(waitedMs / 1000)} s. Try again shortly.`, 'database_busy');
+    if (options) this.cause = options.cause;
+  }
+}
+
 /** A command line the `kiln` CLI cannot run: main.ts prints the message and exits with 1. */
 export class UsageError extends Error {}

@@ -6,6 +6,12 @@
  * (the gallery's primary image) holds the write lock from its first read and
  * two processes on one file serialise instead of failing with SQLITE_BUSY.
  * On PostgreSQL the same code takes row locks with `lockForUpdate`.
+ *
+ * better-sqlite3 runs on the event loop's thread, so SQLite's own wait for a
+ * lock (busy_timeout) stops every request of the process while it lasts. It
+ * is kept short; a write still refused is tried again after a pause on a
+ * timer (waitingForLocks), up to BUSY_WAIT_MS in all, then fails as 503
+ * `database_busy`.
  */
 import { makeDirectorySync } from '../files.js';
 import path from 'node:path';
@@ -25,6 +31,8 @@ import {
   type SelectQueryBuilder,
 } from 'kysely';
 import type { Pool } from 'pg';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DatabaseBusy } from '../../errors.js';
 import { migrations } from './migrations/index.js';
 import type { Database } from './schema.js';
 
@@ -50,10 +58,44 @@ class TransactionalDdlSqliteAdapter extends SqliteAdapter {
   }
 }
 
+/** How long SQLite itself waits for a lock, blocking the thread (busy_timeout). */
+const BUSY_TIMEOUT_MS = 20;
+/** How long a statement waits in all for another process's lock before it fails as `database_busy`. */
+export const BUSY_WAIT_MS = 10_000;
+
+/**
+ * SQLITE_BUSY after busy_timeout: another connection holds the lock. The
+ * statement did nothing (a BEGIN IMMEDIATE, a write outside a transaction, a
+ * COMMIT, which SQLite leaves open to be tried again), so it is run again
+ * after a pause that grows to 100 ms, with jitter so that two waiting
+ * processes do not knock in step. SQLITE_BUSY_SNAPSHOT is not waited on:
+ * waiting cannot help it, and BEGIN IMMEDIATE keeps it from happening.
+ */
+function waitingForLocks(connection: DatabaseConnection, busyWaitMs: number): DatabaseConnection {
+  return {
+    async executeQuery(query) {
+      const started = Date.now();
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return await connection.executeQuery(query);
+        } catch (err) {
+          const code = (err as { code?: unknown }).code;
+          if (code !== 'SQLITE_BUSY' && code !== 'SQLITE_BUSY_RECOVERY') throw err;
+          const waited = Date.now() - started;
+          if (waited >= busyWaitMs) throw new DatabaseBusy(waited, { cause: err });
+          await sleep(Math.min(5 * 2 ** attempt, 100) * (0.5 + Math.random()));
+        }
+      }
+    },
+    streamQuery: (query, chunkSize) => connection.streamQuery(query, chunkSize),
+  };
+}
+
 class ImmediateSqliteDialect extends SqliteDialect {
   constructor(
     config: SqliteDialectConfig,
     private readonly raw: SqliteDatabase.Database,
+    private readonly busyWaitMs: number,
   ) {
     super(config);
   }
@@ -64,6 +106,15 @@ class ImmediateSqliteDialect extends SqliteDialect {
 
   override createDriver(): Driver {
     const driver = super.createDriver();
+    const acquire = driver.acquireConnection.bind(driver);
+    // The driver has one connection; it is handed out wrapped, the same wrapper each time.
+    const wrapped = new WeakMap<DatabaseConnection, DatabaseConnection>();
+    driver.acquireConnection = async () => {
+      const connection = await acquire();
+      let waiting = wrapped.get(connection);
+      if (!waiting) wrapped.set(connection, (waiting = waitingForLocks(connection, this.busyWaitMs)));
+      return waiting;
+    };
     const rollback = driver.rollbackTransaction.bind(driver);
     driver.beginTransaction = async (connection: DatabaseConnection) => {
       await connection.executeQuery(CompiledQuery.raw('begin immediate'));
@@ -112,16 +163,16 @@ export function reusingStatements(database: SqliteDatabase.Database, max = STATE
 }
 
 /** `durable`: each commit waits for the disk (synchronous = FULL); otherwise only checkpoints do (NORMAL, WAL's usual setting). */
-function openSqlite(file: string, durable: boolean): Kysely<Database> {
+function openSqlite(file: string, durable: boolean, busyWaitMs: number): Kysely<Database> {
   if (file !== ':memory:') makeDirectorySync(path.dirname(file));
   const database = new SqliteDatabase(file);
   database.pragma('journal_mode = WAL');
-  database.pragma('busy_timeout = 10000');
+  database.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
   database.pragma(durable ? 'synchronous = FULL' : 'synchronous = NORMAL');
   database.pragma('foreign_keys = ON');
   // SQLite's own lower() folds ASCII letters only; this one folds as JavaScript and PostgreSQL do (Ö to ö), for case-blind search.
   database.function('lower', { deterministic: true }, (text: unknown) => (text === null ? null : String(text).toLowerCase()));
-  return new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: reusingStatements(database) }, database) });
+  return new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: reusingStatements(database) }, database, busyWaitMs) });
 }
 
 /** The longest a PostgreSQL connection may take to open (pg's connectionTimeoutMillis). */
@@ -152,6 +203,8 @@ export interface DatabaseOptions {
    * keeps its own setting (`synchronous_commit`, on by default).
    */
   durable?: boolean;
+  /** SQLite: how long a statement waits for another process's lock (BUSY_WAIT_MS). */
+  busyWaitMs?: number;
 }
 
 /** `databaseUrl` undefined or `sqlite:` means the SQLite file in dataDir. */
@@ -164,7 +217,7 @@ export function openDatabase(databaseUrl: string | undefined, dataDir: string, o
     const file = databaseUrl?.startsWith('sqlite:')
       ? databaseUrl.slice('sqlite:'.length).replace(/^\/\//, '') || path.join(dataDir, 'kiln.db')
       : path.join(dataDir, 'kiln.db');
-    kysely = openSqlite(file, options.durable ?? false);
+    kysely = openSqlite(file, options.durable ?? false, options.busyWaitMs ?? BUSY_WAIT_MS);
   }
   const dialect: DialectName = isPostgres ? 'postgres' : 'sqlite';
   return {

@@ -198,7 +198,7 @@ export async function recordFailure(error: FastifyError, request: FastifyRequest
   else request.log.debug({ code: p.code }, 'request rejected');
   const { ctx } = request.server;
   ctx.metrics.httpErrors.inc({ route: request.routeOptions.url ?? UNMATCHED, code: p.code });
-  if (error instanceof DomainError && p.status === 429) {
+  if (error instanceof DomainError && (p.status === 429 || p.status === 503)) {
     const retry = (error as { retryAfterSeconds?: number }).retryAfterSeconds;
     if (retry !== undefined) reply.header('retry-after', String(retry));
   }

@@ -105,6 +105,8 @@ export function withCommonFailures({ schema, url, route }: { schema: FastifySche
   if (config.rateLimitClass !== 'none') common[429] = failure;
   // Any route may fail unexpectedly (a database gone mid-request): the problem hides the cause.
   common[500] = failure;
+  // Any route may find the database busy: on SQLite, another process has held its write lock too long (db/index.ts).
+  common[503] = failure;
   // Problems leave as application/problem+json, which is what the document names for them.
   const answers = Object.entries({ ...common, ...response }).map(([status, answer]) => [status, answer === ProblemSchema ? problemAnswer : answer]);
   const querystring = own.querystring === undefined ? {} : { querystring: defaultsOptional(own.querystring) };

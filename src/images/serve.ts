@@ -148,6 +148,10 @@ export async function sendStoredImage(
   if (file.bytes <= SMALL_FILE_BYTES) {
     // Small files (thumbs, game icons) as one buffer: a caching store answers them from memory.
     const whole = await blobs.readAll(file.key);
+    // A file damaged on the store (cut short by a full disk, a restore gone wrong) is not sent as the
+    // image its ETag names, to be cached for a year: a 500, and the log says which. (A streamed large
+    // file that ends early ends its answer short, and the client sees the transfer cut.)
+    if (whole.length !== file.bytes) throw new Error(`stored file ${file.key} has ${whole.length} bytes, its record ${file.bytes}`);
     return reply.send(range ? whole.subarray(range.start, range.end + 1) : whole);
   }
   const body = await blobs.read(file.key, range);

@@ -1,4 +1,4 @@
-import { rm } from 'node:fs/promises';
+import { rm, truncate } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -349,6 +349,19 @@ describe('error answers of the image routes', () => {
         expectUncachedError(res, 404);
         expect(res.headers.get('content-range')).toBeNull();
         expect(await res.json()).toMatchObject({ status: 404 });
+      }
+    }
+  });
+
+  it('a small file cut short on the store answers 500 without validators, not its first bytes as the image its ETag names', async () => {
+    const { image_id, urls } = await uploadOk('err-cut', alice, ROCKET);
+    await truncate(path.join(server.dataDir, 'blobs', 'gallery', image_id, 'thumb.jpg'), 1000);
+    for (const url of [urls.thumb, '/projects/err-cut/thumbnail']) {
+      for (const headers of [{}, { range: 'bytes=0-99' }, { range: 'bytes=2000-2999' }] as Array<Record<string, string>>) {
+        const res = await fetch(`${server.url}${url}`, { headers });
+        expectUncachedError(res, 500);
+        expect(res.headers.get('content-range')).toBeNull();
+        expect(await res.json()).toMatchObject({ status: 500, code: 'internal_error' });
       }
     }
   });

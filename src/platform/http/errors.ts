@@ -117,11 +117,32 @@ export function toProblem(error: unknown): Problem {
   if (!fe.code && !fe.statusCode && MALFORMED_MULTIPART.test(fe.message ?? '')) {
     return problem(400, 'malformed_multipart', 'The multipart/form-data body is malformed or cut short.');
   }
+  const storage = storageFailure(error);
+  if (storage) return storage;
   if (fe.statusCode === 429) return problem(429, 'rate_limited', 'Too many requests; try again later.');
   if (fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500) {
     return problem(fe.statusCode, statusCode(fe.statusCode), fe.message || 'The request is not valid.');
   }
   return problem(500, 'internal_error', 'Something went wrong on our side; it has been logged.');
+}
+
+/**
+ * A disk or database that cannot take the write (full, over quota, mounted
+ * read-only): a 503 that says so, for the client and for whoever reads the
+ * answer, where a 500 would say nothing. The cause is logged like any 5xx.
+ * Looked for on the error and its causes.
+ */
+function storageFailure(error: unknown): Problem | undefined {
+  for (let e = error, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+    const code = (e as NodeJS.ErrnoException).code ?? '';
+    if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL') {
+      return problem(503, 'storage_full', 'The server has no room left to store this; try again once space has been freed.');
+    }
+    if (code === 'EROFS' || code.startsWith('SQLITE_READONLY')) {
+      return problem(503, 'storage_read_only', 'The server\'s storage is read-only at the moment; nothing can be stored.');
+    }
+  }
+  return undefined;
 }
 
 export function sendProblem(reply: FastifyReply, p: Problem): FastifyReply {

@@ -1,0 +1,106 @@
+/**
+ * Storage that cannot take a write: a disk that is full, a database that is
+ * read-only. The answer says so (503 storage_full / storage_read_only, not
+ * a bare 500), nothing is half stored, and the server takes writes again
+ * once there is room, without a restart.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { sql } from 'kysely';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startServer, type TestServer } from '../helpers/server.js';
+import { registerUser, type TestUser } from '../helpers/users.js';
+import { fixture, postMultipart } from '../helpers/upload.js';
+import { expectProblem } from '../helpers/problem.js';
+import { filesUnder } from '../helpers/files.js';
+
+const PATH = fixture('path_2560x1600_olympus_exif.jpg');
+
+function upload(server: TestServer, user: TestUser, project: string): Promise<Response> {
+  return postMultipart(`${server.url}/projects/${project}/images`, [{ field: 'file', filename: 'photo.jpg', data: PATH, type: 'image/jpeg' }], user.headers);
+}
+
+/** Image rows, blob files and temp files agree: as many of each image's files as there are rows, no temp file. */
+async function expectWhole(server: TestServer, rows: number): Promise<void> {
+  const images = await server.ctx.db.kysely.selectFrom('gallery_images').select('image_id').execute();
+  expect(images).toHaveLength(rows);
+  expect(await filesUnder(path.join(server.dataDir, 'blobs', 'gallery'))).toHaveLength(rows * 4);
+  expect(await filesUnder(path.join(server.dataDir, 'tmp'))).toEqual([]);
+}
+
+/** A small tmpfs of our own, where the machine lets us mount one (root, outside a container that forbids it). */
+function smallDisk(megabytes: number): { dir: string; remove(): void } | null {
+  if (process.platform !== 'linux' || process.getuid?.() !== 0) return null;
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'kiln-small-disk-'));
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${megabytes}m`, 'tmpfs', dir], { stdio: 'pipe' });
+  } catch {
+    rmSync(dir, { recursive: true, force: true });
+    return null;
+  }
+  return {
+    dir,
+    remove() {
+      execFileSync('umount', [dir], { stdio: 'pipe' });
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const disk = smallDisk(1);
+disk?.remove();
+const canMount = disk !== null;
+
+describe('storage that cannot take a write', () => {
+  const cleanups: Array<() => void | Promise<void>> = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  it('a read-only database: 503 storage_read_only, nothing stored; writes work again once it is writable', async () => {
+    const server = await startServer();
+    cleanups.push(() => server.close());
+    const owner = await registerUser(server.url, 'reader');
+    expect((await upload(server, owner, 'ro')).status).toBe(201);
+
+    await sql`pragma query_only = on`.execute(server.ctx.db.kysely);
+    const refused = await upload(server, owner, 'ro');
+    await expectProblem(refused, 503, 'storage_read_only');
+    await expectWhole(server, 1);
+    // Reads go on.
+    expect((await fetch(`${server.url}/projects/ro/images`)).status).toBe(200);
+
+    await sql`pragma query_only = off`.execute(server.ctx.db.kysely);
+    expect((await upload(server, owner, 'ro')).status).toBe(201);
+    await expectWhole(server, 2);
+  });
+
+  it.runIf(canMount)('a full disk: 503 storage_full, nothing half stored; uploads work again once space is freed', async () => {
+    const small = smallDisk(6);
+    if (!small) throw new Error('could not mount a tmpfs');
+    cleanups.push(() => small.remove());
+    const server = await startServer({}, { dataDir: small.dir });
+    cleanups.push(() => server.close());
+    const owner = await registerUser(server.url, 'filler');
+
+    const stored: string[] = [];
+    let refused: Response | undefined;
+    for (let i = 0; i < 20 && !refused; i++) {
+      const res = await upload(server, owner, 'full');
+      if (res.status === 201) stored.push(((await res.json()) as { image_id: string }).image_id);
+      else refused = res;
+    }
+    expect(stored.length).toBeGreaterThan(0);
+    expect(refused).toBeDefined();
+    await expectProblem(refused as Response, 503, 'storage_full');
+    await expectWhole(server, stored.length);
+
+    // Room again: a delete frees an image's files, and the next upload is stored, no restart.
+    const deleted = await fetch(`${server.url}/projects/full/images/${stored[0]}`, { method: 'DELETE', headers: owner.headers });
+    expect(deleted.status).toBe(204);
+    expect((await upload(server, owner, 'full')).status).toBe(201);
+    await expectWhole(server, stored.length);
+  }, 60_000);
+});

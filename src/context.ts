@@ -4,6 +4,7 @@
  * services as an argument. Tests build their own over a temp directory.
  */
 import { createHmac, webcrypto } from 'node:crypto';
+import { accessSync, constants } from 'node:fs';
 import { link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -143,6 +144,12 @@ export async function createContext(config: Config, options: ContextOptions = {}
     makeDirectorySync(tmpDir);
   } catch (err) {
     throw new ConfigError('DATA_DIR', `cannot create ${tmpDir} (${failureOf(err)})`);
+  }
+  // A DATA_DIR that exists but takes no write (a read-only mount) would serve, and fail every write.
+  try {
+    accessSync(tmpDir, constants.W_OK);
+  } catch (err) {
+    throw new ConfigError('DATA_DIR', `cannot write in ${tmpDir} (${failureOf(err)})`);
   }
 
   const log = options.log ?? createLogger(config, options.logTo);

@@ -287,6 +287,27 @@ describe('config', () => {
       oneLine(startFails({ DATA_DIR: aFile }, [MAIN, 'serve']), 'DATA_DIR');
     });
 
+    // A read-only mount: root may write anywhere else, so this needs a file system of its own (root, and a machine that lets it mount).
+    it.runIf(process.platform === 'linux' && process.getuid?.() === 0)('DATA_DIR on a read-only file system, with the database and tmp/ of an earlier start: one line saying it is read-only (EROFS)', (context) => {
+      const mounted = path.join(cwd, 'read-only');
+      mkdirSync(mounted);
+      try {
+        execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mounted], { stdio: 'pipe' });
+      } catch {
+        context.skip();
+      }
+      try {
+        // A DATA_DIR that served before: its database and tmp/ are there.
+        execFileSync(process.execPath, [MAIN, 'migrate'], { env: { ...process.env, DATA_DIR: mounted, LOG_LEVEL: 'silent' }, stdio: 'pipe' });
+        execFileSync('mount', ['-o', 'remount,ro', mounted], { stdio: 'pipe' });
+        const result = startFails({ DATA_DIR: mounted }, [MAIN, 'serve']);
+        oneLine(result, 'DATA_DIR');
+        expect(result.stderr).toContain('EROFS');
+      } finally {
+        execFileSync('umount', [mounted], { stdio: 'pipe' });
+      }
+    });
+
     // /proc answers ENOENT for a new entry though it exists: Node's recursive mkdir never returns there (before: a silent hang).
     it.runIf(existsSync('/proc/self'))('a directory to make where the file system takes no new one (under /proc): one line, not a hang', () => {
       oneLine(startFails({ DATA_DIR: '/proc/kiln-no-such/data' }, [MAIN, 'serve']), 'DATA_DIR');

@@ -10,6 +10,7 @@ import type { StagedUpload } from './ingest.js';
 import { renderVariants, type RenderedImage, type RenderOptions, type SizeName } from './variants.js';
 
 export class BlobBatch {
+  /** Every key a write was started for: one that failed may have left its directory on disk (or land late on S3). */
   private readonly written: string[] = [];
 
   constructor(
@@ -17,10 +18,10 @@ export class BlobBatch {
     private readonly log: Logger,
   ) {}
 
-  /** Writes one blob and remembers it for rollback. */
+  /** Writes one blob; its key is remembered for rollback whether or not the write succeeds. */
   async put(key: string, data: Buffer, contentType: string): Promise<void> {
-    await this.blobs.put(key, data, contentType);
     this.written.push(key);
+    await this.blobs.put(key, data, contentType);
   }
 
   /** Writes several blobs in parallel; those that landed are remembered even when another fails. */
@@ -30,12 +31,15 @@ export class BlobBatch {
     if (failed) throw failed.reason;
   }
 
+  /** The keys this batch wrote or began to write. */
   get keys(): readonly string[] {
     return this.written;
   }
 
   /**
-   * Removes every blob written by this batch. Never throws: it runs while
+   * Removes every blob this batch wrote or began to write (deleting one that
+   * is not there is a no-op, and on disk takes the directory its write made,
+   * once empty). Never throws: it runs while
    * another error is on its way to the caller, and a blob it cannot remove is
    * an orphan that no row points at (logged), not a second failure.
    */

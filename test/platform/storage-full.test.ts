@@ -6,6 +6,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { sql } from 'kysely';
@@ -28,6 +29,9 @@ async function expectWhole(server: TestServer, rows: number): Promise<void> {
   expect(images).toHaveLength(rows);
   expect(await filesUnder(path.join(server.dataDir, 'blobs', 'gallery'))).toHaveLength(rows * 4);
   expect(await filesUnder(path.join(server.dataDir, 'tmp'))).toEqual([]);
+  // No directory of a refused upload left behind either: one per image.
+  const directories = await readdir(path.join(server.dataDir, 'blobs', 'gallery')).catch(() => []);
+  expect(directories).toHaveLength(rows);
 }
 
 /** A small tmpfs of our own, where the machine lets us mount one (root, outside a container that forbids it). */

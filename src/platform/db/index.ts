@@ -13,8 +13,8 @@
  * timer (waitingForLocks), up to BUSY_WAIT_MS in all, then fails as 503
  * `database_busy`.
  */
-import { makeDirectorySync } from '../files.js';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import SqliteDatabase from 'better-sqlite3';
 import {
   CompiledQuery,
@@ -31,8 +31,8 @@ import {
   type SelectQueryBuilder,
 } from 'kysely';
 import type { Pool } from 'pg';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { DatabaseBusy } from '../../errors.js';
+import { makeDirectorySync } from '../files.js';
 import { migrations } from './migrations/index.js';
 import type { Database } from './schema.js';
 

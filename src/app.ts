@@ -11,7 +11,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from 'pino';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { registerAuth } from './auth/guard.js';
 import { registerRateLimits } from './auth/ratelimit.js';
 import type { Context } from './context.js';
@@ -26,7 +26,7 @@ import { HotPaths } from './platform/http/hot-path.js';
 import { withCommonFailures, withMultipartBody } from './platform/http/schemas.js';
 import { refuseUnreadMultipart } from './platform/http/content-types.js';
 import { corsOptions } from './platform/http/cors.js';
-import { RequestRecorder, UNMATCHED } from './platform/http/requests.js';
+import { CLIENT_CLOSED_REQUEST, RequestRecorder, UNMATCHED } from './platform/http/requests.js';
 import { AJV_OPTIONS, buildValidator } from './platform/http/validation.js';
 import { InFlight } from './platform/inflight.js';
 import { runWhileOpen } from './platform/sweep.js';
@@ -124,14 +124,26 @@ export async function buildApp(ctx: Context): Promise<App> {
     else parseJson(request, text, (err, value) => done(err && isJson(text) ? forbiddenKey() : err, value));
   });
 
+  // Each request's reply, for the log line of one whose client goes away (onRequestAbort below gets no reply).
+  const replies = new WeakMap<FastifyRequest, FastifyReply>();
   // Hot-path hooks take callbacks, not promises: they run on every request, image GETs included.
   app.addHook('onRequest', (request, reply, done) => {
     reply.headers(recorder.securityHeaders);
     reply.header('x-request-id', request.id);
+    replies.set(request, reply);
     done();
   });
   app.addHook('onResponse', (request, reply, done) => {
     recorder.record(request.id, request.method, request.routeOptions.url ?? UNMATCHED, request.url, reply.statusCode, reply.elapsedTime);
+    done();
+  });
+  // A request whose connection closed before its answer was complete (a client gone mid-upload or
+  // mid-download, a connection cut at shutdown) gets no onResponse: its line says so, with 499 (nginx's
+  // "client closed request") when no status had been sent.
+  app.addHook('onRequestAbort', (request, done) => {
+    const reply = replies.get(request);
+    const status = reply?.raw.headersSent ? reply.statusCode : CLIENT_CLOSED_REQUEST;
+    recorder.record(request.id, request.method, request.routeOptions.url ?? UNMATCHED, request.url, status, reply?.elapsedTime ?? 0, true);
     done();
   });
 

@@ -7,6 +7,7 @@ import { expectProblem } from './helpers/problem.js';
 import { RawConnection } from './helpers/raw-http.js';
 import { tcpRelay, type TcpRelay } from './helpers/relay.js';
 import { startServer, type TestServer } from './helpers/server.js';
+import { fixture } from './helpers/upload.js';
 import { registerUser } from './helpers/users.js';
 
 let server: TestServer;
@@ -300,6 +301,34 @@ describe('ops routes', () => {
     expect(requests.filter((l) => l.reqId === refusedIds[1])).toEqual([expect.objectContaining({ status: 417, route: 'unmatched', url: '/expect' })]);
     expect(requests.filter((l) => l.reqId === refusedIds[2])).toEqual([expect.objectContaining({ status: 400, method: 'DELETE', route: 'unmatched', url: '/bad-header' })]);
     expect(requests.filter((l) => l.reqId === refusedIds[3])).toEqual([expect.objectContaining({ status: 400, method: '-', route: 'unmatched', url: '/x' })]);
+  });
+
+  it('writes the log line of a request whose client went away mid-upload: 499, marked aborted', async () => {
+    const logs = logDirectory<{ msg: string; reqId?: string; method?: string; status?: number; route?: string; aborted?: boolean }>('info');
+    const logged = await startServer({ ...logs.env, RATE_LIMIT_UPLOAD: '0' });
+    try {
+      const owner = await registerUser(logged.url, 'leaver');
+      const photo = fixture('path_2560x1600_olympus_exif.jpg');
+      // Mid-upload: the head and part of the body, then the client is gone.
+      const boundary = 'kiln-test-boundary';
+      const part = `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n`;
+      const upload = await RawConnection.open(logged.url);
+      upload.send(
+        `POST /projects/left/images HTTP/1.1\r\nHost: x\r\nX-Request-Id: left-mid-upload\r\nAuthorization: ${owner.headers.authorization}\r\n` +
+          `Content-Type: multipart/form-data; boundary=${boundary}\r\nContent-Length: ${part.length + photo.length + boundary.length + 8}\r\n\r\n${part}`,
+      );
+      upload.send(photo.subarray(0, 100_000));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      upload.destroy();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    } finally {
+      await logged.close();
+    }
+    const requests = logs.lines().filter((l) => l.msg === 'request');
+    logs.remove();
+    expect(requests.filter((l) => l.reqId === 'left-mid-upload')).toEqual([expect.objectContaining({ method: 'POST', route: '/projects/:project_id/images', status: 499, aborted: true })]);
+    // A client gone mid-body is not also logged as a request that did not parse.
+    expect(requests.filter((l) => l.route === 'unmatched')).toEqual([]);
   });
 
   it('answers an OPTIONS that is no preflight as it would without CORS: 405 with Allow, or 404, as problem+json', async () => {

@@ -285,6 +285,13 @@ const CLIENT_ERRORS: Record<string, [status: number, code: string, detail: strin
 export function clientErrorHandler(newRequestId: () => string, unparsed: Unparsed): (err: NodeJS.ErrnoException & { rawPacket?: unknown }, socket: Duplex) => void {
   return (err, socket) => {
     if (err.code === 'ECONNRESET' || socket.destroyed) return;
+    // A request is in flight on this socket (its client closed its side mid-body: HPE_INVALID_EOF_STATE).
+    // Its answer may be under way, so nothing is written here, as Node's own handler does; that request
+    // gets its own log line (app.ts, onRequestAbort). `_httpMessage` is the property Node's handler reads.
+    if ((socket as Duplex & { _httpMessage?: unknown })._httpMessage) {
+      socket.destroy(err);
+      return;
+    }
     const [status, code, detail] = CLIENT_ERRORS[err.code ?? ''] ?? [400, 'malformed_request', 'The request is not valid HTTP/1.1.'];
     const requestId = newRequestId();
     if (socket.writable) socket.write(closingProblemBytes(status, code, detail, requestId));

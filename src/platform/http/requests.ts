@@ -17,6 +17,9 @@ const REQUEST_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
 /** The `route` of a request that matched no route, in the access log and in metrics. */
 export const UNMATCHED = 'unmatched';
 
+/** The status logged for a request whose client closed the connection before any answer was sent (nginx's 499). */
+export const CLIENT_CLOSED_REQUEST = 499;
+
 export class RequestRecorder {
   private readonly ids = new RequestIds();
   private readonly access: Logger;
@@ -42,12 +45,17 @@ export class RequestRecorder {
     return this.ids.next();
   }
 
-  /** One metrics sample and, at level info, one access line with what an operator needs and nothing secret. */
-  record(reqId: string, method: string, route: string, url: string, status: number, ms: number): void {
+  /**
+   * One metrics sample and, at level info, one access line with what an
+   * operator needs and nothing secret. `aborted`: the connection closed
+   * before the answer was complete.
+   */
+  record(reqId: string, method: string, route: string, url: string, status: number, ms: number, aborted = false): void {
     this.metrics.http.series(method, route, status).observe(ms / 1000);
     if (this.access.isLevelEnabled('info')) {
       const path = scrubString(url.split('?', 1)[0] ?? '');
-      this.access.info({ reqId, method, route, url: path, status, ms: Math.round(ms * 10) / 10 }, 'request');
+      const line = { reqId, method, route, url: path, status, ms: Math.round(ms * 10) / 10 };
+      this.access.info(aborted ? { ...line, aborted } : line, 'request');
     }
   }
 }

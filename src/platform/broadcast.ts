@@ -10,6 +10,8 @@
  * reconnecting) costs only that minute. Publishing never waits on Redis
  * for long and never throws.
  */
+import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { failFastRedis, watchRedisConnection } from './redis.js';
@@ -56,6 +58,9 @@ export function localBroadcast(log: Pick<Logger, 'warn'>): Broadcast {
   };
 }
 
+/** The longest a start waits for its subscription to a Redis that has not answered yet. */
+const SUBSCRIBE_WAIT_MS = 2_000;
+
 /** Every process on one Redis under one REDIS_PREFIX. */
 export async function redisBroadcast(url: string, prefix: string, log: Pick<Logger, 'warn' | 'info'>): Promise<Broadcast> {
   const { Redis } = await import('ioredis');
@@ -80,10 +85,20 @@ export async function redisBroadcast(url: string, prefix: string, log: Pick<Logg
     }
     if (typeof parsed.topic === 'string' && typeof parsed.message === 'string') listeners.deliver(parsed.topic, parsed.message);
   });
-  subscriber.subscribe(channel).catch((err: unknown) => {
+  const subscribed = subscriber.subscribe(channel).catch((err: unknown) => {
     // Closed before Redis ever answered: nothing was missed that matters now.
     if (!closed) log.warn({ err }, 'broadcast: could not subscribe; other processes\' deletes are seen when their entries expire');
   });
+  // A process that serves before it is subscribed could keep in memory an image another process deletes
+  // meanwhile, and never hear of it: the start waits for the subscription while Redis answers, up to
+  // SUBSCRIBE_WAIT_MS; not when Redis refuses the connection (the subscription then comes when it is back).
+  const gaveUp = new AbortController();
+  await Promise.race([
+    subscribed,
+    once(subscriber, 'error', { signal: gaveUp.signal }).catch(() => undefined),
+    sleep(SUBSCRIBE_WAIT_MS, undefined, { signal: gaveUp.signal, ref: false }).catch(() => undefined),
+  ]);
+  gaveUp.abort();
   return {
     async publish(topic, message) {
       // This process's own listeners hear it at once, whatever Redis does; Redis brings it back to them too (harmless: deletes).

@@ -51,6 +51,17 @@ describe.skipIf(!REDIS_URL)(`the Redis broadcast${REDIS_URL ? '' : ' (skipped: T
     expect(JSON.parse(heard[0]!)).toEqual({ topic: 'gallery-image-deleted', message: 'img_123' });
   });
 
+  it('is subscribed when it is made: a process does not serve before it can hear the others\' deletes', async () => {
+    const prefix = newPrefix();
+    // Connected before, so that its question reaches Redis the moment the broadcast is made.
+    const other = new Redis(REDIS_URL as string);
+    cleanups.push(() => other.disconnect());
+    await other.ping();
+    const broadcast = await redisBroadcast(REDIS_URL as string, prefix, silentLog);
+    cleanups.push(() => broadcast.close());
+    expect(await other.pubsub('NUMSUB', `${prefix}:broadcast`)).toEqual([`${prefix}:broadcast`, 1]);
+  });
+
   it('a process started while Redis is unreachable subscribes once Redis comes up, and hears the others from then on', async () => {
     const prefix = newPrefix();
     const port = await closedPort();

@@ -13,6 +13,7 @@ import type { Config } from '../../config.js';
 import { findFetchError } from '../../platform/fetch/errors.js';
 import { guardedWebFetch, type WebFetch } from '../../platform/fetch/web.js';
 import { PermanentJobError, TransientJobError } from '../../platform/jobs/errors.js';
+import { scrubString } from '../../platform/log/index.js';
 
 export interface EditInput {
   prompt: string;
@@ -82,7 +83,9 @@ export function createImageEditor(config: Pick<Config, 'openai' | 'fetchAllowedH
 
 function providerReason(err: APIError): string {
   const body = err.error as { message?: unknown } | undefined;
-  return typeof body?.message === 'string' && body.message !== '' ? body.message : err.message;
+  const reason = typeof body?.message === 'string' && body.message !== '' ? body.message : err.message;
+  // The reason reaches the process's owner: no key the provider quotes back (a wrong key's "sk-…wxyz") goes with it.
+  return scrubString(reason);
 }
 
 /** Maps what the client threw to the job system's two kinds of failure; `sdk` is the loaded openai module. */

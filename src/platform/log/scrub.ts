@@ -20,6 +20,12 @@ const PAYLOAD_KEY = /^(body|raw_?body|request_?body|response_?body|payload)$/i;
 
 const BEARER = /\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]+/gi;
 const JWT = /\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*/g;
+/**
+ * Secret keys by their well-known shape, wherever they stand in free text:
+ * OpenAI's (`sk-…`, `sk-proj-…`, masked or whole, as a provider's error may
+ * quote them), Stripe's (`sk_live_…`, `rk_test_…`, `whsec_…`).
+ */
+const SECRET_KEY_SHAPE = /\b(?:(?:sk|rk)[-_][A-Za-z0-9_*.\u2026-]{8,}|whsec_[A-Za-z0-9]{8,})/g;
 /** `password=x`, `"token": "x"`, `api_key: x` inside free text (a message, a query string, a form body). */
 const PAIR =
   /(\b[a-z_-]*(?:pass(?:word|wd|phrase)?|secret|token|api[_-]?key|authorization|cookie)["']?\s*[:=]\s*)(\[redacted\]|"(?:[^"\\]|\\.)*"|'[^']*'|[^\s,&;}\]]+)/gi;
@@ -37,6 +43,7 @@ export function scrubString(text: string): string {
   return text
     .replace(BEARER, `$1 ${CENSOR}`)
     .replace(JWT, CENSOR)
+    .replace(SECRET_KEY_SHAPE, CENSOR)
     .replace(PAIR, (_m, head: string, value: string) => {
       const quote = value.startsWith('"') || value.startsWith("'") ? value[0] : '';
       return `${head}${quote}${CENSOR}${quote}`;

@@ -131,6 +131,16 @@ describe('provider failures', () => {
     expect(fake.received).toHaveLength(1);
   });
 
+  it('keeps a key the provider quotes back out of the reason its owner reads', async () => {
+    fake.script.push({ kind: 'error', status: 401, message: 'Incorrect API key provided: sk-proj-abc123**********wxyz. You can find your API key in your account.', type: 'invalid_request_error', code: 'invalid_api_key' });
+    const { initId } = await startEdit(server.url, SERVICE);
+    const end = await waitForEnd(server.url, SERVICE, initId);
+    expect(end.status).toBe('failed');
+    expect(end.error).toContain('The image provider rejected the request (401): Incorrect API key provided: ');
+    expect(end.error).not.toContain('sk-proj');
+    expect(end.error).not.toContain('wxyz');
+  });
+
   it('times out a hanging call after OPENAI_TIMEOUT_SECONDS and retries it', async () => {
     fake.script.push({ kind: 'hang' });
     const { initId } = await startEdit(server.url, SERVICE);

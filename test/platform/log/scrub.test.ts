@@ -11,6 +11,16 @@ describe('scrubString', () => {
     expect(text).toContain('x=1');
   });
 
+  it('removes secret keys by their shape: OpenAI\'s, whole or masked, and Stripe\'s', () => {
+    const text = scrubString(
+      'Incorrect API key provided: sk-proj-abc123**********wxyz. Also sk-OPENAISECRET999, sk_live_51HxYzAbCdEf, rk_test_4eC39HqLyjWD and whsec_abcdefgh1234.',
+    );
+    for (const secret of ['sk-proj', 'wxyz', 'sk-OPENAI', 'sk_live', 'rk_test', 'whsec_']) expect(text).not.toContain(secret);
+    expect(text).toContain('Incorrect API key provided: ');
+    // Words that merely contain the letters stay.
+    expect(scrubString('desk-photos-2024 and task_runner_01')).toBe('desk-photos-2024 and task_runner_01');
+  });
+
   it('is idempotent', () => {
     const once = scrubString('password=hunter2 Bearer abc "token":"t"');
     expect(scrubString(once)).toBe(once);

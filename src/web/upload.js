@@ -44,6 +44,12 @@ function describe(problem, fallback) {
   return fallback;
 }
 
+/** The sentence for an error thrown on the way: fetch's own TypeError ("Failed to fetch") means the server could not be reached. */
+function explain(err) {
+  if (err instanceof TypeError) return UNREACHABLE;
+  return err instanceof Error && err.message ? err.message : 'Something went wrong.';
+}
+
 function say(id, text, kind) {
   const el = $(id);
   el.textContent = text;
@@ -67,33 +73,97 @@ function keepSession(pair) {
   store.setItem(REFRESH_KEY, pair.refresh_token);
 }
 
+/**
+ * The session the page is in. Signing out aborts it and starts the next one:
+ * the requests still under way are cancelled, and work begun in the session
+ * (an upload, a job being watched, a renewal) takes its signal at the start
+ * and checks it before every write to the page. So nothing of a session that
+ * is over shows up later on the signed-out page (or in the next session): no
+ * late "Uploaded", no thumbnail, no 401 message meant for the forgotten token.
+ */
+let session = new AbortController();
+
+/** What work rejects with when its session ended; callers see their signal aborted and write nothing. */
+const ended = () => new Error('The session has ended.');
+
+/** Waits `ms`, or rejects as soon as the session of `signal` ends. */
+function sleep(ms, signal) {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(ended());
+    const stop = () => {
+      clearTimeout(timer);
+      reject(ended());
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', stop);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', stop, { once: true });
+  });
+}
+
+/** "30 seconds", from a 429's Retry-After (a minute when it has none). */
+function waitFor(response) {
+  const seconds = Math.max(1, Math.ceil(Number(response.headers.get('retry-after')) || 60));
+  return seconds === 1 ? 'a second' : `${seconds} seconds`;
+}
+
 let renewing = null;
 
 /**
- * A new access token for the refresh token the page holds; true when it got
- * one. Refresh tokens rotate and a used one presented again ends the whole
- * session, so requests that meet a 401 together share one renewal.
+ * A new access token for the refresh token the page holds. Refresh tokens
+ * rotate and a used one presented again ends the whole session, so requests
+ * that meet a 401 together share one renewal.
+ *
+ * Resolves once the page holds the new pair. Only a 401 from /auth/refresh
+ * (the refresh token ran out, was ended or was reused: docs/auth.md; the
+ * route answers nothing else for a refused token) ends the session: the page
+ * signs out, says so, and the promise rejects. Anything else (a 429, a server
+ * error, no connection) leaves the refresh token as good as it was: the page
+ * stays signed in and rejects with a sentence saying what to do, and the
+ * person tries again. Signing out there would throw away a valid session, and
+ * the /auth/logout it sends would likely be rate-limited too.
  */
 function renew() {
-  renewing ??= (async () => {
-    const refreshToken = store.getItem(REFRESH_KEY);
-    if (!refreshToken) return false;
-    try {
-      const response = await fetch('/auth/refresh', {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ refresh_token: refreshToken }),
-      });
-      if (!response.ok) return false;
-      keepSession(await response.json());
-      return true;
-    } catch {
-      return false;
-    }
-  })().finally(() => {
-    renewing = null;
-  });
+  if (!renewing) {
+    const attempt = renewOnce().finally(() => {
+      // Sign-out forgets a renewal under way: a later one is not this one's to clear.
+      if (renewing === attempt) renewing = null;
+    });
+    renewing = attempt;
+  }
   return renewing;
+}
+
+async function renewOnce() {
+  const { signal } = session;
+  const refreshToken = store.getItem(REFRESH_KEY);
+  if (!refreshToken) {
+    sessionEnded();
+    throw ended();
+  }
+  let response;
+  try {
+    response = await fetch('/auth/refresh', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ refresh_token: refreshToken }),
+      signal,
+    });
+  } catch {
+    if (signal.aborted) throw ended();
+    throw new Error('Kiln could not be reached to renew your session. Check your connection and try again; you are still signed in.');
+  }
+  const body = await readJson(response);
+  // Signed out meanwhile: this pair belongs to a session that is over, and must not become the next one's.
+  if (signal.aborted) throw ended();
+  if (response.status === 401) {
+    sessionEnded();
+    throw ended();
+  }
+  if (response.status === 429) throw new Error(`Your session could not be renewed just now: too many attempts. Wait ${waitFor(response)} and try again; you are still signed in.`);
+  if (!response.ok || !body) throw new Error(`Your session could not be renewed just now (the server answered ${response.status}). Try again in a moment; you are still signed in.`);
+  keepSession(body);
 }
 
 /** The session could not be renewed: the page signs out and says why. */
@@ -103,35 +173,57 @@ function sessionEnded() {
 }
 
 /**
- * fetch with the bearer token. A 401 means the access token ran out (after
- * ACCESS_TOKEN_LIFETIME minutes) or was ended: the page renews it once and
- * asks again, and signs out when it cannot.
+ * fetch with the bearer token, in the session of `signal`. A 401 means the
+ * access token ran out (after ACCESS_TOKEN_LIFETIME minutes) or was ended:
+ * the page renews it once and asks again. Rejects when the session ended on
+ * the way (the page has signed out and said so; the server's 401 is not for
+ * the person to see) or when the renewal could not be made (with the
+ * sentence to show).
  */
-async function api(path, options = {}) {
+async function api(path, signal, options = {}) {
   const send = () => {
     const headers = { ...(options.headers || {}) };
     if (token()) headers.authorization = `Bearer ${token()}`;
-    return fetch(path, { ...options, headers });
+    return fetch(path, { ...options, headers, signal });
   };
   const signedIn = Boolean(token());
   let response = await send();
   if (response.status === 401 && signedIn) {
-    if (await renew()) response = await send();
-    if (response.status === 401) sessionEnded();
+    await renew();
+    response = await send();
+    if (response.status === 401) {
+      sessionEnded();
+      throw ended();
+    }
   }
   return response;
 }
 
 /** Loads an image that needs the bearer token into an <img> through a blob URL. */
-async function showImage(img, path) {
-  const response = await api(path);
+async function showImage(img, path, signal) {
+  const response = await api(path, signal);
   if (!response.ok) throw new Error(describe(await readJson(response), `The picture could not be loaded (${response.status}).`));
+  const blob = await response.blob();
+  if (signal.aborted) throw ended();
   const old = img.dataset.blobUrl;
-  const url = URL.createObjectURL(await response.blob());
+  const url = URL.createObjectURL(blob);
   img.dataset.blobUrl = url;
   img.src = url;
   if (old) URL.revokeObjectURL(old);
 }
+
+/**
+ * Marks a button busy while its request runs. It stays enabled and focused:
+ * a disabled button loses the keyboard focus to <body>. aria-disabled tells
+ * assistive technology it does nothing for now, and the form's handler
+ * ignores presses (and Enter in a field) while it is set.
+ */
+function setBusy(button, busy) {
+  if (busy) button.setAttribute('aria-disabled', 'true');
+  else button.removeAttribute('aria-disabled');
+}
+
+const isBusy = (button) => button.getAttribute('aria-disabled') === 'true';
 
 function setSignedIn(email) {
   const on = Boolean(token());
@@ -144,21 +236,33 @@ function setSignedIn(email) {
   $('barcode').setAttribute('aria-disabled', String(!on));
 }
 
-/** Hides a figure and lets go of its picture. */
+/** Hides a figure, empties its caption and lets go of its picture. */
 function clearFigure(figureId, imgId) {
   $(figureId).hidden = true;
+  $(figureId).querySelector('figcaption').textContent = '';
   const img = $(imgId);
   if (img.dataset.blobUrl) URL.revokeObjectURL(img.dataset.blobUrl);
   delete img.dataset.blobUrl;
   img.removeAttribute('src');
 }
 
+/** Hides what the last upload left (progress bar, thumbnail, thumbnail note): before the next one, or when it cannot start. */
+function clearUploadResult() {
+  $('upload-progress-row').hidden = true;
+  clearFigure('upload-figure', 'upload-thumb');
+  say('upload-thumb-message', '');
+}
+
 /**
  * Forgets the session and everything the page showed of it (a shared screen
- * shows nothing of the last user). The server is told too, so the refresh
- * token stops working even if a copy of it survived somewhere.
+ * shows nothing of the last user), and stops the work still under way in it.
+ * The server is told too, so the refresh token stops working even if a copy
+ * of it survived somewhere.
  */
 function signOut() {
+  session.abort();
+  session = new AbortController();
+  renewing = null;
   const refreshToken = store.getItem(REFRESH_KEY);
   if (refreshToken) {
     // keepalive: the request goes out even when the tab is being closed. An unreachable server changes nothing here.
@@ -167,25 +271,30 @@ function signOut() {
   store.removeItem(TOKEN_KEY);
   store.removeItem(REFRESH_KEY);
   store.removeItem(EMAIL_KEY);
-  clearFigure('upload-figure', 'upload-thumb');
+  clearUploadResult();
   clearFigure('product-figure', 'product-image');
-  $('upload-progress-row').hidden = true;
+  $('product-image').alt = ''; // it names the last product
   say('upload-message', '');
   say('barcode-message', '');
+  say('product-image-message', '');
   $('job-status').textContent = 'none yet';
+  setBusy($('upload-button'), false);
+  setBusy($('fetch-button'), false);
   setSignedIn(null);
   $('email').focus();
 }
 
 async function login(event) {
   event.preventDefault();
+  const button = $('login-button');
+  if (isBusy(button)) return;
   const email = $('email').value.trim();
   const password = $('password').value;
   if (!email || !password) {
     say('login-message', 'Enter your email and password.', 'error');
     return;
   }
-  $('login-button').disabled = true;
+  setBusy(button, true);
   say('login-message', 'Signing in…');
   try {
     const response = await fetch('/auth/login', {
@@ -208,40 +317,62 @@ async function login(event) {
   } catch {
     say('login-message', UNREACHABLE, 'error');
   } finally {
-    $('login-button').disabled = false;
+    setBusy(button, false);
   }
 }
 
 function upload(event) {
   event.preventDefault();
+  if (isBusy($('upload-button'))) return;
   const project = $('project').value.trim();
   const file = $('photo').files[0];
-  if (!/^[A-Za-z0-9_-]{1,64}$/.test(project)) return say('upload-message', 'The gallery name may use letters, digits, “_” and “-” (up to 64).', 'error');
-  if (!file) return say('upload-message', 'Choose a photo first.', 'error');
-  sendPhoto(project, file, true);
+  let problem = null;
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(project)) problem = 'The gallery name may use letters, digits, “_” and “-” (up to 64).';
+  else if (!file) problem = 'Choose a photo first.';
+  if (problem) {
+    // The last upload's full progress bar and thumbnail would sit beside this error as if they were its outcome.
+    clearUploadResult();
+    return say('upload-message', problem, 'error');
+  }
+  sendPhoto(project, file, session.signal, true);
 }
 
-/** Sends the photo by XMLHttpRequest (fetch reports no upload progress); after a 401, once more with a renewed token. */
-function sendPhoto(project, file, mayRenew) {
+/**
+ * Sends the photo by XMLHttpRequest (fetch reports no upload progress); after
+ * a 401, once more with a renewed token. `signal` is the session's: signing
+ * out aborts the request, and nothing here writes to the page after that.
+ */
+function sendPhoto(project, file, signal, mayRenew) {
   const form = new FormData();
   form.append('file', file, file.name);
   const xhr = new XMLHttpRequest();
+  const button = $('upload-button');
   const bar = $('upload-progress');
+  clearUploadResult();
   bar.value = 0;
   bar.textContent = '0%';
   $('upload-progress-row').hidden = false;
-  $('upload-figure').hidden = true;
-  $('upload-button').disabled = true;
+  setBusy(button, true);
   say('upload-message', `Uploading ${file.name}…`);
 
+  const cancel = () => xhr.abort(); // fires neither 'load' nor 'error'
+  signal.addEventListener('abort', cancel, { once: true });
+  /** The upload could not be made: the bar goes, the error stays. */
+  const failed = (text) => {
+    setBusy(button, false);
+    $('upload-progress-row').hidden = true;
+    say('upload-message', text, 'error');
+  };
+
   xhr.upload.addEventListener('progress', (e) => {
-    if (!e.lengthComputable) return;
+    if (signal.aborted || !e.lengthComputable) return;
     const pct = Math.round((e.loaded / e.total) * 100);
     bar.value = pct;
     bar.textContent = `${pct}%`;
   });
   xhr.addEventListener('load', async () => {
-    $('upload-button').disabled = false;
+    signal.removeEventListener('abort', cancel);
+    if (signal.aborted) return;
     let body = null;
     try {
       body = JSON.parse(xhr.responseText);
@@ -249,84 +380,102 @@ function sendPhoto(project, file, mayRenew) {
       body = null; // not JSON: described by status below
     }
     if (xhr.status === 401) {
-      if (mayRenew && (await renew())) return sendPhoto(project, file, false);
-      return sessionEnded();
+      if (!mayRenew) return sessionEnded();
+      try {
+        await renew();
+      } catch (err) {
+        if (!signal.aborted) failed(explain(err));
+        return;
+      }
+      return sendPhoto(project, file, signal, false);
     }
-    if (xhr.status !== 201) return say('upload-message', describe(body, `The upload failed (${xhr.status}).`), 'error');
+    if (xhr.status !== 201) return failed(describe(body, `The upload failed (${xhr.status}).`));
+    setBusy(button, false);
     bar.value = 100;
     say('upload-message', `Uploaded: ${body.width} × ${body.height} pixels.`, 'ok');
     try {
-      await showImage($('upload-thumb'), body.urls.thumb);
+      await showImage($('upload-thumb'), body.urls.thumb, signal);
       $('upload-caption').textContent = `${file.name} in gallery “${project}”`;
       $('upload-figure').hidden = false;
     } catch (err) {
-      say('upload-message', err.message, 'error');
+      // The photo is uploaded all the same: the message above stays, so that nobody sends it twice.
+      if (!signal.aborted) say('upload-thumb-message', `Thumbnail not shown: ${explain(err)}`, 'error');
     }
   });
   xhr.addEventListener('error', () => {
-    $('upload-button').disabled = false;
-    say('upload-message', 'The upload was interrupted. Check your connection and try again.', 'error');
+    signal.removeEventListener('abort', cancel);
+    if (signal.aborted) return;
+    failed('The upload was interrupted. Check your connection and try again.');
   });
   xhr.open('POST', `/projects/${encodeURIComponent(project)}/images`);
   xhr.setRequestHeader('authorization', `Bearer ${token()}`);
   xhr.send(form);
 }
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function watchJob(jobId) {
+async function watchJob(jobId, signal) {
   let wait = POLL_FIRST_MS;
   for (;;) {
-    const response = await api(`/api/v1/jobs/${encodeURIComponent(jobId)}`);
+    const response = await api(`/api/v1/jobs/${encodeURIComponent(jobId)}`, signal);
     const job = await readJson(response);
+    if (signal.aborted) throw ended();
     if (response.status === 429) {
       // Rate limited: the job goes on regardless; look again when the server says.
-      await sleep(Math.max(1, Number(response.headers.get('retry-after')) || 5) * 1000);
+      await sleep(Math.max(1, Number(response.headers.get('retry-after')) || 5) * 1000, signal);
       continue;
     }
     if (!response.ok) throw new Error(describe(job, `The job could not be read (${response.status}).`));
     const retry = job.status === 'queued' && job.attempts > 0 ? ` (attempt ${job.attempts + 1} of ${job.max_attempts} soon)` : '';
     $('job-status').textContent = `${job.status}${retry}`;
     if (job.status === 'completed' || job.status === 'failed' || job.status === 'cancelled') return job;
-    await sleep(wait);
+    await sleep(wait, signal);
     wait = Math.min(POLL_MAX_MS, Math.round(wait * 1.5));
   }
 }
 
 async function fetchProduct(event) {
   event.preventDefault();
+  const button = $('fetch-button');
+  if (isBusy(button)) return;
   const raw = $('ean').value.trim();
   if (!raw) return say('barcode-message', 'Type a barcode first.', 'error');
-  $('fetch-button').disabled = true;
-  $('product-figure').hidden = true;
+  const { signal } = session;
+  setBusy(button, true);
+  clearFigure('product-figure', 'product-image');
   say('barcode-message', '');
+  say('product-image-message', '');
   try {
-    const response = await api('/api/v1/fetch-image', {
+    const response = await api('/api/v1/fetch-image', signal, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ ean_code: raw }),
     });
     const body = await readJson(response);
+    if (signal.aborted) return;
     if (response.status !== 202) {
       $('job-status').textContent = 'not started';
       return say('barcode-message', describe(body, `The request failed (${response.status}).`), 'error');
     }
     $('job-status').textContent = body.status;
-    const job = await watchJob(body.job_id);
+    const job = await watchJob(body.job_id, signal);
     if (job.status !== 'completed') return say('barcode-message', describe(job.error, 'The picture could not be fetched.'), 'error');
     const name = job.result && job.result.product_name;
     const img = $('product-image');
     img.alt = name ? `Picture of ${name}` : `Product picture for barcode ${body.ean_code}`;
-    await showImage(img, `/api/v1/images/${encodeURIComponent(body.ean_code)}/file?size=thumb`);
-    $('product-caption').textContent = `${name || 'Unnamed product'} (barcode ${body.ean_code})`;
-    $('product-figure').hidden = false;
+    try {
+      await showImage(img, `/api/v1/images/${encodeURIComponent(body.ean_code)}/file?size=thumb`, signal);
+      $('product-caption').textContent = `${name || 'Unnamed product'} (barcode ${body.ean_code})`;
+      $('product-figure').hidden = false;
+    } catch (err) {
+      if (signal.aborted) return;
+      // Kiln has the picture; only showing it failed. Said apart from the job's outcome, which was a success.
+      say('product-image-message', `Picture not shown: ${explain(err)}`, 'error');
+    }
     say('barcode-message', 'Picture fetched.', 'ok');
   } catch (err) {
-    // fetch's own TypeError ("Failed to fetch") means the server could not be reached.
-    const text = err instanceof TypeError ? UNREACHABLE : err instanceof Error && err.message ? err.message : 'Something went wrong.';
-    say('barcode-message', text, 'error');
+    // Once the session has ended the page has signed out and said so: the server's 401 message is not for the person.
+    if (!signal.aborted) say('barcode-message', explain(err), 'error');
   } finally {
-    $('fetch-button').disabled = !token();
+    if (!signal.aborted) setBusy(button, false);
   }
 }
 

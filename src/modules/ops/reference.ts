@@ -45,12 +45,14 @@ function renderOperation(path: string, method: string, op: Operation): string {
 ${params ? `<h4>Parameters</h4><ul>${params}</ul>` : ''}${body}${responses ? `<h4>Responses</h4>${responses}` : ''}</section>`;
 }
 
+/** The page declares an empty icon (`data:,`): otherwise browsers ask for /favicon.ico, which Kiln does not serve, and log its 404. */
 export function renderReference(doc: OpenApiDoc): string {
   const sections = Object.entries(doc.paths)
     .flatMap(([path, ops]) => METHODS.filter((m) => ops[m]).map((m) => renderOperation(path, m, ops[m] as Operation)))
     .join('\n');
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${esc(doc.info.title)} API reference</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <style>body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
 section{border-top:1px solid #ddd;padding:.5rem 0}pre{background:#f6f6f6;padding:.5rem;overflow:auto;font-size:12px}
 .m{display:inline-block;min-width:4.5rem;text-align:center;border-radius:4px;color:#fff;font-size:13px;padding:1px 6px}

@@ -12,6 +12,7 @@
  * long a poll may see an old state when a read of the row races a write of
  * the next one, or when the job system fails a job behind the handler's back.
  */
+import { holdAccount } from '../../auth/account-hold.js';
 import type { Principal } from '../../auth/principal.js';
 import { isoNow } from '../../clock.js';
 import type { Context } from '../../context.js';
@@ -88,7 +89,11 @@ export async function initiateProcess(ctx: Context, principal: Principal): Promi
     created_at: now,
     updated_at: now,
   };
-  await repo.insertProcess(ctx.db.kysely, row);
+  // Stored only while the account is there: an account deleted while this request ran leaves no process behind (account-hold.ts).
+  await ctx.db.kysely.transaction().execute(async (tx) => {
+    await holdAccount(ctx.db, tx, principal);
+    await repo.insertProcess(tx, row);
+  });
   await publish(ctx, viewOf(row));
   return { init_id: row.init_id };
 }

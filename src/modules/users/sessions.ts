@@ -4,6 +4,7 @@
  * and issues the next. Presenting a used token again means two parties hold
  * the session (theft), so the whole family is revoked.
  */
+import { holdUserRow } from '../../auth/account-hold.js';
 import { issueAccessToken } from '../../auth/tokens.js';
 import { verifyAgainstDummy, verifyPassword } from '../../auth/passwords.js';
 import { newRefreshToken, sha256Hex } from '../../auth/secrets.js';
@@ -21,21 +22,36 @@ export interface TokenPair {
   expires_in: number;
 }
 
-/** A new pair for `user` in its current credentials epoch (repo.endCredentials). */
-async function issuePair(ctx: Context, user: Pick<repo.UserRow, 'id' | 'credentials_epoch'>, familyId: string, refreshLifetimeMs: number): Promise<TokenPair> {
+/**
+ * A new pair for `user` in its current credentials epoch (repo.endCredentials).
+ * The account may have been deleted since it was read (a login's password
+ * check takes a while): the refresh token is stored only while the account's
+ * row is held (holdUserRow), and otherwise the caller is refused with
+ * `refused`, a 401, not a failed foreign key's 500.
+ */
+async function issuePair(
+  ctx: Context,
+  user: Pick<repo.UserRow, 'id' | 'credentials_epoch'>,
+  familyId: string,
+  refreshLifetimeMs: number,
+  refused: () => Unauthorized,
+): Promise<TokenPair> {
   const refreshToken = newRefreshToken();
   const now = ctx.clock.now();
   const epoch = Number(user.credentials_epoch);
-  await repo.insertRefreshToken(ctx.db.kysely, {
-    id: newId(),
-    user_id: user.id,
-    family_id: familyId,
-    epoch,
-    token_hash: sha256Hex(refreshToken),
-    expires_at: new Date(now.getTime() + refreshLifetimeMs).toISOString(),
-    used_at: null,
-    revoked_at: null,
-    created_at: now.toISOString(),
+  await ctx.db.kysely.transaction().execute(async (tx) => {
+    if (!(await holdUserRow(ctx.db, tx, user.id))) throw refused();
+    await repo.insertRefreshToken(tx, {
+      id: newId(),
+      user_id: user.id,
+      family_id: familyId,
+      epoch,
+      token_hash: sha256Hex(refreshToken),
+      expires_at: new Date(now.getTime() + refreshLifetimeMs).toISOString(),
+      used_at: null,
+      revoked_at: null,
+      created_at: now.toISOString(),
+    });
   });
   const access = await issueAccessToken(ctx, user.id, epoch);
   return { access_token: access.token, refresh_token: refreshToken, token_type: 'bearer', expires_in: access.expiresIn };
@@ -54,7 +70,7 @@ export async function login(ctx: Context, email: string, password: string, remem
   // Said only to someone who knows the password, so it reveals nothing new.
   if (user.is_active !== 1) throw new Unauthorized('This account is deactivated.', 'account_inactive');
   const minutes = rememberMe ? ctx.config.longRefreshLifetimeMin : ctx.config.shortRefreshLifetimeMin;
-  return issuePair(ctx, user, newId(), minutes * 60_000);
+  return issuePair(ctx, user, newId(), minutes * 60_000, badLogin);
 }
 
 const badRefresh = () => new Unauthorized('The refresh token is not valid.', 'invalid_refresh_token');
@@ -81,7 +97,7 @@ export async function refresh(ctx: Context, refreshToken: string): Promise<Token
   // A session begun before the account's credentials were ended (a login that raced a password change) is over too.
   if (!user || user.is_active !== 1 || Number(token.epoch) !== Number(user.credentials_epoch)) throw badRefresh();
   const lifetimeMs = Date.parse(token.expires_at) - Date.parse(token.created_at);
-  return issuePair(ctx, user, token.family_id, lifetimeMs);
+  return issuePair(ctx, user, token.family_id, lifetimeMs, badRefresh);
 }
 
 /** Ends the session the refresh token belongs to. Unknown tokens are fine: the answer is the same. */

@@ -18,6 +18,7 @@ import { startServer, type TestServer } from '../../helpers/server.js';
 import { fixture, postMultipart } from '../../helpers/upload.js';
 import { accountCleanups, type AccountCleanup } from '../../../src/modules/account-cleanup.js';
 import { registerUser } from '../../helpers/users.js';
+import { initiateProcess } from '../../../src/modules/ai-edits/service.js';
 
 const dialects = [{ name: 'SQLite', postgres: false }, ...(hasPostgres ? [{ name: 'PostgreSQL', postgres: true }] : [])];
 const PHOTO = fixture('rocket_small_640x427.jpg');
@@ -79,6 +80,33 @@ describe.each(dialects)('an upload still arriving when its account is deleted ($
     expect(await db.selectFrom('ai_files').select('file_id').where('owner_id', '=', user.id).execute()).toEqual([]);
     expect(await filesUnder(path.join(server.dataDir, 'blobs'))).toEqual([]);
     expect(await readdir(path.join(server.dataDir, 'tmp'))).toEqual([]);
+  });
+
+  it('logins and refreshes racing the delete answer 200 or 401, never 500, and leave no session of the account', async () => {
+    const user = await registerUser(server.url, 'leaving');
+    const post = (route: string, body: unknown) => fetch(`${server.url}${route}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const sessions = await Promise.all([1, 2, 3, 4].map(async () => ((await (await post('/auth/login', { email: user.email, password: user.password })).json()) as { refresh_token: string }).refresh_token));
+    // Each login reads the account at once, then spends its password check on the thread pool: most store their session after the delete.
+    const racing = [
+      ...Array.from({ length: 12 }, () => post('/auth/login', { email: user.email, password: user.password })),
+      ...sessions.map((refresh_token) => post('/auth/refresh', { refresh_token })),
+    ];
+    expect((await fetch(`${server.url}/users/me`, { method: 'DELETE', headers: user.headers })).status).toBe(204);
+    const answers = await Promise.all(racing);
+    const statuses = answers.map((res) => res.status);
+    expect(statuses.filter((status) => status !== 200 && status !== 401), statuses.join(' ')).toEqual([]);
+    expect(statuses).toContain(401);
+    const db = server.ctx.db.kysely;
+    expect(await db.selectFrom('refresh_tokens').select('id').where('user_id', '=', user.id).execute()).toEqual([]);
+  });
+
+  it('an AI-edit process initiated for an account deleted meanwhile is refused and not stored', async () => {
+    const user = await registerUser(server.url, 'initiator');
+    // The request's credentials were checked before the delete; its process is stored after it.
+    expect((await fetch(`${server.url}/users/me`, { method: 'DELETE', headers: user.headers })).status).toBe(204);
+    await expect(initiateProcess(server.ctx, { userId: user.id, isAdmin: false, via: 'jwt' })).rejects.toMatchObject({ status: 401, code: 'account_deleted' });
+    const db = server.ctx.db.kysely;
+    expect(await db.selectFrom('ai_processes').select('init_id').where('owner_id', '=', user.id).execute()).toEqual([]);
   });
 
   it('an upload that commits while the first clean-up runs is removed by the second', async () => {

@@ -88,11 +88,13 @@ export class OrderService {
       const priced: Array<{ row: repo.ProductRow; quantity: number }> = [];
       // Stock is taken in product-id order, so two orders of the same products never wait on each other in a circle (PostgreSQL).
       for (const line of [...lines].sort((a, b) => (a.productId < b.productId ? -1 : 1))) {
+        const notForSale = () => new ValidationFailed(`There is no product ${line.productId} for sale.`, [{ field: line.field, message: 'is not a product for sale' }], 'unknown_product');
         const product = await repo.findProduct(tx, line.productId);
-        if (!product || product.is_active !== 1) {
-          throw new ValidationFailed(`There is no product ${line.productId} for sale.`, [{ field: line.field, message: 'is not a product for sale' }], 'unknown_product');
-        }
+        if (!product || product.is_active !== 1) throw notForSale();
         if (!(await repo.takeStock(tx, line.productId, line.quantity))) {
+          // Deleted while this order waited on its row (PostgreSQL): said as such, not as a lack of stock.
+          const now = await repo.findProduct(tx, line.productId);
+          if (!now || now.is_active !== 1) throw notForSale();
           throw new Conflict(`Not enough of "${product.name}" in stock for ${line.quantity}.`, 'out_of_stock');
         }
         priced.push({ row: product, quantity: line.quantity });

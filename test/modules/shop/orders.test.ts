@@ -1,3 +1,6 @@
+import path from 'node:path';
+import SqliteDatabase from 'better-sqlite3';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, hasPostgres } from '../../helpers/pg.js';
 import { startServer, type TestServer } from '../../helpers/server.js';
@@ -17,8 +20,33 @@ beforeAll(async () => {
 });
 afterAll(async () => shop?.close());
 
-const order = (user: { headers: Record<string, string> } | Record<string, string>, body: unknown) =>
-  call<OrderJson>(shop.url, 'POST', '/orders', 'headers' in user ? (user.headers as Record<string, string>) : user, body);
+const order = (user: { headers: Record<string, string> } | Record<string, string>, body: unknown, base = shop.url) =>
+  call<OrderJson>(base, 'POST', '/orders', 'headers' in user ? (user.headers as Record<string, string>) : user, body);
+
+/**
+ * Deletes the product from another connection, in a transaction left open
+ * (PostgreSQL: its row stays locked; SQLite: the database's write lock is
+ * held) until the returned function commits it.
+ */
+async function deleteInOpenTransaction(databaseUrl: string | undefined, dataDir: string, productId: string): Promise<() => Promise<void>> {
+  if (databaseUrl) {
+    const client = new pg.Client({ connectionString: databaseUrl });
+    await client.connect();
+    await client.query('begin');
+    await client.query('delete from products where product_id = $1', [productId]);
+    return async () => {
+      await client.query('commit');
+      await client.end();
+    };
+  }
+  const other = new SqliteDatabase(path.join(dataDir, 'kiln.db'));
+  other.exec('begin immediate');
+  other.prepare('delete from products where product_id = ?').run(productId);
+  return async () => {
+    other.exec('commit');
+    other.close();
+  };
+}
 const stockOf = async (id: string) => (await call<ProductJson>(shop.url, 'GET', `/products/${id}`, shop.admin)).body.stock_quantity;
 const setStatus = (id: string, status: string) => call<OrderJson>(shop.url, 'PUT', `/orders/${id}/status`, shop.admin, { status });
 
@@ -235,9 +263,10 @@ function raceSuite(name: string, database: () => Promise<{ env: Record<string, s
     let b: TestServer;
     let drop: () => Promise<void>;
     let buyers: TestUser[];
+    let db: { env: Record<string, string>; drop: () => Promise<void> };
 
     beforeAll(async () => {
-      const db = await database();
+      db = await database();
       drop = db.drop;
       a = await startShop({ JWT_SECRET: 'one-secret-for-both-servers-of-this-race-test', ...db.env });
       b = await startServer({ ...ADMIN, JWT_SECRET: 'one-secret-for-both-servers-of-this-race-test', ...db.env }, db.env.DATABASE_URL ? {} : { dataDir: a.dataDir });
@@ -252,6 +281,18 @@ function raceSuite(name: string, database: () => Promise<{ env: Record<string, s
 
     const race = (productId: string, quantity = 1) =>
       Promise.all(buyers.map((u, i) => call<OrderJson>((i % 2 ? b : a).url, 'POST', '/orders', u.headers, { items: [{ product_id: productId, quantity }] })));
+
+    it('a product deleted while an order waits on its row: 422 unknown_product, not 409 out_of_stock', async () => {
+      const going = await makeProduct(a.url, a.admin, { name: 'Going', stock_quantity: 3 });
+      // Another connection deletes the product and holds its transaction open while the order comes in.
+      const commit = await deleteInOpenTransaction(db.env.DATABASE_URL, a.dataDir, going.id);
+      const pending = order(buyers[0] as TestUser, { items: [{ product_id: going.id, quantity: 1 }] }, a.url);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await commit();
+      const answer = await pending;
+      expect(answer.status).toBe(422);
+      expect(answer.body).toMatchObject({ code: 'unknown_product' });
+    });
 
     it('the last item: exactly one order succeeds, every other gets 409 out_of_stock', async () => {
       const last = await makeProduct(a.url, a.admin, { name: 'Last one', stock_quantity: 1 });

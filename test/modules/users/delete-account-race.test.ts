@@ -94,8 +94,8 @@ describe.each(dialects)('an upload still arriving when its account is deleted ($
     expect((await fetch(`${server.url}/users/me`, { method: 'DELETE', headers: user.headers })).status).toBe(204);
     const answers = await Promise.all(racing);
     const statuses = answers.map((res) => res.status);
+    // Which of them win depends on the timing (on PostgreSQL the delete may wait for them all); none fails.
     expect(statuses.filter((status) => status !== 200 && status !== 401), statuses.join(' ')).toEqual([]);
-    expect(statuses).toContain(401);
     const db = server.ctx.db.kysely;
     expect(await db.selectFrom('refresh_tokens').select('id').where('user_id', '=', user.id).execute()).toEqual([]);
   });

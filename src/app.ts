@@ -59,14 +59,14 @@ export type App = FastifyInstance;
 export async function buildApp(ctx: Context): Promise<App> {
   const recorder = new RequestRecorder(ctx.log, ctx.metrics);
   const hotPaths = new HotPaths(recorder);
+  const newRequestId = (): string => recorder.newRequestId();
+  // Requests refused before Fastify sees them, or that never parsed, get their log line and metrics too.
+  const refused: Refused = (requestId, method, url, status) => recorder.record(requestId, method, UNMATCHED, url, status, 0);
   const app = Fastify({
     loggerInstance: ctx.log as FastifyBaseLogger,
     // A few cached public reads are answered before Fastify routes them (platform/http/hot-path.ts),
     // on the socket when the front door read the request (platform/http/front-door.ts).
     serverFactory: (handler) => {
-      const newRequestId = (): string => recorder.newRequestId();
-      // Requests refused before Fastify sees them get their log line and metrics too, answered at once.
-      const refused: Refused = (req, requestId, status) => recorder.record(requestId, req.method ?? 'GET', UNMATCHED, req.url ?? '/', status, 0);
       const server = new KilnServer(hotPaths, (req, res) => refuseWithoutHost(req, res, newRequestId, refused) || hotPaths.handle(req, res) || handler(req, res));
       // A connection on which nothing moves for this long is closed: a client that stops reading an
       // answer (or stops sending its body) holds a socket and a file no longer than this.
@@ -90,10 +90,7 @@ export async function buildApp(ctx: Context): Promise<App> {
       // No hook runs for these: their log line and request metrics are written here.
       recorder.record(request.id, request.method, UNMATCHED, request.url, reply.statusCode, reply.elapsedTime);
     },
-    clientErrorHandler: clientErrorHandler(
-      () => recorder.newRequestId(),
-      (requestId, { method, url }, status) => recorder.record(requestId, method, UNMATCHED, url, status, 0),
-    ),
+    clientErrorHandler: clientErrorHandler(newRequestId, refused),
     schemaController: { compilersFactory: { buildValidator } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 

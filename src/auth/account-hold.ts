@@ -25,11 +25,6 @@ function accountDeleted(): Unauthorized {
  */
 export async function holdAccount(db: Db, tx: Transaction<Database> | Kysely<Database>, principal: Principal): Promise<void> {
   if (!hasAccount(principal)) return;
-  if (!(await holdUserRow(db, tx, principal.userId))) throw accountDeleted();
-}
-
-/** holdAccount for an account known by its id (a login about to store its session): false when the row is gone. */
-export async function holdUserRow(db: Db, tx: Transaction<Database> | Kysely<Database>, userId: string): Promise<boolean> {
-  const row = await lockAgainstDelete(db.dialect, tx.selectFrom('users').select('id').where('id', '=', userId)).executeTakeFirst();
-  return row !== undefined;
+  const row = await lockAgainstDelete(db.dialect, tx.selectFrom('users').select('id').where('id', '=', principal.userId)).executeTakeFirst();
+  if (!row) throw accountDeleted();
 }

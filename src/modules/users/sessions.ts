@@ -4,7 +4,6 @@
  * and issues the next. Presenting a used token again means two parties hold
  * the session (theft), so the whole family is revoked.
  */
-import { holdUserRow } from '../../auth/account-hold.js';
 import { issueAccessToken } from '../../auth/tokens.js';
 import { verifyAgainstDummy, verifyPassword } from '../../auth/passwords.js';
 import { newRefreshToken, sha256Hex } from '../../auth/secrets.js';
@@ -24,10 +23,11 @@ export interface TokenPair {
 
 /**
  * A new pair for `user` in its current credentials epoch (repo.endCredentials).
- * The account may have been deleted since it was read (a login's password
- * check takes a while): the refresh token is stored only while the account's
- * row is held (holdUserRow), and otherwise the caller is refused with
- * `refused`, a 401, not a failed foreign key's 500.
+ * The account may have been deleted, deactivated or given a new password
+ * since it was read (a login's password check takes a while): the refresh
+ * token is stored only while the account is held as it was
+ * (repo.holdCredentials, as API keys are), and otherwise the caller is
+ * refused with `refused`, a 401, not a failed foreign key's 500.
  */
 async function issuePair(
   ctx: Context,
@@ -40,7 +40,7 @@ async function issuePair(
   const now = ctx.clock.now();
   const epoch = Number(user.credentials_epoch);
   await ctx.db.kysely.transaction().execute(async (tx) => {
-    if (!(await holdUserRow(ctx.db, tx, user.id))) throw refused();
+    if (!(await repo.holdCredentials(tx, ctx.db.dialect, user.id, epoch))) throw refused();
     await repo.insertRefreshToken(tx, {
       id: newId(),
       user_id: user.id,

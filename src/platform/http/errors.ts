@@ -219,10 +219,9 @@ export async function recordFailure(error: FastifyError, request: FastifyRequest
   else request.log.debug({ code: p.code }, 'request rejected');
   const { ctx } = request.server;
   ctx.metrics.httpErrors.inc({ route: request.routeOptions.url ?? UNMATCHED, code: p.code });
-  if (error instanceof DomainError && (p.status === 429 || p.status === 503)) {
-    const retry = (error as { retryAfterSeconds?: number }).retryAfterSeconds;
-    if (retry !== undefined) reply.header('retry-after', String(retry));
-  }
+  // A refusal that knows when to come back (429 rate_limited, 503 database_busy) says so.
+  const retry = (error as { retryAfterSeconds?: number }).retryAfterSeconds;
+  if (error instanceof DomainError && retry !== undefined) reply.header('retry-after', String(retry));
   // An upload refused before its body was read: read it out so the client gets this answer.
   await drainUnreadBody(request, reply, readOutBound(ctx.config, request.routeOptions.config.mostFiles));
   return p;
@@ -279,10 +278,10 @@ const CLIENT_ERRORS: Record<string, [status: number, code: string, detail: strin
  * becomes a request. Answered on the socket as problem+json, with a new
  * request id like every other answer (the caller's cannot be trusted from a
  * head that did not parse), then the socket is closed, as Node does. It is
- * told to `unparsed` for its log line and metrics, with what of its request
+ * told to `refused` for its log line and metrics, with what of its request
  * line could be read.
  */
-export function clientErrorHandler(newRequestId: () => string, unparsed: Unparsed): (err: NodeJS.ErrnoException & { rawPacket?: unknown }, socket: Duplex) => void {
+export function clientErrorHandler(newRequestId: () => string, refused: Refused): (err: NodeJS.ErrnoException & { rawPacket?: unknown }, socket: Duplex) => void {
   return (err, socket) => {
     if (err.code === 'ECONNRESET' || socket.destroyed) return;
     // A request is in flight on this socket (its client closed its side mid-body: HPE_INVALID_EOF_STATE).
@@ -296,12 +295,10 @@ export function clientErrorHandler(newRequestId: () => string, unparsed: Unparse
     const requestId = newRequestId();
     if (socket.writable) socket.write(closingProblemBytes(status, code, detail, requestId));
     socket.destroy(err);
-    unparsed(requestId, requestLine(err.rawPacket), status);
+    const { method, url } = requestLine(err.rawPacket);
+    refused(requestId, method, url, status);
   };
 }
-
-/** Told of a request that did not parse: its new id, what of its request line could be read, the status it was answered. */
-export type Unparsed = (requestId: string, line: { method: string; url: string }, status: number) => void;
 
 const KNOWN_METHODS = new Set(METHODS);
 const REQUEST_LINE = /^([A-Z-]{1,20}) (\S{1,2048}) HTTP\/\d\.\d$/;
@@ -351,8 +348,8 @@ export function refuseWithoutHost(req: IncomingMessage, res: ServerResponse, new
   return true;
 }
 
-/** Told of a request refused before Fastify saw it, for its log line and metrics (app.ts). */
-export type Refused = (req: IncomingMessage, requestId: string, status: number) => void;
+/** Told of a request refused before Fastify saw it (or before it parsed), for its log line and metrics (app.ts). */
+export type Refused = (requestId: string, method: string, url: string, status: number) => void;
 
 /**
  * A request whose `Expect` is not `100-continue` (RFC 9110, section 10.1.1:
@@ -371,5 +368,5 @@ function refuseBeforeFastify(req: IncomingMessage, res: ServerResponse, status: 
   const { headers, body } = closingProblem(status, code, detail, requestId);
   res.writeHead(status, headers);
   res.end(body);
-  refused(req, requestId, status);
+  refused(requestId, req.method ?? 'GET', req.url ?? '/', status);
 }

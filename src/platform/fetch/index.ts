@@ -10,11 +10,13 @@
  * is the address connected to (the check runs inside the socket's DNS
  * lookup, so a name cannot resolve once for the check and again for the
  * connection); redirects followed by hand and checked hop by hop; connect
- * and total timeouts; a byte cap enforced while streaming.
+ * and total timeouts; a byte cap enforced as the body arrives (arrival.ts,
+ * which also keeps a slow reader from pausing undici's parser).
  */
 import { Transform } from 'node:stream';
 import type { Agent, Dispatcher } from 'undici';
 import { ipLiteral, isBlockedAddress } from './address.js';
+import { arrivalCap, tooLarge } from './arrival.js';
 import { streamToNewFile } from '../files.js';
 import { blockedAddress, FetchError, findFetchError } from './errors.js';
 import { guardedLookup } from './lookup.js';
@@ -113,7 +115,9 @@ async function follow(start: string, options: SafeFetchOptions, allowed: Set<str
   let current = parseUrl(start);
   for (let hop = 0; ; hop++) {
     checkTarget(current, allowed);
-    const res = await agent.request({ origin: current.origin, path: current.pathname + current.search, method, headers, body, signal });
+    // An unread body has no cap to keep: it is dropped as soon as its headers are in.
+    const cap = options.discardBody ? Number.POSITIVE_INFINITY : options.maxBytes;
+    const res = await agent.compose(arrivalCap(cap)).request({ origin: current.origin, path: current.pathname + current.search, method, headers, body, signal });
     const location = res.headers.location;
     if (REDIRECTS.has(res.statusCode) && typeof location === 'string') {
       await release(res.body, options);
@@ -175,39 +179,26 @@ function flatHeaders(raw: Dispatcher.ResponseData['headers']): Record<string, st
 async function readBody(res: Dispatcher.ResponseData, url: string, options: SafeFetchOptions): Promise<SafeFetchResponse> {
   const headers = flatHeaders(res.headers);
   const declared = Number(headers['content-length']);
-  const tooLarge = () => new FetchError('too_large', `The answer is larger than ${options.maxBytes} bytes.`);
   if (Number.isFinite(declared) && declared > options.maxBytes) {
     discard(res.body);
-    throw tooLarge();
+    throw tooLarge(options.maxBytes);
   }
+  // The cap itself is kept as the bytes arrive (arrivalCap): past it the request is aborted and the body fails.
   let bytes = 0;
-  const count = (chunk: Buffer) => {
-    bytes += chunk.length;
-    if (bytes > options.maxBytes) throw tooLarge();
-  };
   if (options.toFile) {
-    const file = options.toFile;
     const counter = new Transform({
       transform(chunk: Buffer, _enc, done) {
-        try {
-          count(chunk);
-          done(null, chunk);
-        } catch (err) {
-          done(err as Error);
-        }
+        bytes += chunk.length;
+        done(null, chunk);
       },
     });
-    await streamToNewFile(res.body, counter, file);
+    await streamToNewFile(res.body, counter, options.toFile);
     return { status: res.statusCode, headers, url, bytes, body: null };
   }
   const chunks: Buffer[] = [];
-  try {
-    for await (const chunk of res.body as AsyncIterable<Buffer>) {
-      count(chunk);
-      chunks.push(chunk);
-    }
-  } finally {
-    if (bytes > options.maxBytes) discard(res.body);
+  for await (const chunk of res.body as AsyncIterable<Buffer>) {
+    bytes += chunk.length;
+    chunks.push(chunk);
   }
   return { status: res.statusCode, headers, url, bytes, body: Buffer.concat(chunks) };
 }

@@ -1,6 +1,6 @@
 // safeFetch against real servers on 127.0.0.1, friendly and hostile.
 import dns, { type LookupAddress } from 'node:dns';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -286,6 +286,31 @@ describe('safeFetch', () => {
     expect(err.transient).toBe(false);
     expect(existsSync(file)).toBe(false);
     expect((await safeFetch(`${base}/big-chunked`, opts({ maxBytes: 1800 }))).bytes).toBe(1800);
+  });
+
+  it('survives a server that closes its connection while a slow reader lags behind (files, several at once)', async () => {
+    // "Connection: close", the whole body, then FIN at once: a reader writing to disk lags behind the
+    // loopback, and undici 7 used to pause its parser for it and then die on the FIN with an uncatchable
+    // AssertionError (nodejs/undici#5360) that ended the process on the first round here.
+    const body = Buffer.alloc(4_000_000, 7);
+    const closing = net.createServer((socket) => {
+      socket.once('data', () => {
+        socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`);
+        socket.end(body);
+      });
+    });
+    await new Promise<void>((r) => closing.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(closing.address() as AddressInfo).port}/photo.jpg`;
+    try {
+      for (let round = 0; round < 5; round++) {
+        const files = [0, 1, 2, 3].map((i) => path.join(temp.dir, `closing-${round}-${i}.bin`));
+        const answers = await Promise.all(files.map((toFile) => safeFetch(url, opts({ maxBytes: 5_000_000, toFile }))));
+        expect(answers.map((a) => a.bytes)).toEqual([body.length, body.length, body.length, body.length]);
+        for (const file of files) expect(statSync(file).size).toBe(body.length);
+      }
+    } finally {
+      await new Promise((r) => closing.close(r));
+    }
   });
 
   it('reports HTTP errors with their status, transient for 5xx and 429', async () => {

@@ -6,6 +6,7 @@
  * each sweep's own queries see to (a delete of what another already deleted
  * deletes nothing).
  */
+import { setImmediate } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 
@@ -21,7 +22,12 @@ export const HOURLY_MS = 60 * 60_000;
 /**
  * Calls `deletePage` (one bounded delete, resolving with how many rows it
  * took) until a page deletes nothing; resolves with the total. A long backlog
- * goes in short statements, never one that loads or locks it all.
+ * goes in short statements, never one that loads or locks it all, and the
+ * event loop gets a turn between pages: on SQLite a statement runs on the
+ * event loop and its promise resolves without waiting for anything, so a
+ * backlog of 200000 rows (the first sweep after an upgrade, or after
+ * JOB_RETENTION_DAYS is turned on) would otherwise hold every request until
+ * its last page.
  */
 export async function deleteInPages(deletePage: () => Promise<number>): Promise<number> {
   let deleted = 0;
@@ -29,6 +35,7 @@ export async function deleteInPages(deletePage: () => Promise<number>): Promise<
     const page = await deletePage();
     if (page === 0) return deleted;
     deleted += page;
+    await setImmediate();
   }
 }
 

@@ -1,7 +1,7 @@
 /** PeriodicSweep's timing (platform/sweep.ts), on faked timers: nothing else runs in these tests. */
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { PeriodicSweep } from '../../src/platform/sweep.js';
+import { deleteInPages, PeriodicSweep } from '../../src/platform/sweep.js';
 import { capturingLog } from '../helpers/logs.js';
 
 const HOUR_MS = 60 * 60_000;
@@ -77,5 +77,23 @@ describe('PeriodicSweep', () => {
     await vi.advanceTimersByTimeAsync(HOUR_MS);
     expect(runs).toBe(2);
     await sweep.stop();
+  });
+});
+
+describe('deleteInPages', () => {
+  it('deletes page after page until one is empty, and lets other work run between pages', async () => {
+    // Pages that resolve at once, as SQLite's do (its statements run on the event loop): without a
+    // turn between pages, a long backlog held every request until the last page.
+    let left = 50;
+    let pagesBeforeOtherWork = -1;
+    setImmediate(() => (pagesBeforeOtherWork = 50 - left));
+    const deleted = await deleteInPages(async () => {
+      const page = Math.min(left, 1);
+      left -= page;
+      return page;
+    });
+    expect(deleted).toBe(50);
+    expect(pagesBeforeOtherWork).toBeGreaterThanOrEqual(1);
+    expect(pagesBeforeOtherWork).toBeLessThan(3);
   });
 });

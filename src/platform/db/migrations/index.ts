@@ -14,6 +14,7 @@ import * as m0009 from './0009_credentials_epoch.js';
 import * as m0010 from './0010_orders_pending.js';
 import * as m0011 from './0011_housekeeping.js';
 import * as m0012 from './0012_ai_edit_retention.js';
+import * as m0013 from './0013_listing_indexes.js';
 
 export const migrations: Record<string, Migration> = {
   '0001_core': m0001,
@@ -27,4 +28,5 @@ export const migrations: Record<string, Migration> = {
   '0010_orders_pending': m0010,
   '0011_housekeeping': m0011,
   '0012_ai_edit_retention': m0012,
+  '0013_listing_indexes': m0013,
 };

@@ -3,6 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
+import type { Config } from '../../src/config.js';
+import { loggerOptions } from '../../src/platform/log/index.js';
 
 /**
  * The text of every log file in a LOG_FILE directory (pino-roll's
@@ -40,8 +42,8 @@ export function logDirectory<T = Record<string, unknown>>(level = 'warn'): { env
   };
 }
 
-/** A real pino logger whose lines are kept, parsed, in memory. */
-export function capturingLog<T = Record<string, unknown>>(level = 'info'): { log: pino.Logger; lines: T[] } {
+/** Kiln's own logger (its scrubbing included) whose lines are kept, parsed, in memory. */
+export function capturingLog<T = Record<string, unknown>>(level: Config['logLevel'] = 'info'): { log: pino.Logger; lines: T[] } {
   const lines: T[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _encoding, done) {
@@ -49,5 +51,5 @@ export function capturingLog<T = Record<string, unknown>>(level = 'info'): { log
       done();
     },
   });
-  return { log: pino({ level }, sink), lines };
+  return { log: pino(loggerOptions({ logLevel: level }), sink), lines };
 }

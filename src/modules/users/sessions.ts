@@ -118,6 +118,6 @@ const PRUNE_PAGE = 500;
 export async function pruneEndedSessions(ctx: Context): Promise<number> {
   const before = isoAgo(ctx.clock, ENDED_TOKEN_KEEP_MS);
   const deleted = await deleteInPages(() => repo.deleteEndedTokens(ctx.db.kysely, before, PRUNE_PAGE));
-  if (deleted > 0) ctx.log.info({ tokens: deleted }, 'pruned the refresh tokens of ended sessions');
+  if (deleted > 0) ctx.log.info({ deleted }, 'pruned the refresh tokens of ended sessions');
   return deleted;
 }

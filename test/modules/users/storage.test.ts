@@ -15,6 +15,7 @@ import { bootstrapAdmin } from '../../../src/modules/users/bootstrap.js';
 import { createUser, deleteMe, updateMe } from '../../../src/modules/users/service.js';
 import { ENDED_TOKEN_KEEP_MS, login, logout, pruneEndedSessions, refresh } from '../../../src/modules/users/sessions.js';
 import { tempDataDir, testConfig } from '../../helpers/config.js';
+import { capturingLog } from '../../helpers/logs.js';
 import { createTestDatabase, hasPostgres } from '../../helpers/pg.js';
 import { newAccountFields, TestClock } from '../../auth/helpers.js';
 
@@ -307,8 +308,13 @@ describe.each(backends)('pruning ended sessions on %s', (_name, makeBackend, ski
     // The day before now began at 85 min: the first token expired before it (60 min), the second after (110 min).
     expect(ENDED_TOKEN_KEEP_MS).toBe(24 * 60 * 60_000);
     const other = await backend.open({}, { clock });
-    const [a, b] = await Promise.all([pruneEndedSessions(ctx), pruneEndedSessions(other)]);
+    const [ours, theirs] = [capturingLog<{ msg: string; deleted?: unknown }>(), capturingLog<{ msg: string; deleted?: unknown }>()];
+    const [a, b] = await Promise.all([pruneEndedSessions({ ...ctx, log: ours.log }), pruneEndedSessions({ ...other, log: theirs.log })]);
     expect(a + b).toBeGreaterThanOrEqual(2);
+    // Each run that deleted logs its count, and the count survives the log's scrubbing of
+    // secret-looking keys (under a key named "tokens" it read "[redacted]").
+    const logged = [...ours.lines, ...theirs.lines].filter((line) => line.msg === 'pruned the refresh tokens of ended sessions');
+    expect(logged.map((line) => line.deleted).sort()).toEqual([a, b].filter((n) => n > 0).sort());
 
     expect(await rowOf(first.refresh_token)).toBeUndefined();
     expect(await rowOf(ended.refresh_token)).toBeUndefined();

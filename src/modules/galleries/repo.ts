@@ -70,7 +70,11 @@ export async function firstImageId(tx: Tx, projectId: string): Promise<string | 
 }
 
 /** Image columns as a LEFT JOIN returns them: all null when there is no image. */
-interface JoinedImage {
+interface JoinedImage extends JoinedListedImage {
+  variants: string | null;
+}
+
+interface JoinedListedImage {
   image_id: string | null;
   project_id: string | null;
   seq: number | null;
@@ -78,11 +82,11 @@ interface JoinedImage {
   height: number | null;
   bytes: number | null;
   sha256: string | null;
-  variants: string | null;
   created_at: string | null;
 }
 
-const IMAGE_COLUMNS = ['i.image_id', 'i.project_id', 'i.seq', 'i.width', 'i.height', 'i.bytes', 'i.sha256', 'i.variants', 'i.created_at'] as const;
+const LISTED_COLUMNS = ['i.image_id', 'i.project_id', 'i.seq', 'i.width', 'i.height', 'i.bytes', 'i.sha256', 'i.created_at'] as const;
+const IMAGE_COLUMNS = [...LISTED_COLUMNS, 'i.variants'] as const;
 
 function joinedImage(r: JoinedImage): ImageRow | null {
   if (r.image_id === null) return null;
@@ -90,9 +94,12 @@ function joinedImage(r: JoinedImage): ImageRow | null {
   return r as ImageRow;
 }
 
+/** An image as the listing shows it: its stored files (`variants`) are not read for a listing. */
+export type ListedImage = Omit<ImageRow, 'variants'>;
+
 export interface ProjectListing {
   project: Pick<ProjectRow, 'project_id' | 'owner_id' | 'primary_image_id'>;
-  images: ImageRow[];
+  images: ListedImage[];
 }
 
 /**
@@ -103,13 +110,14 @@ export async function listProject(db: Tx, projectId: string): Promise<ProjectLis
   const rows = await db
     .selectFrom('projects as p')
     .leftJoin('gallery_images as i', 'i.project_id', 'p.project_id')
-    .select(['p.project_id as p_project_id', 'p.owner_id as p_owner_id', 'p.primary_image_id as p_primary_image_id', ...IMAGE_COLUMNS])
+    .select(['p.project_id as p_project_id', 'p.owner_id as p_owner_id', 'p.primary_image_id as p_primary_image_id', ...LISTED_COLUMNS])
     .where('p.project_id', '=', projectId)
     .orderBy('i.seq')
     .execute();
   const first = rows[0];
   if (!first) return undefined;
-  const images = rows.map(joinedImage).filter((i): i is ImageRow => i !== null);
+  // Every column is NOT NULL in the table, so a present image_id means a whole row.
+  const images = rows.filter((r: JoinedListedImage) => r.image_id !== null) as ListedImage[];
   return {
     project: { project_id: first.p_project_id, owner_id: first.p_owner_id, primary_image_id: first.p_primary_image_id },
     images,

@@ -16,6 +16,7 @@ import { newId } from '../../ids.js';
 import { discardStaged, type ReceiveUpload, type StagedUpload } from '../../images/ingest.js';
 import type { ImageType } from '../../images/sniff.js';
 import { imageRowFields, storeRendered, type StoredVariant } from '../../images/store.js';
+import { BLOB_DELETES_AT_ONCE, forEachLimited } from '../../platform/concurrency.js';
 import * as repo from './repo.js';
 
 export const UPLOAD_SIZES = ['original'] as const;
@@ -144,7 +145,7 @@ export async function readOriginal(ctx: Context, fileId: string): Promise<Buffer
 
 /** Removes files' blobs once their rows are gone; a blob left behind is an orphan that no row points at, not an error. */
 export async function deleteBlobsOf(ctx: Context, fileIds: readonly string[]): Promise<void> {
-  for (const id of fileIds) {
-    await ctx.blobs.deletePrefix(`ai-edits/${id}`).catch((err: unknown) => ctx.log.warn({ err, fileId: id }, 'blob delete failed'));
-  }
+  await forEachLimited(fileIds, BLOB_DELETES_AT_ONCE, (id) =>
+    ctx.blobs.deletePrefix(`ai-edits/${id}`).catch((err: unknown) => ctx.log.warn({ err, fileId: id }, 'blob delete failed')),
+  );
 }

@@ -15,6 +15,7 @@ import { NotFound } from '../../errors.js';
 import { newId } from '../../ids.js';
 import { discardStaged, type ReceiveUpload } from '../../images/ingest.js';
 import { deleteBlobs, imageRowFields, storeRendered } from '../../images/store.js';
+import { BLOB_DELETES_AT_ONCE, forEachLimited } from '../../platform/concurrency.js';
 import { holdAccount } from '../../auth/account-hold.js';
 import type { Principal } from '../../auth/principal.js';
 import { assertCanRead, assertMayAskToRead, assertProjectId, canWrite, imageNotFound, projectNotFound } from './access.js';
@@ -236,10 +237,10 @@ export class GalleryService {
         await repo.deleteProject(tx, projectId);
         return ids;
       });
-      for (const id of imageIds) {
+      await forEachLimited(imageIds, BLOB_DELETES_AT_ONCE, async (id) => {
         await ctx.broadcast.publish(IMAGE_GONE, id);
         await this.deleteBlobs(id);
-      }
+      });
     }
   }
 }

@@ -83,6 +83,10 @@ export async function sweepOrphanBlobs(ctx: Pick<Context, 'db' | 'blobs' | 'log'
   const cutoff = (options.now ?? Date.now()) - options.olderThanMs;
   const report: SweepReport = { groups: 0, orphans: [], tooRecent: 0, emptyDirectories: [] };
   for (const owner of owners) {
+    // What an upload that died before its first file left: a directory holding nothing, as old as a
+    // group would have to be. First, so that an orphan group removed below takes its parents with it:
+    // an empty sibling kept the parent, and the removal touched it, too recent for this run to take.
+    if (ctx.blobs.removeEmptyDirectories) report.emptyDirectories.push(...(await ctx.blobs.removeEmptyDirectories(owner.namespace, new Date(cutoff), options.dryRun === true)));
     // prefix → { id, newest blob's time }; a group listed again after a flush is simply checked again.
     const pending = new Map<string, { id: string; newest: number }>();
     const flush = async (): Promise<void> => {
@@ -111,8 +115,6 @@ export async function sweepOrphanBlobs(ctx: Pick<Context, 'db' | 'blobs' | 'log'
       if (pending.size >= BATCH) await flush();
     }
     await flush();
-    // What an upload that died before its first file left: a directory holding nothing, as old as a group would have to be.
-    if (ctx.blobs.removeEmptyDirectories) report.emptyDirectories.push(...(await ctx.blobs.removeEmptyDirectories(owner.namespace, new Date(cutoff), options.dryRun === true)));
   }
   ctx.log.info(
     { groups: report.groups, orphans: report.orphans.length, tooRecent: report.tooRecent, emptyDirectories: report.emptyDirectories.length, dryRun: options.dryRun === true },

@@ -1,6 +1,6 @@
 // The orphan sweep: blobs no row points at go once they are old enough; every owned blob stays.
 import { randomBytes } from 'node:crypto';
-import { readdir } from 'node:fs/promises';
+import { mkdir, readdir, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { blobKey as aiEditKey } from '../../src/modules/ai-edits/files.js';
@@ -123,6 +123,23 @@ describe.each([
     expect(thumb.status).toBe(200);
     // Nothing left to do.
     expect((await sweepOrphanBlobs(server.ctx, { olderThanMs: HOUR, now: Date.now() + 2 * HOUR })).orphans).toEqual([]);
+  });
+
+  it.skipIf(skip)("removes an orphan order's directory in one run when a crash also left an empty group beside its files", async () => {
+    // A kill mid-upload: one file group written without its row, one group directory still empty.
+    const orderId = newId();
+    const written = orderKey(orderId, newId(), 'thumb');
+    await server.ctx.blobs.put(written, Buffer.from('orphan'), 'image/jpeg');
+    const orderDir = path.join(server.dataDir, 'blobs', 'orders', orderId);
+    const emptyGroup = path.join(orderDir, newId());
+    await mkdir(emptyGroup);
+    const twoHoursAgo = new Date(Date.now() - 2 * HOUR);
+    for (const p of [path.join(server.dataDir, 'blobs', written), path.dirname(path.join(server.dataDir, 'blobs', written)), emptyGroup, orderDir]) await utimes(p, twoHoursAgo, twoHoursAgo);
+
+    const report = await sweepOrphanBlobs(server.ctx, { olderThanMs: HOUR });
+    expect(report.orphans).toContain(written.slice(0, written.lastIndexOf('/')));
+    // Removing the groups touches the order's directory; it must go in this run, not an hour later.
+    expect(await readdir(path.join(server.dataDir, 'blobs', 'orders'))).not.toContain(orderId);
   });
 
   void name;

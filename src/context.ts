@@ -73,18 +73,25 @@ export interface ContextOptions {
   oneShot?: boolean;
 }
 
+/** A secret's draft untouched this long was left by a process killed while it made the secret. */
+const STALE_DRAFT_MS = 60_000;
+
 /**
  * Reads a secret from DATA_DIR/secrets/<name>, creating it on first use. The
  * value is written whole to a file of its own, flushed, then linked under the
  * secret's name: `link` fails when the name exists, so two processes starting
  * together agree on one value, and a process killed midway leaves either no
- * secret or a whole one, never an empty file. An empty one (what a kill left
- * before this was so) never signed anything: it is replaced.
+ * secret or a whole one, never an empty file (its draft, if any, goes at a
+ * later start). An empty one (what a kill left before this was so) never
+ * signed anything: it is replaced.
  */
 async function storedSecret(dataDir: string, name: string, log: Logger): Promise<string> {
   const dir = path.join(dataDir, 'secrets');
   const file = path.join(dir, name);
   await mkdir(dir, { recursive: true, mode: 0o700 });
+  // A draft outlives its process only when a kill came between writing and removing it; another
+  // process's draft lives for milliseconds.
+  await sweepStaleFiles(dir, STALE_DRAFT_MS, Date.now(), (entry) => entry.startsWith(`${name}.`) && entry.endsWith('.tmp'));
   for (let attempt = 0; attempt < 3; attempt++) {
     const existing = await readFile(file, 'utf8').then((text) => text.trim(), (err: unknown) => (isMissing(err) ? undefined : Promise.reject(err)));
     if (existing) return existing;

@@ -52,6 +52,28 @@ describe('createContext', () => {
     expect(Buffer.from(again.secrets.linkSecret).equals(Buffer.from(ctx.secrets.linkSecret))).toBe(true);
   });
 
+  it("removes a secret's draft a killed first start left beside it, and not one another process is writing now", async () => {
+    const temp = tempDataDir();
+    cleanups.push(temp.cleanup);
+    const secrets = path.join(temp.dir, 'secrets');
+    mkdirSync(secrets);
+    writeFileSync(path.join(secrets, 'jwt_secret'), 'a'.repeat(64));
+    const draft = (name: string, ageMs: number) => {
+      writeFileSync(path.join(secrets, name), 'b'.repeat(64));
+      const when = new Date(Date.now() - ageMs);
+      utimesSync(path.join(secrets, name), when, when);
+    };
+    draft('jwt_secret.abcdefgh.tmp', 5 * 60_000);
+    draft('jwt_secret.ijklmnop.tmp', 1_000);
+    const old = new Date(Date.now() - 24 * 60 * 60_000);
+    utimesSync(path.join(secrets, 'jwt_secret'), old, old);
+
+    const ctx = await createContext(testConfig(temp.dir));
+    cleanups.push(() => ctx.close());
+    expect(readdirSync(secrets).sort()).toEqual(['jwt_secret', 'jwt_secret.ijklmnop.tmp']);
+    expect(readFileSync(path.join(secrets, 'jwt_secret'), 'utf8')).toBe('a'.repeat(64));
+  });
+
   it('makes one JWT secret when several processes start together on a new DATA_DIR', async () => {
     const temp = tempDataDir();
     cleanups.push(temp.cleanup);

@@ -109,12 +109,13 @@ export function parentsOfCreated(dir: string, firstCreated: string | undefined):
  * Removes the files directly in `dir` not written to for `olderThanMs`: what a process killed
  * mid-upload left behind. Another process sharing the directory only ever has files it is
  * writing or about to read within the request or job at hand, far younger than that. Returns
- * how many went; a file that vanishes meanwhile is not an error.
+ * how many went; a file that vanishes meanwhile is not an error. `only` narrows it to the
+ * names it accepts, in a directory that also holds files to keep.
  */
-export async function sweepStaleFiles(dir: string, olderThanMs: number, now = Date.now()): Promise<number> {
+export async function sweepStaleFiles(dir: string, olderThanMs: number, now = Date.now(), only: (name: string) => boolean = () => true): Promise<number> {
   let removed = 0;
   for (const entry of await readdir(dir, { withFileTypes: true })) {
-    if (!entry.isFile()) continue;
+    if (!entry.isFile() || !only(entry.name)) continue;
     const file = path.join(dir, entry.name);
     try {
       if (now - (await stat(file)).mtimeMs < olderThanMs) continue;

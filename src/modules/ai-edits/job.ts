@@ -11,6 +11,7 @@ import type { Context } from '../../context.js';
 import { DomainError } from '../../errors.js';
 import { discardStaged, stageUpload } from '../../images/ingest.js';
 import { JobError, PermanentJobError, TransientJobError } from '../../platform/jobs/errors.js';
+import { outageOf } from '../../platform/jobs/outage.js';
 import type { HandlerOptions, JobContext } from '../../platform/jobs/types.js';
 import { RESULT_SIZES, readOriginal, storeImage } from './files.js';
 import { createImageEditor, NO_KEY_MESSAGE, type ImageEditor } from './provider.js';
@@ -77,7 +78,9 @@ export async function runAiEdit(ctx: Context, editor: ImageEditor | null, input:
     return { init_id: row.init_id, result_file_id: fileId };
   } catch (err) {
     // An aborted attempt (job timeout, shutdown) is the job system's to classify; it may run again.
-    if (!job.signal.aborted && endsJob(err, job)) await failProcess(ctx, row.init_id, row.owner_id, reasonOf(err));
+    // So is a database or network outage, which the runner retries as a transient error.
+    const failure = outageOf(err) ?? err;
+    if (!job.signal.aborted && endsJob(failure, job)) await failProcess(ctx, row.init_id, row.owner_id, reasonOf(failure));
     throw err;
   }
 }

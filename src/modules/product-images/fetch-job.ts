@@ -16,6 +16,7 @@ import { newId } from '../../ids.js';
 import { discardStaged } from '../../images/ingest.js';
 import { BlobBatch, imageRowFields, renderAndStore } from '../../images/store.js';
 import { DeferJob, JobError, PermanentJobError, TransientJobError, type BackoffOptions, type JobContext, type JobErrorInfo } from '../../platform/jobs/index.js';
+import { outageOf } from '../../platform/jobs/outage.js';
 import { attachEanPicture } from '../shop/ean-attach.js';
 import { createOutbound, type Outbound, type OutboundTimeouts } from './outbound.js';
 import { createProvider, type ProductProvider } from './providers/index.js';
@@ -151,7 +152,8 @@ export class EanFetcher {
         await discardStaged(staged);
       }
     } catch (err) {
-      await this.letGo(ean, job, err);
+      // A database or network outage is retried by the runner as a transient error: the lease follows suit.
+      await this.letGo(ean, job, outageOf(err) ?? err);
       throw err;
     }
   }

@@ -6,6 +6,7 @@
 import type { Logger } from 'pino';
 import type { InFlight } from '../inflight.js';
 import { DeferJob, INTERNAL_ERROR, JobError, PermanentJobError, TransientJobError } from './errors.js';
+import { outageOf } from './outage.js';
 import { backoffDelay, type HandlerRegistry } from './registry.js';
 import { toJob, type JobRow, type JobStore } from './store.js';
 import type { JobContext, JobErrorInfo } from './types.js';
@@ -54,8 +55,14 @@ export async function executeJob(row: JobRow, deps: ExecuteDeps, controller: Abo
   const { store, registry, log, workerId, leaseMs } = deps;
   const job = toJob(row);
   const spec = registry.get(job.type);
-  const fail = async (error: JobErrorInfo): Promise<Outcome> =>
-    (await store.fail(job.job_id, workerId, error)) ? { kind: 'failed' } : { kind: 'lost' };
+  // An ending is written once more after an outage: the pool may hand out once more the connection that just
+  // dropped under the handler (it learns of the drop a moment later). Every write is fenced: a second one that
+  // finds the first applied changes nothing, and says the row is no longer this run's.
+  const record = async (write: () => Promise<boolean>, outcome: Outcome): Promise<Outcome> => {
+    const written = await write().catch((err: unknown) => (outageOf(err) ? write() : Promise.reject(err)));
+    return written ? outcome : { kind: 'lost' };
+  };
+  const fail = (error: JobErrorInfo): Promise<Outcome> => record(() => store.fail(job.job_id, workerId, error), { kind: 'failed' });
 
   if (!spec) return fail({ code: 'unknown_kind', detail: `No handler is registered for jobs of type ${job.type}.` });
   if (row.recoveries > MAX_RECOVERIES) return fail(INTERRUPTED);
@@ -93,21 +100,24 @@ export async function executeJob(row: JobRow, deps: ExecuteDeps, controller: Abo
   try {
     // The race lets a handler that ignores its signal still end its job on time.
     const result = await Promise.race([deps.handlers.track(spec.handler(job.input, ctx)), aborted]);
-    return (await store.complete(job.job_id, workerId, result)) ? { kind: 'completed' } : { kind: 'lost' };
+    return await record(() => store.complete(job.job_id, workerId, result), { kind: 'completed' });
   } catch (err) {
     if (err instanceof DeferJob) {
-      return (await store.defer(job.job_id, workerId, err.delayMs)) ? { kind: 'deferred', delayMs: err.delayMs } : { kind: 'lost' };
+      return await record(() => store.defer(job.job_id, workerId, err.delayMs), { kind: 'deferred', delayMs: err.delayMs });
     }
     const error = classify(err, spec.timeoutMs);
     if (error === 'lost') return { kind: 'lost' };
     // Shutting down is not the job's fault: it goes back to the queue without spending an attempt.
-    if (error === 'released') return (await store.release(job.job_id, workerId)) ? { kind: 'released' } : { kind: 'lost' };
+    if (error === 'released') return await record(() => store.release(job.job_id, workerId), { kind: 'released' });
+    // An outage's own error says what went down: the operator's to see, never the job's owner.
+    const cause = error.outage ? { err } : {};
     if (error.transient && job.attempts < job.max_attempts) {
       const delayMs = backoffDelay(spec.backoff, job.attempts);
-      jobLog.info({ code: error.info.code, delayMs }, 'job will be retried');
-      return (await store.retry(job.job_id, workerId, error.info, delayMs)) ? { kind: 'retry', delayMs } : { kind: 'lost' };
+      jobLog[error.outage ? 'warn' : 'info']({ code: error.info.code, delayMs, ...cause }, 'job will be retried');
+      return await record(() => store.retry(job.job_id, workerId, error.info, delayMs), { kind: 'retry', delayMs });
     }
     if (error.bug) jobLog.error({ err }, 'job handler failed with an unexpected error');
+    else if (error.outage) jobLog.warn({ code: error.info.code, ...cause }, 'job failed: its last attempt met an outage');
     return fail(error.info);
   } finally {
     clearTimeout(timeout);
@@ -115,16 +125,20 @@ export async function executeJob(row: JobRow, deps: ExecuteDeps, controller: Abo
   }
 }
 
-type Classified = { info: JobErrorInfo; transient: boolean; bug: boolean } | 'lost' | 'released';
+/** `outage`: a database or network failure (outage.ts), retried like a transient error. */
+type Classified = { info: JobErrorInfo; transient: boolean; bug: boolean; outage: boolean } | 'lost' | 'released';
 
 function classify(err: unknown, timeoutMs: number): Classified {
+  const ended = (info: JobErrorInfo, transient: boolean) => ({ info, transient, bug: false, outage: false });
   if (err instanceof AbortReason) {
-    if (err.why === 'timeout') return { info: { code: 'timeout', detail: `The job took longer than ${timeoutMs} ms.` }, transient: true, bug: false };
+    if (err.why === 'timeout') return ended({ code: 'timeout', detail: `The job took longer than ${timeoutMs} ms.` }, true);
     return err.why === 'shutdown' ? 'released' : 'lost';
   }
-  if (err instanceof TransientJobError) return { info: { code: err.code, detail: err.detail }, transient: true, bug: false };
-  if (err instanceof PermanentJobError || err instanceof JobError) return { info: { code: err.code, detail: err.detail }, transient: false, bug: false };
-  return { info: { ...INTERNAL_ERROR }, transient: false, bug: true };
+  if (err instanceof TransientJobError) return ended({ code: err.code, detail: err.detail }, true);
+  if (err instanceof PermanentJobError || err instanceof JobError) return ended({ code: err.code, detail: err.detail }, false);
+  const outage = outageOf(err);
+  if (outage) return { ...ended({ code: outage.code, detail: outage.detail }, true), outage: true };
+  return { info: { ...INTERNAL_ERROR }, transient: false, bug: true, outage: false };
 }
 
 export function abortFor(controller: AbortController, why: 'cancelled' | 'shutdown'): void {

@@ -174,15 +174,17 @@ export class BullJobRunner extends BaseRunner {
   }
 
   private async process(bull: BullJob<Payload>, token: string | undefined): Promise<void> {
-    const row = await this.store.claimById(bull.data.jobId, this.workerId, this.lockDurationMs);
+    // Bounded: a worker whose database does not answer must not sit on the job while Redis renews its lock.
+    // The failure hands the job back to BullMQ (after its 1 s backoff), for a worker that can reach the database.
+    const claim = this.store.claimById(bull.data.jobId, this.workerId, this.lockDurationMs);
+    const row = await bounded(claim, this.lockDurationMs, 'the database did not answer the claim of a job in time');
     if (!row) {
       // Another run holds a live lease (its worker lost Redis, not its life): ask again once the lease
       // would have run out, counting no attempt. It ends the job itself, or its lease runs out and this takes over.
       const leftMs = await this.store.leaseLeftMs(bull.data.jobId);
-      if (leftMs > 0 && this.delayedError) {
+      if (leftMs > 0) {
         this.log.info({ jobId: bull.data.jobId, leftMs }, 'job handed over by Redis is still running elsewhere; asking again when its lease runs out');
-        await bull.moveToDelayed(Date.now() + leftMs + LEASE_MARGIN_MS, token);
-        throw new this.delayedError();
+        await this.askAgainIn(bull, token, leftMs + LEASE_MARGIN_MS);
       }
       // Finished, cancelled or gone: the row says there is nothing left to do.
       return;
@@ -196,15 +198,23 @@ export class BullJobRunner extends BaseRunner {
       const outcome = await run;
       if (outcome.kind === 'retry') throw new RetryLater(outcome.delayMs);
       if (outcome.kind === 'released') throw new RetryLater(0);
-      if (outcome.kind === 'deferred' && this.delayedError) {
-        // Delayed by the job itself: BullMQ counts no attempt, however often a job waits.
-        await bull.moveToDelayed(Date.now() + outcome.delayMs, token);
-        throw new this.delayedError();
-      }
+      // Delayed by the job itself: BullMQ counts no attempt, however often a job waits.
+      if (outcome.kind === 'deferred') await this.askAgainIn(bull, token, outcome.delayMs);
+      // This worker could not keep its lease (its database did not answer): the job goes back to Redis for any
+      // worker, which takes the row over once the lease has run out there too. Not at once: a worker that
+      // waits already comes first then, rather than this one taking it straight back.
+      if (outcome.kind === 'lapsed') await this.askAgainIn(bull, token, LEASE_MARGIN_MS);
     } finally {
       this.running.delete(row.job_id);
       this.active.delete(run);
     }
+  }
+
+  /** Moves the job to BullMQ's delayed set for `delayMs`, counting no BullMQ attempt (throws BullMQ's DelayedError, as it asks). */
+  private async askAgainIn(bull: BullJob<Payload>, token: string | undefined, delayMs: number): Promise<void> {
+    if (!this.delayedError) return; // set by start(), before any job is processed
+    await bull.moveToDelayed(Date.now() + delayMs, token);
+    throw new this.delayedError();
   }
 
   /** Re-adds jobs the database expects to run but Redis may not know (a no-op for ids it has). */

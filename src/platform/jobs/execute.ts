@@ -22,7 +22,12 @@ export type Outcome =
   | { kind: 'failed' }
   | { kind: 'released' }
   /** Someone else holds the row now (lease lost, cancelled): nothing was written. */
-  | { kind: 'lost' };
+  | { kind: 'lost' }
+  /**
+   * The lease ran out with no renewal confirmed (the database did not answer):
+   * nothing was written, and the job is for whoever claims it next.
+   */
+  | { kind: 'lapsed' };
 
 export interface ExecuteDeps {
   store: JobStore;
@@ -69,9 +74,17 @@ export async function executeJob(row: JobRow, deps: ExecuteDeps, controller: Abo
 
   const jobLog = log.child({ jobId: job.job_id, type: job.type, attempt: job.attempts });
   const timeout = setTimeout(() => controller.abort(new AbortReason('timeout')), spec.timeoutMs);
+  const lease = new LeaseWatch(leaseMs);
   const heartbeat = setInterval(() => {
-    store.heartbeat(job.job_id, workerId, leaseMs).then(
-      (held) => held || controller.abort(new AbortReason('lost')),
+    // Past the lease with no renewal confirmed, another runner may hold the job: stop rather than run it
+    // twice, or (BullMQ) hold it from the workers that can reach the database until the job's timeout.
+    if (lease.ranOut()) {
+      jobLog.warn({ leaseMs }, 'no lease renewal confirmed for a whole lease: giving the job up');
+      controller.abort(new AbortReason('lost'));
+      return;
+    }
+    lease.renew(() => store.heartbeat(job.job_id, workerId, leaseMs)).then(
+      (held) => held === false && controller.abort(new AbortReason('lost')),
       (err: unknown) => jobLog.warn({ err }, 'job heartbeat failed'),
     );
   }, Math.max(50, Math.floor(leaseMs / 3)));
@@ -106,7 +119,7 @@ export async function executeJob(row: JobRow, deps: ExecuteDeps, controller: Abo
       return await record(() => store.defer(job.job_id, workerId, err.delayMs), { kind: 'deferred', delayMs: err.delayMs });
     }
     const error = classify(err, spec.timeoutMs);
-    if (error === 'lost') return { kind: 'lost' };
+    if (error === 'lost') return lease.lapsed ? { kind: 'lapsed' } : { kind: 'lost' };
     // Shutting down is not the job's fault: it goes back to the queue without spending an attempt.
     if (error === 'released') return await record(() => store.release(job.job_id, workerId), { kind: 'released' });
     // An outage's own error says what went down: the operator's to see, never the job's owner.
@@ -139,6 +152,45 @@ function classify(err: unknown, timeoutMs: number): Classified {
   const outage = outageOf(err);
   if (outage) return { ...ended({ code: outage.code, detail: outage.detail }, true), outage: true };
   return { info: { ...INTERNAL_ERROR }, transient: false, bug: true, outage: false };
+}
+
+/**
+ * Until when this run surely holds its job: a lease from when the last
+ * confirmed renewal was sent (the claim, at first: a lease from the start
+ * of the run is a few milliseconds generous, the claim's round trip).
+ */
+class LeaseWatch {
+  private heldUntil: number;
+  private renewing = false;
+  /** The lease ran out unconfirmed: the run was given up for that, not because another holder was seen. */
+  lapsed = false;
+
+  constructor(private readonly leaseMs: number) {
+    this.heldUntil = performance.now() + leaseMs;
+  }
+
+  ranOut(): boolean {
+    if (performance.now() >= this.heldUntil) this.lapsed = true;
+    return this.lapsed;
+  }
+
+  /**
+   * Sends a renewal, unless one is still out (on a connection that hangs
+   * they would pile up and take the whole pool): null then. A confirmed one
+   * holds the job for a lease from when it was sent.
+   */
+  async renew(send: () => Promise<boolean>): Promise<boolean | null> {
+    if (this.renewing) return null;
+    this.renewing = true;
+    const sentAt = performance.now();
+    try {
+      const held = await send();
+      if (held) this.heldUntil = Math.max(this.heldUntil, sentAt + this.leaseMs);
+      return held;
+    } finally {
+      this.renewing = false;
+    }
+  }
 }
 
 export function abortFor(controller: AbortController, why: 'cancelled' | 'shutdown'): void {

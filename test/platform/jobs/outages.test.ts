@@ -1,15 +1,17 @@
 // A job meeting an outage of what it stands on (docs/jobs.md): a database connection dropped mid-job or SQLite locked
-// by another process is retried, not failed as a bug.
+// by another process is retried, not failed as a bug; a runner that cannot renew its lease gives the job up once the
+// lease has run out, so a runner that can reach the database takes it over long before the job's timeout.
 import SqliteDatabase from 'better-sqlite3';
 import path from 'node:path';
 import pg from 'pg';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { systemClock } from '../../../src/clock.js';
 import { migrateToLatest, openDatabase, type Db } from '../../../src/platform/db/index.js';
-import { LocalJobRunner } from '../../../src/platform/jobs/index.js';
+import { abortWhy, BullJobRunner, LocalJobRunner, type AbortWhy, type JobRunner } from '../../../src/platform/jobs/index.js';
 import { tempDataDir } from '../../helpers/config.js';
 import { hasPostgres } from '../../helpers/pg.js';
-import { postgresStore, silentLog, type Store } from './harness.js';
+import { tcpRelay, type TcpRelay } from '../../helpers/relay.js';
+import { dropRedisPrefix, newPrefix, postgresStore, silentLog, TEST_REDIS_URL, whenAborted, type Store } from './harness.js';
 
 async function until<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 5000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -142,5 +144,123 @@ describe('SQLite locked by another process for longer than a write waits (databa
     const { job_id } = await jobs.enqueue('writer', {}, { userId: 'u1' });
     expect(await jobs.waitFor(job_id, 10_000)).toMatchObject({ status: 'completed', attempts: 2, result: 'written on the second attempt' });
     expect(failedWrite).toMatchObject({ code: 'database_busy' });
+  });
+});
+
+/**
+ * A runner whose database is reached through a relay that can hold what passes (a network that holds packets,
+ * a pooler that hangs), no reset, beside a second runner that reaches the database directly.
+ */
+async function cutOffRunner<R extends JobRunner>(store: Store, make: (db: Db) => R): Promise<{ runner: R; relay: TcpRelay }> {
+  const relay = await tcpRelay(new URL(store.databaseUrl as string), 5432);
+  const db = openDatabase(relay.url, store.dataDir);
+  const runner = make(db);
+  // Undone in reverse: the relay lets what it held through first, so the runner's queries end and it can stop.
+  cleanups.push(() => relay.close(), () => db.close(), () => runner.stop(500), () => relay.release());
+  return { runner, relay };
+}
+
+describe.skipIf(!hasPostgres)(`a runner cut off from PostgreSQL mid-job${hasPostgres ? '' : ' (skipped: TEST_DATABASE_URL is not set)'}`, () => {
+  it('local runner: gives the job up (signal aborted as lost) once its lease ran out unrenewed; another runner takes it over', async () => {
+    const store = await pgStore();
+    const leaseMs = 600;
+    let why: AbortWhy | null = null;
+    let abortedAt = 0;
+    const { runner: cutOff, relay } = await cutOffRunner(store, (db) => localRunner(db, leaseMs));
+    cutOff.register('long', async (_input, job) => {
+      await whenAborted(job.signal);
+      [why, abortedAt] = [abortWhy(job.signal), Date.now()];
+      return 'never written';
+    }, { timeoutMs: 60_000 });
+    await cutOff.start();
+    const { job_id } = await cutOff.enqueue('long', {}, { userId: 'u1' });
+    await until(async () => (await store.db.kysely.selectFrom('jobs').select('status').where('job_id', '=', job_id).executeTakeFirst())?.status === 'processing');
+
+    relay.hold();
+    const cutAt = Date.now();
+    const healthy = localRunner(store.db, leaseMs);
+    healthy.register('long', async () => 'done by the runner that reaches the database', { timeoutMs: 60_000 });
+    await healthy.start();
+    expect(await healthy.waitFor(job_id, 10_000)).toMatchObject({ status: 'completed', attempts: 1, result: 'done by the runner that reaches the database' });
+    await until(() => abortedAt > 0, 5000);
+    expect(why).toBe('lost');
+    // Within a lease and a heartbeat of the last renewal, which came at most a heartbeat before the cut.
+    expect(abortedAt - cutAt).toBeLessThan(leaseMs + leaseMs / 3 + 1000);
+  });
+
+  describe.skipIf(!TEST_REDIS_URL)(`BullMQ${TEST_REDIS_URL ? '' : ' (skipped: TEST_REDIS_URL is not set)'}`, () => {
+    let prefix: string;
+    beforeEach(() => {
+      prefix = newPrefix();
+      cleanups.push(() => dropRedisPrefix(TEST_REDIS_URL as string, prefix));
+    });
+
+    /** A worker on the test's prefix, one job at a time, its BullMQ lock (and lease) 1 s. */
+    const worker = (db: Db) => {
+      const w = new BullJobRunner({ db, log: silentLog, clock: systemClock }, {
+        redisUrl: TEST_REDIS_URL as string,
+        role: 'worker',
+        concurrency: 1,
+        prefix,
+        lockDurationMs: 1000,
+        stalledIntervalMs: 500,
+        reconcileMs: 60_000,
+      });
+      cleanups.push(() => w.stop(500));
+      return w;
+    };
+
+    it('a worker that still reaches Redis hands the job back once its lease ran out, and a worker that reaches the database runs it', async () => {
+      const store = await pgStore();
+      const { runner: cutOff, relay } = await cutOffRunner(store, worker);
+      const ran: string[] = [];
+      cutOff.register('long', async (_input, job) => {
+        ran.push('cut off');
+        await whenAborted(job.signal);
+        return 'never written';
+      }, { timeoutMs: 60_000 });
+      await cutOff.start();
+      const { job_id } = await cutOff.enqueue('long', {}, { userId: 'u1' });
+      await until(() => ran.length > 0);
+
+      relay.hold();
+      const healthy = worker(store.db);
+      healthy.register('long', async () => {
+        ran.push('healthy');
+        return 'done by the worker that reaches the database';
+      }, { timeoutMs: 60_000 });
+      await healthy.start();
+      // Far sooner than the job's 60 s timeout, which is when the cut-off worker would otherwise let go.
+      expect(await healthy.waitFor(job_id, 15_000)).toMatchObject({ status: 'completed', attempts: 1, result: 'done by the worker that reaches the database' });
+      expect(ran).toEqual(['cut off', 'healthy']);
+      expect((await healthy.store.get(job_id))?.recoveries).toBe(1);
+    });
+
+    it('a worker whose database does not answer its claim lets the job go to a worker that reaches the database', async () => {
+      const store = await pgStore();
+      const { runner: cutOff, relay } = await cutOffRunner(store, worker);
+      const ran: string[] = [];
+      cutOff.register('quick', async () => {
+        ran.push('cut off');
+        return 'done by the cut-off worker';
+      });
+      await cutOff.start();
+      relay.hold();
+      // Enqueued by a process that reaches both; the cut-off worker is the only one taking jobs yet.
+      const healthy = worker(store.db);
+      healthy.register('quick', async () => {
+        ran.push('healthy');
+        return 'done by the worker that reaches the database';
+      });
+      const { job_id } = await healthy.enqueue('quick', {}, { userId: 'u1' });
+      const { Queue } = await import('bullmq');
+      const queue = new Queue('jobs', { connection: { url: TEST_REDIS_URL as string }, prefix });
+      cleanups.push(() => queue.close());
+      await until(async () => (await queue.getJobState(job_id)) === 'active');
+
+      await healthy.start();
+      expect(await healthy.waitFor(job_id, 10_000)).toMatchObject({ status: 'completed', attempts: 1, result: 'done by the worker that reaches the database' });
+      expect(ran).toEqual(['healthy']);
+    });
   });
 });

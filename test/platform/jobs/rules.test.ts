@@ -2,7 +2,7 @@
 // transient, progress clamping while a job runs, the recovery limit, lease fencing and renewal, BullMQ's reconcile, and a BullMQ worker leaving a row whose lease is live.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../../src/clock.js';
-import { abortWhy, BullJobRunner, LocalJobRunner, type AbortWhy } from '../../../src/platform/jobs/index.js';
+import { abortWhy, BullJobRunner, LocalJobRunner, PermanentJobError, TransientJobError, type AbortWhy } from '../../../src/platform/jobs/index.js';
 import { backoffDelay } from '../../../src/platform/jobs/registry.js';
 import { dropRedisPrefix, ENVS, newPrefix, silentLog, TEST_REDIS_URL, whenAborted, type Store } from './harness.js';
 
@@ -100,6 +100,21 @@ describe.each(LOCAL_ENVS)('job rules: $name', (env) => {
       expect(await jobs.get(job_id)).toMatchObject({ status: 'processing', progress: 0 });
       finish();
       expect(await jobs.waitFor(job_id, 4000)).toMatchObject({ status: 'completed', progress: 1 });
+    });
+
+    it('keeps on a failed job what its last attempt reported (progress, and the extra in result): where it stopped', async () => {
+      const jobs = runner();
+      jobs.register('halfway', async (_input, job) => {
+        await job.report(0.2, { stage: 'first', attempt: job.attempt });
+        if (job.attempt === 1) throw new TransientJobError('flaky', 'Try again.');
+        await job.report(0.4, { stage: 'download', attempt: job.attempt });
+        throw new PermanentJobError('not_an_image', 'Not an image.');
+      }, { backoff: { delayMs: 10 } });
+      await jobs.start();
+      const { job_id } = await jobs.enqueue('halfway', {}, { userId: 'u1' });
+      expect(await jobs.waitFor(job_id, 4000)).toMatchObject({
+        status: 'failed', attempts: 2, progress: 0.4, result: { stage: 'download', attempt: 2 }, error: { code: 'not_an_image' },
+      });
     });
 
     it('fails a job taken over after 5 recoveries as `interrupted` without running its handler; the 5th recovery still runs', async () => {

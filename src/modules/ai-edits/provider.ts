@@ -10,7 +10,7 @@
  */
 import type { APIError, OpenAI } from 'openai';
 import type { Config } from '../../config.js';
-import { findFetchError } from '../../platform/fetch/errors.js';
+import { findFetchError, retryAfterMs } from '../../platform/fetch/errors.js';
 import { guardedWebFetch, type WebFetch } from '../../platform/fetch/web.js';
 import { PermanentJobError, TransientJobError } from '../../platform/jobs/errors.js';
 import { scrubString } from '../../platform/log/index.js';
@@ -110,9 +110,10 @@ export function classify(err: unknown, sdk: OpenAIModule): Error {
   if (err instanceof APIError) {
     const status = err.status ?? 0;
     const reason = providerReason(err);
-    if (status === 429) return new TransientJobError('provider_rate_limited', `The image provider is rate limiting us: ${reason}`);
+    const wait = retryAfterMs(err.headers?.get('retry-after'));
+    if (status === 429) return new TransientJobError('provider_rate_limited', `The image provider is rate limiting us: ${reason}`, wait);
     if (status >= 500 || status === 408 || status === 409) {
-      return new TransientJobError('provider_error', `The image provider failed (${status}): ${reason}`);
+      return new TransientJobError('provider_error', `The image provider failed (${status}): ${reason}`, wait);
     }
     if (REFUSALS.has(String(err.code ?? '')) || REFUSALS.has(String(err.type ?? ''))) {
       return new PermanentJobError('content_policy', `The image provider refused the request: ${reason}`);

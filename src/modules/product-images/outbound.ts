@@ -47,7 +47,7 @@ export function jobErrorOf(err: FetchError, what: string): TransientJobError | P
     default: {
       // The job's status says whether it will be tried again; the detail says only what happened.
       const detail = `The ${what} could not be fetched: ${err.message}`;
-      return err.transient ? new TransientJobError('source_unreachable', detail) : new PermanentJobError('source_unreachable', detail);
+      return err.transient ? new TransientJobError('source_unreachable', detail, err.retryAfterMs) : new PermanentJobError('source_unreachable', detail);
     }
   }
 }
@@ -76,7 +76,7 @@ export function createOutbound(config: Pick<Config, 'fetchAllowedHosts' | 'maxUp
         }
       } catch (err) {
         const fe = findFetchError(err);
-        if (fe?.code === 'http_status' && fe.status !== undefined) return { status: fe.status, body: null };
+        if (fe?.code === 'http_status' && fe.status !== undefined) return { status: fe.status, body: null, retryAfterMs: fe.retryAfterMs };
         if (fe?.code === 'too_large') {
           throw new PermanentJobError('source_unreachable', `The product database answer is larger than ${MAX_JSON_BYTES} bytes: not a product record.`);
         }

@@ -15,6 +15,8 @@ export class FetchError extends Error {
     message: string,
     /** The answer's HTTP status, for `http_status`. */
     readonly status?: number,
+    /** How long the server asked us to wait before asking again (its Retry-After), for `http_status`. */
+    readonly retryAfterMs?: number,
   ) {
     super(message);
     this.name = 'FetchError';
@@ -26,6 +28,19 @@ export class FetchError extends Error {
     if (this.code === 'http_status' && this.status !== undefined) return this.status >= 500 || this.status === 408 || this.status === 429;
     return false;
   }
+}
+
+/**
+ * A Retry-After header's wait in milliseconds: delta-seconds or an HTTP date
+ * (RFC 9110 10.2.3); undefined when absent or not one of those. A date in
+ * the past is no wait.
+ */
+export function retryAfterMs(value: string | null | undefined, now = Date.now()): number | undefined {
+  const text = value?.trim();
+  if (!text) return undefined;
+  if (/^\d+$/.test(text)) return Number(text) * 1000;
+  const at = Date.parse(text);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
 
 /** The one way the guard refuses an address, naming the setting that would allow it. */

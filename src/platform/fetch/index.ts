@@ -18,10 +18,10 @@ import type { Agent, Dispatcher } from 'undici';
 import { ipLiteral, isBlockedAddress } from './address.js';
 import { arrivalCap, tooLarge } from './arrival.js';
 import { streamToNewFile } from '../files.js';
-import { blockedAddress, FetchError, findFetchError } from './errors.js';
+import { blockedAddress, FetchError, findFetchError, retryAfterMs } from './errors.js';
 import { guardedLookup } from './lookup.js';
 
-export { FetchError, findFetchError, type FetchErrorCode } from './errors.js';
+export { FetchError, findFetchError, retryAfterMs, type FetchErrorCode } from './errors.js';
 export { isBlockedAddress } from './address.js';
 
 export interface SafeFetchOptions {
@@ -135,7 +135,8 @@ async function follow(start: string, options: SafeFetchOptions, allowed: Set<str
     }
     if (!options.anyStatus && (res.statusCode < 200 || res.statusCode > 299)) {
       await release(res.body, options);
-      throw new FetchError('http_status', `The server answered ${res.statusCode}.`, res.statusCode);
+      const wait = res.headers['retry-after'];
+      throw new FetchError('http_status', `The server answered ${res.statusCode}.`, res.statusCode, retryAfterMs(Array.isArray(wait) ? wait[0] : wait));
     }
     if (options.discardBody) {
       discard(res.body);

@@ -12,8 +12,20 @@ export class JobError extends Error {
   }
 }
 
-/** Worth trying again later (a timeout, a 5xx, a 429): retried with backoff up to max_attempts. */
-export class TransientJobError extends JobError {}
+/**
+ * Worth trying again later (a timeout, a 5xx, a 429): retried with backoff up
+ * to max_attempts, and not before `retryAfterMs` when the service said how
+ * long to wait (its Retry-After).
+ */
+export class TransientJobError extends JobError {
+  constructor(
+    code: string,
+    detail: string,
+    readonly retryAfterMs?: number,
+  ) {
+    super(code, detail);
+  }
+}
 
 /** Trying again will not help (404, not an image): the job fails at once. */
 export class PermanentJobError extends JobError {}

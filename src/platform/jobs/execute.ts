@@ -125,7 +125,7 @@ export async function executeJob(row: JobRow, deps: ExecuteDeps, controller: Abo
     // An outage's own error says what went down: the operator's to see, never the job's owner.
     const cause = error.outage ? { err } : {};
     if (error.transient && job.attempts < job.max_attempts) {
-      const delayMs = backoffDelay(spec.backoff, job.attempts);
+      const delayMs = retryDelay(backoffDelay(spec.backoff, job.attempts), error.retryAfterMs);
       jobLog[error.outage ? 'warn' : 'info']({ code: error.info.code, delayMs, ...cause }, 'job will be retried');
       return await record(() => store.retry(job.job_id, workerId, error.info, delayMs), { kind: 'retry', delayMs });
     }
@@ -138,8 +138,20 @@ export async function executeJob(row: JobRow, deps: ExecuteDeps, controller: Abo
   }
 }
 
-/** `outage`: a database or network failure (outage.ts), retried like a transient error. */
-type Classified = { info: JobErrorInfo; transient: boolean; bug: boolean; outage: boolean } | 'lost' | 'released';
+/**
+ * `outage`: a database or network failure (outage.ts), retried like a
+ * transient error. `retryAfterMs`: how long the failing service asked to be
+ * left alone.
+ */
+type Classified = { info: JobErrorInfo; transient: boolean; bug: boolean; outage: boolean; retryAfterMs?: number } | 'lost' | 'released';
+
+/** The longest a service's Retry-After holds a job back: beyond it the job asks again anyway. */
+export const RETRY_AFTER_MAX_MS = 15 * 60_000;
+
+/** The backoff, or the wait the service asked for when that is longer (up to RETRY_AFTER_MAX_MS). */
+export function retryDelay(backoffMs: number, retryAfterMs: number | undefined): number {
+  return Math.max(backoffMs, Math.min(retryAfterMs ?? 0, RETRY_AFTER_MAX_MS));
+}
 
 function classify(err: unknown, timeoutMs: number): Classified {
   const ended = (info: JobErrorInfo, transient: boolean) => ({ info, transient, bug: false, outage: false });
@@ -147,7 +159,7 @@ function classify(err: unknown, timeoutMs: number): Classified {
     if (err.why === 'timeout') return ended({ code: 'timeout', detail: `The job took longer than ${timeoutMs} ms.` }, true);
     return err.why === 'shutdown' ? 'released' : 'lost';
   }
-  if (err instanceof TransientJobError) return ended({ code: err.code, detail: err.detail }, true);
+  if (err instanceof TransientJobError) return { ...ended({ code: err.code, detail: err.detail }, true), retryAfterMs: err.retryAfterMs };
   if (err instanceof PermanentJobError || err instanceof JobError) return ended({ code: err.code, detail: err.detail }, false);
   const outage = outageOf(err);
   if (outage) return { ...ended({ code: outage.code, detail: outage.detail }, true), outage: true };

@@ -104,6 +104,22 @@ describe('provider failures', () => {
     expect([job.status, job.attempts]).toEqual(['completed', 2]);
   });
 
+  it("holds the retry of a 429 back for the provider's Retry-After", async () => {
+    fake.script.push({ ...RATE_LIMITED, retryAfter: '45' });
+    const started = Date.now();
+    const { initId } = await startEdit(server.url, SERVICE);
+    const { job_id: jobId } = await server.ctx.db.kysely.selectFrom('ai_processes').select('job_id').where('init_id', '=', initId).executeTakeFirstOrThrow();
+    const row = () => server.ctx.db.kysely.selectFrom('jobs').select(['status', 'attempts', 'run_after']).where('job_id', '=', jobId as string).executeTakeFirstOrThrow();
+    for (let tries = 0; !((await row()).status === 'queued' && (await row()).attempts === 1); tries++) {
+      expect(tries).toBeLessThan(250);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(Date.parse((await row()).run_after) - started).toBeGreaterThanOrEqual(44_000);
+    expect(fake.received).toHaveLength(1);
+    // Out of the way of the tests after this one, which script the fake's next answers.
+    await server.ctx.db.kysely.updateTable('jobs').set({ status: 'cancelled', finished_at: new Date().toISOString() }).where('job_id', '=', jobId as string).execute();
+  });
+
   it('retries a 500 too', async () => {
     fake.script.push({ kind: 'error', status: 500, message: 'The server had an error', type: 'server_error', code: null });
     const { initId } = await startEdit(server.url, SERVICE);

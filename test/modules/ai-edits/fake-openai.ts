@@ -12,7 +12,7 @@ import sharp from 'sharp';
 
 export type Answer =
   | { kind: 'ok' }
-  | { kind: 'error'; status: number; message: string; type: string; code: string | null }
+  | { kind: 'error'; status: number; message: string; type: string; code: string | null; retryAfter?: string }
   /** Never answers (until the server closes). */
   | { kind: 'hang' }
   | { kind: 'not_json' }
@@ -48,7 +48,7 @@ export const REFUSAL: Answer = {
   code: 'moderation_blocked',
 };
 
-export const RATE_LIMITED: Answer = { kind: 'error', status: 429, message: 'Rate limit reached for images per minute.', type: 'requests', code: 'rate_limit_exceeded' };
+export const RATE_LIMITED = { kind: 'error', status: 429, message: 'Rate limit reached for images per minute.', type: 'requests', code: 'rate_limit_exceeded' } satisfies Answer;
 
 function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json' });
@@ -91,6 +91,7 @@ export async function startFakeOpenAI(): Promise<FakeOpenAI> {
         case 'ok':
           return sendJson(res, 200, { created: Math.floor(Date.now() / 1000), data: [{ b64_json: fake.result.toString('base64') }] });
         case 'error':
+          if (answer.retryAfter !== undefined) res.setHeader('retry-after', answer.retryAfter);
           return sendJson(res, answer.status, { error: { message: answer.message, type: answer.type, code: answer.code, param: null } });
         case 'hang':
           hanging.add(res);

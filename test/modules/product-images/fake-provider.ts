@@ -20,7 +20,8 @@ export type Product =
   | { kind: 'slow'; delayMs: number; name: string; image: string }
   /** Answers 404 after this long, so several jobs are in flight together. */
   | { kind: 'slow_missing'; delayMs: number }
-  | { kind: 'status'; status: number }
+  /** Answers this status (with this Retry-After header, when given). */
+  | { kind: 'status'; status: number; retryAfter?: string }
   /** Answers exactly this (a maintenance page, a broken answer). */
   | { kind: 'raw'; status: number; type: string; body: string };
 
@@ -86,6 +87,7 @@ export async function startFakeProvider(): Promise<FakeProvider> {
         case 'no_image':
           return sendJson(res, 200, { code, status: 1, product: { product_name: p.name } });
         case 'status':
+          if (p.retryAfter !== undefined) res.setHeader('retry-after', p.retryAfter);
           return sendJson(res, p.status, { status: 0 });
         case 'raw':
           res.writeHead(p.status, { 'content-type': p.type });

@@ -170,6 +170,29 @@ describe('transient failures are retried with backoff', () => {
     expect(provider.productHits(code)).toBe(3);
   });
 
+  it('a 429 naming a Retry-After is asked again no sooner than that, not after the backoff', async () => {
+    const code = ean13(next++);
+    provider.products.set(code, { kind: 'status', status: 429, retryAfter: '60' });
+    const asked = Date.now();
+    const { status, body } = await requestFetch(server.url, alice.headers, { ean_code: code });
+    expect(status).toBe(202);
+    const jobId = body.job_id as string;
+    const row = async () => server.ctx.db.kysely.selectFrom('jobs').select(['status', 'attempts', 'run_after']).where('job_id', '=', jobId).executeTakeFirstOrThrow();
+    for (let tries = 0; ; tries++) {
+      const now = await row();
+      if (now.status === 'queued' && now.attempts === 1) break;
+      expect(tries).toBeLessThan(250);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    // Queued for its second attempt a minute on (the backoff alone says 2 s), its error saying why.
+    expect(Date.parse((await row()).run_after) - asked).toBeGreaterThanOrEqual(59_000);
+    const job = (await (await fetch(`${server.url}/api/v1/jobs/${jobId}`, { headers: alice.headers })).json()) as { status: string; error: { code: string } };
+    expect(job).toMatchObject({ status: 'queued', error: { code: 'source_unreachable' } });
+    expect(provider.productHits(code)).toBe(1);
+    // Out of the way of the tests after this one: the job would wait its minute in the queue.
+    await server.ctx.db.kysely.updateTable('jobs').set({ status: 'cancelled', finished_at: new Date().toISOString() }).where('job_id', '=', jobId).execute();
+  });
+
   it('an answer slower than the total timeout is given up on and retried', async () => {
     // The answer would come at twice SHORT_TIMEOUT's 1.5 s total timeout, whose clock starts before the request is
     // sent: the timeout always fires first, and an attempt that waited longer would complete the job.

@@ -6,7 +6,7 @@ import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { FetchError, findFetchError, isBlockedAddress, safeFetch, type SafeFetchOptions } from '../../../src/platform/fetch/index.js';
+import { FetchError, findFetchError, isBlockedAddress, retryAfterMs, safeFetch, type SafeFetchOptions } from '../../../src/platform/fetch/index.js';
 import { guardedWebFetch } from '../../../src/platform/fetch/web.js';
 import { tempDataDir } from '../../helpers/config.js';
 
@@ -65,6 +65,8 @@ function route(req: IncomingMessage, res: ServerResponse): void {
     res.end('internal');
   } else if (p === '/status') {
     res.statusCode = Number(url.searchParams.get('code'));
+    const wait = url.searchParams.get('retry-after');
+    if (wait !== null) res.setHeader('retry-after', wait);
     res.end('nope');
   } else {
     res.statusCode = 404;
@@ -319,6 +321,17 @@ describe('safeFetch', () => {
     const busy = await fetchError(`${base}/status?code=503`, opts());
     expect([busy.code, busy.status, busy.transient]).toEqual(['http_status', 503, true]);
     expect((await fetchError(`${base}/status?code=429`, opts())).transient).toBe(true);
+  });
+
+  it("carries the server's Retry-After on an error status, in seconds or as a date", async () => {
+    expect((await fetchError(`${base}/status?code=429&retry-after=60`, opts())).retryAfterMs).toBe(60_000);
+    const at = new Date(Date.now() + 120_000).toUTCString();
+    const dated = (await fetchError(`${base}/status?code=503&retry-after=${encodeURIComponent(at)}`, opts())).retryAfterMs ?? 0;
+    expect(dated).toBeGreaterThan(115_000);
+    expect(dated).toBeLessThanOrEqual(120_000);
+    expect((await fetchError(`${base}/status?code=429`, opts())).retryAfterMs).toBeUndefined();
+    expect((await fetchError(`${base}/status?code=429&retry-after=soon`, opts())).retryAfterMs).toBeUndefined();
+    expect(retryAfterMs('Wed, 21 Oct 2015 07:28:00 GMT')).toBe(0);
   });
 
   it('reports a 408 Request Timeout as transient', async () => {

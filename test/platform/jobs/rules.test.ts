@@ -3,6 +3,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../../src/clock.js';
 import { abortWhy, BullJobRunner, LocalJobRunner, PermanentJobError, TransientJobError, type AbortWhy } from '../../../src/platform/jobs/index.js';
+import { RETRY_AFTER_MAX_MS, retryDelay } from '../../../src/platform/jobs/execute.js';
 import { backoffDelay } from '../../../src/platform/jobs/registry.js';
 import { dropRedisPrefix, ENVS, newPrefix, silentLog, TEST_REDIS_URL, whenAborted, type Store } from './harness.js';
 
@@ -25,6 +26,16 @@ describe('backoffDelay', () => {
     expect([1, 2, 3].map((attempt) => backoffDelay(backoff, attempt))).toEqual([1000, 2000, 4000]);
     expect(backoffDelay(backoff, 4)).toBe(5000);
     expect(backoffDelay(backoff, 10)).toBe(5000);
+  });
+});
+
+describe('retryDelay', () => {
+  it("waits the longer of the backoff and the service's Retry-After, that at most 15 minutes", () => {
+    expect(retryDelay(2000, undefined)).toBe(2000);
+    expect(retryDelay(2000, 500)).toBe(2000);
+    expect(retryDelay(2000, 60_000)).toBe(60_000);
+    expect(RETRY_AFTER_MAX_MS).toBe(15 * 60_000);
+    expect(retryDelay(2000, 24 * 60 * 60_000)).toBe(RETRY_AFTER_MAX_MS);
   });
 });
 
@@ -68,6 +79,24 @@ describe.each(LOCAL_ENVS)('job rules: $name', (env) => {
       const { job_id } = await jobs.enqueue('slow-once', {}, { userId: 'u1' });
       expect(await jobs.waitFor(job_id, 4000)).toMatchObject({ status: 'completed', attempts: 2, result: 'in time', error: null });
       expect(calls).toBe(2);
+    });
+
+    it("holds a retry back for the wait the failing service asked for (its Retry-After), beyond the backoff", async () => {
+      const jobs = runner();
+      jobs.register('rate-limited', async () => {
+        throw new TransientJobError('source_unreachable', 'The product database answered 429.', 60_000);
+      }, { maxAttempts: 3, backoff: { delayMs: 10 } });
+      await jobs.start();
+      const before = Date.now();
+      const { job_id } = await jobs.enqueue('rate-limited', {}, { userId: 'u1' });
+      const row = await until(async () => {
+        const r = await store.db.kysely.selectFrom('jobs').select(['status', 'attempts', 'run_after']).where('job_id', '=', job_id).executeTakeFirst();
+        return r?.status === 'queued' && r.attempts === 1 ? r : undefined;
+      });
+      // Queued with its first attempt spent, to run again a minute on, not after the 10 ms backoff.
+      expect(Date.parse(row.run_after) - before).toBeGreaterThanOrEqual(59_000);
+      expect(Date.parse(row.run_after) - Date.now()).toBeLessThanOrEqual(60_000);
+      expect((await jobs.get(job_id))?.attempts).toBe(1);
     });
 
     it('clamps the progress a running handler reports to 0..1, as read while it still runs', async () => {

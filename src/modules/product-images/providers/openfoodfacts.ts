@@ -61,10 +61,10 @@ export class OpenFoodFactsProvider implements ProductProvider {
   }
 
   async lookup(eanCode: string, signal: AbortSignal): Promise<ProductInfo> {
-    const { status, body } = await this.getJson(this.productUrl(eanCode), signal);
+    const { status, body, retryAfterMs } = await this.getJson(this.productUrl(eanCode), signal);
     if (status === 404) throw new PermanentJobError('not_found', `The product database has no product with barcode ${eanCode}.`);
     if (status === 408 || status === 429 || status >= 500) {
-      throw new TransientJobError('source_unreachable', `The product database answered ${status}.`);
+      throw new TransientJobError('source_unreachable', `The product database answered ${status}.`, retryAfterMs);
     }
     if (status < 200 || status >= 300) throw new PermanentJobError('source_unreachable', `The product database answered ${status}.`);
     const answer = (typeof body === 'object' && body !== null ? body : {}) as OffAnswer;

@@ -16,6 +16,8 @@ export interface ProductInfo {
 export interface JsonAnswer {
   status: number;
   body: unknown;
+  /** The wait an error answer asked for (its Retry-After), when it named one. */
+  retryAfterMs?: number;
 }
 
 /** The one outbound call a provider may make; the job supplies it, SSRF-guarded and bounded. */

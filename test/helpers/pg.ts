@@ -35,3 +35,21 @@ export async function createTestDatabase(): Promise<{ url: string; drop: () => P
     },
   };
 }
+
+/** The error a query gets when its connection is dropped under it (pg_terminate_backend), from the real server at `url`. */
+export async function droppedConnectionError(url: string): Promise<unknown> {
+  const [victim, admin] = [new pg.Client({ connectionString: url }), new pg.Client({ connectionString: url })];
+  victim.on('error', () => undefined);
+  await Promise.all([victim.connect(), admin.connect()]);
+  try {
+    const pid = (await victim.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]?.pid;
+    const sleeping = victim.query('select pg_sleep(10)').then(() => undefined, (err: unknown) => err);
+    while ((await admin.query(`select 1 from pg_stat_activity where pid = $1 and query like 'select pg_sleep%'`, [pid])).rows.length === 0) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await admin.query('select pg_terminate_backend($1)', [pid]);
+    return await sleeping;
+  } finally {
+    await Promise.all([victim.end().catch(() => undefined), admin.end()]);
+  }
+}

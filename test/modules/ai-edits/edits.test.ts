@@ -5,6 +5,7 @@ import type { TestServer } from '../../helpers/server.js';
 import { RATE_LIMITED, REFUSAL, startFakeOpenAI, type FakeOpenAI } from './fake-openai.js';
 import { JPEG, SERVICE, expectFailure, post, startAiServer, startEdit, upload, waitForEnd } from './server.js';
 import { cacheKey, type ProcessView } from '../../../src/modules/ai-edits/service.js';
+import { until } from '../../helpers/until.js';
 
 let fake: FakeOpenAI;
 let server: TestServer;
@@ -110,11 +111,11 @@ describe('provider failures', () => {
     const { initId } = await startEdit(server.url, SERVICE);
     const { job_id: jobId } = await server.ctx.db.kysely.selectFrom('ai_processes').select('job_id').where('init_id', '=', initId).executeTakeFirstOrThrow();
     const row = () => server.ctx.db.kysely.selectFrom('jobs').select(['status', 'attempts', 'run_after']).where('job_id', '=', jobId as string).executeTakeFirstOrThrow();
-    for (let tries = 0; !((await row()).status === 'queued' && (await row()).attempts === 1); tries++) {
-      expect(tries).toBeLessThan(250);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    expect(Date.parse((await row()).run_after) - started).toBeGreaterThanOrEqual(44_000);
+    const waiting = await until(async () => {
+      const now = await row();
+      return now.status === 'queued' && now.attempts === 1 && now;
+    });
+    expect(Date.parse(waiting.run_after) - started).toBeGreaterThanOrEqual(44_000);
     expect(fake.received).toHaveLength(1);
     // Out of the way of the tests after this one, which script the fake's next answers.
     await server.ctx.db.kysely.updateTable('jobs').set({ status: 'cancelled', finished_at: new Date().toISOString() }).where('job_id', '=', jobId as string).execute();

@@ -10,11 +10,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runAiEdit } from '../../../src/modules/ai-edits/job.js';
 import { createImageEditor } from '../../../src/modules/ai-edits/provider.js';
 import type { JobContext } from '../../../src/platform/jobs/index.js';
-import { createTestDatabase, hasPostgres } from '../../helpers/pg.js';
+import { createTestDatabase, droppedConnectionError, hasPostgres } from '../../helpers/pg.js';
 import type { TestServer } from '../../helpers/server.js';
 import { SERVICE, startAiServer, startEdit, waitForEnd } from './server.js';
+import { until } from '../../helpers/until.js';
 
-/** The image edit API, holding each answer until the test lets it go (`answerNext`), or answering at once after `open`. */
+/** The image edit API, holding each answer until the test lets it go (`answerNext`), or answering at once after `open` (until `shut`). */
 async function gatedModel() {
   const result = await sharp({ create: { width: 96, height: 64, channels: 3, background: '#336699' } }).png().toBuffer();
   const held: Array<() => void> = [];
@@ -41,18 +42,11 @@ async function gatedModel() {
       gated = false;
       for (const answer of held.splice(0)) answer();
     },
+    shut() {
+      gated = true;
+    },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
-}
-
-async function until<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 describe.skipIf(!hasPostgres)(`an AI edit whose database connection drops mid-job${hasPostgres ? '' : ' (skipped: TEST_DATABASE_URL is not set)'}`, () => {
@@ -107,10 +101,12 @@ describe.skipIf(!hasPostgres)(`an AI edit whose database connection drops mid-jo
   });
 
   it('leaves the process processing when the attempt that met the outage is not the last (the job runs again)', async () => {
+    // The real job waits on the model meanwhile (held, as the test before left it open); this attempt runs beside it, as a first attempt of four.
+    model.shut();
+    const receivedBefore = model.received();
     const { initId } = await startEdit(server.url, SERVICE);
-    // The real job waits on the model meanwhile; this attempt runs beside it, as a first attempt of four.
-    await until(() => model.received() > 0);
-    const dropped = await droppedConnectionError();
+    await until(() => model.received() > receivedBefore);
+    const dropped = await droppedConnectionError(database.url);
     const attempt: JobContext = {
       jobId: 'outage-attempt',
       type: 'ai_edit',
@@ -128,14 +124,4 @@ describe.skipIf(!hasPostgres)(`an AI edit whose database connection drops mid-jo
     model.open();
     expect(await waitForEnd(server.url, SERVICE, initId)).toMatchObject({ status: 'completed' });
   });
-
-  /** The error a query gets when its connection is dropped under it (pg_terminate_backend), from a real server. */
-  async function droppedConnectionError(): Promise<unknown> {
-    const [victim, admin] = [await session(), await session()];
-    const pid = (await victim.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
-    const sleeping = victim.query('select pg_sleep(10)').then(() => undefined, (err: unknown) => err);
-    await until(async () => (await admin.query(`select 1 from pg_stat_activity where pid = $1 and query like 'select pg_sleep%'`, [pid])).rows.length > 0);
-    await admin.query('select pg_terminate_backend($1)', [pid]);
-    return sleeping;
-  }
 });

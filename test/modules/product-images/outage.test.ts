@@ -3,51 +3,28 @@
  * so the attempt keeps the barcode's lease through the backoff, as for any transient failure, rather than freeing
  * it for another job to ask the provider in its place.
  */
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EanFetcher } from '../../../src/modules/product-images/fetch-job.js';
 import * as repo from '../../../src/modules/product-images/repo.js';
 import type { JobContext } from '../../../src/platform/jobs/index.js';
-import { createTestDatabase, hasPostgres } from '../../helpers/pg.js';
+import { createTestDatabase, droppedConnectionError, hasPostgres } from '../../helpers/pg.js';
 import { startServer, type TestServer } from '../../helpers/server.js';
 
 describe.skipIf(!hasPostgres)(`an ean_fetch attempt whose database connection drops${hasPostgres ? '' : ' (skipped: TEST_DATABASE_URL is not set)'}`, () => {
   let database: Awaited<ReturnType<typeof createTestDatabase>>;
   let server: TestServer;
-  const sessions: pg.Client[] = [];
 
   beforeAll(async () => {
     database = await createTestDatabase();
     server = await startServer({ DATABASE_URL: database.url });
   });
   afterAll(async () => {
-    for (const s of sessions) await s.end().catch(() => undefined);
     await server?.close();
     await database?.drop();
   });
 
-  async function session(): Promise<pg.Client> {
-    const client = new pg.Client({ connectionString: database.url });
-    client.on('error', () => undefined);
-    await client.connect();
-    sessions.push(client);
-    return client;
-  }
-
-  /** The error a query gets when its connection is dropped under it (pg_terminate_backend), from a real server. */
-  async function droppedConnectionError(): Promise<unknown> {
-    const [victim, admin] = [await session(), await session()];
-    const pid = (await victim.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
-    const sleeping = victim.query('select pg_sleep(10)').then(() => undefined, (err: unknown) => err);
-    while ((await admin.query(`select 1 from pg_stat_activity where pid = $1 and query like 'select pg_sleep%'`, [pid])).rows.length === 0) {
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    await admin.query('select pg_terminate_backend($1)', [pid]);
-    return sleeping;
-  }
-
   it('keeps the barcode\'s lease when the attempt that met the outage is not the last', async () => {
-    const dropped = await droppedConnectionError();
+    const dropped = await droppedConnectionError(database.url);
     let asked = 0;
     const fetcher = new EanFetcher(server.ctx, {
       provider: () => ({

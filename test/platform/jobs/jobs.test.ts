@@ -4,22 +4,12 @@ import { systemClock } from '../../../src/clock.js';
 import { createJobRunner, DeferJob, PermanentJobError, TransientJobError, type JobRunner } from '../../../src/platform/jobs/index.js';
 import { testConfig } from '../../helpers/config.js';
 import { dropRedisPrefix, ENVS, makeRunner, newPrefix, silentLog, sqliteStore, TEST_REDIS_URL, whenAborted, type Store } from './harness.js';
+import { until } from '../../helpers/until.js';
 
 const JOB_KEYS = [
   'attempts', 'created_at', 'error', 'finished_at', 'input', 'job_id', 'max_attempts',
   'progress', 'result', 'started_at', 'status', 'type', 'user_id',
 ];
-
-/** Resolves once `check` does, polling; the suite waits on behaviour, never on wall-clock guesses. */
-async function until<T>(check: () => Promise<T | undefined | false>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /**
  * Runs `total` jobs that each wait at a gate of their own and opens the gates

@@ -12,16 +12,7 @@ import { tempDataDir } from '../../helpers/config.js';
 import { hasPostgres } from '../../helpers/pg.js';
 import { tcpRelay, type TcpRelay } from '../../helpers/relay.js';
 import { dropRedisPrefix, newPrefix, postgresStore, silentLog, TEST_REDIS_URL, whenAborted, type Store } from './harness.js';
-
-async function until<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+import { until } from '../../helpers/until.js';
 
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
 afterEach(async () => {

@@ -6,17 +6,7 @@ import { abortWhy, BullJobRunner, LocalJobRunner, PermanentJobError, TransientJo
 import { RETRY_AFTER_MAX_MS, retryDelay } from '../../../src/platform/jobs/execute.js';
 import { backoffDelay } from '../../../src/platform/jobs/registry.js';
 import { dropRedisPrefix, ENVS, newPrefix, silentLog, TEST_REDIS_URL, whenAborted, type Store } from './harness.js';
-
-/** Resolves once `check` does, polling every 20 ms. */
-async function until<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+import { until } from '../../helpers/until.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

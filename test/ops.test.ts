@@ -610,4 +610,22 @@ describe.skipIf(!hasPostgres)('a probe that hangs', () => {
       }
     });
   });
+
+  it('answers a request whose database connection drops under it 503 database_unavailable, and the next ones as usual', async () => {
+    await withRelayedPostgres(async (s, relay) => {
+      const user = await registerUser(s.url);
+      relay.hold();
+      const hung = fetch(`${s.url}/users/me`, { headers: user.headers, signal: AbortSignal.timeout(20_000) });
+      await expect.poll(() => relay.heldCount()).toBeGreaterThan(0);
+      relay.dropConnections();
+      relay.release();
+      // The client may try again: a 500 would say the request itself broke something.
+      await expectProblem(await hung, 503, 'database_unavailable');
+      for (let i = 0; ; i++) {
+        if ((await fetch(`${s.url}/users/me`, { headers: user.headers })).status === 200) break;
+        expect(i, 'the server never reconnected').toBeLessThan(50);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    });
+  });
 });

@@ -7,6 +7,7 @@ import { METHODS, STATUS_CODES, type IncomingMessage, type ServerResponse } from
 import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { DomainError, type FieldError } from '../../errors.js';
+import { isDatabaseConnectionLost } from '../db/failures.js';
 import { drainUnreadBody, readOutBound } from './drain.js';
 import { UNMATCHED } from './requests.js';
 
@@ -128,12 +129,16 @@ export function toProblem(error: unknown): Problem {
 
 /**
  * A disk or database that cannot take the write (full, over quota, mounted
- * read-only): a 503 that says so, for the client and for whoever reads the
- * answer, where a 500 would say nothing. The cause is logged like any 5xx.
- * Looked for on the error and its causes.
+ * read-only) or a database connection lost under the request (a restart, a
+ * proxy dropping it): a 503 that says so, for the client and for whoever
+ * reads the answer, where a 500 would say nothing. The cause is logged like
+ * any 5xx. Looked for on the error and its causes.
  */
 function storageFailure(error: unknown): Problem | undefined {
   for (let e = error, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+    if (isDatabaseConnectionLost(e)) {
+      return problem(503, 'database_unavailable', 'The database connection was lost while this request was being answered; try again shortly.');
+    }
     const code = (e as NodeJS.ErrnoException).code ?? '';
     if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL') {
       return problem(503, 'storage_full', 'The server has no room left to store this; try again once space has been freed.');

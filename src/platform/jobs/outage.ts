@@ -9,29 +9,25 @@
  * lease, fail a process) asks `outageOf` too, so it agrees with the runner.
  */
 import { DatabaseBusy } from '../../errors.js';
+import { isDatabaseConnectionLost } from '../db/failures.js';
 import { JobError, TransientJobError } from './errors.js';
 
 /**
- * PostgreSQL SQLSTATEs: class 08 (connection exception), 57P01-57P03 (admin
- * shutdown, crash shutdown, cannot connect now), 40001 and 40P01
- * (serialization failure, deadlock: the transaction was rolled back and may
- * simply run again), 53300 (too many connections).
+ * PostgreSQL SQLSTATEs 40001 and 40P01 (serialization failure, deadlock: the
+ * transaction was rolled back and may simply run again).
  */
-const RETRYABLE_SQLSTATE = /^(08[0-9A-Z]{3}|57P0[123]|40001|40P01|53300)$/;
+const ROLLED_BACK_SQLSTATE = new Set(['40001', '40P01']);
 
 /** A socket's errors: the peer went away, or cannot be reached for now. */
 const NETWORK_ERRNO = new Set(['ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
-
-/** pg's own errors for a connection lost or not made, which carry no code. */
-const PG_CONNECTION_LOST = /^(Connection terminated|Client has encountered a connection error|timeout exceeded when trying to connect)/;
 
 /** How deep into `cause` to look: Kysely and Kiln wrap at most a couple of times. */
 const CAUSE_DEPTH = 4;
 
 function isConnectionFailure(e: Error): boolean {
   const code = (e as { code?: unknown }).code;
-  if (typeof code === 'string' && (RETRYABLE_SQLSTATE.test(code) || NETWORK_ERRNO.has(code))) return true;
-  return PG_CONNECTION_LOST.test(e.message);
+  if (typeof code === 'string' && (ROLLED_BACK_SQLSTATE.has(code) || NETWORK_ERRNO.has(code))) return true;
+  return isDatabaseConnectionLost(e);
 }
 
 /**

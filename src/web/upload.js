@@ -414,18 +414,22 @@ function sendPhoto(project, file, signal, mayRenew) {
 
 async function watchJob(jobId, signal) {
   let wait = POLL_FIRST_MS;
+  let seen = 'not read yet';
   for (;;) {
     const response = await api(`/api/v1/jobs/${encodeURIComponent(jobId)}`, signal);
     const job = await readJson(response);
     if (signal.aborted) throw ended();
     if (response.status === 429) {
-      // Rate limited: the job goes on regardless; look again when the server says.
-      await sleep(Math.max(1, Number(response.headers.get('retry-after')) || 5) * 1000, signal);
+      // Rate limited: the job goes on regardless; look again when the server says, and say that the status shown may be old.
+      const seconds = Math.max(1, Number(response.headers.get('retry-after')) || 5);
+      $('job-status').textContent = `${seen}, as last seen (too many requests: looking again in ${seconds} s)`;
+      await sleep(seconds * 1000, signal);
       continue;
     }
     if (!response.ok) throw new Error(describe(job, `The job could not be read (${response.status}).`));
     const retry = job.status === 'queued' && job.attempts > 0 ? ` (attempt ${job.attempts + 1} of ${job.max_attempts} soon)` : '';
-    $('job-status').textContent = `${job.status}${retry}`;
+    seen = `${job.status}${retry}`;
+    $('job-status').textContent = seen;
     if (job.status === 'completed' || job.status === 'failed' || job.status === 'cancelled') return job;
     await sleep(wait, signal);
     wait = Math.min(POLL_MAX_MS, Math.round(wait * 1.5));

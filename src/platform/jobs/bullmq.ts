@@ -177,7 +177,12 @@ export class BullJobRunner extends BaseRunner {
     // Bounded: a worker whose database does not answer must not sit on the job while Redis renews its lock.
     // The failure hands the job back to BullMQ (after its 1 s backoff), for a worker that can reach the database.
     const claim = this.store.claimById(bull.data.jobId, this.workerId, this.lockDurationMs);
-    const row = await bounded(claim, this.lockDurationMs, 'the database did not answer the claim of a job in time');
+    const row = await bounded(claim, this.lockDurationMs, 'the database did not answer the claim of a job in time').catch((err: unknown) => {
+      // The claim may still land later: the row is given straight back then (its attempt too), rather than
+      // left leased to a run that never starts, which costs a recovery once the lease has run out.
+      claim.then((late) => late && this.store.release(late.job_id, this.workerId)).catch(() => undefined);
+      throw err;
+    });
     if (!row) {
       // Another run holds a live lease (its worker lost Redis, not its life): ask again once the lease
       // would have run out, counting no attempt. It ends the job itself, or its lease runs out and this takes over.

@@ -253,5 +253,27 @@ describe.skipIf(!hasPostgres)(`a runner cut off from PostgreSQL mid-job${hasPost
       expect(await healthy.waitFor(job_id, 10_000)).toMatchObject({ status: 'completed', attempts: 1, result: 'done by the worker that reaches the database' });
       expect(ran).toEqual(['healthy']);
     });
+
+    it('a claim the database answers only after the worker gave up on it is given straight back, costing no attempt and no recovery', async () => {
+      const store = await pgStore();
+      const { runner: slow, relay } = await cutOffRunner(store, worker);
+      slow.register('quick', async () => 'done once the database answers again');
+      await slow.start();
+      relay.hold();
+      // Enqueues and reads only: never started, it takes no job.
+      const enqueuer = worker(store.db);
+      enqueuer.register('quick', async () => 'never run');
+      const { job_id } = await enqueuer.enqueue('quick', {}, { userId: 'u1' });
+      const { Queue } = await import('bullmq');
+      const queue = new Queue('jobs', { connection: { url: TEST_REDIS_URL as string }, prefix });
+      cleanups.push(() => queue.close());
+      await until(async () => (await queue.getJobState(job_id)) === 'active');
+      // Past the claim's bound (the 1 s lock): the worker has given up on it; then the held claim reaches the database.
+      await new Promise((r) => setTimeout(r, 1500));
+      relay.release();
+      expect(await enqueuer.waitFor(job_id, 15_000)).toMatchObject({ status: 'completed', attempts: 1, result: 'done once the database answers again' });
+      // Left leased to a run that never started, the row would have been taken over as a recovery.
+      expect((await enqueuer.store.get(job_id))?.recoveries).toBe(0);
+    });
   });
 });

@@ -75,6 +75,8 @@ export async function executeJob(row: JobRow, deps: ExecuteDeps, controller: Abo
   const jobLog = log.child({ jobId: job.job_id, type: job.type, attempt: job.attempts });
   const timeout = setTimeout(() => controller.abort(new AbortReason('timeout')), spec.timeoutMs);
   const lease = new LeaseWatch(leaseMs);
+  // Six looks a lease: a renewal whose answer is slow (one is out at a time) is followed by the next soon after,
+  // not a third of a lease later, which let a single answer slower than a third of a lease end the run.
   const heartbeat = setInterval(() => {
     // Past the lease with no renewal confirmed, another runner may hold the job: stop rather than run it
     // twice, or (BullMQ) hold it from the workers that can reach the database until the job's timeout.
@@ -87,7 +89,7 @@ export async function executeJob(row: JobRow, deps: ExecuteDeps, controller: Abo
       (held) => held === false && controller.abort(new AbortReason('lost')),
       (err: unknown) => jobLog.warn({ err }, 'job heartbeat failed'),
     );
-  }, Math.max(50, Math.floor(leaseMs / 3)));
+  }, Math.max(50, Math.floor(leaseMs / 6)));
   const aborted = new Promise<never>((_, reject) => {
     const onAbort = () => reject(controller.signal.reason);
     if (controller.signal.aborted) onAbort();

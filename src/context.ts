@@ -91,7 +91,10 @@ async function storedSecret(dataDir: string, name: string, log: Logger): Promise
   await mkdir(dir, { recursive: true, mode: 0o700 });
   // A draft outlives its process only when a kill came between writing and removing it; another
   // process's draft lives for milliseconds.
-  await sweepStaleFiles(dir, STALE_DRAFT_MS, Date.now(), (entry) => entry.startsWith(`${name}.`) && entry.endsWith('.tmp'));
+  // Only tidiness: a draft that cannot be removed (permissions) must not stop a start that can read its secret.
+  await sweepStaleFiles(dir, STALE_DRAFT_MS, Date.now(), (entry) => entry.startsWith(`${name}.`) && entry.endsWith('.tmp')).catch((err: unknown) =>
+    log.warn({ err, dir }, 'could not remove a stale draft of a secret'),
+  );
   for (let attempt = 0; attempt < 3; attempt++) {
     const existing = await readFile(file, 'utf8').then((text) => text.trim(), (err: unknown) => (isMissing(err) ? undefined : Promise.reject(err)));
     if (existing) return existing;

@@ -414,7 +414,7 @@ function sendPhoto(project, file, signal, mayRenew) {
 
 async function watchJob(jobId, signal) {
   let wait = POLL_FIRST_MS;
-  let seen = 'not read yet';
+  let seen;
   for (;;) {
     const response = await api(`/api/v1/jobs/${encodeURIComponent(jobId)}`, signal);
     const job = await readJson(response);
@@ -422,7 +422,8 @@ async function watchJob(jobId, signal) {
     if (response.status === 429) {
       // Rate limited: the job goes on regardless; look again when the server says, and say that the status shown may be old.
       const seconds = Math.max(1, Number(response.headers.get('retry-after')) || 5);
-      $('job-status').textContent = `${seen}, as last seen (too many requests: looking again in ${seconds} s)`;
+      const shown = seen === undefined ? 'not known yet' : `${seen}, as last seen`;
+      $('job-status').textContent = `${shown} (too many requests: looking again in ${seconds} s)`;
       await sleep(seconds * 1000, signal);
       continue;
     }

@@ -89,9 +89,8 @@ async function storedSecret(dataDir: string, name: string, log: Logger): Promise
   const dir = path.join(dataDir, 'secrets');
   const file = path.join(dir, name);
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  // A draft outlives its process only when a kill came between writing and removing it; another
-  // process's draft lives for milliseconds.
-  // Only tidiness: a draft that cannot be removed (permissions) must not stop a start that can read its secret.
+  // A draft outlives its process only when a kill came between writing and removing it (another process's
+  // lives for milliseconds). Only tidiness: one that cannot be removed must not stop a start that can read its secret.
   await sweepStaleFiles(dir, STALE_DRAFT_MS, Date.now(), (entry) => entry.startsWith(`${name}.`) && entry.endsWith('.tmp')).catch((err: unknown) =>
     log.warn({ err, dir }, 'could not remove a stale draft of a secret'),
   );

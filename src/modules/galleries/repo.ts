@@ -70,11 +70,7 @@ export async function firstImageId(tx: Tx, projectId: string): Promise<string | 
 }
 
 /** Image columns as a LEFT JOIN returns them: all null when there is no image. */
-interface JoinedImage extends JoinedListedImage {
-  variants: string | null;
-}
-
-interface JoinedListedImage {
+interface JoinedImage {
   image_id: string | null;
   project_id: string | null;
   seq: number | null;
@@ -82,6 +78,7 @@ interface JoinedListedImage {
   height: number | null;
   bytes: number | null;
   sha256: string | null;
+  variants: string | null;
   created_at: string | null;
 }
 
@@ -116,8 +113,8 @@ export async function listProject(db: Tx, projectId: string): Promise<ProjectLis
     .execute();
   const first = rows[0];
   if (!first) return undefined;
-  // Every column is NOT NULL in the table, so a present image_id means a whole row.
-  const images = rows.filter((r: JoinedListedImage) => r.image_id !== null) as ListedImage[];
+  // As joinedImage: a present image_id means a whole row.
+  const images = rows.filter((r) => r.image_id !== null) as ListedImage[];
   return {
     project: { project_id: first.p_project_id, owner_id: first.p_owner_id, primary_image_id: first.p_primary_image_id },
     images,

@@ -9,11 +9,11 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runAiEdit } from '../../../src/modules/ai-edits/job.js';
 import { createImageEditor } from '../../../src/modules/ai-edits/provider.js';
-import type { JobContext } from '../../../src/platform/jobs/index.js';
 import { createTestDatabase, droppedConnectionError, hasPostgres } from '../../helpers/pg.js';
 import type { TestServer } from '../../helpers/server.js';
 import { SERVICE, startAiServer, startEdit, waitForEnd } from './server.js';
 import { until } from '../../helpers/until.js';
+import { firstAttempt } from '../../platform/jobs/harness.js';
 
 /** The image edit API, holding each answer until the test lets it go (`answerNext`), or answering at once after `open` (until `shut`). */
 async function gatedModel() {
@@ -107,17 +107,7 @@ describe.skipIf(!hasPostgres)(`an AI edit whose database connection drops mid-jo
     const { initId } = await startEdit(server.url, SERVICE);
     await until(() => model.received() > receivedBefore);
     const dropped = await droppedConnectionError(database.url);
-    const attempt: JobContext = {
-      jobId: 'outage-attempt',
-      type: 'ai_edit',
-      userId: null,
-      createdAt: new Date().toISOString(),
-      attempt: 1,
-      maxAttempts: 4,
-      signal: new AbortController().signal,
-      log: server.ctx.log,
-      report: () => Promise.reject(dropped),
-    };
+    const attempt = firstAttempt('ai_edit', 4, server.ctx.log, dropped);
     await expect(runAiEdit(server.ctx, createImageEditor(server.ctx.config), { init_id: initId }, attempt)).rejects.toBe(dropped);
     const row = await server.ctx.db.kysely.selectFrom('ai_processes').select('status').where('init_id', '=', initId).executeTakeFirstOrThrow();
     expect(row.status).toBe('processing');

@@ -6,9 +6,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EanFetcher } from '../../../src/modules/product-images/fetch-job.js';
 import * as repo from '../../../src/modules/product-images/repo.js';
-import type { JobContext } from '../../../src/platform/jobs/index.js';
 import { createTestDatabase, droppedConnectionError, hasPostgres } from '../../helpers/pg.js';
 import { startServer, type TestServer } from '../../helpers/server.js';
+import { firstAttempt } from '../../platform/jobs/harness.js';
 
 describe.skipIf(!hasPostgres)(`an ean_fetch attempt whose database connection drops${hasPostgres ? '' : ' (skipped: TEST_DATABASE_URL is not set)'}`, () => {
   let database: Awaited<ReturnType<typeof createTestDatabase>>;
@@ -32,18 +32,8 @@ describe.skipIf(!hasPostgres)(`an ean_fetch attempt whose database connection dr
         lookup: () => Promise.reject(new Error(`the provider was asked (${++asked})`)),
       }),
     });
-    const attempt: JobContext = {
-      jobId: 'outage-attempt',
-      type: 'ean_fetch',
-      userId: null,
-      createdAt: new Date().toISOString(),
-      attempt: 1,
-      maxAttempts: 3,
-      signal: new AbortController().signal,
-      log: server.ctx.log,
-      // Its first progress write is the one whose connection drops.
-      report: () => Promise.reject(dropped),
-    };
+    // Its first progress write is the one whose connection drops.
+    const attempt = firstAttempt('ean_fetch', 3, server.ctx.log, dropped);
     const ean = '4006381333931';
     await expect(fetcher.run({ ean_code: ean, description: null }, attempt)).rejects.toBe(dropped);
     expect(asked).toBe(0);

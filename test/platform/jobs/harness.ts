@@ -2,10 +2,10 @@
  * The environments the job suite runs in: the local runner over SQLite and
  * PostgreSQL, and BullMQ over Redis (a prefix of its own per run, removed after).
  */
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import { systemClock } from '../../../src/clock.js';
 import { migrateToLatest, openDatabase, type Db } from '../../../src/platform/db/index.js';
-import { BullJobRunner, LocalJobRunner } from '../../../src/platform/jobs/index.js';
+import { BullJobRunner, LocalJobRunner, type JobContext } from '../../../src/platform/jobs/index.js';
 import { tempDataDir } from '../../helpers/config.js';
 import { createTestDatabase, hasPostgres } from '../../helpers/pg.js';
 
@@ -94,4 +94,19 @@ export function makeRunner(kind: RunnerKind, db: Db, prefix: string, concurrency
     stalledIntervalMs: 500,
     reconcileMs: 2000,
   });
+}
+
+/** A first attempt of `maxAttempts`, run by hand beside the runner, whose progress reports all fail with `reportError`. */
+export function firstAttempt(type: string, maxAttempts: number, log: Logger, reportError: unknown): JobContext {
+  return {
+    jobId: 'outage-attempt',
+    type,
+    userId: null,
+    createdAt: new Date().toISOString(),
+    attempt: 1,
+    maxAttempts,
+    signal: new AbortController().signal,
+    log,
+    report: () => Promise.reject(reportError),
+  };
 }

@@ -40,12 +40,27 @@ async function session(url: string): Promise<pg.Client> {
   return client;
 }
 
+/** The hand-offs between a test and its job: the test says the row is locked, the job says its report has ended. */
+interface ReportGate {
+  rowLocked: Promise<void>;
+  locked: () => void;
+  firstReport: Promise<void>;
+  reported: () => void;
+}
+
+function reportGate(): ReportGate {
+  let [locked, reported] = [() => {}, () => {}];
+  const rowLocked = new Promise<void>((r) => (locked = r));
+  const firstReport = new Promise<void>((r) => (reported = r));
+  return { rowLocked, locked: () => locked(), firstReport, reported: () => reported() };
+}
+
 /**
  * Holds the job's row locked (`SELECT … FOR UPDATE` in an open transaction), tells the handler (`locked`), waits
  * for its progress UPDATE to queue behind the lock, and terminates that backend: the connection drops while the job
  * writes. `reported`: the handler's report has ended.
  */
-async function dropConnectionOfReport(store: Store, jobId: string, locked: () => void, reported: Promise<void>): Promise<void> {
+async function dropConnectionOfReport(store: Store, jobId: string, { locked, firstReport: reported }: Pick<ReportGate, 'locked' | 'firstReport'>): Promise<void> {
   const url = store.databaseUrl as string;
   const locker = await session(url);
   const admin = await session(url);
@@ -67,9 +82,7 @@ describe.skipIf(!hasPostgres)(`a PostgreSQL connection dropped mid-job${hasPostg
   it('is retried with the backoff (service_unavailable while it waits), and the next attempt completes', async () => {
     const store = await pgStore();
     const jobs = localRunner(store.db, 10_000);
-    let [locked, reported] = [() => {}, () => {}];
-    const rowLocked = new Promise<void>((r) => (locked = r));
-    const firstReport = new Promise<void>((r) => (reported = r));
+    const { rowLocked, locked, firstReport, reported } = reportGate();
     const seen: unknown[] = [];
     jobs.register('writer', async (_input, job) => {
       if (job.attempt === 1) {
@@ -87,7 +100,7 @@ describe.skipIf(!hasPostgres)(`a PostgreSQL connection dropped mid-job${hasPostg
     }, { backoff: { delayMs: 50 } });
     await jobs.start();
     const { job_id } = await jobs.enqueue('writer', {}, { userId: 'u1' });
-    await dropConnectionOfReport(store, job_id, locked, firstReport);
+    await dropConnectionOfReport(store, job_id, { locked, firstReport });
     expect(await jobs.waitFor(job_id, 10_000)).toMatchObject({ status: 'completed', attempts: 2, result: 'written on the second attempt', error: null });
     expect(seen).toEqual([{ code: 'service_unavailable', detail: 'A service the job needs (its database or storage) could not be reached.' }]);
   });
@@ -95,9 +108,7 @@ describe.skipIf(!hasPostgres)(`a PostgreSQL connection dropped mid-job${hasPostg
   it('fails as service_unavailable, not internal_error, once its attempts are spent', async () => {
     const store = await pgStore();
     const jobs = localRunner(store.db, 10_000);
-    let [locked, reported] = [() => {}, () => {}];
-    const rowLocked = new Promise<void>((r) => (locked = r));
-    const firstReport = new Promise<void>((r) => (reported = r));
+    const { rowLocked, locked, firstReport, reported } = reportGate();
     jobs.register('writer', async (_input, job) => {
       await rowLocked;
       await job.report(0.5).finally(reported);
@@ -105,7 +116,7 @@ describe.skipIf(!hasPostgres)(`a PostgreSQL connection dropped mid-job${hasPostg
     });
     await jobs.start();
     const { job_id } = await jobs.enqueue('writer', {}, { userId: 'u1', maxAttempts: 1 });
-    await dropConnectionOfReport(store, job_id, locked, firstReport);
+    await dropConnectionOfReport(store, job_id, { locked, firstReport });
     expect(await jobs.waitFor(job_id, 10_000)).toMatchObject({ status: 'failed', attempts: 1, error: { code: 'service_unavailable' } });
   });
 });

@@ -16,8 +16,9 @@ const JWKS_TIMEOUT_MS = 5000;
 const JWKS_MAX_BYTES = 256 * 1024;
 
 /**
- * The `iss` of the tokens Kiln signs. A verified token without it came from another service, whose
- * users may have no account here (see credentials.ts); one with it must name a live Kiln account.
+ * The `iss` of the tokens Kiln signs. A token verified with a shared JWT_SECRET but without it came from
+ * another service, whose users may have no account here (see credentials.ts); one with it must name a
+ * live Kiln account.
  */
 export const KILN_ISSUER = 'kiln';
 
@@ -49,7 +50,7 @@ export async function issueAccessToken(ctx: Context, userId: string, epoch: numb
 
 export interface VerifiedToken {
   subject: string;
-  /** Signed by Kiln itself (`iss` is KILN_ISSUER), not by another service. */
+  /** Signed by Kiln itself (`iss` is KILN_ISSUER; any HS256 token when the key is Kiln's generated one), not by another service. */
   ours: boolean;
   /** For Kiln's own tokens, the credentials epoch they were issued in (0 for tokens from before epochs). */
   epoch: number;
@@ -125,7 +126,9 @@ export function createAccessTokenVerifier(ctx: Context): AccessTokenVerifier {
       if (payload === null) throw new Unauthorized(`Tokens signed with "${alg ?? 'no algorithm'}" are not accepted.`, 'invalid_token');
       if (typeof payload.sub !== 'string' || payload.sub === '') throw new Unauthorized('The token names no subject.', 'invalid_token');
       // Kiln signs only HS256: a JWKS issuer that happens to call itself "kiln" is still another service.
-      const ours = alg === 'HS256' && payload.iss === KILN_ISSUER;
+      // Without JWT_SECRET the key was generated into DATA_DIR and no other service holds it, so every HS256
+      // token is Kiln's own, those of versions before the `iss` claim included (docs/upgrading.md).
+      const ours = alg === 'HS256' && (payload.iss === KILN_ISSUER || ctx.config.jwtSecret === undefined);
       if (!ours) checkExternal(payload, ctx.config);
       return { subject: payload.sub, ours, epoch: ours ? epochOf(payload) : 0 };
     } catch (err) {

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -277,6 +277,37 @@ describe("Kiln's own access token and the account's credentials epoch", () => {
     expect((await call(server.url, 'PUT', '/users/me', { headers: bearer(pair.access_token), body: { password: 'another-password-1', current_password: user.password } })).status).toBe(200);
     const external = await claims(user.id).setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' }).sign(rsa.privateKey);
     expect((await me(external)).status).toBe(200);
+  });
+});
+
+describe('a token as versions before the `iss` claim signed them (no iss, no epoch), on a server whose key Kiln generated', () => {
+  let own: TestServer;
+  let key: Uint8Array;
+  /** Signed as Kiln signed its tokens before `iss` and `kiln_epoch`: sub, iat, exp. */
+  const older = (sub: string) =>
+    new SignJWT({}).setSubject(sub).setIssuedAt(now()).setExpirationTime(now() + 600).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).sign(key);
+  beforeAll(async () => {
+    own = await startServer({});
+    key = new TextEncoder().encode(readFileSync(path.join(own.dataDir, 'secrets', 'jwt_secret'), 'utf8').trim());
+  });
+  afterAll(async () => own.close());
+
+  it('is Kiln\'s own (no other service holds the key): a new password ends it, and so does deleting the account', async () => {
+    const user = await register(own.url);
+    const token = await older(user.id);
+    expect((await meRaw(own.url, token)).status).toBe(200);
+    const pair = await login(own.url, user);
+    expect((await call(own.url, 'PUT', '/users/me', { headers: bearer(pair.access_token), body: { password: 'another-password-1', current_password: user.password } })).status).toBe(200);
+    await expectProblem(await meRaw(own.url, token), 401, 'token_revoked');
+    // Nor can it mint a key that would outlive it.
+    await expectProblem(await fetch(`${own.url}/auth/api-keys`, { method: 'POST', headers: { ...bearer(token), 'content-type': 'application/json' }, body: '{"name":"k"}' }), 401, 'token_revoked');
+
+    const gone = await register(own.url);
+    const goneToken = await older(gone.id);
+    expect((await call(own.url, 'DELETE', '/users/me', { headers: bearer(goneToken) })).status).toBe(204);
+    await expectProblem(await meRaw(own.url, goneToken), 401, 'invalid_token');
+    // Not another service's user either: a subject no account has is refused.
+    await expectProblem(await meRaw(own.url, await older(`auth-service|${randomUUID()}`)), 401, 'invalid_token');
   });
 });
 

@@ -168,7 +168,12 @@ export async function createContext(config: Config, options: ContextOptions = {}
   if (swept > 0) log.info({ files: swept, dir: tmpDir }, 'removed temp files left by an earlier run');
   const db = await reachDatabase(config);
   closers.push(() => db.close());
-  if (options.migrate !== false) await migrateToLatest(db);
+  if (options.migrate !== false) {
+    // An upgrade's start may spend a while here: the log says on what.
+    const started = performance.now();
+    const applied = await migrateToLatest(db);
+    if (applied.length > 0) log.info({ migrations: applied, ms: Math.round(performance.now() - started) }, 'applied database migrations');
+  }
 
   const jwtSecretText = config.jwtSecret ?? (await storedSecret(config.dataDir, 'jwt_secret', log));
   // A generated secret is this DATA_DIR's alone: other processes on the same database or Redis, with their

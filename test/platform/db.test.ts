@@ -1,8 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import SqliteDatabase from 'better-sqlite3';
-import { Migrator, sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type Migration } from 'kysely';
 import { migrateToLatest, openDatabase, reusingStatements, type Db } from '../../src/platform/db/index.js';
-import { tempDataDir } from '../helpers/config.js';
+import { createContext } from '../../src/context.js';
+import { migrations } from '../../src/platform/db/migrations/index.js';
+import { tempDataDir, testConfig } from '../helpers/config.js';
+import { capturingLog } from '../helpers/logs.js';
 import { createTestDatabase, hasPostgres } from '../helpers/pg.js';
 
 /** The same migration and query suite on both dialects. */
@@ -99,33 +102,56 @@ describe('reusingStatements (SQLite)', () => {
 });
 
 /**
- * Each dialect applies pending migrations in one transaction: a migration
- * that fails halfway (or a `kiln migrate` killed halfway) leaves none of its
- * tables behind, so the next run starts it again from the beginning.
+ * Each dialect applies each pending migration in a transaction of its own: a
+ * migration that fails halfway (or a `kiln migrate` killed halfway) leaves
+ * none of its tables behind and nothing recorded, while those before it stay
+ * applied, so the next run starts it again from the beginning.
  */
 function failingMigrationSuite(name: string, open: () => Promise<{ db: Db; cleanup: () => Promise<void> }>, skip = false) {
   describe.skipIf(skip)(`migrations on ${name}`, () => {
-    it('a migration that fails halfway leaves none of its tables, and nothing recorded', async () => {
+    it('a migration that fails halfway leaves none of its tables and nothing recorded; the one before it is applied and recorded', async () => {
       const { db, cleanup } = await open();
       try {
-        const migrator = new Migrator({
-          db: db.kysely,
-          provider: {
-            getMigrations: async () => ({
-              '0001_half': {
-                async up(k: Kysely<unknown>) {
-                  await k.schema.createTable('first_half').addColumn('id', 'text').execute();
-                  throw new Error('killed here');
-                },
-              },
-            }),
+        const steps: Record<string, Migration> = {
+          '0001_whole': {
+            async up(k: Kysely<unknown>) {
+              await k.schema.createTable('whole').addColumn('id', 'text').execute();
+            },
           },
-        });
-        const { error } = await migrator.migrateToLatest();
-        expect(String(error)).toContain('killed here');
-        const tables = await db.kysely.introspection.getTables();
-        expect(tables.map((t) => t.name)).not.toContain('first_half');
-        expect(await db.kysely.selectFrom('kysely_migration' as never).selectAll().execute()).toEqual([]);
+          '0002_half': {
+            async up(k: Kysely<unknown>) {
+              await k.schema.createTable('first_half').addColumn('id', 'text').execute();
+              throw new Error('killed here');
+            },
+          },
+        };
+        const provider = { getMigrations: async () => steps };
+        await expect(migrateToLatest(db, provider)).rejects.toThrow(/migration failed \(0002_half\): killed here/);
+        const tables = (await db.kysely.introspection.getTables()).map((t) => t.name);
+        expect(tables).toContain('whole');
+        expect(tables).not.toContain('first_half');
+        const recorded = await db.kysely.selectFrom('kysely_migration' as never).select('name' as never).execute();
+        expect(recorded).toEqual([{ name: '0001_whole' }]);
+
+        // Mended, the next run goes on from the failed one.
+        steps['0002_half'] = { async up(k: Kysely<unknown>) { await k.schema.createTable('first_half').addColumn('id', 'text').execute(); } };
+        expect(await migrateToLatest(db, provider)).toEqual(['0002_half']);
+      } finally {
+        await db.close();
+        await cleanup();
+      }
+    });
+
+    it('a database a newer version migrated is refused with words that say so, and left as it was', async () => {
+      const { db, cleanup } = await open();
+      try {
+        await migrateToLatest(db);
+        await db.kysely.insertInto('kysely_migration' as never).values({ name: '9999_from_a_newer_kiln', timestamp: new Date().toISOString() } as never).execute();
+        const before = await db.kysely.selectFrom('kysely_migration' as never).selectAll().execute();
+        await expect(migrateToLatest(db)).rejects.toThrow(
+          /migrated by a newer version of Kiln \(it has migration 9999_from_a_newer_kiln, which this version does not know\); downgrades are not supported/,
+        );
+        expect(await db.kysely.selectFrom('kysely_migration' as never).selectAll().execute()).toEqual(before);
       } finally {
         await db.close();
         await cleanup();
@@ -171,6 +197,25 @@ describe('a transaction SQLite rolled back by itself (SQLite)', () => {
       await sql`insert into t values (randomblob(10))`.execute(db.kysely);
     } finally {
       await db.close();
+      data.cleanup();
+    }
+  });
+});
+
+describe('a start that migrates', () => {
+  it('logs the migrations it applied and how long they took; a start with none to apply logs nothing of them', async () => {
+    const data = tempDataDir();
+    try {
+      const first = capturingLog<{ msg: string; migrations?: string[]; ms?: number }>();
+      await (await createContext(testConfig(data.dir), { log: first.log })).close();
+      const line = first.lines.find((l) => l.msg === 'applied database migrations');
+      expect(line?.migrations).toEqual(Object.keys(migrations));
+      expect(line?.ms).toBeGreaterThanOrEqual(0);
+
+      const again = capturingLog<{ msg: string }>();
+      await (await createContext(testConfig(data.dir), { log: again.log })).close();
+      expect(again.lines.map((l) => l.msg)).not.toContain('applied database migrations');
+    } finally {
       data.cleanup();
     }
   });

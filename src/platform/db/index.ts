@@ -48,9 +48,9 @@ export interface Db {
 
 /**
  * SQLite's DDL is transactional, though Kysely's adapter says otherwise to be
- * safe: saying so makes the Migrator apply pending migrations inside one
- * transaction, so a `kiln migrate` (or a start) killed halfway leaves the
- * database as it was, not with half a migration's tables and no record of it.
+ * safe: saying so makes the Migrator apply each migration inside a
+ * transaction, so a `kiln migrate` (or a start) killed halfway leaves no
+ * migration with half its tables and no record of it.
  */
 class TransactionalDdlSqliteAdapter extends SqliteAdapter {
   override get supportsTransactionalDdl(): boolean {
@@ -234,16 +234,39 @@ export function openDatabase(databaseUrl: string | undefined, dataDir: string, o
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };
 
-/** Applies every pending migration; throws with the failing migration's name. */
-export async function migrateToLatest(db: Db): Promise<string[]> {
-  const migrator = new Migrator({ db: db.kysely, provider });
-  const { error, results } = await migrator.migrateToLatest();
-  const failed = results?.find((r) => r.status === 'Error');
-  if (error) {
-    const name = failed ? ` (${failed.migrationName})` : '';
-    throw new Error(`migration failed${name}: ${error instanceof Error ? error.message : String(error)}`);
+/** Kysely's words for a database that has a migration this version does not know. */
+const UNKNOWN_MIGRATION = /previously executed migration (\S+) is missing/;
+
+/**
+ * Applies every pending migration, each in a transaction of its own, and
+ * returns their names; throws with the failing migration's name. One at a
+ * time, so what a migration locks (an ALTER TABLE's exclusive lock, an index
+ * build's hold on writes) is let go when it commits, not when the last one
+ * does: processes of the version before, still serving during an upgrade,
+ * wait for one migration's locks at most. A migration that fails, or a run
+ * killed halfway, leaves the ones before it applied and recorded, and none of
+ * its own work: the next run goes on from there.
+ */
+export async function migrateToLatest(db: Db, from: MigrationProvider = provider): Promise<string[]> {
+  const migrator = new Migrator({ db: db.kysely, provider: from });
+  const applied: string[] = [];
+  for (;;) {
+    const { error, results } = await migrator.migrateUp();
+    if (error) {
+      const failed = results?.find((r) => r.status === 'Error');
+      const message = error instanceof Error ? error.message : String(error);
+      const newer = UNKNOWN_MIGRATION.exec(message);
+      if (newer) {
+        throw new Error(
+          `the database was migrated by a newer version of Kiln (it has migration ${newer[1]}, which this version does not know); downgrades are not supported: run that version or a later one, or restore the backup taken before the upgrade`,
+        );
+      }
+      throw new Error(`migration failed${failed ? ` (${failed.migrationName})` : ''}: ${message}`);
+    }
+    const done = (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+    if (done.length === 0) return applied;
+    applied.push(...done);
   }
-  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
 }
 
 /**

@@ -154,6 +154,13 @@ export async function sendStoredImage(
     if (whole.length !== file.bytes) throw new Error(`stored file ${file.key} has ${whole.length} bytes, its record ${file.bytes}`);
     return reply.send(range ? whole.subarray(range.start, range.end + 1) : whole);
   }
+  // A client gone before this answer's turn (a pipelined request whose connection closed) gets no file
+  // opened for it, nor kept open: its response will never take one (platform/http/pipelined.ts).
+  if (request.raw.destroyed) return reply.hijack();
   const body = await blobs.read(file.key, range);
+  if (request.raw.destroyed) {
+    body.destroy();
+    return reply.hijack();
+  }
   return reply.send(body);
 }

@@ -38,6 +38,7 @@
  */
 import { Server, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { closeQueuedWithConnection } from './pipelined.js';
 import { headerLines } from './answer-head.js';
 import { FrontDoorConnection } from './front-door-connection.js';
 import type { HotPaths } from './hot-path.js';
@@ -108,7 +109,10 @@ export class KilnServer extends Server<typeof IncomingMessage, typeof ServerResp
 
   constructor(hotPaths: HotPaths, handler: (req: IncomingMessage, res: ServerResponse) => void) {
     // An HTTP/1.1 request without Host reaches the handler, which answers it as problem+json (errors.ts, refuseWithoutHost).
-    super({ requireHostHeader: false }, handler);
+    super({ requireHostHeader: false }, (req, res) => {
+      closeQueuedWithConnection(req, res);
+      handler(req, res);
+    });
     const [nodeConnection] = this.listeners('connection') as Array<(socket: Socket) => void>;
     if (!nodeConnection) throw new Error("Node's HTTP server has no connection listener");
     this.removeListener('connection', nodeConnection);

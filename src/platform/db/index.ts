@@ -28,11 +28,12 @@ import {
   type SqliteDatabase as KyselySqliteDatabase,
   type Driver,
   type MigrationProvider,
+  type PostgresPool,
   type SelectQueryBuilder,
 } from 'kysely';
-import type { Pool } from 'pg';
 import { DatabaseBusy } from '../../errors.js';
 import { makeDirectorySync } from '../files.js';
+import { DatabaseUnreachable } from './failures.js';
 import { migrations } from './migrations/index.js';
 import type { Database } from './schema.js';
 
@@ -179,7 +180,7 @@ function openSqlite(file: string, durable: boolean, busyWaitMs: number): Kysely<
 const CONNECT_TIMEOUT_MS = 10_000;
 
 // pg is loaded only by a postgres:// deployment (SQLite ones never need it); Kysely calls this on the first query.
-async function postgresPool(url: string): Promise<Pool> {
+async function postgresPool(url: string): Promise<PostgresPool> {
   const { default: pg } = await import('pg');
   // A server that accepts the connection and never answers (a stuck pooler, a half-open network) would
   // otherwise hold a start, a one-shot command or a request for good: 10 s to connect, then an error.
@@ -190,7 +191,11 @@ async function postgresPool(url: string): Promise<Pool> {
   // the error, and pg-pool drops the broken client when it comes back.
   pool.on('error', () => undefined);
   pool.on('connect', (client) => client.on('error', () => undefined));
-  return pool;
+  // A connection that cannot be had is the database's outage: a 503 for a request, a retry for a job.
+  return {
+    connect: () => pool.connect().catch((err: unknown) => Promise.reject(new DatabaseUnreachable(err))),
+    end: () => pool.end(),
+  };
 }
 
 function openPostgres(url: string): Kysely<Database> {
@@ -264,9 +269,13 @@ export async function migrateToLatest(db: Db, from: MigrationProvider = provider
       throw new Error(`migration failed${failed ? ` (${failed.migrationName})` : ''}: ${message}`);
     }
     const done = (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
-    if (done.length === 0) return applied;
+    if (done.length === 0) break;
     applied.push(...done);
   }
+  // Each migration's commit added its pages to SQLite's write-ahead log, which keeps the size it grew to:
+  // written back and emptied now, so a migration (an upgrade's indexes on large tables) leaves no log as big behind.
+  if (applied.length > 0 && db.dialect === 'sqlite') await db.kysely.executeQuery(CompiledQuery.raw('pragma wal_checkpoint(TRUNCATE)'));
+  return applied;
 }
 
 /**

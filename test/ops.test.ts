@@ -9,6 +9,7 @@ import { tcpRelay, type TcpRelay } from './helpers/relay.js';
 import { startServer, type TestServer } from './helpers/server.js';
 import { fixture } from './helpers/upload.js';
 import { registerUser } from './helpers/users.js';
+import { until } from './helpers/until.js';
 
 let server: TestServer;
 
@@ -609,6 +610,34 @@ describe.skipIf(!hasPostgres)('a probe that hangs', () => {
         await new Promise((r) => setTimeout(r, 100));
       }
     });
+  });
+
+  it('answers 503 database_unavailable while PostgreSQL refuses connections, logs each in a line with its cause (no stack), and serves again once it is back', async () => {
+    const db = await createTestDatabase();
+    const relay = await tcpRelay(new URL(db.url), 5432);
+    const logs = logDirectory<{ level: number; msg: string; code?: string; cause?: string; err?: unknown }>('warn');
+    let back: TcpRelay | undefined;
+    const s = await startServer({ DATABASE_URL: relay.url, ...logs.env });
+    try {
+      const user = await registerUser(s.url);
+      // Nothing listens where the database was: every new connection is refused (ECONNREFUSED).
+      await relay.close();
+      for (let i = 0; i < 3; i++) await expectProblem(await fetch(`${s.url}/users/me`, { headers: user.headers }), 503, 'database_unavailable');
+      back = await tcpRelay(new URL(db.url), 5432, { port: Number(new URL(relay.url).port) });
+      await until(async () => (await fetch(`${s.url}/users/me`, { headers: user.headers })).status === 200);
+    } finally {
+      await s.close();
+      await back?.close();
+      await db.drop();
+    }
+    const failed = logs.lines().filter((l) => l.msg === 'request failed');
+    logs.remove();
+    expect(failed.length).toBeGreaterThanOrEqual(3);
+    for (const line of failed) {
+      expect(line).toMatchObject({ level: 40, code: 'database_unavailable' });
+      expect(line.cause).toContain('ECONNREFUSED');
+      expect(line.err).toBeUndefined();
+    }
   });
 
   it('answers a request whose database connection drops under it 503 database_unavailable, and the next ones as usual', async () => {

@@ -5,7 +5,7 @@
  * once there is room, without a restart.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -78,6 +78,30 @@ describe('storage that cannot take a write', () => {
 
     await sql`pragma query_only = off`.execute(server.ctx.db.kysely);
     expect((await upload(server, owner, 'ro')).status).toBe(201);
+    await expectWhole(server, 2);
+  });
+
+  it('a blob directory the server may no longer write in (its owner or mode changed): 503 storage_not_writable, nothing stored; writes work again once it is fixed', async () => {
+    const server = await startServer();
+    cleanups.push(() => server.close());
+    const owner = await registerUser(server.url, 'locked');
+    expect((await upload(server, owner, 'locked')).status).toBe(201);
+
+    const gallery = path.join(server.dataDir, 'blobs', 'gallery');
+    // Root writes through any mode, but not into an immutable directory (EPERM); anyone else meets its mode (EACCES).
+    const asRoot = process.getuid?.() === 0;
+    if (asRoot) execFileSync('chattr', ['+i', gallery]);
+    else chmodSync(gallery, 0o555);
+    const unlock = (): void => {
+      if (asRoot) execFileSync('chattr', ['-i', gallery]);
+      else chmodSync(gallery, 0o755);
+    };
+    cleanups.push(unlock);
+    await expectProblem(await upload(server, owner, 'locked'), 503, 'storage_not_writable');
+    await expectWhole(server, 1);
+
+    unlock();
+    expect((await upload(server, owner, 'locked')).status).toBe(201);
     await expectWhole(server, 2);
   });
 

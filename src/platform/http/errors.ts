@@ -146,8 +146,25 @@ function storageFailure(error: unknown): Problem | undefined {
     if (code === 'EROFS' || code.startsWith('SQLITE_READONLY')) {
       return problem(503, 'storage_read_only', 'The server\'s storage is read-only at the moment; nothing can be stored.');
     }
+    // Kiln's own files are made by Kiln: one it may not write (or read) means DATA_DIR's owner or mode changed under it.
+    if (code === 'EACCES' || code === 'EPERM') {
+      return problem(503, 'storage_not_writable', 'The server may not use its storage at the moment (its permissions changed); nothing was stored.');
+    }
   }
   return undefined;
+}
+
+/** The codes of storageFailure's answers. */
+const OUTAGE_CODES = new Set(['database_unavailable', 'storage_full', 'storage_read_only', 'storage_not_writable']);
+
+/** An error and its causes as one line: `Error: message <- ErrnoException(ECONNREFUSED): message`. */
+function causeLine(error: unknown): string {
+  const parts: string[] = [];
+  for (let e = error, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    parts.push(`${e.name}${typeof code === 'string' ? `(${code})` : ''}: ${e.message}`);
+  }
+  return parts.join(' <- ');
 }
 
 export function sendProblem(reply: FastifyReply, p: Problem): FastifyReply {
@@ -220,6 +237,8 @@ export async function recordFailure(error: FastifyError, request: FastifyRequest
   // its code and detail: a warning, without a stack on every request. One with a cause, or any other error, is
   // a failure to look into.
   if (p.status >= 500 && error instanceof DomainError && error.cause === undefined) request.log.warn({ code: p.code, detail: p.detail }, 'request failed');
+  // An outage (a full disk, a database gone) fails every request while it lasts: its cause in a line, not a stack each.
+  else if (OUTAGE_CODES.has(p.code)) request.log.warn({ code: p.code, cause: causeLine(error) }, 'request failed');
   else if (p.status >= 500) request.log.error({ err: error }, 'request failed');
   else request.log.debug({ code: p.code }, 'request rejected');
   const { ctx } = request.server;

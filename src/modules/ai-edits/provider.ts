@@ -103,7 +103,7 @@ export function classify(err: unknown, sdk: OpenAIModule): Error {
       if (refused.code === 'too_large' || refused.code === 'too_many_redirects') {
         return new PermanentJobError('provider_bad_answer', `The image provider's answer was refused: ${refused.message}`);
       }
-      return new PermanentJobError('provider_blocked', `Kiln's outbound guard refused the request to the image provider: ${refused.message}`);
+      return new PermanentJobError('provider_blocked', `Kiln's outbound guard refused the request to the image provider: ${refused.message}`, true);
     }
     return new TransientJobError('provider_unreachable', 'The image provider could not be reached.');
   }
@@ -118,7 +118,8 @@ export function classify(err: unknown, sdk: OpenAIModule): Error {
     if (REFUSALS.has(String(err.code ?? '')) || REFUSALS.has(String(err.type ?? ''))) {
       return new PermanentJobError('content_policy', `The image provider refused the request: ${reason}`);
     }
-    return new PermanentJobError('provider_rejected', `The image provider rejected the request (${status}): ${reason}`);
+    // A key the provider does not take (revoked, wrong, without access to the model) fails every edit until it is mended.
+    return new PermanentJobError('provider_rejected', `The image provider rejected the request (${status}): ${reason}`, status === 401 || status === 403);
   }
   if (err instanceof SyntaxError) {
     return new PermanentJobError('provider_bad_answer', 'The image provider answered with something that is not valid JSON.');

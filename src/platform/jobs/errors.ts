@@ -27,8 +27,21 @@ export class TransientJobError extends JobError {
   }
 }
 
-/** Trying again will not help (404, not an image): the job fails at once. */
-export class PermanentJobError extends JobError {}
+/**
+ * Trying again will not help (404, not an image): the job fails at once.
+ * `forOperator`: the cause is the deployment's, not the job's (a provider
+ * that refuses Kiln's key, an outbound guard that refuses the provider), so
+ * the failure is logged as a warning; others are logged at info.
+ */
+export class PermanentJobError extends JobError {
+  constructor(
+    code: string,
+    detail: string,
+    readonly forOperator = false,
+  ) {
+    super(code, detail);
+  }
+}
 
 /**
  * Not done and not failed: the job waits on something else (another job's

@@ -133,6 +133,8 @@ export async function executeJob(row: JobRow, deps: ExecuteDeps, controller: Abo
     }
     if (error.bug) jobLog.error({ err }, 'job handler failed with an unexpected error');
     else if (error.outage) jobLog.warn({ code: error.info.code, ...cause }, 'job failed: its last attempt met an outage');
+    // The owner sees the code and detail on the job; the operator sees them here, as a warning when they are the deployment's to mend.
+    else jobLog[error.forOperator ? 'warn' : 'info']({ code: error.info.code, detail: error.info.detail }, 'job failed');
     return fail(error.info);
   } finally {
     clearTimeout(timeout);
@@ -145,7 +147,7 @@ export async function executeJob(row: JobRow, deps: ExecuteDeps, controller: Abo
  * transient error. `retryAfterMs`: how long the failing service asked to be
  * left alone.
  */
-type Classified = { info: JobErrorInfo; transient: boolean; bug: boolean; outage: boolean; retryAfterMs?: number } | 'lost' | 'released';
+type Classified = { info: JobErrorInfo; transient: boolean; bug: boolean; outage: boolean; forOperator?: boolean; retryAfterMs?: number } | 'lost' | 'released';
 
 /** The longest a service's Retry-After holds a job back: beyond it the job asks again anyway. */
 export const RETRY_AFTER_MAX_MS = 15 * 60_000;
@@ -162,7 +164,8 @@ function classify(err: unknown, timeoutMs: number): Classified {
     return err.why === 'shutdown' ? 'released' : 'lost';
   }
   if (err instanceof TransientJobError) return { ...ended({ code: err.code, detail: err.detail }, true), retryAfterMs: err.retryAfterMs };
-  if (err instanceof PermanentJobError || err instanceof JobError) return ended({ code: err.code, detail: err.detail }, false);
+  if (err instanceof PermanentJobError) return { ...ended({ code: err.code, detail: err.detail }, false), forOperator: err.forOperator };
+  if (err instanceof JobError) return ended({ code: err.code, detail: err.detail }, false);
   const outage = outageOf(err);
   if (outage) return { ...ended({ code: outage.code, detail: outage.detail }, true), outage: true };
   return { info: { ...INTERNAL_ERROR }, transient: false, bug: true, outage: false };

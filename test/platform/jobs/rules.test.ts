@@ -7,6 +7,7 @@ import { RETRY_AFTER_MAX_MS, retryDelay } from '../../../src/platform/jobs/execu
 import { backoffDelay } from '../../../src/platform/jobs/registry.js';
 import { dropRedisPrefix, ENVS, newPrefix, silentLog, TEST_REDIS_URL, whenAborted, type Store } from './harness.js';
 import { until } from '../../helpers/until.js';
+import { capturingLog } from '../../helpers/logs.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -87,6 +88,25 @@ describe.each(LOCAL_ENVS)('job rules: $name', (env) => {
       expect(Date.parse(row.run_after) - before).toBeGreaterThanOrEqual(59_000);
       expect(Date.parse(row.run_after) - Date.now()).toBeLessThanOrEqual(60_000);
       expect((await jobs.get(job_id))?.attempts).toBe(1);
+    });
+
+    it("logs a job that fails for good with its code and detail: a warning when the cause is the deployment's, else at info", async () => {
+      const { log, lines } = capturingLog<{ level: number; msg: string; code?: string; detail?: string; jobId?: string }>('info');
+      const jobs = new LocalJobRunner({ db: store.db, log, clock: systemClock }, { concurrency: 2, leaseMs: 800, pollMs: 20 });
+      runners.push(jobs);
+      jobs.register('rejected-key', async () => {
+        throw new PermanentJobError('provider_rejected', 'The image provider rejected the request (401): Incorrect API key provided.', true);
+      });
+      jobs.register('not-found', async () => {
+        throw new PermanentJobError('not_found', 'No product has this barcode.');
+      });
+      await jobs.start();
+      const operators = await jobs.enqueue('rejected-key', {}, { userId: 'u1' });
+      const owners = await jobs.enqueue('not-found', {}, { userId: 'u1' });
+      for (const { job_id } of [operators, owners]) expect(await jobs.waitFor(job_id, 4000)).toMatchObject({ status: 'failed', attempts: 1 });
+      const failed = (id: string) => lines.find((l) => l.msg === 'job failed' && l.jobId === id);
+      expect(failed(operators.job_id)).toMatchObject({ level: 40, code: 'provider_rejected', detail: 'The image provider rejected the request (401): Incorrect API key provided.' });
+      expect(failed(owners.job_id)).toMatchObject({ level: 30, code: 'not_found', detail: 'No product has this barcode.' });
     });
 
     it('clamps the progress a running handler reports to 0..1, as read while it still runs', async () => {

@@ -438,3 +438,22 @@ describe('presented but bad credentials', () => {
     expect((await call(server.url, 'GET', '/')).status).toBe(200);
   });
 });
+
+describe('every 401 says how to authenticate (WWW-Authenticate, RFC 9110 15.5.2)', () => {
+  it('names the Bearer scheme; with error="invalid_token" when the token sent is malformed, expired or revoked (RFC 6750)', async () => {
+    const none = await meRaw(server.url, '');
+    const plain = await fetch(`${server.url}/users/me`);
+    const badKey = await fetch(`${server.url}/users/me`, { headers: { 'x-api-key': 'kiln_00000000_nope' } });
+    const wrongLogin = await fetch(`${server.url}/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email: account.email, password: 'not-the-password' }) });
+    for (const res of [none, plain, badKey, wrongLogin]) {
+      expect(res.status).toBe(401);
+      expect(res.headers.get('www-authenticate')).toBe('Bearer realm="kiln"');
+    }
+    const expired = await new SignJWT({}).setSubject(account.id).setIssuer('kiln').setProtectedHeader({ alg: 'HS256' }).setIssuedAt(kilnNow() - 7200).setExpirationTime(kilnNow() - 3600).sign(secretKey);
+    for (const token of ['not.a.jwt', expired]) {
+      const res = await meRaw(server.url, token);
+      expect(res.status).toBe(401);
+      expect(res.headers.get('www-authenticate')).toBe('Bearer realm="kiln", error="invalid_token"');
+    }
+  });
+});

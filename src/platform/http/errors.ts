@@ -154,6 +154,9 @@ function storageFailure(error: unknown): Problem | undefined {
   return undefined;
 }
 
+/** 401 codes for a bearer token that was sent but will not do: malformed, signed by another key, expired, revoked. */
+const BAD_TOKEN_CODES = new Set(['invalid_token', 'token_expired', 'token_revoked']);
+
 /** The codes of storageFailure's answers. */
 const OUTAGE_CODES = new Set(['database_unavailable', 'storage_full', 'storage_read_only', 'storage_not_writable']);
 
@@ -243,6 +246,8 @@ export async function recordFailure(error: FastifyError, request: FastifyRequest
   else request.log.debug({ code: p.code }, 'request rejected');
   const { ctx } = request.server;
   ctx.metrics.httpErrors.inc({ route: request.routeOptions.url ?? UNMATCHED, code: p.code });
+  // Every 401 names the scheme that would do (RFC 9110 15.5.2), and says when the token sent was the trouble (RFC 6750 3.1).
+  if (p.status === 401) reply.header('www-authenticate', BAD_TOKEN_CODES.has(p.code) ? 'Bearer realm="kiln", error="invalid_token"' : 'Bearer realm="kiln"');
   // A refusal that knows when to come back (429 rate_limited, 503 database_busy) says so.
   const retry = (error as { retryAfterSeconds?: number }).retryAfterSeconds;
   if (error instanceof DomainError && retry !== undefined) reply.header('retry-after', String(retry));

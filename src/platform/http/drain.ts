@@ -4,9 +4,9 @@
  * sending, and closing, makes the client's next writes meet a reset, and a
  * client that reads only once it has sent everything (most do) never sees
  * the answer. So the rest is read and dropped first, and the answer goes
- * after it. Past a bound of bytes, or when the client sends nothing for a
- * while, the connection is closed instead, as a web server's lingering close
- * does.
+ * after it. Past a bound of bytes, when the client sends nothing for a
+ * while, or once reading out has taken long enough, the connection is closed
+ * instead, as a web server's lingering close does.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../../config.js';
@@ -31,6 +31,12 @@ declare module 'fastify' {
 
 /** A client that sends nothing for this long while its body is read out is cut off. */
 const DRAIN_IDLE_MS = 10_000;
+/**
+ * Nor is a refused body read out for longer than this in all, however it
+ * trickles in (a byte every few seconds kept one connection for 5 minutes,
+ * without credentials): nginx's lingering_time.
+ */
+const DRAIN_TOTAL_MS = 30_000;
 
 /**
  * Resolves once the unread rest of the body has arrived and been dropped, at
@@ -38,7 +44,7 @@ const DRAIN_IDLE_MS = 10_000;
  * resolves too. The answer carries `Connection: close` whenever a body was
  * left unread.
  */
-export function drainUnreadBody(request: FastifyRequest, reply: FastifyReply, maxBytes: number, idleMs = DRAIN_IDLE_MS): Promise<void> {
+export function drainUnreadBody(request: FastifyRequest, reply: FastifyReply, maxBytes: number, idleMs = DRAIN_IDLE_MS, totalMs = DRAIN_TOTAL_MS): Promise<void> {
   const raw = request.raw;
   // A request without a body (a GET), or whose body has all arrived, leaves nothing to read out:
   // Node drops what is unread, and the connection can serve the next request.
@@ -49,6 +55,7 @@ export function drainUnreadBody(request: FastifyRequest, reply: FastifyReply, ma
     let seen = 0;
     const done = (): void => {
       clearTimeout(idle);
+      clearTimeout(total);
       raw.off('data', onData);
       raw.off('end', done);
       raw.off('close', done);
@@ -60,6 +67,7 @@ export function drainUnreadBody(request: FastifyRequest, reply: FastifyReply, ma
       raw.socket?.destroy();
     };
     const idle = setTimeout(giveUp, idleMs);
+    const total = setTimeout(giveUp, totalMs);
     const onData = (chunk: Buffer): void => {
       seen += chunk.length;
       if (seen > maxBytes) giveUp();

@@ -220,7 +220,9 @@ describe('kiln blobs sweep', () => {
     writeFileSync(staged, 'half an upload');
     utimesSync(staged, twoHoursAgo, twoHoursAgo);
 
-    const dry = await kiln(['blobs', 'sweep', '--dry-run']);
+    // The store holds nothing but this orphan, so the database knows none of its images: the guard
+    // refuses such a sweep (test/modules/blob-sweep-guard.test.ts), and --force is what runs it.
+    const dry = await kiln(['blobs', 'sweep', '--dry-run', '--force']);
     expect(dry.stdout).toContain('would remove gallery/nobodys-image/\n');
     expect(dry.stdout).toContain('would remove orders/nobodys-order/nobodys-file/\n');
     expect(JSON.parse(dry.stdout.trim().split('\n').pop() as string)).toEqual({ dry_run: true, groups: 1, orphans: 1, too_recent: 0, empty_directories: 2 });
@@ -233,7 +235,7 @@ describe('kiln blobs sweep', () => {
     expect(JSON.parse((await kiln(['blobs', 'sweep', '--older-than', '180'])).stdout.trim())).toMatchObject({ orphans: 0, too_recent: 1 });
     expect(existsSync(file)).toBe(true);
 
-    const done = await kiln(['blobs', 'sweep']);
+    const done = await kiln(['blobs', 'sweep', '--force']);
     expect(done.stdout).toContain('removed gallery/nobodys-image/\n');
     expect(done.stdout).toContain('removed orders/nobodys-order/\n');
     expect(existsSync(file)).toBe(false);

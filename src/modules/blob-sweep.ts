@@ -9,7 +9,15 @@
  * newest blob is older than `olderThanMs`: an upload in flight writes its
  * blobs milliseconds before its row, and ids are never reused, so a row
  * cannot appear for a group that old.
+ *
+ * A sweep against the wrong database would take the whole store: a new
+ * SQLite file made in a PostgreSQL deployment's DATA_DIR (cron without its
+ * .env), or one a restart made after kiln.db was lost, has a row for none of
+ * the blobs. So the sweep first finds the orphans, removing nothing, and
+ * refuses (SweepRefused) when the database looks like it is not the store's
+ * (`refusal`); `force` sweeps all the same.
  */
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { sql, type Kysely } from 'kysely';
 import type { Config } from '../config.js';
@@ -25,6 +33,8 @@ export interface BlobOwner {
   depth: number;
   /** Of `ids`, the ones whose row exists. */
   existing(db: Kysely<Database>, ids: string[]): Promise<string[]>;
+  /** No row ever owns these blobs (the health probe's): their being orphans says nothing about the database, so the guard does not count them. */
+  unowned?: true;
 }
 
 /** `existing` for an owner whose id is `column` of `table` (both names from this file, never from input). */
@@ -45,7 +55,7 @@ export const BLOB_OWNERS: readonly BlobOwner[] = [
   { namespace: 'pipeline', depth: 1, existing: existingUploads },
   // The health check's probe, `health/<id>/probe`: deleted as soon as it is read back, so one still there (a crash, a
   // failed read) is owned by nothing.
-  { namespace: 'health', depth: 1, existing: async () => [] },
+  { namespace: 'health', depth: 1, existing: async () => [], unowned: true },
 ];
 
 /** The owner's prefix of `key` and the id that ends it, or null for a key not deep enough to have an owner. */
@@ -62,6 +72,8 @@ export interface SweepOptions {
   olderThanMs: number;
   /** Report what would go, remove nothing. */
   dryRun?: boolean;
+  /** Sweep even when the database knows too few of the groups (see `refusal`). */
+  force?: boolean;
   now?: number;
 }
 
@@ -79,14 +91,67 @@ export interface SweepReport {
 /** Rows are asked for this many groups at a time, so memory stays flat however many blobs there are. */
 const BATCH = 500;
 
+/**
+ * The guard's thresholds. A sweep that would remove more than this share of the groups, and at least
+ * GUARD_MIN_ORPHANS of them, is refused: crashes and failed deletes leave a few orphans among many
+ * live groups, while a database a reset emptied has rows only for what was uploaded since. The
+ * minimum spares a small store a refusal over two or three orphans beside one image; a database with
+ * a row for none of the groups is refused whatever their number (a new database of a small store).
+ */
+export const GUARD_MAX_SHARE = 0.5;
+export const GUARD_MIN_ORPHANS = 5;
+
+/** What the guard counts: groups of owners that rows own (not `unowned`). */
+export interface GuardCounts {
+  /** Groups looked at. */
+  groups: number;
+  /** Of them, the ones whose row exists. */
+  known: number;
+  /** Of them, the ones that would be removed. */
+  orphans: number;
+}
+
+/** Why a sweep with these counts must not run, or null when it may. */
+export function refusal(counts: GuardCounts): string | null {
+  if (counts.orphans === 0) return null;
+  const removed = counts.orphans === counts.groups ? 'all of them' : `${counts.orphans} of them`;
+  if (counts.known === 0) return `the database knows none of these ${counts.groups} stored images, and the sweep would remove ${removed}`;
+  if (counts.orphans > counts.groups * GUARD_MAX_SHARE && counts.orphans >= GUARD_MIN_ORPHANS) {
+    return `the database knows only ${counts.known} of these ${counts.groups} stored images, and the sweep would remove ${removed} (more than ${GUARD_MAX_SHARE * 100}%)`;
+  }
+  return null;
+}
+
+/** A sweep the guard stopped: nothing was removed. `report` says what would have been (empty directories not looked for). */
+export class SweepRefused extends Error {
+  constructor(
+    readonly reason: string,
+    readonly report: SweepReport,
+    readonly dryRun: boolean,
+    /** The database the sweep asked, in words, when the caller knows it (the command line does). */
+    readonly database?: string,
+  ) {
+    super(
+      `${dryRun ? 'a sweep would refuse' : 'refusing to sweep'}: ${reason}. Is DATABASE_URL / DATA_DIR the deployment's?` +
+        `${database ? ` This run used ${database}.` : ''}` +
+        ' A new database, one made where another was meant, or one emptied and not yet restored looks like this.' +
+        ` ${dryRun ? 'Nothing would be removed; with --force the sweep would remove them.' : 'Nothing was removed; --force sweeps all the same.'}`,
+    );
+    this.name = 'SweepRefused';
+  }
+}
+
 export async function sweepOrphanBlobs(ctx: Pick<Context, 'db' | 'blobs' | 'log'>, options: SweepOptions, owners: readonly BlobOwner[] = BLOB_OWNERS): Promise<SweepReport> {
   const cutoff = (options.now ?? Date.now()) - options.olderThanMs;
+  const dryRun = options.dryRun === true;
   const report: SweepReport = { groups: 0, orphans: [], tooRecent: 0, emptyDirectories: [] };
+  const counts: GuardCounts = { groups: 0, known: 0, orphans: 0 };
+  // First every owner's orphans are found, removing nothing, so the guard can stop a sweep before its
+  // first delete. Their prefixes are kept per owner (report.orphans holds them all the same).
+  const orphansOf: string[][] = [];
   for (const owner of owners) {
-    // What an upload that died before its first file left: a directory holding nothing, as old as a
-    // group would have to be. First, so that an orphan group removed below takes its parents with it:
-    // an empty sibling kept the parent, and the removal touched it, too recent for this run to take.
-    if (ctx.blobs.removeEmptyDirectories) report.emptyDirectories.push(...(await ctx.blobs.removeEmptyDirectories(owner.namespace, new Date(cutoff), options.dryRun === true)));
+    const orphans: string[] = [];
+    orphansOf.push(orphans);
     // prefix → { id, newest blob's time }; a group listed again after a flush is simply checked again.
     const pending = new Map<string, { id: string; newest: number }>();
     const flush = async (): Promise<void> => {
@@ -95,14 +160,18 @@ export async function sweepOrphanBlobs(ctx: Pick<Context, 'db' | 'blobs' | 'log'
       if (groups.length === 0) return;
       report.groups += groups.length;
       const alive = new Set(await owner.existing(ctx.db.kysely, groups.map(([, g]) => g.id)));
+      if (!owner.unowned) counts.groups += groups.length;
       for (const [prefix, group] of groups) {
-        if (alive.has(group.id)) continue;
+        if (alive.has(group.id)) {
+          if (!owner.unowned) counts.known++;
+          continue;
+        }
         if (group.newest >= cutoff) {
           report.tooRecent++;
           continue;
         }
-        report.orphans.push(prefix);
-        if (!options.dryRun) await ctx.blobs.deletePrefix(prefix);
+        orphans.push(prefix);
+        if (!owner.unowned) counts.orphans++;
       }
     };
     for await (const blob of ctx.blobs.list(owner.namespace)) {
@@ -115,23 +184,58 @@ export async function sweepOrphanBlobs(ctx: Pick<Context, 'db' | 'blobs' | 'log'
       if (pending.size >= BATCH) await flush();
     }
     await flush();
+    report.orphans.push(...orphans);
+  }
+
+  const reason = options.force ? null : refusal(counts);
+  if (reason !== null) {
+    ctx.log.warn({ ...counts, dryRun }, 'orphan blob sweep refused: the database knows too few of the stored blobs');
+    throw new SweepRefused(reason, report, dryRun);
+  }
+
+  for (const [i, owner] of owners.entries()) {
+    // What an upload that died before its first file left: a directory holding nothing, as old as a
+    // group would have to be. Before the owner's orphan groups, so that a group removed below takes its
+    // parents with it: an empty sibling kept the parent, and the removal touched it, too recent for this
+    // run to take.
+    if (ctx.blobs.removeEmptyDirectories) report.emptyDirectories.push(...(await ctx.blobs.removeEmptyDirectories(owner.namespace, new Date(cutoff), dryRun)));
+    if (!dryRun) for (const prefix of orphansOf[i] as string[]) await ctx.blobs.deletePrefix(prefix);
   }
   ctx.log.info(
-    { groups: report.groups, orphans: report.orphans.length, tooRecent: report.tooRecent, emptyDirectories: report.emptyDirectories.length, dryRun: options.dryRun === true },
+    { groups: report.groups, orphans: report.orphans.length, tooRecent: report.tooRecent, emptyDirectories: report.emptyDirectories.length, dryRun, forced: options.force === true },
     'orphan blob sweep',
   );
   return report;
 }
 
-export const BLOBS_USAGE = 'kiln blobs sweep [--dry-run] [--older-than MINUTES]';
+export const BLOBS_USAGE = 'kiln blobs sweep [--dry-run] [--older-than MINUTES] [--force]';
+
+/** The database and blob store a command runs against, in words (no password): what a refusal shows the operator to check. */
+export function describeStores(config: Pick<Config, 'databaseUrl' | 'dataDir' | 'storage' | 's3'>): string {
+  let database: string;
+  if (config.databaseUrl === undefined) database = `SQLite at ${path.join(config.dataDir, 'kiln.db')} (DATABASE_URL is not set)`;
+  else if (config.databaseUrl.startsWith('sqlite:')) database = `SQLite from DATABASE_URL ${config.databaseUrl}`;
+  else {
+    const url = new URL(config.databaseUrl);
+    url.username = '';
+    url.password = '';
+    database = `PostgreSQL at ${url.host}${url.pathname}`;
+  }
+  const store = config.storage === 's3' && config.s3 ? `the bucket ${config.s3.bucket}${config.s3.prefix ? ` (prefix ${config.s3.prefix})` : ''}` : path.join(config.dataDir, 'blobs');
+  return `${database}, with blobs in ${store}`;
+}
 
 /** Runs `kiln blobs <args>` over the configured database and blob store. */
 export async function runBlobsCommand(config: Config, args: string[]): Promise<SweepReport & { dryRun: boolean }> {
   const [sub, ...rest] = args;
   if (sub !== 'sweep') throw new UsageError(`usage: ${BLOBS_USAGE}`);
-  let values: { 'dry-run'?: boolean; 'older-than'?: string };
+  let values: { 'dry-run'?: boolean; 'older-than'?: string; force?: boolean };
   try {
-    ({ values } = parseArgs({ args: rest, options: { 'dry-run': { type: 'boolean', default: false }, 'older-than': { type: 'string', default: '60' } }, strict: true }));
+    ({ values } = parseArgs({
+      args: rest,
+      options: { 'dry-run': { type: 'boolean', default: false }, 'older-than': { type: 'string', default: '60' }, force: { type: 'boolean', default: false } },
+      strict: true,
+    }));
   } catch (err) {
     throw new UsageError(`${err instanceof Error ? err.message : String(err)}\nusage: ${BLOBS_USAGE}`);
   }
@@ -142,7 +246,11 @@ export async function runBlobsCommand(config: Config, args: string[]): Promise<S
   // A dry run removes nothing: not even the temp files a dead process left, which any other start clears.
   const ctx = await createContext(config, { logTo: 'stderr', keepTempFiles: dryRun, oneShot: true });
   try {
-    return { ...(await sweepOrphanBlobs(ctx, { olderThanMs: minutes * 60_000, dryRun })), dryRun };
+    return { ...(await sweepOrphanBlobs(ctx, { olderThanMs: minutes * 60_000, dryRun, force: values.force === true })), dryRun };
+  } catch (err) {
+    // Cron runs this where no one reads the settings it found: the refusal names them.
+    if (err instanceof SweepRefused) throw new SweepRefused(err.reason, err.report, err.dryRun, describeStores(config));
+    throw err;
   } finally {
     await ctx.close();
   }

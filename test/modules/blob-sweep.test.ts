@@ -102,14 +102,16 @@ describe.each([
     for (const key of [...owned, ...orphans]) expect(await server.ctx.blobs.stat(key)).not.toBeNull();
   });
 
+  // One orphan per namespace beside one live group each is more than half the store: the guard
+  // (blob-sweep-guard.test.ts) would refuse it, so these two sweeps are forced.
   it.skipIf(skip)('names the orphans and removes nothing on a dry run', async () => {
-    const report = await sweepOrphanBlobs(server.ctx, { olderThanMs: HOUR, now: Date.now() + 2 * HOUR, dryRun: true });
+    const report = await sweepOrphanBlobs(server.ctx, { olderThanMs: HOUR, now: Date.now() + 2 * HOUR, dryRun: true, force: true });
     expect(report.orphans.sort()).toEqual(orphans.map((k) => k.slice(0, k.lastIndexOf('/'))).sort());
     for (const key of [...owned, ...orphans]) expect(await server.ctx.blobs.stat(key)).not.toBeNull();
   });
 
   it.skipIf(skip)('removes every old orphan and keeps every blob a row points at', async () => {
-    const report = await sweepOrphanBlobs(server.ctx, { olderThanMs: HOUR, now: Date.now() + 2 * HOUR });
+    const report = await sweepOrphanBlobs(server.ctx, { olderThanMs: HOUR, now: Date.now() + 2 * HOUR, force: true });
     expect(report.orphans).toHaveLength(orphans.length);
     expect(report.groups).toBe(owned.length + orphans.length);
     for (const key of orphans) expect(await server.ctx.blobs.stat(key)).toBeNull();

@@ -19,7 +19,7 @@ import { registerModules } from './modules/index.js';
 import { jobRetention, registerJobHandlers } from './modules/jobs.js';
 import { SWAGGER_UI_PATH, withSwaggerUiPage } from './modules/ops/docs.js';
 import { bootstrapAdmin } from './modules/users/bootstrap.js';
-import { clientErrorHandler, errorHandler, FailureFormats, frameworkError, notFoundHandler, refuseExpectation, refuseWithoutHost, type Refused } from './platform/http/errors.js';
+import { clientErrorHandler, errorHandler, FailureFormats, frameworkError, notFoundHandler, refuseBadHost, refuseExpectation, type Refused } from './platform/http/errors.js';
 import { BadRequest } from './errors.js';
 import { KilnServer } from './platform/http/front-door.js';
 import { HotPaths } from './platform/http/hot-path.js';
@@ -61,13 +61,16 @@ export async function buildApp(ctx: Context): Promise<App> {
   const hotPaths = new HotPaths(recorder);
   const newRequestId = (): string => recorder.newRequestId();
   // Requests refused before Fastify sees them, or that never parsed, get their log line and metrics too.
-  const refused: Refused = (requestId, method, url, status) => recorder.record(requestId, method, UNMATCHED, url, status, 0);
+  const refused: Refused = (requestId, method, url, status, code) => {
+    recorder.record(requestId, method, UNMATCHED, url, status, 0);
+    ctx.metrics.httpErrors.inc({ route: UNMATCHED, code });
+  };
   const app = Fastify({
     loggerInstance: ctx.log as FastifyBaseLogger,
     // A few cached public reads are answered before Fastify routes them (platform/http/hot-path.ts),
     // on the socket when the front door read the request (platform/http/front-door.ts).
     serverFactory: (handler) => {
-      const server = new KilnServer(hotPaths, (req, res) => refuseWithoutHost(req, res, newRequestId, refused) || hotPaths.handle(req, res) || handler(req, res));
+      const server = new KilnServer(hotPaths, (req, res) => refuseBadHost(req, res, newRequestId, refused) || hotPaths.handle(req, res) || handler(req, res));
       // A connection on which nothing moves for this long is closed: a client that stops reading an
       // answer (or stops sending its body) holds a socket and a file no longer than this.
       server.timeout = CONNECTION_IDLE_MS;

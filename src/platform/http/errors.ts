@@ -9,6 +9,7 @@ import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { DomainError, type FieldError } from '../../errors.js';
 import { isDatabaseConnectionLost } from '../db/failures.js';
 import { drainUnreadBody, readOutBound } from './drain.js';
+import { isHostValue } from './request-head.js';
 import { UNMATCHED } from './requests.js';
 
 export interface Problem {
@@ -272,11 +273,14 @@ export function notFoundHandler(request: FastifyRequest, reply: FastifyReply): F
   const path = request.url.split('?')[0] ?? '/';
   const allowed: string[] = ROUTE_METHODS.filter((method) => request.server.findRoute({ method, url: path }) !== null);
   // A route of this very method that found nothing (a missing file under /docs/static/*) is a 404, whatever other methods match.
+  const count = (code: string): void => request.server.ctx.metrics.httpErrors.inc({ route: request.routeOptions.url ?? UNMATCHED, code });
   if (allowed.length === 0 || allowed.includes(request.method)) {
     clearSuccessHeaders(reply, 404);
+    count('not_found');
     return sendProblem(reply, problem(404, 'not_found', `No route for ${request.method} ${path}.`));
   }
   clearSuccessHeaders(reply, 405);
+  count('method_not_allowed');
   reply.header('allow', allowed.join(', '));
   const send = request.server.failureFormats.of(path);
   return send(reply, problem(405, 'method_not_allowed', `${request.method} is not allowed on ${path}; it takes ${allowed.join(', ')}.`));
@@ -325,7 +329,7 @@ export function clientErrorHandler(newRequestId: () => string, refused: Refused)
     if (socket.writable) socket.write(closingProblemBytes(status, code, detail, requestId));
     socket.destroy(err);
     const { method, url } = requestLine(err.rawPacket);
-    refused(requestId, method, url, status);
+    refused(requestId, method, url, status, code);
   };
 }
 
@@ -353,6 +357,8 @@ function closingProblem(status: number, code: string, detail: string, requestId:
     'Cache-Control': 'no-store',
     'X-Content-Type-Options': 'nosniff',
     'X-Request-Id': requestId,
+    // Node adds Date to what goes through its response, not to what is written on the socket (RFC 9110 6.6.1: an origin server sends one).
+    Date: new Date().toUTCString(),
     Connection: 'close',
   };
   return { headers, body };
@@ -366,19 +372,29 @@ function closingProblemBytes(status: number, code: string, detail: string, reque
 }
 
 /**
- * An HTTP/1.1 request without Host (RFC 9112, section 3.2: a 400). Node would
- * answer it with a bare 400 of its own (its `requireHostHeader`, which Kiln's
- * server turns off); it is answered here as every other malformed request is,
- * before any hot path or route sees it. True when it was.
+ * A request whose Host is missing (HTTP/1.1), given twice or not a host
+ * (RFC 9112, section 3.2: a 400). Node would answer a missing one with a
+ * bare 400 of its own (its `requireHostHeader`, which Kiln's server turns
+ * off) and take the others; each is answered here as every other malformed
+ * request is, before any hot path or route sees it. True when it was.
  */
-export function refuseWithoutHost(req: IncomingMessage, res: ServerResponse, newRequestId: () => string, refused: Refused): boolean {
-  if (req.headers.host !== undefined || req.httpVersion !== '1.1') return false;
-  refuseBeforeFastify(req, res, 400, 'malformed_request', 'An HTTP/1.1 request needs a Host header.', newRequestId, refused);
+export function refuseBadHost(req: IncomingMessage, res: ServerResponse, newRequestId: () => string, refused: Refused): boolean {
+  const host = req.headers.host;
+  if (host === undefined) {
+    if (req.httpVersion !== '1.1') return false;
+    refuseBeforeFastify(req, res, 400, 'malformed_request', 'An HTTP/1.1 request needs a Host header.', newRequestId, refused);
+    return true;
+  }
+  // Node joins nothing for Host: a second one is dropped from `headers`, so the raw list is counted.
+  let hosts = 0;
+  for (let i = 0; i < req.rawHeaders.length; i += 2) if ((req.rawHeaders[i] as string).length === 4 && (req.rawHeaders[i] as string).toLowerCase() === 'host') hosts++;
+  if (hosts === 1 && isHostValue(host)) return false;
+  refuseBeforeFastify(req, res, 400, 'malformed_request', hosts > 1 ? 'A request has one Host header.' : 'The Host header is not a host name or address, with an optional port.', newRequestId, refused);
   return true;
 }
 
 /** Told of a request refused before Fastify saw it (or before it parsed), for its log line and metrics (app.ts). */
-export type Refused = (requestId: string, method: string, url: string, status: number) => void;
+export type Refused = (requestId: string, method: string, url: string, status: number, code: string) => void;
 
 /**
  * A request whose `Expect` is not `100-continue` (RFC 9110, section 10.1.1:
@@ -397,5 +413,5 @@ function refuseBeforeFastify(req: IncomingMessage, res: ServerResponse, status: 
   const { headers, body } = closingProblem(status, code, detail, requestId);
   res.writeHead(status, headers);
   res.end(body);
-  refused(requestId, req.method ?? 'GET', req.url ?? '/', status);
+  refused(requestId, req.method ?? 'GET', req.url ?? '/', status, code);
 }

@@ -108,7 +108,7 @@ export class KilnServer extends Server<typeof IncomingMessage, typeof ServerResp
   readonly frontDoor: FrontDoor;
 
   constructor(hotPaths: HotPaths, handler: (req: IncomingMessage, res: ServerResponse) => void) {
-    // An HTTP/1.1 request without Host reaches the handler, which answers it as problem+json (errors.ts, refuseWithoutHost).
+    // An HTTP/1.1 request without Host reaches the handler, which answers it as problem+json (errors.ts, refuseBadHost).
     super({ requireHostHeader: false }, (req, res) => {
       closeQueuedWithConnection(req, res);
       handler(req, res);

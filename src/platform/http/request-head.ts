@@ -100,7 +100,8 @@ export function parseHead(head: string): HotRequest | null {
     while (to > from && isBlank(head.charCodeAt(to - 1))) to--;
     const value = head.slice(from, to);
     if (treatment === 'host') {
-      if (host) return null;
+      // Twice, or not a host: Node's to refuse (errors.ts, refuseBadHost).
+      if (host || !isHostValue(value)) return null;
       host = true;
     } else if (treatment === 'connection') {
       if (value.toLowerCase() !== 'keep-alive') return null;
@@ -112,4 +113,12 @@ export function parseHead(head: string): HotRequest | null {
   if (!host) return null;
   // The target: from after "GET " to the space before "HTTP/1.1", which HEAD has checked.
   return { method: 'GET', url: head.slice(4, head.indexOf(' ', 4)), headers };
+}
+
+/** RFC 9110 7.2: uri-host [ ":" port ], the host a name of RFC 3986's reg-name characters or a bracketed IP literal; empty is allowed. */
+const HOST = /^(?:\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(?::[0-9]{0,5})?$/;
+
+/** A Host header's value is a host (a name or an address) with an optional port. */
+export function isHostValue(value: string): boolean {
+  return HOST.test(value);
 }

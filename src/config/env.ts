@@ -29,10 +29,33 @@ export type Env = Record<string, string | undefined>;
 export function readDotenv(dir: string): Env {
   const file = path.join(dir, '.env');
   if (!existsSync(file)) return {};
+  let text: Buffer;
   try {
-    return parseDotenv(readFileSync(file));
+    text = readFileSync(file);
   } catch (err) {
     throw new ConfigError('.env', `cannot read ${file} (${failureOf(err)})`);
+  }
+  refuseCutValues(text.toString('utf8'));
+  return parseDotenv(text);
+}
+
+/** `NAME=value` with the value not in quotes (dotenv's own line shape, `export` and `:` included). */
+const UNQUOTED_ASSIGNMENT = /^\s*(?:export\s+)?([\w.-]+)(?:\s*=\s*|:\s+)([^'"`\s][^\r\n]*)$/;
+
+/**
+ * dotenv ends an unquoted value at its first `#`, the rest being a comment:
+ * `ADMIN_PASSWORD=correct#horse` sets `correct`, a shorter password than
+ * the one written, and nothing says so. A `#` right after the value (no
+ * space before it, so not a comment put after it) stops the start instead,
+ * naming the variable; quoting the value keeps the `#`.
+ */
+function refuseCutValues(text: string): void {
+  for (const line of text.split('\n')) {
+    const m = UNQUOTED_ASSIGNMENT.exec(line);
+    const hash = m?.[2]?.indexOf('#') ?? -1;
+    if (m && hash > 0 && !/\s/.test(m[2]?.charAt(hash - 1) ?? ' ')) {
+      throw new ConfigError(m[1] as string, 'its value in .env has a "#" that dotenv reads as the start of a comment, cutting the value there; put the value in quotes to keep the "#"');
+    }
   }
 }
 

@@ -100,6 +100,8 @@ export async function safeFetch(url: string, options: SafeFetchOptions): Promise
     return await follow(url, options, allowed, agent, signal);
   } catch (err) {
     if (options.signal?.aborted && !deadline.aborted) throw options.signal.reason;
+    // The body could not be written here (a full disk): the server was reached, and is not to blame.
+    if (isLocalWriteFailure(err)) throw err;
     throw toFetchError(err, deadline.aborted);
   } finally {
     // A request's own pool goes with it; a shared one keeps its connections for the next request.
@@ -217,6 +219,14 @@ function discard(body: Dispatcher.ResponseData['body']): void {
 }
 
 const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
+
+/** What writing a body to a file (`toFile`) may meet on this machine's disk, none of it the server's doing. */
+const LOCAL_WRITE_CODES = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'EIO']);
+
+function isLocalWriteFailure(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return err instanceof Error && typeof code === 'string' && LOCAL_WRITE_CODES.has(code) && (err as { syscall?: unknown }).syscall !== 'connect';
+}
 
 function toFetchError(err: unknown, timedOut: boolean): FetchError {
   const ours = findFetchError(err);

@@ -2,7 +2,8 @@
  * Failures of what a job stands on rather than of the job itself: the
  * database dropped the connection, is restarting or still starting, aborted
  * a transaction to break a deadlock, or (SQLite) stayed locked by another
- * process; a peer reset or refused a connection. None is a bug, and running
+ * process; a peer reset or refused a connection; the disk (or the SQLite
+ * database) had no room left. None is a bug, and running
  * the job again later is the cure, so the runner retries them like a
  * TransientJobError (execute.ts) instead of failing the job as
  * `internal_error`. A module that decides something on the way out (free a
@@ -20,6 +21,14 @@ const ROLLED_BACK_SQLSTATE = new Set(['40001', '40P01']);
 
 /** A socket's errors: the peer went away, or cannot be reached for now. */
 const NETWORK_ERRNO = new Set(['ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
+
+/** A disk or SQLite database with no room left (or over quota): freed space is the cure, so it is worth trying again later. */
+const FULL_CODES = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL']);
+
+function isStorageFull(e: Error): boolean {
+  const code = (e as { code?: unknown }).code;
+  return typeof code === 'string' && FULL_CODES.has(code);
+}
 
 /** How deep into `cause` to look: Kysely and Kiln wrap at most a couple of times. */
 const CAUSE_DEPTH = 4;
@@ -40,6 +49,7 @@ export function outageOf(err: unknown): TransientJobError | undefined {
     if (e instanceof JobError) return undefined; // the handler already said what it is
     if (e instanceof DatabaseBusy) return new TransientJobError('database_busy', 'The database stayed locked by another process.');
     if (isConnectionFailure(e)) return new TransientJobError('service_unavailable', 'A service the job needs (its database or storage) could not be reached.');
+    if (isStorageFull(e)) return new TransientJobError('storage_full', 'The server had no room left to store what the job made.');
   }
   return undefined;
 }

@@ -1,6 +1,7 @@
 // safeFetch against real servers on 127.0.0.1, friendly and hostile.
 import dns, { type LookupAddress } from 'node:dns';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -166,6 +167,27 @@ describe('safeFetch', () => {
     expect(res.body).toBeNull();
     expect(res.bytes).toBe(5);
     expect(readFileSync(file, 'utf8')).toBe('hello');
+  });
+
+  it("rethrows a failure to write the file (this machine's disk), not as the server unreachable", async () => {
+    const dir = path.join(temp.dir, 'locked');
+    mkdirSync(dir);
+    // Root writes through any mode, but not into an immutable directory (EPERM); anyone else meets its mode (EACCES).
+    const asRoot = process.getuid?.() === 0;
+    if (asRoot) execFileSync('chattr', ['+i', dir]);
+    else chmodSync(dir, 0o555);
+    try {
+      const err = await safeFetch(`${base}/ok`, opts({ toFile: path.join(dir, 'ok.txt') })).then(
+        () => null,
+        (e: unknown) => e as NodeJS.ErrnoException,
+      );
+      expect(err).not.toBeNull();
+      expect(findFetchError(err)).toBeNull();
+      expect(err?.code).toBe(asRoot ? 'EPERM' : 'EACCES');
+    } finally {
+      if (asRoot) execFileSync('chattr', ['-i', dir]);
+      else chmodSync(dir, 0o755);
+    }
   });
 
   it('refuses loopback unless the host is allowed, by IP literal and by name', async () => {

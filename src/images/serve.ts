@@ -26,6 +26,13 @@ export class RangeNotSatisfiable extends DomainError {
   }
 }
 
+/** If-Match or If-Unmodified-Since said the client's copy is not the current one (RFC 9110 13.1.1, 13.1.4). */
+export class PreconditionFailed extends DomainError {
+  constructor() {
+    super(412, 'precondition_failed', 'The file is not the one If-Match or If-Unmodified-Since names: it has changed.');
+  }
+}
+
 type RangeAnswer = { kind: 'full' } | { kind: 'partial'; range: ByteRange } | { kind: 'unsatisfiable' };
 
 /**
@@ -81,6 +88,22 @@ export function notModified(request: { headers: Pick<IncomingHttpHeaders, 'if-no
   return !Number.isNaN(since) && Math.floor(lastModified.getTime() / 1000) * 1000 <= since;
 }
 
+/**
+ * If-Match (strong comparison; `*` is any current file), or without it
+ * If-Unmodified-Since: false when the file is not the client's copy, which
+ * is a 412 before anything else is looked at (RFC 9110 13.2.2). A date that
+ * does not parse is ignored, as the RFC asks.
+ */
+export function preconditionsHold(request: { headers: Pick<IncomingHttpHeaders, 'if-match' | 'if-unmodified-since'> }, quotedEtag: string, lastModified: Date): boolean {
+  const im = request.headers['if-match'];
+  // Strong comparison: a weak tag (W/"…") never matches.
+  if (im !== undefined) return im.split(',').some((t) => t.trim() === '*' || t.trim() === quotedEtag);
+  const ius = request.headers['if-unmodified-since'];
+  if (ius === undefined) return true;
+  const since = parseHttpDate(ius);
+  return Number.isNaN(since) || Math.floor(lastModified.getTime() / 1000) * 1000 <= since;
+}
+
 /** If-Range: a range is honoured only while the client's copy is still current (strong comparison). */
 function rangeStillValid(request: FastifyRequest, quotedEtag: string, lastModified: Date): boolean {
   const raw = request.headers['if-range'];
@@ -123,6 +146,7 @@ export async function sendStoredImage(
   for (let i = 0; i < common.length; i += 2) reply.header(common[i] as string, common[i + 1]);
 
   // A HEAD's empty payload would get Content-Length: 0 from Fastify; a 304 carries none (RFC 9110 8.6).
+  if (!preconditionsHold(request, quotedEtag, file.lastModified)) throw new PreconditionFailed();
   if (notModified(request, quotedEtag, file.lastModified)) return reply.code(304).send(request.method === 'HEAD' ? Readable.from([]) : undefined);
 
   // Range handling is defined for GET only; HEAD answers as a full GET would.

@@ -63,6 +63,35 @@ describe('sendStoredImage over a real server', () => {
     expect(Buffer.from(await res.arrayBuffer()).equals(BODY)).toBe(true);
   });
 
+  it('answers 412 when If-Match names another file (strong comparison), before a Range or a 304 is weighed', async () => {
+    const failing: Array<Record<string, string>> = [{ 'if-match': '"another"' }, { 'if-match': `W/"${ETAG}"` }, { 'if-match': '"another"', range: 'bytes=0-9' }, { 'if-match': '"another"', 'if-none-match': `"${ETAG}"` }];
+    for (const headers of failing) {
+      const res = await get(headers);
+      expect(res.status, JSON.stringify(headers)).toBe(412);
+      expect(res.headers.get('content-type')).toContain('application/problem+json');
+      expect(((await res.json()) as { code: string }).code).toBe('precondition_failed');
+      expectUncachedError(res);
+    }
+    for (const ifMatch of [`"${ETAG}"`, `"other", "${ETAG}"`, '*']) {
+      const res = await get({ 'if-match': ifMatch, range: 'bytes=0-9' });
+      expect(res.status, ifMatch).toBe(206);
+      expect((await res.arrayBuffer()).byteLength).toBe(10);
+    }
+  });
+
+  it('answers 412 when If-Unmodified-Since is before the file changed; ignores it with If-Match, and when it is not a date', async () => {
+    const before = 'Mon, 06 May 2024 07:08:08 GMT';
+    const res = await get({ 'if-unmodified-since': before });
+    expect(res.status).toBe(412);
+    await res.body?.cancel();
+    const holding: Array<Record<string, string>> = [{ 'if-unmodified-since': 'Mon, 06 May 2024 07:08:09 GMT' }, { 'if-unmodified-since': before, 'if-match': `"${ETAG}"` }, { 'if-unmodified-since': '2030' }];
+    for (const headers of holding) {
+      const ok = await get(headers);
+      expect(ok.status, JSON.stringify(headers)).toBe(200);
+      await ok.body?.cancel();
+    }
+  });
+
   it('answers If-None-Match with 304 and no body', async () => {
     for (const inm of [`"${ETAG}"`, `W/"${ETAG}"`, `"other", "${ETAG}"`, `"other",W/"${ETAG}"`, `"a" ,  "${ETAG}" , "b"`, '*']) {
       const res = await get({ 'if-none-match': inm });

@@ -157,7 +157,7 @@ export async function aiEditRoutes(parent: FastifyInstance, ctx: Context): Promi
             security: SIGNED_IN,
             params: FileParams,
             querystring: FileQuery,
-            response: { ...imageAnswers, ...envelopeErrors, 416: ErrorEnvelope },
+            response: { ...imageAnswers, ...envelopeErrors, 412: ErrorEnvelope, 416: ErrorEnvelope },
           },
         },
         async (request, reply) => {

@@ -170,7 +170,7 @@ export async function customOrderRoutes(parent: FastifyInstance, ctx: Context): 
           401: ProblemSchema,
           403: ProblemSchema,
           404: ProblemSchema,
-          416: ProblemSchema,
+          412: ProblemSchema, 416: ProblemSchema,
           422: ProblemSchema,
         },
       },

@@ -8,7 +8,7 @@
  * route does, the bytes through the caching blob store) and is asked again.
  * It declines, and Fastify answers, whenever anything else could apply: a
  * credential (it must be checked, and a bad one is a 401), a Range or
- * If-Range, a CORS request, a 200 of a size that is streamed rather than
+ * If-Range, an If-Match or If-Unmodified-Since, a CORS request, a 200 of a size that is streamed rather than
  * kept in memory, an image it could not load, or an unusual URL.
  *
  * Installed only when reads are public and the `default` rate limit is off
@@ -76,6 +76,8 @@ export function galleryHotRead(ctx: Context, galleries: GalleryService): HotPath
     if (req.method !== 'GET') return null;
     const h = req.headers;
     if (h.authorization !== undefined || h['x-api-key'] !== undefined || h.range !== undefined || h['if-range'] !== undefined) return null;
+    // Preconditions (a 412 when the copy changed) are the route's to weigh.
+    if (h['if-match'] !== undefined || h['if-unmodified-since'] !== undefined) return null;
     if (cors && h.origin !== undefined) return null;
     const m = IMAGE_URL.exec(req.url ?? '');
     if (!m) return null;

@@ -82,7 +82,7 @@ export async function galleryRoutes(parent: FastifyInstance, ctx: Context): Prom
         summary: 'One image in one size (default original); ETag, 304 and Range supported',
         params: ImageParams,
         querystring: SizeQuery,
-        response: { ...imageAnswers, 404: ProblemSchema, 416: ProblemSchema, 422: ProblemSchema },
+        response: { ...imageAnswers, 404: ProblemSchema, 412: ProblemSchema, 416: ProblemSchema, 422: ProblemSchema },
       },
     },
     async (request, reply) => {
@@ -101,7 +101,7 @@ export async function galleryRoutes(parent: FastifyInstance, ctx: Context): Prom
         tags: TAGS,
         summary: 'The primary image\'s thumb; follows the primary, so clients revalidate',
         params: ProjectParams,
-        response: { ...imageAnswers, 404: ProblemSchema, 416: ProblemSchema, 422: ProblemSchema },
+        response: { ...imageAnswers, 404: ProblemSchema, 412: ProblemSchema, 416: ProblemSchema, 422: ProblemSchema },
       },
     },
     async (request, reply) => {

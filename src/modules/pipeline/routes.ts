@@ -68,7 +68,7 @@ export async function pipelineRoutes(parent: FastifyInstance, ctx: Context): Pro
           304: imageAnswers[304],
           ...authProblems,
           409: ProblemSchema,
-          416: ProblemSchema,
+          412: ProblemSchema, 416: ProblemSchema,
         },
       },
       // The attachment header belongs to the file; a problem answered instead (a 416) is shown, not saved.

@@ -96,7 +96,7 @@ export async function productImageRoutes(parent: FastifyInstance, ctx: Context):
         security: SIGNED_IN,
         params: EanParams,
         querystring: ProductFileQuery,
-        response: { ...imageAnswers, ...authProblems, 416: ProblemSchema },
+        response: { ...imageAnswers, ...authProblems, 412: ProblemSchema, 416: ProblemSchema },
       },
     },
     async (request, reply) => {

@@ -167,7 +167,7 @@ export async function shopRoutes(parent: FastifyInstance, ctx: Context): Promise
         summary: 'One picture of a product in one size (default original); ETag, 304 and Range supported',
         params: ProductImageParams,
         querystring: ImageSizeQuery,
-        response: { ...imageAnswers, 404: ProblemSchema, 416: ProblemSchema, 422: ProblemSchema },
+        response: { ...imageAnswers, 404: ProblemSchema, 412: ProblemSchema, 416: ProblemSchema, 422: ProblemSchema },
       },
     },
     async (request, reply) => {

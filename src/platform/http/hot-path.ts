@@ -27,7 +27,7 @@ import type { RequestRecorder } from './requests.js';
  * (to answer by it, or to decline because of it) adds it here, and the
  * compiler then lets it read it.
  */
-export const HOT_HEADERS = ['authorization', 'x-api-key', 'range', 'if-range', 'origin', 'if-none-match', 'if-modified-since', 'x-request-id'] as const;
+export const HOT_HEADERS = ['authorization', 'x-api-key', 'range', 'if-range', 'origin', 'if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'x-request-id'] as const;
 export type HotHeader = (typeof HOT_HEADERS)[number];
 /** Typed as Node types them. */
 export type HotHeaders = { readonly [name in HotHeader]?: IncomingHttpHeaders[name] };

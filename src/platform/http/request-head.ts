@@ -81,6 +81,8 @@ export function parseHead(head: string): HotRequest | null {
     origin: undefined,
     'if-none-match': undefined,
     'if-modified-since': undefined,
+    'if-match': undefined,
+    'if-unmodified-since': undefined,
     'x-request-id': undefined,
   };
   let host = false;

@@ -111,7 +111,7 @@ describe('parseHead: what the front door reads itself', () => {
     const req = parseHead(`${HEAD}\r\n__proto__: x\r\nconstructor: y`);
     expect(req).not.toBeNull();
     expect(Object.getPrototypeOf(req?.headers)).toBe(Object.prototype);
-    expect(Object.keys(req?.headers ?? {}).sort()).toEqual(['authorization', 'if-modified-since', 'if-none-match', 'if-range', 'origin', 'range', 'x-api-key', 'x-request-id']);
+    expect(Object.keys(req?.headers ?? {}).sort()).toEqual(['authorization', 'if-match', 'if-modified-since', 'if-none-match', 'if-range', 'if-unmodified-since', 'origin', 'range', 'x-api-key', 'x-request-id']);
   });
 });
 

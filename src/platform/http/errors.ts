@@ -82,10 +82,13 @@ function mergeChoices(issues: readonly ValidationIssue[]): ValidationIssue[] {
 function fieldErrors(error: FastifyError): FieldError[] {
   return mergeChoices(error.validation ?? []).map((v) => {
     const where = error.validationContext ?? 'body';
-    const missing = (v.params as { missingProperty?: string } | undefined)?.missingProperty;
+    const params = v.params as { missingProperty?: string; additionalProperty?: string } | undefined;
     const pathPart = v.instancePath.replace(/^\//, '').replace(/\//g, '.');
-    const field = [where, pathPart, missing].filter((s) => s !== undefined && s !== '').join('.');
-    return { field, message: v.message ?? 'is invalid' };
+    // A field the schema does not take is named, so the client knows which one to drop.
+    const named = params?.missingProperty ?? params?.additionalProperty;
+    const field = [where, pathPart, named].filter((s) => s !== undefined && s !== '').join('.');
+    const message = params?.additionalProperty !== undefined ? 'is not a field this request takes' : (v.message ?? 'is invalid');
+    return { field, message };
   });
 }
 

@@ -93,7 +93,8 @@ describe('products: the record and its money', () => {
       [{ name: '   ', price: '1.00' }, 'validation_error', 'body.name'],
       [{ name: 'x' }, 'validation_error', 'body.price'],
       [{ name: 'x', price: '1.00', stock_quantity: -1 }, 'validation_error', 'body.stock_quantity'],
-      [{ name: 'x', price: '1.00', colour: 'red' }, 'validation_error', 'body'],
+      // A field the product does not have is named, with what is wrong with it.
+      [{ name: 'x', price: '1.00', colour: 'red' }, 'validation_error', 'body.colour'],
     ];
     for (const [body, code, field] of cases) {
       const res = await call<{ code: string; errors: Array<{ field: string }> }>(shop.url, 'POST', '/products', shop.admin, body);
@@ -101,6 +102,8 @@ describe('products: the record and its money', () => {
       expect(res.body.code, JSON.stringify(body)).toBe(code);
       expect(res.body.errors.map((e) => e.field).join(' '), JSON.stringify(body)).toContain(field);
     }
+    const extra = await call<{ detail: string }>(shop.url, 'POST', '/products', shop.admin, { name: 'x', price: '1.00', colour: 'red' });
+    expect(extra.body.detail).toBe('body.colour is not a field this request takes.');
     expect((await call<{ products: ProductJson[] }>(shop.url, 'GET', '/products?limit=100', shop.admin)).body.products.length).toBe(before);
   });
 

@@ -47,7 +47,7 @@ export interface Context {
   broadcast: Broadcast;
   /** DATA_DIR/tmp: uploads stream here before they are validated and moved. */
   tmpDir: string;
-  /** Runs every registered closer in reverse order of registration. */
+  /** Runs every registered closer in reverse order of registration, once: a later call waits for the first. */
   close(): Promise<void>;
   /** Registers a resource to release on close (a queue, a pool, a timer). */
   onClose(closer: () => Promise<void> | void): void;
@@ -198,6 +198,20 @@ export async function createContext(config: Config, options: ContextOptions = {}
   const broadcast = live.redisUrl ? await redisBroadcast(live.redisUrl, live.redisPrefix, log) : localBroadcast(log);
   closers.push(() => broadcast.close());
 
+  // One close however often it is asked for (a second signal, a test's cleanup after the app's own): a second
+  // call waits for the first, rather than close the logger and the database under a job the first still stops.
+  let closing: Promise<void> | undefined;
+  const closeAll = async (): Promise<void> => {
+    // A reversed copy: the list stays in registration order for anything that reads or appends to it meanwhile.
+    for (const closer of [...closers].reverse()) {
+      try {
+        await closer();
+      } catch (err) {
+        log.error({ err }, 'error while closing');
+      }
+    }
+  };
+
   return {
     config,
     db,
@@ -213,15 +227,9 @@ export async function createContext(config: Config, options: ContextOptions = {}
     onClose(closer) {
       closers.push(closer);
     },
-    async close() {
-      for (const closer of closers.reverse()) {
-        try {
-          await closer();
-        } catch (err) {
-          log.error({ err }, 'error while closing');
-        }
-      }
-      closers.length = 0;
+    close() {
+      closing ??= closeAll();
+      return closing;
     },
   };
 }

@@ -5,11 +5,13 @@
  * `kiln blobs sweep`.
  */
 import './threadpool.js';
+import os from 'node:os';
 import { buildApp, type App } from './app.js';
 import { collectStartupGarbage } from './images/release.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createContext, type Context } from './context.js';
 import { migrateToLatest } from './platform/db/index.js';
+import { LocalJobRunner } from './platform/jobs/index.js';
 import { UsageError } from './errors.js';
 import { runBlobsCommand } from './modules/blob-sweep.js';
 import { runUsersCommand } from './modules/users/cli.js';
@@ -40,9 +42,20 @@ const SHUTDOWN_GRACE_MS = 10_000;
  */
 const HANDLER_GRACE_MS = 30_000;
 
+/**
+ * SIGTERM and SIGINT start one shutdown. `npm start` forwards the signal its
+ * process group was sent (one Ctrl-C, or a supervisor's SIGTERM to the
+ * group), so node gets each one twice: the second is logged and changes
+ * nothing. A third (a second Ctrl-C under npm) is someone who will not wait:
+ * the process exits at once with 128 + the signal's number, leaving what a
+ * kill leaves (a running job to its lease, temp files to the next start's sweep).
+ */
 function closeOnSignals(app: App, ctx: Context, role: string): void {
-  const shutdown = async (signal: string) => {
+  const shutdown = async (signal: NodeJS.Signals) => {
     ctx.log.info({ signal, role }, 'shutting down');
+    // At the signal, not once the connections have drained (seconds): a job claimed meanwhile would only be cut short.
+    // BullMQ's worker (`kiln worker`, which has no connections to drain) stops taking jobs as ctx.close() begins.
+    if (ctx.jobs instanceof LocalJobRunner) ctx.jobs.stopClaiming();
     const force = setTimeout(() => app.server.closeAllConnections(), SHUTDOWN_GRACE_MS);
     await app.close();
     clearTimeout(force);
@@ -50,8 +63,22 @@ function closeOnSignals(app: App, ctx: Context, role: string): void {
     await ctx.close();
     process.exit(0);
   };
-  process.once('SIGTERM', () => void shutdown('SIGTERM'));
-  process.once('SIGINT', () => void shutdown('SIGINT'));
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals += 1;
+    if (signals === 1) {
+      void shutdown(signal);
+    } else if (signals === 2) {
+      ctx.log.info({ signal, role }, 'already shutting down; another signal exits at once');
+    } else {
+      ctx.log.warn({ signal, role, handlers: app.inflight.size }, 'forced exit: not waiting for the shutdown to finish');
+      ctx.log.flush();
+      process.exit(128 + os.constants.signals[signal]);
+    }
+  };
+  // `on`, not `once`: with no listener left, a further signal would get Node's default action and kill the process.
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
 }
 
 async function serve(config: Config): Promise<void> {

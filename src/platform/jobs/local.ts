@@ -27,6 +27,8 @@ export class LocalJobRunner extends BaseRunner {
   private readonly pollMs: number;
   private readonly active = new Set<Promise<unknown>>();
   private started = false;
+  /** Cleared for good by stopClaiming: the process is shutting down. */
+  private claiming = true;
   private loopDone: Promise<void> = Promise.resolve();
   private wakeUp: (() => void) | null = null;
   private lastExpiredCheck = 0;
@@ -50,9 +52,22 @@ export class LocalJobRunner extends BaseRunner {
   }
 
   async start(): Promise<void> {
-    if (this.started) return;
+    // A shutdown that began while the process was still starting (a signal before `jobs.start()`) claims nothing.
+    if (this.started || !this.claiming) return;
     this.started = true;
     this.loopDone = this.loop();
+  }
+
+  /**
+   * Claims no job from now on; the jobs running go on, and stop() gives them
+   * their grace. Called at a shutdown's signal: the HTTP connections may
+   * take seconds to drain before stop() comes, and a job claimed meanwhile
+   * would only be cut short by it. A claim already under way still launches
+   * its job. For good: a start() afterwards does nothing.
+   */
+  stopClaiming(): void {
+    this.claiming = false;
+    this.wake();
   }
 
   async stop(graceMs = 10_000): Promise<void> {
@@ -65,6 +80,7 @@ export class LocalJobRunner extends BaseRunner {
 
   /** Started and not stopped: its loop claims due jobs. (A database it cannot reach is the database check's to report.) */
   async healthCheck(): Promise<void> {
+    if (!this.claiming) throw new Error('the job runner is shutting down: it claims no more jobs');
     if (!this.started) throw new Error('the job runner is not running: jobs would stay queued');
   }
 
@@ -92,7 +108,7 @@ export class LocalJobRunner extends BaseRunner {
   }
 
   private async loop(): Promise<void> {
-    while (this.started) {
+    while (this.started && this.claiming) {
       if (this.running.size >= this.concurrency) {
         await this.sleep(this.pollMs);
         continue;

@@ -5,8 +5,8 @@
  * once there is room, without a restart.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { appendFileSync, chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdir, readdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { sql } from 'kysely';
@@ -16,6 +16,7 @@ import { registerUser, type TestUser } from '../helpers/users.js';
 import { fixture, postMultipart } from '../helpers/upload.js';
 import { expectProblem } from '../helpers/problem.js';
 import { filesUnder } from '../helpers/files.js';
+import { logDirectory } from '../helpers/logs.js';
 
 const PATH = fixture('path_2560x1600_olympus_exif.jpg');
 
@@ -105,6 +106,39 @@ describe('storage that cannot take a write', () => {
     await expectWhole(server, 2);
   });
 
+  it('/health says which kind of failure (not_writable), logs it once when it starts and once when it is over, and leaves no probe directory', async () => {
+    const logs = logDirectory<{ level: number; msg: string; checks?: unknown }>('info');
+    cleanups.push(() => logs.remove());
+    const server = await startServer(logs.env);
+    const health = path.join(server.dataDir, 'blobs', 'health');
+    await mkdir(health, { recursive: true });
+    const asRoot = process.getuid?.() === 0;
+    if (asRoot) execFileSync('chattr', ['+i', health]);
+    else chmodSync(health, 0o555);
+    const unlock = (): void => {
+      if (asRoot) execFileSync('chattr', ['-i', health]);
+      else chmodSync(health, 0o755);
+    };
+    try {
+      for (let i = 0; i < 3; i++) {
+        const res = await fetch(`${server.url}/health`);
+        expect(res.status).toBe(503);
+        expect(((await res.json()) as { checks: Record<string, unknown> }).checks.blob_store).toMatchObject({ ok: false, error: 'not_writable' });
+      }
+    } finally {
+      unlock();
+    }
+    expect((await fetch(`${server.url}/health`)).status).toBe(200);
+    expect((await fetch(`${server.url}/health`)).status).toBe(200);
+    expect(await readdir(health)).toEqual([]);
+    await server.close();
+    const lines = logs.lines().filter((l) => l.msg.startsWith('health check'));
+    expect(lines.map((l) => [l.level, l.msg])).toEqual([
+      [40, 'health check failing: blob_store'],
+      [30, 'health checks pass again'],
+    ]);
+  });
+
   it.runIf(canMount)('a full disk: 503 storage_full, nothing half stored; uploads work again once space is freed', async () => {
     const small = smallDisk(6);
     if (!small) throw new Error('could not mount a tmpfs');
@@ -124,6 +158,20 @@ describe('storage that cannot take a write', () => {
     expect(refused).toBeDefined();
     await expectProblem(refused as Response, 503, 'storage_full');
     await expectWhole(server, stored.length);
+    // Filled to the last byte, the health probe says so, and its failed write leaves no directory behind.
+    const filler = path.join(small.dir, 'filler');
+    for (const size of [65536, 1024, 1]) {
+      try {
+        for (;;) appendFileSync(filler, Buffer.alloc(size));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
+      }
+    }
+    const health = await fetch(`${server.url}/health`);
+    expect(health.status).toBe(503);
+    expect(((await health.json()) as { checks: Record<string, unknown> }).checks.blob_store).toMatchObject({ ok: false, error: 'full' });
+    expect(await readdir(path.join(server.dataDir, 'blobs', 'health')).catch(() => [])).toEqual([]);
+    rmSync(filler);
 
     // Room again: a delete frees an image's files, and the next upload is stored, no restart.
     const deleted = await fetch(`${server.url}/projects/full/images/${stored[0]}`, { method: 'DELETE', headers: owner.headers });

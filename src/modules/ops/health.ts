@@ -10,28 +10,71 @@ type Probe = () => Promise<void>;
 
 const TIMEOUT_MS = 3000;
 
-async function timed(probe: Probe): Promise<{ ok: boolean; ms: number; error?: string }> {
+class ProbeTimeout extends Error {}
+
+/** What a failed probe's answer says: its kind only (no paths, no connection strings), from the errno codes of the error and its causes. */
+const KINDS: ReadonlyArray<[kind: string, codes: readonly string[]]> = [
+  ['full', ['ENOSPC', 'EDQUOT', 'SQLITE_FULL']],
+  ['read_only', ['EROFS', 'SQLITE_READONLY']],
+  ['not_writable', ['EACCES', 'EPERM']],
+];
+
+function kindOf(err: unknown): string {
+  if (err instanceof ProbeTimeout) return 'timed out';
+  for (let e = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code !== 'string') continue;
+    const kind = KINDS.find(([, codes]) => codes.some((c) => code.startsWith(c)));
+    if (kind) return kind[0];
+  }
+  return 'unreachable';
+}
+
+/** A check's result, with (for the log only) what failed it. */
+type Timed = { ok: boolean; ms: number; error?: string; cause?: unknown };
+
+async function timed(probe: Probe): Promise<Timed> {
   const started = performance.now();
   let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([
       probe(),
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error('timed out')), TIMEOUT_MS);
+        timer = setTimeout(() => reject(new ProbeTimeout('timed out')), TIMEOUT_MS);
       }),
     ]);
     return { ok: true, ms: Math.round(performance.now() - started) };
   } catch (err) {
-    // Only the kind of failure leaves the process: no paths, no connection strings.
-    const error = err instanceof Error && err.message === 'timed out' ? 'timed out' : 'unreachable';
-    return { ok: false, ms: Math.round(performance.now() - started), error };
+    return { ok: false, ms: Math.round(performance.now() - started), error: kindOf(err), cause: err };
   } finally {
     clearTimeout(timer);
   }
 }
 
-/** Probes every dependency a request needs; unhealthy when any fails. */
-export async function checkHealth(ctx: Context, extra: Record<string, Probe> = {}): Promise<HealthReport> {
+/**
+ * The log's side of the health checks: a warning with each failing check's
+ * cause when a check starts failing, an info line when all pass again;
+ * nothing while the state holds, however often a monitor asks.
+ */
+export class HealthLog {
+  private failing = new Set<string>();
+
+  constructor(private readonly log: Context['log']) {}
+
+  note(results: Record<string, Timed>): void {
+    const now = new Set(Object.keys(results).filter((name) => !results[name]?.ok));
+    const started = [...now].filter((name) => !this.failing.has(name));
+    if (started.length > 0) {
+      const causes = Object.fromEntries(started.map((name) => [name, { error: results[name]?.error, err: results[name]?.cause }]));
+      this.log.warn({ checks: causes }, `health check failing: ${started.join(', ')}`);
+    }
+    if (now.size === 0 && this.failing.size > 0) this.log.info({ checks: [...this.failing] }, 'health checks pass again');
+    this.failing = now;
+  }
+}
+
+/** Probes every dependency a request needs; unhealthy when any fails. `log` hears of checks that start or stop failing. */
+export async function checkHealth(ctx: Context, extra: Record<string, Probe> = {}, log?: HealthLog): Promise<HealthReport> {
   const probes: Record<string, Probe> = {
     database: () => ctx.db.ping(),
     blob_store: () => ctx.blobs.healthCheck(),
@@ -39,10 +82,16 @@ export async function checkHealth(ctx: Context, extra: Record<string, Probe> = {
   };
   const names = Object.keys(probes);
   const results = await Promise.all(names.map((n) => timed(probes[n] as Probe)));
-  const checks = Object.fromEntries(names.map((n, i) => [n, results[i] as { ok: boolean; ms: number; error?: string }]));
+  log?.note(Object.fromEntries(names.map((n, i) => [n, results[i] as Timed])));
+  // The answer says which kind of failure, never its cause.
+  const checks = Object.fromEntries(names.map((n, i) => [n, withoutCause(results[i] as Timed)]));
   return {
     status: results.every((r) => r.ok) ? 'healthy' : 'unhealthy',
     timestamp: ctx.clock.now().toISOString(),
     checks,
   };
+}
+
+function withoutCause({ cause: _cause, ...check }: Timed): { ok: boolean; ms: number; error?: string } {
+  return check;
 }

@@ -9,7 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Context } from '../../context.js';
 import { VERSION } from '../../version.js';
 import { SWAGGER_UI_PATH } from './docs.js';
-import { checkHealth } from './health.js';
+import { checkHealth, HealthLog } from './health.js';
 import { renderReference } from './reference.js';
 import { bytesAnswer } from '../../platform/http/schemas.js';
 
@@ -75,7 +75,8 @@ export async function opsRoutes(app: FastifyInstance, ctx: Context): Promise<voi
   // Monitoring is never throttled, so its cost must not grow with its callers: the requests that
   // arrive while a health check or a metrics rendering runs share its result (one client pipelining
   // 100000 health checks held 20000 files open at once, each probe writing one).
-  const health = sharedWhileRunning(() => checkHealth(ctx));
+  const healthLog = new HealthLog(ctx.log);
+  const health = sharedWhileRunning(() => checkHealth(ctx, {}, healthLog));
   const metrics = sharedWhileRunning(() => ctx.metrics.registry.metrics());
   app.get(
     '/health',

@@ -101,6 +101,16 @@ const MAX_OPENAI_TIMEOUT_S = 24 * 60 * 60;
 /** lru-cache allocates its index for `max` entries up front: a million is ~50 MB, a billion exhausts the heap. */
 const MAX_CACHE_ITEMS = 1_000_000;
 
+/**
+ * LOG_MAX_SIZE with its unit (k, m or g). pino-roll reads a bare number as
+ * megabytes, so LOG_MAX_SIZE=10485760, meant as bytes, would roll at 10 TB;
+ * a number without a unit is refused rather than guessed at.
+ */
+function checkLogMaxSize(v: string): string {
+  if (/^\d+$/.test(v)) throw new ConfigError('LOG_MAX_SIZE', `expected a size with its unit, k, m or g (10m is 10 MB), got "${v}"`);
+  return checkSize('LOG_MAX_SIZE', v);
+}
+
 export function loadConfig(processEnv: Env = process.env, cwd = process.cwd()): Config {
   const env: Env = { ...readDotenv(cwd), ...processEnv };
   const r = new Reader(env);
@@ -127,7 +137,7 @@ export function loadConfig(processEnv: Env = process.env, cwd = process.cwd()): 
     allowedOrigins: checkOrigins('ALLOWED_ORIGINS', r.list('ALLOWED_ORIGINS')),
     logLevel: r.oneOf('LOG_LEVEL', LOG_LEVELS, 'info'),
     logFile: r.raw('LOG_FILE'),
-    logMaxSize: checkSize('LOG_MAX_SIZE', r.string('LOG_MAX_SIZE', '10m')),
+    logMaxSize: checkLogMaxSize(r.string('LOG_MAX_SIZE', '10m')),
     logKeep: r.int('LOG_KEEP', 7, 1, 1000),
     accessTokenLifetimeMin: r.int('ACCESS_TOKEN_LIFETIME', 15, 1, TEN_YEARS_MIN),
     shortRefreshLifetimeMin: r.int('SHORT_REFRESH_TOKEN_LIFETIME', 60, 1, TEN_YEARS_MIN),

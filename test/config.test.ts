@@ -72,7 +72,7 @@ describe('config', () => {
     ['OPENAI_TIMEOUT_SECONDS', '30', (c) => c.openai.timeoutSeconds, 30],
     ['SIGNED_URL_TTL', '60', (c) => c.signedUrlTtl, 60],
     ['JOB_CONCURRENCY', '5', (c) => c.jobConcurrency, 5],
-    ['LOG_MAX_SIZE', '1', (c) => c.logMaxSize, '1'],
+    ['LOG_MAX_SIZE', '1k', (c) => c.logMaxSize, '1k'],
     ['FETCH_ALLOWED_HOSTS', 'Auth.Internal, 127.0.0.1, ::1, [fd00::1], kiln_s3', (c) => c.fetchAllowedHosts, ['auth.internal', '127.0.0.1', '::1', '[fd00::1]', 'kiln_s3']],
     ['STRIPE_WEBHOOK_SECRET', 'whsec_abc123', (c) => c.stripe.webhookSecret, 'whsec_abc123'],
     ['ORDER_HOLD_MINUTES', '30', (c) => c.orderHoldMinutes, 30],
@@ -120,6 +120,9 @@ describe('config', () => {
     // 0 would turn rotation by size off.
     ['LOG_MAX_SIZE', '0'],
     ['LOG_MAX_SIZE', '0k'],
+    // pino-roll would read a bare number as megabytes: 10485760 (meant as 10 MB in bytes) as 10 TB.
+    ['LOG_MAX_SIZE', '10485760'],
+    ['LOG_MAX_SIZE', '1'],
     // An entry is matched exactly against a host: a URL, a port or a path never matches.
     ['FETCH_ALLOWED_HOSTS', 'http://127.0.0.1/'],
     ['FETCH_ALLOWED_HOSTS', 'auth.internal,127.0.0.1:8080'],
@@ -159,6 +162,12 @@ describe('config', () => {
     ['SIGNED_URL_TTL', String(10 * 365 * 24 * 3600 + 1)],
   ])('rejects a duration or size that would break later: %s=%s', (name, value) => {
     expectConfigError({ [name]: value }, name);
+  });
+
+  it('asks for a unit on a bare LOG_MAX_SIZE, which pino-roll would take as megabytes', () => {
+    expect(() => loadConfig({ LOG_MAX_SIZE: '10485760' }, cwd)).toThrow(
+      'LOG_MAX_SIZE: expected a size with its unit, k, m or g (10m is 10 MB), got "10485760"',
+    );
   });
 
   it('rejects a WEBHOOK_URL without a WEBHOOK_SECRET, naming the secret', () => {

@@ -9,13 +9,18 @@
  * pairs; errors through the same walk), requests are logged as method and
  * path only (no headers, no query), and the finished line loses any bearer
  * token or JWT left. The pino `redact` paths below stay as a fixed backstop.
+ *
+ * A log file that cannot be written (a full disk) does not stop logging:
+ * its lines go to standard error until a new transport can write the file
+ * again (file-stream.ts).
  */
-import { accessSync, constants, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import { makeDirectorySync } from '../files.js';
 import path from 'node:path';
 import pino, { type Logger } from 'pino';
 import type { Config } from '../../config.js';
 import { ConfigError, failureOf } from '../../config/env.js';
+import { FileLogStream, formatDuration, type LogGap, type TransportStream } from './file-stream.js';
 import { CENSOR, scrubFields, scrubLine, scrubString, serializeError, serializeRequest, serializeResponse } from './scrub.js';
 
 export { CENSOR, scrubLine, scrubString, scrubValue, serializeError } from './scrub.js';
@@ -53,17 +58,8 @@ export const REDACT_PATHS = [
 /** Fields whose own serializer turns a live object (a request, a response) into a few safe fields. */
 const SERIALIZED_AS_IS = new Set(['req', 'res']);
 
-/** A pino-roll stream (a ThreadStream) as far as closing it goes. */
-interface TransportStream {
-  end(): void;
-  flushSync(): void;
-  closed?: boolean;
-  once(event: 'close', listener: () => void): unknown;
-  on(event: 'error', listener: (err: Error) => void): unknown;
-}
-
-/** Transports this module opened, so closeLogger can end exactly those (never stdout). */
-const transports = new WeakMap<Logger, TransportStream>();
+/** File destinations this module opened, so closeLogger can end exactly those (never stdout). */
+const transports = new WeakMap<Logger, FileLogStream>();
 
 export type LogConfig = Pick<Config, 'logLevel' | 'logFile' | 'logMaxSize' | 'logKeep'>;
 
@@ -135,6 +131,42 @@ function checkWritable(logFile: string): void {
 }
 
 /**
+ * Whether the file current.log points to ends inside a line: the disk had
+ * room for only part of the last write. The next line then starts on a new
+ * one rather than finishing that line as invalid JSON.
+ */
+function endsMidLine(logFile: string): boolean {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path.join(path.dirname(path.resolve(logFile)), 'current.log'), 'r');
+    const size = fstatSync(fd).size;
+    if (size === 0) return false;
+    const last = Buffer.alloc(1);
+    readSync(fd, last, 0, 1, size - 1);
+    return last[0] !== 0x0a;
+  } catch {
+    // No file yet (or none readable): nothing to finish.
+    return false;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/** The first line of a transport that replaces a failed one: in the file, what the file is missing and why. */
+function gapLine(logFile: string, gap: LogGap): string {
+  const line = JSON.stringify({
+    level: 40,
+    time: new Date().toISOString(),
+    service: 'kiln',
+    msg:
+      `the log file could not be written for ${formatDuration(Date.now() - gap.since.getTime())} (${gap.error}); ` +
+      'the lines logged meanwhile went to standard error',
+    since: gap.since.toISOString(),
+  });
+  return `${endsMidLine(logFile) ? '\n' : ''}${line}\n`;
+}
+
+/**
  * `stderr`: a one-shot command (`kiln migrate`, `users create`, `blobs
  * sweep`), whose standard output is its result for a script to read. With
  * LOG_FILE set, every process logs to the file.
@@ -142,14 +174,15 @@ function checkWritable(logFile: string): void {
 export function createLogger(config: LogConfig, to: 'stdout' | 'stderr' = 'stdout'): Logger {
   const options = loggerOptions(config);
   if (!config.logFile) return to === 'stderr' ? pino(options, pino.destination({ fd: 2, sync: true })) : pino(options);
-  checkWritable(config.logFile);
-  const transport = pino.transport({ target: 'pino-roll', options: rollOptions({ ...config, logFile: config.logFile }) });
-  const stream = transport as unknown as TransportStream;
-  // Without a listener a write after close (or a full disk) would be an uncaught exception.
-  stream.on('error', (err) => {
-    process.stderr.write(`kiln: log file error: ${scrubString(err.message)}\n`);
+  const logFile = config.logFile;
+  checkWritable(logFile);
+  const roll = rollOptions({ ...config, logFile });
+  const stream = new FileLogStream({
+    // pino.transport returns a ThreadStream, typed by pino as a plain stream.
+    open: () => pino.transport({ target: 'pino-roll', options: roll }) as unknown as TransportStream,
+    gapLine: (gap) => gapLine(logFile, gap),
   });
-  const logger = pino(options, transport);
+  const logger = pino(options, stream);
   transports.set(logger, stream);
   return logger;
 }
@@ -173,7 +206,8 @@ export function createAccessLogger(logger: Logger): Logger {
 
 /**
  * Writes out every buffered line and, for a file logger, ends its worker
- * thread. Lines logged afterwards are lost (reported once on stderr).
+ * thread (and any retry of a file that could not be written). Lines logged
+ * afterwards are lost (reported once on stderr).
  */
 export async function closeLogger(logger: Logger, timeoutMs = 5000): Promise<void> {
   const stream = transports.get(logger);
@@ -182,15 +216,7 @@ export async function closeLogger(logger: Logger, timeoutMs = 5000): Promise<voi
     return;
   }
   transports.delete(logger);
-  if (stream.closed) return;
-  await new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, timeoutMs);
-    stream.once('close', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    stream.end();
-  });
+  await stream.close(timeoutMs);
 }
 
 /**

@@ -18,7 +18,21 @@ const SECRET_KEY =
 /** Keys that carry a raw request or response payload: as strings they may hold anything, so they are left out. */
 const PAYLOAD_KEY = /^(body|raw_?body|request_?body|response_?body|payload)$/i;
 
-const BEARER = /\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]+/gi;
+const BEARER = /\b(Bearer|Basic|Token)\s+([A-Za-z0-9._~+/=-]+)/gi;
+/**
+ * What follows "token" when it is a word of a sentence ("refresh token
+ * reused", "Token expired"): letters only, lowercase past the first, shorter
+ * than any credential. Bearer and Basic are left strict: they are HTTP
+ * schemes, and a Basic credential can be letters only. A token with a digit,
+ * a symbol, capitals inside or 20 letters or more is still taken.
+ */
+const PLAIN_WORD = /^[A-Za-z][a-z]{0,18}$/;
+
+function scrubSchemes(text: string): string {
+  return text.replace(BEARER, (match: string, scheme: string, value: string) =>
+    scheme.toLowerCase() === 'token' && PLAIN_WORD.test(value) ? match : `${scheme} ${CENSOR}`,
+  );
+}
 const JWT = /\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*/g;
 /**
  * Secret keys by their well-known shape, wherever they stand in free text:
@@ -40,8 +54,7 @@ function omitted(text: string): string {
 /** Removes credentials from free text. Idempotent: a scrubbed text passes through unchanged. */
 export function scrubString(text: string): string {
   if (text.length === 0) return text;
-  return text
-    .replace(BEARER, `$1 ${CENSOR}`)
+  return scrubSchemes(text)
     .replace(JWT, CENSOR)
     .replace(SECRET_KEY_SHAPE, CENSOR)
     .replace(PAIR, (_m, head: string, value: string) => {
@@ -55,7 +68,7 @@ export function scrubString(text: string): string {
  * line, where a `key: value` pattern could match across field boundaries.
  */
 export function scrubLine(line: string): string {
-  return line.replace(BEARER, `$1 ${CENSOR}`).replace(JWT, CENSOR);
+  return scrubSchemes(line).replace(JWT, CENSOR);
 }
 
 /** A copy of `value` with every credential replaced; JSON-like output (what the line will hold anyway). */

@@ -21,6 +21,18 @@ describe('scrubString', () => {
     expect(scrubString('desk-photos-2024 and task_runner_01')).toBe('desk-photos-2024 and task_runner_01');
   });
 
+  it('leaves a word after "token" in a sentence, and still takes a token after it', () => {
+    for (const text of ['refresh token reused: session revoked', 'Token expired', 'the token was revoked']) {
+      expect(scrubString(text)).toBe(text);
+      expect(scrubLine(JSON.stringify({ msg: text }))).toBe(JSON.stringify({ msg: text }));
+    }
+    const secrets = ['9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b', 'AbCdEfGhIjKlMn', 'abcdefghijklmnopqrstuvwxyz', 'k-1.x'];
+    for (const secret of secrets) {
+      expect(scrubString(`refresh token ${secret} reused`)).toBe(`refresh token ${CENSOR} reused`);
+      expect(scrubLine(`"Token ${secret}"`)).toBe(`"Token ${CENSOR}"`);
+    }
+  });
+
   it('is idempotent', () => {
     const once = scrubString('password=hunter2 Bearer abc "token":"t"');
     expect(scrubString(once)).toBe(once);

@@ -23,7 +23,7 @@ const USAGE = `usage: kiln <command>
   migrate               apply database migrations and exit
   users create --email E --username U [--password P] [--admin]
                         create a user (password from KILN_PASSWORD when not given)
-  blobs sweep [--dry-run] [--older-than MINUTES]
+  blobs sweep [--dry-run] [--older-than MINUTES] [--force]
                         remove blobs no row points at, written over MINUTES (default 60) ago
 `;
 

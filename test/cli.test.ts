@@ -54,7 +54,7 @@ describe('kiln migrate', () => {
     const { stdout } = await run(process.execPath, [MAIN, 'help']);
     expect(stdout).toContain('usage: kiln <command>');
     expect(stdout).toContain('migrate');
-    expect(stdout).toContain('blobs sweep [--dry-run] [--older-than MINUTES]');
+    expect(stdout).toContain('blobs sweep [--dry-run] [--older-than MINUTES] [--force]');
   });
 });
 

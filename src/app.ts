@@ -19,6 +19,7 @@ import { registerModules } from './modules/index.js';
 import { jobRetention, registerJobHandlers } from './modules/jobs.js';
 import { SWAGGER_UI_PATH, withSwaggerUiPage } from './modules/ops/docs.js';
 import { bootstrapAdmin } from './modules/users/bootstrap.js';
+import { withholdContinue } from './platform/http/continue.js';
 import { clientErrorHandler, errorHandler, FailureFormats, frameworkError, notFoundHandler, refuseBadHost, refuseExpectation, type Refused } from './platform/http/errors.js';
 import { BadRequest } from './errors.js';
 import { KilnServer } from './platform/http/front-door.js';
@@ -75,6 +76,11 @@ export async function buildApp(ctx: Context): Promise<App> {
       // answer (or stops sending its body) holds a socket and a file no longer than this.
       server.timeout = CONNECTION_IDLE_MS;
       server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => refuseExpectation(req, res, newRequestId, refused));
+      // Expect: 100-continue is answered once the request has passed its checks (platform/http/continue.ts).
+      server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+        withholdContinue(req, res);
+        server.emit('request', req, res);
+      });
       return server;
     },
     // A caller's X-Request-Id is kept when it is safe to log; otherwise we make one.

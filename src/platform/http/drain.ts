@@ -10,6 +10,7 @@
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../../config.js';
+import { continueWithheld } from './continue.js';
 
 /**
  * The most a refused body may still send before the connection is closed
@@ -51,6 +52,8 @@ export function drainUnreadBody(request: FastifyRequest, reply: FastifyReply, ma
   if (raw.complete || raw.readableEnded || raw.destroyed) return Promise.resolve();
   // A partly read body cannot be followed by another request on this connection.
   reply.header('connection', 'close');
+  // A client still waiting for its 100 Continue has sent no body: the answer goes at once (continue.ts).
+  if (continueWithheld(raw)) return Promise.resolve();
   return new Promise((resolve) => {
     let seen = 0;
     const done = (): void => {

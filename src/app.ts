@@ -5,6 +5,7 @@
  * rules; modules are plugins registered in `modules/index.ts`.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import cors from '@fastify/cors';
 import multipart from '@fastify/multipart';
 import swagger from '@fastify/swagger';
@@ -20,7 +21,7 @@ import { jobRetention, registerJobHandlers } from './modules/jobs.js';
 import { SWAGGER_UI_PATH, withSwaggerUiPage } from './modules/ops/docs.js';
 import { bootstrapAdmin } from './modules/users/bootstrap.js';
 import { withholdContinue } from './platform/http/continue.js';
-import { clientErrorHandler, errorHandler, FailureFormats, frameworkError, notFoundHandler, refuseBadHost, refuseExpectation, type Refused } from './platform/http/errors.js';
+import { clientErrorHandler, errorHandler, FailureFormats, frameworkError, notFoundHandler, answerAsteriskTarget, refuseBadHost, refuseConnect, refuseExpectation, type Refused } from './platform/http/errors.js';
 import { BadRequest } from './errors.js';
 import { KilnServer } from './platform/http/front-door.js';
 import { HotPaths } from './platform/http/hot-path.js';
@@ -64,14 +65,18 @@ export async function buildApp(ctx: Context): Promise<App> {
   // Requests refused before Fastify sees them, or that never parsed, get their log line and metrics too.
   const refused: Refused = (requestId, method, url, status, code) => {
     recorder.record(requestId, method, UNMATCHED, url, status, 0);
-    ctx.metrics.httpErrors.inc({ route: UNMATCHED, code });
+    if (status >= 400) ctx.metrics.httpErrors.inc({ route: UNMATCHED, code });
   };
   const app = Fastify({
     loggerInstance: ctx.log as FastifyBaseLogger,
     // A few cached public reads are answered before Fastify routes them (platform/http/hot-path.ts),
     // on the socket when the front door read the request (platform/http/front-door.ts).
     serverFactory: (handler) => {
-      const server = new KilnServer(hotPaths, (req, res) => refuseBadHost(req, res, newRequestId, refused) || hotPaths.handle(req, res) || handler(req, res));
+      const server = new KilnServer(
+        hotPaths,
+        (req, res) => refuseBadHost(req, res, newRequestId, refused) || answerAsteriskTarget(req, res, newRequestId, refused) || hotPaths.handle(req, res) || handler(req, res),
+      );
+      server.on('connect', (req: IncomingMessage, socket: Duplex) => refuseConnect(req, socket, newRequestId, refused));
       // A connection on which nothing moves for this long is closed: a client that stops reading an
       // answer (or stops sending its body) holds a socket and a file no longer than this.
       server.timeout = CONNECTION_IDLE_MS;

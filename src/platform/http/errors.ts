@@ -367,9 +367,10 @@ function closingProblem(status: number, code: string, detail: string, requestId:
   return { headers, body };
 }
 
-/** closingProblem written whole on a socket, for a request that did not even parse. */
-function closingProblemBytes(status: number, code: string, detail: string, requestId: string): string {
-  const { headers, body } = closingProblem(status, code, detail, requestId);
+/** closingProblem written whole on a socket, for a request that did not even parse (or that Node hands over as a socket: CONNECT). */
+function closingProblemBytes(status: number, code: string, detail: string, requestId: string, extra: Record<string, string> = {}): string {
+  const { headers: base, body } = closingProblem(status, code, detail, requestId);
+  const headers = { ...base, ...extra };
   const lines = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('');
   return `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${lines}\r\n${body}`;
 }
@@ -398,6 +399,36 @@ export function refuseBadHost(req: IncomingMessage, res: ServerResponse, newRequ
 
 /** Told of a request refused before Fastify saw it (or before it parsed), for its log line and metrics (app.ts). */
 export type Refused = (requestId: string, method: string, url: string, status: number, code: string) => void;
+
+/**
+ * The asterisk target (`OPTIONS * HTTP/1.1`) asks about the server as a
+ * whole (RFC 9110 9.3.7): 204 with the methods Kiln takes. With any other
+ * method it names nothing (a 400); Fastify would have routed it as `/`.
+ * True when it was answered.
+ */
+export function answerAsteriskTarget(req: IncomingMessage, res: ServerResponse, newRequestId: () => string, refused: Refused): boolean {
+  if (req.url !== '*') return false;
+  if (req.method === 'OPTIONS') {
+    const requestId = newRequestId();
+    res.writeHead(204, { Allow: [...ROUTE_METHODS, 'OPTIONS'].join(', '), 'Content-Length': 0, 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff', 'X-Request-Id': requestId });
+    res.end();
+    refused(requestId, 'OPTIONS', '*', 204, 'server_options');
+    return true;
+  }
+  refuseBeforeFastify(req, res, 400, 'malformed_request', `The target * is for OPTIONS only; ${req.method ?? 'this method'} needs a path.`, newRequestId, refused);
+  return true;
+}
+
+/**
+ * A CONNECT (a proxy tunnel, which Kiln is not): 405 as problem+json on the
+ * socket, the connection closed. Node closes such a connection without a word.
+ */
+export function refuseConnect(req: IncomingMessage, socket: Duplex, newRequestId: () => string, refused: Refused): void {
+  const requestId = newRequestId();
+  if (socket.writable) socket.write(closingProblemBytes(405, 'method_not_allowed', 'CONNECT is not allowed: this server is not a proxy.', requestId, { Allow: [...ROUTE_METHODS, 'OPTIONS'].join(', ') }));
+  socket.destroy();
+  refused(requestId, 'CONNECT', req.url ?? '-', 405, 'method_not_allowed');
+}
 
 /**
  * A request whose `Expect` is not `100-continue` (RFC 9110, section 10.1.1:

@@ -74,3 +74,34 @@ describe('kiln_http_errors_total', () => {
     expect(await errorCount('unmatched', 'method_not_allowed')).toBe(notAllowed + 1);
   });
 });
+
+describe('targets that name no path', () => {
+  async function raw(request: string): Promise<string> {
+    const conn = await RawConnection.open(server.url);
+    let text = '';
+    conn.socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+    const closed = new Promise<void>((resolve) => conn.socket.once('close', () => resolve()));
+    conn.send(request);
+    await Promise.race([closed, new Promise((r) => setTimeout(r, 1500))]);
+    conn.destroy();
+    return text;
+  }
+
+  it('OPTIONS * is 204 with the methods the server takes; any other method with * is 400, not the home page', async () => {
+    const options = await raw('OPTIONS * HTTP/1.1\r\nHost: kiln.test\r\n\r\n');
+    expect(options).toMatch(/^HTTP\/1\.1 204 /);
+    expect(options).toMatch(/\r\nAllow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n/);
+    const get = await raw('GET * HTTP/1.1\r\nHost: kiln.test\r\n\r\n');
+    expect(get).toMatch(/^HTTP\/1\.1 400 /);
+    expect(get).toContain('"code":"malformed_request"');
+  });
+
+  it('CONNECT is 405 as problem+json, counted, and the connection closed (this server is no proxy)', async () => {
+    const before = await errorCount('unmatched', 'method_not_allowed');
+    const answer = await raw('CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n');
+    expect(answer).toMatch(/^HTTP\/1\.1 405 /);
+    expect(answer).toContain('Content-Type: application/problem+json');
+    expect(answer).toContain('"code":"method_not_allowed"');
+    expect(await errorCount('unmatched', 'method_not_allowed')).toBe(before + 1);
+  });
+});

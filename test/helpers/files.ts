@@ -1,3 +1,5 @@
+import { execFileSync } from 'node:child_process';
+import { chmodSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -28,4 +30,21 @@ export async function stagedUploads(dataDir: string): Promise<string[]> {
 /** Resolves once a server over `dataDir` is staging an upload (its temp file exists): it has passed every early check. */
 export async function uploadStaging(dataDir: string): Promise<void> {
   await until(async () => (await stagedUploads(dataDir)).length > 0, 5000, 'an upload to begin staging');
+}
+
+/**
+ * Makes `dir` take no new file: immutable for root (who writes through any
+ * mode: EPERM then), mode 555 for anyone else (EACCES). Returns the undo.
+ */
+export function lockDirectory(dir: string): { code: 'EPERM' | 'EACCES'; unlock: () => void } {
+  const asRoot = process.getuid?.() === 0;
+  if (asRoot) execFileSync('chattr', ['+i', dir]);
+  else chmodSync(dir, 0o555);
+  return {
+    code: asRoot ? 'EPERM' : 'EACCES',
+    unlock: () => {
+      if (asRoot) execFileSync('chattr', ['-i', dir]);
+      else chmodSync(dir, 0o755);
+    },
+  };
 }

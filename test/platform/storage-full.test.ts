@@ -5,7 +5,7 @@
  * once there is room, without a restart.
  */
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { mkdir, readdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,7 +15,7 @@ import { startServer, type TestServer } from '../helpers/server.js';
 import { registerUser, type TestUser } from '../helpers/users.js';
 import { fixture, postMultipart } from '../helpers/upload.js';
 import { expectProblem } from '../helpers/problem.js';
-import { filesUnder } from '../helpers/files.js';
+import { filesUnder, lockDirectory } from '../helpers/files.js';
 import { logDirectory } from '../helpers/logs.js';
 
 const PATH = fixture('path_2560x1600_olympus_exif.jpg');
@@ -88,15 +88,7 @@ describe('storage that cannot take a write', () => {
     const owner = await registerUser(server.url, 'locked');
     expect((await upload(server, owner, 'locked')).status).toBe(201);
 
-    const gallery = path.join(server.dataDir, 'blobs', 'gallery');
-    // Root writes through any mode, but not into an immutable directory (EPERM); anyone else meets its mode (EACCES).
-    const asRoot = process.getuid?.() === 0;
-    if (asRoot) execFileSync('chattr', ['+i', gallery]);
-    else chmodSync(gallery, 0o555);
-    const unlock = (): void => {
-      if (asRoot) execFileSync('chattr', ['-i', gallery]);
-      else chmodSync(gallery, 0o755);
-    };
+    const { unlock } = lockDirectory(path.join(server.dataDir, 'blobs', 'gallery'));
     cleanups.push(unlock);
     await expectProblem(await upload(server, owner, 'locked'), 503, 'storage_not_writable');
     await expectWhole(server, 1);
@@ -112,13 +104,7 @@ describe('storage that cannot take a write', () => {
     const server = await startServer(logs.env);
     const health = path.join(server.dataDir, 'blobs', 'health');
     await mkdir(health, { recursive: true });
-    const asRoot = process.getuid?.() === 0;
-    if (asRoot) execFileSync('chattr', ['+i', health]);
-    else chmodSync(health, 0o555);
-    const unlock = (): void => {
-      if (asRoot) execFileSync('chattr', ['-i', health]);
-      else chmodSync(health, 0o755);
-    };
+    const { unlock } = lockDirectory(health);
     try {
       for (let i = 0; i < 3; i++) {
         const res = await fetch(`${server.url}/health`);

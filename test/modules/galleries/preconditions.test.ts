@@ -6,22 +6,14 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RawConnection, getRequest } from '../../helpers/raw-http.js';
-import { startServer, type TestServer } from '../../helpers/server.js';
-import { fixture, postMultipart } from '../../helpers/upload.js';
-import { registerUser } from '../../helpers/users.js';
+import { serverWithCachedThumb } from '../../helpers/cached-image.js';
+import type { TestServer } from '../../helpers/server.js';
 
 let server: TestServer;
 let thumb: string;
 let etag: string;
 beforeAll(async () => {
-  // No default rate limit: the hot path is installed and answers cached anonymous reads.
-  server = await startServer({ RATE_LIMIT_DEFAULT: '0' });
-  const user = await registerUser(server.url);
-  const res = await postMultipart(`${server.url}/projects/preconditions/images`, [{ field: 'file', filename: 'r.jpg', data: fixture('rocket_small_640x427.jpg'), type: 'image/jpeg' }], user.headers);
-  thumb = ((await res.json()) as { urls: { thumb: string } }).urls.thumb;
-  const first = await fetch(`${server.url}${thumb}`);
-  etag = first.headers.get('etag') as string;
-  await first.arrayBuffer();
+  ({ server, thumb, etag } = await serverWithCachedThumb('preconditions'));
 });
 afterAll(async () => server.close());
 

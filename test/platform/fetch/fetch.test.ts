@@ -1,7 +1,6 @@
 // safeFetch against real servers on 127.0.0.1, friendly and hostile.
 import dns, { type LookupAddress } from 'node:dns';
-import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -10,6 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { FetchError, findFetchError, isBlockedAddress, retryAfterMs, safeFetch, type SafeFetchOptions } from '../../../src/platform/fetch/index.js';
 import { guardedWebFetch } from '../../../src/platform/fetch/web.js';
 import { tempDataDir } from '../../helpers/config.js';
+import { lockDirectory } from '../../helpers/files.js';
 
 let server: Server;
 let base: string;
@@ -172,10 +172,7 @@ describe('safeFetch', () => {
   it("rethrows a failure to write the file (this machine's disk), not as the server unreachable", async () => {
     const dir = path.join(temp.dir, 'locked');
     mkdirSync(dir);
-    // Root writes through any mode, but not into an immutable directory (EPERM); anyone else meets its mode (EACCES).
-    const asRoot = process.getuid?.() === 0;
-    if (asRoot) execFileSync('chattr', ['+i', dir]);
-    else chmodSync(dir, 0o555);
+    const locked = lockDirectory(dir);
     try {
       const err = await safeFetch(`${base}/ok`, opts({ toFile: path.join(dir, 'ok.txt') })).then(
         () => null,
@@ -183,10 +180,9 @@ describe('safeFetch', () => {
       );
       expect(err).not.toBeNull();
       expect(findFetchError(err)).toBeNull();
-      expect(err?.code).toBe(asRoot ? 'EPERM' : 'EACCES');
+      expect(err?.code).toBe(locked.code);
     } finally {
-      if (asRoot) execFileSync('chattr', ['-i', dir]);
-      else chmodSync(dir, 0o755);
+      locked.unlock();
     }
   });
 

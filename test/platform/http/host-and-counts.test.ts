@@ -6,21 +6,15 @@
  * kiln_http_errors_total.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startServer, type TestServer } from '../../helpers/server.js';
+import { serverWithCachedThumb } from '../../helpers/cached-image.js';
 import { RawConnection } from '../../helpers/raw-http.js';
-import { fixture, postMultipart } from '../../helpers/upload.js';
-import { registerUser } from '../../helpers/users.js';
+import type { TestServer } from '../../helpers/server.js';
 
 let server: TestServer;
 let thumb: string;
 beforeAll(async () => {
-  // No default rate limit: the front door answers anonymous image reads itself.
-  server = await startServer({ RATE_LIMIT_DEFAULT: '0' });
-  const user = await registerUser(server.url);
-  const res = await postMultipart(`${server.url}/projects/hosts/images`, [{ field: 'file', filename: 'r.jpg', data: fixture('rocket_small_640x427.jpg'), type: 'image/jpeg' }], user.headers);
-  thumb = ((await res.json()) as { urls: { thumb: string } }).urls.thumb;
-  // Read once the long way: the row and the bytes are cached, so the front door may answer the next ones.
-  expect((await fetch(`${server.url}${thumb}`)).status).toBe(200);
+  // The front door may answer the thumb's reads itself: the Host rules hold there too.
+  ({ server, thumb } = await serverWithCachedThumb('hosts'));
 });
 afterAll(async () => server.close());
 

@@ -21,15 +21,17 @@ function withDotenv<T>(text: string, fn: (dir: string) => T): T {
 
 describe('a "#" in a value of .env', () => {
   it('stops the start, naming the variable, when it would cut an unquoted value', () => {
-    for (const line of ['ADMIN_PASSWORD=correcthorse#battery', 'export ADMIN_PASSWORD=correcthorse#battery', 'ADMIN_PASSWORD = correcthorse#battery']) {
-      withDotenv(`ADMIN_EMAIL=admin@example.com\n${line}\n`, (dir) => {
+    const lines = ['ADMIN_PASSWORD=correcthorse#battery', 'export ADMIN_PASSWORD=correcthorse#battery', 'ADMIN_PASSWORD = correcthorse#battery', 'ADMIN_PASSWORD=#correcthorsebattery'];
+    // Saved on Windows too: CRLF line ends.
+    for (const [line, end] of lines.flatMap((l) => [[l, '\n'], [l, '\r\n']] as const)) {
+      withDotenv(`ADMIN_EMAIL=admin@example.com${end}${line}${end}`, (dir) => {
         expect(() => loadConfig({}, dir), line).toThrow(/^ADMIN_PASSWORD: its value in \.env has a "#" that dotenv reads as the start of a comment, cutting the value there; put the value in quotes/);
       });
     }
   });
 
   it('is kept in quotes; a comment after a value, or on a line of its own, is still a comment', () => {
-    const text = ['# the admin', 'ADMIN_EMAIL=admin@example.com # who signs in first', 'ADMIN_PASSWORD="correcthorse#battery"', "JWT_SECRET='0123456789abcdef0123456789abcdef#1'", 'PORT=9002 #the port', ''].join('\n');
+    const text = ['# the admin', 'ADMIN_EMAIL=admin@example.com # who signs in first', 'ADMIN_PASSWORD="correcthorse#battery"', "JWT_SECRET='0123456789abcdef0123456789abcdef#1'", 'PORT=9002 #the port', 'API_KEY= # none', ''].join('\r\n');
     const config = withDotenv(text, (dir) => loadConfig({}, dir));
     expect(config.adminPassword).toBe('correcthorse#battery');
     expect(config.adminEmail).toBe('admin@example.com');

@@ -39,8 +39,8 @@ export function readDotenv(dir: string): Env {
   return parseDotenv(text);
 }
 
-/** `NAME=value` with the value not in quotes (dotenv's own line shape, `export` and `:` included). */
-const UNQUOTED_ASSIGNMENT = /^\s*(?:export\s+)?([\w.-]+)(?:\s*=\s*|:\s+)([^'"`\s][^\r\n]*)$/;
+/** `NAME=value` (dotenv's own line shape, `export` and `:` included): the name, and all after the `=` or `:`. */
+const ASSIGNMENT = /^\s*(?:export\s+)?([\w.-]+)(?:\s*=|:(?=\s))(.*)$/;
 
 /**
  * dotenv ends an unquoted value at its first `#`, the rest being a comment:
@@ -50,10 +50,16 @@ const UNQUOTED_ASSIGNMENT = /^\s*(?:export\s+)?([\w.-]+)(?:\s*=\s*|:\s+)([^'"`\s
  * naming the variable; quoting the value keeps the `#`.
  */
 function refuseCutValues(text: string): void {
-  for (const line of text.split('\n')) {
-    const m = UNQUOTED_ASSIGNMENT.exec(line);
-    const hash = m?.[2]?.indexOf('#') ?? -1;
-    if (m && hash > 0 && !/\s/.test(m[2]?.charAt(hash - 1) ?? ' ')) {
+  for (const line of text.split(/\r?\n/)) {
+    const m = ASSIGNMENT.exec(line);
+    if (!m) continue;
+    const rest = m[2] as string;
+    const value = rest.trimStart();
+    // A quoted value keeps its '#'; so does an empty one followed by a comment (`NAME= # none`).
+    if (/^['"`]/.test(value)) continue;
+    const hash = rest.indexOf('#');
+    // Right after the '=' (`NAME=#x`, read as empty), or right after a character of the value.
+    if (hash === 0 || (hash > 0 && !/\s/.test(rest.charAt(hash - 1)))) {
       throw new ConfigError(m[1] as string, 'its value in .env has a "#" that dotenv reads as the start of a comment, cutting the value there; put the value in quotes to keep the "#"');
     }
   }

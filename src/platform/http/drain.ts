@@ -52,8 +52,9 @@ export function drainUnreadBody(request: FastifyRequest, reply: FastifyReply, ma
   if (raw.complete || raw.readableEnded || raw.destroyed) return Promise.resolve();
   // A partly read body cannot be followed by another request on this connection.
   reply.header('connection', 'close');
-  // A client still waiting for its 100 Continue has sent no body: the answer goes at once (continue.ts).
-  if (continueWithheld(raw)) return Promise.resolve();
+  // A client still waiting for its 100 Continue has sent no body: the answer goes at once (continue.ts). One that
+  // sent its body without waiting (RFC 9110 lets it) is read out as any other, lest the close reset it mid-send.
+  if (continueWithheld(raw) && raw.readableLength === 0) return Promise.resolve();
   return new Promise((resolve) => {
     let seen = 0;
     const done = (): void => {

@@ -32,6 +32,8 @@ export function closeQueuedWithConnection(req: IncomingMessage, res: ServerRespo
     waiting.set(socket, responses);
     socket.once('close', () => {
       for (const response of responses) {
+        // A Node that closes them itself (nodejs/node#62534) has done so already.
+        if (response.destroyed) continue;
         response.destroy();
         response.emit('close');
       }

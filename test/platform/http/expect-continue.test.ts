@@ -47,6 +47,22 @@ describe('Expect: 100-continue on an upload', () => {
     await closed;
   });
 
+  it('without credentials, from a client that sends its body without waiting (RFC 9110 allows it): the body is read out and the 401 arrives, no reset', async () => {
+    // Large enough to be still arriving when the refusal is decided.
+    const body = Buffer.alloc(20 * 1024 * 1024, 0x61);
+    for (let round = 0; round < 5; round++) {
+      const { socket, received, closed } = await open();
+      const errors: string[] = [];
+      socket.on('error', (err: NodeJS.ErrnoException) => errors.push(err.code ?? err.message));
+      socket.write(`POST /projects/continue/images HTTP/1.1\r\nHost: kiln.test\r\nContent-Type: multipart/form-data; boundary=x\r\nContent-Length: ${body.length}\r\nExpect: 100-continue\r\n\r\n`);
+      socket.write(body);
+      await closed;
+      // Reading the body out asks for it (a 100 Continue), then the refusal.
+      expect(received(), `round ${round}`).toMatch(/^(HTTP\/1\.1 100 Continue\r\n\r\n)?HTTP\/1\.1 401 /);
+      expect(errors, `round ${round}`).toEqual([]);
+    }
+  });
+
   it('with credentials: 100 Continue once the checks have passed, then the body, then 201', async () => {
     const contentType = 'multipart/form-data; boundary=kilnboundary';
     const body = Buffer.concat([

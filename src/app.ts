@@ -144,6 +144,17 @@ export async function buildApp(ctx: Context): Promise<App> {
     replies.set(request, reply);
     done();
   });
+  // From the moment the server starts closing, an answer closes its connection: kept alive, it would hold
+  // the shutdown up for the keep-alive timeout (the front door closes its own connections at close).
+  let closing = false;
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
+  });
+  app.addHook('onSend', (_request, reply, payload, done) => {
+    if (closing) reply.header('connection', 'close');
+    done(null, payload);
+  });
   app.addHook('onResponse', (request, reply, done) => {
     recorder.record(request.id, request.method, request.routeOptions.url ?? UNMATCHED, request.url, reply.statusCode, reply.elapsedTime);
     done();

@@ -54,6 +54,8 @@ export interface Config {
   storage: 'fs' | 's3';
   s3: S3Settings | undefined;
   jobConcurrency: number;
+  /** SHUTDOWN_GRACE_SECONDS: at a stop, how long requests in flight, and then running jobs, each get to finish. */
+  shutdownGraceSeconds: number;
   fetchAllowedHosts: string[];
   eanProviderUrl: string;
   webhookUrl: string | undefined;
@@ -150,6 +152,7 @@ export function loadConfig(processEnv: Env = process.env, cwd = process.cwd()): 
     storage,
     s3: storage === 's3' ? readS3(r) : undefined,
     jobConcurrency: r.int('JOB_CONCURRENCY', 2, 1, 256),
+    shutdownGraceSeconds: r.int('SHUTDOWN_GRACE_SECONDS', 10, 1, 3600),
     fetchAllowedHosts: checkHosts('FETCH_ALLOWED_HOSTS', r.list('FETCH_ALLOWED_HOSTS')),
     eanProviderUrl: r.url('EAN_PROVIDER_URL', ['http:', 'https:']) ?? 'https://world.openfoodfacts.org',
     webhookUrl: r.url('WEBHOOK_URL', ['http:', 'https:']),

@@ -192,7 +192,8 @@ export async function createContext(config: Config, options: ContextOptions = {}
   const live = options.oneShot ? { ...config, redisUrl: undefined } : config;
   const jobs = createJobRunner(live, { db, log, clock }, options.jobRole);
   // Registered after the database, so closing stops the jobs before the database goes.
-  closers.push(() => jobs.stop());
+  // Running jobs get the grace of SHUTDOWN_GRACE_SECONDS: one cut off runs again later (an AI edit, paid twice).
+  closers.push(() => jobs.stop(live.shutdownGraceSeconds * 1000));
   const cache = createCache(live, { clock: options.clock, log });
   closers.push(() => cache.close());
   const broadcast = live.redisUrl ? await redisBroadcast(live.redisUrl, live.redisPrefix, log) : localBroadcast(log);

@@ -32,8 +32,6 @@ function fail(message: string): never {
   process.exit(1);
 }
 
-/** Requests in flight get this long to finish on SIGTERM; a client that stops reading must not hold the process. */
-const SHUTDOWN_GRACE_MS = 10_000;
 /**
  * Then, with every connection closed, route handlers still at work get this
  * long to end by themselves: an upload cut off mid-body removes its temp
@@ -56,7 +54,8 @@ function closeOnSignals(app: App, ctx: Context, role: string): void {
     // At the signal, not once the connections have drained (seconds): a job claimed meanwhile would only be cut short.
     // BullMQ's worker (`kiln worker`, which has no connections to drain) stops taking jobs as ctx.close() begins.
     if (ctx.jobs instanceof LocalJobRunner) ctx.jobs.stopClaiming();
-    const force = setTimeout(() => app.server.closeAllConnections(), SHUTDOWN_GRACE_MS);
+    // Requests in flight get SHUTDOWN_GRACE_SECONDS to finish; a client that stops reading must not hold the process.
+    const force = setTimeout(() => app.server.closeAllConnections(), ctx.config.shutdownGraceSeconds * 1000);
     await app.close();
     clearTimeout(force);
     if (!(await app.inflight.settled(HANDLER_GRACE_MS))) ctx.log.warn({ handlers: app.inflight.size }, 'request handlers still running at exit');

@@ -51,6 +51,7 @@ describe('config', () => {
     expect(c.logKeep).toBe(7);
     expect(c.openai.timeoutSeconds).toBe(120);
     expect(c.jobConcurrency).toBe(2);
+    expect(c.shutdownGraceSeconds).toBe(10);
   });
 
   it('holds unpaid orders for an hour when payments are on, for ever when they are off, unless ORDER_HOLD_MINUTES says', () => {
@@ -72,6 +73,7 @@ describe('config', () => {
     ['OPENAI_TIMEOUT_SECONDS', '30', (c) => c.openai.timeoutSeconds, 30],
     ['SIGNED_URL_TTL', '60', (c) => c.signedUrlTtl, 60],
     ['JOB_CONCURRENCY', '5', (c) => c.jobConcurrency, 5],
+    ['SHUTDOWN_GRACE_SECONDS', '60', (c) => c.shutdownGraceSeconds, 60],
     ['LOG_MAX_SIZE', '1k', (c) => c.logMaxSize, '1k'],
     ['FETCH_ALLOWED_HOSTS', 'Auth.Internal, 127.0.0.1, ::1, [fd00::1], kiln_s3', (c) => c.fetchAllowedHosts, ['auth.internal', '127.0.0.1', '::1', '[fd00::1]', 'kiln_s3']],
     ['STRIPE_WEBHOOK_SECRET', 'whsec_abc123', (c) => c.stripe.webhookSecret, 'whsec_abc123'],
@@ -112,6 +114,9 @@ describe('config', () => {
     ['SIGNED_URL_TTL', 'an hour'],
     ['JOB_CONCURRENCY', '0'],
     ['JOB_CONCURRENCY', '1.5'],
+    ['SHUTDOWN_GRACE_SECONDS', '0'],
+    ['SHUTDOWN_GRACE_SECONDS', '3601'],
+    ['SHUTDOWN_GRACE_SECONDS', '10s'],
     ['PORT', '1.2.3'],
     ['MAX_FILES_PER_ORDER', '0'],
     ['MAX_FILES_PER_ORDER', '101'],

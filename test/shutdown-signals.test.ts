@@ -132,6 +132,30 @@ describe('signals on kiln serve', () => {
     }, 60_000);
   }
 
+  it('gives requests in flight SHUTDOWN_GRACE_SECONDS: an upload whose body stalls is cut off after it, not after the default 10 s', async () => {
+    const data = tempDataDir();
+    temps.push(data);
+    const kiln = await startKiln({ DATA_DIR: data.dir, LOG_LEVEL: 'info', SHUTDOWN_GRACE_SECONDS: '1' });
+    const conn = await RawConnection.open(kiln.url);
+    try {
+      const user = await registerUser(kiln.url, 'stalled');
+      const { head, first } = upload(user.headers.authorization, 'stalled');
+      conn.send(head);
+      conn.send(first);
+      await uploadStaging(data.dir);
+      const signalled = performance.now();
+      kiln.child.kill('SIGTERM');
+      await exited(kiln);
+      // 1 s of grace, then the cut-off upload's cleanup and the close: well under the default's 10 s.
+      expect(performance.now() - signalled).toBeLessThan(6000);
+      expect(kiln.child.exitCode).toBe(0);
+      expect(await stagedUploads(data.dir)).toEqual([]);
+    } finally {
+      conn.destroy();
+      await kiln.stop('SIGKILL');
+    }
+  }, 30_000);
+
   it('a third signal ends the process at once, with 128 + the signal number', async () => {
     const started = Date.now();
     const { kiln } = await signalDuringUpload(['SIGTERM', 'SIGTERM', 'SIGTERM'], { finish: false });
@@ -204,6 +228,41 @@ describe('ctx.close', () => {
     await Promise.all([ctx.close(), ctx.close()]);
     await ctx.close();
     expect(ran).toEqual(['c', 'b', 'a']);
+  });
+
+  it('gives running jobs SHUTDOWN_GRACE_SECONDS to finish: one that needs longer is aborted then, and runs again later', async () => {
+    const data = tempDataDir();
+    temps.push(data);
+    const ctx = await createContext(testConfig(data.dir, { SHUTDOWN_GRACE_SECONDS: '1' }));
+    let started = false;
+    let aborted = false;
+    ctx.jobs.register('long', async (_input, job) => {
+      started = true;
+      // Three seconds of work, unless told to stop: within the default 10 s grace it would finish.
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 3000);
+        job.signal.addEventListener('abort', () => {
+          aborted = true;
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      return 'done';
+    });
+    await ctx.jobs.start();
+    const { job_id } = await ctx.jobs.enqueue('long', {}, { userId: 'u1' });
+    await until(async () => started, 5000, 'the job to start');
+    const closing = performance.now();
+    const db = openDatabase(undefined, data.dir);
+    try {
+      await ctx.close();
+      expect(performance.now() - closing).toBeLessThan(2500);
+      expect(aborted).toBe(true);
+      // Given back, its attempt not spent: it runs at the next start.
+      expect(await db.kysely.selectFrom('jobs').select(['status', 'attempts']).where('job_id', '=', job_id).executeTakeFirstOrThrow()).toEqual({ status: 'queued', attempts: 0 });
+    } finally {
+      await db.close();
+    }
   });
 
   it('a second call closes nothing under the first: the database goes only after the jobs have stopped', async () => {

@@ -122,8 +122,9 @@ export class FrontDoorConnection {
   };
 
   private readonly onEnd = (): void => {
-    // The client sent all it will: finish sending our answers, then close.
-    this.socket.end();
+    // The client sent all it will: finish sending our answers, then close; once what a request waits on
+    // (a load, a client reading slowly) is answered, when there is such a request.
+    this.closeWhenIdle();
   };
 
   private readonly onTimeout = (): void => {

@@ -118,6 +118,10 @@ export class KilnServer extends Server<typeof IncomingMessage, typeof ServerResp
     this.removeListener('connection', nodeConnection);
     this.frontDoor = new FrontDoor(this, hotPaths, (socket) => nodeConnection.call(this, socket));
     this.on('connection', (socket: Socket) => this.frontDoor.accept(socket));
+    // A client that sends its request and then closes its side (`nc -N`, some proxies) still gets its answer:
+    // Node would otherwise abort the request and end the socket at that FIN, answering only what it had answered
+    // synchronously. Node's own property (not in its type definitions): the answers pending go, then the socket ends.
+    (this as unknown as { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
   }
 
   override closeIdleConnections(): void {

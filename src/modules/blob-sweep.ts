@@ -17,12 +17,14 @@
  * refuses (SweepRefused) when the database looks like it is not the store's
  * (`refusal`); `force` sweeps all the same.
  */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { sql, type Kysely } from 'kysely';
 import type { Config } from '../config.js';
 import { createContext, type Context } from '../context.js';
 import { UsageError } from '../errors.js';
+import { sqliteFileOf } from '../platform/db/index.js';
 import type { Database } from '../platform/db/schema.js';
 import { existingUploads } from './pipeline/service.js';
 
@@ -243,6 +245,12 @@ export async function runBlobsCommand(config: Config, args: string[]): Promise<S
   const minutes = /^\d+$/.test(text) ? Number(text) : Number.NaN;
   if (!Number.isSafeInteger(minutes) || minutes < 10) throw new UsageError(`--older-than: expected whole minutes, at least 10, got "${values['older-than']}"`);
   const dryRun = values['dry-run'] === true;
+  // A database that is not there is not the store's: made new, it would know none of the blobs (the guard would
+  // refuse), and would be left behind for the next start to take as the deployment's.
+  const sqliteFile = sqliteFileOf(config.databaseUrl, config.dataDir);
+  if (sqliteFile !== null && !existsSync(sqliteFile)) {
+    throw new UsageError(`there is no database at ${sqliteFile}: a sweep needs the deployment's (set DATA_DIR, or DATABASE_URL when it is PostgreSQL); nothing was removed`);
+  }
   // A dry run removes nothing: not even the temp files a dead process left, which any other start clears.
   const ctx = await createContext(config, { logTo: 'stderr', keepTempFiles: dryRun, oneShot: true });
   try {

@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createContext, type Context } from '../../src/context.js';
 import { GUARD_MIN_ORPHANS, refusal, SweepRefused, sweepOrphanBlobs } from '../../src/modules/blob-sweep.js';
 import { blobKey as galleryKey } from '../../src/modules/galleries/images.js';
+import { migrateToLatest, openDatabase } from '../../src/platform/db/index.js';
 import { tempDataDir, testConfig } from '../helpers/config.js';
 import { MAIN } from '../helpers/process.js';
 
@@ -52,6 +53,15 @@ async function deployment(ctx: Context, live: number, orphans: number): Promise<
 }
 
 const prefixOf = (key: string) => key.slice(0, key.lastIndexOf('/'));
+
+/** A migrated SQLite database of a deployment that has stored nothing: a database, but not the store's. */
+async function emptyDatabase(name: string): Promise<string> {
+  const file = path.join(dataDir(), name);
+  const db = openDatabase(`sqlite:${file}`, path.dirname(file));
+  await migrateToLatest(db);
+  await db.close();
+  return file;
+}
 
 async function present(ctx: Context, keys: string[]): Promise<boolean[]> {
   return Promise.all(keys.map(async (key) => (await ctx.blobs.stat(key)) !== null));
@@ -175,31 +185,35 @@ describe('kiln blobs sweep with the guard', () => {
     for (const key of keys.live) expect(existsSync(file(key))).toBe(true);
   });
 
-  it("refuses, exit 1, in a DATA_DIR without its database (a PostgreSQL deployment's, from cron without DATABASE_URL; kiln.db deleted), and removes nothing", async () => {
+  it("refuses, exit 1, in a DATA_DIR without its database (a PostgreSQL deployment's, from cron without DATABASE_URL; kiln.db deleted), makes none there, and removes nothing", async () => {
     const { dir, keys, file } = await store(3, 0);
     // What a PostgreSQL deployment's DATA_DIR holds, or a SQLite one's once kiln.db is gone: blobs, no kiln.db.
     for (const name of ['kiln.db', 'kiln.db-wal', 'kiln.db-shm']) rmSync(path.join(dir, name), { force: true });
-    const err = await failure([], { DATA_DIR: dir });
-    expect(err?.code).toBe(1);
-    expect(err?.stdout).toBe('');
-    expect(err?.stderr).toContain("kiln: refusing to sweep: the database knows none of these 3 stored images, and the sweep would remove all of them. Is DATABASE_URL / DATA_DIR the deployment's?");
-    expect(err?.stderr).toContain(`This run used SQLite at ${path.join(dir, 'kiln.db')} (DATABASE_URL is not set), with blobs in ${path.join(dir, 'blobs')}.`);
-    expect(err?.stderr).toContain('Nothing was removed; --force sweeps all the same.');
+    for (const args of [[], ['--dry-run'], ['--force']]) {
+      const err = await failure(args, { DATA_DIR: dir });
+      expect(err?.code).toBe(1);
+      expect(err?.stdout).toBe('');
+      expect(err?.stderr).toContain(`kiln: there is no database at ${path.join(dir, 'kiln.db')}: a sweep needs the deployment's (set DATA_DIR, or DATABASE_URL when it is PostgreSQL); nothing was removed`);
+      // Not made new: the next start would take an empty database for the deployment's.
+      expect(existsSync(path.join(dir, 'kiln.db'))).toBe(false);
+    }
     for (const key of keys.live) expect(existsSync(file(key))).toBe(true);
   });
 
   it('refuses, exit 1, with a DATABASE_URL that is not the deployment\'s', async () => {
     const { dir, keys, file } = await store(3, 0);
-    const elsewhere = path.join(dataDir(), 'other.db');
+    const elsewhere = await emptyDatabase('other.db');
     const err = await failure([], { DATA_DIR: dir, DATABASE_URL: `sqlite:${elsewhere}` });
     expect(err?.code).toBe(1);
+    expect(err?.stderr).toContain("kiln: refusing to sweep: the database knows none of these 3 stored images, and the sweep would remove all of them. Is DATABASE_URL / DATA_DIR the deployment's?");
     expect(err?.stderr).toContain(`This run used SQLite from DATABASE_URL sqlite:${elsewhere}, with blobs in ${path.join(dir, 'blobs')}.`);
+    expect(err?.stderr).toContain('Nothing was removed; --force sweeps all the same.');
     for (const key of keys.live) expect(existsSync(file(key))).toBe(true);
   });
 
   it('says on a dry run that a sweep would refuse, exit 1, and lists nothing', async () => {
     const { dir, keys, file } = await store(3, 0);
-    const err = await failure(['--dry-run'], { DATA_DIR: dir, DATABASE_URL: `sqlite:${path.join(dataDir(), 'kiln.db')}` });
+    const err = await failure(['--dry-run'], { DATA_DIR: dir, DATABASE_URL: `sqlite:${await emptyDatabase('kiln.db')}` });
     expect(err?.code).toBe(1);
     expect(err?.stdout).toBe('');
     expect(err?.stderr).toMatch(/^kiln: a sweep would refuse: the database knows none of these 3 stored images/);
@@ -208,7 +222,7 @@ describe('kiln blobs sweep with the guard', () => {
 
   it('sweeps with --force (and lists what it would remove with --dry-run --force)', async () => {
     const { dir, keys, file } = await store(3, 0);
-    const env = { DATA_DIR: dir, DATABASE_URL: `sqlite:${path.join(dataDir(), 'kiln.db')}` };
+    const env = { DATA_DIR: dir, DATABASE_URL: `sqlite:${await emptyDatabase('kiln.db')}` };
     const dry = await kiln(['--dry-run', '--force'], env);
     for (const key of keys.live) expect(dry.stdout).toContain(`would remove ${prefixOf(key)}/\n`);
     for (const key of keys.live) expect(existsSync(file(key))).toBe(true);

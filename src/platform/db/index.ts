@@ -212,16 +212,20 @@ export interface DatabaseOptions {
   busyWaitMs?: number;
 }
 
+/** The SQLite file `databaseUrl` names (undefined or `sqlite:`: kiln.db in dataDir), or null for PostgreSQL. */
+export function sqliteFileOf(databaseUrl: string | undefined, dataDir: string): string | null {
+  if (databaseUrl !== undefined && /^postgres(ql)?:/.test(databaseUrl)) return null;
+  return databaseUrl?.startsWith('sqlite:') ? databaseUrl.slice('sqlite:'.length).replace(/^\/\//, '') || path.join(dataDir, 'kiln.db') : path.join(dataDir, 'kiln.db');
+}
+
 /** `databaseUrl` undefined or `sqlite:` means the SQLite file in dataDir. */
 export function openDatabase(databaseUrl: string | undefined, dataDir: string, options: DatabaseOptions = {}): Db {
-  const isPostgres = databaseUrl !== undefined && /^postgres(ql)?:/.test(databaseUrl);
+  const file = sqliteFileOf(databaseUrl, dataDir);
+  const isPostgres = file === null;
   let kysely: Kysely<Database>;
-  if (isPostgres) {
-    kysely = openPostgres(databaseUrl);
+  if (file === null) {
+    kysely = openPostgres(databaseUrl as string);
   } else {
-    const file = databaseUrl?.startsWith('sqlite:')
-      ? databaseUrl.slice('sqlite:'.length).replace(/^\/\//, '') || path.join(dataDir, 'kiln.db')
-      : path.join(dataDir, 'kiln.db');
     kysely = openSqlite(file, options.durable ?? false, options.busyWaitMs ?? BUSY_WAIT_MS);
   }
   const dialect: DialectName = isPostgres ? 'postgres' : 'sqlite';

@@ -175,7 +175,12 @@ export async function createContext(config: Config, options: ContextOptions = {}
     if (applied.length > 0) log.info({ migrations: applied, ms: Math.round(performance.now() - started) }, 'applied database migrations');
   }
 
-  const jwtSecretText = config.jwtSecret ?? (await storedSecret(config.dataDir, 'jwt_secret', log));
+  // A secret that cannot be made (a full disk, a secrets directory Kiln may not write in) stops the start naming where.
+  const jwtSecretText =
+    config.jwtSecret ??
+    (await storedSecret(config.dataDir, 'jwt_secret', log).catch((err: unknown) => {
+      throw new ConfigError('DATA_DIR', `cannot make the generated JWT secret in ${path.join(config.dataDir, 'secrets')} (${failureOf(err)}); free the space, mend the permissions, or set JWT_SECRET`);
+    }));
   // A generated secret is this DATA_DIR's alone: other processes on the same database or Redis, with their
   // own DATA_DIR, would refuse this one's tokens (401) and signed links (403).
   // A one-shot command signs nothing, so the warning is for the processes that serve and run jobs.

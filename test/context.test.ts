@@ -6,6 +6,7 @@ import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createContext } from '../src/context.js';
 import { tempDataDir, testConfig } from './helpers/config.js';
+import { lockDirectory } from './helpers/files.js';
 import { dropRedisPrefix, newPrefix } from './helpers/redis.js';
 
 const REDIS_URL = process.env.TEST_REDIS_URL;
@@ -50,6 +51,18 @@ describe('createContext', () => {
     const again = await createContext(testConfig(temp.dir));
     cleanups.push(() => again.close());
     expect(Buffer.from(again.secrets.linkSecret).equals(Buffer.from(ctx.secrets.linkSecret))).toBe(true);
+  });
+
+  it('stops a start that cannot make its JWT secret with one line naming DATA_DIR, where, and why', async () => {
+    const temp = tempDataDir();
+    cleanups.push(temp.cleanup);
+    const secrets = path.join(temp.dir, 'secrets');
+    mkdirSync(secrets);
+    const locked = lockDirectory(secrets);
+    cleanups.push(locked.unlock);
+    await expect(createContext(testConfig(temp.dir))).rejects.toThrow(
+      `DATA_DIR: cannot make the generated JWT secret in ${secrets} (${locked.code}); free the space, mend the permissions, or set JWT_SECRET`,
+    );
   });
 
   it("removes a secret's draft a killed first start left beside it, and not one another process is writing now", async () => {

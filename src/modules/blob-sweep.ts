@@ -11,9 +11,10 @@
  * cannot appear for a group that old.
  *
  * A sweep against the wrong database would take the whole store: a new
- * SQLite file made in a PostgreSQL deployment's DATA_DIR (cron without its
- * .env), or one a restart made after kiln.db was lost, has a row for none of
- * the blobs. So the sweep first finds the orphans, removing nothing, and
+ * SQLite file a restart made after kiln.db was lost, or another deployment's
+ * database, has a row for none of the blobs (a DATA_DIR with no kiln.db at
+ * all, as a PostgreSQL deployment's run from cron without its .env, stops
+ * the command before it opens one). So the sweep first finds the orphans, removing nothing, and
  * refuses (SweepRefused) when the database looks like it is not the store's
  * (`refusal`); `force` sweeps all the same.
  */
@@ -215,7 +216,7 @@ export const BLOBS_USAGE = 'kiln blobs sweep [--dry-run] [--older-than MINUTES] 
 /** The database and blob store a command runs against, in words (no password): what a refusal shows the operator to check. */
 export function describeStores(config: Pick<Config, 'databaseUrl' | 'dataDir' | 'storage' | 's3'>): string {
   let database: string;
-  if (config.databaseUrl === undefined) database = `SQLite at ${path.join(config.dataDir, 'kiln.db')} (DATABASE_URL is not set)`;
+  if (config.databaseUrl === undefined) database = `SQLite at ${sqliteFileOf(undefined, config.dataDir) as string} (DATABASE_URL is not set)`;
   else if (config.databaseUrl.startsWith('sqlite:')) database = `SQLite from DATABASE_URL ${config.databaseUrl}`;
   else {
     const url = new URL(config.databaseUrl);

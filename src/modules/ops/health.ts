@@ -1,4 +1,5 @@
 import type { Context } from '../../context.js';
+import { causeChain, storageFailureKind } from '../../platform/failures.js';
 
 export interface HealthReport {
   status: 'healthy' | 'unhealthy';
@@ -12,20 +13,12 @@ const TIMEOUT_MS = 3000;
 
 class ProbeTimeout extends Error {}
 
-/** What a failed probe's answer says: its kind only (no paths, no connection strings), from the errno codes of the error and its causes. */
-const KINDS: ReadonlyArray<[kind: string, codes: readonly string[]]> = [
-  ['full', ['ENOSPC', 'EDQUOT', 'SQLITE_FULL']],
-  ['read_only', ['EROFS', 'SQLITE_READONLY']],
-  ['not_writable', ['EACCES', 'EPERM']],
-];
-
+/** What a failed probe's answer says: its kind only (no paths, no connection strings), from the codes of the error and its causes. */
 function kindOf(err: unknown): string {
   if (err instanceof ProbeTimeout) return 'timed out';
-  for (let e = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code !== 'string') continue;
-    const kind = KINDS.find(([, codes]) => codes.some((c) => code.startsWith(c)));
-    if (kind) return kind[0];
+  for (const e of causeChain(err)) {
+    const kind = storageFailureKind(e);
+    if (kind) return kind;
   }
   return 'unreachable';
 }

@@ -18,6 +18,7 @@ import type { Agent, Dispatcher } from 'undici';
 import { ipLiteral, isBlockedAddress } from './address.js';
 import { arrivalCap, tooLarge } from './arrival.js';
 import { streamToNewFile } from '../files.js';
+import { storageFailureKind } from '../failures.js';
 import { blockedAddress, FetchError, findFetchError, retryAfterMs } from './errors.js';
 import { guardedLookup } from './lookup.js';
 
@@ -220,12 +221,10 @@ function discard(body: Dispatcher.ResponseData['body']): void {
 
 const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
 
-/** What writing a body to a file (`toFile`) may meet on this machine's disk, none of it the server's doing. */
-const LOCAL_WRITE_CODES = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'EIO']);
-
+/** What writing a body to a file (`toFile`) may meet on this machine's disk (a storage failure, or EIO), none of it the server's doing. */
 function isLocalWriteFailure(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return err instanceof Error && typeof code === 'string' && LOCAL_WRITE_CODES.has(code) && (err as { syscall?: unknown }).syscall !== 'connect';
+  if (!(err instanceof Error) || (err as { syscall?: unknown }).syscall === 'connect') return false;
+  return storageFailureKind(err) !== undefined || (err as { code?: unknown }).code === 'EIO';
 }
 
 function toFetchError(err: unknown, timedOut: boolean): FetchError {

@@ -8,6 +8,7 @@ import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { DomainError, type FieldError } from '../../errors.js';
 import { isDatabaseConnectionLost } from '../db/failures.js';
+import { causeChain, storageFailureKind, type StorageFailureKind } from '../failures.js';
 import { drainUnreadBody, readOutBound } from './drain.js';
 import { isHostValue } from './request-head.js';
 import { UNMATCHED } from './requests.js';
@@ -139,24 +140,22 @@ export function toProblem(error: unknown): Problem {
  * any 5xx. Looked for on the error and its causes.
  */
 function storageFailure(error: unknown): Problem | undefined {
-  for (let e = error, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+  for (const e of causeChain(error)) {
     if (isDatabaseConnectionLost(e)) {
       return problem(503, 'database_unavailable', 'The database connection was lost while this request was being answered; try again shortly.');
     }
-    const code = (e as NodeJS.ErrnoException).code ?? '';
-    if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL') {
-      return problem(503, 'storage_full', 'The server has no room left to store this; try again once space has been freed.');
-    }
-    if (code === 'EROFS' || code.startsWith('SQLITE_READONLY')) {
-      return problem(503, 'storage_read_only', 'The server\'s storage is read-only at the moment; nothing can be stored.');
-    }
-    // Kiln's own files are made by Kiln: one it may not write (or read) means DATA_DIR's owner or mode changed under it.
-    if (code === 'EACCES' || code === 'EPERM') {
-      return problem(503, 'storage_not_writable', 'The server may not use its storage at the moment (its permissions changed); nothing was stored.');
-    }
+    const kind = storageFailureKind(e);
+    if (kind) return STORAGE_PROBLEMS[kind]();
   }
   return undefined;
 }
+
+/** The 503 of each kind of storage failure (platform/failures.ts). */
+const STORAGE_PROBLEMS: Record<StorageFailureKind, () => Problem> = {
+  full: () => problem(503, 'storage_full', 'The server has no room left to store this; try again once space has been freed.'),
+  read_only: () => problem(503, 'storage_read_only', 'The server\'s storage is read-only at the moment; nothing can be stored.'),
+  not_writable: () => problem(503, 'storage_not_writable', 'The server may not use its storage at the moment (its permissions changed); nothing was stored.'),
+};
 
 /** 401 codes for a bearer token that was sent but will not do: malformed, signed by another key, expired, revoked. */
 const BAD_TOKEN_CODES = new Set(['invalid_token', 'token_expired', 'token_revoked']);
@@ -166,12 +165,12 @@ const OUTAGE_CODES = new Set(['database_unavailable', 'storage_full', 'storage_r
 
 /** An error and its causes as one line: `Error: message <- ErrnoException(ECONNREFUSED): message`. */
 function causeLine(error: unknown): string {
-  const parts: string[] = [];
-  for (let e = error, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
-    const code = (e as { code?: unknown }).code;
-    parts.push(`${e.name}${typeof code === 'string' ? `(${code})` : ''}: ${e.message}`);
-  }
-  return parts.join(' <- ');
+  return causeChain(error)
+    .map((e) => {
+      const code = (e as { code?: unknown }).code;
+      return `${e.name}${typeof code === 'string' ? `(${code})` : ''}: ${e.message}`;
+    })
+    .join(' <- ');
 }
 
 export function sendProblem(reply: FastifyReply, p: Problem): FastifyReply {
@@ -266,6 +265,8 @@ export async function errorHandler(error: FastifyError, request: FastifyRequest,
 
 /** The methods a route of ours may answer; OPTIONS is CORS's preflight, answered on every path when CORS is on. */
 const ROUTE_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
+/** The methods the server as a whole takes (OPTIONS *, a CONNECT refused). */
+const SERVER_ALLOW = [...ROUTE_METHODS, 'OPTIONS'].join(', ');
 
 /**
  * No route for this method and path: 405 with `Allow` when the path has
@@ -410,7 +411,7 @@ export function answerAsteriskTarget(req: IncomingMessage, res: ServerResponse, 
   if (req.url !== '*') return false;
   if (req.method === 'OPTIONS') {
     const requestId = newRequestId();
-    res.writeHead(204, { Allow: [...ROUTE_METHODS, 'OPTIONS'].join(', '), 'Content-Length': 0, 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff', 'X-Request-Id': requestId });
+    res.writeHead(204, { Allow: SERVER_ALLOW, 'Content-Length': 0, 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff', 'X-Request-Id': requestId });
     res.end();
     refused(requestId, 'OPTIONS', '*', 204, 'server_options');
     return true;
@@ -425,7 +426,7 @@ export function answerAsteriskTarget(req: IncomingMessage, res: ServerResponse, 
  */
 export function refuseConnect(req: IncomingMessage, socket: Duplex, newRequestId: () => string, refused: Refused): void {
   const requestId = newRequestId();
-  if (socket.writable) socket.write(closingProblemBytes(405, 'method_not_allowed', 'CONNECT is not allowed: this server is not a proxy.', requestId, { Allow: [...ROUTE_METHODS, 'OPTIONS'].join(', ') }));
+  if (socket.writable) socket.write(closingProblemBytes(405, 'method_not_allowed', 'CONNECT is not allowed: this server is not a proxy.', requestId, { Allow: SERVER_ALLOW }));
   socket.destroy();
   refused(requestId, 'CONNECT', req.url ?? '-', 405, 'method_not_allowed');
 }

@@ -11,6 +11,7 @@
  */
 import { DatabaseBusy } from '../../errors.js';
 import { isDatabaseConnectionLost } from '../db/failures.js';
+import { causeChain, storageFailureKind } from '../failures.js';
 import { JobError, TransientJobError } from './errors.js';
 
 /**
@@ -22,16 +23,6 @@ const ROLLED_BACK_SQLSTATE = new Set(['40001', '40P01']);
 /** A socket's errors: the peer went away, or cannot be reached for now. */
 const NETWORK_ERRNO = new Set(['ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
 
-/** A disk or SQLite database with no room left (or over quota): freed space is the cure, so it is worth trying again later. */
-const FULL_CODES = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL']);
-
-function isStorageFull(e: Error): boolean {
-  const code = (e as { code?: unknown }).code;
-  return typeof code === 'string' && FULL_CODES.has(code);
-}
-
-/** How deep into `cause` to look: Kysely and Kiln wrap at most a couple of times. */
-const CAUSE_DEPTH = 4;
 
 function isConnectionFailure(e: Error): boolean {
   const code = (e as { code?: unknown }).code;
@@ -45,11 +36,12 @@ function isConnectionFailure(e: Error): boolean {
  * without the internals; the runner logs the error itself.
  */
 export function outageOf(err: unknown): TransientJobError | undefined {
-  for (let e = err, depth = 0; e instanceof Error && depth < CAUSE_DEPTH; e = e.cause, depth++) {
+  for (const e of causeChain(err)) {
     if (e instanceof JobError) return undefined; // the handler already said what it is
     if (e instanceof DatabaseBusy) return new TransientJobError('database_busy', 'The database stayed locked by another process.');
     if (isConnectionFailure(e)) return new TransientJobError('service_unavailable', 'A service the job needs (its database or storage) could not be reached.');
-    if (isStorageFull(e)) return new TransientJobError('storage_full', 'The server had no room left to store what the job made.');
+    // A full disk or database: freed space is the cure, so it is worth trying again later.
+    if (storageFailureKind(e) === 'full') return new TransientJobError('storage_full', 'The server had no room left to store what the job made.');
   }
   return undefined;
 }

@@ -118,7 +118,7 @@ async function storedSecret(dataDir: string, name: string, log: Logger): Promise
 }
 
 /** The local disk under DATA_DIR, or the S3 bucket of STORAGE=s3 (its SDK loaded only then). */
-async function openBlobStore(config: Config, tmpDir: string, closers: Array<() => Promise<void> | void>): Promise<BlobStore> {
+export async function openBlobStore(config: Config, tmpDir: string, closers: Array<() => Promise<void> | void>): Promise<BlobStore> {
   if (!config.s3) return new FsBlobStore(path.join(config.dataDir, 'blobs'), tmpDir, config.durableWrites);
   const { createS3BlobStore } = await import('./platform/blobs/s3.js');
   const store = await createS3BlobStore(config.s3);

@@ -13,6 +13,7 @@ import { createContext, type Context } from './context.js';
 import { migrateToLatest } from './platform/db/index.js';
 import { LocalJobRunner } from './platform/jobs/index.js';
 import { UsageError } from './errors.js';
+import { runBackupCommand } from './modules/backup.js';
 import { runBlobsCommand } from './modules/blob-sweep.js';
 import { runUsersCommand } from './modules/users/cli.js';
 
@@ -25,6 +26,8 @@ const USAGE = `usage: kiln <command>
                         create a user (password from KILN_PASSWORD when not given)
   blobs sweep [--dry-run] [--older-than MINUTES] [--force]
                         remove blobs no row points at, written over MINUTES (default 60) ago
+  backup DIR            copy the database, the blobs and the secrets into DIR (new or empty),
+                        while the server runs; restore by copying DIR into an empty DATA_DIR
 `;
 
 function fail(message: string): never {
@@ -143,6 +146,12 @@ async function blobs(config: Config, args: string[]): Promise<void> {
   );
 }
 
+/** One JSON line of what was copied. */
+async function backup(config: Config, args: string[]): Promise<void> {
+  const report = await runBackupCommand(config, args);
+  process.stdout.write(`${JSON.stringify({ dir: report.dir, database: report.database, secrets: report.secrets.length, blobs: report.blobs, bytes: report.bytes, vanished: report.vanished })}\n`);
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command = 'serve', ...rest] = argv;
   // Help is asked for before anything runs: `kiln migrate --help` must not migrate.
@@ -172,6 +181,8 @@ async function main(argv: string[]): Promise<void> {
       return users(config, rest);
     case 'blobs':
       return blobs(config, rest);
+    case 'backup':
+      return backup(config, rest);
     default:
       fail(`unknown command "${command}"\n${USAGE}`);
   }

@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 
@@ -47,4 +48,30 @@ export function lockDirectory(dir: string): { code: 'EPERM' | 'EACCES'; unlock: 
       else chmodSync(dir, 0o755);
     },
   };
+}
+
+/** A small tmpfs of our own, for a full disk, where the machine lets us mount one (root, outside a container that forbids it). */
+export function smallDisk(megabytes: number): { dir: string; remove(): void } | null {
+  if (process.platform !== 'linux' || process.getuid?.() !== 0) return null;
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'kiln-small-disk-'));
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${megabytes}m`, 'tmpfs', dir], { stdio: 'pipe' });
+  } catch {
+    rmSync(dir, { recursive: true, force: true });
+    return null;
+  }
+  return {
+    dir,
+    remove() {
+      execFileSync('umount', [dir], { stdio: 'pipe' });
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Whether this machine lets the tests mount a tmpfs of their own (smallDisk): a test file asks once, at its top. */
+export function canMountSmallDisk(): boolean {
+  const disk = smallDisk(1);
+  disk?.remove();
+  return disk !== null;
 }

@@ -4,10 +4,8 @@
  * a bare 500), nothing is half stored, and the server takes writes again
  * once there is room, without a restart.
  */
-import { execFileSync } from 'node:child_process';
-import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, rmSync } from 'node:fs';
 import { mkdir, readdir } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -15,10 +13,11 @@ import { startServer, type TestServer } from '../helpers/server.js';
 import { registerUser, type TestUser } from '../helpers/users.js';
 import { fixture, postMultipart } from '../helpers/upload.js';
 import { expectProblem } from '../helpers/problem.js';
-import { filesUnder, lockDirectory } from '../helpers/files.js';
+import { canMountSmallDisk, filesUnder, lockDirectory, smallDisk } from '../helpers/files.js';
 import { logDirectory } from '../helpers/logs.js';
 
 const PATH = fixture('path_2560x1600_olympus_exif.jpg');
+const canMount = canMountSmallDisk();
 
 function upload(server: TestServer, user: TestUser, project: string): Promise<Response> {
   return postMultipart(`${server.url}/projects/${project}/images`, [{ field: 'file', filename: 'photo.jpg', data: PATH, type: 'image/jpeg' }], user.headers);
@@ -35,28 +34,6 @@ async function expectWhole(server: TestServer, rows: number): Promise<void> {
   expect(directories).toHaveLength(rows);
 }
 
-/** A small tmpfs of our own, where the machine lets us mount one (root, outside a container that forbids it). */
-function smallDisk(megabytes: number): { dir: string; remove(): void } | null {
-  if (process.platform !== 'linux' || process.getuid?.() !== 0) return null;
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'kiln-small-disk-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${megabytes}m`, 'tmpfs', dir], { stdio: 'pipe' });
-  } catch {
-    rmSync(dir, { recursive: true, force: true });
-    return null;
-  }
-  return {
-    dir,
-    remove() {
-      execFileSync('umount', [dir], { stdio: 'pipe' });
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-const disk = smallDisk(1);
-disk?.remove();
-const canMount = disk !== null;
 
 describe('storage that cannot take a write', () => {
   const cleanups: Array<() => void | Promise<void>> = [];

@@ -10,7 +10,7 @@ import { RedisCache } from '../../../src/platform/cache/index.js';
 import { tempDataDir } from '../../helpers/config.js';
 import type { TestServer } from '../../helpers/server.js';
 import { registerUser } from '../../helpers/users.js';
-import { startFakeOpenAI, type FakeOpenAI } from './fake-openai.js';
+import { REFUSAL, startFakeOpenAI, type FakeOpenAI } from './fake-openai.js';
 import { countQueries, get, post, SERVICE, startAiServer, startEdit, waitForEnd, type StatusData } from './server.js';
 
 const REDIS = process.env.TEST_REDIS_URL;
@@ -122,6 +122,36 @@ describe('CACHE_TTL_SECONDS', () => {
     queries.reset();
     expect(await status(server, initId)).toEqual(done);
     expect(queries.count).toBeGreaterThan(0);
+  });
+});
+
+describe('CACHE_TTL_SECONDS for a failed process', () => {
+  let server: TestServer;
+  let queries: ReturnType<typeof countQueries>;
+  let offsetMs = 0;
+  const clock = { now: () => new Date(Date.now() + offsetMs) };
+  beforeAll(async () => {
+    server = await startAiServer(env({ CACHE_TTL_SECONDS: '60' }), { clock, prepare: (ctx) => void (queries = countQueries(ctx)) });
+  });
+  afterAll(async () => server.close());
+
+  it('keeps a failed state, like a completed one, for CACHE_TTL_SECONDS', async () => {
+    fake.script.push(REFUSAL);
+    const { initId } = await startEdit(server.url, SERVICE);
+    const failed = await waitForEnd(server.url, SERVICE, initId);
+    expect(failed.status).toBe('failed');
+
+    const res = await get<{ entries: Array<{ key: string; expires_at: string }> }>(server.url, '/api/v1/cache/status', SERVICE);
+    const entry = res.body.data.entries.find((e) => e.key === cacheKey(initId));
+    const left = Date.parse(entry?.expires_at ?? '') - clock.now().getTime();
+    expect(left).toBeGreaterThan(50_000);
+    expect(left).toBeLessThanOrEqual(60_000);
+
+    // Still answered from the cache 55 s on: no query.
+    offsetMs = 55_000;
+    queries.reset();
+    expect(await status(server, initId)).toEqual(failed);
+    expect(queries.count).toBe(0);
   });
 });
 

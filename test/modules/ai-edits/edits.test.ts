@@ -167,6 +167,18 @@ describe('provider failures', () => {
     expect(job.attempts).toBe(2);
   });
 
+  it('gives a provider call OPENAI_TIMEOUT_SECONDS (1 s here) and no longer before ending it', async () => {
+    fake.script.push({ kind: 'hang' });
+    const { initId } = await startEdit(server.url, SERVICE);
+    expect((await waitForEnd(server.url, SERVICE, initId)).status).toBe('completed');
+    const hung = fake.received[0];
+    expect(hung?.closedAt).toBeDefined();
+    const waited = (hung?.closedAt ?? 0) - (hung?.at ?? 0);
+    // The call's timer starts just before the request reaches the fake: a little under 1 s, never much over it.
+    expect(waited).toBeGreaterThanOrEqual(700);
+    expect(waited).toBeLessThan(2_500);
+  });
+
   it('fails with provider_timeout when every attempt hangs', async () => {
     fake.script.push({ kind: 'hang' }, { kind: 'hang' }, { kind: 'hang' });
     const { initId } = await startEdit(server.url, SERVICE);

@@ -22,6 +22,10 @@ export type Answer =
   | { kind: 'redirect'; location: string };
 
 export interface ReceivedEdit {
+  /** When the request arrived (ms since the epoch). */
+  at: number;
+  /** For a `hang` answer: when Kiln closed the request it had stopped waiting for (ms since the epoch). */
+  closedAt?: number;
   path: string;
   authorization: string | undefined;
   model: string | null;
@@ -68,6 +72,7 @@ export async function startFakeOpenAI(): Promise<FakeOpenAI> {
   const hanging = new Set<http.ServerResponse>();
 
   const server = http.createServer((req, res) => {
+    const at = Date.now();
     void (async () => {
       const body = await readBody(req);
       if (req.method !== 'POST' || req.url !== '/v1/images/edits') {
@@ -79,13 +84,15 @@ export async function startFakeOpenAI(): Promise<FakeOpenAI> {
       for (const [field, value] of form.entries()) {
         if (typeof value !== 'string') images.push({ field, name: value.name, type: value.type, bytes: Buffer.from(await value.arrayBuffer()) });
       }
-      received.push({
+      const edit: ReceivedEdit = {
+        at,
         path: req.url,
         authorization: req.headers.authorization,
         model: form.get('model') as string | null,
         prompt: form.get('prompt') as string | null,
         images,
-      });
+      };
+      received.push(edit);
       const answer = script.shift() ?? { kind: 'ok' };
       switch (answer.kind) {
         case 'ok':
@@ -95,6 +102,7 @@ export async function startFakeOpenAI(): Promise<FakeOpenAI> {
           return sendJson(res, answer.status, { error: { message: answer.message, type: answer.type, code: answer.code, param: null } });
         case 'hang':
           hanging.add(res);
+          res.once('close', () => (edit.closedAt = Date.now()));
           return;
         case 'not_json':
           res.writeHead(200, { 'content-type': 'application/json' });

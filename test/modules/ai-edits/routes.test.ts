@@ -199,6 +199,16 @@ describe('POST /api/v1/process/book', () => {
     expect((await post<StatusData>(server.url, '/api/v1/process/status', alice.headers, { init_id: initId })).body.data.status).toBe('initiated');
   });
 
+  it('refuses the url of the caller\'s own upload with a query added, relative or absolute (422, 4001)', async () => {
+    const own = await uploadUrl(alice.headers);
+    const initId = await initiate(alice.headers);
+    for (const url of [`${own}?size=thumb`, `${server.url}${own}?size=thumb`, `${server.url}${own}?x=1`]) {
+      expectFailure(await book(alice.headers, { init_id: initId, source_url: url, target_url: own, prompt: 'p' }), 422, 4001, 'not_your_upload');
+      expectFailure(await book(alice.headers, { init_id: initId, source_url: own, target_url: url, prompt: 'p' }), 422, 4001, 'not_your_upload');
+    }
+    expect((await post<StatusData>(server.url, '/api/v1/process/status', alice.headers, { init_id: initId })).body.data.status).toBe('initiated');
+  });
+
   it('refuses another user\'s upload (422, 4001)', async () => {
     const initId = await initiate(alice.headers);
     const res = await book(alice.headers, { init_id: initId, source_url: await uploadUrl(bob.headers), target_url: await uploadUrl(alice.headers), prompt: 'p' });

@@ -135,6 +135,18 @@ describe('a rejected upload stores nothing', () => {
     await server.ctx.db.kysely.deleteFrom('custom_orders').execute();
   });
 
+  it('pet_type at its limit of 100 characters is kept exactly as given', async () => {
+    const pet_type = `${'\u{1F408}'.repeat(99)}x`;
+    const res = await send([{ field: 'pet_type', data: pet_type }, filePart(jpg)]);
+    expect(res.status).toBe(201);
+    const body = (await res.json()) as { order_metadata: { pet_type: string | null } };
+    expect(body.order_metadata.pet_type).toBe(pet_type);
+    const stored = await server.ctx.db.kysely.selectFrom('custom_orders').select('pet_type').execute();
+    expect(stored).toEqual([{ pet_type }]);
+    await server.ctx.db.kysely.deleteFrom('custom_order_files').execute();
+    await server.ctx.db.kysely.deleteFrom('custom_orders').execute();
+  });
+
   it('without credentials: 401', async () => {
     await expectProblem(await upload(server.url, {}, [filePart(jpg)]), 401);
   });

@@ -79,6 +79,21 @@ describe('custom-order metrics on /metrics', () => {
     expect(reject('unauthorized', after)).toBe(0);
   });
 
+  it('count an upload refused as too large (413) by its reason, accepting none of its files', async () => {
+    const reject = (text: string) => value(text, 'kiln_order_uploads_rejected_total{reason="file_too_large"}') ?? 0;
+    const accepted = (text: string) => value(text, 'kiln_order_files_accepted_total') ?? 0;
+    const before = await metrics();
+    const a = await photo(800);
+    // One byte over the default MAX_UPLOAD_SIZE (10 MiB), beside a good photo.
+    const big = Buffer.concat([a, Buffer.alloc(10 * 1024 * 1024 + 1 - a.length, 7)]);
+    const res = await upload(server.url, user.headers, [filePart(a), filePart(big, 'huge.jpg')]);
+    expect(res.status).toBe(413);
+    expect(((await res.json()) as { code: string }).code).toBe('file_too_large');
+    const after = await metrics();
+    expect(reject(after)).toBe(reject(before) + 1);
+    expect(accepted(after)).toBe(accepted(before));
+  });
+
   it('count error answers by route pattern and code in kiln_http_errors_total, beside requests by status', async () => {
     const errors = (text: string, route: string, code: string) => value(text, `kiln_http_errors_total{route="${route}",code="${code}"}`) ?? 0;
     const requests = (text: string, route: string, status: number) =>

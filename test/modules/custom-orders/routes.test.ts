@@ -82,6 +82,21 @@ describe('upload', () => {
   });
 });
 
+describe('text fields as given', () => {
+  it('are stored and returned exactly as sent, surrounding and inner spaces included', async () => {
+    const sent = { pet_name: '  Max  ', pet_type: '\tdog ', notes: ' two  spaces,\ta tab and an end space ' };
+    const made = await createOrder(server.url, alice.headers, [
+      { field: 'pet_name', data: sent.pet_name },
+      { field: 'pet_type', data: sent.pet_type },
+      { field: 'notes', data: sent.notes },
+      filePart(jpg),
+    ]);
+    expect(made).toMatchObject(sent);
+    const read = ((await (await get(`/api/images/orders/${made.order_id}`, alice.headers)).json()) as { order: OrderBody }).order;
+    expect(read).toMatchObject(sent);
+  });
+});
+
 describe('files as received', () => {
   it('keep the sha256 and bytes of each upload as sent, and its content_type as sniffed (JPEG, PNG, WebP)', async () => {
     const png = fixture('chelsea_cat_small_451x300.png');
@@ -288,6 +303,34 @@ describe('status lifecycle', () => {
     expect(final.history.slice(1).every((h) => h.by === adminId && h.by !== alice.id)).toBe(true);
     await expectProblem(await putStatus(order.order_id, 'pending'), 409, 'invalid_transition');
     await expectProblem(await putStatus(order.order_id, 'cancelled'), 409, 'invalid_transition');
+  });
+
+  it('keeps each change in the history with its own time and admin, and answers the order as it now is', async () => {
+    const order = await createOrder(server.url, alice.headers, [filePart(jpg)]);
+    const adminId = ((await (await get('/users/me', admin)).json()) as { id: string }).id;
+    let history = order.history;
+    let moved = 0;
+    try {
+      for (const status of ['in_review', 'modeling', 'cancelled']) {
+        // Each change a few seconds after the one before, so every entry has a time of its own.
+        clock.advanceSeconds(5);
+        moved += 5;
+        const res = await putStatus(order.order_id, status);
+        expect(res.status).toBe(200);
+        const answered = ((await res.json()) as { order: OrderBody }).order;
+        expect(answered.status).toBe(status);
+        expect(answered.updated_at).toMatch(/Z$/);
+        expect(Date.parse(answered.updated_at)).toBeGreaterThan(Date.parse(history.at(-1)?.at ?? ''));
+        // The entries before are kept as they were; the new one is this change, at the order's new updated_at.
+        expect(answered.history).toEqual([...history, { status, at: answered.updated_at, by: adminId }]);
+        history = answered.history;
+      }
+    } finally {
+      clock.advanceSeconds(-moved);
+    }
+    const stored = ((await (await get(`/api/images/orders/${order.order_id}`, alice.headers)).json()) as { order: OrderBody }).order;
+    expect(stored.history).toEqual(history);
+    expect(stored.history.map((h) => h.status)).toEqual(['pending', 'in_review', 'modeling', 'cancelled']);
   });
 
   it('refuses skipping a step and anything after cancelled', async () => {

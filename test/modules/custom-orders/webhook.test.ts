@@ -129,6 +129,24 @@ describe('status webhooks', () => {
     expect(JSON.parse(jobs[0]?.input ?? 'null')).toMatchObject({ event: 'order.status_changed', order_id: order.order_id, status: 'in_review' });
   });
 
+  it('queues no webhook when WEBHOOK_URL is not set: the change is kept, nothing is to be sent', async () => {
+    const plain = await startServer({ ...ADMIN });
+    try {
+      const customer = await registerUser(plain.url, 'unhooked');
+      const order = await createOrder(plain.url, customer.headers, [filePart(await photo(700))]);
+      const res = await fetch(`${plain.url}/api/images/orders/${order.order_id}/status`, {
+        method: 'PUT',
+        headers: { ...(await loginAdmin(plain.url)), 'content-type': 'application/json' },
+        body: JSON.stringify({ status: 'in_review' }),
+      });
+      expect(res.status).toBe(200);
+      expect(((await res.json()) as { order: { status: string } }).order.status).toBe('in_review');
+      expect(await plain.ctx.db.kysely.selectFrom('jobs').select('job_id').where('type', '=', WEBHOOK_JOB).execute()).toEqual([]);
+    } finally {
+      await plain.close();
+    }
+  });
+
   it('keeps the contract\'s schedule by default: first retry within 30 s, doubling, 8 attempts', async () => {
     // Through the app's own wiring (modules/jobs.ts, called while the app is built), not a test registration.
     const plain = await startServer();

@@ -94,14 +94,20 @@ async function copyPass(store: BlobStore, dir: string, copied: Set<string>, repo
     }, target);
     report.blobs += 1;
   };
-  for await (const key of everyBlob(store)) {
-    if (copied.has(key)) continue;
-    copied.add(key);
-    const task = copyOne(key).finally(() => running.delete(task));
-    running.add(task);
-    if (running.size >= COPY_CONCURRENCY) await Promise.race(running);
+  try {
+    for await (const key of everyBlob(store)) {
+      if (copied.has(key)) continue;
+      copied.add(key);
+      const task = copyOne(key).finally(() => running.delete(task));
+      running.add(task);
+      if (running.size >= COPY_CONCURRENCY) await Promise.race(running);
+    }
+    await Promise.all(running);
+  } catch (err) {
+    // The copies still under way end before the failure is reported: none may write into what the caller removes next.
+    await Promise.allSettled(running);
+    throw err;
   }
-  await Promise.all(running);
 }
 
 /**

@@ -151,6 +151,27 @@ describe('project_id must be 1–64 of [A-Za-z0-9_-]', () => {
     await expectNothingStored();
   });
 
+  it.each([
+    ['a dot', 'a.b'],
+    ['65 characters', 'a'.repeat(65)],
+    ['non-ASCII', encodeURIComponent('café')],
+  ])('%s is refused with 422 by every route that names a project, reads and writes alike, not answered as a project not found', async (_what, project) => {
+    const requests: Array<[string, string]> = [
+      ['GET', `/projects/${project}/images`],
+      ['GET', `/projects/${project}/images/someimage`],
+      ['GET', `/projects/${project}/thumbnail`],
+      ['DELETE', `/projects/${project}/images/someimage`],
+      ['PUT', `/projects/${project}/primary/someimage`],
+    ];
+    for (const [method, url] of requests) {
+      const res = await fetch(`${server.url}${url}`, { method, headers: user.headers });
+      expect([method, url, res.status]).toEqual([method, url, 422]);
+      const body = (await res.json()) as { code: string; errors: Array<{ field: string }> };
+      expect(body.code).toBe('validation_error');
+      expect(body.errors.map((e) => e.field)).toEqual(['params.project_id']);
+    }
+  });
+
   it('64 characters is accepted', async () => {
     const res = await rawPost(`/projects/${'a'.repeat(64)}/images`);
     expect(res.status).toBe(201);

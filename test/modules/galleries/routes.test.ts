@@ -8,6 +8,7 @@ import { fixture, postMultipart } from '../../helpers/upload.js';
 import { expectProblem } from '../../helpers/problem.js';
 import { getRequest, RawConnection } from '../../helpers/raw-http.js';
 import type { Clock } from '../../../src/clock.js';
+import { filesUnder } from '../../helpers/files.js';
 
 const ROCKET = fixture('rocket_small_640x427.jpg');
 const PATH = fixture('path_2560x1600_olympus_exif.jpg');
@@ -149,6 +150,19 @@ describe('gallery upload and variants', () => {
     expect(Math.abs(Date.parse(image?.created_at ?? '') - before)).toBeLessThan(60_000);
   });
 
+  it('lists each image with the urls its upload answered, one per size', async () => {
+    const a = await uploadOk('listed-urls', alice);
+    const b = await uploadOk('listed-urls', alice);
+    const { images } = await list('listed-urls');
+    expect(images.map((i) => i.urls)).toEqual([a.urls, b.urls]);
+    expect(images[1]?.urls).toEqual({
+      original: `/projects/listed-urls/images/${b.image_id}?size=original`,
+      medium: `/projects/listed-urls/images/${b.image_id}?size=medium`,
+      thumb: `/projects/listed-urls/images/${b.image_id}?size=thumb`,
+      game: `/projects/listed-urls/images/${b.image_id}?size=game`,
+    });
+  });
+
   it('lists bytes and sha256 of the upload as received', async () => {
     await uploadOk('hashes', alice, ROCKET);
     const { images } = await list('hashes');
@@ -184,6 +198,28 @@ describe('primary image rules', () => {
     expect(thumb.status).toBe(404);
     // Deleted files are gone.
     expect((await fetch(`${server.url}${a.urls.thumb}`)).status).toBe(404);
+  });
+
+  it('makes the next upload to a project whose images were all deleted its primary', async () => {
+    const a = await uploadOk('emptied', alice);
+    expect((await fetch(`${server.url}/projects/emptied/images/${a.image_id}`, { method: 'DELETE', headers: alice.headers })).status).toBe(204);
+    expect((await list('emptied')).primary_image_id).toBeNull();
+    const b = await uploadOk('emptied', alice);
+    expect(b.is_primary).toBe(true);
+    const listing = await list('emptied');
+    expect(listing.primary_image_id).toBe(b.image_id);
+    expect(listing.images.map((i) => [i.image_id, i.is_primary])).toEqual([[b.image_id, true]]);
+    expect((await fetch(`${server.url}/projects/emptied/thumbnail`)).status).toBe(200);
+  });
+
+  it('removes the four stored files of a deleted image, and only those', async () => {
+    const gone = await uploadOk('shredded', alice);
+    const kept = await uploadOk('shredded', alice);
+    const filesOf = (id: string) => filesUnder(path.join(server.dataDir, 'blobs', 'gallery', id));
+    expect(await filesOf(gone.image_id)).toHaveLength(4);
+    expect((await fetch(`${server.url}/projects/shredded/images/${gone.image_id}`, { method: 'DELETE', headers: alice.headers })).status).toBe(204);
+    expect(await filesOf(gone.image_id)).toEqual([]);
+    expect(await filesOf(kept.image_id)).toHaveLength(4);
   });
 
   it('keeps a primary set by PUT when another image is deleted, even the first one', async () => {
@@ -272,6 +308,34 @@ describe('ownership', () => {
     await uploadOk('bobs-keyed', bob);
     expect((await upload('bobs-keyed', { headers: { 'x-api-key': key } })).status).toBe(404);
     expect((await list('bobs-keyed')).images).toHaveLength(1);
+  });
+
+  it('answers DELETE and PUT primary with 404 for an image that does not exist, one of another project, or a project never created, and changes nothing', async () => {
+    const mine = await uploadOk('missing-a', alice);
+    const other = await uploadOk('missing-b', alice);
+    const bobs = await uploadOk('missing-bobs', bob);
+    const before = await list('missing-a');
+    const cases: Array<[string, string]> = [
+      ['missing-a', 'no-such-image-id-here'],
+      // An image of the caller's other project, and one of someone else's, named under the caller's project.
+      ['missing-a', other.image_id],
+      ['missing-a', bobs.image_id],
+      ['never-created-here', mine.image_id],
+    ];
+    for (const [project, imageId] of cases) {
+      for (const method of ['DELETE', 'PUT']) {
+        const url = method === 'DELETE' ? `/projects/${project}/images/${imageId}` : `/projects/${project}/primary/${imageId}`;
+        const res = await fetch(`${server.url}${url}`, { method, headers: alice.headers });
+        await expectProblem(res, 404);
+      }
+    }
+    expect(await list('missing-a')).toEqual(before);
+    expect((await list('missing-b')).images.map((i) => i.image_id)).toEqual([other.image_id]);
+    expect((await list('missing-bobs')).images.map((i) => i.image_id)).toEqual([bobs.image_id]);
+    expect((await fetch(`${server.url}/projects/never-created-here/images`)).status).toBe(404);
+    // Deleting twice: the second finds nothing.
+    expect((await fetch(`${server.url}/projects/missing-b/images/${other.image_id}`, { method: 'DELETE', headers: alice.headers })).status).toBe(204);
+    await expectProblem(await fetch(`${server.url}/projects/missing-b/images/${other.image_id}`, { method: 'DELETE', headers: alice.headers }), 404);
   });
 
   it('answers 404 for an image of another project', async () => {

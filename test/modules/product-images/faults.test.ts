@@ -1,5 +1,6 @@
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { registerUser, type TestUser } from '../../helpers/users.js';
 import type { TestServer } from '../../helpers/server.js';
@@ -205,6 +206,31 @@ describe('transient failures are retried with backoff', () => {
   it('a provider that is not listening at all is unreachable, retried', async () => {
     const job = await fetchOnOwnServer('http://127.0.0.1:9', ean13(next++));
     expect(job).toMatchObject({ status: 'failed', attempts: 3, error: { code: 'source_unreachable' } });
+  });
+});
+
+describe('a picture stored whole or not at all', () => {
+  it('a picture whose record cannot be written leaves none of its files behind, and no record', async () => {
+    const code = ean13(next++);
+    provider.products.set(code, { kind: 'ok', name: 'Unrecorded', image: '/img/rocket.jpg' });
+    const blobsBefore = await filesUnder('blobs/product');
+    // The database refuses this barcode's row only: everything before it (download, variants, blob writes) succeeds.
+    await sql
+      .raw(`CREATE TRIGGER refuse_unrecorded BEFORE INSERT ON product_images WHEN NEW.ean_code = '${code}' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END`)
+      .execute(server.ctx.db.kysely);
+    try {
+      const { status, body } = await requestFetch(server.url, alice.headers, { ean_code: code });
+      expect(status).toBe(202);
+      const job = await waitForJob(server.url, alice.headers, body.job_id as string);
+      expect(job).toMatchObject({ status: 'failed', error: { code: expect.any(String) } });
+      expect(provider.hits.get('/img/rocket.jpg')).toBeGreaterThan(0);
+    } finally {
+      await sql.raw('DROP TRIGGER refuse_unrecorded').execute(server.ctx.db.kysely);
+    }
+    await expectNoPicture(code);
+    expect(await server.ctx.db.kysely.selectFrom('product_images').select('ean_code').where('ean_code', '=', code).execute()).toEqual([]);
+    expect(await filesUnder('blobs/product')).toEqual(blobsBefore);
+    expect(await filesUnder('tmp')).toEqual([]);
   });
 });
 

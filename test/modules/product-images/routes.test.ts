@@ -96,6 +96,21 @@ describe('fetching a product picture by barcode', () => {
     expect((await getJson(`/api/v1/images/03017620422003`, alice.headers)).body.ean_code).toBe(code);
   });
 
+  it('serves the picture file by any spelling of the same barcode too: the same bytes as under its stored form', async () => {
+    const stored = await fetch(`${server.url}/api/v1/images/${code}/file?size=thumb`, { headers: alice.headers });
+    expect(stored.status).toBe(200);
+    const bytes = Buffer.from(await stored.arrayBuffer());
+    for (const spelled of ['3017-6204-22003', '03017620422003', '3017620%20422003']) {
+      const res = await fetch(`${server.url}/api/v1/images/${spelled}/file?size=thumb`, { headers: alice.headers });
+      expect([spelled, res.status]).toEqual([spelled, 200]);
+      expect(res.headers.get('etag')).toBe(stored.headers.get('etag'));
+      expect(Buffer.from(await res.arrayBuffer()).equals(bytes)).toBe(true);
+    }
+    const invalid = await fetch(`${server.url}/api/v1/images/3017620422004/file?size=thumb`, { headers: alice.headers });
+    expect(invalid.status).toBe(422);
+    expect(((await invalid.json()) as { code: string }).code).toBe('invalid_ean');
+  });
+
   it('refuses an unknown size with 422 and anonymous callers with 401', async () => {
     const bad = await fetch(`${server.url}/api/v1/images/${code}/file?size=game`, { headers: alice.headers });
     expect(bad.status).toBe(422);

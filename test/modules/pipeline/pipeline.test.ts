@@ -168,6 +168,25 @@ describe.skipIf(!COLMAP)('photogrammetry pipeline with COLMAP', () => {
     expect(await filesUnder(path.join(server.dataDir, 'blobs', 'pipeline', job.input.upload_id))).toEqual([]);
   }, 120_000);
 
+  it('takes 200 photos, the most one upload may have: 202, each under a name of ours', async () => {
+    // Jobs are not run here: the upload's answer is what is checked, not a reconstruction of 200 grey squares.
+    const idle = await startPipeline({}, { startJobs: false });
+    try {
+      const dora = await registerUser(idle.url, 'dora');
+      const tiny = await sharp({ create: { width: 16, height: 16, channels: 3, background: '#808080' } }).jpeg().toBuffer();
+      const res = await uploadPhotos(idle.url, dora.headers, photoParts(Array.from({ length: 200 }, () => tiny)));
+      const text = await res.text();
+      expect(res.status, text).toBe(202);
+      const job = JSON.parse(text) as PipelineJobBody;
+      expect(job).toMatchObject({ type: 'photogrammetry', status: 'queued', user_id: dora.id });
+      expect(job.input.photos).toHaveLength(200);
+      expect([job.input.photos[0], job.input.photos[199]]).toEqual(['0001.jpg', '0200.jpg']);
+      expect(await filesUnder(path.join(idle.dataDir, 'blobs', 'pipeline', job.input.upload_id, 'photos'))).toHaveLength(200);
+    } finally {
+      await idle.close();
+    }
+  });
+
   describe('refused uploads leave nothing behind', () => {
     let clean: PipelineServer;
     let carol: TestUser;

@@ -1,13 +1,13 @@
 /** Shared pieces of the shop tests: a server with an admin, JSON calls, products made through the API. */
 import type { Env } from '../../../src/config.js';
-import { startServer, type TestServer } from '../../helpers/server.js';
+import { startServer, type StartOptions, type TestServer } from '../../helpers/server.js';
 import { loginHeaders } from '../../helpers/users.js';
 import type { ProductView } from '../../../src/modules/shop/product-views.js';
 
 export const ADMIN = { ADMIN_EMAIL: 'shopkeeper@example.com', ADMIN_PASSWORD: 'shopkeeper-password-1' };
 
-export async function startShop(env: Env = {}): Promise<TestServer & { admin: Record<string, string> }> {
-  const server = await startServer({ ...ADMIN, ...env });
+export async function startShop(env: Env = {}, options: StartOptions = {}): Promise<TestServer & { admin: Record<string, string> }> {
+  const server = await startServer({ ...ADMIN, ...env }, options);
   return Object.assign(server, { admin: await loginHeaders(server.url, ADMIN.ADMIN_EMAIL, ADMIN.ADMIN_PASSWORD) });
 }
 

@@ -8,13 +8,16 @@ import { registerUser, type TestUser } from '../../helpers/users.js';
 import { postMultipart } from '../../helpers/upload.js';
 import { ADMIN, call, makeProduct, startShop, type OrderJson, type ProductJson } from './helpers.js';
 import { ROCKET_JPG } from '../custom-orders/helpers.js';
+import { TestClock } from '../../auth/helpers.js';
 
 let shop: Awaited<ReturnType<typeof startShop>>;
 let alice: TestUser;
 let bob: TestUser;
+/** The server's clock, moved on where a test needs a change to be later than what it changes. */
+const clock = new TestClock();
 
 beforeAll(async () => {
-  shop = await startShop();
+  shop = await startShop({}, { clock });
   alice = await registerUser(shop.url, 'alice');
   bob = await registerUser(shop.url, 'bob');
 });
@@ -187,6 +190,49 @@ describe('reading orders', () => {
       expect(await call(shop.url, 'GET', `/orders?cursor=${cursor}`, alice.headers)).toMatchObject({ status: 422, body: { code: 'invalid_cursor' } });
     }
   });
+
+  it('lists each order with its lines, 20 to a page unless limit (1-100) says otherwise, next_cursor null on the last page', async () => {
+    const sticker = await makeProduct(shop.url, shop.admin, { name: 'Sticker', price: '0.50', stock_quantity: 100 });
+    const pin = await makeProduct(shop.url, shop.admin, { name: 'Pin', price: '1.25', stock_quantity: 100 });
+    const erin = await registerUser(shop.url, 'erin');
+    const placed: OrderJson[] = [];
+    for (let i = 0; i < 21; i++) {
+      const res = await order(erin, { items: [{ product_id: sticker.id, quantity: 1 + (i % 3) }, { product_id: pin.id, quantity: 1 }] });
+      expect(res.status).toBe(201);
+      placed.push(res.body);
+    }
+    type Page = { orders: OrderJson[]; next_cursor: string | null };
+    const first = await call<Page>(shop.url, 'GET', '/orders', erin.headers);
+    expect(first.body.orders).toHaveLength(20);
+    expect(first.body.next_cursor).toEqual(expect.any(String));
+    const second = await call<Page>(shop.url, 'GET', `/orders?cursor=${first.body.next_cursor}`, erin.headers);
+    expect(second.body.orders).toHaveLength(1);
+    expect(second.body.next_cursor).toBeNull();
+    // Every order as it was placed, lines and all.
+    const listed = [...first.body.orders, ...second.body.orders].sort((a, b) => (a.id < b.id ? -1 : 1));
+    expect(listed).toEqual([...placed].sort((a, b) => (a.id < b.id ? -1 : 1)));
+
+    // A full page that ends the list says so.
+    const whole = await call<Page>(shop.url, 'GET', '/orders?limit=21', erin.headers);
+    expect(whole.body.orders).toHaveLength(21);
+    expect(whole.body.next_cursor).toBeNull();
+    for (const limit of [0, 101]) {
+      expect(await call(shop.url, 'GET', `/orders?limit=${limit}`, erin.headers), String(limit)).toMatchObject({ status: 422, body: { code: 'validation_error', errors: [{ field: 'querystring.limit' }] } });
+    }
+  });
+
+  it("lists an admin's own orders unless the admin asks for all=true", async () => {
+    const p = await makeProduct(shop.url, shop.admin, { name: 'Badge', stock_quantity: 10 });
+    const frank = await registerUser(shop.url, 'frank');
+    const theirs = (await order(frank, { items: [{ product_id: p.id, quantity: 1 }] })).body;
+    const mine = (await order(shop.admin, { items: [{ product_id: p.id, quantity: 1 }] })).body;
+    const own = await call<{ orders: OrderJson[] }>(shop.url, 'GET', '/orders?limit=100', shop.admin);
+    expect(own.status).toBe(200);
+    expect(own.body.orders.map((o) => o.id)).toContain(mine.id);
+    expect(own.body.orders.filter((o) => o.user_id !== mine.user_id)).toEqual([]);
+    const all = await call<{ orders: OrderJson[] }>(shop.url, 'GET', '/orders?all=true&limit=100', shop.admin);
+    expect(all.body.orders.map((o) => o.id)).toEqual(expect.arrayContaining([mine.id, theirs.id]));
+  });
 });
 
 describe('an order\'s status', () => {
@@ -234,6 +280,49 @@ describe('an order\'s status', () => {
     // Cancelled is the end: a second cancel would return the stock twice.
     expect((await setStatus(pending.id, 'cancelled')).status).toBe(409);
     expect(await stockOf(p.id)).toBe(3);
+  });
+
+  it('allows exactly the moves of an order\'s life, from every status to every status; any other is 409 and changes nothing', async () => {
+    const NEXT: Record<string, string[]> = { pending: ['confirmed', 'cancelled'], confirmed: ['shipped', 'cancelled'], shipped: ['delivered'], delivered: [], cancelled: [] };
+    const REACH: Record<string, string[]> = { pending: [], confirmed: ['confirmed'], shipped: ['confirmed', 'shipped'], delivered: ['confirmed', 'shipped', 'delivered'], cancelled: ['cancelled'] };
+    const p = await makeProduct(shop.url, shop.admin, { name: 'Globe', stock_quantity: 100 });
+    for (const from of Object.keys(NEXT)) {
+      for (const to of Object.keys(NEXT)) {
+        const o = (await order(alice, { items: [{ product_id: p.id, quantity: 1 }] })).body;
+        for (const step of REACH[from] ?? []) expect((await setStatus(o.id, step)).status).toBe(200);
+        const stock = await stockOf(p.id);
+        const res = await setStatus(o.id, to);
+        if (NEXT[from]?.includes(to)) {
+          expect(res, `${from} -> ${to}`).toMatchObject({ status: 200, body: { status: to } });
+        } else {
+          expect(res, `${from} -> ${to}`).toMatchObject({ status: 409, body: { code: 'invalid_status_transition' } });
+          expect((await call<OrderJson>(shop.url, 'GET', `/orders/${o.id}`, alice.headers)).body.status, `${from} -> ${to}`).toBe(from);
+          expect(await stockOf(p.id), `${from} -> ${to}`).toBe(stock);
+        }
+      }
+    }
+  });
+
+  it('cancelling gives back the quantity of every line of the order', async () => {
+    const cup = await makeProduct(shop.url, shop.admin, { name: 'Cup', stock_quantity: 5 });
+    const saucer = await makeProduct(shop.url, shop.admin, { name: 'Saucer', stock_quantity: 5 });
+    const spoon = await makeProduct(shop.url, shop.admin, { name: 'Spoon', stock_quantity: 5 });
+    const placed = await order(alice, { items: [{ product_id: cup.id, quantity: 1 }, { product_id: saucer.id, quantity: 2 }, { product_id: spoon.id, quantity: 3 }] });
+    expect(placed.status).toBe(201);
+    expect([await stockOf(cup.id), await stockOf(saucer.id), await stockOf(spoon.id)]).toEqual([4, 3, 2]);
+    expect((await setStatus(placed.body.id, 'cancelled')).status).toBe(200);
+    expect([await stockOf(cup.id), await stockOf(saucer.id), await stockOf(spoon.id)]).toEqual([5, 5, 5]);
+  });
+
+  it('answers a move with the whole order, its updated_at moved on, as a GET shows it afterwards', async () => {
+    const p = await makeProduct(shop.url, shop.admin, { name: 'Teapot', price: '21.00', stock_quantity: 5 });
+    const placed = (await order(alice, { items: [{ product_id: p.id, quantity: 2 }] })).body;
+    clock.advanceSeconds(1);
+    const moved = await setStatus(placed.id, 'confirmed');
+    expect(moved.status).toBe(200);
+    expect(moved.body).toEqual({ ...placed, status: 'confirmed', updated_at: expect.stringMatching(/Z$/) });
+    expect(Date.parse(moved.body.updated_at)).toBeGreaterThanOrEqual(Date.parse(placed.updated_at) + 1000);
+    expect((await call<OrderJson>(shop.url, 'GET', `/orders/${placed.id}`, alice.headers)).body).toEqual(moved.body);
   });
 
   it('three cancels at once: one succeeds, two are 409, and the stock comes back once', async () => {

@@ -3,13 +3,16 @@ import { createTestDatabase, hasPostgres } from '../../helpers/pg.js';
 import { registerUser, type TestUser } from '../../helpers/users.js';
 import { fixture, postMultipart } from '../../helpers/upload.js';
 import { filesUnder } from '../../helpers/files.js';
+import { TestClock } from '../../auth/helpers.js';
 import { call, makeProduct, startShop, type OrderJson, type ProductJson } from './helpers.js';
 
 let shop: Awaited<ReturnType<typeof startShop>>;
 let alice: TestUser;
+/** The server's clock, moved on where a test needs a change to be later than what it changes. */
+const clock = new TestClock();
 
 beforeAll(async () => {
-  shop = await startShop();
+  shop = await startShop({}, { clock });
   alice = await registerUser(shop.url, 'alice');
 });
 afterAll(async () => shop?.close());
@@ -124,6 +127,23 @@ describe('products: the record and its money', () => {
     expect((await call(shop.url, 'PUT', `/products/${p.id}`, shop.admin, {})).status).toBe(422);
     expect((await call(shop.url, 'PUT', '/products/nope', shop.admin, { price: '1.00' })).status).toBe(404);
   });
+
+  it('PUT keeps every field it does not name (an inactive product stays inactive, its pictures stay) and moves updated_at on', async () => {
+    const p = await makeProduct(shop.url, shop.admin, { name: 'Kept', description: 'Hand-thrown', category: 'kept', ean_code: '4006381333931', stock_quantity: 4, is_active: false });
+    const pic = await postMultipart(`${shop.url}/products/${p.id}/images`, [{ field: 'file', filename: 'r.jpg', data: ROCKET }], shop.admin);
+    expect(pic.status).toBe(201);
+    const before = (await call<ProductJson>(shop.url, 'GET', `/products/${p.id}`, shop.admin)).body;
+    expect(before.images).toHaveLength(1);
+
+    clock.advanceSeconds(1);
+    const changed = await call<ProductJson>(shop.url, 'PUT', `/products/${p.id}`, shop.admin, { price: '30.00' });
+    expect(changed.status).toBe(200);
+    expect(changed.body).toEqual({ ...before, price: '30.00', updated_at: expect.stringMatching(/Z$/) });
+    expect(Date.parse(changed.body.updated_at)).toBeGreaterThanOrEqual(Date.parse(before.updated_at) + 1000);
+    expect((await call<ProductJson>(shop.url, 'GET', `/products/${p.id}`, shop.admin)).body).toEqual(changed.body);
+    // Still hidden from everyone but admins.
+    expect((await call(shop.url, 'GET', `/products/${p.id}`)).status).toBe(404);
+  });
 });
 
 /** The listing's SQL (LIKE and its escape, keyset paging) runs on both databases. */
@@ -187,6 +207,15 @@ describe.each([
     expect(await found('olkanne')).toEqual([]);
   });
 
+  it.skipIf(skip)('says a page ends the list (next_cursor null) when it does, a full page included', async () => {
+    const all = await list('limit=4', shop.admin);
+    expect(all.body.products.map((p) => p.name)).toEqual(['Green cup', 'Hidden plate', 'Red bowl', 'Blue vase']);
+    expect(all.body.next_cursor).toBeNull();
+    const active = await list('limit=3');
+    expect(active.body.products.map((p) => p.name)).toEqual(['Green cup', 'Red bowl', 'Blue vase']);
+    expect(active.body.next_cursor).toBeNull();
+  });
+
   it.skipIf(skip)('pages with next_cursor until it is null, each product once', async () => {
     const seen: string[] = [];
     let cursor: string | null = null;
@@ -201,6 +230,22 @@ describe.each([
     expect(bad).toMatchObject({ status: 422, body: { code: 'invalid_cursor' } });
     expect((await list('limit=0')).status).toBe(422);
     expect((await list('limit=101')).status).toBe(422);
+  });
+});
+
+describe('products: a page by default', () => {
+  it('holds 20 products when no limit is named; the next page has the rest', async () => {
+    const category = `many${Date.now()}`;
+    const made: ProductJson[] = [];
+    for (let i = 0; i < 21; i++) made.push(await makeProduct(shop.url, shop.admin, { name: `Item ${i}`, category }));
+    const first = await call<{ products: ProductJson[]; next_cursor: string | null }>(shop.url, 'GET', `/products?category=${category}`);
+    expect(first.status).toBe(200);
+    expect(first.body.products).toHaveLength(20);
+    expect(first.body.next_cursor).toEqual(expect.any(String));
+    const second = await call<{ products: ProductJson[]; next_cursor: string | null }>(shop.url, 'GET', `/products?category=${category}&cursor=${first.body.next_cursor}`);
+    expect(second.body.products).toHaveLength(1);
+    expect(second.body.next_cursor).toBeNull();
+    expect([...first.body.products, ...second.body.products].map((p) => p.id).sort()).toEqual(made.map((p) => p.id).sort());
   });
 });
 
@@ -269,6 +314,25 @@ describe('products: pictures', () => {
     expect(adminOnly.status).toBe(200);
     // Only the admin may see it now: a shared cache must not keep it for anyone else.
     expect(adminOnly.headers.get('cache-control')).toBe('private, max-age=300');
+  });
+
+  it("shows a product's pictures in upload order, in the listing as in the product; image_url is the first one's medium size", async () => {
+    const category = `pictured${Date.now()}`;
+    const p = await makeProduct(shop.url, shop.admin, { name: 'Two pictures', category });
+    const uploaded: Array<{ image_id: string; urls: Record<string, string> }> = [];
+    for (const name of ['rocket_small_640x427.jpg', 'chelsea_cat_small_451x300.png']) {
+      const res = await postMultipart(`${shop.url}/products/${p.id}/images`, [{ field: 'file', filename: name, data: fixture(name) }], shop.admin);
+      expect(res.status).toBe(201);
+      uploaded.push((await res.json()) as { image_id: string; urls: Record<string, string> });
+    }
+    const product = (await call<ProductJson>(shop.url, 'GET', `/products/${p.id}`)).body;
+    expect(product.images.map((i) => [i.image_id, i.width, i.height])).toEqual([
+      [uploaded[0]?.image_id, 640, 427],
+      [uploaded[1]?.image_id, 451, 300],
+    ]);
+    expect(product.image_url).toBe(uploaded[0]?.urls.medium);
+    const listed = await call<{ products: ProductJson[]; next_cursor: string | null }>(shop.url, 'GET', `/products?category=${category}`);
+    expect(listed.body).toEqual({ products: [product], next_cursor: null });
   });
 
   it('refuses what is not an image (415) or to a missing product (404), storing nothing', async () => {

@@ -415,6 +415,25 @@ describe('ops routes', () => {
     expect(other.headers.get('access-control-allow-origin')).toBeNull();
   });
 
+  it('without ALLOWED_ORIGINS speaks no CORS: no origin is let in, and a preflight is no preflight', async () => {
+    const plain = await startServer();
+    try {
+      const simple = await fetch(`${plain.url}/health`, { headers: { origin: 'https://shop.example' } });
+      expect(simple.status).toBe(200);
+      expect(simple.headers.get('access-control-allow-origin')).toBeNull();
+      expect(simple.headers.get('access-control-allow-credentials')).toBeNull();
+      const preflight = await fetch(`${plain.url}/projects/p/images`, {
+        method: 'OPTIONS',
+        headers: { origin: 'https://shop.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization' },
+      });
+      expect(preflight.status).not.toBe(204);
+      expect(preflight.headers.get('access-control-allow-origin')).toBeNull();
+      expect(preflight.headers.get('access-control-allow-methods')).toBeNull();
+    } finally {
+      await plain.close();
+    }
+  });
+
   it('lets in exactly the listed origin: not one that starts with it (a longer host, another port)', async () => {
     for (const origin of ['https://shop.example.evil.com', 'https://shop.example:8443', 'https://shop.examplex']) {
       const simple = await fetch(`${server.url}/health`, { headers: { origin } });

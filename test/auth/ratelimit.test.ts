@@ -23,6 +23,17 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((s) => s.close()));
 });
 
+/** Every operation of the server's OpenAPI document; `multipart` when its body is multipart/form-data (an upload). */
+async function operations(url: string): Promise<Array<{ method: string; path: string; multipart: boolean }>> {
+  type Operation = { requestBody?: { content?: Record<string, unknown> } };
+  const doc = (await (await fetch(`${url}/openapi.json`)).json()) as { paths: Record<string, Record<string, Operation>> };
+  return Object.entries(doc.paths).flatMap(([path, ops]) =>
+    Object.entries(ops)
+      .filter(([method]) => ['get', 'post', 'put', 'patch', 'delete'].includes(method))
+      .map(([method, op]) => ({ method: method.toUpperCase(), path, multipart: op.requestBody?.content?.['multipart/form-data'] !== undefined })),
+  );
+}
+
 const badLogin = (url: string, headers: Record<string, string> = {}) =>
   call(url, 'POST', '/auth/login', { body: { email: 'nobody@example.com', password: 'wrong-password' }, headers });
 
@@ -47,6 +58,44 @@ describe('rate limits', () => {
     expect((await call(s.url, 'POST', '/auth/register', { body: { email: 'a@b.co', username: 'abc', password: '12345678' } })).status).toBe(429);
     // Other classes keep their own budget.
     expect((await call(s.url, 'GET', '/')).status).toBe(200);
+  });
+
+  it('every /auth/* route of the OpenAPI document counts against the per-IP auth budget, logout and API keys included', async () => {
+    // Behind one proxy hop, X-Forwarded-For names the client: each route is tried from an address of its own.
+    const s = await serve({ RATE_LIMIT_AUTH: '1', RATE_LIMIT_DEFAULT: '0', TRUST_PROXY: '1' });
+    const fields = { email: `u${randomInt(1e9)}@example.com`, username: `u${randomInt(1e9)}`, password: 'password-123' };
+    expect((await call(s.url, 'POST', '/auth/register', { body: fields, headers: { 'x-forwarded-for': '10.7.0.1' } })).status).toBe(201);
+    const pair = await call<{ access_token: string }>(s.url, 'POST', '/auth/login', { body: fields, headers: { 'x-forwarded-for': '10.7.0.2' } });
+    expect(pair.status).toBe(200);
+    const routes = (await operations(s.url)).filter(({ path }) => path.startsWith('/auth/'));
+    expect(routes.map(({ method, path }) => `${method} ${path}`)).toEqual(
+      expect.arrayContaining(['POST /auth/register', 'POST /auth/login', 'POST /auth/refresh', 'POST /auth/logout', 'POST /auth/api-keys', 'GET /auth/api-keys', 'DELETE /auth/api-keys/{id}']),
+    );
+    for (const [i, { method, path }] of routes.entries()) {
+      const headers = { ...bearer(pair.body.access_token), 'x-forwarded-for': `10.7.1.${i + 1}` };
+      const send = () => call(s.url, method, path.replace(/\{[^}]+\}/g, 'x'), { headers, body: method === 'GET' || method === 'DELETE' ? undefined : {} });
+      expect((await send()).status, `${method} ${path}`).not.toBe(429);
+      const over = await send();
+      expect(over.status, `${method} ${path}`).toBe(429);
+      expect(over.body.code).toBe('rate_limited');
+    }
+  });
+
+  it('every upload route of the OpenAPI document counts per user against RATE_LIMIT_UPLOAD, not against the default budget', async () => {
+    const s = await serve({ RATE_LIMIT_UPLOAD: '1', RATE_LIMIT_DEFAULT: '0' });
+    const uploads = (await operations(s.url)).filter(({ multipart }) => multipart);
+    expect(uploads.map(({ method, path }) => `${method} ${path}`)).toEqual(
+      expect.arrayContaining(['POST /projects/{project_id}/images', 'POST /api/images/upload', 'POST /api/v1/upload', 'POST /pipeline/upload', 'POST /products/{product_id}/images']),
+    );
+    for (const { method, path } of uploads) {
+      // One upload budget per caller across the upload routes: each route gets a user of its own (all from one address).
+      const headers = bearer((await login(s.url, await register(s.url))).access_token);
+      const send = () => fetch(`${s.url}${path.replace(/\{[^}]+\}/g, 'x')}`, { method, headers });
+      expect((await send()).status, `${method} ${path}`).not.toBe(429);
+      const over = await send();
+      expect(over.status, `${method} ${path}`).toBe(429);
+      expect(Number(over.headers.get('retry-after')), `${method} ${path}`).toBeGreaterThan(0);
+    }
   });
 
   it('one counter per class: using up the auth budget leaves the default budget whole, and the other way round', async () => {

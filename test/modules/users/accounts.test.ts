@@ -73,6 +73,14 @@ describe('POST /auth/register', () => {
     expect(row).toBeUndefined();
   });
 
+  it('takes a password of exactly 8 characters: the least there is', async () => {
+    const fields = { ...newAccountFields(), password: 'eight-ch' };
+    expect(fields.password).toHaveLength(8);
+    const res = await call(server.url, 'POST', '/auth/register', { body: fields });
+    expect(res.status).toBe(201);
+    await login(server.url, { ...fields, id: String(res.body.id) });
+  });
+
   it('refuses a malformed email (422)', async () => {
     const res = await call(server.url, 'POST', '/auth/register', { body: { ...newAccountFields(), email: 'not-an-email' } });
     expect(res.status).toBe(422);
@@ -98,6 +106,27 @@ describe('POST /auth/login', () => {
     expect(unknown.status).toBe(401);
     expect(wrong.headers.get('content-type')).toContain('application/problem+json');
     expect(unknown.body).toEqual(wrong.body);
+  });
+
+  it('spends a password verification on an unknown email too, as on a wrong password, so timing tells no email apart', async () => {
+    const account = await register(server.url);
+    // CPU time, not wall time: the server runs in this process, and the CPU a login spends does not grow with the machine's load.
+    const cpuMs = async (email: string): Promise<number> => {
+      const before = process.cpuUsage();
+      const res = await call(server.url, 'POST', '/auth/login', { body: { email, password: 'wrong-password' } });
+      const used = process.cpuUsage(before);
+      expect(res.status).toBe(401);
+      return (used.user + used.system) / 1000;
+    };
+    let known = 0;
+    let unknown = 0;
+    for (let i = 0; i < 5; i++) {
+      known += await cpuMs(account.email);
+      unknown += await cpuMs(`nobody-${i}-${account.username}@example.com`);
+    }
+    // An argon2id verification (19 MiB, 2 passes) costs several times what the rest of a refused login does:
+    // without one, an unknown email costs a tenth to a fifth of a wrong password.
+    expect(unknown, JSON.stringify({ known, unknown })).toBeGreaterThan(known / 3);
   });
 });
 
@@ -269,6 +298,18 @@ describe('/users/me', () => {
     });
     expect(res.status).toBe(409);
     expect(res.body.code).toBe('email_taken');
+  });
+
+  it('PUT of one\'s own email in another case is no clash with oneself: 200, the new spelling kept, and it still signs in', async () => {
+    const account = await register(server.url);
+    const { access_token } = await login(server.url, account);
+    const email = account.email.toLowerCase();
+    expect(email).not.toBe(account.email);
+    const res = await call(server.url, 'PUT', '/users/me', { headers: bearer(access_token), body: { email, current_password: account.password } });
+    expect(res.status).toBe(200);
+    expect(res.body.email).toBe(email);
+    expect((await call(server.url, 'GET', '/users/me', { headers: bearer(access_token) })).body.email).toBe(email);
+    await login(server.url, { ...account, email: email.toUpperCase() });
   });
 
   it('PUT to a taken username is 409 username_taken; a short new password is 422', async () => {

@@ -107,6 +107,22 @@ describe('admin routes', () => {
     expect(res.body.users.length).toBeGreaterThan(0);
   });
 
+  it('give 50 users a page when no limit is given, or an empty one (docs/auth.md: default 50)', async () => {
+    // More than 50 accounts, written straight to the table: 51 argon2 hashes would only slow the test down.
+    const now = new Date().toISOString();
+    const rows = Array.from({ length: 51 }, (_, i) => {
+      const name = `bulk${i}${Math.random().toString(36).slice(2, 10)}`;
+      return { id: `bulk-${name}`, email: `${name}@example.com`, email_lower: `${name}@example.com`, username: name, password_hash: 'not-a-hash', is_active: 1 as const, is_admin: 0 as const, created_at: now, updated_at: now };
+    });
+    await server.ctx.db.kysely.insertInto('users').values(rows).execute();
+    for (const query of ['', '?limit=', '?limit=&cursor=']) {
+      const res = await call<Page>(server.url, 'GET', `/admin/users${query}`, { headers: adminHeaders });
+      expect(res.status, query).toBe(200);
+      expect(res.body.users, query).toHaveLength(50);
+      expect(res.body.next_cursor, query).toEqual(expect.any(String));
+    }
+  });
+
   it('deactivating a user stops its tokens at once; reactivating lets it log in again', async () => {
     const account = await register(server.url);
     const pair = await login(server.url, account);

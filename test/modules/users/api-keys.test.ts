@@ -80,6 +80,17 @@ describe('API keys', () => {
     expect((await call(server.url, 'GET', '/users/me', { headers: { 'x-api-key': String(created.body.key) } })).status).toBe(200);
   });
 
+  it("someone else's key answers on delete exactly as a key that never existed: nothing tells it exists", async () => {
+    const owner = await signedIn();
+    const other = await signedIn();
+    const created = await call(server.url, 'POST', '/auth/api-keys', { headers: owner.headers, body: { name: 'k' } });
+    const theirs = await call(server.url, 'DELETE', `/auth/api-keys/${String(created.body.id)}`, { headers: other.headers });
+    const missing = await call(server.url, 'DELETE', `/auth/api-keys/${'A'.repeat(String(created.body.id).length)}`, { headers: other.headers });
+    expect(theirs.status).toBe(404);
+    expect(theirs.headers.get('content-type')).toBe(missing.headers.get('content-type'));
+    expect(theirs.body).toEqual(missing.body);
+  });
+
   it('a wrong or forged key is 401, even on a public route', async () => {
     for (const value of ['kiln_00000000_' + 'A'.repeat(43), 'nonsense']) {
       const res = await call(server.url, 'GET', '/', { headers: { 'x-api-key': value } });

@@ -149,7 +149,7 @@ async function blobs(config: Config, args: string[]): Promise<void> {
 /** One JSON line of what was copied. */
 async function backup(config: Config, args: string[]): Promise<void> {
   const report = await runBackupCommand(config, args);
-  process.stdout.write(`${JSON.stringify({ dir: report.dir, database: report.database, secrets: report.secrets.length, blobs: report.blobs, bytes: report.bytes, vanished: report.vanished })}\n`);
+  process.stdout.write(`${JSON.stringify({ dir: report.dir, database: report.database, secrets: report.secrets.length, blobs: report.blobs, bytes: report.bytes, vanished: report.vanished, skipped: report.skipped })}\n`);
 }
 
 async function main(argv: string[]): Promise<void> {

@@ -15,18 +15,20 @@
  *
  * A row in the snapshot was committed after its files were written, so they
  * were there for one of the passes: the first, or, when they came later, the
- * second. Only an image uploaded after the first pass listed its directory and
- * deleted again before the second reached it is a row without its file in the
- * copy: an upload and a delete of the same image within those seconds.
+ * second. An image uploaded after the first pass went past its directory and
+ * deleted before the second reached it is a row without its files, though:
+ * on SQLite the copy is checked against its snapshot, and such rows make the
+ * snapshot and the second pass run again (they are gone from the next one).
  *
  * The snapshot is SQLite's VACUUM INTO, or PostgreSQL's own pg_dump (one
  * snapshot too, in its custom format, for pg_restore). A bucket's blobs are
  * copied here like the local disk's.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import Sqlite from 'better-sqlite3';
 import { sql } from 'kysely';
 import type { Config } from '../config.js';
 import { openBlobStore } from '../context.js';
@@ -34,7 +36,7 @@ import { NotFound, UsageError } from '../errors.js';
 import { assertKey, type BlobStore } from '../platform/blobs/index.js';
 import { openDatabase, sqliteFileOf, type Db } from '../platform/db/index.js';
 import { isMissing, streamToNewFile, syncDirectories, syncFile } from '../platform/files.js';
-import { BLOB_OWNERS } from './blob-sweep.js';
+import { BLOB_OWNERS, describeStores, ownerOf } from './blob-sweep.js';
 
 export const BACKUP_USAGE = 'kiln backup DIR';
 
@@ -46,6 +48,10 @@ export interface BlobCopyReport {
   bytes: number;
   /** Listed, then deleted before they could be read: their rows were deleted first, so the copy needs none of them. */
   vanished: number;
+  /** Files under the store's namespaces whose names are not blob keys (`.DS_Store`, `thumb copy.jpg`): not Kiln's, not copied. */
+  skipped: number;
+  /** Rows of the snapshot whose files are not in the copy after the last try (SQLite only; see the top of this file). */
+  missing: number;
 }
 
 export interface BackupReport extends BlobCopyReport {
@@ -64,17 +70,33 @@ async function* everyBlob(store: BlobStore): AsyncIterable<string> {
   }
 }
 
+/** Tries again (a new snapshot and a pass) while rows of the snapshot lack their files, this many times in all. */
+const SNAPSHOT_TRIES = 3;
+
+/** A key of the store, or null for a name Kiln never writes (a file someone put there). */
+function asKey(key: string): string | null {
+  try {
+    assertKey(key);
+    return key;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Copies every blob of `store` not in `copied` into `dir`/<key>, up to
- * COPY_CONCURRENCY at a time, adding each key to `copied`.
+ * COPY_CONCURRENCY at a time, adding each key copied to `copied`. Each file
+ * is flushed: a backup is for the day the disk is not there.
  */
-async function copyPass(store: BlobStore, dir: string, copied: Set<string>, report: BlobCopyReport): Promise<void> {
-  const running = new Set<Promise<void>>();
+async function copyPass(store: BlobStore, dir: string, copied: Set<string>, seen: Set<string>, report: BlobCopyReport, stop?: AbortSignal): Promise<void> {
+  const made = new Set<string>();
   const copyOne = async (key: string): Promise<void> => {
-    // Keys are the store's own, checked as every key is; a stray file under blobs/ with another name is not a blob.
-    assertKey(key);
     const target = path.join(dir, ...key.split('/'));
-    await mkdir(path.dirname(target), { recursive: true, mode: 0o700 });
+    const parent = path.dirname(target);
+    if (!made.has(parent)) {
+      await mkdir(parent, { recursive: true, mode: 0o700 });
+      made.add(parent);
+    }
     let source;
     try {
       source = await store.read(key);
@@ -92,36 +114,71 @@ async function copyPass(store: BlobStore, dir: string, copied: Set<string>, repo
         yield bytes;
       }
     }, target);
+    await syncFile(target);
+    copied.add(key);
     report.blobs += 1;
   };
-  try {
-    for await (const key of everyBlob(store)) {
-      if (copied.has(key)) continue;
-      copied.add(key);
-      const task = copyOne(key).finally(() => running.delete(task));
-      running.add(task);
-      if (running.size >= COPY_CONCURRENCY) await Promise.race(running);
+  const running = new Set<Promise<void>>();
+  let failure: { err: unknown } | undefined;
+  for await (const listed of everyBlob(store)) {
+    if (failure || stop?.aborted) break;
+    if (seen.has(listed)) continue;
+    seen.add(listed);
+    const key = asKey(listed);
+    if (key === null) {
+      report.skipped += 1;
+      continue;
     }
-    await Promise.all(running);
-  } catch (err) {
-    // The copies still under way end before the failure is reported: none may write into what the caller removes next.
-    await Promise.allSettled(running);
-    throw err;
+    // Every copy has its handler from the start: a failure is kept, no new copy starts, and those under way end first.
+    const task: Promise<void> = copyOne(key)
+      .catch((err: unknown) => {
+        failure ??= { err };
+      })
+      .finally(() => running.delete(task));
+    running.add(task);
+    if (running.size >= COPY_CONCURRENCY) await Promise.race(running);
   }
+  await Promise.all(running);
+  if (failure) throw failure.err;
+  stop?.throwIfAborted();
+}
+
+/** What the copy is checked against: a snapshot's rows, by owner, whose files the copy must hold; null when it cannot be read here (pg_dump's). */
+export type SnapshotRows = () => Promise<Map<string, string[]> | null>;
+
+/** Rows of `rows` (namespace → ids) with no file in `copied`. */
+function rowsWithoutFiles(rows: Map<string, string[]>, copied: Set<string>): number {
+  const present = new Set<string>();
+  for (const key of copied) {
+    for (const owner of BLOB_OWNERS) {
+      const found = ownerOf(owner, key);
+      if (found) present.add(`${owner.namespace}/${found.id}`);
+    }
+  }
+  let missing = 0;
+  for (const [namespace, ids] of rows) for (const id of ids) if (!present.has(`${namespace}/${id}`)) missing += 1;
+  return missing;
 }
 
 /**
  * The blobs of `store` into `dir`, in two passes around `snapshot` (the
  * database's copy): see the top of this file for why that order keeps every
- * row's files.
+ * row's files. When `rowsOf` can read the snapshot and finds rows without
+ * their files (deleted while the copy ran), the snapshot and the second pass
+ * run again, SNAPSHOT_TRIES times at most.
  */
-export async function copyBlobsAround(store: BlobStore, dir: string, snapshot: () => Promise<void>): Promise<BlobCopyReport> {
-  const report: BlobCopyReport = { blobs: 0, bytes: 0, vanished: 0 };
+export async function copyBlobsAround(store: BlobStore, dir: string, snapshot: () => Promise<void>, rowsOf: SnapshotRows = async () => null, stop?: AbortSignal): Promise<BlobCopyReport> {
+  const report: BlobCopyReport = { blobs: 0, bytes: 0, vanished: 0, skipped: 0, missing: 0 };
   const copied = new Set<string>();
-  await copyPass(store, dir, copied, report);
-  await snapshot();
-  await copyPass(store, dir, copied, report);
-  return report;
+  const seen = new Set<string>();
+  await copyPass(store, dir, copied, seen, report, stop);
+  for (let tries = 1; ; tries++) {
+    await snapshot();
+    await copyPass(store, dir, copied, seen, report, stop);
+    const rows = await rowsOf();
+    report.missing = rows === null ? 0 : rowsWithoutFiles(rows, copied);
+    if (report.missing === 0 || tries === SNAPSHOT_TRIES) return report;
+  }
 }
 
 /**
@@ -129,6 +186,8 @@ export async function copyBlobsAround(store: BlobStore, dir: string, snapshot: (
  * The file is made empty first, readable by its owner alone (it holds password hashes): VACUUM INTO fills an empty file as it finds it.
  */
 async function snapshotSqlite(db: Db, target: string): Promise<void> {
+  // An earlier try's snapshot goes: this one replaces it.
+  await rm(target, { force: true });
   await writeFile(target, '', { flag: 'wx', mode: 0o600 });
   await sql`vacuum into ${target}`.execute(db.kysely);
   await syncFile(target);
@@ -142,7 +201,8 @@ export function libpqEnvironment(databaseUrl: string): Record<string, string> {
     if (value) env[name] = decodeURIComponent(value);
   };
   // `postgres:///kiln?host=/var/run/postgresql` names a socket directory, as libpq's own URLs do.
-  set('PGHOST', url.searchParams.get('host') ?? url.hostname);
+  // An IPv6 host comes in brackets in a URL (`[::1]`), and without them to libpq.
+  set('PGHOST', url.searchParams.get('host') ?? url.hostname.replace(/^\[(.*)\]$/, '$1'));
   set('PGPORT', url.port);
   set('PGUSER', url.username);
   set('PGPASSWORD', url.password);
@@ -155,22 +215,25 @@ export function libpqEnvironment(databaseUrl: string): Record<string, string> {
  * PostgreSQL's consistent copy: pg_dump in its custom format (one snapshot, taken while others write;
  * pg_restore reads it). pg_dump must be of the server's major version or newer, as it says itself.
  */
-async function dumpPostgres(databaseUrl: string, target: string): Promise<void> {
+async function dumpPostgres(databaseUrl: string, target: string, running: Set<ChildProcess>): Promise<void> {
   await writeFile(target, '', { flag: 'wx', mode: 0o600 });
   const child = spawn('pg_dump', ['--format=custom', '--no-owner', '--file', target], {
     env: { ...process.env, ...libpqEnvironment(databaseUrl) },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
+  // A backup stopped by a signal stops its dump too, rather than leave it finishing a file no one will keep.
+  running.add(child);
+  child.once('close', () => running.delete(child));
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr = (stderr + text).slice(-2000)));
-  const code = await new Promise<number | null>((resolve, reject) => {
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
     child.once('error', reject);
-    child.once('close', resolve);
+    child.once('close', (exitCode, exitSignal) => resolve([exitCode, exitSignal]));
   }).catch((err: unknown) => {
     if (isMissing(err)) throw new Error('pg_dump is not on PATH: a backup of a PostgreSQL database needs PostgreSQL\'s client tools (Debian: postgresql-client), of the server\'s major version or newer');
     throw err;
   });
-  if (code !== 0) throw new Error(`pg_dump failed (exit ${code}): ${stderr.trim().split('\n').slice(-3).join(' ') || 'no message'}`);
+  if (code !== 0) throw new Error(`pg_dump failed (${signal ? `killed by ${signal}` : `exit ${code}`}): ${stderr.trim().split('\n').slice(-3).join(' ') || 'no message'}`);
   await syncFile(target);
 }
 
@@ -179,7 +242,10 @@ async function copySecrets(dataDir: string, dir: string): Promise<string[]> {
   const from = path.join(dataDir, 'secrets');
   let names: string[];
   try {
-    names = (await readdir(from, { withFileTypes: true })).filter((e) => e.isFile() && !e.name.endsWith('.tmp')).map((e) => e.name);
+    // A secret may be a symlink (a mounted secret): what it points at is copied, as a file of its own.
+    const entries = (await readdir(from)).filter((name) => !name.endsWith('.tmp'));
+    names = [];
+    for (const name of entries) if ((await stat(path.join(from, name))).isFile()) names.push(name);
   } catch (err) {
     if (isMissing(err)) return [];
     throw err;
@@ -217,6 +283,46 @@ async function claimDirectory(dir: string): Promise<boolean> {
   return true;
 }
 
+/** `dir` as the file system resolves it, symlinks included, for its part that exists (a backup directory may not yet). */
+async function realPathOf(dir: string): Promise<string> {
+  try {
+    return await realpath(dir);
+  } catch (err) {
+    if (!isMissing(err) || path.dirname(dir) === dir) throw err;
+    return path.join(await realPathOf(path.dirname(dir)), path.basename(dir));
+  }
+}
+
+/** Whether the database has a row of any table whose rows own blobs: a store with none of them then is not the deployment's. */
+async function hasBlobRows(db: Db): Promise<boolean> {
+  for (const owner of BLOB_OWNERS) {
+    if (!owner.rows) continue;
+    const { rows } = await sql<{ one: number }>`select 1 as one from ${sql.table(owner.rows.table)} limit 1`.execute(db.kysely);
+    if (rows.length > 0) return true;
+  }
+  return false;
+}
+
+/** The rows of a SQLite snapshot that own blobs, namespace by namespace: what the copy must hold files for. */
+function sqliteSnapshotRows(file: string): Map<string, string[]> {
+  const snapshot = new Sqlite(file, { readonly: true, fileMustExist: true });
+  try {
+    const rows = new Map<string, string[]>();
+    for (const owner of BLOB_OWNERS) {
+      if (!owner.rows) continue;
+      // Table and column names come from BLOB_OWNERS, never from input.
+      const ids = snapshot.prepare(`select "${owner.rows.column}" as id from "${owner.rows.table}"`).pluck().all() as string[];
+      rows.set(owner.namespace, ids);
+    }
+    return rows;
+  } finally {
+    snapshot.close();
+  }
+}
+
+/** Rows of the snapshot stayed without their files after every try: the copy is not one a restore could trust. */
+export class BackupIncomplete extends Error {}
+
 /** Runs `kiln backup <args>`: the configured database, blob store and secrets into DIR. */
 export async function runBackupCommand(config: Config, args: string[]): Promise<BackupReport> {
   const [target, ...extra] = args;
@@ -225,24 +331,59 @@ export async function runBackupCommand(config: Config, args: string[]): Promise<
   const sqliteFile = sqliteFileOf(config.databaseUrl, config.dataDir);
   // Opening a SQLite file that is not there would make an empty one: a backup of nothing, and a new database for the next start.
   if (sqliteFile !== null && !existsSync(sqliteFile)) {
-    throw new UsageError(`there is no database at ${sqliteFile}: a backup needs the deployment's (set DATA_DIR, or DATABASE_URL when it is PostgreSQL); nothing was written`);
+    throw new UsageError(`there is no database at ${sqliteFile}: a backup needs the deployment's (set DATA_DIR, or DATABASE_URL as the deployment has it); nothing was written`);
   }
-  if (dir === path.resolve(config.dataDir) || dir.startsWith(path.resolve(config.dataDir) + path.sep)) {
-    throw new UsageError(`${dir} is inside DATA_DIR (${path.resolve(config.dataDir)}): a backup belongs somewhere else, so that losing one does not lose the other`);
+  // Compared as the file system resolves them: a symlink into DATA_DIR is inside it too (a backup into blobs/ would copy itself).
+  const dataDir = await realPathOf(path.resolve(config.dataDir));
+  const real = await realPathOf(dir);
+  if (real === dataDir || real.startsWith(dataDir + path.sep)) {
+    throw new UsageError(`${dir} is inside DATA_DIR (${dataDir}): a backup belongs somewhere else, so that losing one does not lose the other`);
   }
   const made = await claimDirectory(dir);
   const closers: Array<() => Promise<void> | void> = [];
+  const dumps = new Set<ChildProcess>();
+  // Stopped midway (Ctrl-C, a supervisor's SIGTERM): the half copy goes, a dump under way with it, and the exit says so.
+  let stopped: NodeJS.Signals | undefined;
+  const stop = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    stopped ??= signal;
+    stop.abort(new Error(`stopped by ${signal}; the half copy was removed`));
+    for (const child of dumps) child.kill('SIGTERM');
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const checkStopped = () => {
+    if (stopped) throw new Error(`stopped by ${stopped}; the half copy was removed`);
+  };
   try {
     // No migrations: a backup taken before an upgrade must hold the version it was taken from.
     const db = openDatabase(config.databaseUrl, config.dataDir);
     closers.push(() => db.close());
     const store = await openBlobStore(config, path.join(config.dataDir, 'tmp'), closers);
     const database = db.dialect === 'sqlite' ? 'kiln.db' : 'kiln.pgdump';
+    const snapshotFile = path.join(dir, database);
     const secrets = await copySecrets(config.dataDir, dir);
-    const blobs = await copyBlobsAround(store, path.join(dir, 'blobs'), async () => {
-      if (db.dialect === 'sqlite') await snapshotSqlite(db, path.join(dir, database));
-      else await dumpPostgres(config.databaseUrl as string, path.join(dir, database));
-    });
+    const blobs = await copyBlobsAround(
+      store,
+      path.join(dir, 'blobs'),
+      async () => {
+        checkStopped();
+        if (db.dialect === 'sqlite') await snapshotSqlite(db, snapshotFile);
+        else await dumpPostgres(config.databaseUrl as string, snapshotFile, dumps);
+        checkStopped();
+      },
+      async () => (db.dialect === 'sqlite' ? sqliteSnapshotRows(snapshotFile) : null),
+      stop.signal,
+    );
+    checkStopped();
+    // The blob sweep's guard, for a backup: a database with stored images beside a store holding none means a DATA_DIR
+    // (or STORAGE) that is not the deployment's, and a backup of it would have rows and no files.
+    if (blobs.blobs === 0 && (await hasBlobRows(db))) {
+      throw new UsageError(`the database has stored images, but the blob store (${describeStores(config)}) holds none: DATA_DIR or STORAGE is not the deployment's; nothing was kept`);
+    }
+    if (blobs.missing > 0) {
+      throw new BackupIncomplete(`${blobs.missing} rows of the database's snapshot have no files in the copy: their images were deleted while it ran, ${SNAPSHOT_TRIES} tries in a row; run the backup again; nothing was kept`);
+    }
     await syncDirectories(await directoriesUnder(dir));
     return { dir, database, secrets, ...blobs };
   } catch (err) {
@@ -251,6 +392,8 @@ export async function runBackupCommand(config: Config, args: string[]): Promise<
     else await Promise.all((await readdir(dir).catch(() => [])).map((name) => rm(path.join(dir, name), { recursive: true, force: true })));
     throw err;
   } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     for (const close of closers.reverse()) await close();
   }
 }

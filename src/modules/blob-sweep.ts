@@ -38,6 +38,8 @@ export interface BlobOwner {
   existing(db: Kysely<Database>, ids: string[]): Promise<string[]>;
   /** No row ever owns these blobs (the health probe's): their being orphans says nothing about the database, so the guard does not count them. */
   unowned?: true;
+  /** The table and id column whose every row has blobs of its own under this namespace (a backup checks its copy against them). */
+  rows?: { table: keyof Database; column: string };
 }
 
 /** `existing` for an owner whose id is `column` of `table` (both names from this file, never from input). */
@@ -46,14 +48,19 @@ function rowsIn(table: keyof Database, column: string): BlobOwner['existing'] {
     (await sql<{ id: string }>`select ${sql.ref(column)} as id from ${sql.table(table)} where ${sql.ref(column)} in (${sql.join(ids)})`.execute(db)).rows.map((r) => r.id);
 }
 
+/** An owner whose blobs belong to the rows of `table` by `column`, each row with blobs of its own. */
+function ownedByRows(namespace: string, depth: number, table: keyof Database, column: string): BlobOwner {
+  return { namespace, depth, existing: rowsIn(table, column), rows: { table, column } };
+}
+
 /** One per module that stores blobs; a module that adds a namespace adds its line here. */
 export const BLOB_OWNERS: readonly BlobOwner[] = [
-  { namespace: 'gallery', depth: 1, existing: rowsIn('gallery_images', 'image_id') },
-  { namespace: 'product', depth: 1, existing: rowsIn('product_images', 'image_id') },
-  { namespace: 'ai-edits', depth: 1, existing: rowsIn('ai_files', 'file_id') },
-  { namespace: 'orders', depth: 2, existing: rowsIn('custom_order_files', 'file_id') },
+  ownedByRows('gallery', 1, 'gallery_images', 'image_id'),
+  ownedByRows('product', 1, 'product_images', 'image_id'),
+  ownedByRows('ai-edits', 1, 'ai_files', 'file_id'),
+  ownedByRows('orders', 2, 'custom_order_files', 'file_id'),
   // Uploaded product pictures; a barcode's picture attached to a product lives under `product/`, owned above.
-  { namespace: 'shop', depth: 1, existing: rowsIn('shop_product_images', 'image_id') },
+  ownedByRows('shop', 1, 'shop_product_images', 'image_id'),
   // Pipeline photos and models: `pipeline/<upload_id>/…`, owned by the photogrammetry job whose dedupe key names the upload.
   { namespace: 'pipeline', depth: 1, existing: existingUploads },
   // The health check's probe, `health/<id>/probe`: deleted as soon as it is read back, so one still there (a crash, a

@@ -1,7 +1,7 @@
 // `kiln backup DIR`: a copy taken while the server serves, which restores into a new DATA_DIR with every
 // account, token and image; refusals that write nothing; the two blob passes around the database's snapshot.
 import { execFile, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -141,6 +141,39 @@ describe('kiln backup', () => {
     expect(readdirSync(live)).toEqual([]);
   });
 
+  it('copies around files in the store that are not Kiln\'s (counted as skipped), and refuses a store without the files its database knows', async () => {
+    const live = newDir();
+    const kiln = await serve({ DATA_DIR: live });
+    const user = await registerUser(kiln.url);
+    expect((await postMultipart(`${kiln.url}/projects/p/images`, [{ field: 'file', filename: 'a.jpg', data: fixture('rocket_small_640x427.jpg'), type: 'image/jpeg' }], user.headers)).status).toBe(201);
+    // What a file manager or an editor leaves.
+    writeFileSync(path.join(live, 'blobs', 'gallery', '.DS_Store'), 'x');
+    writeFileSync(path.join(live, 'blobs', 'gallery', 'thumb copy.jpg'), 'x');
+    const dir = path.join(newDir(), 'b');
+    const made = await backup({ DATA_DIR: live }, dir);
+    expect(made.stderr).toBe('');
+    expect(JSON.parse(made.stdout)).toMatchObject({ blobs: 4, skipped: 2 });
+
+    // The deployment's database, with a DATA_DIR (so a blob store) that is not the deployment's: a cron line without its settings.
+    const elsewhere = newDir();
+    const wrong = await backup({ DATA_DIR: elsewhere, DATABASE_URL: `sqlite:${path.join(live, 'kiln.db')}` }, path.join(newDir(), 'c'));
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toMatch(/the database has stored images, but the blob store \(.*\) holds none/);
+  });
+
+  it('refuses a directory that is inside DATA_DIR through a symlink', async () => {
+    const live = newDir();
+    const kiln = await serve({ DATA_DIR: live });
+    await registerUser(kiln.url);
+    mkdirSync(path.join(live, 'blobs', 'gallery', 'zz'), { recursive: true });
+    const link = path.join(newDir(), 'looks-outside');
+    symlinkSync(path.join(live, 'blobs', 'gallery', 'zz'), link);
+    const tried = await backup({ DATA_DIR: live }, link);
+    expect(tried.code).toBe(1);
+    expect(tried.stderr).toMatch(/is inside DATA_DIR/);
+    expect(readdirSync(path.join(live, 'blobs', 'gallery', 'zz'))).toEqual([]);
+  });
+
   it.runIf(canMount)('a backup that fails midway (its disk full) leaves nothing that could pass for one, and says why', async () => {
     const live = newDir();
     const kiln = await serve({ DATA_DIR: live });
@@ -216,6 +249,25 @@ describe('kiln backup', () => {
 });
 
 describe('copyBlobsAround', () => {
+  it('takes another snapshot and pass while rows of the snapshot lack their files, and says how many still do after its last try', async () => {
+    const root = newDir();
+    const store = new FsBlobStore(path.join(root, 'blobs'), path.join(root, 'tmp'));
+    mkdirSync(path.join(root, 'tmp'));
+    await store.put('gallery/kept/thumb.jpg', Buffer.from('one'), 'image/jpeg');
+    // The first snapshot has a row whose files were deleted before the copy reached them; the next one no longer has it.
+    const snapshots: Array<Map<string, string[]>> = [new Map([['gallery', ['kept', 'deleted']]]), new Map([['gallery', ['kept']]])];
+    let taken = 0;
+    const report = await copyBlobsAround(store, path.join(newDir(), 'blobs'), async () => void (taken += 1), async () => snapshots[taken - 1] ?? null);
+    expect(taken).toBe(2);
+    expect(report).toMatchObject({ blobs: 1, missing: 0 });
+
+    // A row that never has its files: three tries, then the count.
+    let tries = 0;
+    const stuck = await copyBlobsAround(store, path.join(newDir(), 'blobs'), async () => void (tries += 1), async () => new Map([['gallery', ['kept', 'gone']], ['orders', ['f1']]]));
+    expect(tries).toBe(3);
+    expect(stuck.missing).toBe(2);
+  });
+
   it('copies in its second pass a blob stored while the snapshot was taken, and counts one deleted between listing and reading as vanished', async () => {
     const root = newDir();
     const store = new FsBlobStore(path.join(root, 'blobs'), path.join(root, 'tmp'));
@@ -238,6 +290,6 @@ describe('copyBlobsAround', () => {
     });
     expect(firstPass).toEqual(['gallery/first/thumb.jpg']);
     expect((await filesUnder(out)).map((f) => path.relative(out, f)).sort()).toEqual(['gallery/first/thumb.jpg', 'orders/o1/f1/original.jpg']);
-    expect(report).toEqual({ blobs: 2, bytes: 9, vanished: 1 });
+    expect(report).toEqual({ blobs: 2, bytes: 9, vanished: 1, skipped: 0, missing: 0 });
   });
 });

@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -109,7 +110,7 @@ describe('arguments', () => {
     }
   });
 
-  it('reads UV_THREADPOOL_SIZE from .env too, the environment first', async () => {
+  it('reads UV_THREADPOOL_SIZE from .env too, the environment first, and defaults to the cores and two more, at least 4', async () => {
     const dir = tempDataDir();
     try {
       writeFileSync(path.join(dir.dir, '.env'), 'UV_THREADPOOL_SIZE=13\n');
@@ -118,6 +119,9 @@ describe('arguments', () => {
         (await run(process.execPath, ['--input-type=module', '-e', `await import(${JSON.stringify(threadpool)}); console.log(process.env.UV_THREADPOOL_SIZE)`], { cwd: dir.dir, env: { ...process.env, UV_THREADPOOL_SIZE: '', ...env } })).stdout.trim();
       expect(await size({})).toBe('13');
       expect(await size({ UV_THREADPOOL_SIZE: '7' })).toBe('7');
+      // Set neither way: the cores and two more, at least 4 (the README's default).
+      rmSync(path.join(dir.dir, '.env'));
+      expect(await size({})).toBe(String(Math.max(4, os.availableParallelism() + 2)));
     } finally {
       dir.cleanup();
     }
@@ -242,6 +246,36 @@ describe('kiln blobs sweep', () => {
     expect(existsSync(path.dirname(bare))).toBe(false);
     expect(existsSync(path.join(data.dir, 'blobs', 'orders'))).toBe(true);
     expect(existsSync(staged)).toBe(false);
+  });
+
+  it('takes orphans older than 60 minutes by default, and --older-than down to 10', async () => {
+    const own = tempDataDir();
+    try {
+      await migrate({ DATA_DIR: own.dir });
+      const orphan = (name: string, minutesAgo: number) => {
+        const dir = path.join(own.dir, 'blobs', 'gallery', name);
+        mkdirSync(dir, { recursive: true });
+        const when = new Date(Date.now() - minutesAgo * 60_000);
+        utimesSync(dir, when, when);
+        writeFileSync(path.join(dir, 'thumb.jpg'), 'left by a crash');
+        utimesSync(path.join(dir, 'thumb.jpg'), when, when);
+      };
+      orphan('seventy-five-minutes-old', 75);
+      orphan('forty-five-minutes-old', 45);
+      const sweep = async (args: string[]) => {
+        const { stdout } = await run(process.execPath, [MAIN, 'blobs', 'sweep', '--dry-run', '--force', ...args], { env: { ...process.env, LOG_LEVEL: 'silent', DATA_DIR: own.dir } });
+        return { lines: stdout.trim().split('\n'), summary: JSON.parse(stdout.trim().split('\n').pop() as string) as Record<string, unknown> };
+      };
+      const byDefault = await sweep([]);
+      expect(byDefault.summary).toMatchObject({ groups: 2, orphans: 1, too_recent: 1 });
+      expect(byDefault.lines).toContain('would remove gallery/seventy-five-minutes-old/');
+      expect((await sweep(['--older-than', '10'])).summary).toMatchObject({ groups: 2, orphans: 2, too_recent: 0 });
+      const nine = (await sweep(['--older-than', '9']).catch((e: unknown) => e)) as { code: number; stderr: string };
+      expect(nine.code).toBe(1);
+      expect(nine.stderr).toMatch(/--older-than: expected whole minutes, at least 10, got "9"/);
+    } finally {
+      own.cleanup();
+    }
   });
 
   it('writes only its result to standard output; its log goes to standard error', async () => {

@@ -52,6 +52,41 @@ describe('config', () => {
     expect(c.openai.timeoutSeconds).toBe(120);
     expect(c.jobConcurrency).toBe(2);
     expect(c.shutdownGraceSeconds).toBe(10);
+    // The rest of the README's table.
+    expect(c.redisUrl).toBeUndefined();
+    expect(c.storage).toBe('fs');
+    // No proxy trusted: a client's own X-Forwarded-For must not pick the address its rate limit is counted under.
+    expect(c.trustProxy).toBe(0);
+    expect(c.eanProviderUrl).toBe('https://world.openfoodfacts.org');
+    expect(c.jobRetentionDays).toBe(30);
+    expect(c.aiEditRetentionDays).toBe(0);
+  });
+
+  // The README's upper bounds, each taken as written and refused one past it: a bound moved by one either way fails here.
+  it.each<[string, number, ((c: Config) => unknown) | null]>([
+    ['JOB_CONCURRENCY', 256, (c) => c.jobConcurrency],
+    ['LOG_KEEP', 1000, (c) => c.logKeep],
+    ['CACHE_MAX_ITEMS', 1_000_000, (c) => c.cacheMaxItems],
+    ['CACHE_TTL_SECONDS', 315_360_000, (c) => c.cacheTtlSeconds],
+    ['JOB_RETENTION_DAYS', 3650, (c) => c.jobRetentionDays],
+    ['AI_EDIT_RETENTION_DAYS', 3650, (c) => c.aiEditRetentionDays],
+    ['OPENAI_TIMEOUT_SECONDS', 86_400, (c) => c.openai.timeoutSeconds],
+    ['PIPELINE_TIMEOUT_MINUTES', 1440, (c) => c.pipeline.timeoutMinutes],
+    ['ACCESS_TOKEN_LIFETIME', 5_256_000, (c) => c.accessTokenLifetimeMin],
+    ['SHORT_REFRESH_TOKEN_LIFETIME', 5_256_000, (c) => c.shortRefreshLifetimeMin],
+    ['LONG_REFRESH_TOKEN_LIFETIME', 5_256_000, (c) => c.longRefreshLifetimeMin],
+    ['SIGNED_URL_TTL', 315_360_000, (c) => c.signedUrlTtl],
+    ['ORDER_HOLD_MINUTES', 5_256_000, (c) => c.orderHoldMinutes],
+    ['SHUTDOWN_GRACE_SECONDS', 3600, (c) => c.shutdownGraceSeconds],
+    ['MAX_FILES_PER_ORDER', 100, (c) => c.maxFilesPerOrder],
+    ['TRUST_PROXY', 10, (c) => c.trustProxy],
+    ['JPEG_QUALITY', 100, (c) => c.jpegQuality],
+    // Read by src/threadpool.ts, not kept in Config: taken means the start goes on.
+    ['UV_THREADPOOL_SIZE', 1024, null],
+  ])('takes %s up to %i and refuses one more, naming it', (name, max, field) => {
+    const c = loadConfig({ [name]: String(max) }, cwd);
+    if (field) expect(field(c)).toBe(max);
+    expectConfigError({ [name]: String(max + 1) }, name);
   });
 
   it('holds unpaid orders for an hour when payments are on, for ever when they are off, unless ORDER_HOLD_MINUTES says', () => {

@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createContext } from '../src/context.js';
 import { tempDataDir, testConfig } from './helpers/config.js';
 import { lockDirectory } from './helpers/files.js';
+import { capturingLog } from './helpers/logs.js';
 import { dropRedisPrefix, newPrefix } from './helpers/redis.js';
 
 const REDIS_URL = process.env.TEST_REDIS_URL;
@@ -35,6 +36,28 @@ describe('createContext', () => {
     const ctx = await createContext(testConfig(temp.dir));
     cleanups.push(() => ctx.close());
     expect(readdirSync(tmp)).toEqual(['upload-fedcba9876543210fedcba9876543210']);
+  });
+
+  it('keeps a temp file untouched for less than an hour, and logs how many older ones it removed', async () => {
+    const temp = tempDataDir();
+    cleanups.push(temp.cleanup);
+    const tmp = path.join(temp.dir, 'tmp');
+    mkdirSync(tmp, { recursive: true });
+    const leave = (name: string, ageMs: number) => {
+      writeFileSync(path.join(tmp, name), 'half an upload');
+      const when = new Date(Date.now() - ageMs);
+      utimesSync(path.join(tmp, name), when, when);
+    };
+    leave('upload-00000000000000000000000000000001', 2 * 60 * 60 * 1000);
+    leave('blob-0000000000000001', 90 * 60 * 1000);
+    // Stalled for 50 minutes, but not yet an hour: an upload of another process may still be under way.
+    leave('upload-00000000000000000000000000000002', 50 * 60 * 1000);
+
+    const { log, lines } = capturingLog();
+    const ctx = await createContext(testConfig(temp.dir), { log });
+    cleanups.push(() => ctx.close());
+    expect(readdirSync(tmp)).toEqual(['upload-00000000000000000000000000000002']);
+    expect(lines.filter((l) => l.msg === 'removed temp files left by an earlier run')).toEqual([expect.objectContaining({ level: 30, files: 2, dir: tmp })]);
   });
 
   it('replaces an empty stored JWT secret (a first start killed while writing it) instead of failing every later start', async () => {

@@ -219,6 +219,18 @@ describe('ops routes', () => {
     expect(typeof body.detail).toBe('string');
   });
 
+  it('echoes an X-Request-Id of up to 128 of [A-Za-z0-9_.:-], and answers a longer one with an id of its own', async () => {
+    const idOf = async (given: string) => (await fetch(`${server.url}/health`, { headers: { 'x-request-id': given } })).headers.get('x-request-id');
+    const longest = `trace:1.a_B-${'x'.repeat(116)}`;
+    expect(longest).toHaveLength(128);
+    expect(await idOf(longest)).toBe(longest);
+    const tooLong = `${longest}x`;
+    const made = await idOf(tooLong);
+    expect(made).not.toBe(tooLong);
+    expect(made).toMatch(/^[A-Za-z0-9_-]{1,128}$/);
+    for (const unsafe of ['a b', 'a/b', 'a"b', 'a;b']) expect(await idOf(unsafe)).not.toBe(unsafe);
+  });
+
   it('answers a method a path has no route for with 405 and the methods it takes', async () => {
     for (const [method, url, allow] of [
       ['PATCH', '/users/me', 'GET, HEAD, PUT, DELETE'],

@@ -2,7 +2,7 @@
 // sweep against it would remove every image. It is refused, removing nothing, unless --force says otherwise.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, rmSync, utimesSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, utimesSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -110,6 +110,24 @@ describe('sweepOrphanBlobs with the guard', () => {
     expect((err as SweepRefused).message).toContain('Nothing was removed; --force sweeps all the same.');
     expect((err as SweepRefused).report.orphans).toHaveLength(14);
     expect(await present(stranger, [...keys.live, ...keys.orphans])).toEqual(Array(14).fill(true));
+  });
+
+  it('removes no empty directory either when it refuses, though a sweep let through would', async () => {
+    const dir = dataDir();
+    const keys = await deployment(await open(dir), 3, 0);
+    // What an upload that died before its first file leaves: old enough for any sweep of `later()`.
+    const empty = path.join(dir, 'blobs', 'gallery', newId());
+    mkdirSync(empty);
+    const stranger = await open(dir, { DATABASE_URL: `sqlite:${path.join(dataDir(), 'new.db')}` });
+    for (const dryRun of [false, true]) {
+      await expect(sweepOrphanBlobs(stranger, { ...later(), dryRun })).rejects.toBeInstanceOf(SweepRefused);
+      expect(existsSync(empty)).toBe(true);
+    }
+    expect(await present(stranger, keys.live)).toEqual([true, true, true]);
+    // The deployment's own database lets the sweep through, and it takes the directory.
+    const own = await open(dir);
+    expect((await sweepOrphanBlobs(own, later())).emptyDirectories).toEqual([path.relative(path.join(dir, 'blobs'), empty)]);
+    expect(existsSync(empty)).toBe(false);
   });
 
   it('refuses a database a reset emptied, once a few new images have rows in it', async () => {

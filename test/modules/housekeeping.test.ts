@@ -9,13 +9,14 @@ import { jobRetention } from '../../src/modules/jobs.js';
 import { PHOTOGRAMMETRY } from '../../src/modules/pipeline/service.js';
 import { EAN_FETCH, LEASE_KEEP_MS, ProductImageService } from '../../src/modules/product-images/service.js';
 import { TestClock } from '../auth/helpers.js';
+import { capturingLog } from '../helpers/logs.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { registerUser } from '../helpers/users.js';
 
 const DAY_MS = 24 * 60 * 60_000;
 
 /** A job row as a runner leaves it: finished `finishedDaysAgo` days ago, or still queued when null. */
-async function jobRow(server: TestServer, clock: TestClock, type: string, finishedDaysAgo: number | null, userId = 'u-housekeeping'): Promise<string> {
+async function jobRow(server: TestServer, clock: TestClock, type: string, finishedDaysAgo: number | null, userId = 'u-housekeeping', finished: 'completed' | 'failed' | 'cancelled' = 'completed'): Promise<string> {
   const at = (daysAgo: number) => new Date(clock.now().getTime() - daysAgo * DAY_MS).toISOString();
   const jobId = `job-${type}-${finishedDaysAgo}-${Math.random().toString(36).slice(2)}`;
   const created = at((finishedDaysAgo ?? 0) + 1);
@@ -24,7 +25,7 @@ async function jobRow(server: TestServer, clock: TestClock, type: string, finish
     .values({
       job_id: jobId,
       type,
-      status: finishedDaysAgo === null ? 'queued' : 'completed',
+      status: finishedDaysAgo === null ? 'queued' : finished,
       progress: finishedDaysAgo === null ? 0 : 1,
       attempts: finishedDaysAgo === null ? 0 : 1,
       max_attempts: 1,
@@ -72,6 +73,55 @@ describe('job retention', () => {
     expect(await exists(server, recent)).toBe(false);
   });
 
+  it('logs one info line with the count when a run deletes something, and none when it deletes nothing', async () => {
+    const clock = new TestClock();
+    const server = await startServer({ JOB_RETENTION_DAYS: '30' }, { clock });
+    servers.push(server);
+    await jobRow(server, clock, EAN_FETCH, 40);
+    await jobRow(server, clock, EAN_FETCH, 35, 'u-housekeeping', 'failed');
+    const { log, lines } = capturingLog();
+    const sweep = jobRetention({ ...server.ctx, log });
+    expect(await sweep.run()).toBe(2);
+    expect(await sweep.run()).toBe(0);
+    expect(lines.filter((l) => l.msg === 'pruned finished jobs')).toEqual([expect.objectContaining({ level: 30, jobs: 2, retentionDays: 30 })]);
+  });
+
+  it('goes through a backlog larger than one statement\'s 500 rows in a single run', async () => {
+    const clock = new TestClock();
+    const server = await startServer({ JOB_RETENTION_DAYS: '30' }, { clock });
+    servers.push(server);
+    const finishedAt = new Date(clock.now().getTime() - 400 * DAY_MS).toISOString();
+    const backlog = 1201;
+    for (let from = 0; from < backlog; from += 100) {
+      const rows = Array.from({ length: Math.min(100, backlog - from) }, (_, i) => ({
+        job_id: `job-backlog-${from + i}`,
+        type: EAN_FETCH,
+        status: 'completed',
+        progress: 1,
+        attempts: 1,
+        max_attempts: 1,
+        input: '{}',
+        result: null,
+        error: null,
+        user_id: 'u-backlog',
+        dedupe_key: null,
+        created_at: finishedAt,
+        started_at: finishedAt,
+        finished_at: finishedAt,
+        run_after: finishedAt,
+        locked_by: null,
+        locked_until: null,
+        recoveries: 0,
+      }));
+      await server.ctx.db.kysely.insertInto('jobs').values(rows).execute();
+    }
+    const recent = await jobRow(server, clock, EAN_FETCH, 1);
+
+    expect(await jobRetention(server.ctx).run()).toBe(backlog);
+    const left = await server.ctx.db.kysely.selectFrom('jobs').select('job_id').execute();
+    expect(left.map((r) => r.job_id)).toEqual([recent]);
+  });
+
   it('keeps every job with JOB_RETENTION_DAYS=0', async () => {
     const clock = new TestClock();
     const server = await startServer({ JOB_RETENTION_DAYS: '0' }, { clock });
@@ -107,9 +157,14 @@ describe('housekeeping of one server', () => {
     await lease('9780201379624', 10, 'provider_unavailable');
     await lease('4000417025005', -5, null);
 
-    expect(await new ProductImageService(server.ctx).pruneDeadLeases()).toBe(2);
+    const { log, lines } = capturingLog();
+    const products = new ProductImageService({ ...server.ctx, log });
+    expect(await products.pruneDeadLeases()).toBe(2);
     const left = await server.ctx.db.kysely.selectFrom('product_image_fetches').select('ean_code').orderBy('ean_code').execute();
     expect(left.map((r) => r.ean_code)).toEqual(['4000417025005', '9780201379624']);
+    // One info line with the count for the run that deleted something; none for one that did not.
+    expect(await products.pruneDeadLeases()).toBe(0);
+    expect(lines.filter((l) => l.msg === 'pruned barcode leases that ran out')).toEqual([expect.objectContaining({ level: 30, leases: 2 })]);
   });
 
   it('deletes the finished jobs of a deleted account, and nobody else\'s', async () => {
@@ -122,5 +177,16 @@ describe('housekeeping of one server', () => {
     const res = await fetch(`${server.url}/users/me`, { method: 'DELETE', headers: leaving.headers });
     expect(res.status).toBe(204);
     expect([await exists(server, finished), await exists(server, model), await exists(server, others)]).toEqual([false, false, true]);
+  });
+
+  it('deletes a deleted account\'s failed and cancelled jobs too, and leaves its queued one to the retention', async () => {
+    const leaving = await registerUser(server.url, 'leaving-ended');
+    const failed = await jobRow(server, clock, EAN_FETCH, 0, leaving.id, 'failed');
+    const cancelled = await jobRow(server, clock, EAN_FETCH, 0, leaving.id, 'cancelled');
+    const queued = await jobRow(server, clock, EAN_FETCH, null, leaving.id);
+
+    const res = await fetch(`${server.url}/users/me`, { method: 'DELETE', headers: leaving.headers });
+    expect(res.status).toBe(204);
+    expect([await exists(server, failed), await exists(server, cancelled), await exists(server, queued)]).toEqual([false, false, true]);
   });
 });

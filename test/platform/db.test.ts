@@ -1,4 +1,5 @@
 import { statSync } from 'node:fs';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import SqliteDatabase from 'better-sqlite3';
@@ -224,4 +225,27 @@ describe('a start that migrates', () => {
       data.cleanup();
     }
   });
+});
+
+describe('a PostgreSQL server that takes the connection and never answers (a stuck pooler, a half-open network)', () => {
+  it('fails the query once the 10 s connect timeout has passed, not later, and not never', async () => {
+    const sockets = new Set<Socket>();
+    const silent = createServer((socket) => void sockets.add(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const { port } = silent.address() as AddressInfo;
+    const data = tempDataDir();
+    const db = openDatabase(`postgres://kiln@127.0.0.1:${port}/kiln`, data.dir);
+    try {
+      const started = performance.now();
+      await expect(db.ping()).rejects.toThrow(/timeout/i);
+      const elapsed = performance.now() - started;
+      expect(elapsed).toBeGreaterThanOrEqual(9_500);
+      expect(elapsed).toBeLessThan(14_000);
+    } finally {
+      await db.close().catch(() => undefined);
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+      data.cleanup();
+    }
+  }, 30_000);
 });

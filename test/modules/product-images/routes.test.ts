@@ -211,6 +211,42 @@ describe('who sees which job', () => {
     expect(seen).toEqual(all.map((j) => j.job_id));
   });
 
+  it('answers 20 jobs a page when no limit is sent, with a cursor to the rest', async () => {
+    const carol = await registerUser(server.url, 'carol');
+    const at = (i: number) => new Date(Date.UTC(2030, 0, 1, 0, 0, i)).toISOString();
+    await server.ctx.db.kysely
+      .insertInto('jobs')
+      .values(
+        Array.from({ length: 21 }, (_, i) => ({
+          job_id: `job-carol-${String(i).padStart(2, '0')}`,
+          type: 'ean_fetch',
+          status: 'completed',
+          progress: 1,
+          attempts: 1,
+          max_attempts: 3,
+          input: '{}',
+          result: 'null',
+          error: null,
+          user_id: carol.id,
+          dedupe_key: null,
+          created_at: at(i),
+          started_at: at(i),
+          finished_at: at(i),
+          run_after: at(i),
+          locked_by: null,
+          locked_until: null,
+          recoveries: 0,
+        })),
+      )
+      .execute();
+    const first = (await getJson('/api/v1/jobs', carol.headers)).body as { jobs: JobView[]; next_cursor: string | null };
+    expect(first.jobs.map((j) => j.job_id)).toEqual(Array.from({ length: 20 }, (_, i) => `job-carol-${String(20 - i).padStart(2, '0')}`));
+    expect(first.next_cursor).toEqual(expect.any(String));
+    const rest = (await getJson(`/api/v1/jobs?cursor=${encodeURIComponent(first.next_cursor as string)}`, carol.headers)).body as { jobs: JobView[]; next_cursor: string | null };
+    expect(rest.jobs.map((j) => j.job_id)).toEqual(['job-carol-00']);
+    expect(rest.next_cursor).toBeNull();
+  });
+
   it('refuses a bad status, limit or cursor', async () => {
     expect((await getJson('/api/v1/jobs?status=exploded', alice.headers)).status).toBe(422);
     expect((await getJson('/api/v1/jobs?limit=0', alice.headers)).status).toBe(422);

@@ -201,6 +201,43 @@ describe('MemoryCache with an injected clock', () => {
   });
 });
 
+describe('MemoryCache when full', () => {
+  it('drops the least recently used entry: a read keeps an entry from going', async () => {
+    const cache = new MemoryCache({ ttlSeconds: 60, maxItems: 3 });
+    for (const key of ['k1', 'k2', 'k3']) await cache.set(key, key);
+    // k1 is the oldest write, but read since: k2 is now the least recently used.
+    expect(await cache.get('k1')).toBe('k1');
+    await cache.set('k4', 'k4');
+    expect(await cache.get('k2')).toBeUndefined();
+    expect([await cache.get('k1'), await cache.get('k3'), await cache.get('k4')]).toEqual(['k1', 'k3', 'k4']);
+    expect(await cache.stats()).toMatchObject({ size: 3, evictions: 1 });
+    await cache.close();
+  });
+});
+
+describe.skipIf(!TEST_REDIS_URL)('RedisCache when full', () => {
+  it('drops the least recently written entry: reads do not change the order', async () => {
+    const cache = new RedisCache({ ttlSeconds: 60, maxItems: 3, namespace: `t-${randomBytes(6).toString('hex')}`, url: TEST_REDIS_URL });
+    try {
+      for (const key of ['k1', 'k2', 'k3']) await cache.set(key, key);
+      // Read, but not written again: k1 is still the oldest write, and goes first.
+      expect(await cache.get('k1')).toBe('k1');
+      await cache.set('k4', 'k4');
+      expect(await cache.get('k1')).toBeUndefined();
+      expect([await cache.get('k2'), await cache.get('k3'), await cache.get('k4')]).toEqual(['k2', 'k3', 'k4']);
+      // A write moves a key to the back of the line.
+      await cache.set('k2', 'k2 again');
+      await cache.set('k5', 'k5');
+      expect(await cache.get('k3')).toBeUndefined();
+      expect(await cache.get('k2')).toBe('k2 again');
+      expect(await cache.stats()).toMatchObject({ size: 3, evictions: 2 });
+    } finally {
+      await cache.clear();
+      await cache.close();
+    }
+  });
+});
+
 describe.skipIf(!TEST_REDIS_URL)('RedisCache shared by two processes', () => {
   it('two clients on one namespace share entries and counters', async () => {
     const namespace = `t-${randomBytes(6).toString('hex')}`;

@@ -1,11 +1,14 @@
 // Which runner the Context builds, and that `kiln serve` with REDIS_URL only enqueues.
 import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createContext, type Context } from '../../../src/context.js';
 import { tempDataDir, testConfig } from '../../helpers/config.js';
+import { closedPort } from '../../helpers/redis.js';
 import { dropRedisPrefix, makeRunner, newPrefix, sqliteStore, TEST_REDIS_URL } from './harness.js';
-import { BullJobRunner } from '../../../src/platform/jobs/index.js';
+import { BullJobRunner, PermanentJobError } from '../../../src/platform/jobs/index.js';
 import { within } from '../../../src/platform/inflight.js';
+import { openDatabase } from '../../../src/platform/db/index.js';
 import { systemClock } from '../../../src/clock.js';
 import pino from 'pino';
 
@@ -60,6 +63,63 @@ describe('the Context job runner', () => {
   });
 });
 
+describe.skipIf(!TEST_REDIS_URL)(`BullMQ and a finished job${TEST_REDIS_URL ? '' : ' (skipped: TEST_REDIS_URL is not set)'}`, () => {
+  it('leaves nothing of it in Redis, completed or failed: the row is all there is', async () => {
+    const store = await sqliteStore();
+    const prefix = newPrefix();
+    const worker = makeRunner('bullmq', store.db, prefix);
+    cleanups.push(() => store.close(), () => dropRedisPrefix(TEST_REDIS_URL as string, prefix), () => worker.stop(1000));
+    const redis = new Redis(TEST_REDIS_URL as string);
+    cleanups.push(() => redis.quit().then(() => undefined));
+    worker.register('fine', async () => 'done');
+    worker.register('refused', async () => {
+      throw new PermanentJobError('refused', 'Not this one.');
+    });
+    await worker.start();
+    const done = await worker.enqueue('fine', {}, { userId: 'u1' });
+    const failed = await worker.enqueue('refused', {}, { userId: 'u1' });
+    expect(await worker.waitFor(done.job_id, 10_000)).toMatchObject({ status: 'completed', result: 'done' });
+    expect(await worker.waitFor(failed.job_id, 10_000)).toMatchObject({ status: 'failed', error: { code: 'refused' } });
+    const leftOf = async (jobId: string) => (await redis.keys(`${prefix}:jobs:*`)).filter((key) => key.includes(jobId));
+    await expect.poll(async () => [...(await leftOf(done.job_id)), ...(await leftOf(failed.job_id))]).toEqual([]);
+    expect(await redis.zcard(`${prefix}:jobs:completed`)).toBe(0);
+    expect(await redis.zcard(`${prefix}:jobs:failed`)).toBe(0);
+    // The rows stay, for GET /api/v1/jobs/{id} and the retention.
+    expect((await store.db.kysely.selectFrom('jobs').select('job_id').execute()).map((r) => r.job_id).sort()).toEqual([done.job_id, failed.job_id].sort());
+  });
+
+  it('leaves nothing in Redis of a job BullMQ itself gave up on (every claim failed: the worker never reached the database)', async () => {
+    const store = await sqliteStore();
+    const prefix = newPrefix();
+    const serve = new BullJobRunner({ db: store.db, log: pino({ level: 'silent' }), clock: systemClock }, { redisUrl: TEST_REDIS_URL as string, role: 'serve', concurrency: 1, prefix });
+    // A worker whose database refuses every connection: each claim fails, and BullMQ counts an attempt each time.
+    const nowhere = tempDataDir();
+    const unreachable = openDatabase(`postgres://kiln@127.0.0.1:${await closedPort()}/kiln`, nowhere.dir);
+    const worker = makeRunner('bullmq', unreachable, prefix, 1);
+    cleanups.push(
+      () => store.close(),
+      nowhere.cleanup,
+      () => unreachable.close().catch(() => undefined),
+      () => dropRedisPrefix(TEST_REDIS_URL as string, prefix),
+      () => serve.stop(),
+      () => worker.stop(1000),
+    );
+    const redis = new Redis(TEST_REDIS_URL as string);
+    cleanups.push(() => redis.quit().then(() => undefined));
+    serve.register('unclaimable', async () => 'never run');
+    worker.register('unclaimable', async () => 'never run');
+    await serve.start();
+    const job = await serve.enqueue('unclaimable', {}, { userId: 'u1', maxAttempts: 1 });
+    await expect.poll(async () => (await redis.keys(`${prefix}:jobs:*`)).some((key) => key.endsWith(`:${job.job_id}`))).toBe(true);
+    await worker.start();
+    // BullMQ's attempts (the row's 1, the recoveries' 5 and one more) a second apart, then it fails the job and removes it.
+    await expect.poll(async () => (await redis.keys(`${prefix}:jobs:*`)).filter((key) => key.includes(job.job_id)), { timeout: 20_000, interval: 200 }).toEqual([]);
+    expect(await redis.zcard(`${prefix}:jobs:failed`)).toBe(0);
+    // The row stays as it was, for a worker that reaches the database (the reconcile hands the job to Redis again).
+    expect(await serve.get(job.job_id)).toMatchObject({ status: 'queued', attempts: 0 });
+  }, 40_000);
+});
+
 describe('the job runner health check', () => {
   it('local: ok only while started', async () => {
     const store = await sqliteStore();
@@ -102,7 +162,10 @@ describe('the job runner health check', () => {
       expect(job.status).toBe('queued');
       return Date.now() - started;
     };
-    expect(await timed()).toBeGreaterThanOrEqual(1500);
+    // It gives up after its 2 s, not later: the request that enqueued is waiting on it.
+    const first = await timed();
+    expect(first).toBeGreaterThanOrEqual(1500);
+    expect(first).toBeLessThan(3500);
     for (let i = 0; i < 3; i++) expect(await timed()).toBeLessThan(500);
     expect(await store.db.kysely.selectFrom('jobs').select('job_id').execute()).toHaveLength(4);
   });

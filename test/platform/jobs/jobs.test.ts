@@ -218,6 +218,21 @@ describe.each(ENVS)('jobs: $name', (env) => {
       expect(finished).toEqual(['other', 'waiter']);
     });
 
+    it('keeps what a deferring job reported (progress, and the extra in result) while it waits', async () => {
+      const jobs = runner();
+      jobs.register('patient', async (_input, job) => {
+        await job.report(0.5, { stage: 'waiting for the barcode' });
+        throw new DeferJob(60_000);
+      });
+      await jobs.start();
+      const { job_id } = await jobs.enqueue('patient', {}, { userId: 'u1' });
+      const waiting = await until(async () => {
+        const j = await jobs.get(job_id);
+        return j?.status === 'queued' && j.started_at !== null ? j : undefined;
+      });
+      expect(waiting).toMatchObject({ status: 'queued', attempts: 0, progress: 0.5, result: { stage: 'waiting for the barcode' }, error: null });
+    });
+
     it('fails with the last transient error once max_attempts are spent', async () => {
       const jobs = runner();
       let calls = 0;
@@ -302,6 +317,21 @@ describe.each(ENVS)('jobs: $name', (env) => {
       await expect(jobs.list({ userId: 'lister', cursor: 'not-a-cursor' })).rejects.toMatchObject(bad);
       // Valid base64url JSON of the wrong shape is no better than garbage.
       await expect(jobs.list({ userId: 'lister', cursor: Buffer.from('["only-one"]').toString('base64url') })).rejects.toMatchObject(bad);
+    });
+
+    it('lists 20 jobs when no limit is given, and up to the limit asked for', async () => {
+      const jobs = runner();
+      jobs.register('paged', async () => 'ok');
+      // Not started: the jobs stay queued, newest first in the list.
+      const ids: string[] = [];
+      for (let i = 0; i < 21; i++) ids.push((await jobs.enqueue('paged', { i }, { userId: 'pager' })).job_id);
+      const first = await jobs.list({ userId: 'pager' });
+      expect(first.jobs.map((j) => j.job_id)).toEqual(ids.slice(1).reverse());
+      expect(first.next_cursor).toEqual(expect.any(String));
+      const rest = await jobs.list({ userId: 'pager', cursor: first.next_cursor! });
+      expect(rest.jobs.map((j) => j.job_id)).toEqual([ids[0]]);
+      expect(rest.next_cursor).toBeNull();
+      expect((await jobs.list({ userId: 'pager', limit: 100 })).jobs).toHaveLength(21);
     });
 
     it('returns the job in flight for the same dedupe key, and a new one after it finished', async () => {

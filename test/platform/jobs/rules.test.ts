@@ -4,8 +4,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../../src/clock.js';
 import { abortWhy, BullJobRunner, LocalJobRunner, PermanentJobError, TransientJobError, type AbortWhy } from '../../../src/platform/jobs/index.js';
 import { RETRY_AFTER_MAX_MS, retryDelay } from '../../../src/platform/jobs/execute.js';
-import { backoffDelay } from '../../../src/platform/jobs/registry.js';
-import { dropRedisPrefix, ENVS, newPrefix, silentLog, TEST_REDIS_URL, whenAborted, type Store } from './harness.js';
+import { backoffDelay, HandlerRegistry } from '../../../src/platform/jobs/registry.js';
+import { dropRedisPrefix, ENVS, newPrefix, silentLog, sqliteStore, TEST_REDIS_URL, whenAborted, type Store } from './harness.js';
 import { until } from '../../helpers/until.js';
 import { capturingLog } from '../../helpers/logs.js';
 
@@ -28,6 +28,65 @@ describe('retryDelay', () => {
     expect(RETRY_AFTER_MAX_MS).toBe(15 * 60_000);
     expect(retryDelay(2000, 24 * 60 * 60_000)).toBe(RETRY_AFTER_MAX_MS);
   });
+});
+
+describe('a kind registered without options', () => {
+  it('gets the documented defaults: 3 attempts, a 10 minute timeout, a 1 s backoff capped at 5 minutes, not cancellable, rows not kept', () => {
+    const registry = new HandlerRegistry();
+    registry.register('plain', async () => 'done');
+    expect(registry.get('plain')).toMatchObject({
+      maxAttempts: 3,
+      timeoutMs: 10 * 60_000,
+      backoff: { delayMs: 1000, maxDelayMs: 5 * 60_000 },
+      cancellable: false,
+      keepFinished: false,
+    });
+    expect(registry.kept()).toEqual([]);
+    // A backoff given in part keeps the other half of the default.
+    registry.register('quick', async () => 'done', { backoff: { delayMs: 10 } });
+    expect(registry.get('quick')?.backoff).toEqual({ delayMs: 10, maxDelayMs: 5 * 60_000 });
+  });
+});
+
+describe("the local runner's lease, as kiln serve makes it (no options)", () => {
+  let store: Store | undefined;
+  afterEach(async () => {
+    await store?.close();
+    store = undefined;
+  });
+
+  it('claims a job for 30 s and renews the lease every 5 s while the handler runs', async () => {
+    store = await sqliteStore();
+    const jobs = new LocalJobRunner({ db: store.db, log: silentLog, clock: systemClock }, { concurrency: 1 });
+    let release = (): void => undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    jobs.register('held', async () => held);
+    await jobs.start();
+    try {
+      const { job_id } = await jobs.enqueue('held', {}, { userId: 'u1' });
+      const claimed = await until(async () => {
+        const row = await jobs.store.get(job_id);
+        return row?.status === 'processing' ? row : undefined;
+      });
+      const claimedAt = Date.parse(claimed.started_at as string);
+      const firstUntil = Date.parse(claimed.locked_until as string);
+      expect(firstUntil - claimedAt).toBeGreaterThanOrEqual(29_900);
+      expect(firstUntil - claimedAt).toBeLessThanOrEqual(30_100);
+
+      // The first renewal comes a sixth of the lease after the claim, and extends it to 30 s from then.
+      const renewed = await until(async () => {
+        const row = await jobs.store.get(job_id);
+        return row && Date.parse(row.locked_until as string) > firstUntil ? { at: Date.now(), until: Date.parse(row.locked_until as string) } : undefined;
+      }, 15_000);
+      expect(renewed.at - claimedAt).toBeGreaterThanOrEqual(4_500);
+      expect(renewed.at - claimedAt).toBeLessThan(8_000);
+      expect(renewed.until - renewed.at).toBeGreaterThan(25_000);
+      expect(renewed.until - renewed.at).toBeLessThanOrEqual(30_100);
+    } finally {
+      release();
+      await jobs.stop(2000);
+    }
+  }, 30_000);
 });
 
 const LOCAL_ENVS = ENVS.filter((e) => e.runnerKind === 'local');

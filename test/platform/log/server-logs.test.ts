@@ -100,6 +100,25 @@ describe('request logs in LOG_FILE', () => {
     expect(unmatched).toMatchObject({ status: 404, route: 'unmatched' });
   });
 
+  it('writes every line, request lines included, as JSON with an ISO UTC time, a level and service "kiln"', () => {
+    expect(lines.length).toBeGreaterThan(6);
+    for (const line of lines as Array<Line & { time?: string; service?: string }>) {
+      expect(line.service).toBe('kiln');
+      expect(line.time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+      expect([20, 30, 40, 50]).toContain(line.level);
+      expect(typeof line.msg).toBe('string');
+    }
+  });
+
+  it('logs a rejected request (4xx) with its code at debug level, and its request line at info', () => {
+    const refresh = lines.filter((l) => l.url === '/auth/refresh' && l.msg === 'request');
+    expect(refresh).toEqual([expect.objectContaining({ level: 30, status: 401 })]);
+    const rejected = lines.find((l) => l.reqId === refresh[0]?.reqId && l.msg === 'request rejected') as (Line & { code?: string }) | undefined;
+    expect(rejected).toMatchObject({ level: 20, code: expect.any(String) });
+    // Never louder: a 4xx is the client's to mend.
+    expect(lines.filter((l) => l.msg === 'request rejected' && l.level !== 20)).toEqual([]);
+  });
+
   it('logs the failures, with their harmless messages', () => {
     const failed = lines.find((l) => l.reqId === 'req-fail-1' && l.level === 50);
     expect(failed?.err?.message).toBe('the upstream service failed');

@@ -17,17 +17,23 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
+/** DATA_DIR/tmp, and a way to leave in it a file last written `ageMs` ago, as a process killed mid-upload leaves one. */
+function tempFiles(dataDir: string): { tmp: string; leave: (name: string, ageMs: number) => void } {
+  const tmp = path.join(dataDir, 'tmp');
+  mkdirSync(tmp, { recursive: true });
+  const leave = (name: string, ageMs: number) => {
+    writeFileSync(path.join(tmp, name), 'half an upload');
+    const when = new Date(Date.now() - ageMs);
+    utimesSync(path.join(tmp, name), when, when);
+  };
+  return { tmp, leave };
+}
+
 describe('createContext', () => {
   it('removes temp files that a process killed mid-upload left over an hour ago, and keeps recent ones', async () => {
     const temp = tempDataDir();
     cleanups.push(temp.cleanup);
-    const tmp = path.join(temp.dir, 'tmp');
-    mkdirSync(tmp, { recursive: true });
-    const leave = (name: string, ageMs: number) => {
-      writeFileSync(path.join(tmp, name), 'half an upload');
-      const when = new Date(Date.now() - ageMs);
-      utimesSync(path.join(tmp, name), when, when);
-    };
+    const { tmp, leave } = tempFiles(temp.dir);
     leave('upload-0123456789abcdef0123456789abcdef', 3 * 60 * 60 * 1000);
     leave('blob-0123456789abcdef', 61 * 60 * 1000);
     // Another process on the same DATA_DIR may be writing this one right now.
@@ -41,13 +47,7 @@ describe('createContext', () => {
   it('keeps a temp file untouched for less than an hour, and logs how many older ones it removed', async () => {
     const temp = tempDataDir();
     cleanups.push(temp.cleanup);
-    const tmp = path.join(temp.dir, 'tmp');
-    mkdirSync(tmp, { recursive: true });
-    const leave = (name: string, ageMs: number) => {
-      writeFileSync(path.join(tmp, name), 'half an upload');
-      const when = new Date(Date.now() - ageMs);
-      utimesSync(path.join(tmp, name), when, when);
-    };
+    const { tmp, leave } = tempFiles(temp.dir);
     leave('upload-00000000000000000000000000000001', 2 * 60 * 60 * 1000);
     leave('blob-0000000000000001', 90 * 60 * 1000);
     // Stalled for 50 minutes, but not yet an hour: an upload of another process may still be under way.

@@ -123,26 +123,15 @@ describe('CACHE_TTL_SECONDS', () => {
     expect(await status(server, initId)).toEqual(done);
     expect(queries.count).toBeGreaterThan(0);
   });
-});
-
-describe('CACHE_TTL_SECONDS for a failed process', () => {
-  let server: TestServer;
-  let queries: ReturnType<typeof countQueries>;
-  let offsetMs = 0;
-  const clock = { now: () => new Date(Date.now() + offsetMs) };
-  beforeAll(async () => {
-    server = await startAiServer(env({ CACHE_TTL_SECONDS: '60' }), { clock, prepare: (ctx) => void (queries = countQueries(ctx)) });
-  });
-  afterAll(async () => server.close());
 
   it('keeps a failed state, like a completed one, for CACHE_TTL_SECONDS', async () => {
+    offsetMs = 0;
     fake.script.push(REFUSAL);
     const { initId } = await startEdit(server.url, SERVICE);
     const failed = await waitForEnd(server.url, SERVICE, initId);
     expect(failed.status).toBe('failed');
 
-    const res = await get<{ entries: Array<{ key: string; expires_at: string }> }>(server.url, '/api/v1/cache/status', SERVICE);
-    const entry = res.body.data.entries.find((e) => e.key === cacheKey(initId));
+    const entry = (await cacheStatus()).entries.find((e) => e.key === cacheKey(initId));
     const left = Date.parse(entry?.expires_at ?? '') - clock.now().getTime();
     expect(left).toBeGreaterThan(50_000);
     expect(left).toBeLessThanOrEqual(60_000);
@@ -154,6 +143,7 @@ describe('CACHE_TTL_SECONDS for a failed process', () => {
     expect(queries.count).toBe(0);
   });
 });
+
 
 describe('a restart', () => {
   it('answers the same status from a new server process over the same DATA_DIR', async () => {

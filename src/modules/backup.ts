@@ -343,18 +343,14 @@ export async function runBackupCommand(config: Config, args: string[]): Promise<
   const closers: Array<() => Promise<void> | void> = [];
   const dumps = new Set<ChildProcess>();
   // Stopped midway (Ctrl-C, a supervisor's SIGTERM): the half copy goes, a dump under way with it, and the exit says so.
-  let stopped: NodeJS.Signals | undefined;
   const stop = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
-    stopped ??= signal;
-    stop.abort(new Error(`stopped by ${signal}; the half copy was removed`));
+    if (!stop.signal.aborted) stop.abort(new Error(`stopped by ${signal}; the half copy was removed`));
     for (const child of dumps) child.kill('SIGTERM');
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  const checkStopped = () => {
-    if (stopped) throw new Error(`stopped by ${stopped}; the half copy was removed`);
-  };
+  const checkStopped = () => stop.signal.throwIfAborted();
   try {
     // No migrations: a backup taken before an upgrade must hold the version it was taken from.
     const db = openDatabase(config.databaseUrl, config.dataDir);
